@@ -1,0 +1,79 @@
+"""The ``onnxdeploy`` command: a thin click group whose subcommands load lazily.
+
+Lazy loading keeps ``onnxdeploy --help`` fast and means a missing optional dependency
+(torch, matplotlib) breaks only the subcommand that needs it. Every ``OnnxDeployError``
+becomes a one-line message and its exit code; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import click
+
+from onnxdeploy import __version__
+from onnxdeploy.errors import OnnxDeployError
+
+# name -> "module:attribute" of the click command
+COMMANDS = {
+    "export": "onnxdeploy.cli.export_cmd:export_command",
+    "inspect": "onnxdeploy.cli.inspect_cmd:inspect_command",
+    "run": "onnxdeploy.cli.run_cmd:run_command",
+}
+
+
+class LazyGroup(click.Group):
+    """A group that imports a subcommand's module only when that subcommand is used or listed."""
+
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module_name, attr = COMMANDS[name].split(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except OnnxDeployError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+        except Exception as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            click.echo(f"internal error: {type(exc).__name__}: {message} (rerun with --debug for the traceback)",
+                       err=True)
+            ctx.exit(3)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="onnxdeploy")
+@click.option("--debug", is_flag=True, help="Show full tracebacks and debug logs.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors and machine output (--json).")
+@click.pass_context
+def main(ctx: click.Context, debug: bool, quiet: bool) -> None:
+    """PyTorch model -> fast, small, verified ONNX model.
+
+    Exit codes: 0 success, 1 a check failed (parity, accuracy, regression),
+    2 bad input or environment, 3 internal error.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj.update(debug=debug, quiet=quiet)
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

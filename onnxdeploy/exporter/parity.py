@@ -1,0 +1,36 @@
+"""Parity between a torch module and the ONNX file exported from it, run in onnxruntime."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from onnxdeploy.compare import CompareResult, compare_outputs
+
+
+def random_feeds(input_names: list[str], shapes: list[tuple[int, ...]], batch: int, seed: int) -> dict[str, np.ndarray]:
+    """Seeded standard-normal float32 inputs with the batch dimension set to ``batch``."""
+    rng = np.random.default_rng(seed)
+    return {name: rng.standard_normal((batch, *shape[1:])).astype(np.float32)
+            for name, shape in zip(input_names, shapes, strict=True)}
+
+
+def check_parity(module, onnx_path: str, shapes: list[tuple[int, ...]], *, batches: list[int],
+                 atol: float, rtol: float, seed: int = 0) -> CompareResult:
+    """Run both on the same seeded inputs at each batch size and compare every output."""
+    import onnxruntime as ort
+    import torch
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
+    input_names = [i.name for i in session.get_inputs()]
+    output_names = [o.name for o in session.get_outputs()]
+    reference, candidate = [], []
+    for i, batch in enumerate(batches):
+        feeds = random_feeds(input_names, shapes, batch, seed + i)
+        with torch.no_grad():
+            out = module(*[torch.from_numpy(feeds[n]) for n in input_names])
+        outs = out if isinstance(out, (tuple, list)) else [out]
+        reference.append({n: t.detach().numpy() for n, t in zip(output_names, outs, strict=True)})
+        candidate.append(dict(zip(output_names, session.run(None, feeds), strict=True)))
+    return compare_outputs(reference, candidate, atol=atol, rtol=rtol)

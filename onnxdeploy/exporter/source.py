@@ -1,0 +1,131 @@
+"""Turn a model reference (zoo name, ``file.py:factory``, ``pkg.module:factory``) and an optional
+checkpoint into a torch module in eval mode, with one-line errors for every way it can go wrong."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from onnxdeploy.errors import UserError
+from onnxdeploy.models import ZOO, get_zoo_entry
+
+_SHAPE = re.compile(r"^\d+(x\d+)*$")
+
+
+def parse_input_shape(text: str) -> tuple[int, ...]:
+    """``'1x1x32x32'`` -> ``(1, 1, 32, 32)``; UserError on anything else."""
+    cleaned = text.strip().lower()
+    if not _SHAPE.match(cleaned) or any(int(d) <= 0 for d in cleaned.split("x")):
+        raise UserError(f"--input-shape '{text}': expected positive integers joined by 'x', e.g. 1x3x224x224")
+    return tuple(int(d) for d in cleaned.split("x"))
+
+
+@dataclass
+class ModelSource:
+    """A loaded torch module and what we know of its inputs."""
+
+    module: object
+    input_shapes: list[tuple[int, ...]]
+    reference: str
+    checkpoint: str | None = None
+
+
+def _load_factory(reference: str):
+    target, _, attr = reference.rpartition(":")
+    if not target or not attr:
+        raise UserError(f"{reference}: expected a zoo name, path/to/file.py:factory or package.module:factory")
+    if target.endswith(".py") or "/" in target or "\\" in target:
+        path = Path(target)
+        if not path.is_file():
+            raise UserError(f"{target}: no such file (model factory '{reference}')")
+        spec = importlib.util.spec_from_file_location(f"onnxdeploy_user_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            raise UserError(f"{target}: importing it failed: {type(exc).__name__}: {exc}") from exc
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as exc:
+            raise UserError(f"{reference}: cannot import module '{target}': {exc}") from exc
+    factory = getattr(module, attr, None)
+    if factory is None or not callable(factory):
+        raise UserError(f"{reference}: '{target}' has no callable '{attr}'")
+    try:
+        return factory()
+    except Exception as exc:
+        raise UserError(f"{reference}: calling the factory failed: {type(exc).__name__}: {exc}") from exc
+
+
+def load_checkpoint(module, checkpoint: str | Path) -> None:
+    """Load a state_dict (bare, or under "state_dict"/"model") with ``weights_only=True``."""
+    import pickle
+
+    import torch
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise UserError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UserError(f"{path}: refused: the checkpoint holds pickled Python objects, not just tensors "
+                        "(loaded with weights_only=True; nothing in it was executed)") from exc
+    except Exception as exc:
+        raise UserError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__})") from exc
+    if isinstance(state, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(state.get(key), dict):
+                state = state[key]
+                break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"{path}: expected a state_dict of tensors (bare or under 'state_dict'/'model')")
+    result = module.load_state_dict(state, strict=False)
+    problems = []
+    if result.missing_keys:
+        problems.append(f"missing {len(result.missing_keys)} keys (e.g. {result.missing_keys[0]})")
+    if result.unexpected_keys:
+        problems.append(f"{len(result.unexpected_keys)} unexpected keys (e.g. {result.unexpected_keys[0]})")
+    if problems:
+        raise UserError(f"{path}: checkpoint does not match the model: {'; '.join(problems)}")
+
+
+def _load_state_checked(module, checkpoint):
+    try:
+        load_checkpoint(module, checkpoint)
+    except RuntimeError as exc:  # size mismatches come from load_state_dict itself
+        first = str(exc).strip().splitlines()
+        detail = first[1].strip() if len(first) > 1 else first[0]
+        raise UserError(f"{checkpoint}: checkpoint does not match the model: {detail}") from exc
+
+
+def load_source(reference: str, *, checkpoint: str | None = None,
+                input_shapes: list[tuple[int, ...]] | None = None) -> ModelSource:
+    """Build the model named by ``reference``, load ``checkpoint`` into it, and settle its input shapes."""
+    import torch
+
+    if reference in ZOO:
+        entry = get_zoo_entry(reference)
+        module = entry.build()
+        default_shapes = entry.input_spec()
+    elif ":" in reference:
+        module = _load_factory(reference)
+        default_shapes = None
+    else:
+        get_zoo_entry(reference)  # raises the "unknown model" error listing the zoo
+        raise AssertionError("unreachable")
+    if not isinstance(module, torch.nn.Module):
+        raise UserError(f"{reference}: the factory returned {type(module).__name__}, not a torch.nn.Module")
+    if checkpoint:
+        _load_state_checked(module, checkpoint)
+    shapes = input_shapes or default_shapes
+    if not shapes:
+        raise UserError(f"{reference}: --input-shape is required for a model outside the zoo")
+    module.eval()
+    return ModelSource(module, list(shapes), reference, str(checkpoint) if checkpoint else None)

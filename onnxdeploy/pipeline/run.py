@@ -1,0 +1,112 @@
+"""``run``: execute a recipe's stages in a fresh run folder and write the report.
+
+The folder is built as ``.<id>.partial`` and renamed to ``<id>`` only when every stage
+passed (``<id>-failed`` otherwise), so a later run, or the gate, never mistakes a
+half-finished run for a baseline.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from onnxdeploy.errors import OnnxDeployError, UserError
+from onnxdeploy.exporter.source import parse_input_shape
+from onnxdeploy.models import ZOO
+from onnxdeploy.pipeline.context import RunContext
+from onnxdeploy.pipeline.data import load_dataset
+from onnxdeploy.pipeline.recipe import DEMO, Recipe, load_recipe
+from onnxdeploy.pipeline.report import SCHEMA, format_table, model_rows, write_report
+from onnxdeploy.pipeline.stages import STAGES
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    report: dict
+
+    @property
+    def passed(self) -> bool:
+        return self.report["status"] == "passed"
+
+    def to_json(self) -> dict:
+        return self.report
+
+    def __str__(self) -> str:
+        return f"{format_table(model_rows(self.report))}\n\nreport: {self.run_dir / 'report.md'}"
+
+
+def _new_run_dir(runs_dir: Path) -> tuple[str, Path]:
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{runs_dir}: cannot create the runs folder: {exc.strerror}") from exc
+    if not os.access(runs_dir, os.W_OK):
+        raise UserError(f"{runs_dir}: runs folder is not writable")
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_id, n = stamp, 1
+    while (runs_dir / run_id).exists() or (runs_dir / f".{run_id}.partial").exists():
+        n += 1
+        run_id = f"{stamp}-{n}"
+    work = runs_dir / f".{run_id}.partial"
+    work.mkdir()
+    return run_id, work
+
+
+def _input_shapes(recipe: Recipe) -> list[tuple[int, ...]]:
+    if recipe.input_shape:
+        return [parse_input_shape(recipe.input_shape)]
+    if recipe.model in ZOO:
+        return ZOO[recipe.model].input_spec()
+    raise UserError(f"{recipe.source}: 'input_shape' is required for model '{recipe.model}' outside the zoo")
+
+
+def run(recipe: str | Path | Recipe | None = None, *, runs_dir: str | Path | None = None,
+        progress: Callable[[str], None] = logger.info, announce: Callable[[str], None] = logger.warning) -> RunResult:
+    """Run ``recipe`` (a path, a Recipe, or None for the built-in demo) and return its report.
+
+    Raises the first stage's OnnxDeployError after writing the failed run's report.
+    """
+    if recipe is None:
+        recipe = DEMO
+    elif not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe)
+    started = time.perf_counter()
+    shapes = _input_shapes(recipe)
+    runs_dir = Path(runs_dir or recipe.runs_dir or "onnxdeploy-runs")
+    data = load_dataset(recipe.data, shapes[0], seed=recipe.seed)
+    run_id, work = _new_run_dir(runs_dir)
+    ctx = RunContext(run_dir=work, model=recipe.model, input_shapes=shapes, seed=recipe.seed,
+                     checkpoint=recipe.checkpoint, data=data, progress=progress, announce=announce)
+    report = {"schema": SCHEMA, "run_id": run_id, "model": recipe.model, "data": data.name, "recipe": recipe.source,
+              "started": dt.datetime.now().isoformat(timespec="seconds"), "status": "running", "stages": ctx.stages}
+    error: OnnxDeployError | None = None
+    for index, (name, options) in enumerate(recipe.stages, 1):
+        progress(f"[{index}/{len(recipe.stages)}] {name}")
+        stage_started = time.perf_counter()
+        try:
+            summary = STAGES[name](ctx, **options)
+        except OnnxDeployError as exc:
+            ctx.stages[name] = {"error": str(exc).splitlines()[0], "seconds": round(time.perf_counter() - stage_started, 2)}
+            error = exc
+            break
+        summary.setdefault("seconds", round(time.perf_counter() - stage_started, 2))
+        ctx.stages[name] = summary
+    from onnxdeploy.runtime_bench.environment import environment
+
+    report.update(status="failed" if error else "passed", seconds=round(time.perf_counter() - started, 2),
+                  environment=environment(),
+                  models={label: {"file": p.name, "bytes": p.stat().st_size} for label, p in ctx.models.items()})
+    write_report(work, report)
+    final = runs_dir / (f"{run_id}-failed" if error else run_id)
+    os.replace(work, final)
+    if error:
+        raise error
+    return RunResult(final, report)

@@ -1,0 +1,83 @@
+"""Pipeline stages: each is one small function ``stage(ctx, **options) -> summary dict``.
+
+A stage's keyword options are exactly what a recipe may set under its ``[[stage]]`` table;
+the recipe loader checks names against the signature, so a typo is an error, not a no-op.
+Later capabilities add themselves to ``STAGES``.
+"""
+
+from __future__ import annotations
+
+import time
+
+from onnxdeploy.pipeline.context import RunContext
+
+
+def train(ctx: RunContext, *, epochs: int | None = None, lr: float | None = None, batch_size: int = 64) -> dict:
+    """Train the model on the run's data (zoo defaults for epochs and learning rate)."""
+    import torch
+
+    from onnxdeploy.exporter.source import load_source
+    from onnxdeploy.models import ZOO
+    from onnxdeploy.models.train import evaluate, train as train_model
+
+    torch.manual_seed(ctx.seed)
+    source = load_source(ctx.model, checkpoint=ctx.checkpoint, input_shapes=ctx.input_shapes)
+    entry = ZOO.get(ctx.model)
+    epochs = epochs if epochs is not None else (entry.epochs if entry else 10)
+    lr = lr if lr is not None else (entry.lr if entry else 3e-3)
+    started = time.perf_counter()
+    data = ctx.data
+    train_model(source.module, data.x_train, data.y_train, epochs=epochs, lr=lr, batch_size=batch_size,
+                seed=ctx.seed, on_epoch=lambda e, loss: ctx.progress(f"  epoch {e}/{epochs}  loss {loss:.4f}"))
+    ctx.module = source.module
+    accuracy = evaluate(source.module, data.x_val, data.y_val)
+    checkpoint = ctx.run_dir / "model.pt"
+    torch.save(source.module.state_dict(), checkpoint)
+    return {"epochs": epochs, "lr": lr, "seconds": round(time.perf_counter() - started, 2),
+            "torch_accuracy": round(accuracy, 2), "checkpoint": checkpoint.name}
+
+
+def export(ctx: RunContext, *, opset: int | None = None, exporter: str = "auto", dynamic_batch: bool = True,
+           atol: float = 1e-4, rtol: float = 1e-4) -> dict:
+    """Export the trained (or checkpoint-loaded) model to ``model.onnx`` with a parity check."""
+    from onnxdeploy.exporter import export as export_model
+
+    path = ctx.run_dir / "model.onnx"
+    result = export_model(ctx.model, path, checkpoint=None if ctx.module is not None else ctx.checkpoint,
+                          input_shapes=ctx.input_shapes, module=ctx.module, dynamic_batch=dynamic_batch,
+                          opset=opset, exporter=exporter, atol=atol, rtol=rtol, announce=ctx.announce)
+    ctx.models["fp32"] = path
+    return {"model": path.name, "exporter": result.exporter, "opset": result.opset,
+            "parity_max_abs": result.parity.max_abs, "parity_max_rel": result.parity.max_rel,
+            "file_bytes": result.file_bytes, "fallback_reason": result.fallback_reason}
+
+
+def evaluate(ctx: RunContext, *, batch_size: int = 256) -> dict:
+    """Top-1 accuracy of every ONNX model of the run on the held-out split, with onnxruntime."""
+    from onnxdeploy.pipeline.evaluation import onnx_accuracy
+
+    data = ctx.data
+    accuracy = {label: round(onnx_accuracy(path, data.x_val, data.y_val, batch_size=batch_size), 2)
+                for label, path in ctx.models.items()}
+    return {"samples": int(len(data.y_val)), "accuracy": accuracy}
+
+
+def bench(ctx: RunContext, *, batch: list[int] | int = (1, 32), threads: int = 1, iterations: int = 100,
+          repeat: int = 1) -> dict:
+    """Time every ONNX model of the run side by side (interleaved) with onnxruntime on the CPU."""
+    from onnxdeploy.runtime_bench import benchmark
+
+    labels = {str(p): label for label, p in ctx.models.items()}
+    results = benchmark(list(labels), provider="cpu", batch=list(batch) if not isinstance(batch, int) else batch,
+                        threads=threads, iterations=iterations, repeat=repeat, progress=ctx.progress)
+    from onnxdeploy.runtime_bench.result import save_results
+    from onnxdeploy.runtime_bench.environment import environment
+
+    save_results(ctx.run_dir / "bench.json", results, environment())
+    rows = [{"model": labels[r.model], "batch": r.batch, "threads": r.threads, "p50_ms": round(r.stats.p50_ms, 4),
+             "p90_ms": round(r.stats.p90_ms, 4), "throughput": round(r.stats.throughput, 1),
+             "cv": round(r.stats.cv, 3)} for r in results]
+    return {"results": rows, "file": "bench.json"}
+
+
+STAGES = {"train": train, "export": export, "evaluate": evaluate, "bench": bench}

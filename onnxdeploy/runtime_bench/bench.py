@@ -1,0 +1,117 @@
+"""``benchmark``: time one or several ONNX models under each configuration, interleaved."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from onnxdeploy.errors import UserError
+from onnxdeploy.runtime_bench.result import BenchResult
+from onnxdeploy.runtime_bench.runner import OrtRunner, generated_feeds
+from onnxdeploy.runtime_bench.stats import LatencyStats
+from onnxdeploy.runtime_bench.timing import interleaved_samples, time_calls, warm_up
+
+logger = logging.getLogger(__name__)
+
+HIGH_CV = 0.15
+
+
+def _peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 / (1024 if sys.platform == "darwin" else 1)
+
+
+def _check_feeds(runner: OrtRunner, feeds: dict[str, np.ndarray], source: str) -> None:
+    expected = {i.name: i for i in runner.inputs}
+    if set(feeds) != set(expected):
+        raise UserError(f"{source}: inputs {sorted(feeds)} do not match the model's {sorted(expected)}")
+    for name, array in feeds.items():
+        dims = expected[name].shape
+        if len(dims) != array.ndim or any(isinstance(d, int) and d != s for d, s in zip(dims, array.shape)):
+            raise UserError(f"{source}: input '{name}' has shape {list(array.shape)}, the model expects {dims}")
+
+
+def _macs(path: str) -> int:
+    from onnxdeploy.inspect_model import count_macs
+    from onnxdeploy.onnx_io import load_model
+
+    return count_macs(load_model(path, check=False))[0]
+
+
+def benchmark(models: str | Sequence[str], *, provider: str = "cpu", batch: int | Sequence[int] = 1,
+              threads: int | Sequence[int] = 1, iterations: int | None = 100, duration: float | None = None,
+              warmup: int = 5, inputs: dict[str, np.ndarray] | None = None,
+              shapes: dict[str, tuple[int, ...]] | None = None, io_binding: bool = False, repeat: int = 1,
+              progress: Callable[[str], None] | None = None) -> list[BenchResult]:
+    """Time every model under every (batch, threads), models interleaved within a configuration.
+
+    ``inputs`` are real arrays (batch taken from them); otherwise inputs are generated from
+    the model signature. ``repeat`` > 1 creates that many fresh sessions and pools their
+    samples. Returns one BenchResult per (model, batch, threads).
+    """
+    paths = [str(models)] if isinstance(models, (str, Path)) else [str(m) for m in models]
+    batches = [batch] if isinstance(batch, int) else list(batch)
+    thread_counts = [threads] if isinstance(threads, int) else list(threads)
+    if iterations is None and duration is None:
+        iterations = 100
+    macs = {p: _macs(p) for p in paths}
+    results = []
+    for b, t in itertools.product(batches, thread_counts):
+        if progress:
+            progress(f"timing {len(paths)} model(s) on {provider} at batch {b}, {t} thread(s)")
+        pooled = {p: {"samples": [], "create": [], "first": [], "warm": 0} for p in paths}
+        for _ in range(repeat):
+            _one_round(paths, provider, b, t, iterations, duration, warmup, inputs, shapes, io_binding, pooled)
+        for p in paths:
+            entry = pooled[p]
+            actual_batch = entry["batch"]
+            stats = LatencyStats.from_samples(entry["samples"], actual_batch)
+            if stats.cv > HIGH_CV:
+                logger.warning("%s: latency varies a lot (CV %.0f%%); the machine is noisy, numbers are less "
+                               "reliable", p, stats.cv * 100)
+            results.append(BenchResult(
+                model=p, provider=provider, batch=actual_batch, threads=t, stats=stats,
+                samples_ms=tuple(entry["samples"]), session_create_ms=float(np.median(entry["create"])),
+                first_run_ms=float(np.median(entry["first"])), warmup_iterations=entry["warm"],
+                peak_rss_mb=_peak_rss_mb(), macs_per_sample=macs[p], io_binding=io_binding or provider != "cpu"))
+    return results
+
+
+def _one_round(paths, provider, batch, threads, iterations, duration, warmup, inputs, shapes, io_binding, pooled):
+    runners = [OrtRunner(p, provider=provider, threads=threads, io_binding=io_binding) for p in paths]
+    opened = []
+    try:
+        calls = []
+        for runner in runners:
+            opened.append(runner.__enter__())
+            if inputs is not None:
+                _check_feeds(runner, inputs, runner.model_path)
+                feeds = inputs
+            else:
+                feeds = generated_feeds(runner.inputs, batch, shapes=shapes, model_path=runner.model_path)
+            call = runner.prepare(feeds)
+            started = time.perf_counter()
+            call()
+            entry = pooled[runner.model_path]
+            entry["first"].append((time.perf_counter() - started) * 1000)
+            entry["create"].append(runner.create_ms)
+            entry["batch"] = int(next(iter(feeds.values())).shape[0]) if feeds else batch
+            calls.append(call)
+        for runner, call in zip(runners, calls):
+            pooled[runner.model_path]["warm"] += warm_up(call, min_iterations=warmup)
+        samples = interleaved_samples(calls, iterations=iterations, duration=duration)
+        for runner, s in zip(runners, samples):
+            pooled[runner.model_path]["samples"].extend(s)
+    finally:
+        for runner in opened:
+            runner.__exit__(None, None, None)
+
+
+__all__ = ["benchmark", "time_calls"]

@@ -1,0 +1,88 @@
+"""BenchResult and the results file schema (``onnxdeploy.bench/1``).
+
+Results file::
+
+    {"schema": "onnxdeploy.bench/1",
+     "environment": {cpu, cores, isa, onnxruntime, providers, torch, gpu, onnxdeploy, git_commit, ...},
+     "results": [BenchResult.to_json(), ...]}
+
+Each result keys on (model, provider, batch, threads) and keeps its raw samples.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from onnxdeploy.atomic import write_json
+from onnxdeploy.errors import UserError
+from onnxdeploy.runtime_bench.stats import LatencyStats
+
+SCHEMA = "onnxdeploy.bench/1"
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """Timing of one model under one (provider, batch, threads) configuration."""
+
+    model: str
+    provider: str
+    batch: int
+    threads: int
+    stats: LatencyStats
+    samples_ms: tuple[float, ...]
+    session_create_ms: float
+    first_run_ms: float
+    warmup_iterations: int
+    peak_rss_mb: float
+    macs_per_sample: int = 0
+    io_binding: bool = False
+    gpu_memory_mb: float | None = None
+    cpu_nodes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def key(self) -> tuple:
+        return (self.model, self.provider, self.batch, self.threads)
+
+    @property
+    def gmacs_per_s(self) -> float:
+        return self.macs_per_sample * self.stats.throughput / 1e9
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["samples_ms"] = [round(s, 5) for s in self.samples_ms]
+        data["cpu_nodes"] = list(self.cpu_nodes)
+        data["gmacs_per_s"] = round(self.gmacs_per_s, 4)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> "BenchResult":
+        data = dict(data)
+        data.pop("gmacs_per_s", None)
+        data["stats"] = LatencyStats(**data["stats"])
+        data["samples_ms"] = tuple(data["samples_ms"])
+        data["cpu_nodes"] = tuple(data.get("cpu_nodes", ()))
+        return cls(**data)
+
+
+def save_results(path: str | Path, results: list[BenchResult], environment: dict) -> None:
+    write_json(path, {"schema": SCHEMA, "environment": environment, "results": [r.to_json() for r in results]})
+
+
+def load_results(path: str | Path) -> tuple[list[BenchResult], dict]:
+    """Read a results file; UserError naming the file on a missing file, bad JSON or another schema."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        found = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        raise UserError(f"{path}: expected schema '{SCHEMA}', found {found!r}")
+    try:
+        return [BenchResult.from_json(r) for r in data["results"]], data.get("environment", {})
+    except (KeyError, TypeError) as exc:
+        raise UserError(f"{path}: malformed result entry ({exc})") from exc

@@ -1,0 +1,48 @@
+"""Latency statistics from raw samples; the raw samples are kept for the gate's tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Summary of per-run latencies in milliseconds for a given batch size."""
+
+    count: int
+    min_ms: float
+    mean_ms: float
+    std_ms: float
+    p50_ms: float
+    p90_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    cv: float
+    throughput: float  # samples per second, from the median
+
+    @classmethod
+    def from_samples(cls, samples_ms, batch: int) -> "LatencyStats":
+        x = np.asarray(samples_ms, dtype=np.float64)
+        if x.size == 0:
+            raise ValueError("no latency samples")
+        p50, p90, p95, p99 = np.percentile(x, [50, 90, 95, 99])
+        mean = float(x.mean())
+        std = float(x.std(ddof=1)) if x.size > 1 else 0.0
+        return cls(int(x.size), float(x.min()), mean, std, float(p50), float(p90), float(p95), float(p99),
+                   float(x.max()), std / mean if mean > 0 else 0.0, batch * 1000.0 / float(p50) if p50 > 0 else 0.0)
+
+
+def bootstrap_ratio_ci(a_ms, b_ms, *, confidence: float = 0.95, resamples: int = 2000, seed: int = 0):
+    """Confidence interval of median(a) / median(b) by bootstrap over both samples."""
+    rng = np.random.default_rng(seed)
+    a = np.asarray(a_ms, dtype=np.float64)
+    b = np.asarray(b_ms, dtype=np.float64)
+    ia = rng.integers(0, a.size, size=(resamples, a.size))
+    ib = rng.integers(0, b.size, size=(resamples, b.size))
+    ratios = np.median(a[ia], axis=1) / np.median(b[ib], axis=1)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(ratios, [tail, 100 - tail])
+    return float(low), float(high)

@@ -1,0 +1,46 @@
+import json
+import re
+
+import pytest
+
+from onnxdeploy import __version__
+from onnxdeploy.cli import COMMANDS
+from tests.conftest import run_python
+
+
+def test_version(cli):
+    code, out, _ = cli("--version")
+    assert code == 0 and __version__ in out
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_subcommand_has_help(cli, command):
+    code, out, _ = cli(command, "--help")
+    assert code == 0 and "Usage:" in out
+
+
+def test_export_then_inspect(cli, tmp_path):
+    code, out, err = cli("export", "resnet_tiny", "-o", "r.onnx")
+    assert code == 0, err
+    assert "parity vs PyTorch" in out and re.search(r"logits\s+\S+e-\d+", out)
+    code, out, _ = cli("inspect", "r.onnx", "--json")
+    data = json.loads(out)
+    assert data["inputs"][0]["shape"][0] == "batch"
+    assert data["op_histogram"]["Add"] == 3  # three residual adds survive export
+
+
+def test_torch_free_core():
+    """import onnxdeploy and the torch-free commands must not import torch."""
+    result = run_python(
+        "import sys\n"
+        "import onnxdeploy, onnxdeploy.cli, onnxdeploy.inspect_model, onnxdeploy.runtime_bench\n"
+        "import onnxdeploy.exporter, onnxdeploy.models, onnxdeploy.pipeline\n"
+        "from click.testing import CliRunner\n"
+        "r = CliRunner().invoke(onnxdeploy.cli.main, ['--help'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "for name in onnxdeploy.cli.COMMANDS:\n"
+        "    onnxdeploy.cli.main.get_command(None, name)\n"
+        "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
+        "print('TORCH' if bad else 'CLEAN')\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "CLEAN"

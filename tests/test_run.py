@@ -1,0 +1,60 @@
+import json
+
+import pytest
+
+from onnxdeploy.errors import UserError
+from onnxdeploy.pipeline import load_recipe, run
+
+QUICK = """
+model = "digits_cnn"
+seed = 1
+[[stage]]
+name = "train"
+epochs = 2
+[[stage]]
+name = "export"
+[[stage]]
+name = "evaluate"
+[[stage]]
+name = "bench"
+batch = [1, 8]
+iterations = 5
+"""
+
+
+def test_run_end_to_end_reduced(cli, tmp_path):
+    (tmp_path / "quick.toml").write_text(QUICK)
+    code, out, err = cli("run", "quick.toml", "--runs-dir", "runs")
+    assert code == 0, err
+    runs = [p for p in (tmp_path / "runs").iterdir()]
+    assert len(runs) == 1 and not runs[0].name.startswith(".")
+    report = json.loads((runs[0] / "report.json").read_text())
+    assert report["status"] == "passed"
+    assert list(report["stages"]) == ["train", "export", "evaluate", "bench"]
+    accuracy = report["stages"]["evaluate"]["accuracy"]["fp32"]
+    assert 50 < accuracy <= 100  # two epochs already learn digits well past chance (10%)
+    assert abs(accuracy - report["stages"]["train"]["torch_accuracy"]) <= 0.3
+    assert {r["batch"] for r in report["stages"]["bench"]["results"]} == {1, 8}
+    assert (runs[0] / "model.onnx").is_file() and (runs[0] / "report.md").is_file()
+    assert "accuracy" in (runs[0] / "report.md").read_text()
+    assert "fp32" in out
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("model = 'digits_cnn'\n", "no [[stage]]"),
+    ("[[stage]]\nname = 'fly'\n", "unknown stage 'fly'"),
+    ("[[stage]]\nname = 'train'\nepochz = 3\n", "has no option 'epochz'"),
+    ("colour = 'red'\n[[stage]]\nname = 'train'\n", "unknown keys colour"),
+    ("[[stage]\n", "not valid TOML"),
+])
+def test_bad_recipes(tmp_path, text, fragment):
+    path = tmp_path / "r.toml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=fragment.replace("[", r"\[")):
+        load_recipe(path)
+
+
+def test_bad_recipe_cli_exit_code(cli, tmp_path):
+    (tmp_path / "r.toml").write_text("[[stage]]\nname = 'fly'\n")
+    code, _, err = cli("run", "r.toml")
+    assert code == 2 and "r.toml: unknown stage" in err
