@@ -21,6 +21,8 @@ COMMANDS = {
     "export": "onnxdeploy.cli.export_cmd:export_command",
     "inspect": "onnxdeploy.cli.inspect_cmd:inspect_command",
     "run": "onnxdeploy.cli.run_cmd:run_command",
+    "prune-channels": "onnxdeploy.cli.passes_cmd:prune_channels_command",
+    "optimize": "onnxdeploy.cli.passes_cmd:optimize_command",
 }
 
 

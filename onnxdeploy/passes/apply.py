@@ -1,0 +1,127 @@
+"""Load an ONNX file, run passes on it, verify the outputs did not change, write it atomically."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+import onnx_ir as ir
+
+from onnxdeploy.compare import CompareResult
+from onnxdeploy.errors import CheckFailed, UserError
+from onnxdeploy.inspect_model import count_macs, count_parameters
+from onnxdeploy.onnx_io import check_model, load_model, save_model
+from onnxdeploy.passes.base import GraphPass
+from onnxdeploy.passes.verify import verify_equivalent
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PassesResult:
+    """What a pipeline of passes did to a model and how close the outputs stayed."""
+
+    input: str
+    output: str
+    passes: dict  # pass name -> stats
+    layers: tuple  # (layer, op, channels before, after) from prune-channels
+    params_before: int
+    params_after: int
+    macs_before: int
+    macs_after: int
+    bytes_before: int
+    bytes_after: int
+    comparison: CompareResult
+    seconds: float
+    notes: tuple = field(default_factory=tuple)
+
+    @property
+    def modified(self) -> bool:
+        return any(self.passes.values())
+
+    def to_json(self) -> dict:
+        return {"input": self.input, "output": self.output, "passes": self.passes,
+                "layers": [{"layer": l, "op": op, "before": b, "after": a} for l, op, b, a in self.layers],
+                "params": {"before": self.params_before, "after": self.params_after},
+                "macs": {"before": self.macs_before, "after": self.macs_after},
+                "file_bytes": {"before": self.bytes_before, "after": self.bytes_after},
+                "comparison": self.comparison.to_json(), "seconds": round(self.seconds, 3), "notes": list(self.notes)}
+
+    def __str__(self) -> str:
+        lines = []
+        if self.layers:
+            width = max(len(l) for l, *_ in self.layers)
+            lines.append(f"{'layer':<{width}}  {'op':<16} {'before':>6} {'after':>6}")
+            lines += [f"{l:<{width}}  {op:<16} {b:>6} {a:>6}" for l, op, b, a in self.layers]
+        for name, stats in self.passes.items():
+            lines.append(f"{name}: " + (", ".join(f"{k} {v}" for k, v in stats.items()) if stats else "no change"))
+
+        def ratio(before, after):
+            return f"{before:,} -> {after:,} ({after / before:.1%})" if before else f"{before:,} -> {after:,}"
+        lines += [f"parameters  {ratio(self.params_before, self.params_after)}",
+                  f"MACs/sample {ratio(self.macs_before, self.macs_after)}",
+                  f"file bytes  {ratio(self.bytes_before, self.bytes_after)}",
+                  f"outputs vs original: max abs {self.comparison.max_abs:.3e}, max rel "
+                  f"{self.comparison.max_rel:.3e} -> {'PASS' if self.comparison else 'FAIL'}"]
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def to_ir(model: onnx.ModelProto, path: str) -> ir.Model:
+    """Shape-inferred IR model with initializers removed from the graph inputs (IR v3 style)."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception as exc:
+        raise UserError(f"{path}: shape inference failed: {str(exc).splitlines()[0]}") from exc
+    ir_model = ir.from_proto(inferred)
+    ir.passes.common.RemoveInitializersFromInputsPass()(ir_model)
+    return ir_model
+
+
+def to_proto(model: ir.Model, *, legacy_inputs: bool) -> onnx.ModelProto:
+    if legacy_inputs:
+        ir.passes.common.AddInitializersToInputsPass()(model)
+    ir.passes.common.RemoveUnusedNodesPass()(model)
+    proto = ir.to_proto(model)
+    del proto.graph.value_info[:]
+    return onnx.shape_inference.infer_shapes(proto)
+
+
+def run_passes(input_path: str | os.PathLike, output_path: str | os.PathLike, passes: list[GraphPass], *,
+               rtol: float = 1e-5, shapes: dict | None = None) -> PassesResult:
+    """Apply ``passes`` in order; CheckFailed (nothing written) if the outputs moved beyond ``rtol``."""
+    started = time.perf_counter()
+    input_path, output_path = str(input_path), str(output_path)
+    original = load_model(input_path)
+    legacy = original.ir_version < 4
+    model = to_ir(original, input_path)
+    stats, layers = {}, []
+    for graph_pass in passes:
+        graph_pass(model)
+        stats[graph_pass.name] = dict(graph_pass.stats)
+        layers += getattr(graph_pass, "layers", [])
+    result_proto = to_proto(model, legacy_inputs=legacy)
+    check_model(result_proto, output_path, full_check=True)
+    comparison = verify_equivalent(original, result_proto, rtol=rtol, shapes=shapes, model_path=input_path)
+    result = PassesResult(
+        input=input_path, output=output_path, passes=stats, layers=tuple(layers),
+        params_before=count_parameters(original), params_after=count_parameters(result_proto),
+        macs_before=count_macs(original)[0], macs_after=count_macs(result_proto)[0],
+        bytes_before=os.path.getsize(input_path), bytes_after=result_proto.ByteSize(),
+        comparison=comparison, seconds=time.perf_counter() - started)
+    if not comparison:
+        raise CheckFailed(f"{input_path}: outputs changed beyond rtol {rtol:g} (max abs {comparison.max_abs:.3e}, "
+                          f"max rel {comparison.max_rel:.3e}); nothing written to {output_path}\n{comparison}")
+    save_model(result_proto, output_path)
+    return PassesResult(**{**result.__dict__, "bytes_after": Path(output_path).stat().st_size})
+
+
+def prune_channels(input_path, output_path, *, rtol: float = 1e-5, shapes: dict | None = None) -> PassesResult:
+    """Remove exactly-zero channels from ``input_path`` and write the smaller model to ``output_path``."""
+    from onnxdeploy.passes.channel_pruning import PruneChannelsPass
+
+    return run_passes(input_path, output_path, [PruneChannelsPass()], rtol=rtol, shapes=shapes)
