@@ -45,6 +45,8 @@ def const_array(value: ir.Value | None):
     if value.const_value is not None:
         return value.const_value.numpy()
     producer = value.producer()
+    if producer is not None and producer.op_type == "Identity" and producer.domain in ("", "ai.onnx"):
+        return const_array(producer.inputs[0])  # exporters route shared weights through Identity
     if producer is not None and producer.op_type == "Constant" and producer.domain in ("", "ai.onnx"):
         attr = producer.attributes.get("value")
         if attr is not None:

@@ -80,4 +80,26 @@ def bench(ctx: RunContext, *, batch: list[int] | int = (1, 32), threads: int = 1
     return {"results": rows, "file": "bench.json"}
 
 
-STAGES = {"train": train, "export": export, "evaluate": evaluate, "bench": bench}
+def prune_channels(ctx: RunContext, *, rtol: float = 1e-5) -> dict:
+    """Remove exactly-zero channels from the latest model (nothing, and says so, on a dense model)."""
+    from onnxdeploy.passes import prune_channels as prune
+
+    source = ctx.latest_model
+    path = ctx.run_dir / "model.pruned.onnx"
+    result = prune(source, path, rtol=rtol)
+    removed = result.passes["prune-channels"].get("channels_removed", 0)
+    summary = {"channels_removed": removed, "layers_shrunk": len(result.layers),
+               "macs_ratio": round(result.macs_after / max(result.macs_before, 1), 4),
+               "params_ratio": round(result.params_after / max(result.params_before, 1), 4),
+               "max_abs_diff": result.comparison.max_abs, "max_rel_diff": result.comparison.max_rel}
+    if removed:
+        ctx.models["pruned"] = path
+        summary["model"] = path.name
+    else:
+        path.unlink(missing_ok=True)
+        ctx.progress("  no zero channels: the model is dense, nothing to remove")
+        summary["note"] = "dense model: no zero channels to remove"
+    return summary
+
+
+STAGES = {"train": train, "export": export, "prune-channels": prune_channels, "evaluate": evaluate, "bench": bench}

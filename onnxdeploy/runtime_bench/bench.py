@@ -20,7 +20,7 @@ from onnxdeploy.runtime_bench.timing import interleaved_samples, time_calls, war
 
 logger = logging.getLogger(__name__)
 
-HIGH_CV = 0.15
+HIGH_CV = 0.10  # on the robust CV: outliers alone do not trigger it
 
 
 def _peak_rss_mb() -> float:
@@ -73,9 +73,9 @@ def benchmark(models: str | Sequence[str], *, provider: str = "cpu", batch: int 
             entry = pooled[p]
             actual_batch = entry["batch"]
             stats = LatencyStats.from_samples(entry["samples"], actual_batch)
-            if stats.cv > HIGH_CV:
-                logger.warning("%s: latency varies a lot (CV %.0f%%); the machine is noisy, numbers are less "
-                               "reliable", p, stats.cv * 100)
+            if stats.robust_cv > HIGH_CV:
+                logger.warning("%s: latency varies a lot (robust CV %.0f%%); the machine is noisy, numbers are "
+                               "less reliable", p, stats.robust_cv * 100)
             results.append(BenchResult(
                 model=p, provider=provider, batch=actual_batch, threads=t, stats=stats,
                 samples_ms=tuple(entry["samples"]), session_create_ms=float(np.median(entry["create"])),

@@ -22,6 +22,7 @@ class LatencyStats:
     max_ms: float
     cv: float
     throughput: float  # samples per second, from the median
+    robust_cv: float = 0.0  # 1.4826 * MAD / median: dispersion that a few outliers do not inflate
 
     @classmethod
     def from_samples(cls, samples_ms, batch: int) -> "LatencyStats":
@@ -31,8 +32,10 @@ class LatencyStats:
         p50, p90, p95, p99 = np.percentile(x, [50, 90, 95, 99])
         mean = float(x.mean())
         std = float(x.std(ddof=1)) if x.size > 1 else 0.0
+        mad = float(np.median(np.abs(x - p50)))
         return cls(int(x.size), float(x.min()), mean, std, float(p50), float(p90), float(p95), float(p99),
-                   float(x.max()), std / mean if mean > 0 else 0.0, batch * 1000.0 / float(p50) if p50 > 0 else 0.0)
+                   float(x.max()), std / mean if mean > 0 else 0.0, batch * 1000.0 / float(p50) if p50 > 0 else 0.0,
+                   1.4826 * mad / float(p50) if p50 > 0 else 0.0)
 
 
 def bootstrap_ratio_ci(a_ms, b_ms, *, confidence: float = 0.95, resamples: int = 2000, seed: int = 0):

@@ -1,0 +1,121 @@
+"""Coupled channel groups of a torch model, found by tracing it with torch.fx.
+
+Channels tied together must be pruned together or not at all: the two sides of a
+residual add, a depthwise conv and the conv that feeds it, the BatchNorm after a conv.
+A group lists every parameter slice that one channel touches; zeroing all of them makes
+the channel exactly zero everywhere, which ``prune-channels`` then removes from the ONNX
+graph. Layers whose channels reach an op we do not model (attention reshapes, the
+model's outputs) are left out, so their channels are never pruned.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from onnxdeploy.errors import UserError
+
+PASSTHROUGH_MODULES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Hardswish, nn.ELU, nn.Identity,
+                       nn.Dropout, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Flatten)
+PASSTHROUGH_FUNCTIONS = {torch.relu, torch.nn.functional.relu, torch.flatten, torch.nn.functional.gelu,
+                         torch.nn.functional.adaptive_avg_pool2d}
+ADD_FUNCTIONS = {operator.add, operator.iadd, torch.add}
+
+
+@dataclass
+class ChannelGroup:
+    """One set of coupled channels: ``producers`` make them, ``norms`` (BN, depthwise) scale them,
+    ``consumers`` read them (input channels of the next Conv/Linear)."""
+
+    size: int
+    producers: list = field(default_factory=list)  # module names (Conv2d groups=1 / Linear)
+    members: list = field(default_factory=list)    # BatchNorm / depthwise conv names in the group
+    consumers: list = field(default_factory=list)  # module names reading the channels
+    followers: dict = field(default_factory=dict)  # producer name -> BatchNorm name right after it
+
+
+class _UnionFind:
+    def __init__(self):
+        self.parent = {}
+
+    def find(self, a):
+        self.parent.setdefault(a, a)
+        while self.parent[a] != a:
+            self.parent[a] = self.parent[self.parent[a]]
+            a = self.parent[a]
+        return a
+
+    def union(self, a, b):
+        self.parent[self.find(b)] = self.find(a)
+
+
+def find_groups(model: nn.Module) -> list[ChannelGroup]:
+    """Trace ``model`` and return its prunable channel groups (pinned ones left out)."""
+    try:
+        traced = torch.fx.symbolic_trace(model)
+    except Exception as exc:
+        raise UserError(f"cannot trace the model with torch.fx to find coupled channels: {exc}") from exc
+    modules = dict(traced.named_modules())
+    space_of, size_of, pinned = {}, {}, set()
+    uf = _UnionFind()
+    info: dict[int, ChannelGroup] = {}
+    counter = iter(range(1 << 30))
+
+    def new_space(size):
+        sid = next(counter)
+        size_of[sid] = size
+        info[sid] = ChannelGroup(size)
+        uf.find(sid)
+        return sid
+
+    for node in traced.graph.nodes:
+        inputs = [a for a in node.args if isinstance(a, torch.fx.Node)]
+        spaces_in = [space_of[a] for a in inputs if a in space_of]
+        if node.op == "call_module":
+            module = modules[node.target]
+            src = space_of.get(inputs[0]) if inputs else None
+            if isinstance(module, nn.Conv2d) and module.groups == 1 or isinstance(module, nn.Linear):
+                if src is not None:
+                    info[src].consumers.append(node.target)
+                sid = new_space(module.out_channels if isinstance(module, nn.Conv2d) else module.out_features)
+                info[sid].producers.append(node.target)
+                space_of[node] = sid
+            elif isinstance(module, nn.Conv2d) and src is not None and \
+                    module.groups == module.in_channels == module.out_channels:
+                info[src].members.append(node.target)
+                space_of[node] = src
+            elif isinstance(module, nn.BatchNorm2d | nn.BatchNorm1d) and src is not None:
+                info[src].members.append(node.target)
+                producer = inputs[0]
+                if producer.op == "call_module" and producer.target in info[src].producers:
+                    info[src].followers[producer.target] = node.target
+                space_of[node] = src
+            elif isinstance(module, PASSTHROUGH_MODULES) and src is not None:
+                space_of[node] = src
+            else:
+                pinned.update(spaces_in)
+        elif node.op == "call_function" and node.target in ADD_FUNCTIONS and len(spaces_in) == 2 == len(inputs):
+            uf.union(spaces_in[0], spaces_in[1])
+            space_of[node] = spaces_in[0]
+        elif node.op in ("call_function", "call_method") and spaces_in and (
+                node.target in PASSTHROUGH_FUNCTIONS or node.target in ("relu", "flatten", "relu_")):
+            space_of[node] = spaces_in[0]
+        elif node.op in ("placeholder", "get_attr"):
+            continue
+        else:
+            pinned.update(spaces_in)
+    roots: dict[int, ChannelGroup] = {}
+    pinned_roots = {uf.find(s) for s in pinned}
+    for sid, group in info.items():
+        root = uf.find(sid)
+        merged = roots.setdefault(root, ChannelGroup(size_of[root]))
+        if group.size != merged.size:
+            pinned_roots.add(root)
+        merged.producers += group.producers
+        merged.members += group.members
+        merged.consumers += group.consumers
+        merged.followers.update(group.followers)
+    return [g for root, g in roots.items() if root not in pinned_roots and g.producers and g.consumers]
