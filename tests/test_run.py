@@ -12,7 +12,12 @@ seed = 1
 name = "train"
 epochs = 2
 [[stage]]
+name = "compress"
+epochs = 1
+[[stage]]
 name = "export"
+[[stage]]
+name = "prune-channels"
 [[stage]]
 name = "evaluate"
 [[stage]]
@@ -30,14 +35,18 @@ def test_run_end_to_end_reduced(cli, tmp_path):
     assert len(runs) == 1 and not runs[0].name.startswith(".")
     report = json.loads((runs[0] / "report.json").read_text())
     assert report["status"] == "passed"
-    assert list(report["stages"]) == ["train", "export", "evaluate", "bench"]
-    accuracy = report["stages"]["evaluate"]["accuracy"]["fp32"]
-    assert 50 < accuracy <= 100  # two epochs already learn digits well past chance (10%)
-    assert abs(accuracy - report["stages"]["train"]["torch_accuracy"]) <= 0.3
+    assert list(report["stages"]) == ["train", "compress", "export", "prune-channels", "evaluate", "bench"]
+    accuracy = report["stages"]["evaluate"]["accuracy"]
+    assert set(accuracy) == {"dense", "compressed", "pruned"}
+    assert 50 < accuracy["dense"] <= 100  # two epochs already learn digits well past chance (10%)
+    assert abs(accuracy["dense"] - report["stages"]["train"]["torch_accuracy"]) <= 0.3
+    assert accuracy["pruned"] == accuracy["compressed"]  # removing zero channels changes nothing
+    assert report["stages"]["prune-channels"]["channels_removed"] > 0
+    assert report["stages"]["prune-channels"]["macs_ratio"] < 0.5
     assert {r["batch"] for r in report["stages"]["bench"]["results"]} == {1, 8}
     assert (runs[0] / "model.onnx").is_file() and (runs[0] / "report.md").is_file()
     assert "accuracy" in (runs[0] / "report.md").read_text()
-    assert "fp32" in out
+    assert "pruned" in out
 
 
 @pytest.mark.parametrize("text, fragment", [

@@ -23,6 +23,7 @@ COMMANDS = {
     "run": "onnxdeploy.cli.run_cmd:run_command",
     "prune-channels": "onnxdeploy.cli.passes_cmd:prune_channels_command",
     "optimize": "onnxdeploy.cli.passes_cmd:optimize_command",
+    "compress": "onnxdeploy.cli.compress_cmd:compress_command",
 }
 
 

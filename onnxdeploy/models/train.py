@@ -25,10 +25,12 @@ def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, *, batch_size: int 
 
 def train(model: nn.Module, x: np.ndarray, y: np.ndarray, *, epochs: int = 10, lr: float = 3e-3,
           batch_size: int = 64, seed: int = 0, loss_fn: Callable | None = None,
-          on_epoch: Callable[[int, float], None] | None = None) -> nn.Module:
+          on_epoch: Callable[[int, float], None] | None = None,
+          after_step: Callable[[], None] | None = None) -> nn.Module:
     """Train with AdamW and a one-cycle schedule; ``loss_fn(logits, x, y)`` overrides cross-entropy.
 
-    ``on_epoch(epoch, mean_loss)`` lets the caller show progress.
+    ``on_epoch(epoch, mean_loss)`` lets the caller show progress; ``after_step()`` runs after each
+    optimizer step (pruning uses it to keep pruned weights at zero).
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -49,6 +51,8 @@ def train(model: nn.Module, x: np.ndarray, y: np.ndarray, *, epochs: int = 10, l
             loss.backward()
             optimizer.step()
             scheduler.step()
+            if after_step:
+                after_step()
             total += float(loss.detach()) * len(idx)
         if on_epoch:
             on_epoch(epoch + 1, total / len(x))

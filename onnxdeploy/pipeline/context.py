@@ -35,6 +35,7 @@ class RunContext:
     checkpoint: str | None = None
     data: Dataset | None = None
     module: object = None
+    compressed: bool = False
     models: dict[str, Path] = field(default_factory=dict)
     stages: dict[str, dict] = field(default_factory=dict)
     progress: Callable[[str], None] = print

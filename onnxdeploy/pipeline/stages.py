@@ -46,10 +46,45 @@ def export(ctx: RunContext, *, opset: int | None = None, exporter: str = "auto",
     result = export_model(ctx.model, path, checkpoint=None if ctx.module is not None else ctx.checkpoint,
                           input_shapes=ctx.input_shapes, module=ctx.module, dynamic_batch=dynamic_batch,
                           opset=opset, exporter=exporter, atol=atol, rtol=rtol, announce=ctx.announce)
-    ctx.models["fp32"] = path
+    ctx.models["compressed" if ctx.compressed else "fp32"] = path
     return {"model": path.name, "exporter": result.exporter, "opset": result.opset,
             "parity_max_abs": result.parity.max_abs, "parity_max_rel": result.parity.max_rel,
             "file_bytes": result.file_bytes, "fallback_reason": result.fallback_reason}
+
+
+def compress(ctx: RunContext, *, prune_channels: float | None = 0.5, sparsity: float | None = None,
+             distill: bool = True, epochs: int = 4, lr: float = 3e-3, sensitivity: bool = False, steps: int = 1,
+             temperature: float = 4.0, alpha: float = 0.7, criterion: str = "l1") -> dict:
+    """Prune the trained model (channels, and/or weights) and fine-tune it, distilling from the dense one.
+
+    The dense model is exported first as ``model.dense.onnx`` so the report compares against it.
+    The demo uses the uniform allocation: on digits_cnn it measured both more accurate after
+    fine-tuning and faster than the sensitivity allocation (benchmarks/compress.py).
+    """
+    import torch
+
+    from onnxdeploy.compress.api import compress_module, save_checkpoint
+    from onnxdeploy.exporter import export as export_model
+
+    if ctx.module is None:
+        from onnxdeploy.exporter.source import load_source
+
+        if not ctx.checkpoint:
+            from onnxdeploy.errors import UserError
+            raise UserError("the compress stage needs a trained model: put 'train' first or set 'checkpoint'")
+        ctx.module = load_source(ctx.model, checkpoint=ctx.checkpoint, input_shapes=ctx.input_shapes).module
+    dense_path = ctx.run_dir / "model.dense.onnx"
+    export_model(ctx.model, dense_path, module=ctx.module, input_shapes=ctx.input_shapes, announce=ctx.announce)
+    ctx.models["dense"] = dense_path
+    result = compress_module(ctx.module, ctx.data, prune_channels=prune_channels, sparsity=sparsity, distill=distill,
+                             epochs=epochs, lr=lr, sensitivity=sensitivity, steps=steps, temperature=temperature,
+                             alpha=alpha, criterion=criterion, seed=ctx.seed, progress=ctx.progress)
+    ctx.compressed = True
+    save_checkpoint(ctx.module, ctx.run_dir / "model.compressed.pt")
+    torch.manual_seed(ctx.seed)
+    return {"dense_accuracy": round(result.dense_accuracy, 2), "torch_accuracy": round(result.final_accuracy, 2),
+            "channels_zeroed": result.steps[-1].channels_zeroed, "distill": distill,
+            "checkpoint": "model.compressed.pt", "group_ratios": result.group_ratios}
 
 
 def evaluate(ctx: RunContext, *, batch_size: int = 256) -> dict:
@@ -102,4 +137,4 @@ def prune_channels(ctx: RunContext, *, rtol: float = 1e-5) -> dict:
     return summary
 
 
-STAGES = {"train": train, "export": export, "prune-channels": prune_channels, "evaluate": evaluate, "bench": bench}
+STAGES = {"train": train, "compress": compress, "export": export, "prune-channels": prune_channels, "evaluate": evaluate, "bench": bench}

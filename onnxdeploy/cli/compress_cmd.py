@@ -1,0 +1,45 @@
+"""``onnxdeploy compress``: prune, fine-tune and distil a PyTorch model; save a checkpoint."""
+
+from __future__ import annotations
+
+import click
+
+from onnxdeploy.cli.output import emit_json, progress, say
+
+
+@click.command("compress")
+@click.argument("model")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to save the state_dict.")
+@click.option("--checkpoint", type=click.Path(), help="Trained weights (weights_only=True); trains first if omitted.")
+@click.option("--data", default="digits", show_default=True, help="digits, or an .npz with x_train, y_train, x_val, y_val.")
+@click.option("--input-shape", "input_shapes", multiple=True, help="Input shape for factory models, e.g. 1x3x32x32.")
+@click.option("--sparsity", type=float, help="Unstructured magnitude sparsity target, e.g. 0.8.")
+@click.option("--scope", type=click.Choice(["global", "layer"]), default="global", show_default=True)
+@click.option("--prune-channels", "prune_channels", type=float, help="Fraction of channels to zero, e.g. 0.5.")
+@click.option("--criterion", type=click.Choice(["l1", "l2"]), default="l1", show_default=True)
+@click.option("--sensitivity/--uniform", default=True, show_default=True,
+              help="Allocate channels per group by a sensitivity scan, or the same ratio everywhere.")
+@click.option("--steps", type=int, default=1, show_default=True, help="Iterative schedule: prune, fine-tune, repeat.")
+@click.option("--epochs", type=int, default=3, show_default=True, help="Fine-tuning epochs after each step.")
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--distill", is_flag=True, help="Fine-tune with knowledge distillation from the dense model.")
+@click.option("--teacher", type=click.Path(), help="Teacher checkpoint (same architecture); implies --distill.")
+@click.option("--temperature", type=float, default=4.0, show_default=True)
+@click.option("--alpha", type=float, default=0.7, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def compress_command(model, output, checkpoint, data, input_shapes, sparsity, scope, prune_channels, criterion,
+                     sensitivity, steps, epochs, lr, distill, teacher, temperature, alpha, seed, as_json):
+    """Prune MODEL (magnitude and/or channels), fine-tune or distil, and save a checkpoint."""
+    from onnxdeploy.compress.api import compress
+    from onnxdeploy.exporter import parse_input_shape
+
+    result = compress(model, output, checkpoint=checkpoint, data=data,
+                      input_shapes=[parse_input_shape(s) for s in input_shapes] or None, teacher_checkpoint=teacher,
+                      progress=progress, sparsity=sparsity, scope=scope, prune_channels=prune_channels,
+                      criterion=criterion, sensitivity=sensitivity, steps=steps, epochs=epochs, lr=lr,
+                      distill=distill, temperature=temperature, alpha=alpha, seed=seed)
+    if as_json:
+        emit_json(result.to_json())
+    else:
+        say(str(result))

@@ -1,0 +1,157 @@
+import math
+
+import numpy as np
+import onnx
+import pytest
+import torch
+import torch.nn.functional as F
+
+from onnxdeploy.compress import find_groups, prune_uniform
+from onnxdeploy.compress.api import compress_module
+from onnxdeploy.compress.finetune import distillation_loss, fine_tune
+from onnxdeploy.compress.magnitude import magnitude_prune, prunable_weights
+from onnxdeploy.compress.sensitivity import allocate
+from onnxdeploy.exporter import export
+from onnxdeploy.models import ZOO
+from onnxdeploy.models.train import evaluate
+from onnxdeploy.passes import prune_channels
+
+
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_magnitude_sparsity_reaches_the_target(scope):
+    torch.manual_seed(0)
+    model = ZOO["resnet_tiny"].build()
+    report = magnitude_prune(model, 0.8, scope=scope)
+    weights = prunable_weights(model)
+    total = sum(w.numel() for w in weights.values())
+    zeros = sum(int((w == 0).sum()) for w in weights.values())
+    assert abs(zeros - round(0.8 * total)) <= (len(weights) if scope == "layer" else 0)
+    assert report["total"] == pytest.approx(zeros / total)
+    if scope == "layer":
+        assert all(abs(v - 0.8) < 0.02 for k, v in report.items() if k != "total")
+    assert not any("mask" in k or "orig" in k for k in model.state_dict())  # permanent, no masks left
+
+
+def _zero_rows(weight):
+    return set(torch.nonzero((weight.detach().reshape(weight.shape[0], -1) == 0).all(1)).flatten().tolist())
+
+
+def test_structured_pruning_zeroes_whole_coupled_groups():
+    torch.manual_seed(0)
+    model = ZOO["resnet_tiny"].build().eval()
+    modules = dict(model.named_modules())
+    groups = find_groups(model)
+    residual = next(g for g in groups if "layers.1.shortcut.0" in g.producers)
+    assert set(residual.producers) == {"layers.1.body.1.0", "layers.1.shortcut.0"}
+    prune_uniform(model, 0.5)
+    for group in groups:
+        expected = None
+        for name in group.producers:
+            zeros = _zero_rows(modules[name].weight)
+            assert len(zeros) == group.size // 2
+            expected = zeros if expected is None else expected
+            assert zeros == expected  # both sides of the residual add lose the same channels
+        for name in group.members:
+            assert set(torch.nonzero(modules[name].weight.detach() == 0).flatten().tolist()) >= expected
+    x = torch.randn(3, 1, 16, 16)
+    assert model(x).shape == (3, 10)
+
+
+def test_depthwise_is_coupled_with_its_expand_conv():
+    groups = find_groups(ZOO["mobilenet_tiny"].build())
+    expand = next(g for g in groups if g.producers == ["blocks.0.block.0.0"])
+    assert "blocks.0.block.1.0" in expand.members  # the depthwise conv
+
+
+def test_distillation_loss_matches_hand_computation():
+    student = torch.tensor([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]])
+    teacher = torch.tensor([[2.0, 1.0, 0.0], [1.0, 0.0, 2.0]])
+    labels = torch.tensor([1, 2])
+    t, alpha = 4.0, 0.7
+    kl = 0.0
+    for s_row, t_row in zip(student.tolist(), teacher.tolist()):
+        ps = [math.exp(v / t) for v in s_row]
+        pt = [math.exp(v / t) for v in t_row]
+        ps = [p / sum(ps) for p in ps]
+        pt = [p / sum(pt) for p in pt]
+        kl += sum(q * math.log(q / p) for p, q in zip(ps, pt))
+    kl /= 2
+    ce = float(F.cross_entropy(student, labels))
+    expected = alpha * t * t * kl + (1 - alpha) * ce
+    assert float(distillation_loss(student, teacher, labels, temperature=t, alpha=alpha)) == pytest.approx(expected, rel=1e-5)
+    assert float(distillation_loss(student, teacher, labels, temperature=t, alpha=0.0)) == pytest.approx(ce, rel=1e-6)
+
+
+def test_fine_tuning_repairs_a_damaged_model_and_keeps_zeros():
+    torch.manual_seed(0)
+    entry = ZOO["mlp"]
+    data = entry.digits()
+    model = entry.build()
+    from onnxdeploy.models.train import train
+    train(model, data.x_train, data.y_train, epochs=6)
+    prune_uniform(model, 0.75)
+    magnitude_prune(model, 0.6)
+    damaged = evaluate(model, data.x_val, data.y_val)
+    zeros_before = {n: (p == 0).clone() for n, p in model.named_parameters()}
+    fine_tune(model, data, epochs=3, lr=3e-3)
+    repaired = evaluate(model, data.x_val, data.y_val)
+    assert repaired > damaged + 5
+    for name, p in model.named_parameters():
+        assert bool((p[zeros_before[name]] == 0).all()), name
+
+
+def test_allocation_gives_stable_groups_more():
+    scan = [{0.25: 5.0, 0.5: 20.0, 0.75: 40.0}, {0.25: 0.0, 0.5: 0.0, 0.75: 1.0}]
+    ratios = allocate(scan, [32, 32], 0.5)
+    assert ratios[1] > ratios[0]
+    assert sum(ratios) / 2 == pytest.approx(0.5)
+
+
+def test_compressed_checkpoint_round_trips_through_export_and_prune(tmp_path):
+    torch.manual_seed(0)
+    entry = ZOO["resnet_tiny"]
+    data = entry.digits()
+    model = entry.build()
+    result = compress_module(model, data, prune_channels=0.5, sensitivity=False, epochs=1, distill=True)
+    assert result.steps[-1].channels_zeroed > 0
+    ckpt = tmp_path / "c.pt"
+    torch.save(model.state_dict(), ckpt)
+    assert torch.load(ckpt, weights_only=True)
+    export("resnet_tiny", tmp_path / "c.onnx", checkpoint=str(ckpt))
+    report = prune_channels(tmp_path / "c.onnx", tmp_path / "p.onnx")
+    assert report.comparison and report.comparison.max_abs < 1e-4
+    assert report.passes["prune-channels"]["channels_removed"] == sum(g.size // 2 for g in find_groups(model))
+    import onnxruntime as ort
+    x = np.random.default_rng(0).standard_normal((5, 1, 16, 16)).astype(np.float32)
+    y = ort.InferenceSession(str(tmp_path / "p.onnx")).run(None, {"input": x})[0]
+    np.testing.assert_allclose(y, model.eval()(torch.from_numpy(x)).detach().numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("arrays, fragment", [
+    ({"x_train": np.zeros((4, 64), np.float32)}, "missing arrays"),
+    ({"x_train": np.zeros((4, 64), np.float32), "y_train": np.zeros(3, np.int64),
+      "x_val": np.zeros((2, 64), np.float32), "y_val": np.zeros(2, np.int64)}, "has 4 samples but y_train has 3"),
+    ({"x_train": np.zeros((4, 32), np.float32), "y_train": np.zeros(4, np.int64),
+      "x_val": np.zeros((2, 32), np.float32), "y_val": np.zeros(2, np.int64)}, "the model expects [64]"),
+    ({"x_train": np.zeros((4, 64), np.float32), "y_train": np.zeros(4, np.float32),
+      "x_val": np.zeros((2, 64), np.float32), "y_val": np.zeros(2, np.int64)}, "integer class labels"),
+])
+def test_bad_data_files_exit_2(cli, tmp_path, arrays, fragment):
+    np.savez(tmp_path / "d.npz", **arrays)
+    code, _, err = cli("compress", "mlp", "--data", "d.npz", "--prune-channels", "0.5", "-o", "c.pt")
+    assert code == 2, err
+    assert "d.npz" in err and fragment in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "c.pt").exists()
+
+
+def test_compress_cli_with_npz_data(cli, tmp_path):
+    entry = ZOO["mlp"]
+    d = entry.digits()
+    np.savez(tmp_path / "d.npz", x_train=d.x_train, y_train=d.y_train, x_val=d.x_val, y_val=d.y_val)
+    code, out, err = cli("--quiet", "compress", "mlp", "--data", "d.npz", "--sparsity", "0.5", "--epochs", "1",
+                         "--json", "-o", "c.pt")
+    assert code == 0, err
+    import json
+    data = json.loads(out)
+    assert data["layer_sparsity"]["total"] == pytest.approx(0.5, abs=0.01)
+    assert (tmp_path / "c.pt").is_file()
