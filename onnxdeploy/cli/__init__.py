@@ -24,6 +24,7 @@ COMMANDS = {
     "prune-channels": "onnxdeploy.cli.passes_cmd:prune_channels_command",
     "optimize": "onnxdeploy.cli.passes_cmd:optimize_command",
     "compress": "onnxdeploy.cli.compress_cmd:compress_command",
+    "bench": "onnxdeploy.cli.bench_cmd:bench_command",
 }
 
 

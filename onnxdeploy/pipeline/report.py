@@ -45,6 +45,14 @@ def markdown(report: dict) -> str:
         lines.append("| " + " | ".join(columns) + " |")
         lines.append("|" + "---|" * len(columns))
         lines += ["| " + " | ".join("-" if r.get(c) is None else str(r.get(c)) for c in columns) + " |" for r in rows]
+    bench = report["stages"].get("bench", {})
+    if bench.get("comparison"):
+        lines += ["", "## Speed-up (p50, bootstrap 95% CI)", "", "| model | vs | batch | speed-up | 95% CI |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {c['model']} | {c['vs']} | {c['batch']} | {c['speedup']:.2f}x | {c['ci95']} |"
+                  for c in bench["comparison"]]
+    if bench.get("plot"):
+        lines += ["", f"![latency and throughput]({bench['plot']})"]
     lines += ["", "## Stages", "", "| stage | seconds | summary |", "|---|---|---|"]
     for name, summary in report["stages"].items():
         brief = ", ".join(f"{k}={v}" for k, v in summary.items() if k not in ("seconds", "results") and

@@ -7,8 +7,10 @@ Later capabilities add themselves to ``STAGES``.
 
 from __future__ import annotations
 
+import os
 import time
 
+from onnxdeploy.errors import UserError
 from onnxdeploy.pipeline.context import RunContext
 
 
@@ -98,21 +100,32 @@ def evaluate(ctx: RunContext, *, batch_size: int = 256) -> dict:
 
 
 def bench(ctx: RunContext, *, batch: list[int] | int = (1, 32), threads: int = 1, iterations: int = 100,
-          repeat: int = 1) -> dict:
-    """Time every ONNX model of the run side by side (interleaved) with onnxruntime on the CPU."""
-    from onnxdeploy.runtime_bench import benchmark
+          repeat: int = 1, plot: bool = True) -> dict:
+    """Time every ONNX model of the run side by side (interleaved) on the CPU; table, JSON and plot."""
+    from onnxdeploy.runtime_bench import benchmark, save_results
+    from onnxdeploy.runtime_bench.environment import environment
+    from onnxdeploy.runtime_bench.report import comparison_rows
 
     labels = {str(p): label for label, p in ctx.models.items()}
     results = benchmark(list(labels), provider="cpu", batch=list(batch) if not isinstance(batch, int) else batch,
                         threads=threads, iterations=iterations, repeat=repeat, progress=ctx.progress)
-    from onnxdeploy.runtime_bench.result import save_results
-    from onnxdeploy.runtime_bench.environment import environment
-
     save_results(ctx.run_dir / "bench.json", results, environment())
-    rows = [{"model": labels[r.model], "batch": r.batch, "threads": r.threads, "p50_ms": round(r.stats.p50_ms, 4),
-             "p90_ms": round(r.stats.p90_ms, 4), "throughput": round(r.stats.throughput, 1),
-             "cv": round(r.stats.cv, 3)} for r in results]
-    return {"results": rows, "file": "bench.json"}
+    summary = {"file": "bench.json"}
+    if plot:
+        try:
+            from onnxdeploy.runtime_bench.report import write_plot
+
+            write_plot(ctx.run_dir / "bench.png", results)
+            summary["plot"] = "bench.png"
+        except UserError as exc:
+            ctx.announce(f"no plot: {exc}")
+    summary["results"] = [{"model": labels[r.model], "batch": r.batch, "threads": r.threads,
+                           "p50_ms": round(r.stats.p50_ms, 4), "p90_ms": round(r.stats.p90_ms, 4),
+                           "throughput": round(r.stats.throughput, 1), "cv": round(r.stats.cv, 3)} for r in results]
+    names = {os.path.basename(p): label for p, label in labels.items()}
+    summary["comparison"] = [{"model": names[row[0]], "vs": names[row[1]], "batch": int(row[3]),
+                              "speedup": float(row[5].rstrip("x")), "ci95": row[6]} for row in comparison_rows(results)]
+    return summary
 
 
 def prune_channels(ctx: RunContext, *, rtol: float = 1e-5) -> dict:

@@ -29,13 +29,44 @@ def _peak_rss_mb() -> float:
 
 
 def _check_feeds(runner: OrtRunner, feeds: dict[str, np.ndarray], source: str) -> None:
+    from onnxdeploy.runtime_bench.runner import _ORT_TYPES
+
     expected = {i.name: i for i in runner.inputs}
     if set(feeds) != set(expected):
-        raise UserError(f"{source}: inputs {sorted(feeds)} do not match the model's {sorted(expected)}")
+        raise UserError(f"{source}: input arrays {sorted(feeds)} do not match the model's inputs {sorted(expected)}")
     for name, array in feeds.items():
         dims = expected[name].shape
         if len(dims) != array.ndim or any(isinstance(d, int) and d != s for d, s in zip(dims, array.shape)):
             raise UserError(f"{source}: input '{name}' has shape {list(array.shape)}, the model expects {dims}")
+        want = _ORT_TYPES.get(expected[name].type)
+        if want is not None and array.dtype != want:
+            raise UserError(f"{source}: input '{name}' has dtype {array.dtype}, the model expects {np.dtype(want).name}")
+
+
+def load_inputs(path: str) -> dict[str, np.ndarray]:
+    """Real inputs from an .npz keyed by input name; UserError naming the file otherwise."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except FileNotFoundError as exc:
+        raise UserError(f"{path}: no such file") from exc
+    except Exception as exc:
+        raise UserError(f"{path}: not a readable .npz of input arrays ({type(exc).__name__})") from exc
+    if not arrays:
+        raise UserError(f"{path}: holds no arrays")
+    return arrays
+
+
+def _gpu_memory_mb() -> float | None:
+    """Device memory in use now (nvidia-smi), the closest honest number onnxruntime allows."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=10)
+        return float(out.stdout.split()[0]) if out.returncode == 0 and out.stdout.strip() else None
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
 
 
 def _macs(path: str) -> int:
@@ -45,7 +76,7 @@ def _macs(path: str) -> int:
     return count_macs(load_model(path, check=False))[0]
 
 
-def benchmark(models: str | Sequence[str], *, provider: str = "cpu", batch: int | Sequence[int] = 1,
+def benchmark(models: str | Sequence[str], *, provider: str | Sequence[str] = "cpu", batch: int | Sequence[int] = 1,
               threads: int | Sequence[int] = 1, iterations: int | None = 100, duration: float | None = None,
               warmup: int = 5, inputs: dict[str, np.ndarray] | None = None,
               shapes: dict[str, tuple[int, ...]] | None = None, io_binding: bool = False, repeat: int = 1,
@@ -56,14 +87,19 @@ def benchmark(models: str | Sequence[str], *, provider: str = "cpu", batch: int 
     the model signature. ``repeat`` > 1 creates that many fresh sessions and pools their
     samples. Returns one BenchResult per (model, batch, threads).
     """
+    from onnxdeploy.runtime_bench.runner import provider_chain
+
     paths = [str(models)] if isinstance(models, (str, Path)) else [str(m) for m in models]
+    providers = [provider] if isinstance(provider, str) else list(provider)
+    for name in providers:
+        provider_chain(name)  # unknown or unavailable providers fail before any timing
     batches = [batch] if isinstance(batch, int) else list(batch)
     thread_counts = [threads] if isinstance(threads, int) else list(threads)
     if iterations is None and duration is None:
         iterations = 100
     macs = {p: _macs(p) for p in paths}
     results = []
-    for b, t in itertools.product(batches, thread_counts):
+    for provider, b, t in itertools.product(providers, batches, thread_counts):
         if progress:
             progress(f"timing {len(paths)} model(s) on {provider} at batch {b}, {t} thread(s)")
         pooled = {p: {"samples": [], "create": [], "first": [], "warm": 0} for p in paths}
@@ -76,11 +112,20 @@ def benchmark(models: str | Sequence[str], *, provider: str = "cpu", batch: int 
             if stats.robust_cv > HIGH_CV:
                 logger.warning("%s: latency varies a lot (robust CV %.0f%%); the machine is noisy, numbers are "
                                "less reliable", p, stats.robust_cv * 100)
+            cpu_nodes = ()
+            if provider != "cpu":
+                from onnxdeploy.runtime_bench.placement import nodes_on_cpu
+
+                cpu_nodes = tuple(nodes_on_cpu(p, provider, entry["feeds"]))
+                if cpu_nodes:
+                    logger.warning("%s: %d compute node(s) ran on the CPU, not %s: %s", p, len(cpu_nodes), provider,
+                                   ", ".join(cpu_nodes[:5]))
             results.append(BenchResult(
                 model=p, provider=provider, batch=actual_batch, threads=t, stats=stats,
                 samples_ms=tuple(entry["samples"]), session_create_ms=float(np.median(entry["create"])),
                 first_run_ms=float(np.median(entry["first"])), warmup_iterations=entry["warm"],
-                peak_rss_mb=_peak_rss_mb(), macs_per_sample=macs[p], io_binding=io_binding or provider != "cpu"))
+                peak_rss_mb=_peak_rss_mb(), macs_per_sample=macs[p], io_binding=io_binding or provider != "cpu",
+                gpu_memory_mb=_gpu_memory_mb() if provider != "cpu" else None, cpu_nodes=cpu_nodes))
     return results
 
 
@@ -103,6 +148,7 @@ def _one_round(paths, provider, batch, threads, iterations, duration, warmup, in
             entry["first"].append((time.perf_counter() - started) * 1000)
             entry["create"].append(runner.create_ms)
             entry["batch"] = int(next(iter(feeds.values())).shape[0]) if feeds else batch
+            entry["feeds"] = feeds
             calls.append(call)
         for runner, call in zip(runners, calls):
             pooled[runner.model_path]["warm"] += warm_up(call, min_iterations=warmup)

@@ -51,7 +51,7 @@ class BenchResult:
 
     def to_json(self) -> dict:
         data = asdict(self)
-        data["samples_ms"] = [round(s, 5) for s in self.samples_ms]
+        data["samples_ms"] = list(self.samples_ms)
         data["cpu_nodes"] = list(self.cpu_nodes)
         data["gmacs_per_s"] = round(self.gmacs_per_s, 4)
         return data

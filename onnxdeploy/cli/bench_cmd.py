@@ -1,0 +1,68 @@
+"""``onnxdeploy bench``: time ONNX models on onnxruntime's CPU / CUDA / TensorRT providers (torch-free)."""
+
+from __future__ import annotations
+
+import click
+
+from onnxdeploy.cli.output import emit_json, progress, say
+from onnxdeploy.errors import UserError
+
+
+def _int_list(option: str, values) -> list[int]:
+    out = []
+    for value in values:
+        for part in str(value).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if not part.isdigit() or int(part) <= 0:
+                raise UserError(f"{option} '{value}': expected positive integers, e.g. 1,8,32")
+            out.append(int(part))
+    return out
+
+
+@click.command("bench")
+@click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--provider", "providers", multiple=True, default=["cpu"], show_default=True,
+              help="cpu, cuda or tensorrt; repeat or comma-separate.")
+@click.option("--batch", "batches", multiple=True, default=["1"], show_default=True, help="Batch sizes, e.g. 1,8,32.")
+@click.option("--threads", "threads", multiple=True, default=["1"], show_default=True, help="Intra-op threads (sweep: 1,2).")
+@click.option("--warmup", type=int, default=5, show_default=True, help="Minimum warm-up runs (then until stable).")
+@click.option("--iterations", type=int, default=None, help="Timed runs per model (default 100).")
+@click.option("--duration", type=float, default=None, help="Seconds of timing per configuration instead.")
+@click.option("--repeat", type=int, default=1, show_default=True, help="Fresh sessions per model, samples pooled.")
+@click.option("--input", "input_path", type=click.Path(dir_okay=False), help=".npz of real inputs keyed by name.")
+@click.option("--shape", "shapes", multiple=True, help="Value for symbolic dims: name=1x3x224x224.")
+@click.option("--io-binding", is_flag=True, help="Bind inputs/outputs (always on for GPU providers).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write results JSON (schema onnxdeploy.bench/1).")
+@click.option("--md", "markdown", type=click.Path(dir_okay=False), help="Write a Markdown report.")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Write a PNG plot.")
+@click.option("--json", "as_json", is_flag=True, help="Print results JSON to stdout.")
+def bench_command(models, providers, batches, threads, warmup, iterations, duration, repeat, input_path, shapes,
+                  io_binding, output, markdown, plot, as_json):
+    """Time MODELS with onnxruntime; several models are interleaved and compared."""
+    from onnxdeploy.runtime_bench import benchmark, save_results
+    from onnxdeploy.runtime_bench.bench import load_inputs
+    from onnxdeploy.runtime_bench.cli_shapes import parse_shape_options
+    from onnxdeploy.runtime_bench.environment import environment
+    from onnxdeploy.runtime_bench.report import terminal_report, write_markdown, write_plot
+
+    provider_list = [p.strip() for value in providers for p in value.split(",") if p.strip()]
+    if iterations is not None and iterations <= 0 or duration is not None and duration <= 0:
+        raise UserError("--iterations and --duration must be positive")
+    inputs = load_inputs(input_path) if input_path else None
+    results = benchmark(list(models), provider=provider_list, batch=_int_list("--batch", batches),
+                        threads=_int_list("--threads", threads), iterations=iterations, duration=duration,
+                        warmup=warmup, inputs=inputs, shapes=parse_shape_options(shapes), io_binding=io_binding,
+                        repeat=repeat, progress=progress)
+    env = environment()
+    if output:
+        save_results(output, results, env)
+    if markdown:
+        write_markdown(markdown, results, env)
+    if plot:
+        write_plot(plot, results)
+    if as_json:
+        emit_json({"schema": "onnxdeploy.bench/1", "environment": env, "results": [r.to_json() for r in results]})
+    else:
+        say(terminal_report(results))

@@ -1,0 +1,113 @@
+"""Reports on BenchResults: terminal table, comparison with speed-up CIs, Markdown and a PNG plot."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from pathlib import Path
+
+from onnxdeploy.atomic import atomic_path, write_text
+from onnxdeploy.errors import UserError
+from onnxdeploy.runtime_bench.result import BenchResult
+from onnxdeploy.runtime_bench.stats import bootstrap_ratio_ci
+
+COLUMNS = ("model", "provider", "batch", "threads", "p50 ms", "p90 ms", "p99 ms", "mean ms", "CV", "samples/s",
+           "GMAC/s", "create ms", "first ms", "n")
+
+
+def _short(path: str) -> str:
+    return os.path.basename(path)
+
+
+def result_rows(results: list[BenchResult]) -> list[list[str]]:
+    return [[_short(r.model), r.provider, str(r.batch), str(r.threads), f"{r.stats.p50_ms:.4f}",
+             f"{r.stats.p90_ms:.4f}", f"{r.stats.p99_ms:.4f}", f"{r.stats.mean_ms:.4f}", f"{r.stats.cv:.1%}",
+             f"{r.stats.throughput:,.0f}", f"{r.gmacs_per_s:.2f}", f"{r.session_create_ms:.1f}",
+             f"{r.first_run_ms:.2f}", str(r.stats.count)] for r in results]
+
+
+def comparison_rows(results: list[BenchResult]) -> list[list[str]]:
+    """Each model against the first model of the same (provider, batch, threads): speed-up of p50 with 95% CI."""
+    by_config = defaultdict(list)
+    for r in results:
+        by_config[(r.provider, r.batch, r.threads)].append(r)
+    rows = []
+    for (provider, batch, threads), group in by_config.items():
+        base = group[0]
+        for other in group[1:]:
+            low, high = bootstrap_ratio_ci(base.samples_ms, other.samples_ms)
+            rows.append([_short(other.model), _short(base.model), provider, str(batch), str(threads),
+                         f"{base.stats.p50_ms / other.stats.p50_ms:.2f}x", f"[{low:.2f}, {high:.2f}]"])
+    return rows
+
+
+def format_table(header, rows) -> str:
+    widths = [max(len(str(h)), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    lines = ["  ".join(str(h).ljust(w) for h, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
+    return "\n".join(lines)
+
+
+COMPARE_HEADER = ("model", "vs", "provider", "batch", "threads", "speed-up", "95% CI")
+
+
+def terminal_report(results: list[BenchResult]) -> str:
+    text = format_table(COLUMNS, result_rows(results))
+    compare = comparison_rows(results)
+    if compare:
+        text += "\n\n" + format_table(COMPARE_HEADER, compare)
+    for r in results:
+        if r.cpu_nodes:
+            text += f"\nwarning: {_short(r.model)} ran {len(r.cpu_nodes)} compute node(s) on the CPU: " + ", ".join(r.cpu_nodes[:5])
+    return text
+
+
+def _md_table(header, rows) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def markdown_report(results: list[BenchResult], environment: dict) -> str:
+    lines = ["# onnxdeploy benchmark", "", *_md_table(COLUMNS, result_rows(results))]
+    compare = comparison_rows(results)
+    if compare:
+        lines += ["", "## Comparison (p50 speed-up vs the first model, bootstrap 95% CI)", "",
+                  *_md_table(COMPARE_HEADER, compare)]
+    lines += ["", "## Environment", ""] + [f"- **{k}**: {v}" for k, v in environment.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(path, results, environment) -> None:
+    write_text(path, markdown_report(results, environment))
+
+
+def write_plot(path: str | Path, results: list[BenchResult]) -> None:
+    """Latency distribution per configuration (box plot) and throughput against batch size."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise UserError(f"{path}: plotting needs matplotlib: pip install 'onnxdeploy[plot]'") from exc
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    labels = [f"{_short(r.model)}\n{r.provider} b{r.batch} t{r.threads}" for r in results]
+    left.boxplot([r.samples_ms for r in results], showfliers=False)
+    left.set_xticks(range(1, len(results) + 1), labels, rotation=30, ha="right", fontsize=8)
+    left.set_ylabel("latency per run (ms)")
+    left.set_yscale("log")
+    left.set_title("Latency distribution (box: quartiles, whiskers: 1.5 IQR)")
+    series = defaultdict(list)
+    for r in results:
+        series[(_short(r.model), r.provider, r.threads)].append((r.batch, r.stats.throughput))
+    for (model, provider, threads), points in series.items():
+        points.sort()
+        right.plot([b for b, _ in points], [t for _, t in points], marker="o", label=f"{model} {provider} t{threads}")
+    right.set_xscale("log", base=2)
+    right.set_xlabel("batch size")
+    right.set_ylabel("throughput (samples/s)")
+    right.set_title("Throughput vs batch size")
+    right.legend(fontsize=8)
+    right.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
