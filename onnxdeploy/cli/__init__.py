@@ -25,6 +25,7 @@ COMMANDS = {
     "optimize": "onnxdeploy.cli.passes_cmd:optimize_command",
     "compress": "onnxdeploy.cli.compress_cmd:compress_command",
     "bench": "onnxdeploy.cli.bench_cmd:bench_command",
+    "quantize": "onnxdeploy.cli.quantize_cmd:quantize_command",
 }
 
 

@@ -25,7 +25,7 @@ class Recipe:
     source: str = "built-in demo"
 
 
-DEMO = Recipe(stages=(("train", {}), ("compress", {}), ("export", {}), ("prune-channels", {}), ("evaluate", {}), ("bench", {})))
+DEMO = Recipe(stages=(("train", {}), ("compress", {}), ("export", {}), ("prune-channels", {}), ("quantize", {}), ("evaluate", {}), ("bench", {})))
 
 
 def _check_stage(source: str, index: int, table: dict) -> tuple[str, dict]:

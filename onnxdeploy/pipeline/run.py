@@ -40,7 +40,12 @@ class RunResult:
         return self.report
 
     def __str__(self) -> str:
-        return f"{format_table(model_rows(self.report))}\n\nreport: {self.run_dir / 'report.md'}"
+        notes = [f"{name}: {summary[key]}" for name, summary in self.report["stages"].items()
+                 for key in ("note", "reason") if summary.get(key)]
+        body = format_table(model_rows(self.report))
+        if notes:
+            body += "\n\n" + "\n".join(notes)
+        return f"{body}\n\nreport: {self.run_dir / 'report.md'}"
 
 
 def _new_run_dir(runs_dir: Path) -> tuple[str, Path]:

@@ -150,4 +150,45 @@ def prune_channels(ctx: RunContext, *, rtol: float = 1e-5) -> dict:
     return summary
 
 
-STAGES = {"train": train, "compress": compress, "export": export, "prune-channels": prune_channels, "evaluate": evaluate, "bench": bench}
+def quantize(ctx: RunContext, *, max_drop: float = 1.0, target_batch: int = 32, calib_size: int = 512,
+             force_int8: bool = False, iterations: int = 100) -> dict:
+    """Static int8 of the latest model, calibrated on the training split, scored on the held-out one."""
+    import numpy as np
+
+    from onnxdeploy.quantize import quantize as quantize_model
+
+    source = ctx.latest_model
+    data = ctx.data
+    calib, evalset = ctx.run_dir / ".calib.npz", ctx.run_dir / ".eval.npz"
+    name = _input_name(source)
+    np.savez(calib, **{name: data.x_train})
+    np.savez(evalset, **{name: data.x_val}, labels=data.y_val)
+    path = ctx.run_dir / "model.int8.onnx"
+    try:
+        result = quantize_model(source, path, calib=str(calib), eval_data=str(evalset), max_drop=max_drop,
+                                target_batch=target_batch, calib_size=calib_size, force_int8=force_int8,
+                                iterations=iterations, progress=ctx.progress, announce=ctx.announce)
+    finally:
+        calib.unlink(missing_ok=True)
+        evalset.unlink(missing_ok=True)
+    if result.chosen != "fp32":
+        ctx.models["int8"] = path
+    else:
+        path.unlink(missing_ok=True)
+    return {"chosen": result.chosen, "reason": result.reason, "fp32_accuracy": round(result.fp32_score, 2),
+            "target_batch": target_batch, "isa": result.isa_reason,
+            "attempts": [{"config": a.config.name, "settings": a.config.describe(), "accuracy": round(a.score, 2),
+                          "drop": round(a.drop, 2), "speedup": round(a.speedup, 3) if a.speedup else None,
+                          "passed": a.passed} for a in result.attempts]}
+
+
+def _input_name(path) -> str:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    inits = {t.name for t in model.graph.initializer}
+    return next(i.name for i in model.graph.input if i.name not in inits)
+
+
+STAGES = {"train": train, "compress": compress, "export": export, "prune-channels": prune_channels, "quantize": quantize,
+          "evaluate": evaluate, "bench": bench}

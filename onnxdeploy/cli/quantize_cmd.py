@@ -1,0 +1,60 @@
+"""``onnxdeploy quantize``: static int8 QDQ (or --fp16) with accuracy and latency checks (torch-free)."""
+
+from __future__ import annotations
+
+import click
+
+from onnxdeploy.cli.output import announce, emit_json, progress, say
+
+
+@click.command("quantize")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
+@click.option("--calib", default=None, help=".npy, .npz, a folder of them, 'digits' or 'random'.")
+@click.option("--eval", "eval_data", default=None, help="'digits' or .npz of inputs + 'labels' for top-1 accuracy.")
+@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default=None,
+              help="Calibration method (default: minmax, others tried if accuracy needs it).")
+@click.option("--percentile", type=float, default=99.999, show_default=True)
+@click.option("--per-channel/--per-tensor", "per_channel", default=None, help="Weight granularity (default: by CPU).")
+@click.option("--reduce-range/--full-range", "reduce_range", default=None, help="7-bit weights (default: by CPU).")
+@click.option("--calib-size", type=int, default=512, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Calibration batch size.")
+@click.option("--activation-type", type=click.Choice(["int8", "uint8"]), default="int8", show_default=True)
+@click.option("--weight-type", type=click.Choice(["int8", "uint8"]), default="int8", show_default=True)
+@click.option("--exclude", multiple=True, help="Node names or op types to keep in fp32 (repeatable).")
+@click.option("--max-drop", type=float, default=1.0, show_default=True, help="Largest accuracy drop, in points.")
+@click.option("--target-batch", type=int, default=1, show_default=True, help="Batch size you deploy at.")
+@click.option("--target-cpu", type=click.Choice(["avx2", "avx512-vnni", "amx"]), default=None,
+              help="Quantize for another CPU than this one.")
+@click.option("--force-int8", is_flag=True, help="Write int8 even when it is slower than fp32.")
+@click.option("--explain", is_flag=True, help="Print the CPU-based decision and exit.")
+@click.option("--fp16", is_flag=True, help="Convert to float16 for GPU targets instead (I/O stay float32).")
+@click.option("--json", "as_json", is_flag=True)
+def quantize_command(model, output, calib, eval_data, method, percentile, per_channel, reduce_range, calib_size,
+                     batch_size, activation_type, weight_type, exclude, max_drop, target_batch, target_cpu,
+                     force_int8, explain, fp16, as_json):
+    """Quantize MODEL to int8 with calibration data; keep accuracy within --max-drop; never slower unsaid."""
+    from onnxdeploy.errors import UserError
+    from onnxdeploy.quantize import convert_fp16, quantize
+    from onnxdeploy.quantize.isa import decide, target_flags
+
+    if explain:
+        flags = target_flags(target_cpu)
+        decision = decide(flags)
+        isa = ", ".join(sorted(f for f in flags if f.startswith(("avx", "amx", "asimd")))) or "none found"
+        say(f"CPU flags: {isa}\nper-channel weights: {decision.per_channel}, reduce_range: {decision.reduce_range}\n"
+            f"why: {decision.reason}")
+        return
+    if fp16:
+        result = convert_fp16(model, output)
+        emit_json(result) if as_json else say(f"float16 model -> {output} ({result['bytes_before'] / 1024:.1f} KiB -> "
+                                                f"{result['bytes_after'] / 1024:.1f} KiB)")
+        return
+    if not calib:
+        raise UserError("--calib is required (a .npy/.npz file or folder, 'digits', or 'random')")
+    result = quantize(model, output, calib=calib, eval_data=eval_data, method=method, per_channel=per_channel,
+                      reduce_range=reduce_range, percentile=percentile, calib_size=calib_size, batch_size=batch_size,
+                      activation_type=activation_type, weight_type=weight_type, exclude=tuple(exclude),
+                      max_drop=max_drop, target_batch=target_batch, target_cpu=target_cpu, force_int8=force_int8,
+                      progress=progress, announce=announce)
+    emit_json(result.to_json()) if as_json else say(str(result))

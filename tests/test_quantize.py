@@ -1,0 +1,140 @@
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from onnxdeploy.errors import CheckFailed
+from onnxdeploy.exporter import export
+from onnxdeploy.models import ZOO
+from onnxdeploy.models.train import train
+from onnxdeploy.quantize import decide, quantize
+from onnxdeploy.quantize.isa import target_flags
+from tests.onnx_graphs import GraphBuilder
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Each zoo model trained briefly and exported once for the whole module."""
+    folder = tmp_path_factory.mktemp("zoo")
+    paths = {}
+    for name, epochs in (("digits_cnn", 3), ("resnet_tiny", 3), ("mobilenet_tiny", 4), ("mlp", 8), ("vit_tiny", 8)):
+        torch.manual_seed(0)
+        entry = ZOO[name]
+        data = entry.digits()
+        model = entry.build()
+        train(model, data.x_train, data.y_train, epochs=epochs, lr=entry.lr)
+        paths[name] = folder / f"{name}.onnx"
+        export(name, paths[name], module=model, input_shapes=entry.input_spec())
+    return paths
+
+
+def qdq_ops(path):
+    return {n.op_type for n in onnx.load(str(path)).graph.node} & {"QuantizeLinear", "DequantizeLinear"}
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_accuracy_within_bound_for_each_zoo_model(trained, tmp_path, name):
+    out = tmp_path / "q.onnx"
+    result = quantize(trained[name], out, calib="digits", eval_data="digits", calib_size=256, iterations=20,
+                      force_int8=True)
+    assert result.metric == "accuracy"
+    chosen = next(a for a in result.attempts if a.config.name == result.chosen)
+    assert chosen.drop <= 1.0 and chosen.passed
+    assert qdq_ops(out) == {"QuantizeLinear", "DequantizeLinear"}
+    import onnxruntime as ort
+    y = ort.InferenceSession(str(out)).run(None, {"input": np.zeros((2, *ZOO[name].input_shape), np.float32)})[0]
+    assert y.shape == (2, 10) and np.all(np.isfinite(y))
+
+
+def test_isa_decision_is_a_pure_function_of_flags():
+    avx2 = decide({"avx", "avx2", "fma"})
+    vnni = decide({"avx2", "avx512f", "avx512_vnni"})
+    assert avx2.reduce_range and not avx2.has_vnni
+    assert not vnni.reduce_range and vnni.has_vnni
+    assert decide(target_flags("avx512-vnni")) == vnni
+    assert decide(target_flags("avx2")) == avx2
+
+
+def test_impossible_bound_tries_fallback_then_exits_1(trained, tmp_path):
+    out = tmp_path / "q.onnx"
+    with pytest.raises(CheckFailed) as info:
+        quantize(trained["mlp"], out, calib="digits", eval_data="digits", max_drop=-1.0, calib_size=128,
+                 iterations=10)
+    assert not out.exists()
+    assert (tmp_path / "q.int8-failed.onnx").exists()
+    assert "fallback-1" in str(info.value)  # nodes were excluded before giving up
+
+
+def test_slower_int8_keeps_fp32_unless_forced(trained, tmp_path, monkeypatch):
+    from onnxdeploy import runtime_bench
+
+    real = runtime_bench.benchmark
+
+    def int8_looks_slow(models, **kw):
+        results = real(models, **kw)
+        from dataclasses import replace
+        slow = [replace(r, stats=replace(r.stats, p50_ms=results[0].stats.p50_ms * 2)) for r in results[1:]]
+        return [results[0], *slow]
+    monkeypatch.setattr(runtime_bench, "benchmark", int8_looks_slow)
+    out = tmp_path / "q.onnx"
+    result = quantize(trained["mlp"], out, calib="digits", calib_size=128, iterations=10)
+    assert result.chosen == "fp32" and "no int8 configuration is faster" in result.reason
+    assert not qdq_ops(out)
+    forced = quantize(trained["mlp"], tmp_path / "f.onnx", calib="digits", calib_size=128, iterations=10,
+                      force_int8=True)
+    assert forced.chosen != "fp32" and any("SLOWER" in n for n in forced.notes)
+
+
+def test_cli_json_and_explain(cli, trained):
+    code, out, err = cli("quantize", trained["mlp"], "-o", "q.onnx", "--calib", "digits", "--calib-size", "64",
+                         "--json", "--force-int8")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["attempts"] and data["bytes_after"] < data["bytes_before"]
+    code, out, _ = cli("quantize", trained["mlp"], "-o", "q.onnx", "--explain", "--target-cpu", "avx512-vnni")
+    assert code == 0 and "reduce_range: False" in out
+
+
+def test_fp16_keeps_float32_io(cli, trained, tmp_path):
+    code, _, err = cli("quantize", trained["digits_cnn"], "-o", "h.onnx", "--fp16")
+    assert code == 0, err
+    model = onnx.load(str(tmp_path / "h.onnx"))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
+
+
+@pytest.fixture
+def small_model(tmp_path):
+    g = GraphBuilder(shape=(1, 3, 8, 8))
+    path = tmp_path / "m.onnx"
+    onnx.save(g.model(g.conv(g.op("Relu", g.conv("x", 3, 4)), 4, 2)), str(path))
+    return path
+
+
+@pytest.mark.parametrize("arrays, fragment", [
+    ({"x": np.zeros((0, 3, 8, 8), np.float32)}, "empty calibration set"),
+    ({"y": np.zeros((4, 3, 8, 8), np.float32)}, "do not match the model's inputs"),
+    ({"x": np.zeros((4, 3, 7, 8), np.float32)}, "has shape [4, 3, 7, 8]"),
+    ({"x": np.zeros((4, 3, 8, 8), np.float64)}, "has dtype float64"),
+    ({"x": np.full((4, 3, 8, 8), np.nan, np.float32)}, "contains NaN or Inf"),
+])
+def test_bad_calibration_data(cli, small_model, tmp_path, arrays, fragment):
+    np.savez(tmp_path / "c.npz", **arrays)
+    code, _, err = cli("quantize", small_model, "-o", "q.onnx", "--calib", "c.npz")
+    assert code == 2, err
+    assert fragment in err and "Traceback" not in err
+    assert len([l for l in err.splitlines() if l.startswith("error:")]) == 1
+    assert not (tmp_path / "q.onnx").exists()
+
+
+def test_already_quantized_and_invalid_models(cli, trained, tmp_path):
+    cli("quantize", trained["mlp"], "-o", "q.onnx", "--calib", "digits", "--calib-size", "64", "--force-int8")
+    code, _, err = cli("quantize", "q.onnx", "-o", "qq.onnx", "--calib", "digits")
+    assert code == 2 and "already quantized" in err and not (tmp_path / "qq.onnx").exists()
+    bad = onnx.load(str(trained["mlp"]))
+    bad.graph.node[0].input[0] = "nowhere"
+    onnx.save(bad, str(tmp_path / "bad.onnx"))
+    code, _, err = cli("quantize", "bad.onnx", "-o", "qb.onnx", "--calib", "digits")
+    assert code == 2 and "fails the ONNX checker" in err and not (tmp_path / "qb.onnx").exists()
