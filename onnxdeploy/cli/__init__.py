@@ -26,6 +26,7 @@ COMMANDS = {
     "compress": "onnxdeploy.cli.compress_cmd:compress_command",
     "bench": "onnxdeploy.cli.bench_cmd:bench_command",
     "quantize": "onnxdeploy.cli.quantize_cmd:quantize_command",
+    "gate": "onnxdeploy.cli.gate_cmd:gate_command",
 }
 
 

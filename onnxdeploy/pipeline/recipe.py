@@ -25,7 +25,7 @@ class Recipe:
     source: str = "built-in demo"
 
 
-DEMO = Recipe(stages=(("train", {}), ("compress", {}), ("export", {}), ("prune-channels", {}), ("quantize", {}), ("evaluate", {}), ("bench", {})))
+DEMO = Recipe(stages=(("train", {}), ("compress", {}), ("export", {}), ("prune-channels", {}), ("quantize", {}), ("evaluate", {}), ("bench", {}), ("gate", {})))
 
 
 def _check_stage(source: str, index: int, table: dict) -> tuple[str, dict]:

@@ -182,6 +182,42 @@ def quantize(ctx: RunContext, *, max_drop: float = 1.0, target_batch: int = 32, 
                           "passed": a.passed} for a in result.attempts]}
 
 
+def gate(ctx: RunContext, *, latency_threshold: float = 0.10, accuracy_drop: float = 0.5, size_threshold: float = 0.05,
+         alpha: float = 0.01, fail_on_regression: bool = False) -> dict:
+    """Compare this run with the previous complete run in the same runs folder, and say what changed."""
+    from onnxdeploy.errors import CheckFailed
+    from onnxdeploy.gate import GateInput, Thresholds, compare, load_gate_input
+    from onnxdeploy.gate.inputs import _add_bench
+    from onnxdeploy.runtime_bench import load_results
+    from onnxdeploy.runtime_bench.environment import environment
+
+    runs = sorted(p for p in ctx.run_dir.parent.iterdir()
+                  if p.is_dir() and not p.name.startswith(".") and not p.name.endswith("-failed")
+                  and (p / "report.json").is_file())
+    if not runs:
+        ctx.progress("  no previous run in this folder: nothing to gate against yet")
+        return {"note": "first run in this folder: no baseline to gate against"}
+    previous = runs[-1]
+    current = GateInput(str(ctx.run_dir), environment=environment(),
+                        accuracy=dict(ctx.stages.get("evaluate", {}).get("accuracy", {})),
+                        size={label: p.stat().st_size for label, p in ctx.models.items()})
+    if (ctx.run_dir / "bench.json").is_file():
+        _add_bench(current, load_results(ctx.run_dir / "bench.json")[0],
+                   {p.name: label for label, p in ctx.models.items()})
+    try:
+        verdict = compare(load_gate_input(previous), current,
+                          Thresholds(latency_threshold, latency_threshold, accuracy_drop, size_threshold, alpha))
+    except UserError as exc:
+        return {"baseline": previous.name, "note": f"could not gate against {previous.name}: {exc}"}
+    regressions = [f"{e.name} {e.metric} {e.ratio:.2f}x" for e in verdict.entries if e.regression]
+    note = (f"{len(regressions)} regression(s) vs run {previous.name}: " + "; ".join(regressions) if regressions
+            else f"no regression vs run {previous.name} ({len(verdict.entries)} entries compared)")
+    if regressions and fail_on_regression:
+        raise CheckFailed(note)
+    return {"baseline": previous.name, "note": note, "regressions": len(regressions),
+            "warnings": list(verdict.warnings), "entries": len(verdict.entries)}
+
+
 def _input_name(path) -> str:
     import onnx
 
@@ -191,4 +227,4 @@ def _input_name(path) -> str:
 
 
 STAGES = {"train": train, "compress": compress, "export": export, "prune-channels": prune_channels, "quantize": quantize,
-          "evaluate": evaluate, "bench": bench}
+          "evaluate": evaluate, "bench": bench, "gate": gate}

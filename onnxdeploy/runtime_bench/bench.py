@@ -102,11 +102,10 @@ def benchmark(models: str | Sequence[str], *, provider: str | Sequence[str] = "c
     for provider, b, t in itertools.product(providers, batches, thread_counts):
         if progress:
             progress(f"timing {len(paths)} model(s) on {provider} at batch {b}, {t} thread(s)")
-        pooled = {p: {"samples": [], "create": [], "first": [], "warm": 0} for p in paths}
+        pooled = [{"samples": [], "create": [], "first": [], "warm": 0} for _ in paths]  # by position: a path may repeat
         for _ in range(repeat):
             _one_round(paths, provider, b, t, iterations, duration, warmup, inputs, shapes, io_binding, pooled)
-        for p in paths:
-            entry = pooled[p]
+        for p, entry in zip(paths, pooled):
             actual_batch = entry["batch"]
             stats = LatencyStats.from_samples(entry["samples"], actual_batch)
             if stats.robust_cv > HIGH_CV:
@@ -134,7 +133,7 @@ def _one_round(paths, provider, batch, threads, iterations, duration, warmup, in
     opened = []
     try:
         calls = []
-        for runner in runners:
+        for runner, entry in zip(runners, pooled):
             opened.append(runner.__enter__())
             if inputs is not None:
                 _check_feeds(runner, inputs, runner.model_path)
@@ -144,17 +143,16 @@ def _one_round(paths, provider, batch, threads, iterations, duration, warmup, in
             call = runner.prepare(feeds)
             started = time.perf_counter()
             call()
-            entry = pooled[runner.model_path]
             entry["first"].append((time.perf_counter() - started) * 1000)
             entry["create"].append(runner.create_ms)
             entry["batch"] = int(next(iter(feeds.values())).shape[0]) if feeds else batch
             entry["feeds"] = feeds
             calls.append(call)
-        for runner, call in zip(runners, calls):
-            pooled[runner.model_path]["warm"] += warm_up(call, min_iterations=warmup)
+        for entry, call in zip(pooled, calls):
+            entry["warm"] += warm_up(call, min_iterations=warmup)
         samples = interleaved_samples(calls, iterations=iterations, duration=duration)
-        for runner, s in zip(runners, samples):
-            pooled[runner.model_path]["samples"].extend(s)
+        for entry, s in zip(pooled, samples):
+            entry["samples"].extend(s)
     finally:
         for runner in opened:
             runner.__exit__(None, None, None)

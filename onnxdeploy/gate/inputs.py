@@ -1,0 +1,78 @@
+"""Read what the gate compares: bench results, run reports (or run folders), quantize and
+prune-channels JSON. Each becomes latency samples, accuracies and sizes under stable keys."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from onnxdeploy.errors import UserError
+from onnxdeploy.runtime_bench.result import SCHEMA as BENCH_SCHEMA
+from onnxdeploy.runtime_bench.result import BenchResult, load_results
+
+
+@dataclass
+class GateInput:
+    """Metrics keyed for matching: latency by (model, provider, batch, threads), the rest by model."""
+
+    source: str
+    latency: dict = field(default_factory=dict)   # key -> BenchResult
+    accuracy: dict = field(default_factory=dict)  # model -> percent
+    size: dict = field(default_factory=dict)      # model -> bytes
+    environment: dict = field(default_factory=dict)
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON object")
+    return data
+
+
+def _add_bench(target: GateInput, results: list[BenchResult], names: dict[str, str] | None = None) -> None:
+    for r in results:
+        base = os.path.basename(r.model)
+        model = (names or {}).get(base, base)
+        target.latency[(model, r.provider, r.batch, r.threads)] = r
+
+
+def load_gate_input(path: str | os.PathLike) -> GateInput:
+    """Load any supported file (or a run folder); UserError naming the file when it is none of them."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "report.json"
+    data = _read_json(path)
+    schema = data.get("schema")
+    result = GateInput(str(path))
+    if schema == BENCH_SCHEMA:
+        results, env = load_results(path)
+        _add_bench(result, results)
+        result.environment = env
+    elif schema == "onnxdeploy.run/1":
+        models = data.get("models", {})
+        names = {info["file"]: label for label, info in models.items()}
+        result.size = {label: info["bytes"] for label, info in models.items()}
+        result.accuracy = dict(data.get("stages", {}).get("evaluate", {}).get("accuracy", {}))
+        result.environment = data.get("environment", {})
+        bench_file = path.parent / data.get("stages", {}).get("bench", {}).get("file", "bench.json")
+        if bench_file.is_file():
+            results, _ = load_results(bench_file)
+            _add_bench(result, results, names)
+    elif "attempts" in data and "chosen" in data:  # quantize --json
+        chosen = next((a for a in data["attempts"] if a["config"]["name"] == data["chosen"]), None)
+        label = "int8" if chosen else "fp32"
+        result.accuracy[label] = chosen["score"] if chosen else data["fp32_score"]
+        result.size[label] = data["bytes_after"]
+    elif "layers" in data and "file_bytes" in data:  # prune-channels --json
+        result.size["pruned"] = data["file_bytes"]["after"]
+    else:
+        raise UserError(f"{path}: not a bench result, run report, quantize or prune-channels JSON "
+                        f"(schema {schema!r})")
+    return result

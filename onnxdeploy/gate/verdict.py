@@ -1,0 +1,142 @@
+"""Compare a current result with a baseline: per entry a ratio with a CI, a p-value and a verdict.
+
+A latency regression needs both: the slowdown beyond the threshold *and* a Mann-Whitney U
+test on the raw samples significant at ``alpha``. A threshold alone alerts on noise; a test
+alone flags 1% shifts that nobody should be paged for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from onnxdeploy.errors import UserError
+from onnxdeploy.gate.inputs import GateInput
+from onnxdeploy.gate.statistics import bootstrap_ratio_ci, mann_whitney_u
+
+MIN_SAMPLES = 5
+ENV_KEYS = ("cpu", "cores", "onnxruntime", "machine")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    latency: float = 0.10
+    throughput: float = 0.10
+    accuracy_drop: float = 0.5
+    size: float = 0.05
+    alpha: float = 0.01
+    percentiles: tuple[str, ...] = ("p50",)
+
+
+@dataclass(frozen=True)
+class EntryVerdict:
+    name: str
+    metric: str
+    baseline: float
+    current: float
+    ratio: float
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    verdict: str  # regression / improvement / unchanged
+
+    @property
+    def regression(self) -> bool:
+        return self.verdict == "regression"
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    entries: tuple[EntryVerdict, ...]
+    warnings: tuple[str, ...]
+    thresholds: Thresholds
+
+    @property
+    def passed(self) -> bool:
+        return not any(e.regression for e in self.entries)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.passed else 1
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def to_json(self) -> dict:
+        return {"passed": self.passed, "exit_code": self.exit_code, "thresholds": asdict(self.thresholds),
+                "warnings": list(self.warnings), "entries": [asdict(e) for e in self.entries]}
+
+
+def _latency_entries(name, base, cur, t: Thresholds) -> list[EntryVerdict]:
+    if len(base.samples_ms) < MIN_SAMPLES or len(cur.samples_ms) < MIN_SAMPLES:
+        raise UserError(f"{name}: too few latency samples ({len(base.samples_ms)} baseline, {len(cur.samples_ms)} "
+                        f"current; need >= {MIN_SAMPLES})")
+    out = []
+    b, c = np.asarray(base.samples_ms), np.asarray(cur.samples_ms)
+    for pct in t.percentiles:
+        q = float(pct.lstrip("p"))
+        b_val, c_val = float(np.percentile(b, q)), float(np.percentile(c, q))
+        ratio = c_val / b_val
+        low, high = bootstrap_ratio_ci(c, b) if pct == "p50" else (None, None)
+        _, p_slower = mann_whitney_u(c, b, alternative="greater")
+        _, p_faster = mann_whitney_u(c, b, alternative="less")
+        if ratio - 1 > t.latency and p_slower < t.alpha:
+            verdict, p = "regression", p_slower
+        elif 1 - ratio > t.latency / (1 + t.latency) and p_faster < t.alpha:
+            verdict, p = "improvement", p_faster
+        else:
+            verdict, p = "unchanged", min(p_slower, p_faster)
+        out.append(EntryVerdict(name, f"latency {pct} ms", b_val, c_val, ratio, low, high, p, verdict))
+    # throughput follows the median: fewer samples/s is a regression
+    tp_ratio = cur.stats.throughput / base.stats.throughput if base.stats.throughput else 1.0
+    _, p_slower = mann_whitney_u(c, b, alternative="greater")
+    tp_verdict = "regression" if (1 - tp_ratio > t.throughput and p_slower < t.alpha) else (
+        "improvement" if tp_ratio - 1 > t.throughput and mann_whitney_u(c, b, alternative="less")[1] < t.alpha
+        else "unchanged")
+    out.append(EntryVerdict(name, "throughput samples/s", base.stats.throughput, cur.stats.throughput, tp_ratio,
+                            None, None, p_slower, tp_verdict))
+    return out
+
+
+def _env_warnings(baseline: GateInput, current: GateInput) -> list[str]:
+    warnings = []
+    for key in ENV_KEYS:
+        b, c = baseline.environment.get(key), current.environment.get(key)
+        if b is not None and c is not None and b != c:
+            warnings.append(f"environment differs: {key} baseline {b!r}, current {c!r}")
+    return warnings
+
+
+def compare(baseline: GateInput, current: GateInput, thresholds: Thresholds = Thresholds(), *,
+            strict_env: bool = False) -> GateVerdict:
+    """Match entries by key and judge each; UserError when nothing matches or environments differ
+    under ``strict_env``."""
+    warnings = _env_warnings(baseline, current)
+    if warnings and strict_env:
+        raise UserError(f"{current.source}: {warnings[0]} (--strict-env)")
+    entries = []
+    for key in sorted(set(baseline.latency) & set(current.latency), key=str):
+        model, provider, batch, threads = key
+        entries += _latency_entries(f"{model} {provider} b{batch} t{threads}", baseline.latency[key],
+                                    current.latency[key], thresholds)
+    for model in sorted(set(baseline.accuracy) & set(current.accuracy)):
+        b, c = baseline.accuracy[model], current.accuracy[model]
+        drop = b - c
+        verdict = "regression" if drop > thresholds.accuracy_drop else ("improvement" if -drop > thresholds.accuracy_drop
+                                                                        else "unchanged")
+        entries.append(EntryVerdict(model, "accuracy %", b, c, c / b if b else 1.0, None, None, None, verdict))
+    for model in sorted(set(baseline.size) & set(current.size)):
+        b, c = baseline.size[model], current.size[model]
+        ratio = c / b if b else 1.0
+        verdict = "regression" if ratio - 1 > thresholds.size else ("improvement" if 1 - ratio > thresholds.size
+                                                                    else "unchanged")
+        entries.append(EntryVerdict(model, "size bytes", b, c, ratio, None, None, None, verdict))
+    unmatched = (set(baseline.latency) ^ set(current.latency))
+    if unmatched:
+        warnings.append(f"{len(unmatched)} latency entr{'y' if len(unmatched) == 1 else 'ies'} present on one side "
+                        f"only (e.g. {sorted(unmatched, key=str)[0]})")
+    if not entries:
+        raise UserError(f"{current.source}: no entries match the baseline {baseline.source} "
+                        "(compared by model, provider, batch, threads)")
+    return GateVerdict(tuple(entries), tuple(warnings), thresholds)
