@@ -155,3 +155,23 @@ def test_compress_cli_with_npz_data(cli, tmp_path):
     data = json.loads(out)
     assert data["layer_sparsity"]["total"] == pytest.approx(0.5, abs=0.01)
     assert (tmp_path / "c.pt").is_file()
+
+
+@pytest.mark.parametrize("mode, most", [("binary", 2), ("ternary", 3)])
+def test_low_bit_weights_are_exact_and_reported(mode, most, tmp_path):
+    from onnxdeploy.compress.lowbit import distinct_values_per_channel, low_bit_layers, quantize_weight
+
+    torch.manual_seed(0)
+    entry = ZOO["mlp"]
+    data = entry.digits()
+    model = entry.build()
+    from onnxdeploy.models.train import train
+    train(model, data.x_train, data.y_train, epochs=4)
+    result = compress_module(model, data, low_bit=mode, epochs=2, lr=2e-3)
+    for layer in low_bit_layers(model):
+        assert distinct_values_per_channel(layer.weight) <= most
+        torch.testing.assert_close(layer.weight, quantize_weight(layer.weight, mode))
+    assert not any("parametrizations" in k for k in model.state_dict())
+    assert result.steps[-1].name.startswith(mode) and result.final_accuracy > 50
+    torch.save(model.state_dict(), tmp_path / "lb.pt")
+    assert export("mlp", tmp_path / "lb.onnx", checkpoint=str(tmp_path / "lb.pt")).parity

@@ -26,10 +26,12 @@ from onnxdeploy.cli.output import emit_json, progress, say
 @click.option("--teacher", type=click.Path(), help="Teacher checkpoint (same architecture); implies --distill.")
 @click.option("--temperature", type=float, default=4.0, show_default=True)
 @click.option("--alpha", type=float, default=0.7, show_default=True)
+@click.option("--low-bit", type=click.Choice(["binary", "ternary"]), default=None,
+              help="Experimental: binary or ternary inner weights, straight-through fine-tuning.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def compress_command(model, output, checkpoint, data, input_shapes, sparsity, scope, prune_channels, criterion,
-                     sensitivity, steps, epochs, lr, distill, teacher, temperature, alpha, seed, as_json):
+                     sensitivity, steps, epochs, lr, distill, teacher, temperature, alpha, low_bit, seed, as_json):
     """Prune MODEL (magnitude and/or channels), fine-tune or distil, and save a checkpoint."""
     from onnxdeploy.compress.api import compress
     from onnxdeploy.exporter import parse_input_shape
@@ -38,7 +40,7 @@ def compress_command(model, output, checkpoint, data, input_shapes, sparsity, sc
                       input_shapes=[parse_input_shape(s) for s in input_shapes] or None, teacher_checkpoint=teacher,
                       progress=progress, sparsity=sparsity, scope=scope, prune_channels=prune_channels,
                       criterion=criterion, sensitivity=sensitivity, steps=steps, epochs=epochs, lr=lr,
-                      distill=distill, temperature=temperature, alpha=alpha, seed=seed)
+                      distill=distill, temperature=temperature, alpha=alpha, low_bit=low_bit, seed=seed)
     if as_json:
         emit_json(result.to_json())
     else:

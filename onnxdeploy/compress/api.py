@@ -73,10 +73,11 @@ def compress_module(module: torch.nn.Module, data, *, sparsity: float | None = N
                     prune_channels: float | None = None, criterion: str = "l1", sensitivity: bool = True,
                     steps: int = 1, epochs: int = 3, lr: float = 1e-3, distill: bool = False,
                     teacher: torch.nn.Module | None = None, temperature: float = 4.0, alpha: float = 0.7,
-                    seed: int = 0, progress: Callable[[str], None] = lambda m: None) -> CompressResult:
+                    low_bit: str | None = None, seed: int = 0,
+                    progress: Callable[[str], None] = lambda m: None) -> CompressResult:
     """Compress ``module`` in place on ``data`` (x_train, y_train, x_val, y_val)."""
-    if sparsity is None and prune_channels is None:
-        raise UserError("nothing to do: give --sparsity and/or --prune-channels")
+    if sparsity is None and prune_channels is None and low_bit is None:
+        raise UserError("nothing to do: give --sparsity, --prune-channels and/or --low-bit")
     if steps < 1 or epochs < 0:
         raise UserError("--steps must be >= 1 and --epochs >= 0")
     torch.manual_seed(seed)
@@ -114,9 +115,29 @@ def compress_module(module: torch.nn.Module, data, *, sparsity: float | None = N
             done.append(CompressStep(f"{label} {'distilled' if teacher else 'fine-tuned'}", accuracy(module),
                                      sparsity_report(module)["total"], _zeroed_channels(module, groups),
                                      round(time.perf_counter() - started, 2)))
+    if low_bit:
+        done += _low_bit_steps(module, data, low_bit, epochs=epochs, lr=lr, seed=seed, teacher=teacher,
+                               temperature=temperature, alpha=alpha, accuracy=accuracy, progress=progress)
     return CompressResult(dense_accuracy, tuple(done),
                           {"+".join(g.producers): round(t, 4) for g, t in zip(groups, targets)},
                           sparsity_report(module))
+
+
+def _low_bit_steps(module, data, mode, *, epochs, lr, seed, teacher, temperature, alpha, accuracy, progress):
+    """Quantize inner weights to binary/ternary and fine-tune through the straight-through estimator."""
+    from onnxdeploy.compress import lowbit
+
+    started = time.perf_counter()
+    count = lowbit.attach(module, mode)
+    steps = [CompressStep(f"{mode} weights ({count} layers)", accuracy(module), sparsity_report(module)["total"], 0, 0.0)]
+    progress(f"{mode} weights on {count} inner layers: {steps[0].accuracy:.2f}% before fine-tuning")
+    if epochs:
+        fine_tune(module, data, epochs=epochs, lr=lr, seed=seed, teacher=teacher, temperature=temperature,
+                  alpha=alpha, on_epoch=lambda e, loss: progress(f"  epoch {e}/{epochs} loss {loss:.4f}"))
+    lowbit.make_permanent(module)
+    steps.append(CompressStep(f"{mode} + STE fine-tuning", accuracy(module), sparsity_report(module)["total"], 0,
+                              round(time.perf_counter() - started, 2)))
+    return steps
 
 
 def save_checkpoint(module: torch.nn.Module, path: str | Path) -> None:

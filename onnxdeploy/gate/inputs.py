@@ -3,12 +3,12 @@ prune-channels JSON. Each becomes latency samples, accuracies and sizes under st
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from onnxdeploy.errors import UserError
+from onnxdeploy.files import read_json_object
 from onnxdeploy.runtime_bench.result import SCHEMA as BENCH_SCHEMA
 from onnxdeploy.runtime_bench.result import BenchResult, load_results
 
@@ -24,18 +24,6 @@ class GateInput:
     environment: dict = field(default_factory=dict)
 
 
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from exc
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a JSON object")
-    return data
-
-
 def _add_bench(target: GateInput, results: list[BenchResult], names: dict[str, str] | None = None) -> None:
     for r in results:
         base = os.path.basename(r.model)
@@ -48,7 +36,7 @@ def load_gate_input(path: str | os.PathLike) -> GateInput:
     path = Path(path)
     if path.is_dir():
         path = path / "report.json"
-    data = _read_json(path)
+    data = read_json_object(path)
     schema = data.get("schema")
     result = GateInput(str(path))
     if schema == BENCH_SCHEMA:

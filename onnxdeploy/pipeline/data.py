@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from onnxdeploy.errors import UserError
+from onnxdeploy.files import load_npz
 from onnxdeploy.models import load_digits_split
 from onnxdeploy.pipeline.context import Dataset
 
@@ -21,11 +22,7 @@ def load_dataset(spec: str, input_shape: tuple[int, ...], *, seed: int = 0) -> D
     path = Path(spec)
     if not path.is_file():
         raise UserError(f"{path}: data file not found (use 'digits' or an .npz with {', '.join(REQUIRED_KEYS)})")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except Exception as exc:
-        raise UserError(f"{path}: not a readable .npz file ({type(exc).__name__})") from exc
+    arrays = load_npz(path, what="data")
     missing = [k for k in REQUIRED_KEYS if k not in arrays]
     if missing:
         raise UserError(f"{path}: missing arrays {', '.join(missing)} (has {', '.join(arrays) or 'none'})")

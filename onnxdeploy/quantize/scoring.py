@@ -28,14 +28,10 @@ def load_eval(spec: str, specs, *, seed: int = 0) -> EvalSet:
 
         split = load_digits_split(tuple(specs[0].shape[1:]), seed=seed)
         return EvalSet({specs[0].name: split.x_val}, split.y_val, "digits")
+    from onnxdeploy.files import load_npz
+
     path = Path(spec)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except FileNotFoundError as exc:
-        raise UserError(f"{path}: evaluation data not found") from exc
-    except Exception as exc:
-        raise UserError(f"{path}: not a readable .npz ({type(exc).__name__})") from exc
+    arrays = load_npz(path, what="evaluation data")
     labels = arrays.pop("labels", None)
     check_batch(arrays, specs, str(path))
     if labels is None:

@@ -45,16 +45,9 @@ def _check_feeds(runner: OrtRunner, feeds: dict[str, np.ndarray], source: str) -
 
 def load_inputs(path: str) -> dict[str, np.ndarray]:
     """Real inputs from an .npz keyed by input name; UserError naming the file otherwise."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except FileNotFoundError as exc:
-        raise UserError(f"{path}: no such file") from exc
-    except Exception as exc:
-        raise UserError(f"{path}: not a readable .npz of input arrays ({type(exc).__name__})") from exc
-    if not arrays:
-        raise UserError(f"{path}: holds no arrays")
-    return arrays
+    from onnxdeploy.files import load_npz
+
+    return load_npz(path, what="input arrays")
 
 
 def _gpu_memory_mb() -> float | None:

@@ -72,16 +72,11 @@ def save_results(path: str | Path, results: list[BenchResult], environment: dict
 
 def load_results(path: str | Path) -> tuple[list[BenchResult], dict]:
     """Read a results file; UserError naming the file on a missing file, bad JSON or another schema."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        found = data.get("schema") if isinstance(data, dict) else type(data).__name__
-        raise UserError(f"{path}: expected schema '{SCHEMA}', found {found!r}")
+    from onnxdeploy.files import read_json_object
+
+    data = read_json_object(path)
+    if data.get("schema") != SCHEMA:
+        raise UserError(f"{path}: expected schema '{SCHEMA}', found {data.get('schema')!r}")
     try:
         return [BenchResult.from_json(r) for r in data["results"]], data.get("environment", {})
     except (KeyError, TypeError) as exc:

@@ -64,6 +64,23 @@ def _dim(value: ir.Value, axis: int):
     return dim if isinstance(dim, int) else None
 
 
+def _tracked_input(cg: ChannelGraph, node):
+    """(input, its Member, its rank) when the first input is tracked with one feature per channel."""
+    x = node.inputs[0]
+    xm, rank = cg.members.get(x), _rank(x)
+    if xm is None or rank is None or xm.block != 1:
+        return None
+    return x, xm, rank
+
+
+def _axes(node):
+    """The 'axes' of a reduce/squeeze op: an attribute before opset 13/18, a constant input after."""
+    axes = _attr(node, "axes")
+    if axes is None and len(node.inputs) > 1 and node.inputs[1] is not None:
+        axes = const_array(node.inputs[1])
+    return axes
+
+
 def _activations(node):
     return [(i, v) for i, v in enumerate(node.inputs) if v is not None and const_array(v) is None]
 
@@ -301,10 +318,10 @@ def _concat(cg: ChannelGraph, node) -> bool:
 
 
 def _split(cg: ChannelGraph, node) -> bool:
-    x = node.inputs[0]
-    xm, rank = cg.members.get(x), _rank(x)
-    if xm is None or rank is None or xm.block != 1:
+    tracked = _tracked_input(cg, node)
+    if tracked is None:
         return False
+    x, xm, rank = tracked
     axis = _attr(node, "axis", 0) % rank
     if axis != xm.axis:
         for out in node.outputs:
@@ -347,23 +364,21 @@ def _flatten(cg: ChannelGraph, node) -> bool:
 
 
 def _transpose(cg: ChannelGraph, node) -> bool:
-    x = node.inputs[0]
-    xm, rank = cg.members.get(x), _rank(x)
-    if xm is None or rank is None or xm.block != 1:
+    tracked = _tracked_input(cg, node)
+    if tracked is None:
         return False
+    x, xm, rank = tracked
     perm = list(_attr(node, "perm", None) or reversed(range(rank)))
     cg.join(node.outputs[0], xm, cg.values[x], axis=perm.index(xm.axis))
     return True
 
 
 def _reduce(cg: ChannelGraph, node) -> bool:
-    x = node.inputs[0]
-    xm, rank = cg.members.get(x), _rank(x)
-    if xm is None or rank is None or xm.block != 1:
+    tracked = _tracked_input(cg, node)
+    if tracked is None:
         return False
-    axes = _attr(node, "axes")
-    if axes is None and len(node.inputs) > 1 and node.inputs[1] is not None:
-        axes = const_array(node.inputs[1])
+    x, xm, rank = tracked
+    axes = _axes(node)
     if axes is None:
         return False
     axes = sorted(int(a) % rank for a in np.atleast_1d(axes))
@@ -398,9 +413,7 @@ def _pad(cg: ChannelGraph, node) -> bool:
 def _squeeze(cg: ChannelGraph, node) -> bool:
     x = node.inputs[0]
     xm, rank = cg.members.get(x), _rank(x)
-    axes = _attr(node, "axes")
-    if axes is None and len(node.inputs) > 1 and node.inputs[1] is not None:
-        axes = const_array(node.inputs[1])
+    axes = _axes(node)
     if xm is None or rank is None or axes is None or xm.block != 1:
         return False
     axes = [int(a) for a in np.atleast_1d(axes)]
