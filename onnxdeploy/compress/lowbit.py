@@ -59,7 +59,12 @@ def attach(model: nn.Module, mode: str) -> int:
 def make_permanent(model: nn.Module) -> None:
     """Replace the latent weights by their low-bit values and drop the parametrization."""
     for layer in [m for m in model.modules() if parametrize.is_parametrized(m)]:
-        parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
+        mode = layer.parametrizations.weight[0].mode
+        with torch.no_grad():
+            exact = quantize_weight(layer.parametrizations.weight.original, mode)  # w + (q - w) is not q in float
+        parametrize.remove_parametrizations(layer, "weight", leave_parametrized=False)
+        with torch.no_grad():
+            layer.weight.copy_(exact)
 
 
 def distinct_values_per_channel(weight: torch.Tensor) -> int:
