@@ -96,7 +96,7 @@ def compress_module(module: torch.nn.Module, data, *, sparsity: float | None = N
         costs = channel_costs(module, groups, data.x_val)
         targets = allocate(scan, [g.size for g in groups], prune_channels, costs)
     done = []
-    for step in range(1, steps + 1):
+    for step in range(1, steps + 1 if (sparsity or prune_channels) else 1):
         started = time.perf_counter()
         fraction = step / steps
         for group, target in zip(groups, targets):
