@@ -138,3 +138,33 @@ def test_already_quantized_and_invalid_models(cli, trained, tmp_path):
     onnx.save(bad, str(tmp_path / "bad.onnx"))
     code, _, err = cli("quantize", "bad.onnx", "-o", "qb.onnx", "--calib", "digits")
     assert code == 2 and "fails the ONNX checker" in err and not (tmp_path / "qb.onnx").exists()
+
+
+def test_streaming_reader_serves_ranges_in_order_and_counts():
+    from onnxdeploy.quantize.calib_data import InputSpec, StreamingReader, batches
+
+    specs = [InputSpec("x", (None, 2), np.dtype(np.float32))]
+    data = np.arange(20, dtype=np.float32).reshape(10, 2)
+    reader = StreamingReader(lambda: batches(lambda: iter([("mem", {"x": data})]), specs, batch_size=3, limit=None))
+    assert len(reader) == 4
+    seen = []
+    for start in (0, 2):
+        reader.set_range(start_index=start, end_index=start + 2)
+        while (batch := reader.get_next()) is not None:
+            seen.append(batch["x"][:, 0].tolist())
+    assert seen == [[0, 2, 4], [6, 8, 10], [12, 14, 16], [18]]
+    reader.rewind()
+    assert reader.get_next()["x"].shape == (3, 2)
+
+
+def test_percentile_calibration_on_a_folder(tmp_path, trained):
+    from onnxdeploy.models import load_digits_split
+
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    x = load_digits_split((64,)).x_train
+    for i in range(0, 300, 100):
+        np.savez(folder / f"part{i}.npz", input=x[i:i + 100])
+    result = quantize(trained["mlp"], tmp_path / "q.onnx", calib=str(folder), method="percentile", calib_size=250,
+                      iterations=10, force_int8=True)
+    assert result.calib_samples == 224 and all(a.config.method == "percentile" for a in result.attempts)

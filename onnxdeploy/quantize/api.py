@@ -133,7 +133,8 @@ def quantize(model_path: str, output: str, *, calib: str, eval_data: str | None 
         raise UserError(f"{calib}: empty calibration set")
     n_calib = min(calib_size, total if eval_data else max(1, int(total * 0.8)))
     reader = calib_data.StreamingReader(
-        lambda: calib_data.batches(source, specs, batch_size=batch_size, limit=n_calib))
+        lambda: calib_data.batches(source, specs, batch_size=batch_size, limit=n_calib, uniform=True))
+    n_calib = min(n_calib, len(reader) * batch_size)  # a last partial batch is dropped
     if eval_data:
         evalset = load_eval(eval_data, specs)
     else:

@@ -106,27 +106,42 @@ def sample_source(spec: str, specs: list[InputSpec], *, seed: int = 0) -> Callab
 
 
 def batches(source: Callable[[], Iterator[tuple[str, dict]]], specs: list[InputSpec], *, batch_size: int,
-            limit: int | None, skip: int = 0) -> Iterator[dict[str, np.ndarray]]:
-    """Checked batches of ``batch_size`` samples, after skipping ``skip``, up to ``limit`` samples."""
-    taken, seen = 0, 0
+            limit: int | None, skip: int = 0, uniform: bool = False) -> Iterator[dict[str, np.ndarray]]:
+    """Checked batches of ``batch_size`` samples, after skipping ``skip``, up to ``limit`` samples.
+
+    Batches are cut across file boundaries, so all are full but the last; ``uniform`` drops
+    that last partial one when a full one exists (onnxruntime's histogram calibrators need
+    equal batch shapes).
+    """
+    pending: list[dict[str, np.ndarray]] = []
+    pending_count, taken, seen, emitted = 0, 0, 0, 0
+
+    def cut():
+        merged = {k: np.concatenate([p[k] for p in pending]) for k in pending[0]}
+        return {k: v[:batch_size] for k, v in merged.items()}, {k: v[batch_size:] for k, v in merged.items()}
+
     for origin, arrays in source():
         check_batch(arrays, specs, origin)
         count = len(next(iter(arrays.values())))
-        for start in range(0, count, batch_size):
-            stop = min(start + batch_size, count)
-            if seen + (stop - start) <= skip:
-                seen += stop - start
-                continue
-            lo = start + max(skip - seen, 0)
-            seen += stop - start
-            if limit is not None:
-                stop = min(stop, lo + limit - taken)
-            if stop <= lo:
-                return
-            yield {k: v[lo:stop] for k, v in arrays.items()}
-            taken += stop - lo
+        lo = min(max(skip - seen, 0), count)
+        seen += count
+        hi = count if limit is None else min(count, lo + limit - taken)
+        if hi <= lo:
             if limit is not None and taken >= limit:
-                return
+                break
+            continue
+        pending.append({k: v[lo:hi] for k, v in arrays.items()})
+        pending_count += hi - lo
+        taken += hi - lo
+        while pending_count >= batch_size:
+            batch, rest = cut()
+            pending, pending_count = [rest], pending_count - batch_size
+            emitted += 1
+            yield batch
+        if limit is not None and taken >= limit:
+            break
+    if pending_count and not (uniform and emitted):
+        yield {k: np.concatenate([p[k] for p in pending]) for k in pending[0]}
 
 
 def count_samples(source) -> int:
@@ -141,18 +156,19 @@ except ImportError:  # pragma: no cover - onnxruntime is a core dependency
 
 
 class StreamingReader(_ReaderBase):
-    """onnxruntime's CalibrationDataReader over ``batches``; ``rewind`` starts again."""
+    """onnxruntime's CalibrationDataReader over ``batches``.
+
+    It also offers ``len`` and ``set_range``, which onnxruntime's strided calibration uses to
+    run ``collect_data`` chunk by chunk: each chunk's intermediate outputs are reduced (min/max
+    or histograms) and dropped before the next, so memory stays bounded on large sets.
+    """
 
     def __init__(self, make_batches: Callable[[], Iterator[dict]]):
         self._make = make_batches
         self._iter = make_batches()
+        self._position = 0  # index of the next batch self._iter yields
+        self._stop: int | None = None
         self.count = 0
-
-    def get_next(self):
-        batch = next(self._iter, None)
-        if batch is not None:
-            self.count += 1
-        return batch
 
     def batch_count(self) -> int:
         """Batches in one pass (counted once, by a dry pass over the source)."""
@@ -160,6 +176,26 @@ class StreamingReader(_ReaderBase):
             self._batch_count = sum(1 for _ in self._make())
         return self._batch_count
 
+    def __len__(self) -> int:
+        return self.batch_count()
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        """Serve batches [start_index, end_index); continuing from the last range reads nothing twice."""
+        if start_index < self._position:
+            self._iter, self._position = self._make(), 0
+        while self._position < start_index and next(self._iter, None) is not None:
+            self._position += 1
+        self._stop = end_index
+
+    def get_next(self):
+        if self._stop is not None and self._position >= self._stop:
+            return None
+        batch = next(self._iter, None)
+        if batch is not None:
+            self.count += 1
+            self._position += 1
+        return batch
+
     def rewind(self):
-        self._iter = self._make()
+        self._iter, self._position, self._stop = self._make(), 0, None
         self.count = 0

@@ -90,13 +90,11 @@ def apply_config(config: QuantConfig, model_path: str, output_path: str, reader)
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[config.method]
     types = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
-    extra = {"CalibPercentile": config.percentile}
-    if config.method == "minmax":
-        # Bounded memory: merge ranges every k batches. onnxruntime 1.2x-1.3x raises "No data is
-        # collected" when the batch count is a multiple of k, so pick a k that does not divide it.
-        n = reader.batch_count()
-        k = next((k for k in range(16, 1, -1) if n % k), None) if n > 16 else None
-        extra = {"CalibMaxIntermediateOutputs": k} if k else {}
+    # Bounded memory: onnxruntime's strided calibration calls collect_data on chunks of `stride`
+    # batches (ranges or histograms are merged, outputs dropped); the stride must divide the count.
+    n = reader.batch_count()
+    stride = max((k for k in range(1, 17) if n % k == 0), default=1)
+    extra = {"CalibPercentile": config.percentile, "CalibStridedMinMax": stride}
     model = onnx.load(model_path)
     op_types = sorted({n.op_type for n in model.graph.node} - set(config.exclude_ops))
     reader.rewind()
