@@ -54,7 +54,7 @@ class GraphBuilder:
             b[c] = 0
         return self.const(w, "w"), self.const(b, "b")
 
-    def model(self, *outputs, opset=17, ir_version=8, initializers_as_inputs=False):
+    def model(self, *outputs, opset=17, ir_version=8, initializers_as_inputs=False, output_shape=None):
         outs = [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs]
         inputs = list(self.inputs)
         if initializers_as_inputs:
@@ -70,5 +70,7 @@ class GraphBuilder:
         inferred = {v.name: v for v in onnx.shape_inference.infer_shapes(probe).graph.value_info}
         for out in model.graph.output:
             out.CopyFrom(inferred[out.name])
+            if output_shape is not None and not out.type.tensor_type.HasField("shape"):
+                out.CopyFrom(helper.make_tensor_value_info(out.name, TensorProto.FLOAT, output_shape))
         onnx.checker.check_model(model)
         return model

@@ -161,6 +161,27 @@ def test_split_on_channels(tmp_path):
     assert sizes.tolist() == [3, 3]
 
 
+@pytest.mark.parametrize("opset", [9, 17])
+def test_slice_on_channels(tmp_path, opset):
+    g = GraphBuilder(dynamic_batch=opset > 9)
+    c = g.op("Relu", g.conv("x", 3, 8, zero=(1, 4, 6)))
+    if opset == 9:
+        a = g.op("Slice", c, starts=[0], ends=[5], axes=[1])
+        b = g.op("Slice", c, starts=[5], ends=[100], axes=[1])
+    else:
+        a = g.op("Slice", c, g.const(np.array([0], np.int64)), g.const(np.array([5], np.int64)),
+                 g.const(np.array([1], np.int64)))
+        b = g.op("Slice", c, g.const(np.array([-3], np.int64)), g.const(np.array([2**62], np.int64)),
+                 g.const(np.array([1], np.int64)))
+    y = g.op("Add", g.conv(a, 5, 2), g.conv(b, 3, 2))
+    legacy = opset == 9
+    model = g.model(y, opset=opset, ir_version=3 if legacy else 8, initializers_as_inputs=legacy,
+                    output_shape=[1, 2, 8, 8])
+    result, model = prune(tmp_path, model)
+    assert removed(result) == 3
+    assert weight_shapes(model) == [[5, 3, 3, 3], [2, 3, 3, 3], [2, 2, 3, 3]]
+
+
 @pytest.mark.parametrize("flatten_op", ["Flatten", "Reshape"])
 def test_flatten_into_gemm_removes_channel_blocks(tmp_path, flatten_op):
     g = GraphBuilder(shape=(2, 3, 4, 4), dynamic_batch=False)

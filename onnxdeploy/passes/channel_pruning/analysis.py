@@ -341,6 +341,52 @@ def _split(cg: ChannelGraph, node) -> bool:
     return True
 
 
+def slice_params(node, rank: int):
+    """(starts, ends, axes, steps) of a Slice as int lists, from attributes (opset < 10) or constant inputs."""
+    if node.attributes.get("starts") is not None:
+        starts, ends = list(_attr(node, "starts")), list(_attr(node, "ends"))
+        axes, steps = list(_attr(node, "axes", None) or range(len(starts))), [1] * len(starts)
+    else:
+        values = [const_array(v) if v is not None else None for v in list(node.inputs[1:5]) + [None] * 4][:4]
+        if values[0] is None or values[1] is None or (len(node.inputs) > 3 and node.inputs[3] is not None
+                                                     and values[2] is None):
+            return None
+        if len(node.inputs) > 4 and node.inputs[4] is not None and values[3] is None:
+            return None
+        starts, ends = [int(v) for v in values[0]], [int(v) for v in values[1]]
+        axes = [int(v) for v in values[2]] if values[2] is not None else list(range(len(starts)))
+        steps = [int(v) for v in values[3]] if values[3] is not None else [1] * len(starts)
+    return starts, ends, [a % rank for a in axes], steps
+
+
+def channel_window(start: int, end: int, length: int) -> tuple[int, int]:
+    """A Slice's [start, end) on an axis of ``length``, negatives and overflow resolved."""
+    start = start + length if start < 0 else start
+    end = end + length if end < 0 else end
+    return min(max(start, 0), length), min(max(end, 0), length)
+
+
+def _slice(cg: ChannelGraph, node) -> bool:
+    tracked = _tracked_input(cg, node)
+    if tracked is None:
+        return False
+    x, xm, rank = tracked
+    params = slice_params(node, rank)
+    if params is None:
+        return False
+    starts, ends, axes, steps = params
+    if xm.axis not in axes:
+        cg.join(node.outputs[0], xm, cg.values[x])
+        return True
+    i = axes.index(xm.axis)
+    start, end = channel_window(starts[i], ends[i], xm.length)
+    if steps[i] != 1 or end <= start:
+        return False
+    cg.join(node.outputs[0], xm, cg.values[x][start:end], offset=start, length=end - start)
+    cg.rewrites.append((node, "slice", x))
+    return True
+
+
 def _flatten(cg: ChannelGraph, node) -> bool:
     x, out = node.inputs[0], node.outputs[0]
     xm, rank = cg.members.get(x), _rank(x)
@@ -433,7 +479,7 @@ def _squeeze(cg: ChannelGraph, node) -> bool:
 
 
 HANDLERS = {"Conv": _conv, "Gemm": _gemm, "MatMul": _matmul, "Clip": _clip, "AveragePool": _average_pool,
-            "BatchNormalization": _batchnorm, "Concat": _concat, "Split": _split, "Flatten": _flatten,
+            "BatchNormalization": _batchnorm, "Concat": _concat, "Split": _split, "Slice": _slice, "Flatten": _flatten,
             "Reshape": _flatten, "Transpose": _transpose, "Pad": _pad, "Squeeze": _squeeze, "Unsqueeze": _squeeze,
             **{op: _unary for op in UNARY},
             **{op: _binary for op in ("Add", "Sub", "Mul", "Div", "Max", "Min")},

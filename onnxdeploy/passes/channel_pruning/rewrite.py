@@ -68,6 +68,24 @@ def _slice_param(graph, node, index, axis, keep) -> None:
     set_const_input(graph, node, index, np.ascontiguousarray(np.take(array, keep, axis=axis)))
 
 
+def _rewrite_slice(graph, node, member, kept: np.ndarray) -> None:
+    """Move a channel Slice's window onto the kept channels."""
+    from onnxdeploy.passes.channel_pruning.analysis import channel_window, slice_params
+
+    rank = len(node.inputs[0].shape) if node.inputs[0].shape is not None else member.axis + 1
+    starts, ends, axes, _ = slice_params(node, max(rank, member.axis + 1))
+    i = axes.index(member.axis)
+    start, end = channel_window(starts[i], ends[i], member.length)
+    starts[i] = int(np.sum(kept < start))
+    ends[i] = starts[i] + int(np.sum((kept >= start) & (kept < end)))
+    if node.attributes.get("starts") is not None:
+        node.attributes["starts"] = ir.AttrInt64s("starts", starts)
+        node.attributes["ends"] = ir.AttrInt64s("ends", ends)
+    else:
+        set_const_input(graph, node, 1, np.array(starts, dtype=np.int64))
+        set_const_input(graph, node, 2, np.array(ends, dtype=np.int64))
+
+
 def _label(node) -> str:
     """A readable layer name: the weight's name without '.weight' (as the author named it), else the node's."""
     weight = node.inputs[1] if len(node.inputs) > 1 else None
@@ -108,6 +126,8 @@ def apply_plan(graph: ir.Graph, cg: ChannelGraph, plan: RemovalPlan) -> list[tup
                 set_const_input(graph, node, 1, np.array(sizes, dtype=np.int64))
             elif node.attributes.get("split") is not None or len(set(sizes)) > 1:
                 node.attributes["split"] = ir.AttrInt64s("split", sizes)
+        elif kind == "slice":
+            _rewrite_slice(graph, node, cg.members[value], keep[value])
         elif kind == "reshape":
             shape = const_array(node.inputs[1]).copy()
             if shape[1] > 0:
