@@ -56,6 +56,7 @@ class RemoveIdentity(_Wrapped):
         return common.IdentityEliminationPass()
 
     def call(self, model):
+        before = model.graph.num_nodes()
         for node in list(model.graph):
             if node.op_type == "Dropout" and node.domain in ("", "ai.onnx") and \
                     not any(o.uses() or o.is_graph_output() for o in node.outputs[1:]):
@@ -66,6 +67,8 @@ class RemoveIdentity(_Wrapped):
                 model.graph.remove(node, safe=True)
                 self.count("dropout_removed")
         result = super().call(model)
+        if before != result.model.graph.num_nodes():
+            self.stats["nodes_removed"] = before - result.model.graph.num_nodes()
         return ir.passes.PassResult(result.model, modified=result.modified or "dropout_removed" in self.stats)
 
 

@@ -61,7 +61,11 @@ class FoldBatchNorm(GraphPass):
                 producer.attributes["beta"] = ir.AttrFloat32("beta", 1.0)
             set_const_input(graph, producer, 1, new_w.astype(w.dtype), suffix="bnfolded")
             set_const_input(graph, producer, 2, (out_bias * a + shift).astype(w.dtype), suffix="bnfolded")
-            bn.outputs[0].replace_all_uses_with(producer.outputs[0], replace_graph_outputs=True)
+            bn_out = bn.outputs[0]
+            name = bn_out.name
+            bn_out.replace_all_uses_with(producer.outputs[0], replace_graph_outputs=True)
             graph.remove(bn, safe=True)
+            if producer.outputs[0].is_graph_output():
+                producer.outputs[0].name = name  # a model's output names are its contract
             self.count("batchnorm_folded")
         return ir.passes.PassResult(model, modified=bool(self.stats))
