@@ -67,3 +67,13 @@ def test_bad_recipe_cli_exit_code(cli, tmp_path):
     (tmp_path / "r.toml").write_text("[[stage]]\nname = 'fly'\n")
     code, _, err = cli("run", "r.toml")
     assert code == 2 and "r.toml: unknown stage" in err
+
+
+def test_failed_stage_leaves_a_failed_run_folder(cli, tmp_path):
+    (tmp_path / "r.toml").write_text("model = 'mlp'\n[[stage]]\nname = 'compress'\n")
+    code, _, err = cli("run", "r.toml", "--runs-dir", "runs")
+    assert code == 2 and "needs a trained model" in err
+    (run,) = list((tmp_path / "runs").iterdir())
+    assert run.name.endswith("-failed")
+    report = json.loads((run / "report.json").read_text())
+    assert report["status"] == "failed" and "needs a trained model" in report["stages"]["compress"]["error"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from onnxdeploy.errors import OnnxDeployError, UserError
+from onnxdeploy.errors import UserError
 from onnxdeploy.exporter.source import parse_input_shape
 from onnxdeploy.models import ZOO
 from onnxdeploy.pipeline.context import RunContext
@@ -77,7 +77,7 @@ def run(recipe: str | Path | Recipe | None = None, *, runs_dir: str | Path | Non
         progress: Callable[[str], None] = logger.info, announce: Callable[[str], None] = logger.warning) -> RunResult:
     """Run ``recipe`` (a path, a Recipe, or None for the built-in demo) and return its report.
 
-    Raises the first stage's OnnxDeployError after writing the failed run's report.
+    Raises the first failing stage's error after writing the failed run's report (folder <id>-failed).
     """
     if recipe is None:
         recipe = DEMO
@@ -92,14 +92,15 @@ def run(recipe: str | Path | Recipe | None = None, *, runs_dir: str | Path | Non
                      checkpoint=recipe.checkpoint, data=data, progress=progress, announce=announce)
     report = {"schema": SCHEMA, "run_id": run_id, "model": recipe.model, "data": data.name, "recipe": recipe.source,
               "started": dt.datetime.now().isoformat(timespec="seconds"), "status": "running", "stages": ctx.stages}
-    error: OnnxDeployError | None = None
+    error: BaseException | None = None
     for index, (name, options) in enumerate(recipe.stages, 1):
         progress(f"[{index}/{len(recipe.stages)}] {name}")
         stage_started = time.perf_counter()
         try:
             summary = STAGES[name](ctx, **options)
-        except OnnxDeployError as exc:
-            ctx.stages[name] = {"error": str(exc).splitlines()[0], "seconds": round(time.perf_counter() - stage_started, 2)}
+        except (Exception, KeyboardInterrupt) as exc:  # any failure still leaves a failed-run report
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            ctx.stages[name] = {"error": message, "seconds": round(time.perf_counter() - stage_started, 2)}
             error = exc
             break
         summary.setdefault("seconds", round(time.perf_counter() - stage_started, 2))

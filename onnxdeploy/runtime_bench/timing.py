@@ -31,13 +31,13 @@ def warm_up(run: Callable[[], object], *, min_iterations: int = 5, max_seconds: 
 
 def time_calls(run: Callable[[], object], count: int) -> list[float]:
     """``count`` latencies in milliseconds."""
-    samples = []
+    durations = [0] * count  # preallocated ints: nothing but the call and two clock reads inside the loop
     clock = time.perf_counter_ns
-    for _ in range(count):
+    for i in range(count):
         start = clock()
         run()
-        samples.append((clock() - start) / 1e6)
-    return samples
+        durations[i] = clock() - start
+    return [d / 1e6 for d in durations]
 
 
 def interleaved_samples(runs: Sequence[Callable[[], object]], *, iterations: int | None = None,
