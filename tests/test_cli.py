@@ -44,3 +44,14 @@ def test_torch_free_core():
         "print('TORCH' if bad else 'CLEAN')\n")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "CLEAN"
+
+
+def test_quiet_works_before_and_after_the_subcommand(cli, tmp_path):
+    from tests.test_inspect import legacy_opset9_model
+
+    path = legacy_opset9_model(tmp_path / "legacy.onnx")
+    for args in (("-q", "inspect", path), ("inspect", path, "-q"), ("inspect", path, "--quiet")):
+        code, out, _ = cli(*args)
+        assert code == 0 and out == ""
+    code, out, _ = cli("inspect", path, "-q", "--json")
+    assert code == 0 and '"ir_version": 3' in out

@@ -91,3 +91,16 @@ def test_factory_returning_non_module(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(TINY.parent))
     with pytest.raises(UserError, match="not a torch.nn.Module"):
         export("tiny_models:not_a_module", tmp_path / "x.onnx", input_shapes=[(1, 6)])
+
+
+def test_two_inputs_with_repeated_input_shapes(cli, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(TINY.parent))
+    code, out, err = cli("export", "tiny_models:two_inputs", "--input-shape", "1x4", "--input-shape", "1x5",
+                         "-o", "two.onnx", "--json")
+    assert code == 0, err
+    import json
+    assert json.loads(out)["input_shapes"] == [[1, 4], [1, 5]]
+    session = ort.InferenceSession(str(tmp_path / "two.onnx"))
+    assert [i.name for i in session.get_inputs()] == ["input_0", "input_1"]
+    y = session.run(None, {"input_0": np.ones((7, 4), np.float32), "input_1": np.ones((7, 5), np.float32)})[0]
+    assert y.shape == (7, 3)

@@ -37,3 +37,17 @@ def lies_during_export():
 
 def not_a_module():
     return 42
+
+
+class TwoInputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(4, 3)
+        self.b = nn.Linear(5, 3)
+
+    def forward(self, x, y):
+        return self.a(x) * self.b(y)
+
+
+def two_inputs():
+    return TwoInputs()

@@ -30,6 +30,11 @@ COMMANDS = {
 }
 
 
+def _set_quiet(ctx: click.Context, _param, value: bool) -> None:
+    if value and isinstance(ctx.obj, dict):
+        ctx.obj["quiet"] = True
+
+
 class LazyGroup(click.Group):
     """A group that imports a subcommand's module only when that subcommand is used or listed."""
 
@@ -40,7 +45,12 @@ class LazyGroup(click.Group):
         if name not in COMMANDS:
             return None
         module_name, attr = COMMANDS[name].split(":")
-        return getattr(importlib.import_module(module_name), attr)
+        command = getattr(importlib.import_module(module_name), attr)
+        if not any("--quiet" in getattr(p, "opts", ()) for p in command.params):
+            # `onnxdeploy export ... -q` works as well as `onnxdeploy -q export ...`
+            command.params.append(click.Option(["-q", "--quiet"], is_flag=True, expose_value=False,
+                                               callback=_set_quiet, help="Print only errors and machine output."))
+        return command
 
     def invoke(self, ctx):
         try:
