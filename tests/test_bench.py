@@ -5,7 +5,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from onnxdeploy.runtime_bench import BenchResult, LatencyStats, benchmark, load_results, save_results
+from onnxdeploy.runtime_bench import LatencyStats, benchmark, load_results, save_results
 from onnxdeploy.runtime_bench.report import comparison_rows, terminal_report, write_plot
 from tests.conftest import HAS_CUDA
 from tests.onnx_graphs import GraphBuilder

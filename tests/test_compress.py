@@ -1,7 +1,6 @@
 import math
 
 import numpy as np
-import onnx
 import pytest
 import torch
 import torch.nn.functional as F

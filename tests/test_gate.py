@@ -1,5 +1,4 @@
 import json
-import os
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path

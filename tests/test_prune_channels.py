@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import pytest
 
-from onnxdeploy.errors import CheckFailed, UserError
+from onnxdeploy.errors import CheckFailed
 from onnxdeploy.passes import prune_channels
 from tests.onnx_graphs import GraphBuilder
 

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from onnxdeploy.errors import UserError
-from onnxdeploy.pipeline import load_recipe, run
+from onnxdeploy.pipeline import load_recipe
 
 QUICK = """
 model = "digits_cnn"
@@ -73,7 +73,7 @@ def test_failed_stage_leaves_a_failed_run_folder(cli, tmp_path):
     (tmp_path / "r.toml").write_text("model = 'mlp'\n[[stage]]\nname = 'compress'\n")
     code, _, err = cli("run", "r.toml", "--runs-dir", "runs")
     assert code == 2 and "needs a trained model" in err
-    (run,) = list((tmp_path / "runs").iterdir())
-    assert run.name.endswith("-failed")
-    report = json.loads((run / "report.json").read_text())
+    (failed_run,) = list((tmp_path / "runs").iterdir())
+    assert failed_run.name.endswith("-failed")
+    report = json.loads((failed_run / "report.json").read_text())
     assert report["status"] == "failed" and "needs a trained model" in report["stages"]["compress"]["error"]

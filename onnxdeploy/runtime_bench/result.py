@@ -11,7 +11,6 @@ Each result keys on (model, provider, batch, threads) and keeps its raw samples.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
