@@ -42,6 +42,7 @@ class Attempt:
     passed: bool
     p50_ms: float | None = None
     speedup: float | None = None
+    speedup_ci: tuple[float, float] | None = None  # bootstrap 95% CI of fp32 p50 / int8 p50
 
 
 @dataclass(frozen=True)
@@ -199,29 +200,37 @@ def _search(model_path, output, work, tries, reader, evalset, decision, max_drop
         raise CheckFailed(f"{output}: not written\n{result}")
     progress(f"timing fp32 and {len(passing)} passing configuration(s) at batch {target_batch}, side by side")
     timed = benchmark([pre] + [paths[a.config.name] for a in passing], batch=target_batch, iterations=iterations)
+    from onnxdeploy.runtime_bench import bootstrap_ratio_ci
+
     fp32_p50 = timed[0].stats.p50_ms
-    by_path = {r.model: r.stats.p50_ms for r in timed[1:]}
-    attempts = [replace(a, p50_ms=by_path[paths[a.config.name]], speedup=fp32_p50 / by_path[paths[a.config.name]])
+    by_path = {r.model: r for r in timed[1:]}
+    attempts = [replace(a, p50_ms=by_path[paths[a.config.name]].stats.p50_ms,
+                        speedup=fp32_p50 / by_path[paths[a.config.name]].stats.p50_ms,
+                        speedup_ci=bootstrap_ratio_ci(timed[0].samples_ms, by_path[paths[a.config.name]].samples_ms))
                 if a.passed else a for a in attempts]
     passing = [a for a in attempts if a.passed]
     fastest = min(passing, key=lambda a: a.p50_ms)
     if passing[0].p50_ms <= fastest.p50_ms * 1.03:
         fastest = passing[0]  # within timing noise of the first choice: keep the ISA default
     notes = []
-    if fastest.speedup < 1.0 and not force_int8:
+    low, high = fastest.speedup_ci
+    if low <= 1.0 and not force_int8:  # not measurably faster: the CI of the speed-up reaches 1.0
         save_model(load_model(model_path, check=False), output)
-        reason = (f"no int8 configuration is faster than fp32 at batch {target_batch} on this CPU (best "
-                  f"{fastest.config.name}: {fastest.speedup:.2f}x); wrote the fp32 model (use --force-int8 to override)")
+        reason = (f"no int8 configuration is measurably faster than fp32 at batch {target_batch} on this CPU (best "
+                  f"{fastest.config.name}: {fastest.speedup:.2f}x, 95% CI {low:.2f}-{high:.2f}); wrote the fp32 "
+                  "model (use --force-int8 to override)")
         announce(reason)
         return QuantizeResult(output, "fp32", reason, fp32_p50_ms=fp32_p50, attempts=tuple(attempts),
                               bytes_after=os.path.getsize(output), **common)
-    if fastest.speedup < 1.0:
-        notes.append(f"int8 is SLOWER than fp32 at batch {target_batch} ({fastest.speedup:.2f}x); written because "
-                     "--force-int8 was given")
+    if low <= 1.0:
+        word = "SLOWER than" if fastest.speedup < 1.0 else "not measurably faster than"
+        notes.append(f"int8 is {word} fp32 at batch {target_batch} ({fastest.speedup:.2f}x, 95% CI {low:.2f}-"
+                     f"{high:.2f}); written because --force-int8 was given")
         announce(notes[-1])
     save_model(onnx.load(paths[fastest.config.name]), output)
     reason = (f"fastest configuration within {max_drop} points of fp32 {fp32.kind} "
-              f"({fastest.drop:+.2f} drop, {fastest.speedup:.2f}x fp32 speed at batch {target_batch})")
+              f"({fastest.drop:+.2f} drop, {fastest.speedup:.2f}x fp32 speed at batch {target_batch}, "
+              f"95% CI {low:.2f}-{high:.2f})")
     return QuantizeResult(output, fastest.config.name, reason, fp32_p50_ms=fp32_p50, attempts=tuple(attempts),
                           bytes_after=os.path.getsize(output), notes=tuple(notes), **common)
 
