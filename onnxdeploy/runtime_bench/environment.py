@@ -60,10 +60,20 @@ def environment() -> dict:
         "isa": sorted(name for name, flag in ISA_FLAGS.items() if flag in flags),
         "python": sys.version.split()[0], "onnxruntime": ort.__version__,
         "providers": ort.get_available_providers(), "onnxdeploy": onnxdeploy.__version__,
-        "torch": sys.modules["torch"].__version__ if "torch" in sys.modules else None,
+        "torch": _installed_version("torch"),
         "gpu": _gpu_name(), "git_commit": _git_commit(),
     }
     return env
+
+
+def _installed_version(package: str) -> str | None:
+    """The installed version of ``package`` from its metadata, without importing it."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def _gpu_name() -> str | None:
