@@ -69,9 +69,15 @@ class Score:
     kind: str
 
 
+def class_axis(output: np.ndarray) -> int:
+    """Where the class scores are: axis 1 of NCHW maps (per-pixel classes), else the last axis."""
+    return 1 if output.ndim == 4 else -1
+
+
 def score(model_path: str, evalset: EvalSet, reference: np.ndarray) -> Score:
     out = outputs(model_path, evalset.inputs)
     snr = snr_db(reference, out)
+    axis = class_axis(out)
     if evalset.labels is not None:
-        return Score(100.0 * float(np.mean(out.argmax(-1) == evalset.labels)), snr, "accuracy")
-    return Score(100.0 * float(np.mean(out.argmax(-1) == reference.argmax(-1))), snr, "agreement")
+        return Score(100.0 * float(np.mean(out.argmax(axis) == evalset.labels)), snr, "accuracy")
+    return Score(100.0 * float(np.mean(out.argmax(axis) == reference.argmax(axis))), snr, "agreement")
