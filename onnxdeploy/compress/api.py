@@ -92,7 +92,7 @@ def compress_module(module: torch.nn.Module, data, *, sparsity: float | None = N
     targets = [prune_channels] * len(groups)
     if prune_channels and sensitivity:
         progress(f"sensitivity scan over {len(groups)} channel groups")
-        _, scan = sensitivity_scan(module, groups, accuracy, criterion=criterion)
+        _, scan = sensitivity_scan(module, groups, accuracy, criterion=criterion, x_train=data.x_train)
         costs = channel_costs(module, groups, data.x_val)
         targets = allocate(scan, [g.size for g in groups], prune_channels, costs)
     done = []

@@ -21,9 +21,35 @@ STEP = 0.0625
 MAX_RATIO = 0.875
 
 
+def adapt_batchnorm(model: nn.Module, x_train, *, samples: int = 512, batch_size: int = 128) -> None:
+    """Re-estimate BatchNorm statistics on a few training batches (forward only, no gradients).
+
+    Pruning shifts the activation statistics the BN layers normalise with; a pruned model
+    judged with stale statistics looks far worse than it will after fine-tuning. Adaptive BN
+    (as in EagleEye, Li et al. 2020) makes a cheap probe rank candidates the way fine-tuning would.
+    """
+    import torch
+
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    saved = [(m, m.momentum) for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    model.train()
+    with torch.no_grad():
+        for start in range(0, min(samples, len(x_train)), batch_size):
+            model(torch.as_tensor(x_train[start:start + batch_size]))
+    model.eval()
+    for m, momentum in saved:
+        m.momentum = momentum
+
+
 def sensitivity_scan(model: nn.Module, groups: list[ChannelGroup], evaluate: Callable[[nn.Module], float], *,
-                     criterion: str = "l1", ratios=SCAN_RATIOS) -> tuple[float, list[dict[float, float]]]:
-    """(baseline accuracy, per group {ratio: accuracy drop in points})."""
+                     criterion: str = "l1", ratios=SCAN_RATIOS, x_train=None) -> tuple[float, list[dict[float, float]]]:
+    """(baseline accuracy, per group {ratio: accuracy drop in points}); with ``x_train`` each probe
+    first re-estimates its BatchNorm statistics (adaptive BN)."""
     baseline = evaluate(model)
     scan = []
     for group in groups:
@@ -32,6 +58,8 @@ def sensitivity_scan(model: nn.Module, groups: list[ChannelGroup], evaluate: Cal
         for ratio in ratios:
             trial = copy.deepcopy(model)
             zero_channels(trial, group, choose_channels(scores, ratio))
+            if x_train is not None:
+                adapt_batchnorm(trial, x_train)
             drops[ratio] = max(baseline - evaluate(trial), 0.0)
         scan.append(drops)
     return baseline, scan
