@@ -17,7 +17,7 @@ from onnxdeploy.compress.magnitude import magnitude_prune, sparsity_report
 from onnxdeploy.compress.sensitivity import allocate, channel_costs, sensitivity_scan
 from onnxdeploy.compress.structured import channel_scores, choose_channels, zero_channels
 from onnxdeploy.errors import UserError
-from onnxdeploy.models.train import evaluate
+from onnxdeploy.models.train import epoch_line, evaluate
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ def compress_module(module: torch.nn.Module, data, *, sparsity: float | None = N
         progress(f"{label}: pruned, accuracy {pruned_acc:.2f}% before fine-tuning")
         if epochs:
             fine_tune(module, data, epochs=epochs, lr=lr, seed=seed + step, teacher=teacher, temperature=temperature,
-                      alpha=alpha, on_epoch=lambda e, loss: progress(f"  epoch {e}/{epochs} loss {loss:.4f}"))
+                      alpha=alpha, on_epoch=lambda e, loss: progress(epoch_line(e, epochs, loss)))
         done.append(CompressStep(f"{label} pruned", pruned_acc, sparsity_report(module)["total"],
                                  _zeroed_channels(module, groups), 0.0))
         if epochs:
@@ -133,7 +133,7 @@ def _low_bit_steps(module, data, mode, *, epochs, lr, seed, teacher, temperature
     progress(f"{mode} weights on {count} inner layers: {steps[0].accuracy:.2f}% before fine-tuning")
     if epochs:
         fine_tune(module, data, epochs=epochs, lr=lr, seed=seed, teacher=teacher, temperature=temperature,
-                  alpha=alpha, on_epoch=lambda e, loss: progress(f"  epoch {e}/{epochs} loss {loss:.4f}"))
+                  alpha=alpha, on_epoch=lambda e, loss: progress(epoch_line(e, epochs, loss)))
     lowbit.make_permanent(module)
     steps.append(CompressStep(f"{mode} + STE fine-tuning", accuracy(module), sparsity_report(module)["total"], 0,
                               round(time.perf_counter() - started, 2)))
@@ -170,7 +170,7 @@ def compress(model: str, output: str | Path, *, checkpoint: str | None = None, d
         epochs = train_epochs or (entry.epochs if entry else 10)
         progress(f"no checkpoint: training {model} on {dataset.name} first ({epochs} epochs)")
         train(module, dataset.x_train, dataset.y_train, epochs=epochs, lr=entry.lr if entry else 3e-3,
-              seed=options.get("seed", 0))
+              seed=options.get("seed", 0), on_epoch=lambda e, loss: progress(epoch_line(e, epochs, loss)))
     teacher = None
     if teacher_checkpoint:
         teacher = load_source(model, input_shapes=source.input_shapes).module

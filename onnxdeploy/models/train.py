@@ -12,6 +12,12 @@ from torch import nn
 logger = logging.getLogger(__name__)
 
 
+def epoch_line(epoch: int, total: int, loss: float, *, width: int = 20) -> str:
+    """A progress line that reads well in a terminal and in a CI log alike."""
+    done = round(width * epoch / max(total, 1))
+    return f"  epoch {epoch:>{len(str(total))}}/{total} [{'#' * done}{'.' * (width - done)}] loss {loss:.4f}"
+
+
 def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, *, batch_size: int = 256) -> float:
     """Top-1 accuracy in percent."""
     model.eval()

@@ -20,7 +20,7 @@ def train(ctx: RunContext, *, epochs: int | None = None, lr: float | None = None
 
     from onnxdeploy.exporter.source import load_source
     from onnxdeploy.models import ZOO
-    from onnxdeploy.models.train import evaluate, train as train_model
+    from onnxdeploy.models.train import epoch_line, evaluate, train as train_model
 
     torch.manual_seed(ctx.seed)
     source = load_source(ctx.model, checkpoint=ctx.checkpoint, input_shapes=ctx.input_shapes)
@@ -30,7 +30,7 @@ def train(ctx: RunContext, *, epochs: int | None = None, lr: float | None = None
     started = time.perf_counter()
     data = ctx.data
     train_model(source.module, data.x_train, data.y_train, epochs=epochs, lr=lr, batch_size=batch_size,
-                seed=ctx.seed, on_epoch=lambda e, loss: ctx.progress(f"  epoch {e}/{epochs}  loss {loss:.4f}"))
+                seed=ctx.seed, on_epoch=lambda e, loss: ctx.progress(epoch_line(e, epochs, loss)))
     ctx.module = source.module
     accuracy = evaluate(source.module, data.x_val, data.y_val)
     checkpoint = ctx.run_dir / "model.pt"
