@@ -141,3 +141,15 @@ def test_cuda_session_really_runs_on_cuda(two_models):
         assert runner.session.get_providers()[0] == "CUDAExecutionProvider"
         out = runner.infer({"x": np.ones((2, 3, 8, 8), np.float32)})
         assert next(iter(out.values())).shape[0] == 2
+
+
+def test_repeat_pools_fresh_sessions_and_duration_mode(two_models):
+    (r,) = benchmark(two_models[0], iterations=6, repeat=3, warmup=1)
+    assert len(r.samples_ms) == 18 and r.stats.count == 18
+    (d,) = benchmark(two_models[0], iterations=None, duration=0.2, warmup=1)
+    assert d.stats.count >= 10  # at least one round of ten, then until 0.2 s of sampling
+
+
+def test_same_model_twice_gets_its_own_samples(two_models):
+    a, b = benchmark([two_models[0], two_models[0]], iterations=7, warmup=1)
+    assert len(a.samples_ms) == len(b.samples_ms) == 7 and a.samples_ms != b.samples_ms
