@@ -74,29 +74,28 @@ def _latency_entries(name, base, cur, t: Thresholds) -> list[EntryVerdict]:
                         f"current; need >= {MIN_SAMPLES})")
     out = []
     b, c = np.asarray(base.samples_ms), np.asarray(cur.samples_ms)
+    # one test per sample pair: it does not depend on which percentile or metric is judged
+    _, p_slower = mann_whitney_u(c, b, alternative="greater")
+    _, p_faster = mann_whitney_u(c, b, alternative="less")
+    slower, faster = p_slower < t.alpha, p_faster < t.alpha
     for pct in t.percentiles:
         q = float(pct.lstrip("p"))
         b_val, c_val = float(np.percentile(b, q)), float(np.percentile(c, q))
         ratio = c_val / b_val
         low, high = bootstrap_ratio_ci(c, b) if pct == "p50" else (None, None)
-        _, p_slower = mann_whitney_u(c, b, alternative="greater")
-        _, p_faster = mann_whitney_u(c, b, alternative="less")
-        if ratio - 1 > t.latency and p_slower < t.alpha:
-            verdict, p = "regression", p_slower
-        elif 1 - ratio > t.latency / (1 + t.latency) and p_faster < t.alpha:
-            verdict, p = "improvement", p_faster
-        else:
-            verdict, p = "unchanged", min(p_slower, p_faster)
+        verdict = _verdict(ratio - 1 > t.latency and slower, 1 - ratio > t.latency / (1 + t.latency) and faster)
+        p = {"regression": p_slower, "improvement": p_faster}.get(verdict, min(p_slower, p_faster))
         out.append(EntryVerdict(name, f"latency {pct} ms", b_val, c_val, ratio, low, high, p, verdict))
     # throughput follows the median: fewer samples/s is a regression
     tp_ratio = cur.stats.throughput / base.stats.throughput if base.stats.throughput else 1.0
-    _, p_slower = mann_whitney_u(c, b, alternative="greater")
-    tp_verdict = "regression" if (1 - tp_ratio > t.throughput and p_slower < t.alpha) else (
-        "improvement" if tp_ratio - 1 > t.throughput and mann_whitney_u(c, b, alternative="less")[1] < t.alpha
-        else "unchanged")
+    tp_verdict = _verdict(1 - tp_ratio > t.throughput and slower, tp_ratio - 1 > t.throughput and faster)
     out.append(EntryVerdict(name, "throughput samples/s", base.stats.throughput, cur.stats.throughput, tp_ratio,
                             None, None, p_slower, tp_verdict))
     return out
+
+
+def _verdict(worse: bool, better: bool) -> str:
+    return "regression" if worse else "improvement" if better else "unchanged"
 
 
 def _env_warnings(baseline: GateInput, current: GateInput) -> list[str]:
@@ -122,15 +121,12 @@ def compare(baseline: GateInput, current: GateInput, thresholds: Thresholds = Th
                                     current.latency[key], thresholds)
     for model in sorted(set(baseline.accuracy) & set(current.accuracy)):
         b, c = baseline.accuracy[model], current.accuracy[model]
-        drop = b - c
-        verdict = "regression" if drop > thresholds.accuracy_drop else ("improvement" if -drop > thresholds.accuracy_drop
-                                                                        else "unchanged")
+        verdict = _verdict(b - c > thresholds.accuracy_drop, c - b > thresholds.accuracy_drop)
         entries.append(EntryVerdict(model, "accuracy %", b, c, c / b if b else 1.0, None, None, None, verdict))
     for model in sorted(set(baseline.size) & set(current.size)):
         b, c = baseline.size[model], current.size[model]
         ratio = c / b if b else 1.0
-        verdict = "regression" if ratio - 1 > thresholds.size else ("improvement" if 1 - ratio > thresholds.size
-                                                                    else "unchanged")
+        verdict = _verdict(ratio - 1 > thresholds.size, 1 - ratio > thresholds.size)
         entries.append(EntryVerdict(model, "size bytes", b, c, ratio, None, None, None, verdict))
     unmatched = (set(baseline.latency) ^ set(current.latency))
     if unmatched:
