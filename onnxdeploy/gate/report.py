@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 
 from onnxdeploy.atomic import write_text
 from onnxdeploy.gate.verdict import EntryVerdict, GateVerdict
+from onnxdeploy.tables import markdown_table, text_table
 
 HEADER = ("entry", "metric", "baseline", "current", "ratio", "95% CI", "p-value", "verdict")
 
@@ -19,10 +20,7 @@ def _row(e: EntryVerdict) -> list[str]:
 
 
 def table(verdict: GateVerdict) -> str:
-    rows = [_row(e) for e in verdict.entries]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEADER)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(HEADER, widths)), "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines = [text_table(HEADER, [_row(e) for e in verdict.entries])]
     lines += [f"warning: {w}" for w in verdict.warnings]
     regressions = sum(e.regression for e in verdict.entries)
     lines.append(f"{'FAIL' if regressions else 'PASS'}: {regressions} regression(s) in {len(verdict.entries)} entries "
@@ -32,8 +30,7 @@ def table(verdict: GateVerdict) -> str:
 
 def markdown(verdict: GateVerdict) -> str:
     status = "passed" if verdict.passed else "**failed**"
-    lines = [f"### onnxdeploy gate {status}", "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    lines += ["| " + " | ".join(_row(e)) + " |" for e in verdict.entries]
+    lines = [f"### onnxdeploy gate {status}", "", *markdown_table(HEADER, [_row(e) for e in verdict.entries])]
     lines += [f"> warning: {w}" for w in verdict.warnings]
     return "\n".join(lines) + "\n"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from onnxdeploy.atomic import write_json, write_text
+from onnxdeploy.tables import dict_rows, markdown_table, text_table
 
 SCHEMA = "onnxdeploy.run/1"
 
@@ -24,15 +25,7 @@ def model_rows(report: dict) -> list[dict]:
 
 
 def format_table(rows: list[dict]) -> str:
-    if not rows:
-        return "(no models)"
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    cells = [[("-" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
-    return "\n".join(lines)
+    return text_table(*dict_rows(rows)) if rows else "(no models)"
 
 
 def markdown(report: dict) -> str:
@@ -41,23 +34,20 @@ def markdown(report: dict) -> str:
              f"Model `{report['model']}` on data `{report['data']}`; recipe: {report['recipe']}; "
              f"{report['seconds']:.1f} s in all; status: **{report['status']}**.", "", "## Models", ""]
     if rows:
-        columns = list(dict.fromkeys(k for r in rows for k in r))
-        lines.append("| " + " | ".join(columns) + " |")
-        lines.append("|" + "---|" * len(columns))
-        lines += ["| " + " | ".join("-" if r.get(c) is None else str(r.get(c)) for c in columns) + " |" for r in rows]
+        lines += markdown_table(*dict_rows(rows))
     bench = report["stages"].get("bench", {})
     if bench.get("comparison"):
-        lines += ["", "## Speed-up (p50, bootstrap 95% CI)", "", "| model | vs | batch | speed-up | 95% CI |",
-                  "|---|---|---|---|---|"]
-        lines += [f"| {c['model']} | {c['vs']} | {c['batch']} | {c['speedup']:.2f}x | {c['ci95']} |"
-                  for c in bench["comparison"]]
+        lines += ["", "## Speed-up (p50, bootstrap 95% CI)", ""]
+        lines += markdown_table(("model", "vs", "batch", "speed-up", "95% CI"),
+                                [(c["model"], c["vs"], str(c["batch"]), f"{c['speedup']:.2f}x", c["ci95"])
+                                 for c in bench["comparison"]])
     if bench.get("plot"):
         lines += ["", f"![latency and throughput]({bench['plot']})"]
-    lines += ["", "## Stages", "", "| stage | seconds | summary |", "|---|---|---|"]
-    for name, summary in report["stages"].items():
-        brief = ", ".join(f"{k}={v}" for k, v in summary.items() if k not in ("seconds", "results") and
-                          not isinstance(v, (dict, list)))
-        lines.append(f"| {name} | {summary.get('seconds', '')} | {brief} |")
+    stage_rows = [(name, str(summary.get("seconds", "")),
+                   ", ".join(f"{k}={v}" for k, v in summary.items()
+                             if k not in ("seconds", "results") and not isinstance(v, (dict, list))))
+                  for name, summary in report["stages"].items()]
+    lines += ["", "## Stages", "", *markdown_table(("stage", "seconds", "summary"), stage_rows)]
     env = report.get("environment", {})
     lines += ["", "## Environment", "", f"{env.get('cpu')} ({env.get('cores')} cores, ISA {', '.join(env.get('isa', []))}), "
               f"onnxruntime {env.get('onnxruntime')}, torch {env.get('torch')}, onnxdeploy {env.get('onnxdeploy')}", ""]

@@ -10,6 +10,7 @@ from onnxdeploy.atomic import atomic_path, write_text
 from onnxdeploy.errors import UserError
 from onnxdeploy.runtime_bench.result import BenchResult
 from onnxdeploy.runtime_bench.stats import bootstrap_ratio_ci
+from onnxdeploy.tables import markdown_table, text_table
 
 COLUMNS = ("model", "provider", "batch", "threads", "p50 ms", "p90 ms", "p99 ms", "mean ms", "CV", "samples/s",
            "GMAC/s", "create ms", "first ms", "n")
@@ -41,37 +42,26 @@ def comparison_rows(results: list[BenchResult]) -> list[list[str]]:
     return rows
 
 
-def format_table(header, rows) -> str:
-    widths = [max(len(str(h)), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    lines = ["  ".join(str(h).ljust(w) for h, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
-    return "\n".join(lines)
-
-
 COMPARE_HEADER = ("model", "vs", "provider", "batch", "threads", "speed-up", "95% CI")
 
 
 def terminal_report(results: list[BenchResult]) -> str:
-    text = format_table(COLUMNS, result_rows(results))
+    text = text_table(COLUMNS, result_rows(results))
     compare = comparison_rows(results)
     if compare:
-        text += "\n\n" + format_table(COMPARE_HEADER, compare)
+        text += "\n\n" + text_table(COMPARE_HEADER, compare)
     for r in results:
         if r.cpu_nodes:
             text += f"\nwarning: {_short(r.model)} ran {len(r.cpu_nodes)} compute node(s) on the CPU: " + ", ".join(r.cpu_nodes[:5])
     return text
 
 
-def _md_table(header, rows) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
-
-
 def markdown_report(results: list[BenchResult], environment: dict) -> str:
-    lines = ["# onnxdeploy benchmark", "", *_md_table(COLUMNS, result_rows(results))]
+    lines = ["# onnxdeploy benchmark", "", *markdown_table(COLUMNS, result_rows(results))]
     compare = comparison_rows(results)
     if compare:
         lines += ["", "## Comparison (p50 speed-up vs the first model, bootstrap 95% CI)", "",
-                  *_md_table(COMPARE_HEADER, compare)]
+                  *markdown_table(COMPARE_HEADER, compare)]
     lines += ["", "## Environment", ""] + [f"- **{k}**: {v}" for k, v in environment.items()]
     return "\n".join(lines) + "\n"
 
