@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from onnxdeploy.compare import CompareResult, compare_outputs
-
-
-def random_feeds(input_names: list[str], shapes: list[tuple[int, ...]], batch: int, seed: int) -> dict[str, np.ndarray]:
-    """Seeded standard-normal float32 inputs with the batch dimension set to ``batch``."""
-    rng = np.random.default_rng(seed)
-    return {name: rng.standard_normal((batch, *shape[1:])).astype(np.float32)
-            for name, shape in zip(input_names, shapes, strict=True)}
+from onnxdeploy.runtime_bench.runner import generated_feeds
 
 
 def check_parity(module, onnx_path: str, shapes: list[tuple[int, ...]], *, batches: list[int],
@@ -27,7 +19,8 @@ def check_parity(module, onnx_path: str, shapes: list[tuple[int, ...]], *, batch
     output_names = [o.name for o in session.get_outputs()]
     reference, candidate = [], []
     for i, batch in enumerate(batches):
-        feeds = random_feeds(input_names, shapes, batch, seed + i)
+        feeds = generated_feeds(session.get_inputs(), batch, seed=seed + i,
+                                shapes={n: (batch, *s[1:]) for n, s in zip(input_names, shapes, strict=True)})
         with torch.no_grad():
             out = module(*[torch.from_numpy(feeds[n]) for n in input_names])
         outs = out if isinstance(out, (tuple, list)) else [out]
