@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from onnxdeploy.onnx_io import load_model
+from onnxdeploy.onnx_io import graph_inputs, load_model
 
 
 def _dims(type_proto) -> list:
@@ -135,13 +135,12 @@ def count_parameters(model: onnx.ModelProto) -> int:
 def inspect_model(path: str | os.PathLike) -> ModelSummary:
     """Summarise the ONNX file at ``path``."""
     model = load_model(path, check=False)
-    init_names = {t.name for t in model.graph.initializer}
     histogram = collections.Counter(n.op_type for n in model.graph.node)
     macs, complete = count_macs(model)
     return ModelSummary(
         path=str(path), ir_version=model.ir_version,
         opsets={o.domain: o.version for o in model.opset_import}, producer=model.producer_name,
-        inputs=[TensorInfo(i.name, _dtype(i.type), _dims(i.type)) for i in model.graph.input if i.name not in init_names],
+        inputs=[TensorInfo(i.name, _dtype(i.type), _dims(i.type)) for i in graph_inputs(model)],
         outputs=[TensorInfo(o.name, _dtype(o.type), _dims(o.type)) for o in model.graph.output],
         op_histogram=dict(sorted(histogram.items())), parameters=count_parameters(model),
         file_bytes=os.path.getsize(path), macs=macs, macs_complete=complete,

@@ -57,6 +57,12 @@ def load_model(path: str | os.PathLike, *, check: bool = True, full_check: bool 
     return model
 
 
+def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    """The inputs a caller feeds: graph inputs that are not initializers (IR v3 lists both)."""
+    initializers = {t.name for t in model.graph.initializer}
+    return [value for value in model.graph.input if value.name not in initializers]
+
+
 def check_model(model: onnx.ModelProto, path: str | os.PathLike = "<model>", *, full_check: bool = False) -> None:
     """Run ``onnx.checker``; its first error line becomes a UserError naming ``path``."""
     try:

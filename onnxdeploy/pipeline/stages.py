@@ -152,13 +152,15 @@ def quantize(ctx: RunContext, *, max_drop: float = 1.0, target_batch: int = 32, 
              force_int8: bool = False, iterations: int = 100) -> dict:
     """Static int8 of the latest model, calibrated on the training split, scored on the held-out one."""
     import numpy as np
+    import onnx
 
+    from onnxdeploy.onnx_io import graph_inputs
     from onnxdeploy.quantize import quantize as quantize_model
 
     source = ctx.latest_model
     data = ctx.data
     calib, evalset = ctx.run_dir / ".calib.npz", ctx.run_dir / ".eval.npz"
-    name = _input_name(source)
+    name = graph_inputs(onnx.load(str(source), load_external_data=False))[0].name
     np.savez(calib, **{name: data.x_train})
     np.savez(evalset, **{name: data.x_val}, labels=data.y_val)
     path = ctx.run_dir / "model.int8.onnx"
@@ -214,14 +216,6 @@ def gate(ctx: RunContext, *, latency_threshold: float = 0.10, accuracy_drop: flo
         raise CheckFailed(note)
     return {"baseline": previous.name, "note": note, "regressions": len(regressions),
             "warnings": list(verdict.warnings), "entries": len(verdict.entries)}
-
-
-def _input_name(path) -> str:
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    inits = {t.name for t in model.graph.initializer}
-    return next(i.name for i in model.graph.input if i.name not in inits)
 
 
 STAGES = {"train": train, "compress": compress, "export": export, "prune-channels": prune_channels, "quantize": quantize,

@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 
 from onnxdeploy.errors import UserError
+from onnxdeploy.onnx_io import graph_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -27,11 +28,8 @@ class InputSpec:
 
 
 def model_inputs(model: onnx.ModelProto) -> list[InputSpec]:
-    inits = {t.name for t in model.graph.initializer}
     specs = []
-    for value in model.graph.input:
-        if value.name in inits:
-            continue
+    for value in graph_inputs(model):
         tensor = value.type.tensor_type
         dims = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tensor.shape.dim)
         specs.append(InputSpec(value.name, dims, onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)))
