@@ -24,14 +24,14 @@ from torch import nn
 
 from onnxdeploy.exporter import export
 from onnxdeploy.gate import GateInput, Thresholds, compare
-from onnxdeploy.gate.inputs import _add_bench
+from onnxdeploy.gate.inputs import add_bench_results
 from onnxdeploy.models.zoo import DigitsCNN, conv_bn_relu
 from onnxdeploy.runtime_bench import benchmark
 
 
 def measure(path: Path, seconds: float, batch: int) -> GateInput:
     found = GateInput(str(path))
-    _add_bench(found, benchmark(str(path), batch=batch, duration=seconds, iterations=None))
+    add_bench_results(found, benchmark(str(path), batch=batch, duration=seconds, iterations=None))
     return found
 
 
@@ -39,7 +39,7 @@ def measure_interleaved(base: Path, current: Path, seconds: float, batch: int) -
     results = benchmark([str(base), str(current)], batch=batch, duration=2 * seconds, iterations=None)
     sides = (GateInput(str(base)), GateInput(str(current)))
     for side, result in zip(sides, results):
-        _add_bench(side, [result])
+        add_bench_results(side, [result])
     return sides
 
 

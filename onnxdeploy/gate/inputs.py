@@ -24,7 +24,8 @@ class GateInput:
     environment: dict = field(default_factory=dict)
 
 
-def _add_bench(target: GateInput, results: list[BenchResult], names: dict[str, str] | None = None) -> None:
+def add_bench_results(target: GateInput, results: list[BenchResult], names: dict[str, str] | None = None) -> None:
+    """Key ``results`` by (model file name, or its label in ``names``; provider; batch; threads)."""
     for r in results:
         base = os.path.basename(r.model)
         model = (names or {}).get(base, base)
@@ -41,7 +42,7 @@ def load_gate_input(path: str | os.PathLike) -> GateInput:
     result = GateInput(str(path))
     if schema == BENCH_SCHEMA:
         results, env = load_results(path)
-        _add_bench(result, results)
+        add_bench_results(result, results)
         result.environment = env
     elif schema == "onnxdeploy.run/1":
         models = data.get("models", {})
@@ -52,7 +53,7 @@ def load_gate_input(path: str | os.PathLike) -> GateInput:
         bench_file = path.parent / data.get("stages", {}).get("bench", {}).get("file", "bench.json")
         if bench_file.is_file():
             results, _ = load_results(bench_file)
-            _add_bench(result, results, names)
+            add_bench_results(result, results, names)
     elif "attempts" in data and "chosen" in data:  # quantize --json
         chosen = next((a for a in data["attempts"] if a["config"]["name"] == data["chosen"]), None)
         label = "int8" if chosen else "fp32"

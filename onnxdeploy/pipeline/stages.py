@@ -187,7 +187,7 @@ def gate(ctx: RunContext, *, latency_threshold: float = 0.10, accuracy_drop: flo
     """Compare this run with the previous complete run in the same runs folder, and say what changed."""
     from onnxdeploy.errors import CheckFailed
     from onnxdeploy.gate import GateInput, Thresholds, compare, load_gate_input
-    from onnxdeploy.gate.inputs import _add_bench
+    from onnxdeploy.gate.inputs import add_bench_results
     from onnxdeploy.runtime_bench import load_results
     from onnxdeploy.runtime_bench.environment import environment
 
@@ -202,7 +202,7 @@ def gate(ctx: RunContext, *, latency_threshold: float = 0.10, accuracy_drop: flo
                         accuracy=dict(ctx.stages.get("evaluate", {}).get("accuracy", {})),
                         size={label: p.stat().st_size for label, p in ctx.models.items()})
     if (ctx.run_dir / "bench.json").is_file():
-        _add_bench(current, load_results(ctx.run_dir / "bench.json")[0],
+        add_bench_results(current, load_results(ctx.run_dir / "bench.json")[0],
                    {p.name: label for label, p in ctx.models.items()})
     try:
         verdict = compare(load_gate_input(previous), current,

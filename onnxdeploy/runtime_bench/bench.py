@@ -52,13 +52,12 @@ def load_inputs(path: str) -> dict[str, np.ndarray]:
 
 def _gpu_memory_mb() -> float | None:
     """Device memory in use now (nvidia-smi), the closest honest number onnxruntime allows."""
-    import subprocess
+    from onnxdeploy.runtime_bench.environment import nvidia_smi
 
+    used = nvidia_smi("memory.used", units=False)
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=10)
-        return float(out.stdout.split()[0]) if out.returncode == 0 and out.stdout.strip() else None
-    except (OSError, ValueError, subprocess.SubprocessError):
+        return float(used) if used is not None else None
+    except ValueError:
         return None
 
 

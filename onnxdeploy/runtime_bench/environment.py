@@ -76,10 +76,16 @@ def _installed_version(package: str) -> str | None:
         return None
 
 
-def _gpu_name() -> str | None:
+def nvidia_smi(query: str, *, units: bool = True) -> str | None:
+    """First GPU's answer to ``nvidia-smi --query-gpu=QUERY`` (CSV, no header), or None without one."""
+    fmt = "csv,noheader" if units else "csv,noheader,nounits"
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10)
-        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+        out = subprocess.run(["nvidia-smi", f"--query-gpu={query}", f"--format={fmt}"], capture_output=True,
+                             text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
+    return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+
+
+def _gpu_name() -> str | None:
+    return nvidia_smi("name,driver_version")
