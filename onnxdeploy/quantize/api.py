@@ -133,9 +133,12 @@ def quantize(model_path: str, output: str, *, calib: str, eval_data: str | None 
     if total == 0:
         raise UserError(f"{calib}: empty calibration set")
     n_calib = min(calib_size, total if eval_data else max(1, int(total * 0.8)))
+    # uniform batches: all full, a last partial one only when it is the only one
+    full = n_calib // batch_size
     reader = calib_data.StreamingReader(
-        lambda: calib_data.batches(source, specs, batch_size=batch_size, limit=n_calib, uniform=True))
-    n_calib = min(n_calib, len(reader) * batch_size)  # a last partial batch is dropped
+        lambda: calib_data.batches(source, specs, batch_size=batch_size, limit=n_calib, uniform=True),
+        batch_count=max(full, 1))
+    n_calib = full * batch_size if full else n_calib
     if eval_data:
         evalset = load_eval(eval_data, specs)
     else:

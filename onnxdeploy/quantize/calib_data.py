@@ -161,15 +161,17 @@ class StreamingReader(_ReaderBase):
     or histograms) and dropped before the next, so memory stays bounded on large sets.
     """
 
-    def __init__(self, make_batches: Callable[[], Iterator[dict]]):
+    def __init__(self, make_batches: Callable[[], Iterator[dict]], *, batch_count: int | None = None):
         self._make = make_batches
+        if batch_count is not None:
+            self._batch_count = batch_count
         self._iter = make_batches()
         self._position = 0  # index of the next batch self._iter yields
         self._stop: int | None = None
         self.count = 0
 
     def batch_count(self) -> int:
-        """Batches in one pass (counted once, by a dry pass over the source)."""
+        """Batches in one pass: as given, else counted once by a dry pass over the source."""
         if not hasattr(self, "_batch_count"):
             self._batch_count = sum(1 for _ in self._make())
         return self._batch_count

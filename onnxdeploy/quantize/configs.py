@@ -92,11 +92,12 @@ def apply_config(config: QuantConfig, model_path: str, output_path: str, reader)
     types = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
     # Bounded memory: onnxruntime's strided calibration calls collect_data on chunks of `stride`
     # batches (ranges or histograms are merged, outputs dropped); the stride must divide the count.
-    n = reader.batch_count()
-    stride = max((k for k in range(1, 17) if n % k == 0), default=1)
+    count = reader.batch_count()
+    stride = max((k for k in range(1, 17) if count % k == 0), default=1)
     extra = {"CalibPercentile": config.percentile, "CalibStridedMinMax": stride}
-    model = onnx.load(model_path)
-    op_types = sorted({n.op_type for n in model.graph.node} - set(config.exclude_ops))
+    op_types = None  # None: every op onnxruntime can quantize
+    if config.exclude_ops:
+        op_types = sorted({node.op_type for node in onnx.load(model_path).graph.node} - set(config.exclude_ops))
     reader.rewind()
     # onnxruntime's calibrators print progress to stdout, which must stay clean for --json
     with contextlib.redirect_stdout(io.StringIO()):
