@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from onnxdeploy.errors import UserError
+from onnxdeploy.inference import first_output as outputs
 
 
 @dataclass(frozen=True)
@@ -39,19 +40,6 @@ def load_eval(spec: str, specs, *, seed: int = 0) -> EvalSet:
     if len(labels) != len(next(iter(arrays.values()))):
         raise UserError(f"{path}: {len(labels)} labels for {len(next(iter(arrays.values())))} samples")
     return EvalSet(arrays, labels.astype(np.int64), str(path))
-
-
-def outputs(model_path: str, inputs: dict, *, batch_size: int = 256) -> np.ndarray:
-    """First output of the model over all samples, in batches."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
-    count = len(next(iter(inputs.values())))
-    parts = [session.run(None, {k: v[i:i + batch_size] for k, v in inputs.items()})[0]
-             for i in range(0, count, batch_size)]
-    return np.concatenate(parts)
 
 
 def snr_db(reference: np.ndarray, candidate: np.ndarray) -> float:
