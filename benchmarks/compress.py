@@ -20,8 +20,8 @@ from onnxdeploy.exporter import export
 from onnxdeploy.models import ZOO
 from onnxdeploy.models.train import evaluate, train
 from onnxdeploy.passes import prune_channels
-from onnxdeploy.pipeline.evaluation import onnx_accuracy
-from onnxdeploy.runtime_bench import benchmark, bootstrap_ratio_ci
+from onnxdeploy.runtime import onnx_accuracy
+from onnxdeploy.runtime_bench import TimingPlan, benchmark, bootstrap_ratio_ci
 
 
 def main() -> None:
@@ -39,7 +39,7 @@ def main() -> None:
     dense = entry.build()
     train(dense, data.x_train, data.y_train, epochs=entry.epochs, lr=entry.lr, seed=args.seed)
     dense_acc = evaluate(dense, data.x_val, data.y_val)
-    common = dict(prune_channels=args.ratio, sensitivity=not args.uniform, lr=args.lr, seed=args.seed)
+    common = dict(channel_ratio=args.ratio, sensitivity=not args.uniform, lr=args.lr, seed=args.seed)
     rows = [("dense", dense_acc)]
     variants = {"(a) pruned, no fine-tuning": dict(epochs=0),
                 "(b) pruned + fine-tuning": dict(epochs=args.epochs),
@@ -60,7 +60,7 @@ def main() -> None:
     export("digits_cnn", student_path, module=models["(c) pruned + distillation"], input_shapes=entry.input_spec())
     report = prune_channels(student_path, pruned_path)
     onnx_acc = onnx_accuracy(pruned_path, data.x_val, data.y_val)
-    a, b = benchmark([dense_path, pruned_path], batch=32, threads=1, iterations=300)
+    a, b = benchmark([dense_path, pruned_path], batch=32, threads=1, timing=TimingPlan(iterations=300))
     low, high = bootstrap_ratio_ci(a.samples_ms, b.samples_ms)
     print(f"  (c) after export + prune-channels: {onnx_acc:.2f}% in onnxruntime, MACs {report.macs_after / report.macs_before:.3f}x, "
           f"params {report.params_after / report.params_before:.3f}x")

@@ -26,17 +26,17 @@ from onnxdeploy.exporter import export
 from onnxdeploy.gate import GateInput, Thresholds, compare
 from onnxdeploy.gate.inputs import add_bench_results
 from onnxdeploy.models.zoo import DigitsCNN, conv_bn_relu
-from onnxdeploy.runtime_bench import benchmark
+from onnxdeploy.runtime_bench import TimingPlan, benchmark
 
 
 def measure(path: Path, seconds: float, batch: int) -> GateInput:
     found = GateInput(str(path))
-    add_bench_results(found, benchmark(str(path), batch=batch, duration=seconds, iterations=None))
+    add_bench_results(found, benchmark(str(path), batch=batch, timing=TimingPlan(duration=seconds, iterations=None)))
     return found
 
 
 def measure_interleaved(base: Path, current: Path, seconds: float, batch: int) -> tuple[GateInput, GateInput]:
-    results = benchmark([str(base), str(current)], batch=batch, duration=2 * seconds, iterations=None)
+    results = benchmark([str(base), str(current)], batch=batch, timing=TimingPlan(duration=2 * seconds, iterations=None))
     sides = (GateInput(str(base)), GateInput(str(current)))
     for side, result in zip(sides, results):
         add_bench_results(side, [result])
@@ -67,7 +67,7 @@ def main() -> None:
     a, b = work / "a" / "model.onnx", work / "b" / "model.onnx"  # same file name: the gate matches them
     export("digits_cnn", a, module=DigitsCNN(width=32).eval(), input_shapes=[(1, 1, 16, 16)])
     export("digits_cnn", b, module=deeper(DigitsCNN(width=32)).eval(), input_shapes=[(1, 1, 16, 16)])
-    true_ratio = [r.stats.p50_ms for r in benchmark([a, b], batch=args.batch, iterations=400)]
+    true_ratio = [r.stats.p50_ms for r in benchmark([a, b], batch=args.batch, timing=TimingPlan(iterations=400))]
     print(f"A/B true slowdown, interleaved: {true_ratio[1] / true_ratio[0]:.3f}x at batch {args.batch}")
     thresholds = Thresholds()
     for protocol, label, current in (("interleaved", "A/A", a), ("interleaved", "A/B", b),

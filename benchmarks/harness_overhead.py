@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from onnxdeploy.runtime_bench.runner import OrtRunner, generated_feeds
+from onnxdeploy.runtime import OrtRunner, generated_feeds
 from onnxdeploy.runtime_bench.timing import time_calls
 
 

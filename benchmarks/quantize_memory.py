@@ -37,13 +37,14 @@ quantize_static(sys.argv[2], sys.argv[3], Reader(files), quant_format=QuantForma
 
 OURS = """
 import sys
-from onnxdeploy.quantize.calib_data import StreamingReader, batches, model_inputs, sample_source
-from onnxdeploy.quantize.configs import QuantConfig, apply_config
+from onnxdeploy.data import batches, calibration_source, specs_from_onnx
+from onnxdeploy.quantize.calib_reader import StreamingReader
+from onnxdeploy.quantize.configs import Candidate, apply_config
 import onnx
-specs = model_inputs(onnx.load(sys.argv[2]))
-source = sample_source(sys.argv[1], specs)
+specs = specs_from_onnx(onnx.load(sys.argv[2]))
+source = calibration_source(sys.argv[1], specs)
 reader = StreamingReader(lambda: batches(source, specs, batch_size=32, limit=None))
-apply_config(QuantConfig("isa-default", method=sys.argv[4], reduce_range=True), sys.argv[2], sys.argv[3], reader)
+apply_config(Candidate("isa-default", method=sys.argv[4], reduce_range=True), sys.argv[2], sys.argv[3], reader)
 """
 
 

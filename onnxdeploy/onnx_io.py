@@ -38,8 +38,17 @@ def _check_external_locations(model: onnx.ModelProto, path: Path) -> None:
             raise UserError(f"{path}: external data file '{location}' for tensor '{tensor.name}' is missing")
 
 
-def load_model(path: str | os.PathLike, *, check: bool = True, full_check: bool = False) -> onnx.ModelProto:
-    """Load an ONNX model; UserError (exit 2) when the file is missing, not ONNX, or invalid."""
+def check_external_data(path: str | os.PathLike) -> None:
+    """Refuse a model whose external data lies outside its folder or is missing (before onnxruntime reads it)."""
+    load_model(path, check=False, load_external=False)
+
+
+def load_model(path: str | os.PathLike, *, check: bool = True, full_check: bool = False,
+               load_external: bool = True) -> onnx.ModelProto:
+    """Load an ONNX model; UserError (exit 2) when the file is missing, not ONNX, or invalid.
+
+    External data is checked (inside the model's folder, present) and, with ``load_external``, read.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
@@ -50,7 +59,7 @@ def load_model(path: str | os.PathLike, *, check: bool = True, full_check: bool 
     if not model.graph.node and not model.graph.output:
         raise UserError(f"{path}: not an ONNX model (no graph in the file)")
     _check_external_locations(model, path)
-    if any(True for _ in _external_tensors(model)):
+    if load_external and any(True for _ in _external_tensors(model)):
         onnx.load_external_data_for_model(model, str(path.resolve().parent))
     if check:
         check_model(model, path, full_check=full_check)

@@ -5,7 +5,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from onnxdeploy.runtime_bench import LatencyStats, benchmark, load_results, save_results
+from onnxdeploy.runtime_bench import LatencyStats, TimingPlan, benchmark, load_results, save_results
 from onnxdeploy.runtime_bench.report import comparison_rows, terminal_report, write_plot
 from tests.conftest import HAS_CUDA
 from tests.onnx_graphs import GraphBuilder
@@ -40,7 +40,7 @@ def test_stats_from_a_known_sample():
 
 
 def test_benchmark_and_schema_round_trip(two_models, tmp_path):
-    results = benchmark(two_models, batch=[1, 4], iterations=12, warmup=2)
+    results = benchmark(two_models, batch=[1, 4], timing=TimingPlan(iterations=12, warmup=2))
     assert [(r.batch, r.model.endswith("m4.onnx")) for r in results] == [(1, True), (1, False), (4, True), (4, False)]
     for r in results:
         assert len(r.samples_ms) == 12 and r.stats.count == 12 and r.macs_per_sample > 0
@@ -51,7 +51,7 @@ def test_benchmark_and_schema_round_trip(two_models, tmp_path):
 
 
 def test_comparison_table_on_two_models(two_models):
-    results = benchmark(two_models, batch=8, iterations=30, warmup=2)
+    results = benchmark(two_models, batch=8, timing=TimingPlan(iterations=30, warmup=2))
     rows = comparison_rows(results)
     assert len(rows) == 1 and rows[0][0] == "m16.onnx" and rows[0][1] == "m4.onnx"
     speedup = float(rows[0][5].rstrip("x"))
@@ -60,7 +60,7 @@ def test_comparison_table_on_two_models(two_models):
 
 
 def test_plot_is_a_valid_png(two_models, tmp_path):
-    results = benchmark(two_models, batch=[1, 2], iterations=5, warmup=1)
+    results = benchmark(two_models, batch=[1, 2], timing=TimingPlan(iterations=5, warmup=1))
     write_plot(tmp_path / "p.png", results)
     data = (tmp_path / "p.png").read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
@@ -126,7 +126,7 @@ def test_cuda_requested_without_cuda_exits_2(cli, two_models):
 
 @pytest.mark.gpu
 def test_cuda_io_binding_and_placement(two_models):
-    results = benchmark(two_models, provider=["cpu", "cuda"], batch=8, iterations=20)
+    results = benchmark(two_models, provider=["cpu", "cuda"], batch=8, timing=TimingPlan(iterations=20))
     cuda = [r for r in results if r.provider == "cuda"]
     assert len(cuda) == 2 and all(r.io_binding for r in cuda)
     assert all(r.cpu_nodes == () for r in cuda)  # Conv and Relu run on the GPU
@@ -144,12 +144,12 @@ def test_cuda_session_really_runs_on_cuda(two_models):
 
 
 def test_repeat_pools_fresh_sessions_and_duration_mode(two_models):
-    (r,) = benchmark(two_models[0], iterations=6, repeat=3, warmup=1)
+    (r,) = benchmark(two_models[0], timing=TimingPlan(iterations=6, repeat=3, warmup=1))
     assert len(r.samples_ms) == 18 and r.stats.count == 18
-    (d,) = benchmark(two_models[0], iterations=None, duration=0.2, warmup=1)
+    (d,) = benchmark(two_models[0], timing=TimingPlan(iterations=None, duration=0.2, warmup=1))
     assert d.stats.count >= 10  # at least one round of ten, then until 0.2 s of sampling
 
 
 def test_same_model_twice_gets_its_own_samples(two_models):
-    a, b = benchmark([two_models[0], two_models[0]], iterations=7, warmup=1)
+    a, b = benchmark([two_models[0], two_models[0]], timing=TimingPlan(iterations=7, warmup=1))
     assert len(a.samples_ms) == len(b.samples_ms) == 7 and a.samples_ms != b.samples_ms

@@ -111,7 +111,7 @@ def test_compressed_checkpoint_round_trips_through_export_and_prune(tmp_path):
     entry = ZOO["resnet_tiny"]
     data = entry.digits()
     model = entry.build()
-    result = compress_module(model, data, prune_channels=0.5, sensitivity=False, epochs=1, distill=True)
+    result = compress_module(model, data, channel_ratio=0.5, sensitivity=False, epochs=1, distill=True)
     assert result.steps[-1].channels_zeroed > 0
     ckpt = tmp_path / "c.pt"
     torch.save(model.state_dict(), ckpt)

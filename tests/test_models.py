@@ -4,7 +4,7 @@ import torch
 
 from onnxdeploy.errors import UserError
 from onnxdeploy.models import ZOO, get_zoo_entry, load_digits_split
-from onnxdeploy.models.digits import resize_images
+from onnxdeploy.data.digits import resize_images
 from onnxdeploy.models.train import evaluate, train
 
 

@@ -9,7 +9,7 @@ from onnxdeploy.errors import CheckFailed
 from onnxdeploy.exporter import export
 from onnxdeploy.models import ZOO
 from onnxdeploy.models.train import train
-from onnxdeploy.quantize import decide, quantize
+from onnxdeploy.quantize import Acceptance, QuantizeConfig, TimingPlan, decide, quantize
 from onnxdeploy.quantize.isa import target_flags
 from tests.onnx_graphs import GraphBuilder
 
@@ -37,8 +37,9 @@ def qdq_ops(path):
 @pytest.mark.parametrize("name", sorted(ZOO))
 def test_accuracy_within_bound_for_each_zoo_model(trained, tmp_path, name):
     out = tmp_path / "q.onnx"
-    result = quantize(trained[name], out, calib="digits", eval_data="digits", calib_size=256, iterations=20,
-                      force_int8=True)
+    result = quantize(trained[name], out, calib="digits", eval_data="digits",
+                      config=QuantizeConfig(calib_size=256), acceptance=Acceptance(force_int8=True),
+                      timing=TimingPlan(iterations=20))
     assert result.metric == "accuracy"
     chosen = next(a for a in result.attempts if a.config.name == result.chosen)
     assert chosen.drop <= 1.0 and chosen.passed
@@ -60,8 +61,9 @@ def test_isa_decision_is_a_pure_function_of_flags():
 def test_impossible_bound_tries_fallback_then_exits_1(trained, tmp_path):
     out = tmp_path / "q.onnx"
     with pytest.raises(CheckFailed) as info:
-        quantize(trained["mlp"], out, calib="digits", eval_data="digits", max_drop=-1.0, calib_size=128,
-                 iterations=10)
+        quantize(trained["mlp"], out, calib="digits", eval_data="digits",
+                 config=QuantizeConfig(calib_size=128), acceptance=Acceptance(max_drop=-1.0),
+                 timing=TimingPlan(iterations=10))
     assert not out.exists()
     assert (tmp_path / "q.int8-failed.onnx").exists()
     assert "fallback-1" in str(info.value)  # nodes were excluded before giving up
@@ -80,11 +82,13 @@ def test_slower_int8_keeps_fp32_unless_forced(trained, tmp_path, monkeypatch):
         return [results[0], *slow]
     monkeypatch.setattr(runtime_bench, "benchmark", int8_looks_slow)
     out = tmp_path / "q.onnx"
-    result = quantize(trained["mlp"], out, calib="digits", calib_size=128, iterations=10)
+    result = quantize(trained["mlp"], out, calib="digits", config=QuantizeConfig(calib_size=128),
+                      timing=TimingPlan(iterations=10))
     assert result.chosen == "fp32" and "no int8 configuration is measurably faster" in result.reason
     assert not qdq_ops(out)
-    forced = quantize(trained["mlp"], tmp_path / "f.onnx", calib="digits", calib_size=128, iterations=10,
-                      force_int8=True)
+    forced = quantize(trained["mlp"], tmp_path / "f.onnx", calib="digits",
+                      config=QuantizeConfig(calib_size=128), acceptance=Acceptance(force_int8=True),
+                      timing=TimingPlan(iterations=10))
     assert forced.chosen != "fp32" and any("SLOWER" in n for n in forced.notes)
 
 
@@ -142,7 +146,8 @@ def test_already_quantized_and_invalid_models(cli, trained, tmp_path):
 
 
 def test_streaming_reader_serves_ranges_in_order_and_counts():
-    from onnxdeploy.quantize.calib_data import InputSpec, StreamingReader, batches
+    from onnxdeploy.data import InputSpec, batches
+    from onnxdeploy.quantize.calib_reader import StreamingReader
 
     specs = [InputSpec("x", (None, 2), np.dtype(np.float32))]
     data = np.arange(20, dtype=np.float32).reshape(10, 2)
@@ -166,6 +171,7 @@ def test_percentile_calibration_on_a_folder(tmp_path, trained):
     x = load_digits_split((64,)).x_train
     for i in range(0, 300, 100):
         np.savez(folder / f"part{i}.npz", input=x[i:i + 100])
-    result = quantize(trained["mlp"], tmp_path / "q.onnx", calib=str(folder), method="percentile", calib_size=250,
-                      iterations=10, force_int8=True)
+    result = quantize(trained["mlp"], tmp_path / "q.onnx", calib=str(folder),
+                      config=QuantizeConfig(method="percentile", calib_size=250),
+                      acceptance=Acceptance(force_int8=True), timing=TimingPlan(iterations=10))
     assert result.calib_samples == 224 and all(a.config.method == "percentile" for a in result.attempts)

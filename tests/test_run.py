@@ -70,10 +70,28 @@ def test_bad_recipe_cli_exit_code(cli, tmp_path):
 
 
 def test_failed_stage_leaves_a_failed_run_folder(cli, tmp_path):
-    (tmp_path / "r.toml").write_text("model = 'mlp'\n[[stage]]\nname = 'compress'\n")
+    # a checkpoint that is not one: the recipe is well-formed, the compress stage fails when it loads it
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    (tmp_path / "r.toml").write_text("model = 'mlp'\ncheckpoint = 'bad.pt'\n[[stage]]\nname = 'compress'\n")
     code, _, err = cli("run", "r.toml", "--runs-dir", "runs")
-    assert code == 2 and "needs a trained model" in err
+    assert code == 2 and "error: bad.pt: " in err
     (failed_run,) = list((tmp_path / "runs").iterdir())
     assert failed_run.name.endswith("-failed")
     report = json.loads((failed_run / "report.json").read_text())
-    assert report["status"] == "failed" and "needs a trained model" in report["stages"]["compress"]["error"]
+    assert report["status"] == "failed" and report["stages"]["compress"]["error"].startswith("bad.pt: ")
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("model = 'mlp'\n[[stage]]\nname = 'compress'\n", "needs a trained model: put 'train' first"),
+    ("[[stage]]\nname = 'evaluate'\n[[stage]]\nname = 'export'\n", "stage 'evaluate' needs onnx"),
+    ("[[stage]]\nname = 'export'\n[[stage]]\nname = 'export'\n", "stage 'export' appears twice"),
+    ("[[stage]]\nname = 'export'\n[[stage]]\nname = 'bench'\nbatch = '1,32'\n",
+     "option 'batch' = '1,32': expected list of int or int"),
+    ("seed = 'abc'\n[[stage]]\nname = 'train'\n", "'seed' = 'abc': expected int"),
+    ("[[stage]]\nname = 'train'\nepochs = 2.5\n", "expected int or none"),
+])
+def test_recipe_order_types_and_repeats_are_checked_before_running(cli, tmp_path, text, fragment):
+    (tmp_path / "r.toml").write_text(text)
+    code, _, err = cli("run", "r.toml", "--runs-dir", "runs")
+    assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()  # refused before a run folder (or a minute of training)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import sys
 
 import click
@@ -58,7 +59,7 @@ class LazyGroup(click.Group):
         except OnnxDeployError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {self._with_flags(ctx, exc)}", err=True)
             ctx.exit(exc.exit_code)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
@@ -72,6 +73,21 @@ class LazyGroup(click.Group):
             click.echo(f"internal error: {type(exc).__name__}: {message} (rerun with --debug for the traceback)",
                        err=True)
             ctx.exit(3)
+
+
+    def _with_flags(self, ctx, exc: OnnxDeployError) -> str:
+        """The library names parameters (``calib_size``); say the subcommand's flags (``--calib-size``)."""
+        message = str(exc)
+        name = ctx.invoked_subcommand or (ctx.protected_args[0] if getattr(ctx, "protected_args", None) else None)
+        command = self.get_command(ctx, name) if name else None
+        if command is None or not exc.params:
+            return message
+        flags = {p.name: max(p.opts, key=len) for p in command.params if isinstance(p, click.Option)}
+        flags.update(getattr(command, "param_flags", {}))
+        for param in exc.params:
+            if param in flags:
+                message = re.sub(rf"(?<![\w-]){re.escape(param)}(?![\w-])", flags[param], message)
+        return message
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

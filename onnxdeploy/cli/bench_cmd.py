@@ -4,21 +4,9 @@ from __future__ import annotations
 
 import click
 
+from onnxdeploy.cli.options import int_list, parse_shape_options
 from onnxdeploy.cli.output import emit_json, progress, say
 from onnxdeploy.errors import UserError
-
-
-def _int_list(option: str, values) -> list[int]:
-    out = []
-    for value in values:
-        for part in str(value).split(","):
-            part = part.strip()
-            if not part:
-                continue
-            if not part.isdigit() or int(part) <= 0:
-                raise UserError(f"{option} '{value}': expected positive integers, e.g. 1,8,32")
-            out.append(int(part))
-    return out
 
 
 @click.command("bench")
@@ -41,20 +29,19 @@ def _int_list(option: str, values) -> list[int]:
 def bench_command(models, providers, batches, threads, warmup, iterations, duration, repeat, input_path, shapes,
                   io_binding, output, markdown, plot, as_json):
     """Time MODELS with onnxruntime; several models are interleaved and compared."""
-    from onnxdeploy.runtime_bench import benchmark, save_results
+    from onnxdeploy.runtime_bench import TimingPlan, benchmark, save_results
     from onnxdeploy.runtime_bench.bench import load_inputs
-    from onnxdeploy.runtime_bench.cli_shapes import parse_shape_options
     from onnxdeploy.runtime_bench.environment import environment
     from onnxdeploy.runtime_bench.report import terminal_report, write_markdown, write_plot
 
     provider_list = [p.strip() for value in providers for p in value.split(",") if p.strip()]
-    if iterations is not None and iterations <= 0 or duration is not None and duration <= 0:
-        raise UserError("--iterations and --duration must be positive")
+    if not provider_list:
+        raise UserError("--provider: needs at least one of cpu, cuda, tensorrt")
+    timing = TimingPlan(iterations=iterations, duration=duration, warmup=warmup, repeat=repeat)
     inputs = load_inputs(input_path) if input_path else None
-    results = benchmark(list(models), provider=provider_list, batch=_int_list("--batch", batches),
-                        threads=_int_list("--threads", threads), iterations=iterations, duration=duration,
-                        warmup=warmup, inputs=inputs, shapes=parse_shape_options(shapes), io_binding=io_binding,
-                        repeat=repeat, progress=progress)
+    results = benchmark(list(models), provider=provider_list, batch=int_list("--batch", batches),
+                        threads=int_list("--threads", threads), timing=timing, inputs=inputs,
+                        shapes=parse_shape_options(shapes), io_binding=io_binding, progress=progress)
     env = environment()
     if output:
         save_results(output, results, env)

@@ -38,10 +38,13 @@ def compress_command(model, output, checkpoint, data, input_shapes, sparsity, sc
 
     result = compress(model, output, checkpoint=checkpoint, data=data,
                       input_shapes=[parse_input_shape(s) for s in input_shapes] or None, teacher_checkpoint=teacher,
-                      progress=progress, sparsity=sparsity, scope=scope, prune_channels=prune_channels,
+                      progress=progress, sparsity=sparsity, scope=scope, channel_ratio=prune_channels,
                       criterion=criterion, sensitivity=sensitivity, steps=steps, epochs=epochs, lr=lr,
                       distill=distill, temperature=temperature, alpha=alpha, low_bit=low_bit, seed=seed)
     if as_json:
         emit_json(result.to_json())
     else:
         say(str(result))
+
+
+compress_command.param_flags = {"channel_ratio": "--prune-channels"}  # library name -> this command's flag

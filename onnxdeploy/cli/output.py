@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import Callable
 
 import click
+
+from onnxdeploy.errors import OnnxDeployError
 
 
 def is_quiet() -> bool:
@@ -35,3 +38,19 @@ def announce(message: str) -> None:
 
 def emit_json(data: object) -> None:
     click.echo(json.dumps(data, indent=2))
+
+
+def finish(call: Callable[[], object], as_json: bool) -> object:
+    """Run ``call`` and print its result (JSON or text). A failure that carries a result (the failed
+    attempts and their numbers) still prints it as JSON before the error sets the exit code."""
+    try:
+        result = call()
+    except OnnxDeployError as exc:
+        if as_json and exc.result is not None and hasattr(exc.result, "to_json"):
+            emit_json(exc.result.to_json())
+        raise
+    if as_json:
+        emit_json(result.to_json())
+    else:
+        say(str(result))
+    return result

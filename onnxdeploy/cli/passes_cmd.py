@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import click
 
-from onnxdeploy.cli.output import emit_json, say
-from onnxdeploy.runtime_bench.cli_shapes import parse_shape_options
-
-
-def _finish(result, as_json):
-    if as_json:
-        emit_json(result.to_json())
-    else:
-        say(str(result))
+from onnxdeploy.cli.options import parse_shape_options
+from onnxdeploy.cli.output import finish, say
 
 
 @click.command("prune-channels")
@@ -26,7 +19,7 @@ def prune_channels_command(model, output, rtol, shapes, as_json):
     """Remove channels of MODEL that are exactly zero for every input, structurally and exactly."""
     from onnxdeploy.passes import prune_channels
 
-    _finish(prune_channels(model, output, rtol=rtol, shapes=parse_shape_options(shapes)), as_json)
+    finish(lambda: prune_channels(model, output, rtol=rtol, shapes=parse_shape_options(shapes)), as_json)
 
 
 @click.command("optimize")
@@ -49,4 +42,5 @@ def optimize_command(model, output, pass_names, list_passes, rtol, shapes, as_js
     if not model or not output:
         raise UserError("optimize needs MODEL and -o OUTPUT (or --list)")
     names = [n.strip() for n in pass_names.split(",") if n.strip()] if pass_names else list(DEFAULT_PIPELINE)
-    _finish(run_passes(model, output, make_passes(names), rtol=rtol, shapes=parse_shape_options(shapes)), as_json)
+    passes = make_passes(names)
+    finish(lambda: run_passes(model, output, passes, rtol=rtol, shapes=parse_shape_options(shapes)), as_json)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from onnxdeploy.cli.output import announce, emit_json, progress, say
+from onnxdeploy.cli.output import announce, emit_json, finish, progress, say
 
 
 @click.command("quantize")
@@ -27,15 +27,17 @@ from onnxdeploy.cli.output import announce, emit_json, progress, say
 @click.option("--target-cpu", type=click.Choice(["avx2", "avx512-vnni", "amx"]), default=None,
               help="Quantize for another CPU than this one.")
 @click.option("--force-int8", is_flag=True, help="Write int8 even when it is slower than fp32.")
+@click.option("--iterations", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Timed runs per model for the latency check.")
 @click.option("--explain", is_flag=True, help="Print the CPU-based decision and exit.")
 @click.option("--fp16", is_flag=True, help="Convert to float16 for GPU targets instead (I/O stay float32).")
 @click.option("--json", "as_json", is_flag=True)
 def quantize_command(model, output, calib, eval_data, method, percentile, per_channel, reduce_range, calib_size,
                      batch_size, activation_type, weight_type, exclude, max_drop, target_batch, target_cpu,
-                     force_int8, explain, fp16, as_json):
+                     force_int8, iterations, explain, fp16, as_json):
     """Quantize MODEL to int8 with calibration data; keep accuracy within --max-drop; never slower unsaid."""
     from onnxdeploy.errors import UserError
-    from onnxdeploy.quantize import convert_fp16, quantize
+    from onnxdeploy.quantize import Acceptance, QuantizeConfig, TimingPlan, convert_fp16, quantize
     from onnxdeploy.quantize.isa import decide, target_flags
 
     if explain:
@@ -52,9 +54,9 @@ def quantize_command(model, output, calib, eval_data, method, percentile, per_ch
         return
     if not calib:
         raise UserError("--calib is required (a .npy/.npz file or folder, 'digits', or 'random')")
-    result = quantize(model, output, calib=calib, eval_data=eval_data, method=method, per_channel=per_channel,
-                      reduce_range=reduce_range, percentile=percentile, calib_size=calib_size, batch_size=batch_size,
-                      activation_type=activation_type, weight_type=weight_type, exclude=tuple(exclude),
-                      max_drop=max_drop, target_batch=target_batch, target_cpu=target_cpu, force_int8=force_int8,
-                      progress=progress, announce=announce)
-    emit_json(result.to_json()) if as_json else say(str(result))
+    config = QuantizeConfig(method=method, per_channel=per_channel, reduce_range=reduce_range, percentile=percentile,
+                            calib_size=calib_size, batch_size=batch_size, activation_type=activation_type,
+                            weight_type=weight_type, exclude=tuple(exclude), target_cpu=target_cpu)
+    acceptance = Acceptance(max_drop=max_drop, target_batch=target_batch, force_int8=force_int8)
+    finish(lambda: quantize(model, output, calib=calib, eval_data=eval_data, config=config, acceptance=acceptance,
+                            timing=TimingPlan(iterations=iterations), progress=progress, announce=announce), as_json)

@@ -70,33 +70,40 @@ def _zeroed_channels(model, groups) -> int:
 
 
 def compress_module(module: torch.nn.Module, data, *, sparsity: float | None = None, scope: str = "global",
-                    prune_channels: float | None = None, criterion: str = "l1", sensitivity: bool = True,
+                    channel_ratio: float | None = None, criterion: str = "l1", sensitivity: bool = True,
                     steps: int = 1, epochs: int = 3, lr: float = 1e-3, distill: bool = False,
                     teacher: torch.nn.Module | None = None, temperature: float = 4.0, alpha: float = 0.7,
                     low_bit: str | None = None, seed: int = 0,
                     progress: Callable[[str], None] = lambda m: None) -> CompressResult:
-    """Compress ``module`` in place on ``data`` (x_train, y_train, x_val, y_val)."""
-    if sparsity is None and prune_channels is None and low_bit is None:
-        raise UserError("nothing to do: give --sparsity, --prune-channels and/or --low-bit")
+    """Compress ``module`` in place on ``data`` (a Dataset: x_train, y_train, x_val, y_val).
+
+    ``channel_ratio`` zeroes that fraction of each coupled channel group (structured), ``sparsity``
+    that fraction of weights (unstructured), ``low_bit`` trains binary/ternary weights.
+    """
+    if sparsity is None and channel_ratio is None and low_bit is None:
+        raise UserError("nothing to do: give sparsity, channel_ratio and/or low_bit",
+                        param=("sparsity", "channel_ratio", "low_bit"))
+    if channel_ratio is not None and not 0 <= channel_ratio < 1:
+        raise UserError(f"channel_ratio {channel_ratio}: the ratio must be in [0, 1)", param="channel_ratio")
     if steps < 1 or epochs < 0:
-        raise UserError("--steps must be >= 1 and --epochs >= 0")
+        raise UserError("steps must be >= 1 and epochs >= 0", param=("steps", "epochs"))
     torch.manual_seed(seed)
 
     def accuracy(m):
         return evaluate(m, data.x_val, data.y_val)
     dense_accuracy = accuracy(module)
     teacher = (teacher or copy.deepcopy(module)) if distill else None
-    groups = find_groups(module) if prune_channels else []
-    if prune_channels and not groups:
+    groups = find_groups(module) if channel_ratio else []
+    if channel_ratio and not groups:
         raise UserError("the model has no prunable channel groups (all reach ops that cannot shrink)")
-    targets = [prune_channels] * len(groups)
-    if prune_channels and sensitivity:
+    targets = [channel_ratio] * len(groups)
+    if channel_ratio and sensitivity:
         progress(f"sensitivity scan over {len(groups)} channel groups")
         _, scan = sensitivity_scan(module, groups, accuracy, criterion=criterion, x_train=data.x_train)
         costs = channel_costs(module, groups, data.x_val)
-        targets = allocate(scan, [g.size for g in groups], prune_channels, costs)
+        targets = allocate(scan, [g.size for g in groups], channel_ratio, costs)
     done = []
-    for step in range(1, steps + 1 if (sparsity or prune_channels) else 1):
+    for step in range(1, steps + 1 if (sparsity or channel_ratio) else 1):
         started = time.perf_counter()
         fraction = step / steps
         for group, target in zip(groups, targets):
@@ -146,7 +153,7 @@ def save_checkpoint(module: torch.nn.Module, path: str | Path) -> None:
         torch.save(module.state_dict(), tmp)
 
 
-def compress(model: str, output: str | Path, *, checkpoint: str | None = None, data: str = "digits",
+def compress(model: str, output: str | Path, *, checkpoint: str | None = None, data="digits",
              input_shapes: list[tuple[int, ...]] | None = None, teacher_checkpoint: str | None = None,
              train_epochs: int | None = None, progress: Callable[[str], None] = lambda m: None,
              **options) -> CompressResult:
@@ -159,11 +166,11 @@ def compress(model: str, output: str | Path, *, checkpoint: str | None = None, d
     from onnxdeploy.exporter.source import load_checkpoint, load_source
     from onnxdeploy.models import ZOO
     from onnxdeploy.models.train import train
-    from onnxdeploy.pipeline.data import load_dataset
+    from onnxdeploy.data import load_dataset, specs_for_shapes
 
     ensure_writable_dir(output)
     source = load_source(model, checkpoint=checkpoint, input_shapes=input_shapes)
-    dataset = load_dataset(data, source.input_shapes[0], seed=options.get("seed", 0))
+    dataset = load_dataset(data, specs_for_shapes(source.input_shapes), seed=options.get("seed", 0))
     module = source.module
     if checkpoint is None:
         entry = ZOO.get(model)

@@ -49,7 +49,7 @@ def low_bit_layers(model: nn.Module) -> list[nn.Module]:
 def attach(model: nn.Module, mode: str) -> int:
     """Make the inner layers' weights low-bit in the forward pass; returns how many layers."""
     if mode not in MODES:
-        raise UserError(f"--low-bit '{mode}': choose binary or ternary")
+        raise UserError(f"low_bit '{mode}': choose binary or ternary", param="low_bit")
     layers = low_bit_layers(model)
     for layer in layers:
         parametrize.register_parametrization(layer, "weight", _StraightThrough(mode))

@@ -22,7 +22,7 @@ def magnitude_prune(model: nn.Module, sparsity: float, *, scope: str = "global")
     Returns the sparsity reached per layer.
     """
     if not 0 <= sparsity < 1:
-        raise UserError(f"--sparsity {sparsity}: must be in [0, 1)")
+        raise UserError(f"sparsity {sparsity}: must be in [0, 1)", param="sparsity")
     if scope not in ("global", "layer"):
         raise UserError(f"scope '{scope}': choose global or layer")
     weights = prunable_weights(model)

@@ -38,7 +38,7 @@ def channel_scores(model: nn.Module, group: ChannelGroup, criterion: str = "l1")
     """Importance of each channel: summed filter norms of its producers, each scaled by the
     magnitude its BatchNorm multiplies it by (a small-norm filter behind a large BN scale matters)."""
     if criterion not in CRITERIA:
-        raise UserError(f"--criterion '{criterion}': choose l1 or l2")
+        raise UserError(f"criterion '{criterion}': choose l1 or l2", param="criterion")
     modules = dict(model.named_modules())
     scores = np.zeros(group.size)
     for name in group.producers:
@@ -76,7 +76,7 @@ def prune_uniform(model: nn.Module, ratio: float, *, criterion: str = "l1",
                   ratios: dict[int, float] | None = None) -> list[GroupPruning]:
     """Zero ``ratio`` of the channels of every prunable group (or ``ratios[i]`` for group i)."""
     if not 0 <= ratio < 1:
-        raise UserError(f"--prune-channels {ratio}: the ratio must be in [0, 1)")
+        raise UserError(f"channel_ratio {ratio}: the ratio must be in [0, 1)", param="channel_ratio")
     done = []
     for i, group in enumerate(find_groups(model)):
         chosen = choose_channels(channel_scores(model, group, criterion), (ratios or {}).get(i, ratio))

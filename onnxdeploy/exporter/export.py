@@ -15,7 +15,7 @@ import onnx
 
 import onnxdeploy
 from onnxdeploy.atomic import atomic_path, ensure_writable_dir
-from onnxdeploy.compare import CompareResult
+from onnxdeploy.output_diff import CompareResult
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.exporter.parity import check_parity
 from onnxdeploy.exporter.source import ModelSource, load_source
@@ -160,7 +160,7 @@ def export(model: str, output: str | os.PathLike, *, checkpoint: str | None = No
     messages a user must see, such as an exporter fallback.
     """
     if exporter not in EXPORTERS:
-        raise UserError(f"--exporter '{exporter}': choose one of {', '.join(EXPORTERS)}")
+        raise UserError(f"exporter '{exporter}': choose one of {', '.join(EXPORTERS)}", param="exporter")
     output = Path(output)
     ensure_writable_dir(output)
     started = time.perf_counter()

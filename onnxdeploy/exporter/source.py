@@ -126,6 +126,6 @@ def load_source(reference: str, *, checkpoint: str | None = None,
         _load_state_checked(module, checkpoint)
     shapes = input_shapes or default_shapes
     if not shapes:
-        raise UserError(f"{reference}: --input-shape is required for a model outside the zoo")
+        raise UserError(f"{reference}: input_shapes is required for a model outside the zoo", param="input_shapes")
     module.eval()
     return ModelSource(module, list(shapes), reference, str(checkpoint) if checkpoint else None)

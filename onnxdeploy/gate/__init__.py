@@ -8,7 +8,7 @@ from pathlib import Path
 from onnxdeploy.atomic import atomic_path
 from onnxdeploy.errors import UserError
 from onnxdeploy.gate.inputs import GateInput, load_gate_input
-from onnxdeploy.gate.verdict import EntryVerdict, GateVerdict, Thresholds, compare
+from onnxdeploy.gate.verdict import EntryVerdict, GateVerdict, Thresholds, judge
 
 
 def _only_model(side: GateInput, model: str | None) -> GateInput:
@@ -31,7 +31,7 @@ def gate(baseline: str | Path, current: str | Path, thresholds: Thresholds = Thr
     ``baseline_model``/``current_model`` pick one model from each file (which may be the same
     file, from ``onnxdeploy bench base.onnx new.onnx``: both timed interleaved in one window).
     """
-    return compare(_only_model(load_gate_input(baseline), baseline_model),
+    return judge(_only_model(load_gate_input(baseline), baseline_model),
                    _only_model(load_gate_input(current), current_model), thresholds, strict_env=strict_env)
 
 
@@ -45,5 +45,5 @@ def update_baseline(baseline: str | Path, current: str | Path) -> None:
         shutil.copyfile(current, tmp)
 
 
-__all__ = ["EntryVerdict", "GateInput", "GateVerdict", "Thresholds", "compare", "gate", "load_gate_input",
+__all__ = ["EntryVerdict", "GateInput", "GateVerdict", "Thresholds", "gate", "judge", "load_gate_input",
            "update_baseline"]

@@ -107,13 +107,13 @@ def _env_warnings(baseline: GateInput, current: GateInput) -> list[str]:
     return warnings
 
 
-def compare(baseline: GateInput, current: GateInput, thresholds: Thresholds = Thresholds(), *,
+def judge(baseline: GateInput, current: GateInput, thresholds: Thresholds = Thresholds(), *,
             strict_env: bool = False) -> GateVerdict:
     """Match entries by key and judge each; UserError when nothing matches or environments differ
     under ``strict_env``."""
     warnings = _env_warnings(baseline, current)
     if warnings and strict_env:
-        raise UserError(f"{current.source}: {warnings[0]} (--strict-env)")
+        raise UserError(f"{current.source}: {warnings[0]} (strict_env)", param="strict_env")
     entries = []
     for key in sorted(set(baseline.latency) & set(current.latency), key=str):
         model, provider, batch, threads = key

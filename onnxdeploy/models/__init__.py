@@ -10,7 +10,8 @@ import importlib
 from dataclasses import dataclass
 
 from onnxdeploy.errors import UserError
-from onnxdeploy.models.digits import DigitsSplit, load_digits_split
+from onnxdeploy.data.dataset import Dataset
+from onnxdeploy.data.digits import load_digits_split
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class ZooEntry:
     def input_spec(self, batch: int = 1) -> list[tuple[int, ...]]:
         return [(batch, *self.input_shape)]
 
-    def digits(self, seed: int = 0) -> DigitsSplit:
+    def digits(self, seed: int = 0) -> Dataset:
         return load_digits_split(self.input_shape, seed=seed)
 
 
@@ -58,4 +59,4 @@ def get_zoo_entry(name: str) -> ZooEntry:
         raise UserError(f"unknown model '{name}': the zoo has {', '.join(ZOO)}") from None
 
 
-__all__ = ["ZOO", "DigitsSplit", "ZooEntry", "get_zoo_entry", "load_digits_split"]
+__all__ = ["ZOO", "ZooEntry", "get_zoo_entry", "load_digits_split"]

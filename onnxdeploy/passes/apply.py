@@ -11,7 +11,7 @@ from pathlib import Path
 import onnx
 import onnx_ir as ir
 
-from onnxdeploy.compare import CompareResult
+from onnxdeploy.output_diff import CompareResult
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.inspect_model import count_macs, count_parameters
 from onnxdeploy.onnx_io import check_model, load_model, save_model

@@ -5,17 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from onnxdeploy.compare import CompareResult, compare_outputs
-
-
-def _session(model: onnx.ModelProto):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # compare the graphs as written
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+from onnxdeploy.output_diff import CompareResult, compare_outputs
 
 
 def verify_equivalent(original: onnx.ModelProto, candidate: onnx.ModelProto, *, rtol: float = 1e-5,
@@ -23,16 +13,20 @@ def verify_equivalent(original: onnx.ModelProto, candidate: onnx.ModelProto, *, 
                       shapes: dict | None = None, model_path: str = "") -> CompareResult:
     """Compare every output; ``atol`` defaults to ``rtol`` times the largest reference magnitude,
     so "within 1e-5 relative" is judged against the output's scale, not element by element."""
-    from onnxdeploy.runtime_bench.runner import generated_feeds
+    from onnxdeploy.data.specs import is_static, specs_from_session
+    from onnxdeploy.runtime import create_session, generated_feeds
 
-    ref_session, new_session = _session(original), _session(candidate)
+    # compare the graphs as written, not onnxruntime's rewrites of them
+    ref_session = create_session(original, optimize=False)
+    new_session = create_session(candidate, optimize=False)
+    specs = specs_from_session(ref_session)
     names = [o.name for o in ref_session.get_outputs()]
     references, candidates = [], []
     for i, batch in enumerate(batches):
-        feeds = generated_feeds(ref_session.get_inputs(), batch, shapes=shapes, seed=seed + i, model_path=model_path)
+        feeds = generated_feeds(specs, batch, shapes=shapes, seed=seed + i, model_path=model_path)
         references.append(dict(zip(names, ref_session.run(None, feeds))))
         candidates.append(dict(zip(names, new_session.run(names, feeds))))
-        if all(not (isinstance(d, str) or d is None) for i_ in ref_session.get_inputs() for d in i_.shape[:1]):
+        if all(is_static(s.shape[0]) for s in specs if s.shape):
             break  # a static batch: one size is all there is
     scale = max((float(np.max(np.abs(v))) for r in references for v in r.values() if v.size and
                  np.all(np.isfinite(v))), default=1.0)

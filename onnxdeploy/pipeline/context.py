@@ -6,18 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
-
-@dataclass
-class Dataset:
-    """Labelled arrays for training, calibration and evaluation."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    name: str = "digits"
+from onnxdeploy.data import Dataset
 
 
 @dataclass
@@ -25,7 +14,8 @@ class RunContext:
     """Everything stages share: where to write, the model, the data and what each stage found.
 
     ``models`` maps a label ("fp32", "pruned", "int8") to an ONNX file in the run folder,
-    in the order they were produced; ``stages`` collects each stage's summary for the report.
+    in the order they were produced; ``summaries`` holds each finished stage's typed summary;
+    ``bench_results`` the BenchResults of the bench stage.
     """
 
     run_dir: Path
@@ -37,7 +27,8 @@ class RunContext:
     module: object = None
     compressed: bool = False
     models: dict[str, Path] = field(default_factory=dict)
-    stages: dict[str, dict] = field(default_factory=dict)
+    summaries: dict[str, object] = field(default_factory=dict)
+    bench_results: list = field(default_factory=list)
     progress: Callable[[str], None] = print
     announce: Callable[[str], None] = print
 

@@ -1,16 +1,27 @@
-"""Recipes: which model, which data, and the ordered stages with their options (TOML)."""
+"""Recipes: which model, which data, and the ordered stages with their options (TOML).
+
+A recipe is checked whole before anything runs: top-level keys and their types, stage names,
+option names and types (against each stage's signature), repeated stages, and order (each
+stage's needs met by an earlier stage or by the recipe's checkpoint).
+"""
 
 from __future__ import annotations
 
-import inspect
-import tomllib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from onnxdeploy.errors import UserError
 from onnxdeploy.pipeline.stages import STAGES
+from onnxdeploy.pipeline.typecheck import describe, matches
 
-TOP_LEVEL_KEYS = {"model", "data", "seed", "checkpoint", "input_shape", "stage", "runs_dir"}
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+TOP_LEVEL = {"model": str, "data": str, "seed": int, "checkpoint": str | None, "input_shape": str | None,
+             "runs_dir": str | None, "stage": list}
 
 
 @dataclass(frozen=True)
@@ -25,7 +36,8 @@ class Recipe:
     source: str = "built-in demo"
 
 
-DEMO = Recipe(stages=(("train", {}), ("compress", {}), ("export", {}), ("prune-channels", {}), ("quantize", {}), ("evaluate", {}), ("bench", {}), ("gate", {})))
+DEMO = Recipe(stages=(("train", {}), ("compress", {}), ("export", {}), ("prune-channels", {}), ("quantize", {}),
+                      ("evaluate", {}), ("bench", {}), ("gate", {})))
 
 
 def _check_stage(source: str, index: int, table: dict) -> tuple[str, dict]:
@@ -33,14 +45,32 @@ def _check_stage(source: str, index: int, table: dict) -> tuple[str, dict]:
         raise UserError(f"{source}: stage {index + 1} has no 'name'")
     options = dict(table)
     name = options.pop("name")
-    if name not in STAGES:
+    if not isinstance(name, str) or name not in STAGES:
         raise UserError(f"{source}: unknown stage '{name}' (known: {', '.join(STAGES)})")
-    params = inspect.signature(STAGES[name]).parameters
-    allowed = [p for p in params if p != "ctx"]
-    for key in options:
+    allowed = STAGES[name].options()
+    for key, value in options.items():
         if key not in allowed:
             raise UserError(f"{source}: stage '{name}' has no option '{key}' (options: {', '.join(allowed) or 'none'})")
+        if not matches(value, allowed[key]):
+            raise UserError(f"{source}: stage '{name}' option '{key}' = {value!r}: expected {describe(allowed[key])}")
     return name, options
+
+
+def validate(recipe: Recipe) -> Recipe:
+    """Check stage names, options, repeats and order; UserError naming the recipe and the first problem."""
+    available = {"module"} if recipe.checkpoint else set()
+    seen = set()
+    for index, (name, options) in enumerate(recipe.stages):
+        _check_stage(recipe.source, index, {"name": name, **options})
+        if name in seen:
+            raise UserError(f"{recipe.source}: stage '{name}' appears twice; each stage runs once per recipe")
+        seen.add(name)
+        spec = STAGES[name]
+        missing = spec.needs - available
+        if missing:
+            raise UserError(f"{recipe.source}: stage '{name}' needs {', '.join(sorted(missing))}: {spec.why}")
+        available |= spec.produces
+    return recipe
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -52,14 +82,17 @@ def load_recipe(path: str | Path) -> Recipe:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not valid TOML ({exc})") from exc
-    unknown = set(data) - TOP_LEVEL_KEYS
+    unknown = set(data) - set(TOP_LEVEL)
     if unknown:
-        raise UserError(f"{path}: unknown keys {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(TOP_LEVEL_KEYS))})")
+        raise UserError(f"{path}: unknown keys {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(TOP_LEVEL))})")
+    for key, value in data.items():
+        if not matches(value, TOP_LEVEL[key]):
+            raise UserError(f"{path}: '{key}' = {value!r}: expected {describe(TOP_LEVEL[key])}")
     tables = data.get("stage", [])
-    if not isinstance(tables, list) or not tables:
+    if not tables:
         raise UserError(f"{path}: no [[stage]] tables; list the stages to run ({', '.join(STAGES)})")
     stages = tuple(_check_stage(str(path), i, t) for i, t in enumerate(tables))
-    return Recipe(model=str(data.get("model", "digits_cnn")), data=str(data.get("data", "digits")),
-                  seed=int(data.get("seed", 0)), checkpoint=data.get("checkpoint"),
-                  input_shape=data.get("input_shape"), runs_dir=data.get("runs_dir"), stages=stages,
-                  source=str(path))
+    return validate(Recipe(model=data.get("model", "digits_cnn"), data=data.get("data", "digits"),
+                           seed=data.get("seed", 0), checkpoint=data.get("checkpoint"),
+                           input_shape=data.get("input_shape"), runs_dir=data.get("runs_dir"), stages=stages,
+                           source=str(path)))

@@ -19,8 +19,8 @@ from onnxdeploy.errors import UserError
 from onnxdeploy.exporter.source import parse_input_shape
 from onnxdeploy.models import ZOO
 from onnxdeploy.pipeline.context import RunContext
-from onnxdeploy.pipeline.data import load_dataset
-from onnxdeploy.pipeline.recipe import DEMO, Recipe, load_recipe
+from onnxdeploy.data import load_dataset, specs_for_shapes
+from onnxdeploy.pipeline.recipe import DEMO, Recipe, load_recipe, validate
 from onnxdeploy.pipeline.report import SCHEMA, format_table, model_rows, write_report
 from onnxdeploy.pipeline.stages import STAGES
 
@@ -83,28 +83,30 @@ def run(recipe: str | Path | Recipe | None = None, *, runs_dir: str | Path | Non
         recipe = DEMO
     elif not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
+    validate(recipe)
     started = time.perf_counter()
     shapes = _input_shapes(recipe)
     runs_dir = Path(runs_dir or recipe.runs_dir or "onnxdeploy-runs")
-    data = load_dataset(recipe.data, shapes[0], seed=recipe.seed)
+    data = load_dataset(recipe.data, specs_for_shapes(shapes), seed=recipe.seed)
     run_id, work = _new_run_dir(runs_dir)
     ctx = RunContext(run_dir=work, model=recipe.model, input_shapes=shapes, seed=recipe.seed,
                      checkpoint=recipe.checkpoint, data=data, progress=progress, announce=announce)
+    stages: dict[str, dict] = {}
     report = {"schema": SCHEMA, "run_id": run_id, "model": recipe.model, "data": data.name, "recipe": recipe.source,
-              "started": dt.datetime.now().isoformat(timespec="seconds"), "status": "running", "stages": ctx.stages}
+              "started": dt.datetime.now().isoformat(timespec="seconds"), "status": "running", "stages": stages}
     error: BaseException | None = None
     for index, (name, options) in enumerate(recipe.stages, 1):
         progress(f"[{index}/{len(recipe.stages)}] {name}")
         stage_started = time.perf_counter()
         try:
-            summary = STAGES[name](ctx, **options)
+            summary = STAGES[name].run(ctx, **options)
         except (Exception, KeyboardInterrupt) as exc:  # any failure still leaves a failed-run report
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            ctx.stages[name] = {"error": message, "seconds": round(time.perf_counter() - stage_started, 2)}
+            stages[name] = {"error": message, "seconds": round(time.perf_counter() - stage_started, 2)}
             error = exc
             break
-        summary.setdefault("seconds", round(time.perf_counter() - stage_started, 2))
-        ctx.stages[name] = summary
+        ctx.summaries[name] = summary
+        stages[name] = {**summary.to_json(), "seconds": round(time.perf_counter() - stage_started, 2)}
     from onnxdeploy.runtime_bench.environment import environment
 
     report.update(status="failed" if error else "passed", seconds=round(time.perf_counter() - started, 2),

@@ -1,7 +1,12 @@
 """Static int8 quantization on onnxruntime.quantization: calibration readers, ISA-aware defaults,
 an accuracy-aware search and a latency check (torch-free)."""
 
-from onnxdeploy.quantize.api import QuantizeResult, convert_fp16, quantize
+from onnxdeploy.quantize.api import convert_fp16, quantize
+from onnxdeploy.quantize.configs import Candidate
 from onnxdeploy.quantize.isa import IsaDecision, decide
+from onnxdeploy.quantize.request import Acceptance, QuantizeConfig
+from onnxdeploy.quantize.result import Attempt, QuantizeResult
+from onnxdeploy.runtime_bench.plan import TimingPlan
 
-__all__ = ["IsaDecision", "QuantizeResult", "convert_fp16", "decide", "quantize"]
+__all__ = ["Acceptance", "Attempt", "Candidate", "IsaDecision", "QuantizeConfig", "QuantizeResult", "TimingPlan",
+           "convert_fp16", "decide", "quantize"]

@@ -10,13 +10,13 @@ import onnx
 
 from onnxdeploy.errors import UserError
 from onnxdeploy.quantize.isa import IsaDecision
-
-METHODS = ("minmax", "entropy", "percentile")
-QUANT_TYPES = ("int8", "uint8")
+from onnxdeploy.quantize.request import QuantizeConfig
 
 
 @dataclass(frozen=True)
-class QuantConfig:
+class Candidate:
+    """One configuration the search tries (the user's fixed settings plus one alternative)."""
+
     name: str
     method: str = "minmax"
     per_channel: bool = True
@@ -52,30 +52,29 @@ def depthwise_nodes(model: onnx.ModelProto) -> list[str]:
     return names
 
 
-def candidates(decision: IsaDecision, model: onnx.ModelProto, *, method=None, per_channel=None, reduce_range=None,
-               percentile=99.999, activation_type="int8", weight_type="int8", exclude=()) -> list[QuantConfig]:
+def candidates(decision: IsaDecision, model: onnx.ModelProto, request: QuantizeConfig) -> list[Candidate]:
     """The configurations to try: the ISA default first, then alternatives the accuracy loop may need.
 
-    Settings the user fixed on the command line are kept in every candidate.
+    Settings the request fixes are kept in every candidate.
     """
-    if method is not None and method not in METHODS:
-        raise UserError(f"--method '{method}': choose from {', '.join(METHODS)}")
-    for label, value in (("--activation-type", activation_type), ("--weight-type", weight_type)):
-        if value not in QUANT_TYPES:
-            raise UserError(f"{label} '{value}': choose from {', '.join(QUANT_TYPES)}")
     op_types = {n.op_type for n in model.graph.node}
-    exclude_ops = tuple(e for e in exclude if e in op_types)
-    exclude_nodes = tuple(e for e in exclude if e not in op_types)
-    base = QuantConfig("isa-default", method or "minmax",
-                       decision.per_channel if per_channel is None else per_channel,
-                       decision.reduce_range if reduce_range is None else reduce_range, percentile,
-                       activation_type, weight_type, exclude_nodes, exclude_ops)
+    node_names = {n.name for n in model.graph.node}
+    unknown = [e for e in request.exclude if e not in op_types and e not in node_names]
+    if unknown:
+        raise UserError(f"exclude {', '.join(unknown)}: no node or op type of that name in the model",
+                        param="exclude")
+    exclude_ops = tuple(e for e in request.exclude if e in op_types)
+    exclude_nodes = tuple(e for e in request.exclude if e not in op_types)
+    base = Candidate("isa-default", request.method or "minmax",
+                     decision.per_channel if request.per_channel is None else request.per_channel,
+                     decision.reduce_range if request.reduce_range is None else request.reduce_range,
+                     request.percentile, request.activation_type, request.weight_type, exclude_nodes, exclude_ops)
     tries = [base]
-    if method is None:
+    if request.method is None:
         tries.append(replace(base, name="percentile", method="percentile"))
-    if per_channel is None:
+    if request.per_channel is None:
         tries.append(replace(base, name="per-tensor", per_channel=False))
-    if reduce_range is None and not base.reduce_range:
+    if request.reduce_range is None and not base.reduce_range:
         tries.append(replace(base, name="reduce-range", reduce_range=True))
     depthwise = depthwise_nodes(model)
     if depthwise:
@@ -83,7 +82,7 @@ def candidates(decision: IsaDecision, model: onnx.ModelProto, *, method=None, pe
     return tries
 
 
-def apply_config(config: QuantConfig, model_path: str, output_path: str, reader) -> None:
+def apply_config(config: Candidate, model_path: str, output_path: str, reader) -> None:
     """Static QDQ quantization with onnxruntime (its calibrators and QDQ insertion, not ours)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 

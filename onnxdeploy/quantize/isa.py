@@ -44,5 +44,5 @@ def target_flags(target_cpu: str | None) -> set[str]:
 
         return cpu_flags()
     if target_cpu not in TARGET_CPUS:
-        raise UserError(f"--target-cpu '{target_cpu}': choose from {', '.join(TARGET_CPUS)}")
+        raise UserError(f"target_cpu '{target_cpu}': choose from {', '.join(TARGET_CPUS)}", param="target_cpu")
     return set(TARGET_CPUS[target_cpu])

@@ -13,8 +13,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from onnxdeploy.errors import UserError
+from onnxdeploy.runtime_bench.plan import TimingPlan
 from onnxdeploy.runtime_bench.result import BenchResult
-from onnxdeploy.runtime_bench.runner import OrtRunner, generated_feeds
+from onnxdeploy.runtime import OrtRunner, check_feeds, generated_feeds
 from onnxdeploy.runtime_bench.stats import LatencyStats
 from onnxdeploy.runtime_bench.timing import interleaved_samples, time_calls, warm_up
 
@@ -28,24 +29,9 @@ def _peak_rss_mb() -> float:
     return peak / 1024 / (1024 if sys.platform == "darwin" else 1)
 
 
-def _check_feeds(runner: OrtRunner, feeds: dict[str, np.ndarray], source: str) -> None:
-    from onnxdeploy.runtime_bench.runner import _ORT_TYPES
-
-    expected = {i.name: i for i in runner.inputs}
-    if set(feeds) != set(expected):
-        raise UserError(f"{source}: input arrays {sorted(feeds)} do not match the model's inputs {sorted(expected)}")
-    for name, array in feeds.items():
-        dims = expected[name].shape
-        if len(dims) != array.ndim or any(isinstance(d, int) and d != s for d, s in zip(dims, array.shape)):
-            raise UserError(f"{source}: input '{name}' has shape {list(array.shape)}, the model expects {dims}")
-        want = _ORT_TYPES.get(expected[name].type)
-        if want is not None and array.dtype != want:
-            raise UserError(f"{source}: input '{name}' has dtype {array.dtype}, the model expects {np.dtype(want).name}")
-
-
 def load_inputs(path: str) -> dict[str, np.ndarray]:
     """Real inputs from an .npz keyed by input name; UserError naming the file otherwise."""
-    from onnxdeploy.files import load_npz
+    from onnxdeploy.data import load_npz
 
     return load_npz(path, what="input arrays")
 
@@ -69,17 +55,16 @@ def _macs(path: str) -> int:
 
 
 def benchmark(models: str | Sequence[str], *, provider: str | Sequence[str] = "cpu", batch: int | Sequence[int] = 1,
-              threads: int | Sequence[int] = 1, iterations: int | None = 100, duration: float | None = None,
-              warmup: int = 5, inputs: dict[str, np.ndarray] | None = None,
-              shapes: dict[str, tuple[int, ...]] | None = None, io_binding: bool = False, repeat: int = 1,
-              progress: Callable[[str], None] | None = None) -> list[BenchResult]:
-    """Time every model under every (batch, threads), models interleaved within a configuration.
+              threads: int | Sequence[int] = 1, timing: TimingPlan = TimingPlan(),
+              inputs: dict[str, np.ndarray] | None = None, shapes: dict[str, tuple[int, ...]] | None = None,
+              io_binding: bool = False, progress: Callable[[str], None] | None = None) -> list[BenchResult]:
+    """Time every model under every (provider, batch, threads), models interleaved within a configuration.
 
     ``inputs`` are real arrays (batch taken from them); otherwise inputs are generated from
-    the model signature. ``repeat`` > 1 creates that many fresh sessions and pools their
-    samples. Returns one BenchResult per (model, batch, threads).
+    the model signature (``shapes`` fixes symbolic dims). ``timing`` says how long and how
+    often. Returns one BenchResult per (model, provider, batch, threads).
     """
-    from onnxdeploy.runtime_bench.runner import provider_chain
+    from onnxdeploy.runtime import provider_chain
 
     paths = [str(models)] if isinstance(models, (str, Path)) else [str(m) for m in models]
     providers = [provider] if isinstance(provider, str) else list(provider)
@@ -87,16 +72,19 @@ def benchmark(models: str | Sequence[str], *, provider: str | Sequence[str] = "c
         provider_chain(name)  # unknown or unavailable providers fail before any timing
     batches = [batch] if isinstance(batch, int) else list(batch)
     thread_counts = [threads] if isinstance(threads, int) else list(threads)
-    if iterations is None and duration is None:
-        iterations = 100
+    if not paths or not providers or not batches or not thread_counts:
+        raise UserError("models, provider, batch and threads each need at least one value",
+                        param=("provider", "batch", "threads"))
+    if any(b <= 0 for b in batches) or any(t <= 0 for t in thread_counts):
+        raise UserError(f"batch {batches} / threads {thread_counts}: must be positive", param=("batch", "threads"))
     macs = {p: _macs(p) for p in paths}
     results = []
     for provider, b, t in itertools.product(providers, batches, thread_counts):
         if progress:
             progress(f"timing {len(paths)} model(s) on {provider} at batch {b}, {t} thread(s)")
         pooled = [{"samples": [], "create": [], "first": [], "warm": 0} for _ in paths]  # by position: a path may repeat
-        for _ in range(repeat):
-            _one_round(paths, provider, b, t, iterations, duration, warmup, inputs, shapes, io_binding, pooled)
+        for _ in range(timing.repeat):
+            _one_round(paths, provider, b, t, timing, inputs, shapes, io_binding, pooled)
         for p, entry in zip(paths, pooled):
             actual_batch = entry["batch"]
             stats = LatencyStats.from_samples(entry["samples"], actual_batch)
@@ -120,7 +108,7 @@ def benchmark(models: str | Sequence[str], *, provider: str | Sequence[str] = "c
     return results
 
 
-def _one_round(paths, provider, batch, threads, iterations, duration, warmup, inputs, shapes, io_binding, pooled):
+def _one_round(paths, provider, batch, threads, timing: TimingPlan, inputs, shapes, io_binding, pooled):
     runners = [OrtRunner(p, provider=provider, threads=threads, io_binding=io_binding) for p in paths]
     opened = []
     try:
@@ -128,7 +116,7 @@ def _one_round(paths, provider, batch, threads, iterations, duration, warmup, in
         for runner, entry in zip(runners, pooled):
             opened.append(runner.__enter__())
             if inputs is not None:
-                _check_feeds(runner, inputs, runner.model_path)
+                check_feeds(runner.inputs, inputs, runner.model_path)
                 feeds = inputs
             else:
                 feeds = generated_feeds(runner.inputs, batch, shapes=shapes, model_path=runner.model_path)
@@ -141,8 +129,8 @@ def _one_round(paths, provider, batch, threads, iterations, duration, warmup, in
             entry["feeds"] = feeds
             calls.append(call)
         for entry, call in zip(pooled, calls):
-            entry["warm"] += warm_up(call, min_iterations=warmup)
-        samples = interleaved_samples(calls, iterations=iterations, duration=duration)
+            entry["warm"] += warm_up(call, min_iterations=timing.warmup)
+        samples = interleaved_samples(calls, iterations=timing.iterations, duration=timing.duration)
         for entry, s in zip(pooled, samples):
             entry["samples"].extend(s)
     finally:

@@ -16,14 +16,9 @@ CHEAP_ON_CPU = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Reshape", 
 
 def nodes_on_cpu(model_path: str, provider: str, feeds) -> list[str]:
     """Names (op type in brackets) of the nodes the profile shows on CPUExecutionProvider."""
-    import onnxruntime as ort
+    from onnxdeploy.runtime import create_session
 
-    from onnxdeploy.runtime_bench.runner import provider_chain
-
-    options = ort.SessionOptions()
-    options.enable_profiling = True
-    options.log_severity_level = 3
-    session = ort.InferenceSession(model_path, options, providers=provider_chain(provider))
+    session = create_session(model_path, provider=provider, threads=None, profiling=True)
     session.run(None, feeds)
     profile = session.end_profiling()
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 from onnxdeploy.atomic import atomic_path, write_text
@@ -27,19 +28,38 @@ def result_rows(results: list[BenchResult]) -> list[list[str]]:
              f"{r.first_run_ms:.2f}", str(r.stats.count)] for r in results]
 
 
-def comparison_rows(results: list[BenchResult]) -> list[list[str]]:
-    """Each model against the first model of the same (provider, batch, threads): speed-up of p50 with 95% CI."""
+@dataclass(frozen=True)
+class Comparison:
+    """``model`` against ``baseline`` (the first model timed in the same configuration): p50 speed-up."""
+
+    model: str
+    baseline: str
+    provider: str
+    batch: int
+    threads: int
+    speedup: float
+    ci_low: float
+    ci_high: float
+
+
+def comparisons(results: list[BenchResult]) -> list[Comparison]:
+    """Each model against the first model of the same (provider, batch, threads), with a bootstrap 95% CI."""
     by_config = defaultdict(list)
     for r in results:
         by_config[(r.provider, r.batch, r.threads)].append(r)
-    rows = []
+    found = []
     for (provider, batch, threads), group in by_config.items():
         base = group[0]
         for other in group[1:]:
             low, high = bootstrap_ratio_ci(base.samples_ms, other.samples_ms)
-            rows.append([_short(other.model), _short(base.model), provider, str(batch), str(threads),
-                         f"{base.stats.p50_ms / other.stats.p50_ms:.2f}x", f"[{low:.2f}, {high:.2f}]"])
-    return rows
+            found.append(Comparison(other.model, base.model, provider, batch, threads,
+                                    base.stats.p50_ms / other.stats.p50_ms, low, high))
+    return found
+
+
+def comparison_rows(results: list[BenchResult]) -> list[list[str]]:
+    return [[_short(c.model), _short(c.baseline), c.provider, str(c.batch), str(c.threads), f"{c.speedup:.2f}x",
+             f"[{c.ci_low:.2f}, {c.ci_high:.2f}]"] for c in comparisons(results)]
 
 
 COMPARE_HEADER = ("model", "vs", "provider", "batch", "threads", "speed-up", "95% CI")

@@ -6,22 +6,12 @@ interpolation in numpy, so calibration and evaluation need no torch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
+from onnxdeploy.data.dataset import DEFAULT_INPUT, Dataset, Split
 from onnxdeploy.errors import UserError
-
-
-@dataclass(frozen=True)
-class DigitsSplit:
-    """Train and held-out arrays: x is float32 [N, *shape], y is int64 [N]."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
 
 
 def _interp_matrix(src: int, dst: int) -> np.ndarray:
@@ -54,7 +44,8 @@ def _raw_digits() -> tuple[np.ndarray, np.ndarray]:
     return bunch.images.astype(np.float32) / 16.0, bunch.target.astype(np.int64)
 
 
-def load_digits_split(input_shape: tuple[int, ...], *, val_fraction: float = 0.2, seed: int = 0) -> DigitsSplit:
+def load_digits_split(input_shape: tuple[int, ...], *, val_fraction: float = 0.2, seed: int = 0,
+                      input_name: str = DEFAULT_INPUT) -> Dataset:
     """Digits shaped for a model whose per-sample input is ``input_shape`` ([C, H, W] or [F]).
 
     The split is seeded and stratified-free but fixed, so every stage of a run and every
@@ -78,4 +69,5 @@ def load_digits_split(input_shape: tuple[int, ...], *, val_fraction: float = 0.2
     order = np.random.default_rng(seed).permutation(len(x))
     n_val = int(round(len(x) * val_fraction))
     val, train = order[:n_val], order[n_val:]
-    return DigitsSplit(x[train], labels[train], x[val], labels[val])
+    return Dataset(Split({input_name: x[train]}, labels[train], "digits"),
+                   Split({input_name: x[val]}, labels[val], "digits"), "digits")

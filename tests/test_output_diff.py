@@ -1,6 +1,6 @@
 import numpy as np
 
-from onnxdeploy.compare import compare_outputs
+from onnxdeploy.output_diff import compare_outputs
 
 
 def test_within_tolerance_passes_and_reports_needed_atol():

@@ -1,0 +1,115 @@
+"""Named, typed, labelled arrays: a ``Split`` (one set of samples) and a ``Dataset`` (train and val).
+
+Every consumer (training, compression, calibration, scoring, evaluation) takes these, so a
+model with several inputs of any dtype is one dict away, and top-1 means one thing everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Mapping
+
+import numpy as np
+
+from onnxdeploy.errors import UserError
+
+DEFAULT_INPUT = "input"
+
+
+@dataclass(frozen=True)
+class Split:
+    """Samples keyed by input name (leading axis = sample) and optional integer labels."""
+
+    inputs: Mapping[str, np.ndarray]
+    labels: np.ndarray | None = None
+    origin: str = "arrays"
+
+    def __post_init__(self) -> None:
+        if not self.inputs:
+            raise UserError(f"{self.origin}: holds no input arrays")
+        counts = {len(v) for v in self.inputs.values()}
+        if self.labels is not None:
+            counts.add(len(self.labels))
+        if len(counts) != 1:
+            raise UserError(f"{self.origin}: inputs and labels hold different sample counts {sorted(counts)}")
+
+    def __len__(self) -> int:
+        return len(next(iter(self.inputs.values())))
+
+    @property
+    def x(self) -> np.ndarray:
+        """The only input's array (models with one input)."""
+        if len(self.inputs) != 1:
+            raise UserError(f"{self.origin}: {len(self.inputs)} inputs ({', '.join(self.inputs)}); this step takes one")
+        return next(iter(self.inputs.values()))
+
+    @property
+    def y(self) -> np.ndarray | None:
+        return self.labels
+
+    def take(self, start: int, stop: int | None = None) -> "Split":
+        return Split({k: v[start:stop] for k, v in self.inputs.items()},
+                     None if self.labels is None else self.labels[start:stop], self.origin)
+
+    def batches(self, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+        for start in range(0, len(self), batch_size):
+            yield {k: v[start:start + batch_size] for k, v in self.inputs.items()}
+
+    def renamed(self, names: list[str]) -> "Split":
+        """The same samples under the model's input names (a single unnamed input takes the model's name)."""
+        if set(self.inputs) == set(names):
+            return self
+        if len(self.inputs) == 1 and len(names) == 1:
+            return Split({names[0]: self.x}, self.labels, self.origin)
+        raise UserError(f"{self.origin}: arrays {sorted(self.inputs)} do not match the model's inputs {names}")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A training and a held-out split of the same inputs."""
+
+    train: Split
+    val: Split
+    name: str = "arrays"
+    meta: dict = field(default_factory=dict)
+
+    # single-input views, as the PyTorch training loop takes them
+    @property
+    def x_train(self) -> np.ndarray:
+        return self.train.x
+
+    @property
+    def y_train(self) -> np.ndarray | None:
+        return self.train.labels
+
+    @property
+    def x_val(self) -> np.ndarray:
+        return self.val.x
+
+    @property
+    def y_val(self) -> np.ndarray | None:
+        return self.val.labels
+
+    def renamed(self, names: list[str]) -> "Dataset":
+        return Dataset(self.train.renamed(names), self.val.renamed(names), self.name, self.meta)
+
+
+def class_axis(output: np.ndarray) -> int:
+    """Where the class scores are: axis 1 of NCHW maps (per-pixel classes), else the last axis."""
+    return 1 if output.ndim == 4 else -1
+
+
+def top1(output: np.ndarray) -> np.ndarray:
+    """Predicted class per sample (or per pixel of a segmentation map)."""
+    return np.asarray(output).argmax(class_axis(np.asarray(output)))
+
+
+def top1_accuracy(output: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy in percent; 0.0 for no samples."""
+    labels = np.asarray(labels)
+    return 100.0 * float(np.mean(top1(output) == labels)) if labels.size else 0.0
+
+
+def top1_agreement(output: np.ndarray, reference: np.ndarray) -> float:
+    """How often the top-1 class equals the reference's, in percent."""
+    return 100.0 * float(np.mean(top1(output) == top1(reference))) if np.asarray(reference).size else 0.0

@@ -1,0 +1,62 @@
+"""The ONNX stages: remove zero channels, quantize, evaluate (torch-free)."""
+
+from __future__ import annotations
+
+from onnxdeploy.pipeline.context import RunContext
+from onnxdeploy.pipeline.stages.registry import stage
+from onnxdeploy.pipeline.summaries import EvaluateSummary, PruneSummary, QuantizeSummary
+
+NEEDS_ONNX = "put an 'export' stage first"
+
+
+@stage("prune-channels", needs={"onnx"}, produces={"onnx"}, why=NEEDS_ONNX)
+def prune_channels(ctx: RunContext, *, rtol: float = 1e-5) -> PruneSummary:
+    """Remove exactly-zero channels from the latest model (nothing, and says so, on a dense model)."""
+    from onnxdeploy.passes import prune_channels as prune
+
+    path = ctx.run_dir / "model.pruned.onnx"
+    result = prune(ctx.latest_model, path, rtol=rtol)
+    removed = result.passes["prune-channels"].get("channels_removed", 0)
+    common = dict(channels_removed=removed, layers_shrunk=len(result.layers),
+                  macs_ratio=round(result.macs_after / max(result.macs_before, 1), 4),
+                  params_ratio=round(result.params_after / max(result.params_before, 1), 4),
+                  max_abs_diff=result.comparison.max_abs, max_rel_diff=result.comparison.max_rel)
+    if removed:
+        ctx.models["pruned"] = path
+        return PruneSummary(**common, model=path.name)
+    path.unlink(missing_ok=True)
+    ctx.progress("  no zero channels: the model is dense, nothing to remove")
+    return PruneSummary(**common, note="dense model: no zero channels to remove")
+
+
+@stage("quantize", needs={"onnx"}, produces={"onnx"}, why=NEEDS_ONNX)
+def quantize(ctx: RunContext, *, max_drop: float = 1.0, target_batch: int = 32, calib_size: int = 512,
+             force_int8: bool = False, iterations: int = 100) -> QuantizeSummary:
+    """Static int8 of the latest model, calibrated on the training split, scored on the held-out one."""
+    from onnxdeploy.quantize import Acceptance, QuantizeConfig, TimingPlan
+    from onnxdeploy.quantize import quantize as quantize_model
+
+    path = ctx.run_dir / "model.int8.onnx"
+    result = quantize_model(ctx.latest_model, path, calib=ctx.data.train, eval_data=ctx.data.val,
+                            config=QuantizeConfig(calib_size=calib_size),
+                            acceptance=Acceptance(max_drop=max_drop, target_batch=target_batch, force_int8=force_int8),
+                            timing=TimingPlan(iterations=iterations), progress=ctx.progress, announce=ctx.announce)
+    if result.chosen != "fp32":
+        ctx.models["int8"] = path
+    else:
+        path.unlink(missing_ok=True)
+    attempts = [{"config": a.config.name, "settings": a.config.describe(), "accuracy": round(a.score, 2),
+                 "drop": round(a.drop, 2), "speedup": round(a.speedup, 3) if a.speedup else None, "passed": a.passed}
+                for a in result.attempts]
+    return QuantizeSummary(result.chosen, result.reason, round(result.fp32_score, 2), target_batch,
+                           result.isa_reason, attempts)
+
+
+@stage("evaluate", needs={"onnx"}, produces={"accuracy"}, why=NEEDS_ONNX)
+def evaluate(ctx: RunContext, *, batch_size: int = 256) -> EvaluateSummary:
+    """Top-1 accuracy of every ONNX model of the run on the held-out split, with onnxruntime."""
+    from onnxdeploy.runtime import onnx_accuracy
+
+    val = ctx.data.val
+    accuracy = {label: round(onnx_accuracy(path, val, batch_size=batch_size), 2) for label, path in ctx.models.items()}
+    return EvaluateSummary(len(val), accuracy)

@@ -1,0 +1,37 @@
+"""A stage declares what it needs and what it produces, so a recipe is checked before anything runs.
+
+Artifacts: ``module`` (a trained torch module, or the recipe's checkpoint), ``onnx`` (an ONNX
+model in the run), ``accuracy`` (evaluated models), ``bench`` (timed models).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+STAGES: dict[str, "Stage"] = {}
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    run: Callable  # run(ctx, **options) -> Summary
+    needs: frozenset
+    produces: frozenset
+    why: str  # what to put first when a need is missing
+
+    def options(self) -> dict:
+        """Option name -> type hint, from the run function's keyword-only parameters."""
+        import inspect
+        import typing
+
+        hints = typing.get_type_hints(self.run)
+        return {p: hints.get(p) for p in inspect.signature(self.run).parameters if p != "ctx"}
+
+
+def stage(name: str, *, needs=(), produces=(), why: str = ""):
+    """Register ``run`` as the stage ``name``."""
+    def register(run):
+        STAGES[name] = Stage(name, run, frozenset(needs), frozenset(produces), why)
+        return run
+    return register

@@ -1,0 +1,80 @@
+"""The PyTorch stages: train, compress, export (torch is imported when they run, not before)."""
+
+from __future__ import annotations
+
+from onnxdeploy.errors import UserError
+from onnxdeploy.pipeline.context import RunContext
+from onnxdeploy.pipeline.stages.registry import stage
+from onnxdeploy.pipeline.summaries import CompressSummary, ExportSummary, TrainSummary
+
+
+@stage("train", produces={"module"})
+def train(ctx: RunContext, *, epochs: int | None = None, lr: float | None = None, batch_size: int = 64) -> TrainSummary:
+    """Train the model on the run's data (zoo defaults for epochs and learning rate)."""
+    import torch
+
+    from onnxdeploy.exporter.source import load_source
+    from onnxdeploy.models import ZOO
+    from onnxdeploy.models.train import epoch_line, evaluate, train as train_model
+
+    torch.manual_seed(ctx.seed)
+    source = load_source(ctx.model, checkpoint=ctx.checkpoint, input_shapes=ctx.input_shapes)
+    entry = ZOO.get(ctx.model)
+    epochs = epochs if epochs is not None else (entry.epochs if entry else 10)
+    lr = lr if lr is not None else (entry.lr if entry else 3e-3)
+    data = ctx.data
+    train_model(source.module, data.x_train, data.y_train, epochs=epochs, lr=lr, batch_size=batch_size,
+                seed=ctx.seed, on_epoch=lambda e, loss: ctx.progress(epoch_line(e, epochs, loss)))
+    ctx.module = source.module
+    accuracy = evaluate(source.module, data.x_val, data.y_val)
+    checkpoint = ctx.run_dir / "model.pt"
+    torch.save(source.module.state_dict(), checkpoint)
+    return TrainSummary(epochs, lr, round(accuracy, 2), checkpoint.name)
+
+
+@stage("export", produces={"onnx"})
+def export(ctx: RunContext, *, opset: int | None = None, exporter: str = "auto", dynamic_batch: bool = True,
+           atol: float = 1e-4, rtol: float = 1e-4) -> ExportSummary:
+    """Export the trained (or checkpoint-loaded) model to ``model.onnx`` with a parity check."""
+    from onnxdeploy.exporter import export as export_model
+
+    path = ctx.run_dir / "model.onnx"
+    result = export_model(ctx.model, path, checkpoint=None if ctx.module is not None else ctx.checkpoint,
+                          input_shapes=ctx.input_shapes, module=ctx.module, dynamic_batch=dynamic_batch,
+                          opset=opset, exporter=exporter, atol=atol, rtol=rtol, announce=ctx.announce)
+    ctx.models["compressed" if ctx.compressed else "fp32"] = path
+    return ExportSummary(path.name, result.exporter, result.opset, result.parity.max_abs, result.parity.max_rel,
+                         result.file_bytes, result.fallback_reason)
+
+
+@stage("compress", needs={"module"}, produces={"module", "onnx"},
+       why="the compress stage needs a trained model: put 'train' first or set 'checkpoint'")
+def compress(ctx: RunContext, *, prune_channels: float | None = 0.5, sparsity: float | None = None,
+             distill: bool = True, epochs: int = 4, lr: float = 3e-3, sensitivity: bool = True, steps: int = 1,
+             temperature: float = 4.0, alpha: float = 0.7, criterion: str = "l1") -> CompressSummary:
+    """Prune the trained model (channels, and/or weights) and fine-tune it, distilling from the dense one.
+
+    The dense model is exported first as ``model.dense.onnx`` so the report compares against it.
+    """
+    import torch
+
+    from onnxdeploy.compress.api import compress_module, save_checkpoint
+    from onnxdeploy.exporter import export as export_model
+
+    if ctx.module is None:
+        from onnxdeploy.exporter.source import load_source
+
+        if not ctx.checkpoint:
+            raise UserError("the compress stage needs a trained model: put 'train' first or set 'checkpoint'")
+        ctx.module = load_source(ctx.model, checkpoint=ctx.checkpoint, input_shapes=ctx.input_shapes).module
+    dense_path = ctx.run_dir / "model.dense.onnx"
+    export_model(ctx.model, dense_path, module=ctx.module, input_shapes=ctx.input_shapes, announce=ctx.announce)
+    ctx.models["dense"] = dense_path
+    result = compress_module(ctx.module, ctx.data, channel_ratio=prune_channels, sparsity=sparsity, distill=distill,
+                             epochs=epochs, lr=lr, sensitivity=sensitivity, steps=steps, temperature=temperature,
+                             alpha=alpha, criterion=criterion, seed=ctx.seed, progress=ctx.progress)
+    ctx.compressed = True
+    save_checkpoint(ctx.module, ctx.run_dir / "model.compressed.pt")
+    torch.manual_seed(ctx.seed)
+    return CompressSummary(round(result.dense_accuracy, 2), round(result.final_accuracy, 2),
+                           result.steps[-1].channels_zeroed, distill, "model.compressed.pt", result.group_ratios)

@@ -1,0 +1,87 @@
+"""Typed summaries: what each stage hands to later stages and to the run report."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Base of every stage summary; ``to_json`` is its entry in ``report.json`` (None fields left out)."""
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class TrainSummary(Summary):
+    epochs: int
+    lr: float
+    torch_accuracy: float
+    checkpoint: str
+
+
+@dataclass(frozen=True)
+class CompressSummary(Summary):
+    dense_accuracy: float
+    torch_accuracy: float
+    channels_zeroed: int
+    distill: bool
+    checkpoint: str
+    group_ratios: dict
+
+
+@dataclass(frozen=True)
+class ExportSummary(Summary):
+    model: str
+    exporter: str
+    opset: int
+    parity_max_abs: float
+    parity_max_rel: float
+    file_bytes: int
+    fallback_reason: str
+
+
+@dataclass(frozen=True)
+class PruneSummary(Summary):
+    channels_removed: int
+    layers_shrunk: int
+    macs_ratio: float
+    params_ratio: float
+    max_abs_diff: float
+    max_rel_diff: float
+    model: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class QuantizeSummary(Summary):
+    chosen: str
+    reason: str
+    fp32_accuracy: float
+    target_batch: int
+    isa: str
+    attempts: list
+
+
+@dataclass(frozen=True)
+class EvaluateSummary(Summary):
+    samples: int
+    accuracy: dict  # model label -> top-1 accuracy in percent
+
+
+@dataclass(frozen=True)
+class BenchSummary(Summary):
+    file: str
+    results: list
+    comparison: list
+    plot: str | None = None
+
+
+@dataclass(frozen=True)
+class GateSummary(Summary):
+    note: str
+    baseline: str | None = None
+    regressions: int | None = None
+    warnings: list = field(default_factory=list)
+    entries: int | None = None

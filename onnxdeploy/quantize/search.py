@@ -1,0 +1,92 @@
+"""The accuracy- and latency-aware search, one step per function: score every candidate, fall back
+node by node when none passes, time the passing ones beside fp32, decide."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from onnxdeploy.data import Split
+from onnxdeploy.quantize.configs import Candidate, apply_config
+from onnxdeploy.quantize.request import Acceptance
+from onnxdeploy.quantize.result import Attempt
+from onnxdeploy.quantize.scoring import Score, score
+from onnxdeploy.runtime_bench.plan import TimingPlan
+
+
+@dataclass
+class SearchState:
+    """The preprocessed fp32 model, its reference outputs and score, and what was tried so far."""
+
+    work: Path
+    fp32_path: str
+    split: Split
+    reference: np.ndarray
+    fp32: Score
+    reader: object
+    attempts: list
+    paths: dict
+
+    def attempt(self, config: Candidate, max_drop: float, progress: Callable[[str], None]) -> Attempt:
+        path = str(self.work / f"{config.name}.onnx")
+        progress(f"quantizing: {config.name} ({config.describe()})")
+        apply_config(config, self.fp32_path, path, self.reader)
+        s = score(path, self.split, self.reference)
+        drop = self.fp32.value - s.value
+        result = Attempt(config, s.value, drop, s.snr_db, drop <= max_drop)
+        self.attempts.append(result)
+        self.paths[config.name] = path
+        return result
+
+    def best(self) -> Attempt:
+        return max(self.attempts, key=lambda a: (a.score, a.snr_db))
+
+
+def score_candidates(state: SearchState, tries: list[Candidate], max_drop: float, progress) -> None:
+    for config in tries:
+        state.attempt(config, max_drop, progress)
+
+
+def fall_back(state: SearchState, max_drop: float, progress) -> None:
+    """Keep the nodes with the worst quantization error in fp32 (1, 2, 4... of them) until one passes."""
+    from onnxdeploy.quantize.fallback import worst_nodes
+
+    best = state.best()
+    ranked = worst_nodes(state.fp32_path, state.paths[best.config.name], state.reader)
+    count = 1
+    while count <= len(ranked):
+        excluded = tuple(dict.fromkeys(best.config.exclude_nodes + tuple(ranked[:count])))
+        if state.attempt(replace(best.config, name=f"fallback-{count}", exclude_nodes=excluded), max_drop,
+                         progress).passed:
+            break
+        count *= 2
+
+
+def time_passing(state: SearchState, acceptance: Acceptance, timing: TimingPlan, progress) -> float:
+    """Time fp32 and every passing candidate side by side at the target batch; fill in their speed-ups."""
+    from onnxdeploy import runtime_bench
+
+    passing = [a for a in state.attempts if a.passed]
+    progress(f"timing fp32 and {len(passing)} passing configuration(s) at batch {acceptance.target_batch}, "
+             "side by side")
+    timed = runtime_bench.benchmark([state.fp32_path] + [state.paths[a.config.name] for a in passing],
+                                    batch=acceptance.target_batch, timing=timing, progress=progress)
+    fp32_p50 = timed[0].stats.p50_ms
+    by_path = {r.model: r for r in timed[1:]}
+
+    def timed_attempt(a: Attempt) -> Attempt:
+        r = by_path[state.paths[a.config.name]]
+        return replace(a, p50_ms=r.stats.p50_ms, speedup=fp32_p50 / r.stats.p50_ms,
+                       speedup_ci=runtime_bench.bootstrap_ratio_ci(timed[0].samples_ms, r.samples_ms))
+    state.attempts[:] = [timed_attempt(a) if a.passed else a for a in state.attempts]
+    return fp32_p50
+
+
+def fastest(state: SearchState) -> Attempt:
+    """The fastest passing attempt; the first (the ISA default) when within timing noise of it."""
+    passing = [a for a in state.attempts if a.passed]
+    best = min(passing, key=lambda a: a.p50_ms)
+    return passing[0] if passing[0].p50_ms <= best.p50_ms * 1.03 else best

@@ -1,0 +1,66 @@
+"""Inputs for one run of a session: generated from its signature, or real arrays checked against it."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from onnxdeploy.data.specs import InputSpec, is_static, specs_from_session
+from onnxdeploy.data.synthetic import random_array
+from onnxdeploy.data.validation import check_arrays
+from onnxdeploy.errors import UserError
+
+
+def _specs(inputs) -> list[InputSpec]:
+    """InputSpecs from a session, a list of onnxruntime NodeArgs, or InputSpecs."""
+    if hasattr(inputs, "get_inputs"):
+        return specs_from_session(inputs)
+    inputs = list(inputs)
+    if inputs and not isinstance(inputs[0], InputSpec):
+        class _Args:  # specs_from_session reads get_inputs()
+            def get_inputs(self):
+                return inputs
+        return specs_from_session(_Args())
+    return inputs
+
+
+def feed_shape(spec: InputSpec, batch: int, *, model_path: str = "") -> tuple[int, ...]:
+    """Dimension 0 is the batch when symbolic; a symbolic dim elsewhere needs an explicit shape."""
+    shape = []
+    for axis, dim in enumerate(spec.shape):
+        if is_static(dim):
+            shape.append(dim)  # a static batch stays as the model fixes it
+        elif axis == 0:
+            shape.append(batch)
+        else:
+            hint = "x".join(str(batch) if a == 0 else str(d) if is_static(d) else "N" for a, d in enumerate(spec.shape))
+            raise UserError(f"{model_path}: input '{spec.name}' has symbolic dimension {axis} ('{dim}'); "
+                            f"give it with shapes {spec.name}={hint}", param="shapes")
+    return tuple(shape)
+
+
+def generated_feeds(inputs, batch: int, *, shapes: Mapping[str, tuple[int, ...]] | None = None, seed: int = 0,
+                    model_path: str = "") -> dict[str, np.ndarray]:
+    """Seeded inputs from a signature (a session, its NodeArgs or InputSpecs); ``shapes`` overrides."""
+    rng = np.random.default_rng(seed)
+    specs = _specs(inputs)
+    if shapes:
+        unknown = sorted(set(shapes) - {s.name for s in specs})
+        if unknown:
+            raise UserError(f"{model_path}: shapes given for {', '.join(unknown)}, which the model does not take "
+                            f"(inputs: {', '.join(s.name for s in specs)})", param="shapes")
+    feeds = {}
+    for spec in specs:
+        shape = tuple(shapes[spec.name]) if shapes and spec.name in shapes else feed_shape(spec, batch,
+                                                                                           model_path=model_path)
+        feeds[spec.name] = random_array(shape, spec.dtype, rng, origin=model_path, name=spec.name)
+    return feeds
+
+
+def check_feeds(inputs, feeds: Mapping[str, np.ndarray], origin: str) -> None:
+    """Real arrays for one run must match the signature exactly, batch dimension included."""
+    check_arrays(feeds, _specs(inputs), origin, whole_batch=True, finite=False)
+
+
+__all__ = ["check_feeds", "feed_shape", "generated_feeds"]

@@ -1,0 +1,71 @@
+"""The one place onnxruntime sessions are made: providers checked, threads and spinning set,
+profiling on request, external data only from inside the model's folder, and load failures
+turned into one-line errors that name the model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from onnxdeploy.errors import UserError
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+             "tensorrt": "TensorrtExecutionProvider"}
+
+
+def provider_chain(provider: str) -> list[str]:
+    """The provider list for a session; UserError when the provider is unknown or not installed."""
+    import onnxruntime as ort
+
+    if provider not in PROVIDERS:
+        raise UserError(f"provider '{provider}': choose from {', '.join(PROVIDERS)}", param="provider")
+    wanted = PROVIDERS[provider]
+    available = ort.get_available_providers()
+    if wanted not in available:
+        hint = " (install onnxdeploy[gpu] for onnxruntime-gpu and check the CUDA driver)" if provider != "cpu" else ""
+        raise UserError(f"provider {provider}: {wanted} is not available in this onnxruntime "
+                        f"({ort.__version__}; available: {', '.join(available)}){hint}", param="provider")
+    chain = [wanted]
+    if provider == "tensorrt":
+        chain.append("CUDAExecutionProvider")
+    return chain + ["CPUExecutionProvider"] if provider != "cpu" else chain
+
+
+def create_session(model, *, provider: str = "cpu", threads: int | None = 1, spinning: bool = False,
+                   profiling: bool = False, optimize: bool = True, log_severity: int = 3):
+    """An ``onnxruntime.InferenceSession`` for a path or an in-memory ``onnx.ModelProto``.
+
+    ``threads=None`` leaves onnxruntime's default (every core). Spinning is off by default: an
+    idle session's spinning workers steal cores from the one being timed. ``optimize=False``
+    runs the graph as written (verification compares graphs, not onnxruntime's rewrites of them).
+    A session that silently fell back to another provider is a UserError.
+    """
+    import onnxruntime as ort
+
+    chain = provider_chain(provider)
+    if isinstance(model, (str, os.PathLike)):
+        from onnxdeploy.onnx_io import check_external_data
+
+        path = Path(model)
+        check_external_data(path)
+        source, label = str(path), str(path)
+    else:
+        source, label = model.SerializeToString(), "<model>"
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    options.enable_profiling = profiling
+    options.log_severity_level = log_severity
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        session = ort.InferenceSession(source, options, providers=chain)
+    except Exception as exc:
+        raise UserError(f"{label}: onnxruntime cannot load it: {str(exc).strip().splitlines()[0][:200]}") from exc
+    active = session.get_providers()
+    if active[0] != chain[0]:
+        raise UserError(f"{label}: asked for {chain[0]} but the session runs on {active[0]}")
+    return session
