@@ -2,11 +2,43 @@
 
 Importing the package is cheap and never imports torch: the commands that work on
 ONNX files alone (inspect, bench, prune-channels, quantize, gate) must run on a
-machine without PyTorch.
+machine without PyTorch. The public API below is loaded on first use.
 """
+
+from __future__ import annotations
+
+import importlib
 
 from onnxdeploy.errors import CheckFailed, OnnxDeployError, UserError
 
 __version__ = "0.1.0"
 
-__all__ = ["CheckFailed", "OnnxDeployError", "UserError", "__version__"]
+# name -> module that defines it; imported lazily so `import onnxdeploy` stays light. The functions
+# `quantize` and `gate` share their subpackage's name, so they are imported from it:
+# `from onnxdeploy.quantize import quantize`, `from onnxdeploy.gate import gate`.
+_LAZY = {
+    "export": "onnxdeploy.exporter", "ExportResult": "onnxdeploy.exporter",
+    "inspect_model": "onnxdeploy.inspect_model",
+    "prune_channels": "onnxdeploy.passes", "run_passes": "onnxdeploy.passes", "PassesResult": "onnxdeploy.passes",
+    "QuantizeConfig": "onnxdeploy.quantize", "Acceptance": "onnxdeploy.quantize",
+    "QuantizeResult": "onnxdeploy.quantize",
+    "benchmark": "onnxdeploy.runtime_bench", "BenchResult": "onnxdeploy.runtime_bench",
+    "TimingPlan": "onnxdeploy.runtime_bench",
+    "Thresholds": "onnxdeploy.gate", "GateVerdict": "onnxdeploy.gate",
+    "run": "onnxdeploy.pipeline", "Recipe": "onnxdeploy.pipeline",
+    "Dataset": "onnxdeploy.data", "Split": "onnxdeploy.data", "InputSpec": "onnxdeploy.data",
+    "create_session": "onnxdeploy.runtime", "compare_outputs": "onnxdeploy.output_diff",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'onnxdeploy' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = ["CheckFailed", "OnnxDeployError", "UserError", "__version__", *_LAZY]

@@ -47,7 +47,7 @@ def test_benchmark_and_schema_round_trip(two_models, tmp_path):
     save_results(tmp_path / "res.json", results, {"cpu": "test"})
     loaded, env = load_results(tmp_path / "res.json")
     assert loaded == results and env == {"cpu": "test"}
-    assert json.loads((tmp_path / "res.json").read_text())["schema"] == "onnxdeploy.bench/1"
+    assert json.loads((tmp_path / "res.json").read_text())["schema"] == "onnxdeploy.bench/2"
 
 
 def test_comparison_table_on_two_models(two_models):

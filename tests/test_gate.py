@@ -18,7 +18,7 @@ def bench_file(path, samples, *, model="m.onnx", env=ENV, batch=1):
     samples = [float(s) for s in samples]
     result = BenchResult(model=model, provider="cpu", batch=batch, threads=1,
                          stats=LatencyStats.from_samples(samples, batch), samples_ms=tuple(samples),
-                         session_create_ms=1.0, first_run_ms=1.0, warmup_iterations=5, peak_rss_mb=10.0)
+                         session_create_ms=1.0, first_run_ms=1.0, warmup_iterations=5, process_peak_rss_mb=10.0)
     save_results(path, [result], env)
     return path
 
@@ -170,7 +170,7 @@ def test_two_models_from_one_interleaved_bench_file(cli, tmp_path):
         samples = [float(s) for s in samples]
         results.append(BenchResult(model=model, provider="cpu", batch=1, threads=1,
                                    stats=LatencyStats.from_samples(samples, 1), samples_ms=tuple(samples),
-                                   session_create_ms=1.0, first_run_ms=1.0, warmup_iterations=5, peak_rss_mb=1.0))
+                                   session_create_ms=1.0, first_run_ms=1.0, warmup_iterations=5, process_peak_rss_mb=1.0))
     save_results(tmp_path / "both.json", results, ENV)
     code, out, _ = cli("gate", "--baseline", "both.json", "--current", "both.json", "--baseline-model", "main.onnx",
                        "--current-model", "pr.onnx")

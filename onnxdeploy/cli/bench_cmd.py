@@ -22,14 +22,14 @@ from onnxdeploy.errors import UserError
 @click.option("--input", "input_path", type=click.Path(dir_okay=False), help=".npz of real inputs keyed by name.")
 @click.option("--shape", "shapes", multiple=True, help="Value for symbolic dims: name=1x3x224x224.")
 @click.option("--io-binding", is_flag=True, help="Bind inputs/outputs (always on for GPU providers).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write results JSON (schema onnxdeploy.bench/1).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write results JSON (schema onnxdeploy.bench/2).")
 @click.option("--md", "markdown", type=click.Path(dir_okay=False), help="Write a Markdown report.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write a PNG plot.")
 @click.option("--json", "as_json", is_flag=True, help="Print results JSON to stdout.")
 def bench_command(models, providers, batches, threads, warmup, iterations, duration, repeat, input_path, shapes,
                   io_binding, output, markdown, plot, as_json):
     """Time MODELS with onnxruntime; several models are interleaved and compared."""
-    from onnxdeploy.runtime_bench import TimingPlan, benchmark, save_results
+    from onnxdeploy.runtime_bench import SCHEMA, TimingPlan, benchmark, save_results
     from onnxdeploy.runtime_bench.bench import load_inputs
     from onnxdeploy.runtime_bench.environment import environment
     from onnxdeploy.runtime_bench.report import terminal_report, write_markdown, write_plot
@@ -50,6 +50,6 @@ def bench_command(models, providers, batches, threads, warmup, iterations, durat
     if plot:
         write_plot(plot, results)
     if as_json:
-        emit_json({"schema": "onnxdeploy.bench/1", "environment": env, "results": [r.to_json() for r in results]})
+        emit_json({"schema": SCHEMA, "environment": env, "results": [r.to_json() for r in results]})
     else:
         say(terminal_report(results))

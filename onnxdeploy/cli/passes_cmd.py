@@ -14,12 +14,15 @@ from onnxdeploy.cli.output import finish, say
 @click.option("--rtol", type=float, default=1e-5, show_default=True,
               help="Largest output change allowed, relative to the output's magnitude.")
 @click.option("--shape", "shapes", multiple=True, help="Value for symbolic input dims: name=1x3x224x224.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def prune_channels_command(model, output, rtol, shapes, as_json):
+@click.option("--explain", is_flag=True, help="Also say which channels were kept and why.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (kept channels included).")
+def prune_channels_command(model, output, rtol, shapes, explain, as_json):
     """Remove channels of MODEL that are exactly zero for every input, structurally and exactly."""
     from onnxdeploy.passes import prune_channels
 
-    finish(lambda: prune_channels(model, output, rtol=rtol, shapes=parse_shape_options(shapes)), as_json)
+    result = finish(lambda: prune_channels(model, output, rtol=rtol, shapes=parse_shape_options(shapes)), as_json)
+    if explain and not as_json:
+        say(result.explain())
 
 
 @click.command("optimize")

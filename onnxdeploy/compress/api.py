@@ -69,6 +69,21 @@ def _zeroed_channels(model, groups) -> int:
     return count
 
 
+def check_options(*, sparsity=None, channel_ratio=None, low_bit=None, steps: int = 1, epochs: int = 3, **_) -> None:
+    """Refuse impossible settings before any training (UserError naming the parameter)."""
+    if sparsity is None and channel_ratio is None and low_bit is None:
+        raise UserError("nothing to do: give sparsity, channel_ratio and/or low_bit",
+                        param=("sparsity", "channel_ratio", "low_bit"))
+    if channel_ratio is not None and not 0 <= channel_ratio < 1:
+        raise UserError(f"channel_ratio {channel_ratio}: the ratio must be in [0, 1)", param="channel_ratio")
+    if sparsity is not None and not 0 <= sparsity < 1:
+        raise UserError(f"sparsity {sparsity}: must be in [0, 1)", param="sparsity")
+    if low_bit is not None and low_bit not in ("binary", "ternary"):
+        raise UserError(f"low_bit '{low_bit}': choose binary or ternary", param="low_bit")
+    if steps < 1 or epochs < 0:
+        raise UserError("steps must be >= 1 and epochs >= 0", param=("steps", "epochs"))
+
+
 def compress_module(module: torch.nn.Module, data, *, sparsity: float | None = None, scope: str = "global",
                     channel_ratio: float | None = None, criterion: str = "l1", sensitivity: bool = True,
                     steps: int = 1, epochs: int = 3, lr: float = 1e-3, distill: bool = False,
@@ -80,13 +95,7 @@ def compress_module(module: torch.nn.Module, data, *, sparsity: float | None = N
     ``channel_ratio`` zeroes that fraction of each coupled channel group (structured), ``sparsity``
     that fraction of weights (unstructured), ``low_bit`` trains binary/ternary weights.
     """
-    if sparsity is None and channel_ratio is None and low_bit is None:
-        raise UserError("nothing to do: give sparsity, channel_ratio and/or low_bit",
-                        param=("sparsity", "channel_ratio", "low_bit"))
-    if channel_ratio is not None and not 0 <= channel_ratio < 1:
-        raise UserError(f"channel_ratio {channel_ratio}: the ratio must be in [0, 1)", param="channel_ratio")
-    if steps < 1 or epochs < 0:
-        raise UserError("steps must be >= 1 and epochs >= 0", param=("steps", "epochs"))
+    check_options(sparsity=sparsity, channel_ratio=channel_ratio, low_bit=low_bit, steps=steps, epochs=epochs)
     torch.manual_seed(seed)
 
     def accuracy(m):
@@ -168,6 +177,7 @@ def compress(model: str, output: str | Path, *, checkpoint: str | None = None, d
     from onnxdeploy.models.train import train
     from onnxdeploy.data import load_dataset, specs_for_shapes
 
+    check_options(**options)
     ensure_writable_dir(output)
     source = load_source(model, checkpoint=checkpoint, input_shapes=input_shapes)
     dataset = load_dataset(data, specs_for_shapes(source.input_shapes), seed=options.get("seed", 0))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from onnxdeploy.errors import UserError
 from onnxdeploy.files import read_json_object
-from onnxdeploy.runtime_bench.result import SCHEMA as BENCH_SCHEMA
+from onnxdeploy.runtime_bench.result import READABLE as BENCH_SCHEMAS
 from onnxdeploy.runtime_bench.result import BenchResult, load_results
 
 
@@ -40,7 +40,7 @@ def load_gate_input(path: str | os.PathLike) -> GateInput:
     data = read_json_object(path)
     schema = data.get("schema")
     result = GateInput(str(path))
-    if schema == BENCH_SCHEMA:
+    if schema in BENCH_SCHEMAS:
         results, env = load_results(path)
         add_bench_results(result, results)
         result.environment = env

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import onnx
@@ -27,8 +27,8 @@ class PassesResult:
 
     input: str
     output: str
-    passes: dict  # pass name -> stats
-    layers: tuple  # (layer, op, channels before, after) from prune-channels
+    passes: dict  # pass name -> stats (counts of what it changed)
+    layers: tuple  # LayerChange(layer, op, channels before, after) from prune-channels
     params_before: int
     params_after: int
     macs_before: int
@@ -38,6 +38,7 @@ class PassesResult:
     comparison: CompareResult
     seconds: float
     notes: tuple = field(default_factory=tuple)
+    kept: tuple = field(default_factory=tuple)  # KeptChannels from prune-channels: what stayed and why
 
     @property
     def modified(self) -> bool:
@@ -49,7 +50,14 @@ class PassesResult:
                 "params": {"before": self.params_before, "after": self.params_after},
                 "macs": {"before": self.macs_before, "after": self.macs_after},
                 "file_bytes": {"before": self.bytes_before, "after": self.bytes_after},
-                "comparison": self.comparison.to_json(), "seconds": round(self.seconds, 3), "notes": list(self.notes)}
+                "comparison": self.comparison.to_json(), "seconds": round(self.seconds, 3), "notes": list(self.notes),
+                "kept": [asdict(k) for k in self.kept]}
+
+    def explain(self) -> str:
+        """Why channels were kept: one line per channel space that a rule pinned, most zero channels first."""
+        if not self.kept:
+            return "no channel space was pinned: every zero channel could be removed"
+        return "\n".join(["kept channels (layers: zero of total, reason):"] + [f"  {k}" for k in self.kept])
 
     def __str__(self) -> str:
         lines = []
@@ -99,11 +107,15 @@ def run_passes(input_path: str | os.PathLike, output_path: str | os.PathLike, pa
     original = load_model(input_path)
     legacy = original.ir_version < 4
     model = to_ir(original, input_path)
-    stats, layers = {}, []
+    stats, layers, kept = {}, [], []
     for graph_pass in passes:
-        graph_pass(model)
-        stats[graph_pass.name] = dict(graph_pass.stats)
-        layers += getattr(graph_pass, "layers", [])
+        try:
+            outcome = graph_pass(model)
+        except ir.passes.PreconditionError as exc:
+            raise UserError(f"{input_path}: {exc}") from exc
+        stats[graph_pass.name] = dict(getattr(outcome, "stats", {}))
+        layers += getattr(outcome, "layers", ())
+        kept += getattr(outcome, "kept", ())
     result_proto = to_proto(model, legacy_inputs=legacy)
     check_model(result_proto, output_path, full_check=True)
     comparison = verify_equivalent(original, result_proto, rtol=rtol, shapes=shapes, model_path=input_path)
@@ -112,10 +124,11 @@ def run_passes(input_path: str | os.PathLike, output_path: str | os.PathLike, pa
         params_before=count_parameters(original), params_after=count_parameters(result_proto),
         macs_before=count_macs(original)[0], macs_after=count_macs(result_proto)[0],
         bytes_before=os.path.getsize(input_path), bytes_after=result_proto.ByteSize(),
-        comparison=comparison, seconds=time.perf_counter() - started)
+        comparison=comparison, seconds=time.perf_counter() - started, kept=tuple(kept))
     if not comparison:
         raise CheckFailed(f"{input_path}: outputs changed beyond rtol {rtol:g} (max abs {comparison.max_abs:.3e}, "
-                          f"max rel {comparison.max_rel:.3e}); nothing written to {output_path}\n{comparison}")
+                          f"max rel {comparison.max_rel:.3e}); nothing written to {output_path}\n{comparison}",
+                          result=result)
     save_model(result_proto, output_path)
     return PassesResult(**{**result.__dict__, "bytes_after": Path(output_path).stat().st_size})
 

@@ -1,12 +1,13 @@
 """The base of onnxdeploy's graph passes and the registry the CLI reads.
 
-A pass is an ``onnx_ir`` in-place pass (``call(model) -> PassResult(model, modified)``)
-that also records counts of what it changed in ``self.stats``, so every pipeline can
-say exactly what happened.
+A pass is an ``onnx_ir`` in-place pass whose ``call(model)`` returns a ``GraphPassResult``:
+onnx_ir's ``PassResult(model, modified)`` plus counts of what this call changed. Nothing is
+kept on the pass instance, so a pass object can be reused and its results never go stale.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import onnx_ir as ir
@@ -14,18 +15,24 @@ import onnx_ir as ir
 PASSES: dict[str, type["GraphPass"]] = {}
 
 
+@dataclass
+class GraphPassResult(ir.passes.PassResult):
+    """onnx_ir's PassResult with ``stats``: what this call changed, as counts."""
+
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+def changed(model: ir.Model, stats: dict[str, int]) -> GraphPassResult:
+    """The result of a call that changed what ``stats`` counts (``modified`` when any count is non-zero)."""
+    stats = {k: v for k, v in stats.items() if v}
+    return GraphPassResult(model, modified=bool(stats), stats=stats)
+
+
 class GraphPass(ir.passes.InPlacePass):
-    """An in-place pass with a registry name, a one-line description and change counts."""
+    """An in-place pass with a registry name and a one-line description."""
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stats: dict[str, int] = {}
-
-    def count(self, key: str, amount: int = 1) -> None:
-        self.stats[key] = self.stats.get(key, 0) + amount
 
 
 def register(cls: type[GraphPass]) -> type[GraphPass]:

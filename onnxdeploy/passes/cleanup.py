@@ -10,28 +10,27 @@ import onnx_ir as ir
 from onnx_ir.passes import common
 
 from onnxdeploy.errors import UserError
-from onnxdeploy.passes.base import GraphPass, register
+from onnxdeploy.passes.base import GraphPass, GraphPassResult, changed, register
 
 
 def _sizes(model: ir.Model) -> tuple[int, int]:
-    return model.graph.num_nodes(), len(model.graph.initializers)
+    nodes = sum(1 for _ in ir.traversal.RecursiveGraphIterator(model.graph))
+    return nodes, len(model.graph.initializers)
 
 
 class _Wrapped(GraphPass):
-    """Run ``make()``'s pass and count the nodes and initializers it removed."""
+    """Run ``make()``'s pass and count the nodes and initializers it removed (subgraphs included)."""
 
     def make(self) -> ir.passes.PassBase:
         raise NotImplementedError
 
-    def call(self, model: ir.Model) -> ir.passes.PassResult:
+    def call(self, model: ir.Model) -> GraphPassResult:
         nodes, inits = _sizes(model)
         result = self.make()(model)
         nodes_after, inits_after = _sizes(result.model)
-        if nodes != nodes_after:
-            self.count("nodes_removed", nodes - nodes_after)
-        if inits != inits_after:
-            self.count("initializers_removed", inits - inits_after)
-        return ir.passes.PassResult(result.model, modified=result.modified)
+        return GraphPassResult(result.model, modified=result.modified,
+                               stats={k: v for k, v in (("nodes_removed", nodes - nodes_after),
+                                                        ("initializers_removed", inits - inits_after)) if v})
 
 
 @register
@@ -44,7 +43,22 @@ class ShapeInference(_Wrapped):
 
     def call(self, model):
         result = super().call(model)
-        return ir.passes.PassResult(result.model, modified=False)  # annotations only; the graph is the same
+        return GraphPassResult(result.model, modified=False)  # annotations only; the graph is the same
+
+
+def _remove_dropouts(model: ir.Model) -> int:
+    """Dropout is identity at inference: route its readers to its input (in every subgraph too)."""
+    removed = 0
+    for node in list(ir.traversal.RecursiveGraphIterator(model.graph)):
+        if node.op_type != "Dropout" or node.domain not in ("", "ai.onnx"):
+            continue
+        out = node.outputs[0]
+        if out.is_graph_output() or any(o.uses() or o.is_graph_output() for o in node.outputs[1:]):
+            continue
+        out.replace_all_uses_with(node.inputs[0])
+        node.graph.remove(node, safe=True)
+        removed += 1
+    return removed
 
 
 @register
@@ -56,20 +70,10 @@ class RemoveIdentity(_Wrapped):
         return common.IdentityEliminationPass()
 
     def call(self, model):
-        before = model.graph.num_nodes()
-        for node in list(model.graph):
-            if node.op_type == "Dropout" and node.domain in ("", "ai.onnx") and \
-                    not any(o.uses() or o.is_graph_output() for o in node.outputs[1:]):
-                out = node.outputs[0]
-                if out.is_graph_output():
-                    continue
-                out.replace_all_uses_with(node.inputs[0])
-                model.graph.remove(node, safe=True)
-                self.count("dropout_removed")
+        before = _sizes(model)[0]
+        dropouts = _remove_dropouts(model)
         result = super().call(model)
-        if before != result.model.graph.num_nodes():
-            self.stats["nodes_removed"] = before - result.model.graph.num_nodes()
-        return ir.passes.PassResult(result.model, modified=result.modified or "dropout_removed" in self.stats)
+        return changed(result.model, {"dropout_removed": dropouts, "nodes_removed": before - _sizes(model)[0]})
 
 
 @register

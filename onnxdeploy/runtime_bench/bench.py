@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import resource
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -13,6 +11,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from onnxdeploy.errors import UserError
+from onnxdeploy.runtime_bench.memory import SessionMemory, process_gpu_memory_mb, process_peak_rss_mb
 from onnxdeploy.runtime_bench.plan import TimingPlan
 from onnxdeploy.runtime_bench.result import BenchResult
 from onnxdeploy.runtime import OrtRunner, check_feeds, generated_feeds
@@ -24,27 +23,11 @@ logger = logging.getLogger(__name__)
 HIGH_CV = 0.10  # on the robust CV: outliers alone do not trigger it
 
 
-def _peak_rss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 1024 / (1024 if sys.platform == "darwin" else 1)
-
-
 def load_inputs(path: str) -> dict[str, np.ndarray]:
     """Real inputs from an .npz keyed by input name; UserError naming the file otherwise."""
     from onnxdeploy.data import load_npz
 
     return load_npz(path, what="input arrays")
-
-
-def _gpu_memory_mb() -> float | None:
-    """Device memory in use now (nvidia-smi), the closest honest number onnxruntime allows."""
-    from onnxdeploy.runtime_bench.environment import nvidia_smi
-
-    used = nvidia_smi("memory.used", units=False)
-    try:
-        return float(used) if used is not None else None
-    except ValueError:
-        return None
 
 
 def _macs(path: str) -> int:
@@ -82,7 +65,7 @@ def benchmark(models: str | Sequence[str], *, provider: str | Sequence[str] = "c
     for provider, b, t in itertools.product(providers, batches, thread_counts):
         if progress:
             progress(f"timing {len(paths)} model(s) on {provider} at batch {b}, {t} thread(s)")
-        pooled = [{"samples": [], "create": [], "first": [], "warm": 0} for _ in paths]  # by position: a path may repeat
+        pooled = [{"samples": [], "create": [], "first": [], "warm": 0, "session_mb": []} for _ in paths]  # by position: a path may repeat
         for _ in range(timing.repeat):
             _one_round(paths, provider, b, t, timing, inputs, shapes, io_binding, pooled)
         for p, entry in zip(paths, pooled):
@@ -103,8 +86,9 @@ def benchmark(models: str | Sequence[str], *, provider: str | Sequence[str] = "c
                 model=p, provider=provider, batch=actual_batch, threads=t, stats=stats,
                 samples_ms=tuple(entry["samples"]), session_create_ms=float(np.median(entry["create"])),
                 first_run_ms=float(np.median(entry["first"])), warmup_iterations=entry["warm"],
-                peak_rss_mb=_peak_rss_mb(), macs_per_sample=macs[p], io_binding=io_binding or provider != "cpu",
-                gpu_memory_mb=_gpu_memory_mb() if provider != "cpu" else None, cpu_nodes=cpu_nodes))
+                process_peak_rss_mb=process_peak_rss_mb(), macs_per_sample=macs[p],
+                io_binding=io_binding or provider != "cpu", process_gpu_memory_mb=entry.get("gpu_mb"),
+                cpu_nodes=cpu_nodes, session_peak_mb=max(entry["session_mb"]) if entry["session_mb"] else None))
     return results
 
 
@@ -114,16 +98,19 @@ def _one_round(paths, provider, batch, threads, timing: TimingPlan, inputs, shap
     try:
         calls = []
         for runner, entry in zip(runners, pooled):
-            opened.append(runner.__enter__())
-            if inputs is not None:
-                check_feeds(runner.inputs, inputs, runner.model_path)
-                feeds = inputs
-            else:
-                feeds = generated_feeds(runner.inputs, batch, shapes=shapes, model_path=runner.model_path)
-            call = runner.prepare(feeds)
-            started = time.perf_counter()
-            call()
-            entry["first"].append((time.perf_counter() - started) * 1000)
+            with SessionMemory() as memory:
+                opened.append(runner.__enter__())
+                if inputs is not None:
+                    check_feeds(runner.inputs, inputs, runner.model_path)
+                    feeds = inputs
+                else:
+                    feeds = generated_feeds(runner.inputs, batch, shapes=shapes, model_path=runner.model_path)
+                call = runner.prepare(feeds)
+                started = time.perf_counter()
+                call()
+                entry["first"].append((time.perf_counter() - started) * 1000)
+            if memory.mb is not None:
+                entry["session_mb"].append(memory.mb)
             entry["create"].append(runner.create_ms)
             entry["batch"] = int(next(iter(feeds.values())).shape[0]) if feeds else batch
             entry["feeds"] = feeds
@@ -133,6 +120,10 @@ def _one_round(paths, provider, batch, threads, timing: TimingPlan, inputs, shap
         samples = interleaved_samples(calls, iterations=timing.iterations, duration=timing.duration)
         for entry, s in zip(pooled, samples):
             entry["samples"].extend(s)
+        if provider != "cpu":  # while the sessions are open: what this process holds on the device
+            gpu = process_gpu_memory_mb()
+            for entry in pooled:
+                entry["gpu_mb"] = gpu
     finally:
         for runner in opened:
             runner.__exit__(None, None, None)

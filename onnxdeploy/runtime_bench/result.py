@@ -1,8 +1,8 @@
-"""BenchResult and the results file schema (``onnxdeploy.bench/1``).
+"""BenchResult and the results file schema (``onnxdeploy.bench/2``; ``/1`` files are still read).
 
 Results file::
 
-    {"schema": "onnxdeploy.bench/1",
+    {"schema": "onnxdeploy.bench/2",
      "environment": {cpu, cores, isa, onnxruntime, providers, torch, gpu, onnxdeploy, git_commit, ...},
      "results": [BenchResult.to_json(), ...]}
 
@@ -18,7 +18,9 @@ from onnxdeploy.atomic import write_json
 from onnxdeploy.errors import UserError
 from onnxdeploy.runtime_bench.stats import LatencyStats
 
-SCHEMA = "onnxdeploy.bench/1"
+SCHEMA = "onnxdeploy.bench/2"
+READABLE = (SCHEMA, "onnxdeploy.bench/1")
+RENAMED_IN_2 = {"peak_rss_mb": "process_peak_rss_mb", "gpu_memory_mb": "process_gpu_memory_mb"}
 
 
 @dataclass(frozen=True)
@@ -34,11 +36,12 @@ class BenchResult:
     session_create_ms: float
     first_run_ms: float
     warmup_iterations: int
-    peak_rss_mb: float
+    process_peak_rss_mb: float | None  # the whole process's lifetime peak, not this model's
     macs_per_sample: int = 0
     io_binding: bool = False
-    gpu_memory_mb: float | None = None
+    process_gpu_memory_mb: float | None = None  # this process's GPU memory while the session was open
     cpu_nodes: tuple[str, ...] = field(default_factory=tuple)
+    session_peak_mb: float | None = None  # peak memory this model's session added (creation and first run)
 
     @property
     def key(self) -> tuple:
@@ -57,7 +60,7 @@ class BenchResult:
 
     @classmethod
     def from_json(cls, data: dict) -> "BenchResult":
-        data = dict(data)
+        data = {RENAMED_IN_2.get(k, k): v for k, v in data.items()}  # schema /1 names
         data.pop("gmacs_per_s", None)
         data["stats"] = LatencyStats(**data["stats"])
         data["samples_ms"] = tuple(data["samples_ms"])
@@ -74,7 +77,7 @@ def load_results(path: str | Path) -> tuple[list[BenchResult], dict]:
     from onnxdeploy.files import read_json_object
 
     data = read_json_object(path)
-    if data.get("schema") != SCHEMA:
+    if data.get("schema") not in READABLE:
         raise UserError(f"{path}: expected schema '{SCHEMA}', found {data.get('schema')!r}")
     try:
         return [BenchResult.from_json(r) for r in data["results"]], data.get("environment", {})

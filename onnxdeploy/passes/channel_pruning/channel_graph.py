@@ -1,8 +1,9 @@
-"""The state of the channel analysis and the small helpers every op handler uses."""
+"""The state of the channel analysis as typed records, and the small helpers every op rule uses."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import onnx_ir as ir
@@ -10,16 +11,69 @@ import onnx_ir as ir
 from onnxdeploy.passes.base import const_array
 from onnxdeploy.passes.channel_pruning.spaces import Member, Spaces
 
+if TYPE_CHECKING:
+    from onnxdeploy.passes.channel_pruning.rules.base import OpRule
+
+
+@dataclass(frozen=True, eq=False)
+class ReaderEdit:
+    """``node`` mixes the channels of ``value`` (the next Conv/Gemm/MatMul): its weights lose their rows."""
+
+    rule: "OpRule"
+    node: ir.Node
+    value: ir.Value
+
+
+@dataclass(frozen=True, eq=False)
+class ProducerEdit:
+    """``node`` makes the channels of ``value`` (its output): its filters and bias lose the removed ones."""
+
+    rule: "OpRule"
+    node: ir.Node
+    value: ir.Value
+
+
+@dataclass(frozen=True, eq=False)
+class LayoutEdit:
+    """``node`` passes the channels of ``value`` along with a per-channel attribute or constant
+    (a Split's sizes, a Slice's window, a Reshape's target, a depthwise Conv's group)."""
+
+    rule: "OpRule"
+    node: ir.Node
+    value: ir.Value
+
+
+@dataclass(frozen=True, eq=False)
+class ParamEdit:
+    """Input ``index`` of ``node`` holds one entry per channel of ``value`` along ``axis`` (BatchNorm, Mul...)."""
+
+    node: ir.Node
+    index: int
+    axis: int
+    value: ir.Value
+
+
+class LayerChange(NamedTuple):
+    """A layer that shrank: its name, op, and channels before and after."""
+
+    layer: str
+    op: str
+    before: int
+    after: int
+
 
 @dataclass
 class ChannelGraph:
+    """Every tracked tensor's place in a channel space, its per-channel values, and the edits
+    that removing channels would take."""
+
     spaces: Spaces = field(default_factory=Spaces)
-    members: dict = field(default_factory=dict)   # ir.Value -> Member
-    values: dict = field(default_factory=dict)    # ir.Value -> np.ndarray of per-channel values
-    consumers: list = field(default_factory=list)  # (node, activation value): channel-mixing readers
-    producers: list = field(default_factory=list)  # nodes whose output channels can be dropped
-    params: list = field(default_factory=list)     # (node, input index, param axis, activation value)
-    rewrites: list = field(default_factory=list)   # (node, kind, value) for Split / Reshape / depthwise
+    members: dict[ir.Value, Member] = field(default_factory=dict)
+    values: dict[ir.Value, np.ndarray] = field(default_factory=dict)  # NaN: depends on the input
+    readers: list[ReaderEdit] = field(default_factory=list)
+    producers: list[ProducerEdit] = field(default_factory=list)
+    layouts: list[LayoutEdit] = field(default_factory=list)
+    params: list[ParamEdit] = field(default_factory=list)
 
     def new_member(self, value: ir.Value, length: int, axis: int, values: np.ndarray, block: int = 1) -> Member:
         member = Member(self.spaces.new(), 0, length, axis, block)
@@ -76,3 +130,10 @@ def axes_of(node):
 
 def activations(node):
     return [(i, v) for i, v in enumerate(node.inputs) if v is not None and const_array(v) is None]
+
+
+def optional_const(node, index: int):
+    """(present, array) for an optional constant input: (False, None) when absent, (True, None) when not constant."""
+    if len(node.inputs) <= index or node.inputs[index] is None:
+        return False, None
+    return True, const_array(node.inputs[index])

@@ -6,43 +6,30 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
+import onnx_ir as ir
 
-from onnxdeploy.passes.channel_pruning.analysis import ChannelGraph
-
-
-def foldable(node) -> bool:
-    """Can a constant non-zero input channel of ``node`` be folded into its bias exactly?
-
-    Only where no zero padding mixes with the constant: a padded Conv would see the
-    constant in the interior and zeros at the border, so folding it is not exact.
-    """
-    if node.op_type == "Conv":
-        pads = node.attributes.get("pads")
-        auto_pad = node.attributes.get("auto_pad")
-        no_pads = pads is None or not any(pads.value)
-        return no_pads and (auto_pad is None or auto_pad.value in ("NOTSET", "VALID"))
-    if node.op_type == "Gemm":
-        beta = node.attributes.get("beta")
-        return beta is None or beta.value != 0
-    return False
+from onnxdeploy.passes.channel_pruning.channel_graph import ChannelGraph
 
 
 @dataclass
 class RemovalPlan:
     """Per tensor, the local channel indices to keep (only tensors that lose channels)."""
 
-    keep: dict  # ir.Value -> np.ndarray of kept channel indices
-    removed_per_space: dict  # root -> number of channels removed
+    keep: dict[ir.Value, np.ndarray]
+    removed_per_space: dict[int, int]  # root space -> number of channels removed
 
 
 def plan_removal(cg: ChannelGraph) -> RemovalPlan:
+    """A channel goes when every reader of every tensor that carries it sees 0 there, or a constant
+    the reader's rule folds into its bias exactly; pinned spaces keep everything, and no tensor
+    goes to zero width."""
     by_root = defaultdict(list)
     for value, member in cg.members.items():
         root, offset = cg.spaces.resolve(member)
         by_root[root].append((value, member, offset))
     readers = defaultdict(list)
-    for node, value in cg.consumers:
-        readers[value].append(node)
+    for edit in cg.readers:
+        readers[edit.value].append(edit)
     keep, removed_counts = {}, {}
     for root, entries in by_root.items():
         if cg.spaces.is_pinned(root):
@@ -52,8 +39,8 @@ def plan_removal(cg: ChannelGraph) -> RemovalPlan:
         removable = np.ones(size, dtype=bool)
         for value, member, off in entries:
             values = cg.values[value]
-            for node in readers[value]:
-                ok = (values == 0) | (np.isfinite(values) & foldable(node))
+            for edit in readers[value]:
+                ok = (values == 0) | (np.isfinite(values) & edit.rule.can_fold(edit.node))
                 removable[off - low: off - low + member.length] &= ok
         changed = True
         while changed:  # never take a tensor to zero width

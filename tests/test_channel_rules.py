@@ -1,0 +1,149 @@
+"""The pruner's core pieces on their own: channel spaces, the analysis, the removal plan, the
+pass contracts, and the rules for ConvTranspose and Resize."""
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import pytest
+
+from onnxdeploy.passes import PASSES, prune_channels, run_passes
+from onnxdeploy.passes.channel_pruning import RULES, PruneChannelsPass
+from onnxdeploy.passes.channel_pruning.analysis import analyse
+from onnxdeploy.passes.channel_pruning.plan import plan_removal
+from onnxdeploy.passes.channel_pruning.spaces import Member, Spaces
+from tests.onnx_graphs import GraphBuilder
+
+
+def test_spaces_unite_with_offsets_and_pin_through_unions():
+    spaces = Spaces()
+    a, b, c = spaces.new(), spaces.new(), spaces.new()
+    out = Member(a, 0, 12, 1)
+    spaces.unite(Member(out.space, 0, 4, 1), Member(b, 0, 4, 1))   # concat: b at offset 0
+    spaces.unite(Member(out.space, 4, 8, 1), Member(c, 0, 8, 1))   # c at offset 4
+    assert spaces.resolve(Member(b, 0, 4, 1)) == (spaces.find(a)[0], 0)
+    assert spaces.resolve(Member(c, 2, 1, 1)) == (spaces.find(a)[0], 6)
+    spaces.pin(Member(c, 0, 8, 1), "graph output")
+    assert spaces.is_pinned(spaces.find(b)[0])
+    d = spaces.new()
+    spaces.unite(Member(d, 0, 8, 1), Member(c, 0, 8, 1))
+    spaces.unite(Member(d, 0, 8, 1), Member(b, 0, 8, 1))  # same root at another offset: a contradiction
+    assert spaces.pinned[spaces.find(d)[0]]
+
+
+def _ir(model):
+    return ir.from_proto(onnx.shape_inference.infer_shapes(model))
+
+
+def test_analyse_and_plan_on_a_residual_pair():
+    g = GraphBuilder(shape=(1, 3, 8, 8))
+    a = g.conv("x", 3, 4, zero=[1])
+    b = g.conv("x", 3, 4, zero=[1, 2])
+    s = g.op("Relu", g.op("Add", a, b))
+    model = _ir(g.model(g.conv(s, 4, 2)))
+    cg = analyse(model.graph)
+    assert len(cg.producers) == 3 and len(cg.readers) == 1
+    plan = plan_removal(cg)
+    # the add unites both convs: only channel 1 is zero on both sides
+    assert [list(v) for v in plan.keep.values()][:1] == [[0, 2, 3]]
+    assert sum(plan.removed_per_space.values()) == 1
+
+
+def test_plan_never_empties_a_tensor_and_keeps_pinned_spaces():
+    g = GraphBuilder(shape=(1, 3, 8, 8))
+    h = g.op("Relu", g.conv("x", 3, 3, zero=[0, 1, 2]))
+    model = _ir(g.model(g.conv(h, 3, 2), g.op("Sigmoid", g.conv("x", 3, 2, zero=[0]))))
+    cg = analyse(model.graph)
+    plan = plan_removal(cg)
+    assert [len(k) for k in plan.keep.values()] == [1, 1]  # 3 zero channels: one stays
+    kept = PruneChannelsPass()(model).kept
+    assert any("graph output" in k.reason and k.zero == 1 for k in kept)
+
+
+def test_every_rule_class_is_registered_once_per_op():
+    assert {"Conv", "ConvTranspose", "Resize", "Gemm", "MatMul", "Concat", "Split"} <= set(RULES)
+    assert RULES["Add"] is RULES["Mul"]  # one class holds the family's rule
+
+
+def test_pass_results_are_per_call_not_instance_state(tmp_path):
+    g = GraphBuilder(shape=(1, 3, 8, 8))
+    sparse = _ir(g.model(g.conv(g.op("Relu", g.conv("x", 3, 4, zero=[0])), 4, 2)))
+    g2 = GraphBuilder(shape=(1, 3, 8, 8))
+    dense = _ir(g2.model(g2.conv(g2.op("Relu", g2.conv("x", 3, 4)), 4, 2)))
+    prune = PruneChannelsPass()
+    first = prune(sparse)
+    second = prune(dense)
+    assert first.modified and first.stats["channels_removed"] == 1 and first.layers
+    assert not second.modified and second.stats == {} and second.layers == ()
+    fold = PASSES["fold-batchnorm"]()
+    assert not fold(dense).modified
+
+
+def test_prune_inside_a_plain_pass_manager_infers_shapes_itself():
+    g = GraphBuilder(shape=(1, 3, 8, 8))
+    model = ir.from_proto(g.model(g.conv(g.op("Relu", g.conv("x", 3, 4, zero=[0, 3])), 4, 2)))  # no shape inference
+    result = ir.passes.PassManager([PruneChannelsPass()])(model)
+    assert result.modified
+    conv = [n for n in model.graph if n.op_type == "Conv"][0]
+    assert conv.inputs[1].const_value.numpy().shape[0] == 2
+
+
+def test_precondition_error_names_the_pass():
+    model = ir.from_proto(onnx.helper.make_model(onnx.helper.make_graph(
+        [onnx.helper.make_node("Relu", ["x"], ["y"])], "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, None)],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)])))
+    with pytest.raises(ir.passes.PreconditionError, match="prune-channels: graph input"):
+        PruneChannelsPass()(model)
+
+
+def _save(tmp_path, model):
+    onnx.save(model, str(tmp_path / "in.onnx"))
+    return prune_channels(tmp_path / "in.onnx", tmp_path / "out.onnx")
+
+
+def test_conv_transpose_removes_zero_inputs_and_outputs_exactly(tmp_path):
+    g = GraphBuilder(shape=(1, 3, 8, 8))
+    h = g.op("Relu", g.conv("x", 3, 4, zero=[2]))
+    w = g.rng.standard_normal((4, 5, 2, 2)).astype(np.float32)
+    w[:, 1] = 0
+    up = g.op("ConvTranspose", h, g.const(w), g.const(np.r_[1, 0, 1, 1, 1].astype(np.float32)),
+              kernel_shape=[2, 2], strides=[2, 2])
+    result = _save(tmp_path, g.model(g.conv(g.op("Relu", up), 5, 2)))
+    assert result.comparison and result.passes["prune-channels"]["channels_removed"] == 2
+    assert ("ConvTranspose", 5, 4) in [(l.op, l.before, l.after) for l in result.layers]
+
+
+def test_resize_with_constant_scales_passes_channels_and_sizes_pin(tmp_path):
+    g = GraphBuilder(shape=(1, 3, 8, 8))
+    h = g.op("Relu", g.conv("x", 3, 4, zero=[0]))
+    scales = g.const(np.array([1, 1, 2, 2], np.float32))
+    up = g.op("Resize", h, "", scales, mode="nearest")
+    result = _save(tmp_path, g.model(g.conv(up, 4, 2)))
+    assert result.comparison and result.passes["prune-channels"]["channels_removed"] == 1
+    g = GraphBuilder(shape=(1, 3, 8, 8))
+    h = g.op("Relu", g.conv("x", 3, 4, zero=[0]))
+    up = g.op("Resize", h, "", "", g.const(np.array([1, 4, 16, 16], np.int64)), mode="nearest")
+    result = _save(tmp_path, g.model(g.conv(up, 4, 2)))
+    assert result.passes["prune-channels"] == {} and any("Resize" in k.reason for k in result.kept)
+
+
+def test_values_read_inside_a_subgraph_keep_their_channels(tmp_path):
+    g = GraphBuilder(shape=(1, 3, 8, 8))
+    h = g.op("Relu", g.conv("x", 3, 4, zero=[0]))
+    branch = onnx.helper.make_graph([onnx.helper.make_node("Identity", [h], ["b_out"])], "branch", [],
+                                    [onnx.helper.make_tensor_value_info("b_out", onnx.TensorProto.FLOAT, ["N", 4, 8, 8])])
+    cond = g.const(np.array(True))
+    g.nodes.append(onnx.helper.make_node("If", [cond], ["picked"], then_branch=branch, else_branch=branch))
+    y = g.conv(h, 4, 2)
+    model = g.model(y)
+    model.graph.output.append(onnx.helper.make_tensor_value_info("picked", onnx.TensorProto.FLOAT, ["N", 4, 8, 8]))
+    result = _save(tmp_path, model)
+    assert result.passes["prune-channels"] == {} and any("subgraph" in k.reason for k in result.kept)
+
+
+def test_explain_cli_prints_kept_reasons(cli, tmp_path):
+    g = GraphBuilder(shape=(1, 3, 8, 8))
+    onnx.save(g.model(g.op("Sigmoid", g.conv("x", 3, 4, zero=[0]))), str(tmp_path / "m.onnx"))
+    code, out, err = cli("prune-channels", "m.onnx", "-o", "p.onnx", "--explain")
+    assert code == 0, err
+    assert "kept channels" in out and "graph output" in out and "1 of 4 channels zero" in out
