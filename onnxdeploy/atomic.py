@@ -29,6 +29,32 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
     return folder
 
 
+def _same(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def refuse_overwrite(outputs, inputs) -> None:
+    """UserError (exit 2) when an output path is one of the inputs (or another output): no command
+    ever overwrites what it reads. ``outputs`` and ``inputs`` are paths or None (ignored); inputs that
+    are not file names ("digits", "random") never match a real file and pass."""
+    outs = [Path(o) for o in outputs if o is not None]
+    ins = [Path(i) for i in inputs if i is not None]
+    for index, out in enumerate(outs):
+        for source in ins:
+            if _same(out, source) or (source.is_dir() and source.resolve() in out.resolve().parents
+                                      and out.suffix in (".npy", ".npz")):
+                raise UserError(f"{out}: the output would overwrite an input of this command ({source}); "
+                                "write it elsewhere")
+        for other in outs[index + 1:]:
+            if _same(out, other):
+                raise UserError(f"{out}: given as two different outputs of this command; name them apart")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed."""
@@ -38,10 +64,18 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; a new file gets the umask's mode
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it: there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -19,6 +19,10 @@ def read_json_object(path: str | Path) -> dict:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not valid JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise UserError(f"{path}: JSON nested too deeply to be a results file") from exc
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read it ({exc.strerror})") from exc
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a JSON object, found {type(data).__name__}")
     return data

@@ -7,6 +7,7 @@ becomes a one-line message and its exit code; ``--debug`` shows the traceback in
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
 import re
@@ -66,6 +67,12 @@ class LazyGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+        except (OSError, MemoryError, ImportError) as exc:
+            message = environment_problem(exc)
+            if message is None or (ctx.obj and ctx.obj.get("debug")):
+                raise
+            click.echo(f"error: {message}", err=True)
+            ctx.exit(2)
         except Exception as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
@@ -88,6 +95,24 @@ class LazyGroup(click.Group):
             if param in flags:
                 message = re.sub(rf"(?<![\w-]){re.escape(param)}(?![\w-])", flags[param], message)
         return message
+
+
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EACCES, errno.EPERM, errno.ENOMEM, errno.EROFS,
+                      errno.EDQUOT, errno.EISDIR, errno.ENOTDIR, errno.ENAMETOOLONG, errno.EMFILE, errno.ENOENT}
+OPTIONAL = {"torch": "torch", "matplotlib": "plot", "sklearn": "torch", "onnxscript": "torch", "transformers": "hf"}
+
+
+def environment_problem(exc: BaseException) -> str | None:
+    """A one-line cause for limits of the machine or the install (exit 2), None for anything else (a bug)."""
+    if isinstance(exc, MemoryError):
+        return "out of memory: the model or data does not fit this machine's memory"
+    if isinstance(exc, ModuleNotFoundError) and exc.name and exc.name.split(".")[0] in OPTIONAL:
+        package = exc.name.split(".")[0]
+        return f"this needs the optional package '{package}': pip install 'onnxdeploy[{OPTIONAL[package]}]'"
+    if isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS:
+        where = exc.filename or ""
+        return f"{where}: {exc.strerror}" if where else str(exc.strerror or exc)
+    return None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -34,6 +34,15 @@ def bench_command(models, providers, batches, threads, warmup, iterations, durat
     from onnxdeploy.runtime_bench.environment import environment
     from onnxdeploy.runtime_bench.report import terminal_report, write_markdown, write_plot
 
+    from onnxdeploy.atomic import refuse_overwrite
+    from onnxdeploy.runtime_bench.report import check_plotting
+
+    refuse_overwrite([output, markdown, plot], [*models, input_path])
+    source = click.get_current_context().get_parameter_source("batches")
+    if input_path and source == click.core.ParameterSource.COMMANDLINE:
+        raise UserError("--batch: the batch comes from the arrays in --input; give one or the other")
+    if plot:
+        check_plotting(plot)  # before minutes of timing, not after
     provider_list = [p.strip() for value in providers for p in value.split(",") if p.strip()]
     if not provider_list:
         raise UserError("--provider: needs at least one of cpu, cuda, tensorrt")

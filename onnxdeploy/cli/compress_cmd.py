@@ -47,4 +47,4 @@ def compress_command(model, output, checkpoint, data, input_shapes, sparsity, sc
         say(str(result))
 
 
-compress_command.param_flags = {"channel_ratio": "--prune-channels"}  # library name -> this command's flag
+compress_command.param_flags = {"channel_ratio": "--prune-channels", "input_shape": "--input-shape"}  # library name -> this command's flag

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from onnxdeploy.cli.output import announce, emit_json, say
+from onnxdeploy.cli.output import announce, finish, progress
 from onnxdeploy.exporter import EXPORTERS, export, parse_input_shape
 
 
@@ -23,9 +23,9 @@ from onnxdeploy.exporter import EXPORTERS, export, parse_input_shape
 def export_command(model, output, checkpoint, input_shapes, dynamic_batch, opset, exporter, atol, rtol, as_json):
     """Export MODEL (zoo name, path/file.py:factory or package.module:factory) to ONNX and verify it."""
     shapes = [parse_input_shape(s) for s in input_shapes] or None
-    result = export(model, output, checkpoint=checkpoint, input_shapes=shapes, dynamic_batch=dynamic_batch,
-                    opset=opset, exporter=exporter, atol=atol, rtol=rtol, announce=announce)
-    if as_json:
-        emit_json(result.to_json())
-    else:
-        say(str(result))
+    finish(lambda: export(model, output, checkpoint=checkpoint, input_shapes=shapes, dynamic_batch=dynamic_batch,
+                          opset=opset, exporter=exporter, atol=atol, rtol=rtol, announce=announce,
+                          progress=progress), as_json)
+
+
+export_command.param_flags = {"input_shape": "--input-shape"}  # library name -> this command's flag

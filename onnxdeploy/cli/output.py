@@ -31,6 +31,19 @@ def progress(message: str) -> None:
         click.echo(message, err=True)
 
 
+def _bar(items, *, label: str, length: int | None = None):
+    """click's progress bar on stderr, for ``onnxdeploy.progress.track`` (a terminal, not -q)."""
+    if is_quiet() or not click.get_text_stream("stderr").isatty():
+        import contextlib
+
+        return contextlib.nullcontext(items)
+    return click.progressbar(items, label=label, length=length, file=click.get_text_stream("stderr"),
+                             show_pos=True)
+
+
+progress.bar = _bar
+
+
 def announce(message: str) -> None:
     """Things a user must see even with -q (fallbacks, warnings about results)."""
     click.echo(f"warning: {message}", err=True)

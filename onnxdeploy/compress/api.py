@@ -108,7 +108,8 @@ def compress_module(module: torch.nn.Module, data, *, sparsity: float | None = N
     targets = [channel_ratio] * len(groups)
     if channel_ratio and sensitivity:
         progress(f"sensitivity scan over {len(groups)} channel groups")
-        _, scan = sensitivity_scan(module, groups, accuracy, criterion=criterion, x_train=data.x_train)
+        _, scan = sensitivity_scan(module, groups, accuracy, criterion=criterion, x_train=data.x_train,
+                                   progress=progress)
         costs = channel_costs(module, groups, data.x_val)
         targets = allocate(scan, [g.size for g in groups], channel_ratio, costs)
     done = []
@@ -171,13 +172,15 @@ def compress(model: str, output: str | Path, *, checkpoint: str | None = None, d
     Without a checkpoint the dense model is trained first, since pruning needs trained weights.
     ``options`` are those of ``compress_module``.
     """
-    from onnxdeploy.atomic import ensure_writable_dir
+    from onnxdeploy.atomic import ensure_writable_dir, refuse_overwrite
     from onnxdeploy.exporter.source import load_checkpoint, load_source
     from onnxdeploy.models import ZOO
     from onnxdeploy.models.train import train
     from onnxdeploy.data import load_dataset, specs_for_shapes
 
     check_options(**options)
+    refuse_overwrite([output], [checkpoint, teacher_checkpoint,
+                                data if isinstance(data, (str, Path)) and str(data) != "digits" else None])
     ensure_writable_dir(output)
     source = load_source(model, checkpoint=checkpoint, input_shapes=input_shapes)
     dataset = load_dataset(data, specs_for_shapes(source.input_shapes), seed=options.get("seed", 0))

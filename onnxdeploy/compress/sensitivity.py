@@ -47,12 +47,15 @@ def adapt_batchnorm(model: nn.Module, x_train, *, samples: int = 512, batch_size
 
 
 def sensitivity_scan(model: nn.Module, groups: list[ChannelGroup], evaluate: Callable[[nn.Module], float], *,
-                     criterion: str = "l1", ratios=SCAN_RATIOS, x_train=None) -> tuple[float, list[dict[float, float]]]:
+                     criterion: str = "l1", ratios=SCAN_RATIOS, x_train=None,
+                     progress: Callable[[str], None] | None = None) -> tuple[float, list[dict[float, float]]]:
     """(baseline accuracy, per group {ratio: accuracy drop in points}); with ``x_train`` each probe
     first re-estimates its BatchNorm statistics (adaptive BN)."""
+    from onnxdeploy.progress import track
+
     baseline = evaluate(model)
     scan = []
-    for group in groups:
+    for group in track(groups, label="sensitivity scan", progress=progress):
         drops = {}
         scores = channel_scores(model, group, criterion)
         for ratio in ratios:

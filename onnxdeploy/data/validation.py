@@ -35,3 +35,5 @@ def check_arrays(arrays: Mapping[str, np.ndarray], specs: Sequence[InputSpec], o
             raise UserError(f"{origin}: '{spec.name}' contains NaN or Inf")
     if len(counts) > 1:
         raise UserError(f"{origin}: inputs hold different sample counts {sorted(counts)}")
+    if whole_batch and counts == {0}:
+        raise UserError(f"{origin}: the arrays hold no samples (batch 0)")

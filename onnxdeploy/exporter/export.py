@@ -14,12 +14,14 @@ from pathlib import Path
 import onnx
 
 import onnxdeploy
-from onnxdeploy.atomic import atomic_path, ensure_writable_dir
-from onnxdeploy.output_diff import CompareResult
+from onnxdeploy.atomic import atomic_path, ensure_writable_dir, refuse_overwrite
+from onnxdeploy.data.specs import default_input_names
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.exporter.parity import check_parity
 from onnxdeploy.exporter.source import ModelSource, load_source
 from onnxdeploy.onnx_io import PROTOBUF_LIMIT
+from onnxdeploy.output_diff import CompareResult
+from onnxdeploy.progress import silent
 
 logger = logging.getLogger(__name__)
 
@@ -152,16 +154,18 @@ def _embed_metadata(path: Path, source: ModelSource, exporter: str, dynamic: boo
 def export(model: str, output: str | os.PathLike, *, checkpoint: str | None = None,
            input_shapes: list[tuple[int, ...]] | None = None, dynamic_batch: bool = True, opset: int | None = None,
            exporter: str = "auto", atol: float = 1e-4, rtol: float = 1e-4, module=None,
-           announce=logger.warning) -> ExportResult:
+           announce=logger.warning, progress=silent) -> ExportResult:
     """Export ``model`` to ``output`` and verify it; CheckFailed (exit 1) when parity fails.
 
     ``module`` may be an already-built torch module (the run pipeline passes its trained
     model); ``model`` then only names it in the metadata. ``announce`` receives the
-    messages a user must see, such as an exporter fallback.
+    messages a user must see, such as an exporter fallback; ``progress`` the steps as they start.
     """
     if exporter not in EXPORTERS:
         raise UserError(f"exporter '{exporter}': choose one of {', '.join(EXPORTERS)}", param="exporter")
     output = Path(output)
+    factory_file = model.rpartition(":")[0] if ":" in model and model.rpartition(":")[0].endswith(".py") else None
+    refuse_overwrite([output, output.with_name(output.stem + ".parity-failed.onnx")], [checkpoint, factory_file])
     ensure_writable_dir(output)
     started = time.perf_counter()
     if module is not None:
@@ -170,16 +174,18 @@ def export(model: str, output: str | os.PathLike, *, checkpoint: str | None = No
         source = ModelSource(module.eval(), list(input_shapes), model, checkpoint)
     else:
         source = load_source(model, checkpoint=checkpoint, input_shapes=input_shapes)
-    names = ([f"input_{i}" for i in range(len(source.input_shapes))] if len(source.input_shapes) > 1 else ["input"],
-             _output_names(source))
+    names = (default_input_names(len(source.input_shapes)), _output_names(source))
     with atomic_path(output, suffix=".onnx") as tmp:
+        progress(f"exporting {source.reference} ({exporter} exporter)")
         used, fallback = _run_exporter(source, tmp, names, dynamic_batch, opset, exporter, announce)
         proto = _embed_metadata(tmp, source, used, dynamic_batch)
+        progress("checking the exported model (onnx.checker, full check)")
         try:
             onnx.checker.check_model(str(tmp), full_check=True)
         except onnx.checker.ValidationError as exc:
             raise CheckFailed(f"{output}: exported model fails the ONNX checker: {str(exc).splitlines()[0]}") from exc
         batches = [1, 7] if dynamic_batch else [source.input_shapes[0][0]]
+        progress(f"parity vs PyTorch at batch {', '.join(map(str, batches))}")
         parity = check_parity(source.module, str(tmp), source.input_shapes, batches=batches, atol=atol, rtol=rtol)
         opset_used = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
         result = ExportResult(str(output), source.reference, used, opset_used, dynamic_batch,
@@ -190,5 +196,5 @@ def export(model: str, output: str | os.PathLike, *, checkpoint: str | None = No
             os.replace(tmp, failed)
             raise CheckFailed(f"{output}: parity check failed (max abs {parity.max_abs:.3e}, max rel "
                               f"{parity.max_rel:.3e}); nothing written to {output.name}, model kept as "
-                              f"{failed.name}\n{result}")
+                              f"{failed.name}\n{result}", result=result)
     return result

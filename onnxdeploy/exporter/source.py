@@ -20,7 +20,8 @@ def parse_input_shape(text: str) -> tuple[int, ...]:
     """``'1x1x32x32'`` -> ``(1, 1, 32, 32)``; UserError on anything else."""
     cleaned = text.strip().lower()
     if not _SHAPE.match(cleaned) or any(int(d) <= 0 for d in cleaned.split("x")):
-        raise UserError(f"--input-shape '{text}': expected positive integers joined by 'x', e.g. 1x3x224x224")
+        raise UserError(f"input_shape '{text}': expected positive integers joined by 'x', e.g. 1x3x224x224",
+                        param="input_shape")
     return tuple(int(d) for d in cleaned.split("x"))
 
 

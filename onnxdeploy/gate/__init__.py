@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -35,14 +36,23 @@ def gate(baseline: str | Path, current: str | Path, thresholds: Thresholds = Thr
                    _only_model(load_gate_input(current), current_model), thresholds, strict_env=strict_env)
 
 
-def update_baseline(baseline: str | Path, current: str | Path) -> None:
-    """Promote ``current`` to ``baseline`` atomically (an interrupted copy leaves the old baseline)."""
+def update_baseline(baseline: str | Path, current: str | Path, *, verdict: GateVerdict | None = None,
+                    force: bool = False) -> bool:
+    """Promote ``current`` to ``baseline`` atomically (an interrupted copy leaves the old baseline).
+
+    With a ``verdict``, only a passing one promotes, unless ``force``; returns whether it promoted.
+    """
+    if verdict is not None and not verdict.passed and not force:
+        return False
     load_gate_input(current)  # refuse to promote something the gate cannot read
     current = Path(current)
     if current.is_dir():
         raise UserError(f"{current}: give the results file, not a folder, to promote")
+    if Path(baseline).exists() and os.path.samefile(baseline, current):
+        return True  # one file holds both sides (the side-by-side protocol): nothing to copy
     with atomic_path(baseline, suffix=".json") as tmp:
         shutil.copyfile(current, tmp)
+    return True
 
 
 __all__ = ["EntryVerdict", "GateInput", "GateVerdict", "Thresholds", "gate", "judge", "load_gate_input",

@@ -3,6 +3,7 @@ prune-channels JSON. Each becomes latency samples, accuracies and sizes under st
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,15 +45,31 @@ def load_gate_input(path: str | os.PathLike) -> GateInput:
         results, env = load_results(path)
         add_bench_results(result, results)
         result.environment = env
-    elif schema == "onnxdeploy.run/1":
+    else:
+        try:
+            _load_other(result, data, path)
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise UserError(f"{path}: malformed {schema or 'results'} document ({type(exc).__name__}: {exc})") from exc
+    for kind, values in (("accuracy", result.accuracy), ("size", result.size)):
+        for label, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise UserError(f"{path}: {kind} of '{label}' is {value!r}, not a finite number >= 0")
+    return result
+
+
+def _load_other(result: GateInput, data: dict, path: Path) -> None:
+    schema = data.get("schema")
+    if schema == "onnxdeploy.run/1":
         models = data.get("models", {})
         names = {info["file"]: label for label, info in models.items()}
         result.size = {label: info["bytes"] for label, info in models.items()}
         result.accuracy = dict(data.get("stages", {}).get("evaluate", {}).get("accuracy", {}))
-        result.environment = data.get("environment", {})
-        bench_file = path.parent / data.get("stages", {}).get("bench", {}).get("file", "bench.json")
-        if bench_file.is_file():
-            results, _ = load_results(bench_file)
+        result.environment = dict(data.get("environment", {}))
+        bench_name = data.get("stages", {}).get("bench", {}).get("file", "bench.json")
+        if not isinstance(bench_name, str) or Path(bench_name).name != bench_name:
+            raise UserError(f"{path}: the bench file must be a name inside the run folder, not {bench_name!r}")
+        if (path.parent / bench_name).is_file():
+            results, _ = load_results(path.parent / bench_name)
             add_bench_results(result, results, names)
     elif "attempts" in data and "chosen" in data:  # quantize --json
         chosen = next((a for a in data["attempts"] if a["config"]["name"] == data["chosen"]), None)
@@ -64,4 +81,3 @@ def load_gate_input(path: str | os.PathLike) -> GateInput:
     else:
         raise UserError(f"{path}: not a bench result, run report, quantize or prune-channels JSON "
                         f"(schema {schema!r})")
-    return result

@@ -6,6 +6,7 @@ import os
 import xml.etree.ElementTree as ET
 
 from onnxdeploy.atomic import write_text
+from onnxdeploy.errors import UserError
 from onnxdeploy.gate.verdict import EntryVerdict, GateVerdict
 from onnxdeploy.tables import markdown_table, text_table
 
@@ -55,6 +56,9 @@ def append_step_summary(verdict: GateVerdict) -> bool:
     target = os.environ.get("GITHUB_STEP_SUMMARY")
     if not target:
         return False
-    with open(target, "a", encoding="utf-8") as f:
-        f.write(markdown(verdict))
+    try:
+        with open(target, "a", encoding="utf-8") as f:
+            f.write(markdown(verdict))
+    except OSError as exc:
+        raise UserError(f"{target}: cannot append the step summary ($GITHUB_STEP_SUMMARY): {exc.strerror}") from exc
     return True

@@ -7,7 +7,9 @@ alone flags 1% shifts that nobody should be paged for.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
+
 
 import numpy as np
 
@@ -21,12 +23,26 @@ ENV_KEYS = ("cpu", "cores", "onnxruntime", "machine")
 
 @dataclass(frozen=True)
 class Thresholds:
+    """Fractions (0.10 = 10%) for latency, throughput and size; points for accuracy; the U test's alpha."""
+
     latency: float = 0.10
     throughput: float = 0.10
     accuracy_drop: float = 0.5
     size: float = 0.05
     alpha: float = 0.01
     percentiles: tuple[str, ...] = ("p50",)
+
+    def __post_init__(self) -> None:
+        for field_name, param in (("latency", "latency_threshold"), ("throughput", "throughput_threshold"),
+                                  ("size", "size_threshold"), ("accuracy_drop", "accuracy_drop")):
+            value = getattr(self, field_name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise UserError(f"{param} {value!r}: must be a finite number >= 0", param=param)
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0 < self.alpha < 1:
+            raise UserError(f"alpha {self.alpha!r}: must be between 0 and 1", param="alpha")
+        bad = [p for p in self.percentiles if p not in ("p50", "p90", "p95", "p99")]
+        if bad:
+            raise UserError(f"percentiles {bad}: choose p50, p90, p95 or p99", param="percentiles")
 
 
 @dataclass(frozen=True)
@@ -86,11 +102,11 @@ def _latency_entries(name, base, cur, t: Thresholds) -> list[EntryVerdict]:
         verdict = _verdict(ratio - 1 > t.latency and slower, 1 - ratio > t.latency / (1 + t.latency) and faster)
         p = {"regression": p_slower, "improvement": p_faster}.get(verdict, min(p_slower, p_faster))
         out.append(EntryVerdict(name, f"latency {pct} ms", b_val, c_val, ratio, low, high, p, verdict))
-    # throughput follows the median: fewer samples/s is a regression
-    tp_ratio = cur.stats.throughput / base.stats.throughput if base.stats.throughput else 1.0
+    # throughput follows the median of the raw samples (never a stored summary that could disagree with them)
+    b_tp, c_tp = base.batch * 1000.0 / float(np.median(b)), cur.batch * 1000.0 / float(np.median(c))
+    tp_ratio = c_tp / b_tp
     tp_verdict = _verdict(1 - tp_ratio > t.throughput and slower, tp_ratio - 1 > t.throughput and faster)
-    out.append(EntryVerdict(name, "throughput samples/s", base.stats.throughput, cur.stats.throughput, tp_ratio,
-                            None, None, p_slower, tp_verdict))
+    out.append(EntryVerdict(name, "throughput samples/s", b_tp, c_tp, tp_ratio, None, None, p_slower, tp_verdict))
     return out
 
 

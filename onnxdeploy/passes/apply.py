@@ -11,10 +11,11 @@ from pathlib import Path
 import onnx
 import onnx_ir as ir
 
-from onnxdeploy.output_diff import CompareResult
+from onnxdeploy.atomic import refuse_overwrite
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.inspect_model import count_macs, count_parameters
 from onnxdeploy.onnx_io import check_model, load_model, save_model
+from onnxdeploy.output_diff import CompareResult
 from onnxdeploy.passes.base import GraphPass
 from onnxdeploy.passes.verify import verify_equivalent
 
@@ -91,9 +92,10 @@ def to_ir(model: onnx.ModelProto, path: str) -> ir.Model:
 
 
 def to_proto(model: ir.Model, *, legacy_inputs: bool) -> onnx.ModelProto:
+    # unused nodes and initializers go first: listed as graph inputs (IR v3) they would count as used
+    ir.passes.common.RemoveUnusedNodesPass()(model)
     if legacy_inputs:
         ir.passes.common.AddInitializersToInputsPass()(model)
-    ir.passes.common.RemoveUnusedNodesPass()(model)
     proto = ir.to_proto(model)
     del proto.graph.value_info[:]
     return onnx.shape_inference.infer_shapes(proto)
@@ -104,6 +106,7 @@ def run_passes(input_path: str | os.PathLike, output_path: str | os.PathLike, pa
     """Apply ``passes`` in order; CheckFailed (nothing written) if the outputs moved beyond ``rtol``."""
     started = time.perf_counter()
     input_path, output_path = str(input_path), str(output_path)
+    refuse_overwrite([output_path], [input_path])
     original = load_model(input_path)
     legacy = original.ir_version < 4
     model = to_ir(original, input_path)

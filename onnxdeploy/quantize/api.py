@@ -18,7 +18,7 @@ from typing import Callable
 import onnx
 
 from onnxdeploy import data as datalayer
-from onnxdeploy.atomic import ensure_writable_dir
+from onnxdeploy.atomic import ensure_writable_dir, refuse_overwrite
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.onnx_io import load_model, save_model
 from onnxdeploy.quantize import search
@@ -94,6 +94,7 @@ def quantize(model_path, output, *, calib: datalayer.DataLike, eval_data: datala
     (exit 1) carrying the failed ``QuantizeResult`` when no candidate keeps the bound.
     """
     model_path, output = str(model_path), str(output)
+    refuse_overwrite([output, failed_path(output)], [model_path, *_paths(calib), *_paths(eval_data)])
     ensure_writable_dir(output)
     model = load_model(model_path)
     _check_not_quantized(model, model_path)
@@ -121,9 +122,19 @@ def quantize(model_path, output, *, calib: datalayer.DataLike, eval_data: datala
         shutil.rmtree(work, ignore_errors=True)
 
 
+def failed_path(output: str) -> str:
+    """Where the best failed attempt is kept: ``<name>.int8-failed.onnx`` beside the output."""
+    return str(Path(output).with_name(Path(output).stem + ".int8-failed.onnx"))
+
+
+def _paths(data) -> list:
+    """The files a data argument names (none for "digits", "random" or arrays)."""
+    return [data] if isinstance(data, (str, os.PathLike)) and str(data) not in ("digits", "random") else []
+
+
 def _fail(state: search.SearchState, output: str, acceptance: Acceptance, common: dict) -> None:
     best = state.best()
-    failed = str(Path(output).with_name(Path(output).stem + ".int8-failed.onnx"))
+    failed = failed_path(output)
     save_model(onnx.load(state.paths[best.config.name]), failed)
     result = QuantizeResult(failed, "none", f"no configuration kept the {state.fp32.kind} drop within "
                             f"{acceptance.max_drop} points; best attempt kept as {failed}", fp32_p50_ms=None,
@@ -165,6 +176,7 @@ def convert_fp16(model_path: str, output: str, *, keep_io_types: bool = True) ->
 
     from onnxdeploy.passes.verify import verify_equivalent
 
+    refuse_overwrite([output], [model_path])
     model = load_model(model_path)
     _check_not_quantized(model, model_path)
     half = convert_float_to_float16(model, keep_io_types=keep_io_types)

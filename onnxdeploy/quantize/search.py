@@ -46,7 +46,9 @@ class SearchState:
 
 
 def score_candidates(state: SearchState, tries: list[Candidate], max_drop: float, progress) -> None:
-    for config in tries:
+    from onnxdeploy.progress import track
+
+    for config in track(tries, label="calibrating and scoring", progress=progress):
         state.attempt(config, max_drop, progress)
 
 

@@ -62,7 +62,10 @@ def benchmark(models: str | Sequence[str], *, provider: str | Sequence[str] = "c
         raise UserError(f"batch {batches} / threads {thread_counts}: must be positive", param=("batch", "threads"))
     macs = {p: _macs(p) for p in paths}
     results = []
-    for provider, b, t in itertools.product(providers, batches, thread_counts):
+    from onnxdeploy.progress import track
+
+    configurations = list(itertools.product(providers, batches, thread_counts))
+    for provider, b, t in track(configurations, label="timing", progress=progress):
         if progress:
             progress(f"timing {len(paths)} model(s) on {provider} at batch {b}, {t} thread(s)")
         pooled = [{"samples": [], "create": [], "first": [], "warm": 0, "session_mb": []} for _ in paths]  # by position: a path may repeat

@@ -90,6 +90,14 @@ def write_markdown(path, results, environment) -> None:
     write_text(path, markdown_report(results, environment))
 
 
+def check_plotting(path) -> None:
+    """UserError unless matplotlib can be imported (checked before any timing)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as exc:
+        raise UserError(f"{path}: plotting needs matplotlib: pip install 'onnxdeploy[plot]'") from exc
+
+
 def write_plot(path: str | Path, results: list[BenchResult]) -> None:
     """Latency distribution per configuration (box plot) and throughput against batch size."""
     try:

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from onnxdeploy.atomic import write_json
 from onnxdeploy.errors import UserError
 from onnxdeploy.runtime_bench.stats import LatencyStats
@@ -79,7 +81,31 @@ def load_results(path: str | Path) -> tuple[list[BenchResult], dict]:
     data = read_json_object(path)
     if data.get("schema") not in READABLE:
         raise UserError(f"{path}: expected schema '{SCHEMA}', found {data.get('schema')!r}")
-    try:
-        return [BenchResult.from_json(r) for r in data["results"]], data.get("environment", {})
-    except (KeyError, TypeError) as exc:
-        raise UserError(f"{path}: malformed result entry ({exc})") from exc
+    entries, env = data.get("results"), data.get("environment", {})
+    if not isinstance(entries, list) or not isinstance(env, dict):
+        raise UserError(f"{path}: 'results' must be a list and 'environment' an object")
+    results = []
+    for index, entry in enumerate(entries):
+        try:
+            result = BenchResult.from_json(entry)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise UserError(f"{path}: result {index} is malformed ({type(exc).__name__}: {exc})") from exc
+        check_result(result, f"{path}: result {index} ({result.model}, batch {result.batch})")
+        results.append(result)
+    return results, env
+
+
+def check_result(result: BenchResult, origin: str) -> None:
+    """Samples the gate can trust: at least one, every one a finite positive number of ms; a positive batch."""
+    samples = result.samples_ms
+    if not samples or not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in samples):
+        raise UserError(f"{origin}: samples_ms must be a non-empty list of numbers")
+    array = np.asarray(samples, dtype=np.float64)
+    if not np.all(np.isfinite(array)) or np.any(array <= 0):
+        bad = int(np.sum(~np.isfinite(array) | (array <= 0)))
+        raise UserError(f"{origin}: {bad} of {array.size} latency samples are NaN, Inf, zero or negative")
+    if isinstance(result.batch, bool) or not isinstance(result.batch, int) or result.batch <= 0:
+        raise UserError(f"{origin}: batch must be a positive integer, got {result.batch!r}")
+    for name in ("model", "provider"):
+        if not isinstance(getattr(result, name), str):
+            raise UserError(f"{origin}: '{name}' must be a string")

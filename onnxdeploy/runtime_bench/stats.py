@@ -38,14 +38,25 @@ class LatencyStats:
                    1.4826 * mad / float(p50) if p50 > 0 else 0.0)
 
 
+BOOTSTRAP_CELLS = 1_000_000  # resampled values held at once per side: 8 MB of indices, 8 MB of values
+
+
 def bootstrap_ratio_ci(a_ms, b_ms, *, confidence: float = 0.95, resamples: int = 2000, seed: int = 0):
-    """Confidence interval of median(a) / median(b) by bootstrap over both samples."""
+    """Confidence interval of median(a) / median(b) by bootstrap over both samples.
+
+    Resamples are drawn in chunks, so memory stays bounded (tens of MB) whatever the sample count.
+    """
     rng = np.random.default_rng(seed)
     a = np.asarray(a_ms, dtype=np.float64)
     b = np.asarray(b_ms, dtype=np.float64)
-    ia = rng.integers(0, a.size, size=(resamples, a.size))
-    ib = rng.integers(0, b.size, size=(resamples, b.size))
-    ratios = np.median(a[ia], axis=1) / np.median(b[ib], axis=1)
+    chunk = max(1, BOOTSTRAP_CELLS // max(a.size, b.size, 1))
+    parts = []
+    for start in range(0, resamples, chunk):
+        n = min(chunk, resamples - start)
+        ia = rng.integers(0, a.size, size=(n, a.size))
+        ib = rng.integers(0, b.size, size=(n, b.size))
+        parts.append(np.median(a[ia], axis=1) / np.median(b[ib], axis=1))
+    ratios = np.concatenate(parts)
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(ratios, [tail, 100 - tail])
     return float(low), float(high)
