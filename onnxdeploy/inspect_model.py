@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from onnxdeploy.onnx_io import graph_inputs, load_model
+from onnxdeploy.onnx_io import file_bytes, graph_inputs, load_model
 
 
 def _dims(type_proto) -> list:
@@ -143,5 +143,5 @@ def inspect_model(path: str | os.PathLike) -> ModelSummary:
         inputs=[TensorInfo(i.name, _dtype(i.type), _dims(i.type)) for i in graph_inputs(model)],
         outputs=[TensorInfo(o.name, _dtype(o.type), _dims(o.type)) for o in model.graph.output],
         op_histogram=dict(sorted(histogram.items())), parameters=count_parameters(model),
-        file_bytes=os.path.getsize(path), macs=macs, macs_complete=complete,
+        file_bytes=file_bytes(path), macs=macs, macs_complete=complete,
         metadata={p.key: p.value for p in model.metadata_props})

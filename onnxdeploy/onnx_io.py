@@ -6,12 +6,16 @@ untrusted source must not make us read ``/etc/passwd`` or ``../../secrets``.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import onnx
 
-from onnxdeploy.atomic import atomic_path
+from onnxdeploy.atomic import current_umask, ensure_writable_dir
 from onnxdeploy.errors import UserError
 
 # Protobuf cannot serialise a message over 2 GiB; past that the weights go to a side file.
@@ -50,6 +54,8 @@ def load_model(path: str | os.PathLike, *, check: bool = True, full_check: bool 
     External data is checked (inside the model's folder, present) and, with ``load_external``, read.
     """
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, not an ONNX file")
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     try:
@@ -72,12 +78,47 @@ def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
     return [value for value in model.graph.input if value.name not in initializers]
 
 
+def tensor_bytes(model: onnx.ModelProto) -> int:
+    """Bytes of tensor data in memory (raw and typed fields), without serializing the model: protobuf
+    cannot even measure a message past 2 GiB (``ByteSize()`` itself fails)."""
+    total = 0
+    for tensor in onnx.external_data_helper._get_all_tensors(model):
+        total += len(tensor.raw_data)
+        for name in ("float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
+            total += len(getattr(tensor, name)) * 8
+    return total
+
+
+def is_large(model: onnx.ModelProto) -> bool:
+    """Too big for one protobuf message: saved with external data, checked and run by path."""
+    return tensor_bytes(model) > PROTOBUF_LIMIT
+
+
+def file_bytes(path: str | os.PathLike) -> int:
+    """Size on disk of a model file and the external data files it references (inside its folder)."""
+    path = Path(path)
+    model = onnx.load(str(path), load_external_data=False)
+    files = {(path.parent / {e.key: e.value for e in t.external_data}["location"]).resolve()
+             for t in _external_tensors(model)}
+    return path.stat().st_size + sum(f.stat().st_size for f in files if f.is_file())
+
+
 def check_model(model: onnx.ModelProto, path: str | os.PathLike = "<model>", *, full_check: bool = False) -> None:
-    """Run ``onnx.checker``; its first error line becomes a UserError naming ``path``."""
+    """Run ``onnx.checker`` on a model in memory (a large one is checked by path when saved)."""
+    if is_large(model):
+        return
+    _checked(lambda: onnx.checker.check_model(model, full_check=full_check), path)
+
+
+def check_model_file(file: str | os.PathLike, path: str | os.PathLike, *, full_check: bool = False) -> None:
+    """Run ``onnx.checker`` on a saved file (any size, external data included); errors name ``path``."""
+    _checked(lambda: onnx.checker.check_model(str(file), full_check=full_check), path)
+
+
+def _checked(check, path) -> None:
+    """The checker's first error line becomes a UserError naming ``path``."""
     try:
-        if model.ByteSize() > PROTOBUF_LIMIT:
-            return  # the checker cannot take a >2 GiB proto in memory; checked by path on save
-        onnx.checker.check_model(model, full_check=full_check)
+        check()
     except onnx.checker.ValidationError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid model"
         raise UserError(f"{path}: fails the ONNX checker: {first}") from exc
@@ -86,15 +127,54 @@ def check_model(model: onnx.ModelProto, path: str | os.PathLike = "<model>", *, 
         raise UserError(f"{path}: fails ONNX shape inference: {first}") from exc
 
 
+@contextlib.contextmanager
+def staged_model(model: onnx.ModelProto, path: str | os.PathLike) -> Iterator[Path]:
+    """Write ``model`` under a temporary folder beside ``path`` and yield the staged file, to be checked
+    and run by path; on success move it (and ``<name>.data`` for a large model, whose location names
+    the final file) into place, data first; on error leave nothing behind and ``path`` untouched.
+
+    A large model's tensors are moved to external data in ``model`` itself while saving.
+    """
+    path = Path(path)
+    folder = ensure_writable_dir(path)
+    stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=folder))
+    try:
+        staged, data_name = stage / path.name, path.name + ".data"
+        large = is_large(model)
+        onnx.save_model(model, str(staged), save_as_external_data=large, all_tensors_to_one_file=True,
+                        location=data_name, size_threshold=1024)
+        yield staged
+        mode = 0o666 & ~current_umask()
+        for file in stage.iterdir():
+            os.chmod(file, mode)
+        if large:
+            os.replace(stage / data_name, folder / data_name)
+        os.replace(staged, path)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def keep_failed(staged: Path, failed: Path) -> None:
+    """Keep a staged model that failed a check as ``failed`` for debugging (its external data renamed
+    and pointed to along with it), atomically, replacing an older failed copy."""
+    model = onnx.load(str(staged), load_external_data=False)
+    data_name = failed.name + ".data"
+    moved = False
+    for tensor in _external_tensors(model):
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                if not moved:
+                    os.replace(staged.parent / entry.value, failed.parent / data_name)
+                    moved = True
+                entry.value = data_name
+    if moved:
+        onnx.save_model(model, str(staged))
+    os.replace(staged, failed)
+
+
 def save_model(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
     """Save atomically as one self-contained file, or with external data beside it past 2 GiB."""
-    path = Path(path)
-    large = model.ByteSize() > PROTOBUF_LIMIT
-    with atomic_path(path, suffix=".onnx") as tmp:
-        if large:
-            data_name = path.name + ".data"
-            onnx.save_model(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=data_name, size_threshold=1024)
-        else:
-            onnx.save_model(model, str(tmp))
-    return path
+    with staged_model(model, path) as staged:
+        if is_large(model) or any(True for _ in _external_tensors(model)):
+            check_model_file(staged, path)
+    return Path(path)

@@ -266,8 +266,10 @@ def test_failed_verification_writes_nothing(tmp_path, monkeypatch):
     onnx.save(model, str(tmp_path / "in.onnx"))
     real = apply.verify_equivalent
 
-    def broken(original, candidate, **kw):
-        candidate.graph.initializer[0].raw_data = bytes(len(candidate.graph.initializer[0].raw_data))
+    def broken(original, candidate, **kw):  # the staged candidate is corrupted before it is compared
+        model = onnx.load(candidate)
+        model.graph.initializer[0].raw_data = bytes(len(model.graph.initializer[0].raw_data))
+        onnx.save(model, candidate)
         return real(original, candidate, **kw)
     monkeypatch.setattr(apply, "verify_equivalent", broken)
     with pytest.raises(CheckFailed, match="outputs changed"):

@@ -173,7 +173,7 @@ def compress(model: str, output: str | Path, *, checkpoint: str | None = None, d
     ``options`` are those of ``compress_module``.
     """
     from onnxdeploy.atomic import ensure_writable_dir, refuse_overwrite
-    from onnxdeploy.exporter.source import load_checkpoint, load_source
+    from onnxdeploy.exporter.source import load_source, load_state_checked
     from onnxdeploy.models import ZOO
     from onnxdeploy.models.train import train
     from onnxdeploy.data import load_dataset, specs_for_shapes
@@ -194,7 +194,7 @@ def compress(model: str, output: str | Path, *, checkpoint: str | None = None, d
     teacher = None
     if teacher_checkpoint:
         teacher = load_source(model, input_shapes=source.input_shapes).module
-        load_checkpoint(teacher, teacher_checkpoint)
+        load_state_checked(teacher, teacher_checkpoint)
         teacher.eval()
         options["distill"] = True
     result = compress_module(module, dataset, teacher=teacher, progress=progress, **options)

@@ -35,10 +35,15 @@ def read_array_file(path: Path, specs: Sequence[InputSpec]) -> dict[str, np.ndar
         if len(specs) != 1:
             raise UserError(f"{path}: a .npy file feeds one input; the model has {len(specs)} (use .npz)")
         try:
-            return {specs[0].name: np.load(path, allow_pickle=False)}
+            arrays = {specs[0].name: np.load(path, allow_pickle=False)}
         except Exception as exc:
             raise UserError(f"{path}: not a readable .npy file ({type(exc).__name__})") from exc
-    return load_npz(path)
+    else:
+        arrays = load_npz(path)
+    for name, array in arrays.items():
+        if np.ndim(array) == 0:
+            raise UserError(f"{path}: '{name}' is a 0-d array; it needs a leading sample axis")
+    return arrays
 
 
 def array_files(path: Path) -> list[Path]:

@@ -6,6 +6,8 @@ import contextlib
 import json
 import logging
 import os
+import shutil
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -14,12 +16,12 @@ from pathlib import Path
 import onnx
 
 import onnxdeploy
-from onnxdeploy.atomic import atomic_path, ensure_writable_dir, refuse_overwrite
+from onnxdeploy.atomic import ensure_writable_dir, refuse_overwrite
 from onnxdeploy.data.specs import default_input_names
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.exporter.parity import check_parity
 from onnxdeploy.exporter.source import ModelSource, load_source
-from onnxdeploy.onnx_io import PROTOBUF_LIMIT
+from onnxdeploy.onnx_io import check_model_file, file_bytes, keep_failed, staged_model
 from onnxdeploy.output_diff import CompareResult
 from onnxdeploy.progress import silent
 
@@ -90,7 +92,7 @@ def _export_dynamo(source: ModelSource, path: Path, names, dynamic: bool, opset:
     program = torch.onnx.export(source.module, _example_inputs(source.input_shapes, dynamic), dynamo=True,
                                 input_names=names[0], output_names=names[1], dynamic_shapes=dynamic_shapes,
                                 opset_version=opset, verbose=False, optimize=True)
-    program.save(str(path), external_data=program.model_proto.ByteSize() > PROTOBUF_LIMIT)
+    program.save(str(path), external_data=None)  # None: external data past 2 GiB, decided without serializing
 
 
 def _export_torchscript(source: ModelSource, path: Path, names, dynamic: bool, opset: int | None) -> None:
@@ -105,8 +107,16 @@ def _export_torchscript(source: ModelSource, path: Path, names, dynamic: bool, o
 def _output_names(source: ModelSource) -> list[str]:
     import torch
 
-    with torch.no_grad():
-        out = source.module(*_example_inputs(source.input_shapes, False))
+    shapes = " and ".join("x".join(map(str, s)) for s in source.input_shapes)
+    try:
+        with torch.no_grad():
+            out = source.module(*_example_inputs(source.input_shapes, False))
+    except SystemExit as exc:
+        raise UserError(f"{source.reference}: forward() called sys.exit({exc.code!r})") from exc
+    except Exception as exc:  # the model cannot take inputs of these shapes: the user's input to fix
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise UserError(f"{source.reference}: the model fails on inputs of shape {shapes} "
+                        f"({type(exc).__name__}: {first}); check input_shape", param="input_shape") from exc
     count = len(out) if isinstance(out, (tuple, list)) else 1
     return ["logits"] if count == 1 else [f"output_{i}" for i in range(count)]
 
@@ -133,6 +143,7 @@ def _run_exporter(source, path, names, dynamic, opset, exporter, announce) -> tu
 
 
 def _embed_metadata(path: Path, source: ModelSource, exporter: str, dynamic: bool) -> onnx.ModelProto:
+    """The exported model (external data read in) with our metadata and producer set."""
     model = onnx.load(str(path))
     meta = {"onnxdeploy.version": onnxdeploy.__version__, "onnxdeploy.source": source.reference,
             "onnxdeploy.exporter": exporter,
@@ -146,8 +157,6 @@ def _embed_metadata(path: Path, source: ModelSource, exporter: str, dynamic: boo
     onnx.helper.set_model_props(model, {**{p.key: p.value for p in kept}, **meta})
     model.producer_name = "onnxdeploy"
     model.producer_version = onnxdeploy.__version__
-    onnx.save_model(model, str(path), save_as_external_data=model.ByteSize() > PROTOBUF_LIMIT,
-                    location=path.name + ".data")
     return model
 
 
@@ -175,26 +184,32 @@ def export(model: str, output: str | os.PathLike, *, checkpoint: str | None = No
     else:
         source = load_source(model, checkpoint=checkpoint, input_shapes=input_shapes)
     names = (default_input_names(len(source.input_shapes)), _output_names(source))
-    with atomic_path(output, suffix=".onnx") as tmp:
+    raw_dir = Path(tempfile.mkdtemp(prefix=f".{output.name}.export.", dir=output.resolve().parent))
+    try:
         progress(f"exporting {source.reference} ({exporter} exporter)")
-        used, fallback = _run_exporter(source, tmp, names, dynamic_batch, opset, exporter, announce)
-        proto = _embed_metadata(tmp, source, used, dynamic_batch)
-        progress("checking the exported model (onnx.checker, full check)")
-        try:
-            onnx.checker.check_model(str(tmp), full_check=True)
-        except onnx.checker.ValidationError as exc:
-            raise CheckFailed(f"{output}: exported model fails the ONNX checker: {str(exc).splitlines()[0]}") from exc
-        batches = [1, 7] if dynamic_batch else [source.input_shapes[0][0]]
-        progress(f"parity vs PyTorch at batch {', '.join(map(str, batches))}")
-        parity = check_parity(source.module, str(tmp), source.input_shapes, batches=batches, atol=atol, rtol=rtol)
+        used, fallback = _run_exporter(source, raw_dir / output.name, names, dynamic_batch, opset, exporter, announce)
+        proto = _embed_metadata(raw_dir / output.name, source, used, dynamic_batch)
         opset_used = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
-        result = ExportResult(str(output), source.reference, used, opset_used, dynamic_batch,
-                              tuple(source.input_shapes), tuple(batches), parity, tmp.stat().st_size,
-                              time.perf_counter() - started, fallback)
-        if not parity:
-            failed = output.with_name(output.stem + ".parity-failed.onnx")
-            os.replace(tmp, failed)
-            raise CheckFailed(f"{output}: parity check failed (max abs {parity.max_abs:.3e}, max rel "
-                              f"{parity.max_rel:.3e}); nothing written to {output.name}, model kept as "
-                              f"{failed.name}\n{result}", result=result)
+        failed = output.with_name(output.stem + ".parity-failed.onnx")
+        # staged beside the output under its final name (external data named for it), moved in only on success
+        with staged_model(proto, output) as staged:
+            progress("checking the exported model (onnx.checker, full check)")
+            try:
+                check_model_file(staged, output, full_check=True)
+            except UserError as exc:
+                raise CheckFailed(f"{output}: exported model {str(exc).partition(': ')[2]}") from exc
+            batches = [1, 7] if dynamic_batch else [source.input_shapes[0][0]]
+            progress(f"parity vs PyTorch at batch {', '.join(map(str, batches))}")
+            parity = check_parity(source.module, str(staged), source.input_shapes, batches=batches, atol=atol,
+                                  rtol=rtol)
+            result = ExportResult(str(output), source.reference, used, opset_used, dynamic_batch,
+                                  tuple(source.input_shapes), tuple(batches), parity, file_bytes(staged),
+                                  time.perf_counter() - started, fallback)
+            if not parity:
+                keep_failed(staged, failed)
+                raise CheckFailed(f"{output}: parity check failed (max abs {parity.max_abs:.3e}, max rel "
+                                  f"{parity.max_rel:.3e}); nothing written to {output.name}, model kept as "
+                                  f"{failed.name}\n{result}", result=result)
+    finally:
+        shutil.rmtree(raw_dir, ignore_errors=True)
     return result

@@ -48,6 +48,8 @@ def _load_factory(reference: str):
         sys.modules[spec.name] = module
         try:
             spec.loader.exec_module(module)
+        except SystemExit as exc:
+            raise UserError(f"{target}: importing it called sys.exit({exc.code!r}); a model file must not exit") from exc
         except Exception as exc:
             raise UserError(f"{target}: importing it failed: {type(exc).__name__}: {exc}") from exc
     else:
@@ -60,6 +62,8 @@ def _load_factory(reference: str):
         raise UserError(f"{reference}: '{target}' has no callable '{attr}'")
     try:
         return factory()
+    except SystemExit as exc:
+        raise UserError(f"{reference}: the factory called sys.exit({exc.code!r}) instead of returning a model") from exc
     except Exception as exc:
         raise UserError(f"{reference}: calling the factory failed: {type(exc).__name__}: {exc}") from exc
 
@@ -76,6 +80,8 @@ def load_checkpoint(module, checkpoint: str | Path) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "Unsupported global" not in str(exc):
+            raise UserError(f"{path}: not a readable PyTorch checkpoint (corrupt or another format)") from exc
         raise UserError(f"{path}: refused: the checkpoint holds pickled Python objects, not just tensors "
                         "(loaded with weights_only=True; nothing in it was executed)") from exc
     except Exception as exc:
@@ -97,7 +103,7 @@ def load_checkpoint(module, checkpoint: str | Path) -> None:
         raise UserError(f"{path}: checkpoint does not match the model: {'; '.join(problems)}")
 
 
-def _load_state_checked(module, checkpoint):
+def load_state_checked(module, checkpoint):
     try:
         load_checkpoint(module, checkpoint)
     except RuntimeError as exc:  # size mismatches come from load_state_dict itself
@@ -124,7 +130,7 @@ def load_source(reference: str, *, checkpoint: str | None = None,
     if not isinstance(module, torch.nn.Module):
         raise UserError(f"{reference}: the factory returned {type(module).__name__}, not a torch.nn.Module")
     if checkpoint:
-        _load_state_checked(module, checkpoint)
+        load_state_checked(module, checkpoint)
     shapes = input_shapes or default_shapes
     if not shapes:
         raise UserError(f"{reference}: input_shapes is required for a model outside the zoo", param="input_shapes")

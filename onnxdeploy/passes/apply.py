@@ -14,7 +14,7 @@ import onnx_ir as ir
 from onnxdeploy.atomic import refuse_overwrite
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.inspect_model import count_macs, count_parameters
-from onnxdeploy.onnx_io import check_model, load_model, save_model
+from onnxdeploy.onnx_io import check_model_file, file_bytes, is_large, load_model, staged_model
 from onnxdeploy.output_diff import CompareResult
 from onnxdeploy.passes.base import GraphPass
 from onnxdeploy.passes.verify import verify_equivalent
@@ -82,6 +82,11 @@ class PassesResult:
 
 def to_ir(model: onnx.ModelProto, path: str) -> ir.Model:
     """Shape-inferred IR model with initializers removed from the graph inputs (IR v3 style)."""
+    if is_large(model):  # onnx_ir's pass infers shapes with the weights set aside: no 2 GiB message
+        ir_model = ir.from_proto(model)
+        ir.passes.common.ShapeInferencePass()(ir_model)
+        ir.passes.common.RemoveInitializersFromInputsPass()(ir_model)
+        return ir_model
     try:
         inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
     except Exception as exc:
@@ -94,11 +99,10 @@ def to_ir(model: onnx.ModelProto, path: str) -> ir.Model:
 def to_proto(model: ir.Model, *, legacy_inputs: bool) -> onnx.ModelProto:
     # unused nodes and initializers go first: listed as graph inputs (IR v3) they would count as used
     ir.passes.common.RemoveUnusedNodesPass()(model)
+    ir.passes.common.ShapeInferencePass()(model)  # fresh shapes for the new channel counts (weights set aside)
     if legacy_inputs:
         ir.passes.common.AddInitializersToInputsPass()(model)
-    proto = ir.to_proto(model)
-    del proto.graph.value_info[:]
-    return onnx.shape_inference.infer_shapes(proto)
+    return ir.to_proto(model)
 
 
 def run_passes(input_path: str | os.PathLike, output_path: str | os.PathLike, passes: list[GraphPass], *,
@@ -120,20 +124,24 @@ def run_passes(input_path: str | os.PathLike, output_path: str | os.PathLike, pa
         layers += getattr(outcome, "layers", ())
         kept += getattr(outcome, "kept", ())
     result_proto = to_proto(model, legacy_inputs=legacy)
-    check_model(result_proto, output_path, full_check=True)
-    comparison = verify_equivalent(original, result_proto, rtol=rtol, shapes=shapes, model_path=input_path)
-    result = PassesResult(
-        input=input_path, output=output_path, passes=stats, layers=tuple(layers),
-        params_before=count_parameters(original), params_after=count_parameters(result_proto),
-        macs_before=count_macs(original)[0], macs_after=count_macs(result_proto)[0],
-        bytes_before=os.path.getsize(input_path), bytes_after=result_proto.ByteSize(),
-        comparison=comparison, seconds=time.perf_counter() - started, kept=tuple(kept))
-    if not comparison:
-        raise CheckFailed(f"{input_path}: outputs changed beyond rtol {rtol:g} (max abs {comparison.max_abs:.3e}, "
-                          f"max rel {comparison.max_rel:.3e}); nothing written to {output_path}\n{comparison}",
-                          result=result)
-    save_model(result_proto, output_path)
-    return PassesResult(**{**result.__dict__, "bytes_after": Path(output_path).stat().st_size})
+    del model
+    params_before, params_after = count_parameters(original), count_parameters(result_proto)
+    macs_before, macs_after = count_macs(original)[0], count_macs(result_proto)[0]
+    del original
+    # staged beside the output: checked and compared by path (any size), moved into place only if both pass
+    with staged_model(result_proto, output_path) as staged:
+        check_model_file(staged, output_path, full_check=True)
+        comparison = verify_equivalent(input_path, str(staged), rtol=rtol, shapes=shapes, model_path=input_path)
+        result = PassesResult(
+            input=input_path, output=output_path, passes=stats, layers=tuple(layers),
+            params_before=params_before, params_after=params_after, macs_before=macs_before, macs_after=macs_after,
+            bytes_before=file_bytes(input_path), bytes_after=file_bytes(staged),
+            comparison=comparison, seconds=time.perf_counter() - started, kept=tuple(kept))
+        if not comparison:
+            raise CheckFailed(f"{input_path}: outputs changed beyond rtol {rtol:g} (max abs "
+                              f"{comparison.max_abs:.3e}, max rel {comparison.max_rel:.3e}); nothing written to "
+                              f"{output_path}\n{comparison}", result=result)
+    return result
 
 
 def prune_channels(input_path, output_path, *, rtol: float = 1e-5, shapes: dict | None = None) -> PassesResult:

@@ -17,8 +17,8 @@ def verify_equivalent(original: onnx.ModelProto, candidate: onnx.ModelProto, *, 
     from onnxdeploy.runtime import create_session, generated_feeds
 
     # compare the graphs as written, not onnxruntime's rewrites of them
-    ref_session = create_session(original, optimize=False)
-    new_session = create_session(candidate, optimize=False)
+    ref_session = create_session(original, optimize=False, label=model_path or "<model>")
+    new_session = create_session(candidate, optimize=False, label=f"{model_path or '<model>'} (transformed)")
     specs = specs_from_session(ref_session)
     names = [o.name for o in ref_session.get_outputs()]
     references, candidates = [], []

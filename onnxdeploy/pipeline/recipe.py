@@ -7,6 +7,7 @@ stage's needs met by an earlier stage or by the recipe's checkpoint).
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,7 +54,27 @@ def _check_stage(source: str, index: int, table: dict) -> tuple[str, dict]:
             raise UserError(f"{source}: stage '{name}' has no option '{key}' (options: {', '.join(allowed) or 'none'})")
         if not matches(value, allowed[key]):
             raise UserError(f"{source}: stage '{name}' option '{key}' = {value!r}: expected {describe(allowed[key])}")
+        _check_range(source, name, key, value)
     return name, options
+
+
+def _check_range(source: str, name: str, key: str, value) -> None:
+    """Finite numbers everywhere; greater than zero where the stage says so (epochs, batch...)."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    for v in values:
+        if isinstance(v, float) and not math.isfinite(v):
+            raise UserError(f"{source}: stage '{name}' option '{key}' = {value!r}: must be a finite number")
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            continue
+        spec = STAGES[name]
+        if key in spec.positive and v <= 0:
+            raise UserError(f"{source}: stage '{name}' option '{key}' = {value!r}: must be greater than 0")
+        if key in spec.fractions and not 0 <= v < 1:
+            raise UserError(f"{source}: stage '{name}' option '{key}' = {value!r}: must be in [0, 1)")
+        if v < 0 and key not in ("max_drop",):  # max_drop < 0 demands a gain; every other number is a size
+            raise UserError(f"{source}: stage '{name}' option '{key}' = {value!r}: must not be negative")
+    if isinstance(value, (list, tuple)) and not value:
+        raise UserError(f"{source}: stage '{name}' option '{key}' is an empty list")
 
 
 def validate(recipe: Recipe) -> Recipe:

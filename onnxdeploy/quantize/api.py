@@ -20,7 +20,7 @@ import onnx
 from onnxdeploy import data as datalayer
 from onnxdeploy.atomic import ensure_writable_dir, refuse_overwrite
 from onnxdeploy.errors import CheckFailed, UserError
-from onnxdeploy.onnx_io import load_model, save_model
+from onnxdeploy.onnx_io import file_bytes, load_model, save_model
 from onnxdeploy.quantize import search
 from onnxdeploy.quantize.calib_reader import StreamingReader
 from onnxdeploy.quantize.configs import candidates
@@ -99,6 +99,11 @@ def quantize(model_path, output, *, calib: datalayer.DataLike, eval_data: datala
     model = load_model(model_path)
     _check_not_quantized(model, model_path)
     specs = datalayer.specs_from_onnx(model)
+    if not specs:
+        raise UserError(f"{model_path}: the model takes no inputs; there is nothing to calibrate")
+    from onnxdeploy.runtime import create_session
+
+    create_session(model_path)  # a model onnxruntime refuses is named by its own path, before any work
     decision = decide(target_flags(config.target_cpu))
     tries = candidates(decision, model, config)
     reader, n_calib, source, total = _calibration(calib, specs, config, eval_data is not None)
@@ -112,7 +117,7 @@ def quantize(model_path, output, *, calib: datalayer.DataLike, eval_data: datala
         if not any(a.passed for a in state.attempts):
             search.fall_back(state, acceptance.max_drop, progress)
         common = dict(metric=state.fp32.kind, fp32_score=state.fp32.value, isa_reason=decision.reason,
-                      target_batch=acceptance.target_batch, bytes_before=os.path.getsize(model_path),
+                      target_batch=acceptance.target_batch, bytes_before=file_bytes(model_path),
                       calib_samples=n_calib, eval_samples=len(split))
         if not any(a.passed for a in state.attempts):
             _fail(state, output, acceptance, common)
@@ -138,7 +143,7 @@ def _fail(state: search.SearchState, output: str, acceptance: Acceptance, common
     save_model(onnx.load(state.paths[best.config.name]), failed)
     result = QuantizeResult(failed, "none", f"no configuration kept the {state.fp32.kind} drop within "
                             f"{acceptance.max_drop} points; best attempt kept as {failed}", fp32_p50_ms=None,
-                            attempts=tuple(state.attempts), bytes_after=os.path.getsize(failed), **common)
+                            attempts=tuple(state.attempts), bytes_after=file_bytes(failed), **common)
     raise CheckFailed(f"{output}: not written\n{result}", result=result)
 
 
@@ -156,7 +161,7 @@ def _decide(state: search.SearchState, model_path: str, output: str, acceptance:
                   "model (force_int8 overrides)")
         announce(reason)
         return QuantizeResult(output, "fp32", reason, fp32_p50_ms=fp32_p50, attempts=attempts,
-                              bytes_after=os.path.getsize(output), **common)
+                              bytes_after=file_bytes(output), **common)
     if low <= 1.0:
         word = "SLOWER than" if chosen.speedup < 1.0 else "not measurably faster than"
         notes.append(f"int8 is {word} fp32 at batch {batch} ({chosen.speedup:.2f}x, 95% CI {low:.2f}-"
@@ -167,7 +172,7 @@ def _decide(state: search.SearchState, model_path: str, output: str, acceptance:
               f"({chosen.drop:+.2f} drop, {chosen.speedup:.2f}x fp32 speed at batch {batch}, "
               f"95% CI {low:.2f}-{high:.2f})")
     return QuantizeResult(output, chosen.config.name, reason, fp32_p50_ms=fp32_p50, attempts=attempts,
-                          bytes_after=os.path.getsize(output), notes=tuple(notes), **common)
+                          bytes_after=file_bytes(output), notes=tuple(notes), **common)
 
 
 def convert_fp16(model_path: str, output: str, *, keep_io_types: bool = True) -> dict:
@@ -184,5 +189,5 @@ def convert_fp16(model_path: str, output: str, *, keep_io_types: bool = True) ->
     if comparison is not None and not comparison:
         raise CheckFailed(f"{model_path}: float16 outputs differ beyond 1e-2 relative\n{comparison}")
     save_model(half, output)
-    return {"output": output, "bytes_before": os.path.getsize(model_path), "bytes_after": os.path.getsize(output),
+    return {"output": output, "bytes_before": file_bytes(model_path), "bytes_after": file_bytes(output),
             "comparison": comparison.to_json() if comparison is not None else None}

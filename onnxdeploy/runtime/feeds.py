@@ -52,8 +52,14 @@ def generated_feeds(inputs, batch: int, *, shapes: Mapping[str, tuple[int, ...]]
                             f"(inputs: {', '.join(s.name for s in specs)})", param="shapes")
     feeds = {}
     for spec in specs:
-        shape = tuple(shapes[spec.name]) if shapes and spec.name in shapes else feed_shape(spec, batch,
-                                                                                           model_path=model_path)
+        if shapes and spec.name in shapes:
+            shape = tuple(shapes[spec.name])
+            if len(shape) != len(spec.shape) or any(is_static(d) and d != s for d, s in zip(spec.shape, shape)):
+                expected = "x".join(str(d) if is_static(d) else "N" for d in spec.shape)
+                raise UserError(f"{model_path}: shapes {spec.name}={'x'.join(map(str, shape))} does not fit the "
+                                f"input's shape {expected}", param="shapes")
+        else:
+            shape = feed_shape(spec, batch, model_path=model_path)
         feeds[spec.name] = random_array(shape, spec.dtype, rng, origin=model_path, name=spec.name)
     return feeds
 

@@ -32,13 +32,14 @@ def provider_chain(provider: str) -> list[str]:
 
 
 def create_session(model, *, provider: str = "cpu", threads: int | None = 1, spinning: bool = False,
-                   profiling: bool = False, optimize: bool = True, log_severity: int = 3):
+                   profiling: bool = False, optimize: bool = True, log_severity: int = 3, label: str = "<model>"):
     """An ``onnxruntime.InferenceSession`` for a path or an in-memory ``onnx.ModelProto``.
 
     ``threads=None`` leaves onnxruntime's default (every core). Spinning is off by default: an
     idle session's spinning workers steal cores from the one being timed. ``optimize=False``
     runs the graph as written (verification compares graphs, not onnxruntime's rewrites of them).
-    A session that silently fell back to another provider is a UserError.
+    A session that silently fell back to another provider is a UserError; errors about an in-memory
+    model name it ``label``.
     """
     import onnxruntime as ort
 
@@ -50,7 +51,7 @@ def create_session(model, *, provider: str = "cpu", threads: int | None = 1, spi
         check_external_data(path)
         source, label = str(path), str(path)
     else:
-        source, label = model.SerializeToString(), "<model>"
+        source = model.SerializeToString()
     options = ort.SessionOptions()
     if threads is not None:
         options.intra_op_num_threads = threads

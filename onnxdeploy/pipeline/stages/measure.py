@@ -10,7 +10,8 @@ from onnxdeploy.pipeline.stages.registry import stage
 from onnxdeploy.pipeline.summaries import BenchSummary, EvaluateSummary, GateSummary
 
 
-@stage("bench", needs={"onnx"}, produces={"bench"}, why="put an 'export' stage first")
+@stage("bench", needs={"onnx"}, produces={"bench"}, why="put an 'export' stage first",
+       positive={"batch", "threads", "iterations", "repeat"})
 def bench(ctx: RunContext, *, batch: list[int] | int = (1, 32), threads: int = 1, iterations: int = 100,
           repeat: int = 1, plot: bool = True) -> BenchSummary:
     """Time every ONNX model of the run side by side (interleaved) on the CPU; table, JSON and plot."""

@@ -9,7 +9,7 @@ from onnxdeploy.pipeline.summaries import EvaluateSummary, PruneSummary, Quantiz
 NEEDS_ONNX = "put an 'export' stage first"
 
 
-@stage("prune-channels", needs={"onnx"}, produces={"onnx"}, why=NEEDS_ONNX)
+@stage("prune-channels", needs={"onnx"}, produces={"onnx"}, why=NEEDS_ONNX, positive={"rtol"})
 def prune_channels(ctx: RunContext, *, rtol: float = 1e-5) -> PruneSummary:
     """Remove exactly-zero channels from the latest model (nothing, and says so, on a dense model)."""
     from onnxdeploy.passes import prune_channels as prune
@@ -29,7 +29,8 @@ def prune_channels(ctx: RunContext, *, rtol: float = 1e-5) -> PruneSummary:
     return PruneSummary(**common, note="dense model: no zero channels to remove")
 
 
-@stage("quantize", needs={"onnx"}, produces={"onnx"}, why=NEEDS_ONNX)
+@stage("quantize", needs={"onnx"}, produces={"onnx"}, why=NEEDS_ONNX,
+       positive={"target_batch", "calib_size", "iterations"})
 def quantize(ctx: RunContext, *, max_drop: float = 1.0, target_batch: int = 32, calib_size: int = 512,
              force_int8: bool = False, iterations: int = 100) -> QuantizeSummary:
     """Static int8 of the latest model, calibrated on the training split, scored on the held-out one."""
@@ -52,7 +53,7 @@ def quantize(ctx: RunContext, *, max_drop: float = 1.0, target_batch: int = 32, 
                            result.isa_reason, attempts)
 
 
-@stage("evaluate", needs={"onnx"}, produces={"accuracy"}, why=NEEDS_ONNX)
+@stage("evaluate", needs={"onnx"}, produces={"accuracy"}, why=NEEDS_ONNX, positive={"batch_size"})
 def evaluate(ctx: RunContext, *, batch_size: int = 256) -> EvaluateSummary:
     """Top-1 accuracy of every ONNX model of the run on the held-out split, with onnxruntime."""
     from onnxdeploy.runtime import onnx_accuracy

@@ -19,6 +19,8 @@ class Stage:
     needs: frozenset
     produces: frozenset
     why: str  # what to put first when a need is missing
+    positive: frozenset = frozenset()  # options that must be > 0 (None still allowed where the type allows it)
+    fractions: frozenset = frozenset()  # options that must be in [0, 1)
 
     def options(self) -> dict:
         """Option name -> type hint, from the run function's keyword-only parameters."""
@@ -29,9 +31,11 @@ class Stage:
         return {p: hints.get(p) for p in inspect.signature(self.run).parameters if p != "ctx"}
 
 
-def stage(name: str, *, needs=(), produces=(), why: str = ""):
-    """Register ``run`` as the stage ``name``."""
+def stage(name: str, *, needs=(), produces=(), why: str = "", positive=(), fractions=()):
+    """Register ``run`` as the stage ``name``; ``positive`` options must be greater than zero,
+    ``fractions`` in [0, 1); every number must be finite and none negative."""
     def register(run):
-        STAGES[name] = Stage(name, run, frozenset(needs), frozenset(produces), why)
+        STAGES[name] = Stage(name, run, frozenset(needs), frozenset(produces), why, frozenset(positive),
+                             frozenset(fractions))
         return run
     return register

@@ -8,7 +8,7 @@ from onnxdeploy.pipeline.stages.registry import stage
 from onnxdeploy.pipeline.summaries import CompressSummary, ExportSummary, TrainSummary
 
 
-@stage("train", produces={"module"})
+@stage("train", produces={"module"}, positive={"epochs", "lr", "batch_size"})
 def train(ctx: RunContext, *, epochs: int | None = None, lr: float | None = None, batch_size: int = 64) -> TrainSummary:
     """Train the model on the run's data (zoo defaults for epochs and learning rate)."""
     import torch
@@ -47,7 +47,8 @@ def export(ctx: RunContext, *, opset: int | None = None, exporter: str = "auto",
                          result.file_bytes, result.fallback_reason)
 
 
-@stage("compress", needs={"module"}, produces={"module", "onnx"},
+@stage("compress", needs={"module"}, produces={"module", "onnx"}, positive={"lr", "steps", "temperature"},
+       fractions={"prune_channels", "sparsity"},
        why="the compress stage needs a trained model: put 'train' first or set 'checkpoint'")
 def compress(ctx: RunContext, *, prune_channels: float | None = 0.5, sparsity: float | None = None,
              distill: bool = True, epochs: int = 4, lr: float = 3e-3, sensitivity: bool = True, steps: int = 1,
