@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from onnxdeploy.onnx_io import file_bytes, graph_inputs, load_model
+from onnxdeploy.errors import UserError
+from onnxdeploy.onnx_io import check_model, file_bytes, graph_inputs, load_model
 
 
 def _dims(type_proto) -> list:
@@ -50,12 +51,18 @@ class ModelSummary:
     macs: int
     macs_complete: bool
     metadata: dict = field(default_factory=dict)
+    checker: str = "ok"  # "ok", or the ONNX checker's first error: the file is described, and flagged
+
+    @property
+    def valid(self) -> bool:
+        return self.checker == "ok"
 
     def to_json(self) -> dict:
         return {"path": self.path, "ir_version": self.ir_version, "opsets": self.opsets, "producer": self.producer,
                 "inputs": [vars(t) for t in self.inputs], "outputs": [vars(t) for t in self.outputs],
                 "op_histogram": self.op_histogram, "parameters": self.parameters, "file_bytes": self.file_bytes,
-                "macs": self.macs, "macs_complete": self.macs_complete, "metadata": self.metadata}
+                "macs": self.macs, "macs_complete": self.macs_complete, "metadata": self.metadata,
+                "checker": self.checker, "valid": self.valid}
 
     def __str__(self) -> str:
         opsets = ", ".join(f"{d or 'ai.onnx'} v{v}" for d, v in self.opsets.items())
@@ -68,6 +75,8 @@ class ModelSummary:
                      + ("" if self.macs_complete else " (partial: some shapes unknown)"))
         ops = sorted(self.op_histogram.items(), key=lambda kv: (-kv[1], kv[0]))
         lines.append("  ops: " + ", ".join(f"{op} x{n}" for op, n in ops))
+        if not self.valid:
+            lines.append(f"  INVALID: {self.checker}")
         return "\n".join(lines)
 
 
@@ -135,6 +144,11 @@ def count_parameters(model: onnx.ModelProto) -> int:
 def inspect_model(path: str | os.PathLike) -> ModelSummary:
     """Summarise the ONNX file at ``path``."""
     model = load_model(path, check=False)
+    try:
+        check_model(model, path)
+        checker = "ok"
+    except UserError as exc:
+        checker = str(exc).partition(": ")[2]
     histogram = collections.Counter(n.op_type for n in model.graph.node)
     macs, complete = count_macs(model)
     return ModelSummary(
@@ -144,4 +158,4 @@ def inspect_model(path: str | os.PathLike) -> ModelSummary:
         outputs=[TensorInfo(o.name, _dtype(o.type), _dims(o.type)) for o in model.graph.output],
         op_histogram=dict(sorted(histogram.items())), parameters=count_parameters(model),
         file_bytes=file_bytes(path), macs=macs, macs_complete=complete,
-        metadata={p.key: p.value for p in model.metadata_props})
+        metadata={p.key: p.value for p in model.metadata_props}, checker=checker)

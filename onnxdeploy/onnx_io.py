@@ -147,9 +147,12 @@ def staged_model(model: onnx.ModelProto, path: str | os.PathLike) -> Iterator[Pa
         mode = 0o666 & ~current_umask()
         for file in stage.iterdir():
             os.chmod(file, mode)
+        stale = not large and (folder / data_name).is_file() and _uses_external(path)
         if large:
             os.replace(stage / data_name, folder / data_name)
         os.replace(staged, path)
+        if stale:  # the model this one replaced kept its weights in <name>.data; nothing reads it now
+            (folder / data_name).unlink(missing_ok=True)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
@@ -170,6 +173,13 @@ def keep_failed(staged: Path, failed: Path) -> None:
     if moved:
         onnx.save_model(model, str(staged))
     os.replace(staged, failed)
+
+
+def _uses_external(path: Path) -> bool:
+    try:
+        return any(True for _ in _external_tensors(onnx.load(str(path), load_external_data=False)))
+    except Exception:  # an unreadable old output holds nothing we must keep
+        return False
 
 
 def save_model(model: onnx.ModelProto, path: str | os.PathLike) -> Path:

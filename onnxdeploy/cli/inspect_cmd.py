@@ -18,3 +18,6 @@ def inspect_command(model, as_json):
         emit_json(summary.to_json())
     else:
         say(str(summary))
+    if not summary.valid:  # described, but a check failed: exit 1 with the reason on stderr
+        click.echo(f"error: {model}: fails the ONNX checker: {summary.checker}", err=True)
+        raise SystemExit(1)

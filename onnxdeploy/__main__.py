@@ -1,0 +1,5 @@
+"""``python -m onnxdeploy``: the CLI."""
+
+from onnxdeploy.cli import main
+
+main()

@@ -1,0 +1,5 @@
+"""``python -m onnxdeploy.cli``: the CLI."""
+
+from onnxdeploy.cli import main
+
+main()
