@@ -36,7 +36,8 @@ def measure(path: Path, seconds: float, batch: int) -> GateInput:
 
 
 def measure_interleaved(base: Path, current: Path, seconds: float, batch: int) -> tuple[GateInput, GateInput]:
-    results = benchmark([str(base), str(current)], batch=batch, timing=TimingPlan(duration=2 * seconds, iterations=None))
+    results = benchmark([str(base), str(current)], batch=batch,
+                        timing=TimingPlan(duration=2 * seconds, iterations=None))
     sides = (GateInput(str(base)), GateInput(str(current)))
     for side, result in zip(sides, results):
         add_bench_results(side, [result])

@@ -68,7 +68,8 @@ def main() -> None:
         export(name, dense, module=model, input_shapes=ZOO[name].input_spec())
         report = prune_channels(dense, pruned)
         for batch in (32, 1):
-            a, b = benchmark([dense, pruned], batch=batch, threads=args.threads, timing=TimingPlan(iterations=args.iterations))
+            a, b = benchmark([dense, pruned], batch=batch, threads=args.threads,
+                             timing=TimingPlan(iterations=args.iterations))
             low, high = bootstrap_ratio_ci(a.samples_ms, b.samples_ms)
             print(f"{name:<15} {report.macs_after / report.macs_before:>7.3f} "
                   f"{report.params_after / report.params_before:>7.3f} {report.bytes_after / report.bytes_before:>7.3f} "

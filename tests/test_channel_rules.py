@@ -6,7 +6,7 @@ import onnx
 import onnx_ir as ir
 import pytest
 
-from onnxdeploy.passes import PASSES, prune_channels, run_passes
+from onnxdeploy.passes import PASSES, prune_channels
 from onnxdeploy.passes.channel_pruning import RULES, PruneChannelsPass
 from onnxdeploy.passes.channel_pruning.analysis import analyse
 from onnxdeploy.passes.channel_pruning.plan import plan_removal

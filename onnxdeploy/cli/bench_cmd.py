@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from onnxdeploy.cli.options import int_list, parse_shape_options
+from onnxdeploy.cli.options import POSITIVE, int_list, parse_shape_options
 from onnxdeploy.cli.output import emit_json, progress, say
 from onnxdeploy.errors import UserError
 
@@ -17,7 +17,7 @@ from onnxdeploy.errors import UserError
 @click.option("--threads", "threads", multiple=True, default=["1"], show_default=True, help="Intra-op threads (sweep: 1,2).")
 @click.option("--warmup", type=int, default=5, show_default=True, help="Minimum warm-up runs (then until stable).")
 @click.option("--iterations", type=int, default=None, help="Timed runs per model (default 100).")
-@click.option("--duration", type=float, default=None, help="Seconds of timing per configuration instead.")
+@click.option("--duration", type=POSITIVE, default=None, help="Seconds of timing per configuration instead.")
 @click.option("--repeat", type=int, default=1, show_default=True, help="Fresh sessions per model, samples pooled.")
 @click.option("--input", "input_path", type=click.Path(dir_okay=False), help=".npz of real inputs keyed by name.")
 @click.option("--shape", "shapes", multiple=True, help="Value for symbolic dims: name=1x3x224x224.")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from onnxdeploy.cli.options import NON_NEGATIVE, POSITIVE, Finite
+
 from onnxdeploy.cli.output import emit_json, progress, say
 
 
@@ -13,19 +15,19 @@ from onnxdeploy.cli.output import emit_json, progress, say
 @click.option("--checkpoint", type=click.Path(), help="Trained weights (weights_only=True); trains first if omitted.")
 @click.option("--data", default="digits", show_default=True, help="digits, or an .npz with x_train, y_train, x_val, y_val.")
 @click.option("--input-shape", "input_shapes", multiple=True, help="Input shape for factory models, e.g. 1x3x32x32.")
-@click.option("--sparsity", type=float, help="Unstructured magnitude sparsity target, e.g. 0.8.")
+@click.option("--sparsity", type=NON_NEGATIVE, help="Unstructured magnitude sparsity target, e.g. 0.8.")
 @click.option("--scope", type=click.Choice(["global", "layer"]), default="global", show_default=True)
-@click.option("--prune-channels", "prune_channels", type=float, help="Fraction of channels to zero, e.g. 0.5.")
+@click.option("--prune-channels", "prune_channels", type=NON_NEGATIVE, help="Fraction of channels to zero, e.g. 0.5.")
 @click.option("--criterion", type=click.Choice(["l1", "l2"]), default="l1", show_default=True)
 @click.option("--sensitivity/--uniform", default=True, show_default=True,
               help="Allocate channels per group by a sensitivity scan, or the same ratio everywhere.")
 @click.option("--steps", type=int, default=1, show_default=True, help="Iterative schedule: prune, fine-tune, repeat.")
 @click.option("--epochs", type=int, default=3, show_default=True, help="Fine-tuning epochs after each step.")
-@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--lr", type=POSITIVE, default=1e-3, show_default=True)
 @click.option("--distill", is_flag=True, help="Fine-tune with knowledge distillation from the dense model.")
 @click.option("--teacher", type=click.Path(), help="Teacher checkpoint (same architecture); implies --distill.")
-@click.option("--temperature", type=float, default=4.0, show_default=True)
-@click.option("--alpha", type=float, default=0.7, show_default=True)
+@click.option("--temperature", type=POSITIVE, default=4.0, show_default=True)
+@click.option("--alpha", type=Finite(low=0, high=1), default=0.7, show_default=True)
 @click.option("--low-bit", type=click.Choice(["binary", "ternary"]), default=None,
               help="Experimental: binary or ternary inner weights, straight-through fine-tuning.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -47,4 +49,5 @@ def compress_command(model, output, checkpoint, data, input_shapes, sparsity, sc
         say(str(result))
 
 
-compress_command.param_flags = {"channel_ratio": "--prune-channels", "input_shape": "--input-shape"}  # library name -> this command's flag
+# library parameter names -> this command's flags, where they differ
+compress_command.param_flags = {"channel_ratio": "--prune-channels", "input_shape": "--input-shape"}

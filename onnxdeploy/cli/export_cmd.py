@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from onnxdeploy.cli.options import NON_NEGATIVE, POSITIVE
+
 from onnxdeploy.cli.output import announce, finish, progress
 from onnxdeploy.exporter import EXPORTERS, export, parse_input_shape
 
@@ -17,8 +19,8 @@ from onnxdeploy.exporter import EXPORTERS, export, parse_input_shape
 @click.option("--opset", type=int, default=None, help="ONNX opset (exporter default when omitted).")
 @click.option("--exporter", type=click.Choice(EXPORTERS), default="auto", show_default=True,
               help="auto tries dynamo, then falls back to TorchScript and says why.")
-@click.option("--atol", type=float, default=1e-4, show_default=True, help="Parity absolute tolerance.")
-@click.option("--rtol", type=float, default=1e-4, show_default=True, help="Parity relative tolerance.")
+@click.option("--atol", type=NON_NEGATIVE, default=1e-4, show_default=True, help="Parity absolute tolerance.")
+@click.option("--rtol", type=POSITIVE, default=1e-4, show_default=True, help="Parity relative tolerance.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def export_command(model, output, checkpoint, input_shapes, dynamic_batch, opset, exporter, atol, rtol, as_json):
     """Export MODEL (zoo name, path/file.py:factory or package.module:factory) to ONNX and verify it."""

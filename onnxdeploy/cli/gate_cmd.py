@@ -6,6 +6,7 @@ import math
 
 import click
 
+from onnxdeploy.cli.options import NON_NEGATIVE, Finite
 from onnxdeploy.cli.output import announce, emit_json, is_quiet, say
 from onnxdeploy.errors import UserError
 
@@ -37,15 +38,18 @@ def fraction(option: str, text: str) -> float:
 @click.option("--percentile", "percentiles", multiple=True, type=click.Choice(["p50", "p90", "p99"]),
               help="Latency percentiles to gate (default p50; repeatable).")
 @click.option("--throughput-threshold", default="10%", show_default=True)
-@click.option("--accuracy-drop", type=click.FloatRange(min=0), default=0.5, show_default=True, help="Points of accuracy that may be lost.")
+@click.option("--accuracy-drop", type=NON_NEGATIVE, default=0.5, show_default=True,
+              help="Points of accuracy that may be lost.")
 @click.option("--size-threshold", default="5%", show_default=True)
-@click.option("--alpha", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=0.01, show_default=True, help="Significance level of the U test.")
+@click.option("--alpha", type=Finite(low=0, high=1, low_open=True, high_open=True), default=0.01, show_default=True,
+              help="Significance level of the U test.")
 @click.option("--baseline-model", help="Use only this model's entries from --baseline (file name).")
 @click.option("--current-model", help="Use only this model's entries from --current (file name).")
 @click.option("--strict-env", is_flag=True, help="Different CPU / onnxruntime between the two is an error.")
 @click.option("--junit", type=click.Path(dir_okay=False), help="Write JUnit XML.")
 @click.option("--update-baseline", is_flag=True, help="After a passing gate, promote current to baseline (atomically).")
-@click.option("--force-update", is_flag=True, help="Promote current to baseline even when the gate fails (said loudly).")
+@click.option("--force-update", is_flag=True,
+              help="Promote current to baseline even when the gate fails (said loudly).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def gate_command(ctx, baseline, current, latency_threshold, percentiles, throughput_threshold, accuracy_drop,

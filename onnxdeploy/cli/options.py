@@ -2,7 +2,38 @@
 
 from __future__ import annotations
 
+import math
+
+import click
+
 from onnxdeploy.errors import UserError
+
+
+class Finite(click.ParamType):
+    """A float that must be finite (click's FloatRange lets NaN through), within optional bounds."""
+
+    name = "number"
+
+    def __init__(self, *, low: float | None = None, high: float | None = None, low_open: bool = False,
+                 high_open: bool = False):
+        self.low, self.high, self.low_open, self.high_open = low, high, low_open, high_open
+
+    def convert(self, value, param, ctx):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r}: must be a finite number", param, ctx)
+        if self.low is not None and (number < self.low or (self.low_open and number == self.low)):
+            self.fail(f"{number:g}: must be {'>' if self.low_open else '>='} {self.low:g}", param, ctx)
+        if self.high is not None and (number > self.high or (self.high_open and number == self.high)):
+            self.fail(f"{number:g}: must be {'<' if self.high_open else '<='} {self.high:g}", param, ctx)
+        return number
+
+
+POSITIVE = Finite(low=0, low_open=True)
+NON_NEGATIVE = Finite(low=0)
 
 
 def parse_shape_options(options) -> dict[str, tuple[int, ...]] | None:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import click
 
-from onnxdeploy.cli.options import parse_shape_options
+
+from onnxdeploy.cli.options import POSITIVE, parse_shape_options
 from onnxdeploy.cli.output import finish, say
 
 
 @click.command("prune-channels")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the pruned model.")
-@click.option("--rtol", type=float, default=1e-5, show_default=True,
+@click.option("--rtol", type=POSITIVE, default=1e-5, show_default=True,
               help="Largest output change allowed, relative to the output's magnitude.")
 @click.option("--shape", "shapes", multiple=True, help="Value for symbolic input dims: name=1x3x224x224.")
 @click.option("--explain", is_flag=True, help="Also say which channels were kept and why.")
@@ -30,7 +31,7 @@ def prune_channels_command(model, output, rtol, shapes, explain, as_json):
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Where to write the optimized model.")
 @click.option("--passes", "pass_names", default=None, help="Comma list of passes (default: the cleanup pipeline).")
 @click.option("--list", "list_passes", is_flag=True, help="List the available passes and exit.")
-@click.option("--rtol", type=float, default=1e-5, show_default=True, help="Largest output change allowed.")
+@click.option("--rtol", type=POSITIVE, default=1e-5, show_default=True, help="Largest output change allowed.")
 @click.option("--shape", "shapes", multiple=True, help="Value for symbolic input dims: name=1x3x224x224.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def optimize_command(model, output, pass_names, list_passes, rtol, shapes, as_json):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from onnxdeploy.cli.options import Finite
+
 from onnxdeploy.cli.output import announce, emit_json, finish, progress, say
 
 
@@ -22,7 +24,7 @@ from onnxdeploy.cli.output import announce, emit_json, finish, progress, say
 @click.option("--activation-type", type=click.Choice(["int8", "uint8"]), default="int8", show_default=True)
 @click.option("--weight-type", type=click.Choice(["int8", "uint8"]), default="int8", show_default=True)
 @click.option("--exclude", multiple=True, help="Node names or op types to keep in fp32 (repeatable).")
-@click.option("--max-drop", type=float, default=1.0, show_default=True, help="Largest accuracy drop, in points.")
+@click.option("--max-drop", type=Finite(), default=1.0, show_default=True, help="Largest accuracy drop, in points.")
 @click.option("--target-batch", type=int, default=1, show_default=True, help="Batch size you deploy at.")
 @click.option("--target-cpu", type=click.Choice(["avx2", "avx512-vnni", "amx"]), default=None,
               help="Quantize for another CPU than this one.")
