@@ -147,3 +147,17 @@ def test_explain_cli_prints_kept_reasons(cli, tmp_path):
     code, out, err = cli("prune-channels", "m.onnx", "-o", "p.onnx", "--explain")
     assert code == 0, err
     assert "kept channels" in out and "graph output" in out and "1 of 4 channels zero" in out
+
+
+def test_legacy_ir3_models_never_grow(tmp_path):
+    """IR v3 files list every initializer as a graph input too; the replaced weights must go with them."""
+    g = GraphBuilder(shape=(1, 3, 8, 8))
+    h = g.op("Relu", g.bn(g.conv("x", 3, 8, zero=(0, 2, 5)), 8))
+    model = g.model(g.conv(h, 8, 4), opset=9, ir_version=3, initializers_as_inputs=True)
+    result = _save(tmp_path, model)
+    out = onnx.load(str(tmp_path / "out.onnx"))
+    inits = {t.name for t in out.graph.initializer}
+    listed = {i.name for i in out.graph.input} - {"x"}
+    assert result.comparison and result.passes["prune-channels"]["channels_removed"] == 3
+    assert out.ir_version == 3 and listed == inits  # every weight listed once, no stale ones
+    assert result.params_after < result.params_before and result.bytes_after < result.bytes_before

@@ -11,10 +11,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 from onnxdeploy.errors import UserError
+from onnxdeploy.progress import track
+from onnxdeploy.runtime import OrtRunner, check_feeds, generated_feeds
 from onnxdeploy.runtime_bench.memory import SessionMemory, process_gpu_memory_mb, process_peak_rss_mb
 from onnxdeploy.runtime_bench.plan import TimingPlan
 from onnxdeploy.runtime_bench.result import BenchResult
-from onnxdeploy.runtime import OrtRunner, check_feeds, generated_feeds
 from onnxdeploy.runtime_bench.stats import LatencyStats
 from onnxdeploy.runtime_bench.timing import interleaved_samples, time_calls, warm_up
 
@@ -62,13 +63,12 @@ def benchmark(models: str | Sequence[str], *, provider: str | Sequence[str] = "c
         raise UserError(f"batch {batches} / threads {thread_counts}: must be positive", param=("batch", "threads"))
     macs = {p: _macs(p) for p in paths}
     results = []
-    from onnxdeploy.progress import track
-
     configurations = list(itertools.product(providers, batches, thread_counts))
     for provider, b, t in track(configurations, label="timing", progress=progress):
         if progress:
             progress(f"timing {len(paths)} model(s) on {provider} at batch {b}, {t} thread(s)")
-        pooled = [{"samples": [], "create": [], "first": [], "warm": 0, "session_mb": []} for _ in paths]  # by position: a path may repeat
+        # by position, not by path: the same path may be timed twice (an A/A check)
+        pooled = [{"samples": [], "create": [], "first": [], "warm": 0, "session_mb": []} for _ in paths]
         for _ in range(timing.repeat):
             _one_round(paths, provider, b, t, timing, inputs, shapes, io_binding, pooled)
         for p, entry in zip(paths, pooled):
