@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from onnxdeploy.exporter import export
-from onnxdeploy.gate import GateInput, Thresholds, compare
+from onnxdeploy.gate import GateInput, Thresholds, judge
 from onnxdeploy.gate.inputs import add_bench_results
 from onnxdeploy.models.zoo import DigitsCNN, conv_bn_relu
 from onnxdeploy.runtime_bench import TimingPlan, benchmark
@@ -81,7 +81,7 @@ def main() -> None:
             else:
                 base_side = measure(a, args.sequential_seconds, args.batch)
                 current_side = measure(current, args.sequential_seconds, args.batch)
-            verdict = compare(base_side, current_side, thresholds)
+            verdict = judge(base_side, current_side, thresholds)
             seconds.append(time.perf_counter() - started)
             latency = next(e for e in verdict.entries if e.metric.startswith("latency"))
             flagged += latency.regression
