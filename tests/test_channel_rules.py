@@ -161,3 +161,28 @@ def test_legacy_ir3_models_never_grow(tmp_path):
     assert result.comparison and result.passes["prune-channels"]["channels_removed"] == 3
     assert out.ir_version == 3 and listed == inits  # every weight listed once, no stale ones
     assert result.params_after < result.params_before and result.bytes_after < result.bytes_before
+
+
+def test_symbolic_sequence_dims_need_no_shape_option(tmp_path):
+    g = GraphBuilder(shape=(1, 5, 8))
+    w1 = g.rng.standard_normal((8, 16)).astype(np.float32)
+    w1[:, [0, 3]] = 0
+    h = g.op("Relu", g.op("MatMul", "x", g.const(w1)))
+    model = g.model(g.op("MatMul", h, g.const(g.rng.standard_normal((16, 8)).astype(np.float32))))
+    model.graph.input[0].type.tensor_type.shape.dim[1].dim_param = "seq"
+    result = _save(tmp_path, model)
+    assert result.comparison and result.passes["prune-channels"]["channels_removed"] == 2
+    assert any("input 'x' dim 1 ('seq') verified at 8" in n for n in result.notes)
+
+
+def test_size_figures_count_external_data(tmp_path):
+    from onnxdeploy.inspect_model import inspect_model
+
+    g = GraphBuilder(shape=(1, 3, 8, 8))
+    model = g.model(g.conv(g.op("Relu", g.conv("x", 3, 16, zero=(0, 1))), 16, 4))
+    onnx.save(model, str(tmp_path / "in.onnx"), save_as_external_data=True, location="in.onnx.data",
+              size_threshold=0)
+    total = (tmp_path / "in.onnx").stat().st_size + (tmp_path / "in.onnx.data").stat().st_size
+    assert inspect_model(tmp_path / "in.onnx").file_bytes == total
+    result = prune_channels(tmp_path / "in.onnx", tmp_path / "out.onnx")
+    assert result.bytes_before == total and result.bytes_after < total

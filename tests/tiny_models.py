@@ -51,3 +51,24 @@ class TwoInputs(nn.Module):
 
 def two_inputs():
     return TwoInputs()
+
+
+class TinyTextModel(nn.Module):
+    """A BERT-shaped toy: int64 token ids and a mask by name, a dynamic sequence, a dict output."""
+
+    def __init__(self, vocab: int = 50, dim: int = 16):
+        super().__init__()
+        self.config = type("Config", (), {"vocab_size": vocab})()
+        self.embed = nn.Embedding(vocab, dim)
+        self.mix = nn.Linear(dim, dim)
+        self.head = nn.Linear(dim, 3)
+
+    def forward(self, input_ids, attention_mask):
+        h = torch.tanh(self.mix(self.embed(input_ids))) * attention_mask.unsqueeze(-1).to(torch.float32)
+        pooled = h.sum(1) / attention_mask.sum(1, keepdim=True).clamp(min=1).to(torch.float32)
+        return {"last_hidden_state": h, "logits": self.head(pooled)}
+
+
+def tiny_text_model():
+    torch.manual_seed(0)
+    return TinyTextModel()

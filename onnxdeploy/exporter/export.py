@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -13,13 +14,16 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 import onnxdeploy
 from onnxdeploy.atomic import ensure_writable_dir, refuse_overwrite
 from onnxdeploy.data.specs import default_input_names
 from onnxdeploy.errors import CheckFailed, UserError
-from onnxdeploy.exporter.parity import check_parity
+from onnxdeploy.exporter.inputs import ExportInput, float_inputs
+from onnxdeploy.exporter.outputs import flat_module, flatten_outputs
+from onnxdeploy.exporter.parity import check_parity, parity_cases
 from onnxdeploy.exporter.source import ModelSource, load_source
 from onnxdeploy.onnx_io import check_model_file, file_bytes, keep_failed, staged_model
 from onnxdeploy.output_diff import CompareResult
@@ -45,13 +49,14 @@ class ExportResult:
     file_bytes: int
     seconds: float
     fallback_reason: str = ""
+    inputs: tuple = ()  # ExportInput: name, dtype, example shape, dynamic axes
 
     def to_json(self) -> dict:
         return {"output": self.output, "source": self.source, "exporter": self.exporter, "opset": self.opset,
                 "dynamic_batch": self.dynamic_batch, "input_shapes": [list(s) for s in self.input_shapes],
                 "parity_batches": list(self.parity_batches), "parity": self.parity.to_json(),
                 "file_bytes": self.file_bytes, "seconds": round(self.seconds, 3),
-                "fallback_reason": self.fallback_reason}
+                "fallback_reason": self.fallback_reason, "inputs": [i.to_json() for i in self.inputs]}
 
     def __str__(self) -> str:
         head = (f"exported {self.source} -> {self.output} ({self.file_bytes / 1024:.1f} KiB, opset {self.opset}, "
@@ -76,31 +81,64 @@ def _quiet_torch_exporter():
                 lg.setLevel(level)
 
 
-def _example_inputs(shapes, dynamic: bool):
+def _int_high(module) -> int:
+    """Token ids are drawn below the vocabulary size when the model says it (transformers configs do)."""
+    vocab = getattr(getattr(module, "config", None), "vocab_size", None)
+    return int(min(vocab, 1000)) if isinstance(vocab, int) and vocab > 0 else 10
+
+
+def _example_inputs(source: ModelSource, dynamic: bool) -> tuple:
+    """Tensors to trace with. A size-1 batch or dynamic axis becomes 2 so torch.export keeps it symbolic."""
     import torch
 
-    generator = torch.Generator().manual_seed(0)
-    # Tracing at batch 1 lets torch.export specialise the batch to a constant; 2 keeps it symbolic.
-    return tuple(torch.randn((2 if dynamic and s[0] == 1 else s[0], *s[1:]), generator=generator) for s in shapes)
+    from onnxdeploy.data.synthetic import random_array
+
+    rng = np.random.default_rng(0)
+    tensors = []
+    for spec in source.inputs:
+        grow = [axis for axis in ((0,) if dynamic else ()) + tuple(spec.dynamic) if spec.shape[axis] == 1]
+        if spec.example is not None:
+            array = spec.example
+            for axis in grow:
+                array = np.concatenate([array, array], axis=axis)
+        else:
+            shape = tuple(2 if axis in grow else d for axis, d in enumerate(spec.shape))
+            array = random_array(shape, spec.dtype, rng, int_high=_int_high(source.module), name=spec.name)
+        tensors.append(torch.from_numpy(np.ascontiguousarray(array)))
+    return tuple(tensors)
+
+
+def _call(source: ModelSource, tensors: tuple):
+    """Run the user's forward on ``tensors``: by name when the inputs were named, else in order."""
+    names = [i.name for i in source.inputs]
+    return source.module(**dict(zip(names, tensors))) if source.by_name else source.module(*tensors)
 
 
 def _export_dynamo(source: ModelSource, path: Path, names, dynamic: bool, opset: int | None) -> None:
     import torch
 
-    batch = torch.export.Dim("batch")
-    dynamic_shapes = tuple({0: batch} for _ in names[0]) if dynamic else None
-    program = torch.onnx.export(source.module, _example_inputs(source.input_shapes, dynamic), dynamo=True,
-                                input_names=names[0], output_names=names[1], dynamic_shapes=dynamic_shapes,
-                                opset_version=opset, verbose=False, optimize=True)
+    examples = _example_inputs(source, dynamic)
+    dims: dict = {}
+
+    def dim(axis: int, length: int):  # inputs that share an axis length share its symbol (ids and mask)
+        return dims.setdefault((axis, length), torch.export.Dim("batch" if axis == 0 else f"dim{axis}_{length}"))
+    dynamic_shapes = tuple({axis: dim(axis, int(t.shape[axis])) for axis in ((0,) if dynamic else ()) + spec.dynamic}
+                           for spec, t in zip(source.inputs, examples))
+    if not any(dynamic_shapes):
+        dynamic_shapes = None
+    program = torch.onnx.export(source.module, examples, dynamo=True, input_names=names[0], output_names=names[1],
+                                dynamic_shapes=dynamic_shapes, opset_version=opset, verbose=False, optimize=True)
     program.save(str(path), external_data=None)  # None: external data past 2 GiB, decided without serializing
 
 
 def _export_torchscript(source: ModelSource, path: Path, names, dynamic: bool, opset: int | None) -> None:
     import torch
 
-    axes = {n: {0: "batch"} for n in names[0] + names[1]} if dynamic else None
-    torch.onnx.export(source.module, _example_inputs(source.input_shapes, dynamic), str(path), dynamo=False,
-                      input_names=names[0], output_names=names[1], dynamic_axes=axes,
+    axes = {spec.name: {**({0: "batch"} if dynamic else {}), **{a: f"{spec.name}_{a}" for a in spec.dynamic}}
+            for spec in source.inputs}
+    axes.update({n: {0: "batch"} for n in names[1]} if dynamic else {})
+    torch.onnx.export(source.module, _example_inputs(source, dynamic), str(path), dynamo=False,
+                      input_names=names[0], output_names=names[1], dynamic_axes={k: v for k, v in axes.items() if v},
                       opset_version=opset or 17, do_constant_folding=True)
 
 
@@ -110,15 +148,17 @@ def _output_names(source: ModelSource) -> list[str]:
     shapes = " and ".join("x".join(map(str, s)) for s in source.input_shapes)
     try:
         with torch.no_grad():
-            out = source.module(*_example_inputs(source.input_shapes, False))
+            out = _call(source, _example_inputs(source, False))
     except SystemExit as exc:
         raise UserError(f"{source.reference}: forward() called sys.exit({exc.code!r})") from exc
     except Exception as exc:  # the model cannot take inputs of these shapes: the user's input to fix
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         raise UserError(f"{source.reference}: the model fails on inputs of shape {shapes} "
                         f"({type(exc).__name__}: {first}); check input_shape", param="input_shape") from exc
-    count = len(out) if isinstance(out, (tuple, list)) else 1
-    return ["logits"] if count == 1 else [f"output_{i}" for i in range(count)]
+    names = [name for name, _ in flatten_outputs(out)]
+    if not names:
+        raise UserError(f"{source.reference}: forward() returned {type(out).__name__}, which holds no tensor")
+    return ["logits"] if len(names) == 1 else names  # one tensor, bare or in a 1-tuple, is the logits
 
 
 def _run_exporter(source, path, names, dynamic, opset, exporter, announce) -> tuple[str, str]:
@@ -148,7 +188,9 @@ def _embed_metadata(path: Path, source: ModelSource, exporter: str, dynamic: boo
     meta = {"onnxdeploy.version": onnxdeploy.__version__, "onnxdeploy.source": source.reference,
             "onnxdeploy.exporter": exporter,
             "onnxdeploy.input_spec": json.dumps({"shapes": [list(s) for s in source.input_shapes],
-                                                 "dtype": "float32", "dynamic_batch": dynamic})}
+                                                 "dtype": np.dtype(source.inputs[0].dtype).name,
+                                                 "dynamic_batch": dynamic,
+                                                 "inputs": [i.to_json() for i in source.inputs]})}
     if source.checkpoint:
         meta["onnxdeploy.checkpoint"] = os.path.basename(source.checkpoint)
     kept = [p for p in model.metadata_props if p.key not in meta]
@@ -161,11 +203,14 @@ def _embed_metadata(path: Path, source: ModelSource, exporter: str, dynamic: boo
 
 
 def export(model: str, output: str | os.PathLike, *, checkpoint: str | None = None,
-           input_shapes: list[tuple[int, ...]] | None = None, dynamic_batch: bool = True, opset: int | None = None,
-           exporter: str = "auto", atol: float = 1e-4, rtol: float = 1e-4, module=None,
-           announce=logger.warning, progress=silent) -> ExportResult:
+           input_shapes: list[tuple[int, ...]] | None = None, inputs: list[ExportInput] | None = None,
+           dynamic_batch: bool = True, opset: int | None = None, exporter: str = "auto", atol: float = 1e-4,
+           rtol: float = 1e-4, module=None, announce=logger.warning, progress=silent) -> ExportResult:
     """Export ``model`` to ``output`` and verify it; CheckFailed (exit 1) when parity fails.
 
+    ``input_shapes`` are float32 inputs passed to forward in order; ``inputs`` (ExportInput: name,
+    dtype, example shape, dynamic axes, optional example arrays) are passed by name. Whatever
+    forward returns (a tensor, tuple, dict, namedtuple or ModelOutput) becomes named outputs.
     ``module`` may be an already-built torch module (the run pipeline passes its trained
     model); ``model`` then only names it in the metadata. ``announce`` receives the
     messages a user must see, such as an exporter fallback; ``progress`` the steps as they start.
@@ -177,13 +222,20 @@ def export(model: str, output: str | os.PathLike, *, checkpoint: str | None = No
     refuse_overwrite([output, output.with_name(output.stem + ".parity-failed.onnx")], [checkpoint, factory_file])
     ensure_writable_dir(output)
     started = time.perf_counter()
+    if inputs and input_shapes:
+        raise UserError("give inputs or input_shapes, not both", param=("inputs", "input_shapes"))
     if module is not None:
-        if not input_shapes:
+        if not input_shapes and not inputs:
             raise UserError(f"{model}: input_shapes are required with a prebuilt module")
-        source = ModelSource(module.eval(), list(input_shapes), model, checkpoint)
+        shapes = [tuple(i.shape) for i in inputs] if inputs else list(input_shapes)
+        source = ModelSource(module.eval(), shapes, model, checkpoint, list(inputs or []), bool(inputs))
     else:
-        source = load_source(model, checkpoint=checkpoint, input_shapes=input_shapes)
-    names = (default_input_names(len(source.input_shapes)), _output_names(source))
+        source = load_source(model, checkpoint=checkpoint, input_shapes=input_shapes, inputs=inputs)
+    if not source.inputs:
+        source.inputs = float_inputs(source.input_shapes, default_input_names(len(source.input_shapes)))
+    names = ([i.name for i in source.inputs], _output_names(source))
+    # exporters and the parity check see the outputs flattened: dicts, ModelOutputs and namedtuples too
+    source = dataclasses.replace(source, module=flat_module(source.module, names[0] if source.by_name else None))
     raw_dir = Path(tempfile.mkdtemp(prefix=f".{output.name}.export.", dir=output.resolve().parent))
     try:
         progress(f"exporting {source.reference} ({exporter} exporter)")
@@ -199,12 +251,14 @@ def export(model: str, output: str | os.PathLike, *, checkpoint: str | None = No
             except UserError as exc:
                 raise CheckFailed(f"{output}: exported model {str(exc).partition(': ')[2]}") from exc
             batches = [1, 7] if dynamic_batch else [source.input_shapes[0][0]]
-            progress(f"parity vs PyTorch at batch {', '.join(map(str, batches))}")
-            parity = check_parity(source.module, str(staged), source.input_shapes, batches=batches, atol=atol,
-                                  rtol=rtol)
+            cases = parity_cases(source.inputs, batches)
+            progress(f"parity vs PyTorch at batch {', '.join(map(str, batches))}"
+                     + (f" and {len(cases) - len(batches)} more length(s)" if len(cases) > len(batches) else ""))
+            parity = check_parity(source.module, str(staged), cases, atol=atol, rtol=rtol,
+                                  int_high=_int_high(source.module.inner))
             result = ExportResult(str(output), source.reference, used, opset_used, dynamic_batch,
                                   tuple(source.input_shapes), tuple(batches), parity, file_bytes(staged),
-                                  time.perf_counter() - started, fallback)
+                                  time.perf_counter() - started, fallback, tuple(source.inputs))
             if not parity:
                 keep_failed(staged, failed)
                 raise CheckFailed(f"{output}: parity check failed (max abs {parity.max_abs:.3e}, max rel "

@@ -1,5 +1,5 @@
-"""Turn a model reference (zoo name, ``file.py:factory``, ``pkg.module:factory``) and an optional
-checkpoint into a torch module in eval mode, with one-line errors for every way it can go wrong."""
+"""Turn a model reference (zoo name, ``file.py:factory``, ``pkg.module:factory``, ``hf:PATH_OR_ID``) and
+an optional checkpoint into a torch module in eval mode, with one-line errors for every way it can go wrong."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import importlib
 import importlib.util
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from onnxdeploy.errors import UserError
@@ -27,12 +27,15 @@ def parse_input_shape(text: str) -> tuple[int, ...]:
 
 @dataclass
 class ModelSource:
-    """A loaded torch module and what we know of its inputs."""
+    """A loaded torch module and what we know of its inputs (``inputs`` are named and typed when the
+    user said so: then forward takes them by name)."""
 
     module: object
     input_shapes: list[tuple[int, ...]]
     reference: str
     checkpoint: str | None = None
+    inputs: list = field(default_factory=list)  # ExportInput
+    by_name: bool = False
 
 
 def _load_factory(reference: str):
@@ -113,14 +116,20 @@ def load_state_checked(module, checkpoint):
 
 
 def load_source(reference: str, *, checkpoint: str | None = None,
-                input_shapes: list[tuple[int, ...]] | None = None) -> ModelSource:
+                input_shapes: list[tuple[int, ...]] | None = None, inputs: list | None = None) -> ModelSource:
     """Build the model named by ``reference``, load ``checkpoint`` into it, and settle its input shapes."""
     import torch
 
+    default_inputs = None
     if reference in ZOO:
         entry = get_zoo_entry(reference)
         module = entry.build()
         default_shapes = entry.input_spec()
+    elif reference.startswith("hf:"):
+        from onnxdeploy.exporter.hf import load_hf
+
+        module, default_inputs = load_hf(reference)
+        default_shapes = None
     elif ":" in reference:
         module = _load_factory(reference)
         default_shapes = None
@@ -131,8 +140,11 @@ def load_source(reference: str, *, checkpoint: str | None = None,
         raise UserError(f"{reference}: the factory returned {type(module).__name__}, not a torch.nn.Module")
     if checkpoint:
         load_state_checked(module, checkpoint)
-    shapes = input_shapes or default_shapes
+    if not inputs and not input_shapes and default_inputs:
+        inputs = default_inputs  # what the model itself says it takes, by name
+    shapes = [tuple(i.shape) for i in inputs] if inputs else (input_shapes or default_shapes)
     if not shapes:
         raise UserError(f"{reference}: input_shapes is required for a model outside the zoo", param="input_shapes")
     module.eval()
-    return ModelSource(module, list(shapes), reference, str(checkpoint) if checkpoint else None)
+    return ModelSource(module, list(shapes), reference, str(checkpoint) if checkpoint else None,
+                       list(inputs or []), bool(inputs))

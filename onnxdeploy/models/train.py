@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from onnxdeploy.exporter.outputs import classifier_scores
+
 logger = logging.getLogger(__name__)
 
 
@@ -24,7 +26,7 @@ def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, *, batch_size: int 
     correct = 0
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
-            logits = model(torch.from_numpy(x[start:start + batch_size]))
+            logits = classifier_scores(model(torch.from_numpy(x[start:start + batch_size])))
             correct += int((logits.argmax(1).numpy() == y[start:start + batch_size]).sum())
     return 100.0 * correct / max(len(x), 1)
 
@@ -51,7 +53,7 @@ def train(model: nn.Module, x: np.ndarray, y: np.ndarray, *, epochs: int = 10, l
         for start in range(0, len(x), batch_size):
             idx = order[start:start + batch_size]
             xb, yb = torch.from_numpy(x[idx]), torch.from_numpy(y[idx])
-            logits = model(xb)
+            logits = classifier_scores(model(xb))
             loss = loss_fn(logits, xb, yb) if loss_fn else criterion(logits, yb)
             optimizer.zero_grad()
             loss.backward()

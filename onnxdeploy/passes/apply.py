@@ -104,6 +104,34 @@ def to_proto(model: ir.Model, *, legacy_inputs: bool) -> onnx.ModelProto:
     return ir.to_proto(model)
 
 
+DEFAULT_DIM = 8  # a symbolic non-batch dim (a sequence length) nobody gave a size for, in verification
+
+
+def symbolic_sizes(model: onnx.ModelProto, shapes: dict | None) -> tuple[dict, list[str]]:
+    """Sizes for symbolic non-batch dims in verification: the shapes the export recorded (its
+    ``onnxdeploy.input_spec``), else DEFAULT_DIM; with a note saying which was used."""
+    import json
+
+    from onnxdeploy.data.specs import is_static, specs_from_onnx
+
+    meta = {p.key: p.value for p in model.metadata_props}
+    try:
+        recorded = {i["name"]: tuple(i["shape"]) for i in json.loads(meta["onnxdeploy.input_spec"])["inputs"]}
+    except (KeyError, TypeError, ValueError):
+        recorded = {}
+    notes = []
+    for spec in specs_from_onnx(model):
+        symbolic = [(axis, d) for axis, d in enumerate(spec.shape) if axis and not is_static(d)]
+        if not symbolic or (shapes and spec.name in shapes):
+            continue
+        sizes = recorded.get(spec.name)
+        for axis, dim in symbolic:
+            size = sizes[axis] if sizes and axis < len(sizes) else DEFAULT_DIM
+            source = "the export's recorded shape" if sizes else "a default (give shapes to choose)"
+            notes.append(f"input '{spec.name}' dim {axis} ('{dim or '?'}') verified at {size}, {source}")
+    return recorded, notes
+
+
 def run_passes(input_path: str | os.PathLike, output_path: str | os.PathLike, passes: list[GraphPass], *,
                rtol: float = 1e-5, shapes: dict | None = None) -> PassesResult:
     """Apply ``passes`` in order; CheckFailed (nothing written) if the outputs moved beyond ``rtol``."""
@@ -112,6 +140,7 @@ def run_passes(input_path: str | os.PathLike, output_path: str | os.PathLike, pa
     refuse_overwrite([output_path], [input_path])
     original = load_model(input_path)
     legacy = original.ir_version < 4
+    examples, notes = symbolic_sizes(original, shapes)
     model = to_ir(original, input_path)
     stats, layers, kept = {}, [], []
     for graph_pass in passes:
@@ -130,12 +159,13 @@ def run_passes(input_path: str | os.PathLike, output_path: str | os.PathLike, pa
     # staged beside the output: checked and compared by path (any size), moved into place only if both pass
     with staged_model(result_proto, output_path) as staged:
         check_model_file(staged, output_path, full_check=True)
-        comparison = verify_equivalent(input_path, str(staged), rtol=rtol, shapes=shapes, model_path=input_path)
+        comparison = verify_equivalent(input_path, str(staged), rtol=rtol, shapes=shapes, model_path=input_path,
+                                       examples=examples, default_dim=DEFAULT_DIM)
         result = PassesResult(
             input=input_path, output=output_path, passes=stats, layers=tuple(layers),
             params_before=params_before, params_after=params_after, macs_before=macs_before, macs_after=macs_after,
             bytes_before=file_bytes(input_path), bytes_after=file_bytes(staged),
-            comparison=comparison, seconds=time.perf_counter() - started, kept=tuple(kept))
+            comparison=comparison, seconds=time.perf_counter() - started, kept=tuple(kept), notes=tuple(notes))
         if not comparison:
             raise CheckFailed(f"{input_path}: outputs changed beyond rtol {rtol:g} (max abs "
                               f"{comparison.max_abs:.3e}, max rel {comparison.max_rel:.3e}); nothing written to "

@@ -8,11 +8,14 @@ import onnx
 from onnxdeploy.output_diff import CompareResult, compare_outputs
 
 
-def verify_equivalent(original: onnx.ModelProto, candidate: onnx.ModelProto, *, rtol: float = 1e-5,
-                      atol: float = 0.0, batches: tuple[int, ...] = (1, 3), seed: int = 0,
-                      shapes: dict | None = None, model_path: str = "") -> CompareResult:
-    """Compare every output; ``atol`` defaults to ``rtol`` times the largest reference magnitude,
-    so "within 1e-5 relative" is judged against the output's scale, not element by element."""
+def verify_equivalent(original, candidate, *, rtol: float = 1e-5, atol: float = 0.0,
+                      batches: tuple[int, ...] = (1, 3), seed: int = 0, shapes: dict | None = None,
+                      model_path: str = "", examples: dict | None = None,
+                      default_dim: int | None = None) -> CompareResult:
+    """Compare every output of two models (paths or ModelProtos) on seeded inputs; ``atol`` defaults to
+    ``rtol`` times the largest reference magnitude, so "within 1e-5 relative" is judged against the
+    output's scale, not element by element. Symbolic non-batch dims take ``shapes``, else the export's
+    ``examples``, else ``default_dim``."""
     from onnxdeploy.data.specs import is_static, specs_from_session
     from onnxdeploy.runtime import create_session, generated_feeds
 
@@ -23,7 +26,8 @@ def verify_equivalent(original: onnx.ModelProto, candidate: onnx.ModelProto, *, 
     names = [o.name for o in ref_session.get_outputs()]
     references, candidates = [], []
     for i, batch in enumerate(batches):
-        feeds = generated_feeds(specs, batch, shapes=shapes, seed=seed + i, model_path=model_path)
+        feeds = generated_feeds(specs, batch, shapes=shapes, seed=seed + i, model_path=model_path, examples=examples,
+                                default_dim=default_dim)
         references.append(dict(zip(names, ref_session.run(None, feeds))))
         candidates.append(dict(zip(names, new_session.run(names, feeds))))
         if all(is_static(s.shape[0]) for s in specs if s.shape):

@@ -25,14 +25,20 @@ def _specs(inputs) -> list[InputSpec]:
     return inputs
 
 
-def feed_shape(spec: InputSpec, batch: int, *, model_path: str = "") -> tuple[int, ...]:
-    """Dimension 0 is the batch when symbolic; a symbolic dim elsewhere needs an explicit shape."""
+def feed_shape(spec: InputSpec, batch: int, *, model_path: str = "", example: tuple[int, ...] | None = None,
+               default_dim: int | None = None) -> tuple[int, ...]:
+    """Dimension 0 is the batch when symbolic; a symbolic dim elsewhere takes its size from ``example``
+    (the shape the model was exported at), else ``default_dim``, else it needs an explicit shape."""
     shape = []
     for axis, dim in enumerate(spec.shape):
         if is_static(dim):
             shape.append(dim)  # a static batch stays as the model fixes it
         elif axis == 0:
             shape.append(batch)
+        elif example is not None and axis < len(example):
+            shape.append(int(example[axis]))
+        elif default_dim is not None:
+            shape.append(default_dim)
         else:
             hint = "x".join(str(batch) if a == 0 else str(d) if is_static(d) else "N" for a, d in enumerate(spec.shape))
             raise UserError(f"{model_path}: input '{spec.name}' has symbolic dimension {axis} ('{dim}'); "
@@ -41,8 +47,10 @@ def feed_shape(spec: InputSpec, batch: int, *, model_path: str = "") -> tuple[in
 
 
 def generated_feeds(inputs, batch: int, *, shapes: Mapping[str, tuple[int, ...]] | None = None, seed: int = 0,
-                    model_path: str = "") -> dict[str, np.ndarray]:
-    """Seeded inputs from a signature (a session, its NodeArgs or InputSpecs); ``shapes`` overrides."""
+                    model_path: str = "", int_high: int = 10, examples: Mapping[str, tuple[int, ...]] | None = None,
+                    default_dim: int | None = None) -> dict[str, np.ndarray]:
+    """Seeded inputs from a signature (a session, its NodeArgs or InputSpecs); ``shapes`` overrides.
+    Integer inputs are drawn in [0, int_high) (valid token ids), masks are ones with a padded tail."""
     rng = np.random.default_rng(seed)
     specs = _specs(inputs)
     if shapes:
@@ -59,8 +67,9 @@ def generated_feeds(inputs, batch: int, *, shapes: Mapping[str, tuple[int, ...]]
                 raise UserError(f"{model_path}: shapes {spec.name}={'x'.join(map(str, shape))} does not fit the "
                                 f"input's shape {expected}", param="shapes")
         else:
-            shape = feed_shape(spec, batch, model_path=model_path)
-        feeds[spec.name] = random_array(shape, spec.dtype, rng, origin=model_path, name=spec.name)
+            shape = feed_shape(spec, batch, model_path=model_path, example=(examples or {}).get(spec.name),
+                               default_dim=default_dim)
+        feeds[spec.name] = random_array(shape, spec.dtype, rng, origin=model_path, name=spec.name, int_high=int_high)
     return feeds
 
 

@@ -7,9 +7,9 @@ import numpy as np
 from onnxdeploy.data.dataset import Split
 
 
-def run_batched(model_path, inputs, *, batch_size: int = 256, threads: int | None = None) -> list[np.ndarray]:
-    """Every output over all samples, run ``batch_size`` at a time; ``inputs`` is a Split, a dict
-    by input name, or an array for the only input."""
+def run_batched(model_path, inputs, *, batch_size: int = 256, threads: int | None = None) -> dict[str, np.ndarray]:
+    """Every output (by name, in the model's order) over all samples, run ``batch_size`` at a time;
+    ``inputs`` is a Split, a dict by input name, or an array for the only input."""
     from onnxdeploy.runtime.sessions import create_session
 
     session = create_session(model_path, threads=threads)
@@ -20,12 +20,13 @@ def run_batched(model_path, inputs, *, batch_size: int = 256, threads: int | Non
     count = len(next(iter(inputs.values())))
     chunks = [session.run(None, {k: v[i:i + batch_size] for k, v in inputs.items()})
               for i in range(0, count, batch_size)]
-    return [np.concatenate([c[j] for c in chunks]) for j in range(len(session.get_outputs()))]
+    return {o.name: np.concatenate([c[j] for c in chunks]) for j, o in enumerate(session.get_outputs())}
 
 
 def first_output(model_path, inputs, *, batch_size: int = 256) -> np.ndarray:
-    """The model's first output over all samples (a classifier's scores)."""
-    return run_batched(model_path, inputs, batch_size=batch_size)[0]
+    """A classifier's scores over all samples: the output named ``logits``, else the first one."""
+    outputs = run_batched(model_path, inputs, batch_size=batch_size)
+    return outputs["logits"] if "logits" in outputs else next(iter(outputs.values()))
 
 
 def onnx_accuracy(model_path, x, y=None, *, batch_size: int = 256) -> float:

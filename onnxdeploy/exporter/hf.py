@@ -1,0 +1,67 @@
+"""``hf:PATH_OR_ID`` model references: a Hugging Face ``transformers`` model built from its config's
+architecture and ``from_pretrained`` weights (a local ``save_pretrained`` folder, or a hub id where
+the machine has network), with its input spec derived from the model itself.
+
+``transformers`` is an optional extra (``pip install 'onnxdeploy[hf]'``), imported only here.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+from onnxdeploy.errors import UserError
+from onnxdeploy.exporter.inputs import ExportInput
+
+PREFIX = "hf:"
+SEQUENCE = 16  # example length of a text model's inputs; the sequence axis stays dynamic
+IMAGE = 224
+
+
+def is_hf(reference: str) -> bool:
+    return reference.startswith(PREFIX)
+
+
+def load_hf(reference: str):
+    """(module in eval mode, its ExportInputs) for ``hf:PATH_OR_ID``."""
+    try:
+        import transformers
+    except ImportError as exc:
+        raise UserError(f"{reference}: Hugging Face models need the optional package 'transformers': "
+                        "pip install 'onnxdeploy[hf]'") from exc
+    where = reference[len(PREFIX):]
+    if not where:
+        raise UserError(f"{reference}: expected hf:PATH_OR_ID, e.g. hf:./my-bert or hf:google-bert/bert-base-uncased")
+    try:
+        config = transformers.AutoConfig.from_pretrained(where)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{reference}: no Hugging Face config there ({str(exc).splitlines()[0][:160]})") from exc
+    architecture = (getattr(config, "architectures", None) or [None])[0]
+    cls = getattr(transformers, architecture, None) if architecture else None
+    if cls is None:
+        cls = transformers.AutoModel
+    try:
+        module = cls.from_pretrained(where)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{reference}: cannot load the weights ({str(exc).splitlines()[0][:160]})") from exc
+    module.eval()
+    return module, hf_inputs(module, config)
+
+
+def hf_inputs(module, config) -> list[ExportInput]:
+    """Inputs from the model: images (pixel_values) sized by the config, or token ids, attention mask
+    and (where forward takes it and the config has token types) token type ids, int64, sequence dynamic."""
+    main = getattr(module, "main_input_name", "input_ids")
+    if main == "pixel_values":
+        size = getattr(config, "image_size", IMAGE)
+        height, width = (size, size) if isinstance(size, int) else tuple(size)
+        channels = getattr(config, "num_channels", 3)
+        return [ExportInput("pixel_values", np.dtype(np.float32), (1, channels, height, width))]
+    if main != "input_ids":
+        raise UserError(f"{type(module).__name__}: main input '{main}' is not supported yet (images and text are)")
+    accepted = inspect.signature(module.forward).parameters
+    names = ["input_ids", "attention_mask"]
+    if "token_type_ids" in accepted and getattr(config, "type_vocab_size", 0):
+        names.append("token_type_ids")
+    return [ExportInput(n, np.dtype(np.int64), (1, SEQUENCE), (1,)) for n in names if n in accepted]

@@ -1,0 +1,71 @@
+"""Hugging Face models (tiny random-init configs saved with save_pretrained: nothing is downloaded)
+through export: raw ModelOutputs, hf: references, derived typed inputs, dynamic batch and sequence."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+transformers = pytest.importorskip("transformers")  # the optional [hf] extra
+
+pytestmark = pytest.mark.extra
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bert")
+    config = transformers.BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=37, max_position_embeddings=64, num_labels=3)
+    transformers.set_seed(0)
+    transformers.BertForSequenceClassification(config).eval().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_vit(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("vit")
+    config = transformers.ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                                    num_attention_heads=2, intermediate_size=37, num_labels=5)
+    transformers.set_seed(0)
+    transformers.ViTForImageClassification(config).eval().save_pretrained(folder)
+    return folder
+
+
+def test_hf_text_model_exports_with_dynamic_batch_and_sequence(cli, tiny_bert, tmp_path):
+    import onnxruntime as ort
+
+    code, out, err = cli("export", f"hf:{tiny_bert}", "-o", "bert.onnx", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    names = [i["name"] for i in report["inputs"]]
+    assert names == ["input_ids", "attention_mask", "token_type_ids"]
+    assert report["parity"]["passed"] and [o["name"] for o in report["parity"]["outputs"]] == ["logits"]
+    session = ort.InferenceSession(str(tmp_path / "bert.onnx"))
+    assert [i.type for i in session.get_inputs()] == ["tensor(int64)"] * 3
+    for batch, length in ((1, 7), (4, 23)):  # two batches, two lengths
+        ids = np.ones((batch, length), np.int64)
+        (logits,) = session.run(None, {"input_ids": ids, "attention_mask": ids, "token_type_ids": 0 * ids})
+        assert logits.shape == (batch, 3)
+
+
+def test_raw_model_output_of_an_image_model(tiny_vit, tmp_path):
+    from onnxdeploy.exporter import export
+
+    model = transformers.ViTModel.from_pretrained(tiny_vit).eval()  # returns a ModelOutput, no .logits
+    result = export("vit", tmp_path / "vit.onnx", module=model, input_shapes=[(1, 3, 32, 32)])
+    outputs = [o.name for o in onnx.load(str(tmp_path / "vit.onnx")).graph.output]
+    assert outputs == ["last_hidden_state", "pooler_output"] and result.parity
+
+
+def test_hf_image_reference_derives_pixel_values(cli, tiny_vit):
+    code, out, err = cli("export", f"hf:{tiny_vit}", "-o", "vit.onnx", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["inputs"] == [{"name": "pixel_values", "dtype": "float32", "shape": [1, 3, 32, 32],
+                                 "dynamic_axes": []}]
+
+
+def test_hf_reference_errors_are_exit_2(cli, tmp_path):
+    code, _, err = cli("export", f"hf:{tmp_path / 'nothing-here'}", "-o", "x.onnx")
+    assert code == 2 and "no Hugging Face config there" in err and len(err.strip().splitlines()) == 1, err

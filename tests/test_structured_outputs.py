@@ -1,0 +1,112 @@
+"""Models whose forward returns a dict, a namedtuple or nested containers export with named outputs,
+per-output parity, and train/evaluate on their scores ("logits", else the first tensor)."""
+
+from collections import namedtuple
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch import nn
+
+from onnxdeploy.exporter import export
+from onnxdeploy.exporter.outputs import classifier_scores, flatten_outputs
+
+Pair = namedtuple("Pair", ["scores", "features"])
+
+
+class DictOut(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(6, 8)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        h = torch.relu(self.body(x))
+        return {"logits": self.head(h), "hidden": h, "aux": None}
+
+
+class NamedOut(DictOut):
+    def forward(self, x):
+        h = torch.relu(self.body(x))
+        return Pair(self.head(h), h)
+
+
+class NestedOut(DictOut):
+    def forward(self, x):
+        h = torch.relu(self.body(x))
+        return self.head(h), {"hidden": h, "both": (h, h * 2)}
+
+
+def test_flattening_rule():
+    t = torch.zeros(1)
+    assert [n for n, _ in flatten_outputs(t)] == ["logits"]
+    assert [n for n, _ in flatten_outputs({"a": t, "b": None, "c": (t, t)})] == ["a", "c.output_0", "c.output_1"]
+    assert [n for n, _ in flatten_outputs(Pair(t, t))] == ["scores", "features"]
+    assert classifier_scores({"hidden": t + 1, "logits": t}) is not None
+    assert float(classifier_scores({"hidden": t + 1, "logits": t})[0]) == 0.0
+    assert float(classifier_scores(Pair(t + 2, t))[0]) == 2.0
+
+
+@pytest.mark.parametrize("cls, names", [(DictOut, ["logits", "hidden"]), (NamedOut, ["scores", "features"]),
+                                        (NestedOut, ["output_0", "output_1.hidden", "output_1.both.output_0",
+                                                     "output_1.both.output_1"])])
+def test_structured_outputs_export_with_named_outputs_and_parity(tmp_path, cls, names):
+    torch.manual_seed(0)
+    result = export("structured", tmp_path / "m.onnx", module=cls(), input_shapes=[(1, 6)])
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    assert [o.name for o in model.graph.output] == names
+    assert [o.name for o in result.parity.outputs] == names and result.parity
+
+
+def test_training_and_evaluation_use_the_logits(tmp_path):
+    from onnxdeploy.models.train import evaluate, train
+    from onnxdeploy.runtime import onnx_accuracy
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 6)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    model = train(DictOut(), x, y, epochs=30, lr=1e-2)
+    torch_acc = evaluate(model, x, y)
+    export("structured", tmp_path / "m.onnx", module=model, input_shapes=[(1, 6)])
+    assert torch_acc > 80 and onnx_accuracy(tmp_path / "m.onnx", x, y) == pytest.approx(torch_acc)
+
+
+def test_named_int64_inputs_with_a_dynamic_sequence(cli, tmp_path, monkeypatch):
+    import json
+
+    import onnxruntime as ort
+
+    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parent))
+    code, out, err = cli("export", "tiny_models:tiny_text_model", "-o", "t.onnx", "--input", "input_ids:int64:1x12",
+                         "--input", "attention_mask:int64:1x12", "--dynamic", "input_ids:1",
+                         "--dynamic", "attention_mask:1", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert [i["name"] for i in report["inputs"]] == ["input_ids", "attention_mask"]
+    assert len(report["parity"]["outputs"]) == 2 and report["parity"]["passed"]
+    session = ort.InferenceSession(str(tmp_path / "t.onnx"))
+    assert [i.type for i in session.get_inputs()] == ["tensor(int64)", "tensor(int64)"]
+    assert [o.name for o in session.get_outputs()] == ["last_hidden_state", "logits"]
+    for batch, length in ((1, 5), (3, 31)):  # batch and sequence both vary
+        ids = np.ones((batch, length), np.int64)
+        hidden, logits = session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})
+        assert hidden.shape == (batch, length, 16) and logits.shape == (batch, 3)
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "t.onnx")).metadata_props}
+    spec = json.loads(meta["onnxdeploy.input_spec"])
+    assert spec["inputs"][0] == {"name": "input_ids", "dtype": "int64", "shape": [1, 12], "dynamic_axes": [1]}
+
+
+def test_example_inputs_npz_and_option_errors(cli, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parent))
+    np.savez(tmp_path / "ex.npz", input_ids=np.arange(10, dtype=np.int64).reshape(2, 5) % 50,
+             attention_mask=np.ones((2, 5), np.int64))
+    code, _, err = cli("export", "tiny_models:tiny_text_model", "-o", "t.onnx", "--example-inputs", "ex.npz",
+                       "--dynamic", "input_ids:1", "--dynamic", "attention_mask:1")
+    assert code == 0, err
+    for args, fragment in ((["--input", "ids:int9:1x4"], "dtype 'int9'"), (["--input", "ids-1x4"], "NAME:DTYPE:SHAPE"),
+                           (["--input", "input_ids:int64:1x4", "--dynamic", "nope:1"], "--dynamic 'nope:1'"),
+                           (["--input", "input_ids:int64:1x4", "--dynamic", "input_ids:2"], "between 1 and 1"),
+                           (["--input", "a:int64:1x4", "--input-shape", "1x4"], "give one of")):
+        code, _, err = cli("export", "tiny_models:tiny_text_model", "-o", "x.onnx", *args)
+        assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1, (args, err)
