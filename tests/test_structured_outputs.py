@@ -110,3 +110,28 @@ def test_example_inputs_npz_and_option_errors(cli, tmp_path, monkeypatch):
                            (["--input", "a:int64:1x4", "--input-shape", "1x4"], "give one of")):
         code, _, err = cli("export", "tiny_models:tiny_text_model", "-o", "x.onnx", *args)
         assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1, (args, err)
+
+
+def test_quantize_with_named_int64_inputs_and_a_symbolic_sequence(cli, tmp_path, monkeypatch):
+    """Calibration .npz keyed by input name, int inputs passed through, timing at the data's length."""
+    import json
+
+    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parent))
+    code, _, err = cli("export", "tiny_models:tiny_text_model", "-o", "t.onnx", "--input", "input_ids:int64:1x12",
+                       "--input", "attention_mask:int64:1x12", "--dynamic", "input_ids:1",
+                       "--dynamic", "attention_mask:1")
+    assert code == 0, err
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 50, (96, 12)).astype(np.int64)
+    np.savez(tmp_path / "calib.npz", input_ids=ids, attention_mask=np.ones_like(ids))
+    code, out, err = cli("quantize", "t.onnx", "-o", "q.onnx", "--calib", "calib.npz", "--calib-size", "64",
+                         "--max-drop", "100", "--force-int8", "--iterations", "5", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["passed"] and report["calib_samples"] == 64 and report["eval_samples"] == 32
+    quantized = onnx.load(str(tmp_path / "q.onnx"))
+    assert [i.type.tensor_type.elem_type for i in quantized.graph.input] == [onnx.TensorProto.INT64] * 2
+    assert any(n.op_type == "QuantizeLinear" for n in quantized.graph.node)
+    code, out, err = cli("quantize", "t.onnx", "-o", "r.onnx", "--calib", "random", "--calib-size", "64",
+                         "--max-drop", "100", "--force-int8", "--iterations", "5")
+    assert code == 0, err  # random calibration draws valid ids and masks

@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 DataLike = Union[str, os.PathLike, Dataset, Split, Mapping[str, np.ndarray], np.ndarray]
 TRAINING_KEYS = ("x_train", "y_train", "x_val", "y_val")
 RANDOM_CHUNK = 64
+RANDOM_DIM = 16  # size drawn for a symbolic non-batch dim (a sequence length) of random data
 
 
 def is_random(data: DataLike) -> bool:
@@ -137,12 +138,13 @@ def eval_split(data: DataLike, specs: Sequence[InputSpec], *, seed: int = 0) -> 
 def _random_chunks(specs: Sequence[InputSpec], seed: int) -> ChunkSource:
     for spec in specs:
         if not all(is_static(d) for d in spec.sample_shape):
-            logger.warning("random data: input '%s' has symbolic dims; drawing 1 for each", spec.name)
+            logger.warning("random data: input '%s' has symbolic dims; drawing %d for each", spec.name, RANDOM_DIM)
 
     def chunks():
         rng = np.random.default_rng(seed)
         while True:
-            yield "random", {s.name: random_array((RANDOM_CHUNK, *[d if is_static(d) else 1 for d in s.sample_shape]),
+            yield "random", {s.name: random_array((RANDOM_CHUNK, *[d if is_static(d) else RANDOM_DIM
+                                                                   for d in s.sample_shape]),
                                                   s.dtype, rng, origin="random", name=s.name) for s in specs}
     return chunks
 

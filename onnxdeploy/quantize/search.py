@@ -74,8 +74,11 @@ def time_passing(state: SearchState, acceptance: Acceptance, timing: TimingPlan,
     passing = [a for a in state.attempts if a.passed]
     progress(f"timing fp32 and {len(passing)} passing configuration(s) at batch {acceptance.target_batch}, "
              "side by side")
+    # symbolic dims (a sequence length) are timed at the size the scoring data has, never left to guess
+    shapes = {name: (acceptance.target_batch, *array.shape[1:]) for name, array in state.split.inputs.items()}
     timed = runtime_bench.benchmark([state.fp32_path] + [state.paths[a.config.name] for a in passing],
-                                    batch=acceptance.target_batch, timing=timing, progress=progress)
+                                    batch=acceptance.target_batch, timing=timing, shapes=shapes,
+                                    progress=progress)
     fp32_p50 = timed[0].stats.p50_ms
     by_path = {r.model: r for r in timed[1:]}
 
