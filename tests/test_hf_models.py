@@ -69,3 +69,37 @@ def test_hf_image_reference_derives_pixel_values(cli, tiny_vit):
 def test_hf_reference_errors_are_exit_2(cli, tmp_path):
     code, _, err = cli("export", f"hf:{tmp_path / 'nothing-here'}", "-o", "x.onnx")
     assert code == 2 and "no Hugging Face config there" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_compress_a_model_torch_fx_cannot_trace_zeroes_exactly_what_prune_channels_removes(cli, tmp_path):
+    """A Hugging Face ResNet (torch.fx cannot trace it): groups from Torch-Pruning's dependency graph,
+    and every channel compress zeroes is removed from the export, exactly."""
+    import torch
+
+    from onnxdeploy.compress import find_groups
+
+    config = transformers.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic",
+                                       num_labels=3, num_channels=3)
+    transformers.set_seed(0)
+    model = transformers.ResNetForImageClassification(config).eval()
+    model.save_pretrained(tmp_path / "resnet")
+    with pytest.raises(Exception):
+        torch.fx.symbolic_trace(model)
+    groups = find_groups(model, torch.zeros(1, 3, 32, 32))
+    assert groups and all(g.producers and g.consumers for g in groups)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((48, 3, 32, 32)).astype(np.float32)
+    y = rng.integers(0, 3, 48)
+    np.savez(tmp_path / "d.npz", x_train=x[:32], y_train=y[:32], x_val=x[32:], y_val=y[32:])
+    torch.save(model.state_dict(), tmp_path / "dense.pt")
+    code, out, err = cli("compress", f"hf:{tmp_path / 'resnet'}", "--checkpoint", "dense.pt", "--data", "d.npz",
+                         "--prune-channels", "0.5", "--uniform", "--epochs", "0", "-o", "small.pt", "--json")
+    assert code == 0, err
+    zeroed = json.loads(out)["steps"][-1]["channels_zeroed"]
+    code, _, err = cli("export", f"hf:{tmp_path / 'resnet'}", "--checkpoint", "small.pt", "-o", "small.onnx")
+    assert code == 0, err
+    code, out, err = cli("prune-channels", "small.onnx", "-o", "pruned.onnx", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert zeroed > 0 and report["passes"]["prune-channels"]["channels_removed"] == zeroed
+    assert report["comparison"]["passed"]

@@ -102,7 +102,7 @@ def compress_module(module: torch.nn.Module, data, *, sparsity: float | None = N
         return evaluate(m, data.x_val, data.y_val)
     dense_accuracy = accuracy(module)
     teacher = (teacher or copy.deepcopy(module)) if distill else None
-    groups = find_groups(module) if channel_ratio else []
+    groups = find_groups(module, torch.as_tensor(data.x_train[:2])) if channel_ratio else []
     if channel_ratio and not groups:
         raise UserError("the model has no prunable channel groups (all reach ops that cannot shrink)")
     targets = [channel_ratio] * len(groups)
@@ -176,14 +176,15 @@ def compress(model: str, output: str | Path, *, checkpoint: str | None = None, d
     from onnxdeploy.exporter.source import load_source, load_state_checked
     from onnxdeploy.models import ZOO
     from onnxdeploy.models.train import train
-    from onnxdeploy.data import load_dataset, specs_for_shapes
+    from onnxdeploy.data import load_dataset
+    from onnxdeploy.exporter.inputs import input_specs
 
     check_options(**options)
     refuse_overwrite([output], [checkpoint, teacher_checkpoint,
                                 data if isinstance(data, (str, Path)) and str(data) != "digits" else None])
     ensure_writable_dir(output)
     source = load_source(model, checkpoint=checkpoint, input_shapes=input_shapes)
-    dataset = load_dataset(data, specs_for_shapes(source.input_shapes), seed=options.get("seed", 0))
+    dataset = load_dataset(data, input_specs(source), seed=options.get("seed", 0))
     module = source.module
     if checkpoint is None:
         entry = ZOO.get(model)

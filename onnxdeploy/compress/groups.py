@@ -52,12 +52,22 @@ class _UnionFind:
         self.parent[self.find(b)] = self.find(a)
 
 
-def find_groups(model: nn.Module) -> list[ChannelGroup]:
-    """Trace ``model`` and return its prunable channel groups (pinned ones left out)."""
+def find_groups(model: nn.Module, example_inputs=None) -> list[ChannelGroup]:
+    """The prunable channel groups of ``model`` (pinned ones left out).
+
+    torch.fx traces the models it can (our zoo, plain nn.Modules); models it cannot trace (control
+    flow, keyword inputs, ModelOutputs: most Hugging Face models) go to Torch-Pruning's dependency
+    graph, which runs them on ``example_inputs``.
+    """
     try:
         traced = torch.fx.symbolic_trace(model)
     except Exception as exc:
-        raise UserError(f"cannot trace the model with torch.fx to find coupled channels: {exc}") from exc
+        if example_inputs is None:
+            raise UserError(f"cannot trace the model with torch.fx to find coupled channels: {exc}") from exc
+        from onnxdeploy.compress.dependency import dependency_groups
+        from onnxdeploy.exporter.outputs import classifier_scores
+
+        return dependency_groups(model, example_inputs, output_transform=classifier_scores)
     modules = dict(traced.named_modules())
     space_of, size_of, pinned = {}, {}, set()
     uf = _UnionFind()

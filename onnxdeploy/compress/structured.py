@@ -72,13 +72,13 @@ def choose_channels(scores: np.ndarray, ratio: float) -> list[int]:
     return sorted(np.argsort(scores, kind="stable")[:count].tolist()) if count > 0 else []
 
 
-def prune_uniform(model: nn.Module, ratio: float, *, criterion: str = "l1",
-                  ratios: dict[int, float] | None = None) -> list[GroupPruning]:
+def prune_uniform(model: nn.Module, ratio: float, *, criterion: str = "l1", ratios: dict[int, float] | None = None,
+                  example_inputs=None) -> list[GroupPruning]:
     """Zero ``ratio`` of the channels of every prunable group (or ``ratios[i]`` for group i)."""
     if not 0 <= ratio < 1:
         raise UserError(f"channel_ratio {ratio}: the ratio must be in [0, 1)", param="channel_ratio")
     done = []
-    for i, group in enumerate(find_groups(model)):
+    for i, group in enumerate(find_groups(model, example_inputs)):
         chosen = choose_channels(channel_scores(model, group, criterion), (ratios or {}).get(i, ratio))
         zero_channels(model, group, chosen)
         done.append(GroupPruning(tuple(group.producers), group.size, tuple(chosen)))

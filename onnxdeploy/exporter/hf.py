@@ -54,10 +54,12 @@ def hf_inputs(module, config) -> list[ExportInput]:
     and (where forward takes it and the config has token types) token type ids, int64, sequence dynamic."""
     main = getattr(module, "main_input_name", "input_ids")
     if main == "pixel_values":
-        size = getattr(config, "image_size", IMAGE)
-        height, width = (size, size) if isinstance(size, int) else tuple(size)
+        size = getattr(config, "image_size", None)
+        height, width = (size, size) if isinstance(size, int) else tuple(size or (IMAGE, IMAGE))
         channels = getattr(config, "num_channels", 3)
-        return [ExportInput("pixel_values", np.dtype(np.float32), (1, channels, height, width))]
+        # a config without an image size (ResNet, ConvNeXt...) takes any size: height and width stay dynamic
+        dynamic = () if size else (2, 3)
+        return [ExportInput("pixel_values", np.dtype(np.float32), (1, channels, height, width), dynamic)]
     if main != "input_ids":
         raise UserError(f"{type(module).__name__}: main input '{main}' is not supported yet (images and text are)")
     accepted = inspect.signature(module.forward).parameters

@@ -87,3 +87,14 @@ def inputs_from_arrays(arrays: dict[str, np.ndarray], origin: str) -> list[Expor
 def float_inputs(shapes, names: list[str]) -> list[ExportInput]:
     """``--input-shape`` inputs: float32, passed to forward in order."""
     return [ExportInput(n, np.dtype(np.float32), tuple(s)) for n, s in zip(names, shapes)]
+
+
+def input_specs(source) -> list:
+    """The data layer's InputSpecs for a model source: its named inputs (dynamic axes symbolic), or
+    float inputs of the given shapes under export's default names, the batch free in both."""
+    from onnxdeploy.data.specs import InputSpec, specs_for_shapes
+
+    if not source.inputs:
+        return specs_for_shapes(source.input_shapes)
+    return [InputSpec(i.name, (None, *[None if axis in i.dynamic else d for axis, d in enumerate(i.shape)][1:]),
+                      np.dtype(i.dtype)) for i in source.inputs]

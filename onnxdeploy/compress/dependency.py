@@ -1,0 +1,78 @@
+"""Coupled channel groups from Torch-Pruning's dependency graph, for models torch.fx cannot trace
+(Hugging Face models with control flow, keyword inputs and ModelOutputs).
+
+Torch-Pruning is the well-kept library for exactly this; we keep only the groups whose every member
+is a Conv2d, Linear, BatchNorm or an elementwise op with one channel each for one channel each, the
+cases ``prune-channels`` removes exactly on the ONNX side. Groups that run through a reshape (attention
+heads), a LayerNorm or GroupNorm (their statistics mix channels), a concat or split are left whole.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from onnxdeploy.compress.groups import ChannelGroup
+from onnxdeploy.errors import UserError
+
+KEPT_PSEUDO_OPS = ("_ElementWiseOp",)
+
+
+def _in_order(model: nn.Module) -> dict[nn.Module, tuple[int, str]]:
+    return {module: (i, name) for i, (name, module) in enumerate(model.named_modules())}
+
+
+def dependency_groups(model: nn.Module, example_inputs, *, output_transform=None) -> list[ChannelGroup]:
+    """Prunable groups of ``model`` traced on ``example_inputs`` (a tensor, tuple or dict by name)."""
+    try:
+        import torch_pruning as tp
+    except ImportError as exc:
+        raise UserError("this model cannot be traced with torch.fx; its channel groups need Torch-Pruning: "
+                        "pip install 'onnxdeploy[torch]'") from exc
+    try:
+        graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs,
+                                                      output_transform=output_transform)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise UserError(f"cannot build the channel dependency graph: {type(exc).__name__}: {first}") from exc
+    order = _in_order(model)
+    groups = []
+    for group in graph.get_all_groups(root_module_types=[nn.Conv2d, nn.Linear]):
+        found = _convert(group, order)
+        if found is not None and found.producers and found.consumers:
+            groups.append(found)
+    return groups
+
+
+def _convert(group, order) -> ChannelGroup | None:
+    """Our ChannelGroup for one Torch-Pruning group, or None when it holds anything not removed exactly."""
+    size = None
+    producers, members, consumers = [], [], []
+    for dep, idxs in group:
+        module, handler = dep.target.module, getattr(dep.handler, "__name__", "")
+        if size is None:
+            size = len(idxs)
+        if sorted(idxs) != list(range(size)) or len(idxs) != size:
+            return None  # channels at an offset (concat, split): kept whole
+        if type(module).__name__ in KEPT_PSEUDO_OPS:
+            continue
+        if module not in order:
+            return None
+        name = order[module][1]
+        if isinstance(module, nn.Conv2d) and module.groups == module.in_channels == module.out_channels > 1:
+            members.append(name)  # depthwise: one filter per channel
+        elif isinstance(module, (nn.Conv2d, nn.Linear)) and (getattr(module, "groups", 1) == 1):
+            (producers if handler == "prune_out_channels" else consumers).append(name)
+        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            members.append(name)
+        else:
+            return None  # LayerNorm, GroupNorm, reshapes, embeddings, attention...: not exact on the ONNX side
+    producers, members, consumers = (list(dict.fromkeys(x)) for x in (producers, members, consumers))
+    followers = {}
+    for producer in producers:  # the BatchNorm right after a producer scales its channels' importance
+        position = next(i for m, (i, n) in order.items() if n == producer)
+        after = [n for m, (i, n) in order.items() if n in members and isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))
+                 and i > position]
+        if after:
+            nearest = min(after, key=lambda n: next(i for m, (i, x) in order.items() if x == n))
+            followers[producer] = nearest
+    return ChannelGroup(size or 0, producers, members, consumers, followers)
