@@ -103,3 +103,22 @@ def test_compress_a_model_torch_fx_cannot_trace_zeroes_exactly_what_prune_channe
     report = json.loads(out)
     assert zeroed > 0 and report["passes"]["prune-channels"]["channels_removed"] == zeroed
     assert report["comparison"]["passed"]
+
+
+def test_a_hugging_face_model_through_run_with_a_recipe(cli, tiny_vit, tmp_path):
+    """The README's worked example: a save_pretrained folder through train, export, quantize, evaluate, bench."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((80, 3, 32, 32)).astype(np.float32)
+    y = (x[:, 0].mean(axis=(1, 2)) > 0).astype(np.int64) * 2  # classes 0 and 2 of 5
+    np.savez(tmp_path / "images.npz", x_train=x[:64], y_train=y[:64], x_val=x[64:], y_val=y[64:])
+    (tmp_path / "vit.toml").write_text(f'model = "hf:{tiny_vit}"\ndata = "images.npz"\n'
+                                       '[[stage]]\nname = "train"\nepochs = 2\n[[stage]]\nname = "export"\n'
+                                       '[[stage]]\nname = "evaluate"\n'
+                                       '[[stage]]\nname = "bench"\nbatch = [1, 4]\niterations = 5\nplot = false\n')
+    code, out, err = cli("run", "vit.toml", "--runs-dir", "runs")
+    assert code == 0, err
+    (run,) = list((tmp_path / "runs").iterdir())
+    report = json.loads((run / "report.json").read_text())
+    assert report["status"] == "passed"
+    assert abs(report["stages"]["evaluate"]["accuracy"]["fp32"] - report["stages"]["train"]["torch_accuracy"]) < 0.5
+    assert {r["batch"] for r in report["stages"]["bench"]["results"]} == {1, 4}

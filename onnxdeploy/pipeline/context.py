@@ -23,6 +23,7 @@ class RunContext:
     input_shapes: list[tuple[int, ...]]
     seed: int = 0
     checkpoint: str | None = None
+    inputs: list = field(default_factory=list)  # named ExportInputs (Hugging Face models), else [] (shapes)
     data: Dataset | None = None
     module: object = None
     compressed: bool = False
@@ -31,6 +32,11 @@ class RunContext:
     bench_results: list = field(default_factory=list)
     progress: Callable[[str], None] = print
     announce: Callable[[str], None] = print
+
+    @property
+    def model_inputs(self) -> dict:
+        """How export and load_source take this run's inputs: named ``inputs``, or ``input_shapes``."""
+        return {"inputs": self.inputs} if self.inputs else {"input_shapes": self.input_shapes}
 
     @property
     def latest_model(self) -> Path:

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from onnxdeploy.data import load_dataset
 from onnxdeploy.errors import UserError
+from onnxdeploy.exporter.inputs import input_specs
 from onnxdeploy.exporter.source import parse_input_shape
 from onnxdeploy.models import ZOO
 from onnxdeploy.pipeline.context import RunContext
-from onnxdeploy.data import load_dataset, specs_for_shapes
 from onnxdeploy.pipeline.recipe import DEMO, Recipe, load_recipe, validate
 from onnxdeploy.pipeline.report import SCHEMA, format_table, model_rows, write_report
 from onnxdeploy.pipeline.stages import STAGES
@@ -65,11 +66,17 @@ def _new_run_dir(runs_dir: Path) -> tuple[str, Path]:
     return run_id, work
 
 
-def _input_shapes(recipe: Recipe) -> list[tuple[int, ...]]:
+def _model_inputs(recipe: Recipe) -> tuple[list[tuple[int, ...]], list]:
+    """(input shapes, named ExportInputs or []): from input_shape, the zoo, or a Hugging Face model itself."""
     if recipe.input_shape:
-        return [parse_input_shape(recipe.input_shape)]
+        return [parse_input_shape(recipe.input_shape)], []
     if recipe.model in ZOO:
-        return ZOO[recipe.model].input_spec()
+        return ZOO[recipe.model].input_spec(), []
+    if recipe.model.startswith("hf:"):
+        from onnxdeploy.exporter.hf import load_hf
+
+        _, inputs = load_hf(recipe.model)
+        return [tuple(i.shape) for i in inputs], inputs
     raise UserError(f"{recipe.source}: 'input_shape' is required for model '{recipe.model}' outside the zoo")
 
 
@@ -85,12 +92,13 @@ def run(recipe: str | Path | Recipe | None = None, *, runs_dir: str | Path | Non
         recipe = load_recipe(recipe)
     validate(recipe)
     started = time.perf_counter()
-    shapes = _input_shapes(recipe)
+    shapes, inputs = _model_inputs(recipe)
     runs_dir = Path(runs_dir or recipe.runs_dir or "onnxdeploy-runs")
-    data = load_dataset(recipe.data, specs_for_shapes(shapes), seed=recipe.seed)
+    ctx = RunContext(run_dir=Path("."), model=recipe.model, input_shapes=shapes, seed=recipe.seed,
+                     checkpoint=recipe.checkpoint, inputs=inputs, progress=progress, announce=announce)
+    data = load_dataset(recipe.data, input_specs(ctx), seed=recipe.seed)
     run_id, work = _new_run_dir(runs_dir)
-    ctx = RunContext(run_dir=work, model=recipe.model, input_shapes=shapes, seed=recipe.seed,
-                     checkpoint=recipe.checkpoint, data=data, progress=progress, announce=announce)
+    ctx.run_dir, ctx.data = work, data
     stages: dict[str, dict] = {}
     report = {"schema": SCHEMA, "run_id": run_id, "model": recipe.model, "data": data.name, "recipe": recipe.source,
               "started": dt.datetime.now().isoformat(timespec="seconds"), "status": "running", "stages": stages}

@@ -41,12 +41,13 @@ def _macs(path: str) -> int:
 def benchmark(models: str | Sequence[str], *, provider: str | Sequence[str] = "cpu", batch: int | Sequence[int] = 1,
               threads: int | Sequence[int] = 1, timing: TimingPlan = TimingPlan(),
               inputs: dict[str, np.ndarray] | None = None, shapes: dict[str, tuple[int, ...]] | None = None,
-              io_binding: bool = False, progress: Callable[[str], None] | None = None) -> list[BenchResult]:
+              sizes: dict[str, tuple[int, ...]] | None = None, io_binding: bool = False,
+              progress: Callable[[str], None] | None = None) -> list[BenchResult]:
     """Time every model under every (provider, batch, threads), models interleaved within a configuration.
 
     ``inputs`` are real arrays (batch taken from them); otherwise inputs are generated from
-    the model signature (``shapes`` fixes symbolic dims). ``timing`` says how long and how
-    often. Returns one BenchResult per (model, provider, batch, threads).
+    the model signature (``shapes`` fixes whole input shapes; ``sizes`` gives symbolic non-batch dims,
+    such as a sequence length, while the batch still varies). ``timing`` says how long and how often. Returns one BenchResult per (model, provider, batch, threads).
     """
     from onnxdeploy.runtime import provider_chain
 
@@ -70,7 +71,7 @@ def benchmark(models: str | Sequence[str], *, provider: str | Sequence[str] = "c
         # by position, not by path: the same path may be timed twice (an A/A check)
         pooled = [{"samples": [], "create": [], "first": [], "warm": 0, "session_mb": []} for _ in paths]
         for _ in range(timing.repeat):
-            _one_round(paths, provider, b, t, timing, inputs, shapes, io_binding, pooled)
+            _one_round(paths, provider, b, t, timing, inputs, shapes, sizes, io_binding, pooled)
         for p, entry in zip(paths, pooled):
             actual_batch = entry["batch"]
             stats = LatencyStats.from_samples(entry["samples"], actual_batch)
@@ -95,7 +96,7 @@ def benchmark(models: str | Sequence[str], *, provider: str | Sequence[str] = "c
     return results
 
 
-def _one_round(paths, provider, batch, threads, timing: TimingPlan, inputs, shapes, io_binding, pooled):
+def _one_round(paths, provider, batch, threads, timing: TimingPlan, inputs, shapes, sizes, io_binding, pooled):
     runners = [OrtRunner(p, provider=provider, threads=threads, io_binding=io_binding) for p in paths]
     opened = []
     try:
@@ -107,7 +108,8 @@ def _one_round(paths, provider, batch, threads, timing: TimingPlan, inputs, shap
                     check_feeds(runner.inputs, inputs, runner.model_path)
                     feeds = inputs
                 else:
-                    feeds = generated_feeds(runner.inputs, batch, shapes=shapes, model_path=runner.model_path)
+                    feeds = generated_feeds(runner.inputs, batch, shapes=shapes, model_path=runner.model_path,
+                                            examples=sizes)
                 call = runner.prepare(feeds)
                 started = time.perf_counter()
                 call()

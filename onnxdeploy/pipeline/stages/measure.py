@@ -22,7 +22,7 @@ def bench(ctx: RunContext, *, batch: list[int] | int = (1, 32), threads: int = 1
     labels = {str(p): label for label, p in ctx.models.items()}
     results = benchmark(list(labels), provider="cpu", batch=[batch] if isinstance(batch, int) else list(batch),
                         threads=threads, timing=TimingPlan(iterations=iterations, repeat=repeat),
-                        progress=ctx.progress)
+                        sizes={k: v.shape for k, v in ctx.data.val.inputs.items()}, progress=ctx.progress)
     ctx.bench_results = results
     save_results(ctx.run_dir / "bench.json", results, environment())
     plot_name = None

@@ -18,7 +18,7 @@ def train(ctx: RunContext, *, epochs: int | None = None, lr: float | None = None
     from onnxdeploy.models.train import epoch_line, evaluate, train as train_model
 
     torch.manual_seed(ctx.seed)
-    source = load_source(ctx.model, checkpoint=ctx.checkpoint, input_shapes=ctx.input_shapes)
+    source = load_source(ctx.model, checkpoint=ctx.checkpoint, **ctx.model_inputs)
     entry = ZOO.get(ctx.model)
     epochs = epochs if epochs is not None else (entry.epochs if entry else 10)
     lr = lr if lr is not None else (entry.lr if entry else 3e-3)
@@ -40,7 +40,7 @@ def export(ctx: RunContext, *, opset: int | None = None, exporter: str = "auto",
 
     path = ctx.run_dir / "model.onnx"
     result = export_model(ctx.model, path, checkpoint=None if ctx.module is not None else ctx.checkpoint,
-                          input_shapes=ctx.input_shapes, module=ctx.module, dynamic_batch=dynamic_batch,
+                          **ctx.model_inputs, module=ctx.module, dynamic_batch=dynamic_batch,
                           opset=opset, exporter=exporter, atol=atol, rtol=rtol, announce=ctx.announce)
     ctx.models["compressed" if ctx.compressed else "fp32"] = path
     return ExportSummary(path.name, result.exporter, result.opset, result.parity.max_abs, result.parity.max_rel,
@@ -67,9 +67,9 @@ def compress(ctx: RunContext, *, prune_channels: float | None = 0.5, sparsity: f
 
         if not ctx.checkpoint:
             raise UserError("the compress stage needs a trained model: put 'train' first or set 'checkpoint'")
-        ctx.module = load_source(ctx.model, checkpoint=ctx.checkpoint, input_shapes=ctx.input_shapes).module
+        ctx.module = load_source(ctx.model, checkpoint=ctx.checkpoint, **ctx.model_inputs).module
     dense_path = ctx.run_dir / "model.dense.onnx"
-    export_model(ctx.model, dense_path, module=ctx.module, input_shapes=ctx.input_shapes, announce=ctx.announce)
+    export_model(ctx.model, dense_path, module=ctx.module, **ctx.model_inputs, announce=ctx.announce)
     ctx.models["dense"] = dense_path
     result = compress_module(ctx.module, ctx.data, channel_ratio=prune_channels, sparsity=sparsity, distill=distill,
                              epochs=epochs, lr=lr, sensitivity=sensitivity, steps=steps, temperature=temperature,
