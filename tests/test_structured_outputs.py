@@ -135,3 +135,23 @@ def test_quantize_with_named_int64_inputs_and_a_symbolic_sequence(cli, tmp_path,
     code, out, err = cli("quantize", "t.onnx", "-o", "r.onnx", "--calib", "random", "--calib-size", "64",
                          "--max-drop", "100", "--force-int8", "--iterations", "5")
     assert code == 0, err  # random calibration draws valid ids and masks
+
+
+def test_compress_and_train_a_model_with_named_int64_inputs(cli, tmp_path, monkeypatch):
+    """Training, fine-tuning and distillation take several named inputs: `<input>_train` per input."""
+    import json
+
+    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parent))
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 50, (80, 12)).astype(np.int64)
+    mask = np.ones_like(ids)
+    y = (ids[:, 0] > 25).astype(np.int64)
+    np.savez(tmp_path / "text.npz", input_ids_train=ids[:64], attention_mask_train=mask[:64], y_train=y[:64],
+             input_ids_val=ids[64:], attention_mask_val=mask[64:], y_val=y[64:])
+    code, out, err = cli("compress", "tiny_models:tiny_text_model", "--input", "input_ids:int64:1x12",
+                         "--input", "attention_mask:int64:1x12", "--data", "text.npz", "--sparsity", "0.5",
+                         "--epochs", "2", "--distill", "-o", "small.pt", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["layer_sparsity"]["total"] == pytest.approx(0.5, abs=0.02)
+    assert report["steps"][-1]["name"].endswith("distilled")

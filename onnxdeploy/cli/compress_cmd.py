@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from onnxdeploy.cli.options import NON_NEGATIVE, POSITIVE, Finite
+from onnxdeploy.cli.options import NON_NEGATIVE, POSITIVE, Finite, model_inputs
 
 from onnxdeploy.cli.output import emit_json, progress, say
 
@@ -15,6 +15,8 @@ from onnxdeploy.cli.output import emit_json, progress, say
 @click.option("--checkpoint", type=click.Path(), help="Trained weights (weights_only=True); trains first if omitted.")
 @click.option("--data", default="digits", show_default=True, help="digits, or an .npz with x_train, y_train, x_val, y_val.")
 @click.option("--input-shape", "input_shapes", multiple=True, help="Input shape for factory models, e.g. 1x3x32x32.")
+@click.option("--input", "inputs", multiple=True, help="Named typed input NAME:DTYPE:SHAPE, passed by name (as export).")
+@click.option("--dynamic", multiple=True, help="NAME:AXIS[,AXIS]: axes beyond the batch that vary (as export).")
 @click.option("--sparsity", type=NON_NEGATIVE, help="Unstructured magnitude sparsity target, e.g. 0.8.")
 @click.option("--scope", type=click.Choice(["global", "layer"]), default="global", show_default=True)
 @click.option("--prune-channels", "prune_channels", type=NON_NEGATIVE, help="Fraction of channels to zero, e.g. 0.5.")
@@ -32,14 +34,15 @@ from onnxdeploy.cli.output import emit_json, progress, say
               help="Experimental: binary or ternary inner weights, straight-through fine-tuning.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def compress_command(model, output, checkpoint, data, input_shapes, sparsity, scope, prune_channels, criterion,
-                     sensitivity, steps, epochs, lr, distill, teacher, temperature, alpha, low_bit, seed, as_json):
+def compress_command(model, output, checkpoint, data, input_shapes, inputs, dynamic, sparsity, scope, prune_channels,
+                     criterion, sensitivity, steps, epochs, lr, distill, teacher, temperature, alpha, low_bit, seed,
+                     as_json):
     """Prune MODEL (magnitude and/or channels), fine-tune or distil, and save a checkpoint."""
     from onnxdeploy.compress.api import compress
-    from onnxdeploy.exporter import parse_input_shape
 
-    result = compress(model, output, checkpoint=checkpoint, data=data,
-                      input_shapes=[parse_input_shape(s) for s in input_shapes] or None, teacher_checkpoint=teacher,
+    named, shapes = model_inputs(inputs, dynamic, None, input_shapes)
+    result = compress(model, output, checkpoint=checkpoint, data=data, input_shapes=shapes, inputs=named,
+                      teacher_checkpoint=teacher,
                       progress=progress, sparsity=sparsity, scope=scope, channel_ratio=prune_channels,
                       criterion=criterion, sensitivity=sensitivity, steps=steps, epochs=epochs, lr=lr,
                       distill=distill, temperature=temperature, alpha=alpha, low_bit=low_bit, seed=seed)
@@ -50,4 +53,5 @@ def compress_command(model, output, checkpoint, data, input_shapes, sparsity, sc
 
 
 # library parameter names -> this command's flags, where they differ
-compress_command.param_flags = {"channel_ratio": "--prune-channels", "input_shape": "--input-shape"}
+compress_command.param_flags = {"channel_ratio": "--prune-channels", "input_shape": "--input-shape",
+                                "inputs": "--input"}

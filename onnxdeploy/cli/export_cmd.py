@@ -4,29 +4,9 @@ from __future__ import annotations
 
 import click
 
-from onnxdeploy.cli.options import NON_NEGATIVE, POSITIVE
+from onnxdeploy.cli.options import NON_NEGATIVE, POSITIVE, model_inputs
 from onnxdeploy.cli.output import announce, finish, progress
-from onnxdeploy.errors import UserError
-from onnxdeploy.exporter import EXPORTERS, export, parse_input_shape
-
-
-def export_inputs(inputs, dynamic, example_inputs, input_shapes):
-    """(ExportInputs or None, float shapes or None) from the input options; UserError when they clash."""
-    from onnxdeploy.exporter.inputs import inputs_from_arrays, parse_dynamic, parse_input
-
-    if sum(bool(x) for x in (inputs, example_inputs, input_shapes)) > 1:
-        raise UserError("give one of --input, --example-inputs or --input-shape")
-    if dynamic and not (inputs or example_inputs):
-        raise UserError("--dynamic names inputs given with --input or --example-inputs")
-    if example_inputs:
-        from onnxdeploy.data import load_npz
-
-        named = inputs_from_arrays(load_npz(example_inputs, what="example inputs"), example_inputs)
-    else:
-        named = [parse_input(text) for text in inputs]
-    if named:
-        return parse_dynamic(dynamic, named), None
-    return None, [parse_input_shape(s) for s in input_shapes] or None
+from onnxdeploy.exporter import EXPORTERS, export
 
 
 @click.command("export")
@@ -51,7 +31,7 @@ def export_inputs(inputs, dynamic, example_inputs, input_shapes):
 def export_command(model, output, checkpoint, input_shapes, inputs, dynamic, example_inputs, dynamic_batch, opset,
                    exporter, atol, rtol, as_json):
     """Export MODEL (zoo name, path/file.py:factory or package.module:factory) to ONNX and verify it."""
-    named, shapes = export_inputs(inputs, dynamic, example_inputs, input_shapes)
+    named, shapes = model_inputs(inputs, dynamic, example_inputs, input_shapes)
     finish(lambda: export(model, output, checkpoint=checkpoint, input_shapes=shapes, inputs=named,
                           dynamic_batch=dynamic_batch, opset=opset, exporter=exporter, atol=atol, rtol=rtol,
                           announce=announce, progress=progress), as_json)

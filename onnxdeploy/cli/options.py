@@ -64,3 +64,23 @@ def int_list(option: str, values) -> list[int]:
     if not out:
         raise UserError(f"{option}: needs at least one value, e.g. 1,8,32")
     return out
+
+
+def model_inputs(inputs, dynamic, example_inputs, input_shapes):
+    """(ExportInputs or None, float shapes or None) from the input options; UserError when they clash."""
+    from onnxdeploy.exporter import parse_input_shape
+    from onnxdeploy.exporter.inputs import inputs_from_arrays, parse_dynamic, parse_input
+
+    if sum(bool(x) for x in (inputs, example_inputs, input_shapes)) > 1:
+        raise UserError("give one of --input, --example-inputs or --input-shape")
+    if dynamic and not (inputs or example_inputs):
+        raise UserError("--dynamic names inputs given with --input or --example-inputs")
+    if example_inputs:
+        from onnxdeploy.data import load_npz
+
+        named = inputs_from_arrays(load_npz(example_inputs, what="example inputs"), example_inputs)
+    else:
+        named = [parse_input(text) for text in inputs]
+    if named:
+        return parse_dynamic(dynamic, named), None
+    return None, [parse_input_shape(s) for s in input_shapes] or None

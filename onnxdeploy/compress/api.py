@@ -17,6 +17,7 @@ from onnxdeploy.compress.magnitude import magnitude_prune, sparsity_report
 from onnxdeploy.compress.sensitivity import allocate, channel_costs, sensitivity_scan
 from onnxdeploy.compress.structured import channel_scores, choose_channels, zero_channels
 from onnxdeploy.errors import UserError
+from onnxdeploy.models.batches import take, to_torch
 from onnxdeploy.models.train import epoch_line, evaluate
 
 
@@ -102,7 +103,7 @@ def compress_module(module: torch.nn.Module, data, *, sparsity: float | None = N
         return evaluate(m, data.x_val, data.y_val)
     dense_accuracy = accuracy(module)
     teacher = (teacher or copy.deepcopy(module)) if distill else None
-    groups = find_groups(module, torch.as_tensor(data.x_train[:2])) if channel_ratio else []
+    groups = find_groups(module, to_torch(take(data.x_train, slice(0, 2)))) if channel_ratio else []
     if channel_ratio and not groups:
         raise UserError("the model has no prunable channel groups (all reach ops that cannot shrink)")
     targets = [channel_ratio] * len(groups)
@@ -164,7 +165,7 @@ def save_checkpoint(module: torch.nn.Module, path: str | Path) -> None:
 
 
 def compress(model: str, output: str | Path, *, checkpoint: str | None = None, data="digits",
-             input_shapes: list[tuple[int, ...]] | None = None, teacher_checkpoint: str | None = None,
+             input_shapes: list[tuple[int, ...]] | None = None, inputs: list | None = None, teacher_checkpoint: str | None = None,
              train_epochs: int | None = None, progress: Callable[[str], None] = lambda m: None,
              **options) -> CompressResult:
     """Load ``model`` (zoo name or factory, optional checkpoint), compress it, save a state_dict.
@@ -183,7 +184,7 @@ def compress(model: str, output: str | Path, *, checkpoint: str | None = None, d
     refuse_overwrite([output], [checkpoint, teacher_checkpoint,
                                 data if isinstance(data, (str, Path)) and str(data) != "digits" else None])
     ensure_writable_dir(output)
-    source = load_source(model, checkpoint=checkpoint, input_shapes=input_shapes)
+    source = load_source(model, checkpoint=checkpoint, input_shapes=input_shapes, inputs=inputs)
     dataset = load_dataset(data, input_specs(source), seed=options.get("seed", 0))
     module = source.module
     if checkpoint is None:
@@ -194,7 +195,8 @@ def compress(model: str, output: str | Path, *, checkpoint: str | None = None, d
               seed=options.get("seed", 0), on_epoch=lambda e, loss: progress(epoch_line(e, epochs, loss)))
     teacher = None
     if teacher_checkpoint:
-        teacher = load_source(model, input_shapes=source.input_shapes).module
+        teacher = load_source(model, input_shapes=None if source.inputs else source.input_shapes,
+                              inputs=source.inputs or None).module
         load_state_checked(teacher, teacher_checkpoint)
         teacher.eval()
         options["distill"] = True

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from onnxdeploy.exporter.outputs import classifier_scores
+from onnxdeploy.models.batches import call
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, *,
@@ -49,7 +50,7 @@ def fine_tune(model: nn.Module, data, *, epochs: int, lr: float = 1e-3, seed: in
 
         def loss_fn(logits, xb, yb):
             with torch.no_grad():
-                target = classifier_scores(teacher(xb))
+                target = classifier_scores(call(teacher, xb))
             return distillation_loss(logits, target, yb, temperature=temperature, alpha=alpha)
     train(model, data.x_train, data.y_train, epochs=epochs, lr=lr, seed=seed, loss_fn=loss_fn,
           on_epoch=on_epoch, after_step=lambda: mask.apply(model))

@@ -15,6 +15,7 @@ from torch import nn
 
 from onnxdeploy.compress.groups import ChannelGroup
 from onnxdeploy.compress.structured import channel_scores, choose_channels, zero_channels
+from onnxdeploy.models.batches import call, count, take, to_torch
 
 SCAN_RATIOS = (0.25, 0.5, 0.75)
 STEP = 0.0625
@@ -39,8 +40,8 @@ def adapt_batchnorm(model: nn.Module, x_train, *, samples: int = 512, batch_size
         m.momentum = None  # cumulative average over the batches below
     model.train()
     with torch.no_grad():
-        for start in range(0, min(samples, len(x_train)), batch_size):
-            model(torch.as_tensor(x_train[start:start + batch_size]))
+        for start in range(0, min(samples, count(x_train)), batch_size):
+            call(model, to_torch(take(x_train, slice(start, start + batch_size))))
     model.eval()
     for m, momentum in saved:
         m.momentum = momentum
@@ -95,7 +96,7 @@ def channel_costs(model: nn.Module, groups: list[ChannelGroup], sample) -> list[
     handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     try:
         with torch.no_grad():
-            model.eval()(torch.as_tensor(sample[:1]))
+            call(model.eval(), to_torch(take(sample, slice(0, 1))))
     finally:
         for h in handles:
             h.remove()

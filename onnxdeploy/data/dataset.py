@@ -73,18 +73,18 @@ class Dataset:
     name: str = "arrays"
     meta: dict = field(default_factory=dict)
 
-    # single-input views, as the PyTorch training loop takes them
+    # what the PyTorch loops take: the array of a single-input model, else a dict of arrays by name
     @property
-    def x_train(self) -> np.ndarray:
-        return self.train.x
+    def x_train(self):
+        return self.train.x if len(self.train.inputs) == 1 else dict(self.train.inputs)
 
     @property
     def y_train(self) -> np.ndarray | None:
         return self.train.labels
 
     @property
-    def x_val(self) -> np.ndarray:
-        return self.val.x
+    def x_val(self):
+        return self.val.x if len(self.val.inputs) == 1 else dict(self.val.inputs)
 
     @property
     def y_val(self) -> np.ndarray | None:

@@ -9,7 +9,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from onnxdeploy.data.dataset import top1
 from onnxdeploy.exporter.outputs import classifier_scores
+from onnxdeploy.models.batches import Arrays, call, count, take, to_torch
 
 logger = logging.getLogger(__name__)
 
@@ -20,22 +22,23 @@ def epoch_line(epoch: int, total: int, loss: float, *, width: int = 20) -> str:
     return f"  epoch {epoch:>{len(str(total))}}/{total} [{'#' * done}{'.' * (width - done)}] loss {loss:.4f}"
 
 
-def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, *, batch_size: int = 256) -> float:
-    """Top-1 accuracy in percent."""
+def evaluate(model: nn.Module, x: Arrays, y: np.ndarray, *, batch_size: int = 256) -> float:
+    """Top-1 accuracy in percent (the data layer's one top-1); ``x`` is an array or a dict by input name."""
     model.eval()
     correct = 0
     with torch.no_grad():
-        for start in range(0, len(x), batch_size):
-            logits = classifier_scores(model(torch.from_numpy(x[start:start + batch_size])))
-            correct += int((logits.argmax(1).numpy() == y[start:start + batch_size]).sum())
-    return 100.0 * correct / max(len(x), 1)
+        for start in range(0, count(x), batch_size):
+            logits = classifier_scores(call(model, to_torch(take(x, slice(start, start + batch_size)))))
+            correct += int((top1(logits.numpy()) == y[start:start + batch_size]).sum())
+    return 100.0 * correct / max(count(x), 1)
 
 
-def train(model: nn.Module, x: np.ndarray, y: np.ndarray, *, epochs: int = 10, lr: float = 3e-3,
+def train(model: nn.Module, x: Arrays, y: np.ndarray, *, epochs: int = 10, lr: float = 3e-3,
           batch_size: int = 64, seed: int = 0, loss_fn: Callable | None = None,
           on_epoch: Callable[[int, float], None] | None = None,
           after_step: Callable[[], None] | None = None) -> nn.Module:
     """Train with AdamW and a one-cycle schedule; ``loss_fn(logits, x, y)`` overrides cross-entropy.
+    ``x`` is an array (passed positionally) or a dict of arrays by input name (passed by name).
 
     ``on_epoch(epoch, mean_loss)`` lets the caller show progress; ``after_step()`` runs after each
     optimizer step (pruning uses it to keep pruned weights at zero).
@@ -43,17 +46,18 @@ def train(model: nn.Module, x: np.ndarray, y: np.ndarray, *, epochs: int = 10, l
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    steps = epochs * ((len(x) + batch_size - 1) // batch_size)
+    samples = count(x)
+    steps = epochs * ((samples + batch_size - 1) // batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max(steps, 1))
     criterion = nn.CrossEntropyLoss()
     for epoch in range(epochs):
         model.train()
-        order = rng.permutation(len(x))
+        order = rng.permutation(samples)
         total = 0.0
-        for start in range(0, len(x), batch_size):
+        for start in range(0, samples, batch_size):
             idx = order[start:start + batch_size]
-            xb, yb = torch.from_numpy(x[idx]), torch.from_numpy(y[idx])
-            logits = classifier_scores(model(xb))
+            xb, yb = to_torch(take(x, idx)), torch.from_numpy(y[idx])
+            logits = classifier_scores(call(model, xb))
             loss = loss_fn(logits, xb, yb) if loss_fn else criterion(logits, yb)
             optimizer.zero_grad()
             loss.backward()
@@ -63,6 +67,6 @@ def train(model: nn.Module, x: np.ndarray, y: np.ndarray, *, epochs: int = 10, l
                 after_step()
             total += float(loss.detach()) * len(idx)
         if on_epoch:
-            on_epoch(epoch + 1, total / len(x))
+            on_epoch(epoch + 1, total / samples)
     model.eval()
     return model
