@@ -2,9 +2,10 @@
 (Hugging Face models with control flow, keyword inputs and ModelOutputs).
 
 Torch-Pruning is the well-kept library for exactly this; we keep only the groups whose every member
-is a Conv2d, Linear, BatchNorm or an elementwise op with one channel each for one channel each, the
-cases ``prune-channels`` removes exactly on the ONNX side. Groups that run through a reshape (attention
-heads), a LayerNorm or GroupNorm (their statistics mix channels), a concat or split are left whole.
+is a Conv2d, Linear, BatchNorm, an elementwise op (one channel in, the same channel out) or the
+flatten of a pooled map: the cases ``prune-channels`` removes exactly on the ONNX side. Groups that
+run through another reshape (attention heads), a LayerNorm or GroupNorm (their statistics mix
+channels), a concat or split are left whole.
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ def dependency_groups(model: nn.Module, example_inputs, *, output_transform=None
     return groups
 
 
+def _pooled_flatten(node) -> bool:
+    """A reshape of a pooled [N, C, 1, 1] map to [N, C]: channels stay channels (the ONNX side maps it)."""
+    sizes = getattr(getattr(node, "grad_fn", None), "_saved_self_sym_sizes", None)
+    return bool(sizes) and len(sizes) >= 3 and all(int(s) == 1 for s in sizes[2:])
+
+
 def _convert(group, order) -> ChannelGroup | None:
     """Our ChannelGroup for one Torch-Pruning group, or None when it holds anything not removed exactly."""
     size = None
@@ -54,6 +61,8 @@ def _convert(group, order) -> ChannelGroup | None:
         if sorted(idxs) != list(range(size)) or len(idxs) != size:
             return None  # channels at an offset (concat, split): kept whole
         if type(module).__name__ in KEPT_PSEUDO_OPS:
+            continue
+        if type(module).__name__ == "_ReshapeOp" and _pooled_flatten(dep.target):
             continue
         if module not in order:
             return None
