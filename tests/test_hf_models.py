@@ -122,3 +122,27 @@ def test_a_hugging_face_model_through_run_with_a_recipe(cli, tiny_vit, tmp_path)
     assert report["status"] == "passed"
     assert abs(report["stages"]["evaluate"]["accuracy"]["fp32"] - report["stages"]["train"]["torch_accuracy"]) < 0.5
     assert {r["batch"] for r in report["stages"]["bench"]["results"]} == {1, 4}
+
+
+@pytest.mark.parametrize("kind", ["vit", "convnext"])
+def test_dependency_groups_are_removed_exactly_on_transformer_mlps(tmp_path, kind):
+    """ViT and ConvNeXt MLP hidden units (Linear on [B, S, C], GELU, Linear): zeroed by groups from the
+    dependency graph, then removed by prune-channels, counts equal and outputs unchanged."""
+    import torch
+
+    from onnxdeploy.compress import prune_uniform
+    from onnxdeploy.exporter import export
+    from onnxdeploy.passes import prune_channels
+
+    transformers.set_seed(0)
+    model = {"vit": lambda: transformers.ViTForImageClassification(transformers.ViTConfig(
+                 image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                 intermediate_size=40)),
+             "convnext": lambda: transformers.ConvNextForImageClassification(transformers.ConvNextConfig(
+                 hidden_sizes=[8, 16], depths=[1, 1], num_stages=2))}[kind]().eval()
+    example = torch.randn(1, 3, 32, 32)
+    done = prune_uniform(model, 0.5, example_inputs=example)
+    zeroed = sum(len(g.zeroed) for g in done)
+    export(kind, tmp_path / "z.onnx", module=model, input_shapes=[(1, 3, 32, 32)], atol=1e-3, rtol=1e-3)
+    result = prune_channels(tmp_path / "z.onnx", tmp_path / "p.onnx", rtol=1e-4)
+    assert zeroed > 0 and result.passes["prune-channels"]["channels_removed"] == zeroed and result.comparison

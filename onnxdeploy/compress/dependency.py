@@ -2,10 +2,11 @@
 (Hugging Face models with control flow, keyword inputs and ModelOutputs).
 
 Torch-Pruning is the well-kept library for exactly this; we keep only the groups whose every member
-is a Conv2d, Linear, BatchNorm, an elementwise op (one channel in, the same channel out) or the
-flatten of a pooled map: the cases ``prune-channels`` removes exactly on the ONNX side. Groups that
-run through another reshape (attention heads), a LayerNorm or GroupNorm (their statistics mix
-channels), a concat or split are left whole.
+is a Conv2d, Linear, BatchNorm, an elementwise op (one channel in, the same channel out) or a
+reshape that leaves channels whole (leading dims merged, a pooled map flattened): the cases
+``prune-channels`` removes exactly on the ONNX side. Groups that run through another reshape
+(attention heads), a LayerNorm or GroupNorm (their statistics mix channels), a concat or split are
+left whole.
 """
 
 from __future__ import annotations
@@ -44,10 +45,19 @@ def dependency_groups(model: nn.Module, example_inputs, *, output_transform=None
     return groups
 
 
-def _pooled_flatten(node) -> bool:
-    """A reshape of a pooled [N, C, 1, 1] map to [N, C]: channels stay channels (the ONNX side maps it)."""
-    sizes = getattr(getattr(node, "grad_fn", None), "_saved_self_sym_sizes", None)
-    return bool(sizes) and len(sizes) >= 3 and all(int(s) == 1 for s in sizes[2:])
+def _keeps_channels(node, size: int) -> bool:
+    """A reshape that leaves channels whole: leading dims merged or split with the channel axis last on
+    both sides (Linear on [B, S, C]), or a pooled [N, C, 1, 1] map flattened to [N, C]. Read from the
+    autograd node: its saved input sizes, and its gradient's (the output's) shape."""
+    grad_fn = getattr(node, "grad_fn", None)
+    before = getattr(grad_fn, "_saved_self_sym_sizes", None)
+    metadata = getattr(grad_fn, "_input_metadata", None)
+    if not before or not metadata:
+        return False
+    before, after = [int(s) for s in before], [int(s) for s in metadata[0].shape]
+    if before[-1] == after[-1] == size:
+        return True
+    return len(before) >= 3 and all(s == 1 for s in before[2:]) and after == before[:2] and before[1] == size
 
 
 def _convert(group, order) -> ChannelGroup | None:
@@ -62,7 +72,7 @@ def _convert(group, order) -> ChannelGroup | None:
             return None  # channels at an offset (concat, split): kept whole
         if type(module).__name__ in KEPT_PSEUDO_OPS:
             continue
-        if type(module).__name__ == "_ReshapeOp" and _pooled_flatten(dep.target):
+        if type(module).__name__ == "_ReshapeOp" and _keeps_channels(dep.target, size):
             continue
         if module not in order:
             return None
