@@ -124,3 +124,18 @@ def test_failed_quantize_prints_its_attempts_as_json(cli, model_path):
     assert code == 1, err
     data = json.loads(out)
     assert data["passed"] is False and data["chosen"] == "none" and data["attempts"]
+
+
+def test_memory_numbers_mean_what_they_say():
+    from onnxdeploy.runtime_bench.memory import SessionMemory, parse_compute_apps, process_peak_rss_mb
+
+    before = process_peak_rss_mb()
+    with SessionMemory() as memory:
+        block = np.ones(64 * 1024 * 1024 // 8)  # 64 MB held while "the session" runs
+        block.sum()
+    del block
+    if memory.mb is not None:  # Linux: the watermark was reset, so this is the block, not the process
+        assert 48 < memory.mb < 200
+    assert process_peak_rss_mb() >= before  # resets never lower the lifetime peak
+    text = "1234, 512\n999, 100\n1234, 256\n"
+    assert parse_compute_apps(text, 1234) == 768.0 and parse_compute_apps(text, 5) is None

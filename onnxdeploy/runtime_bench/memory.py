@@ -24,8 +24,14 @@ def rss_mb() -> float | None:
     return _status_mb("VmRSS")
 
 
+_LIFETIME_PEAK_MB = 0.0  # the process's peak before any watermark reset (resets also move ru_maxrss)
+
+
 def reset_peak() -> bool:
-    """Restart the kernel's peak-RSS watermark (Linux >= 4.0: ``5`` to /proc/self/clear_refs); True if it did."""
+    """Restart the kernel's peak-RSS watermark (Linux >= 4.0: ``5`` to /proc/self/clear_refs); True if it did.
+    The peak so far is remembered first, so ``process_peak_rss_mb`` stays the lifetime peak."""
+    global _LIFETIME_PEAK_MB
+    _LIFETIME_PEAK_MB = max(_LIFETIME_PEAK_MB, process_peak_rss_mb() or 0.0)
     try:
         with open("/proc/self/clear_refs", "w", encoding="utf-8") as f:
             f.write("5")
@@ -46,7 +52,7 @@ def process_peak_rss_mb() -> float | None:
     except ImportError:  # Windows
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 1024 / (1024 if sys.platform == "darwin" else 1)
+    return max(peak / 1024 / (1024 if sys.platform == "darwin" else 1), _LIFETIME_PEAK_MB)
 
 
 class SessionMemory:
