@@ -146,3 +146,25 @@ def test_dependency_groups_are_removed_exactly_on_transformer_mlps(tmp_path, kin
     export(kind, tmp_path / "z.onnx", module=model, input_shapes=[(1, 3, 32, 32)], atol=1e-3, rtol=1e-3)
     result = prune_channels(tmp_path / "z.onnx", tmp_path / "p.onnx", rtol=1e-4)
     assert zeroed > 0 and result.passes["prune-channels"]["channels_removed"] == zeroed and result.comparison
+
+
+def test_transformer_fusion_reports_counts_keeps_outputs_and_marks_contrib_ops(cli, tiny_bert, tmp_path):
+    code, _, err = cli("export", f"hf:{tiny_bert}", "-o", "bert.onnx")
+    assert code == 0, err
+    code, out, err = cli("optimize", "bert.onnx", "-o", "fused.onnx", "--passes", "transformer-fusion", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    fused = report["passes"]["transformer-fusion"]
+    assert fused and all(n > 0 for n in fused.values()) and report["comparison"]["passed"]
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "fused.onnx")).metadata_props}
+    assert meta["onnxdeploy.runtime"].startswith("onnxruntime only")
+
+
+def test_transformer_fusion_says_when_nothing_fused(cli, tmp_path):
+    from tests.onnx_graphs import GraphBuilder
+
+    g = GraphBuilder(shape=(1, 3, 8, 8))
+    onnx.save(g.model(g.conv("x", 3, 2)), str(tmp_path / "m.onnx"))
+    code, out, err = cli("optimize", "m.onnx", "-o", "f.onnx", "--passes", "transformer-fusion")
+    assert code == 0, err
+    assert "nothing fused" in out and "transformer-fusion: no change" in out

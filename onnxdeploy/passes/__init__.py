@@ -3,7 +3,7 @@
 Importing this package registers every pass; ``PASSES`` maps CLI names to pass classes.
 """
 
-from onnxdeploy.passes import cleanup, fold_batchnorm  # noqa: F401  (registration)
+from onnxdeploy.passes import cleanup, fold_batchnorm, transformer_fusion  # noqa: F401  (registration)
 from onnxdeploy.passes.apply import PassesResult, prune_channels, run_passes
 from onnxdeploy.passes.base import PASSES, GraphPass, register
 from onnxdeploy.passes.channel_pruning import PruneChannelsPass

@@ -98,7 +98,8 @@ def to_ir(model: onnx.ModelProto, path: str) -> ir.Model:
 def to_proto(model: ir.Model, *, legacy_inputs: bool) -> onnx.ModelProto:
     # unused nodes and initializers go first: listed as graph inputs (IR v3) they would count as used
     ir.passes.common.RemoveUnusedNodesPass()(model)
-    ir.passes.common.ShapeInferencePass()(model)  # fresh shapes for the new channel counts (weights set aside)
+    if all(node.domain in ("", "ai.onnx") for node in model.graph):  # onnx cannot infer contrib ops' shapes
+        ir.passes.common.ShapeInferencePass()(model)  # fresh shapes for the new channel counts (weights set aside)
     if legacy_inputs:
         ir.passes.common.AddInitializersToInputsPass()(model)
     return ir.to_proto(model)
@@ -148,7 +149,9 @@ def run_passes(input_path: str | os.PathLike, output_path: str | os.PathLike, pa
             outcome = graph_pass(model)
         except ir.passes.PreconditionError as exc:
             raise UserError(f"{input_path}: {exc}") from exc
+        model = outcome.model  # a functional pass returns a new model
         stats[graph_pass.name] = dict(getattr(outcome, "stats", {}))
+        notes += getattr(outcome, "notes", ())
         layers += getattr(outcome, "layers", ())
         kept += getattr(outcome, "kept", ())
     result_proto = to_proto(model, legacy_inputs=legacy)

@@ -20,6 +20,7 @@ class GraphPassResult(ir.passes.PassResult):
     """onnx_ir's PassResult with ``stats``: what this call changed, as counts."""
 
     stats: dict[str, int] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # what a user should know about this call (nothing fused, a default used...)
 
 
 def changed(model: ir.Model, stats: dict[str, int]) -> GraphPassResult:
@@ -35,7 +36,7 @@ class GraphPass(ir.passes.InPlacePass):
     description: ClassVar[str] = ""
 
 
-def register(cls: type[GraphPass]) -> type[GraphPass]:
+def register(cls: type) -> type:
     """Class decorator: make the pass available to ``onnxdeploy optimize --passes``."""
     if not cls.name:
         raise TypeError(f"{cls.__name__} needs a name")
