@@ -155,3 +155,20 @@ def test_compress_and_train_a_model_with_named_int64_inputs(cli, tmp_path, monke
     report = json.loads(out)
     assert report["layer_sparsity"]["total"] == pytest.approx(0.5, abs=0.02)
     assert report["steps"][-1]["name"].endswith("distilled")
+
+
+def test_dynamic_int8_on_a_transformer_shaped_graph(cli, tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parent))
+    code, _, err = cli("export", "tiny_models:tiny_text_model", "-o", "t.onnx", "--input", "input_ids:int64:1x12",
+                       "--input", "attention_mask:int64:1x12", "--dynamic", "input_ids:1",
+                       "--dynamic", "attention_mask:1")
+    assert code == 0, err
+    code, out, err = cli("quantize", "t.onnx", "-o", "d.onnx", "--calib", "random", "--method", "dynamic",
+                         "--max-drop", "100", "--force-int8", "--iterations", "5", "--json")
+    assert code == 0, err
+    attempts = json.loads(out)["attempts"]
+    assert [a["config"]["name"] for a in attempts] == ["dynamic-int8"] and attempts[0]["passed"]
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "d.onnx")).graph.node}
+    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= ops

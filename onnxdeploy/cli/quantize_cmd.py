@@ -14,8 +14,9 @@ from onnxdeploy.cli.output import announce, emit_json, finish, progress, say
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
 @click.option("--calib", default=None, help=".npy, .npz, a folder of them, 'digits' or 'random'.")
 @click.option("--eval", "eval_data", default=None, help="'digits' or .npz of inputs + 'labels' for top-1 accuracy.")
-@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default=None,
-              help="Calibration method (default: minmax, others tried if accuracy needs it).")
+@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile", "dynamic"]), default=None,
+              help="Calibration method (default: minmax, others tried if accuracy needs it); dynamic: int8 "
+                   "MatMul/Gemm weights, activations quantized at run time.")
 @click.option("--percentile", type=float, default=99.999, show_default=True)
 @click.option("--per-channel/--per-tensor", "per_channel", default=None, help="Weight granularity (default: by CPU).")
 @click.option("--reduce-range/--full-range", "reduce_range", default=None, help="7-bit weights (default: by CPU).")

@@ -22,7 +22,7 @@ from onnxdeploy.atomic import ensure_writable_dir, refuse_overwrite
 from onnxdeploy.data.specs import default_input_names
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.exporter.inputs import ExportInput, float_inputs
-from onnxdeploy.exporter.outputs import flat_module, flatten_outputs
+from onnxdeploy.exporter.outputs import is_tensor, flat_module, flatten_outputs
 from onnxdeploy.exporter.parity import check_parity, parity_cases
 from onnxdeploy.exporter.source import ModelSource, load_source
 from onnxdeploy.onnx_io import check_model_file, file_bytes, keep_failed, staged_model
@@ -142,7 +142,8 @@ def _export_torchscript(source: ModelSource, path: Path, names, dynamic: bool, o
                       opset_version=opset or 17, do_constant_folding=True)
 
 
-def _output_names(source: ModelSource) -> list[str]:
+def _output_names(source: ModelSource) -> tuple[list[str], bool]:
+    """(output names, whether forward's result needs flattening: anything but a tensor or a flat tuple)."""
     import torch
 
     shapes = " and ".join("x".join(map(str, s)) for s in source.input_shapes)
@@ -158,7 +159,8 @@ def _output_names(source: ModelSource) -> list[str]:
     names = [name for name, _ in flatten_outputs(out)]
     if not names:
         raise UserError(f"{source.reference}: forward() returned {type(out).__name__}, which holds no tensor")
-    return ["logits"] if len(names) == 1 else names  # one tensor, bare or in a 1-tuple, is the logits
+    flat = is_tensor(out) or (isinstance(out, (tuple, list)) and all(is_tensor(t) for t in out))
+    return (["logits"] if len(names) == 1 else names), not flat  # one tensor, bare or in a 1-tuple: logits
 
 
 def _run_exporter(source, path, names, dynamic, opset, exporter, announce) -> tuple[str, str]:
@@ -180,6 +182,23 @@ def _run_exporter(source, path, names, dynamic, opset, exporter, announce) -> tu
         raise UserError(f"{source.reference}: the TorchScript exporter failed: {type(exc).__name__}: "
                         f"{str(exc).strip().splitlines()[0][:300]}") from exc
     return "torchscript", reason if exporter == "auto" else ""
+
+
+def _strip_wrapper_prefix(model: onnx.ModelProto, prefix: str = "inner.") -> None:
+    """Weight and node names as the author wrote them, without the flattening wrapper's ``inner.``."""
+    graph = model.graph
+    taken = {v for n in graph.node for v in n.output} | {t.name for t in graph.initializer} | \
+        {i.name for i in graph.input}
+    renames = {name: name[len(prefix):] for name in taken
+               if name.startswith(prefix) and name[len(prefix):] not in taken}
+    for tensor in graph.initializer:
+        tensor.name = renames.get(tensor.name, tensor.name)
+    for node in graph.node:
+        node.input[:] = [renames.get(v, v) for v in node.input]
+        node.output[:] = [renames.get(v, v) for v in node.output]
+        node.name = node.name.replace("/inner/", "/", 1) if node.name.startswith("/inner/") else node.name
+    for value in list(graph.value_info) + list(graph.input) + list(graph.output):
+        value.name = renames.get(value.name, value.name)
 
 
 def _embed_metadata(path: Path, source: ModelSource, exporter: str, dynamic: bool) -> onnx.ModelProto:
@@ -233,14 +252,18 @@ def export(model: str, output: str | os.PathLike, *, checkpoint: str | None = No
         source = load_source(model, checkpoint=checkpoint, input_shapes=input_shapes, inputs=inputs)
     if not source.inputs:
         source.inputs = float_inputs(source.input_shapes, default_input_names(len(source.input_shapes)))
-    names = ([i.name for i in source.inputs], _output_names(source))
-    # exporters and the parity check see the outputs flattened: dicts, ModelOutputs and namedtuples too
-    source = dataclasses.replace(source, module=flat_module(source.module, names[0] if source.by_name else None))
+    output_names, structured = _output_names(source)
+    names = ([i.name for i in source.inputs], output_names)
+    wrapped = structured or source.by_name
+    if wrapped:  # exporters and the parity check see the outputs flattened and the inputs by position
+        source = dataclasses.replace(source, module=flat_module(source.module, names[0] if source.by_name else None))
     raw_dir = Path(tempfile.mkdtemp(prefix=f".{output.name}.export.", dir=output.resolve().parent))
     try:
         progress(f"exporting {source.reference} ({exporter} exporter)")
         used, fallback = _run_exporter(source, raw_dir / output.name, names, dynamic_batch, opset, exporter, announce)
         proto = _embed_metadata(raw_dir / output.name, source, used, dynamic_batch)
+        if wrapped:
+            _strip_wrapper_prefix(proto)
         opset_used = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
         failed = output.with_name(output.stem + ".parity-failed.onnx")
         # staged beside the output under its final name (external data named for it), moved in only on success
@@ -255,7 +278,7 @@ def export(model: str, output: str | os.PathLike, *, checkpoint: str | None = No
             progress(f"parity vs PyTorch at batch {', '.join(map(str, batches))}"
                      + (f" and {len(cases) - len(batches)} more length(s)" if len(cases) > len(batches) else ""))
             parity = check_parity(source.module, str(staged), cases, atol=atol, rtol=rtol,
-                                  int_high=_int_high(source.module.inner))
+                                  int_high=_int_high(getattr(source.module, "inner", source.module)))
             result = ExportResult(str(output), source.reference, used, opset_used, dynamic_batch,
                                   tuple(source.input_shapes), tuple(batches), parity, file_bytes(staged),
                                   time.perf_counter() - started, fallback, tuple(source.inputs))

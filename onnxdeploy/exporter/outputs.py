@@ -9,13 +9,13 @@ its fields; a tuple or list ``output_0``, ``output_1``...; nested containers joi
 from __future__ import annotations
 
 
-def _is_tensor(value) -> bool:
+def is_tensor(value) -> bool:
     return hasattr(value, "detach") and hasattr(value, "shape")
 
 
 def flatten_outputs(out, prefix: str = "") -> list[tuple[str, object]]:
     """(name, tensor) pairs in a stable order; UserError-free: unknown leaves are simply left out."""
-    if _is_tensor(out):
+    if is_tensor(out):
         return [(prefix or "logits", out)]
     if out is None:
         return []
@@ -30,7 +30,7 @@ def flatten_outputs(out, prefix: str = "") -> list[tuple[str, object]]:
     flat = []
     for name, value in items:
         full = f"{prefix}.{name}" if prefix else name
-        if _is_tensor(value):
+        if is_tensor(value):
             flat.append((full, value))
         else:
             flat += flatten_outputs(value, full)

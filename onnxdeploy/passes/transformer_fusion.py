@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import sys
 
 import onnx
 import onnx_ir as ir
@@ -29,6 +31,16 @@ def detect_model_type(model: onnx.ModelProto) -> str:
     return "bert"
 
 
+def _importable_transformers_tools() -> None:
+    """onnxruntime.transformers imports its sibling modules by bare name (``from fusion_options import``)
+    and puts its folder on sys.path once, at first import; make sure it is still there."""
+    import onnxruntime.transformers as tools
+
+    folder = os.path.dirname(tools.__file__)
+    if folder not in sys.path:
+        sys.path.append(folder)
+
+
 @register
 class TransformerFusion(ir.passes.FunctionalPass):
     """onnxruntime's transformer fusions; ``model_type`` (bert, vit, gpt2...) is detected when not given."""
@@ -41,6 +53,7 @@ class TransformerFusion(ir.passes.FunctionalPass):
         self.model_type, self.num_heads, self.hidden_size = model_type, num_heads, hidden_size
 
     def call(self, model: ir.Model) -> GraphPassResult:
+        _importable_transformers_tools()
         from onnxruntime.transformers.optimizer import MODEL_TYPES, optimize_model
 
         proto = ir.to_proto(model)

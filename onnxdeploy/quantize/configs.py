@@ -28,6 +28,9 @@ class Candidate:
     exclude_ops: tuple[str, ...] = field(default_factory=tuple)
 
     def describe(self) -> str:
+        if self.method == "dynamic":
+            return "dynamic int8 MatMul/Gemm" + (", reduce_range" if self.reduce_range else "") + \
+                (f", {len(self.exclude_nodes)} node(s) fp32" if self.exclude_nodes else "")
         parts = [self.method + (f" {self.percentile}" if self.method == "percentile" else ""),
                  "per-channel" if self.per_channel else "per-tensor"]
         if self.reduce_range:
@@ -79,12 +82,21 @@ def candidates(decision: IsaDecision, model: onnx.ModelProto, request: QuantizeC
     depthwise = depthwise_nodes(model)
     if depthwise:
         tries.append(replace(base, name="depthwise-fp32", exclude_nodes=base.exclude_nodes + tuple(depthwise)))
+    if request.method == "dynamic":  # int8 weights, activations quantized at run time: no calibration
+        tries = [replace(base, name="dynamic-int8", per_channel=False)]
     return tries
 
 
 def apply_config(config: Candidate, model_path: str, output_path: str, reader) -> None:
-    """Static QDQ quantization with onnxruntime (its calibrators and QDQ insertion, not ours)."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    """Static QDQ (or dynamic) quantization with onnxruntime (its calibrators and QDQ insertion, not ours)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+    if config.method == "dynamic":
+        with contextlib.redirect_stdout(io.StringIO()):
+            quantize_dynamic(model_path, output_path, weight_type=QuantType.QInt8, per_channel=False,
+                             reduce_range=config.reduce_range, op_types_to_quantize=["MatMul", "Gemm", "Attention"],
+                             nodes_to_exclude=list(config.exclude_nodes) or None)
+        return
 
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[config.method]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from onnxdeploy.errors import UserError
 
-METHODS = ("minmax", "entropy", "percentile")
+METHODS = ("minmax", "entropy", "percentile", "dynamic")  # dynamic: int8 weights, activations at run time
 QUANT_TYPES = ("int8", "uint8")
 
 

@@ -56,7 +56,10 @@ def fall_back(state: SearchState, max_drop: float, progress) -> None:
     """Keep the nodes with the worst quantization error in fp32 (1, 2, 4... of them) until one passes."""
     from onnxdeploy.quantize.fallback import worst_nodes
 
-    best = state.best()
+    static = [a for a in state.attempts if a.config.method != "dynamic"]  # the error ranking reads QDQ pairs
+    if not static:
+        return
+    best = max(static, key=lambda a: (a.score, a.snr_db))
     ranked = worst_nodes(state.fp32_path, state.paths[best.config.name], state.reader)
     count = 1
     while count <= len(ranked):
