@@ -14,7 +14,6 @@ import time
 import numpy as np
 
 from onnxdeploy.data.specs import InputSpec, specs_from_session
-from onnxdeploy.onnx_io import load_model
 from onnxdeploy.runtime.sessions import create_session, provider_chain
 
 logger = logging.getLogger(__name__)
@@ -37,7 +36,6 @@ class OrtRunner:
 
     def __enter__(self) -> "OrtRunner":
         provider_chain(self.provider)  # an unknown provider is refused before the file is read
-        load_model(self.model_path, check=False, load_external=False)  # clear errors for missing / non-ONNX files
         started = time.perf_counter()
         self.session = create_session(self.model_path, provider=self.provider, threads=self.threads,
                                       spinning=self.spinning, profiling=self.profile)
