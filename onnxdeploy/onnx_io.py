@@ -185,6 +185,6 @@ def _uses_external(path: Path) -> bool:
 def save_model(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
     """Save atomically as one self-contained file, or with external data beside it past 2 GiB."""
     with staged_model(model, path) as staged:
-        if is_large(model) or any(True for _ in _external_tensors(model)):
+        if any(True for _ in _external_tensors(model)):  # large: in memory it could not be checked
             check_model_file(staged, path)
     return Path(path)

@@ -86,12 +86,12 @@ def _convert(group, order) -> ChannelGroup | None:
         else:
             return None  # LayerNorm, GroupNorm, reshapes, embeddings, attention...: not exact on the ONNX side
     producers, members, consumers = (list(dict.fromkeys(x)) for x in (producers, members, consumers))
+    position = {name: i for i, name in order.values()}
+    norms = sorted((i, name) for module, (i, name) in order.items()
+                   if name in members and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)))
     followers = {}
     for producer in producers:  # the BatchNorm right after a producer scales its channels' importance
-        position = next(i for m, (i, n) in order.items() if n == producer)
-        after = [n for m, (i, n) in order.items() if n in members and isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))
-                 and i > position]
+        after = [name for i, name in norms if i > position[producer]]
         if after:
-            nearest = min(after, key=lambda n: next(i for m, (i, x) in order.items() if x == n))
-            followers[producer] = nearest
+            followers[producer] = after[0]
     return ChannelGroup(size or 0, producers, members, consumers, followers)

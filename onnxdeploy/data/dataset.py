@@ -6,8 +6,8 @@ model with several inputs of any dtype is one dict away, and top-1 means one thi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
 
@@ -43,18 +43,6 @@ class Split:
             raise UserError(f"{self.origin}: {len(self.inputs)} inputs ({', '.join(self.inputs)}); this step takes one")
         return next(iter(self.inputs.values()))
 
-    @property
-    def y(self) -> np.ndarray | None:
-        return self.labels
-
-    def take(self, start: int, stop: int | None = None) -> "Split":
-        return Split({k: v[start:stop] for k, v in self.inputs.items()},
-                     None if self.labels is None else self.labels[start:stop], self.origin)
-
-    def batches(self, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
-        for start in range(0, len(self), batch_size):
-            yield {k: v[start:start + batch_size] for k, v in self.inputs.items()}
-
     def renamed(self, names: list[str]) -> "Split":
         """The same samples under the model's input names (a single unnamed input takes the model's name)."""
         if set(self.inputs) == set(names):
@@ -71,7 +59,6 @@ class Dataset:
     train: Split
     val: Split
     name: str = "arrays"
-    meta: dict = field(default_factory=dict)
 
     # what the PyTorch loops take: the array of a single-input model, else a dict of arrays by name
     @property
@@ -91,7 +78,7 @@ class Dataset:
         return self.val.labels
 
     def renamed(self, names: list[str]) -> "Dataset":
-        return Dataset(self.train.renamed(names), self.val.renamed(names), self.name, self.meta)
+        return Dataset(self.train.renamed(names), self.val.renamed(names), self.name)
 
 
 def class_axis(output: np.ndarray) -> int:

@@ -55,9 +55,14 @@ def specs_from_onnx(model) -> list[InputSpec]:
 
 
 def specs_from_session(session) -> list[InputSpec]:
-    """The inputs of an onnxruntime session (its NodeArgs)."""
+    """The inputs of an onnxruntime session."""
+    return specs_from_node_args(session.get_inputs())
+
+
+def specs_from_node_args(args) -> list[InputSpec]:
+    """InputSpecs from onnxruntime NodeArgs (``session.get_inputs()``)."""
     specs = []
-    for arg in session.get_inputs():
+    for arg in args:
         dtype = ORT_TYPES.get(arg.type)
         dims = tuple(d if isinstance(d, int) and d > 0 else (d if isinstance(d, str) else None) for d in arg.shape)
         specs.append(InputSpec(arg.name, dims, np.dtype(dtype) if dtype is not None else None))

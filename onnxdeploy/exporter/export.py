@@ -238,7 +238,8 @@ def export(model: str, output: str | os.PathLike, *, checkpoint: str | None = No
         raise UserError(f"exporter '{exporter}': choose one of {', '.join(EXPORTERS)}", param="exporter")
     output = Path(output)
     factory_file = model.rpartition(":")[0] if ":" in model and model.rpartition(":")[0].endswith(".py") else None
-    refuse_overwrite([output, output.with_name(output.stem + ".parity-failed.onnx")], [checkpoint, factory_file])
+    failed = output.with_name(output.stem + ".parity-failed.onnx")
+    refuse_overwrite([output, failed], [checkpoint, factory_file])
     ensure_writable_dir(output)
     started = time.perf_counter()
     if inputs and input_shapes:
@@ -265,7 +266,6 @@ def export(model: str, output: str | os.PathLike, *, checkpoint: str | None = No
         if wrapped:
             _strip_wrapper_prefix(proto)
         opset_used = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
-        failed = output.with_name(output.stem + ".parity-failed.onnx")
         # staged beside the output under its final name (external data named for it), moved in only on success
         with staged_model(proto, output) as staged:
             progress("checking the exported model (onnx.checker, full check)")

@@ -23,8 +23,8 @@ def is_hf(reference: str) -> bool:
     return reference.startswith(PREFIX)
 
 
-def load_hf(reference: str):
-    """(module in eval mode, its ExportInputs) for ``hf:PATH_OR_ID``."""
+def _resolve(reference: str):
+    """(model class, config, where) for ``hf:PATH_OR_ID``: the config is read, no weights are."""
     try:
         import transformers
     except ImportError as exc:
@@ -41,18 +41,30 @@ def load_hf(reference: str):
     cls = getattr(transformers, architecture, None) if architecture else None
     if cls is None:
         cls = transformers.AutoModel
+    return cls, config, where
+
+
+def hf_model_inputs(reference: str) -> list[ExportInput]:
+    """The inputs of ``hf:PATH_OR_ID`` from its config and class alone (no weights loaded)."""
+    cls, config, _ = _resolve(reference)
+    return hf_inputs(cls, config)
+
+
+def load_hf(reference: str):
+    """(module in eval mode, its ExportInputs) for ``hf:PATH_OR_ID``."""
+    cls, config, where = _resolve(reference)
     try:
         module = cls.from_pretrained(where)
     except (OSError, ValueError) as exc:
         raise UserError(f"{reference}: cannot load the weights ({str(exc).splitlines()[0][:160]})") from exc
     module.eval()
-    return module, hf_inputs(module, config)
+    return module, hf_inputs(type(module), config)
 
 
-def hf_inputs(module, config) -> list[ExportInput]:
-    """Inputs from the model: images (pixel_values) sized by the config, or token ids, attention mask
+def hf_inputs(cls, config) -> list[ExportInput]:
+    """Inputs from the model class: images (pixel_values) sized by the config, or token ids, attention mask
     and (where forward takes it and the config has token types) token type ids, int64, sequence dynamic."""
-    main = getattr(module, "main_input_name", "input_ids")
+    main = getattr(cls, "main_input_name", "input_ids")
     if main == "pixel_values":
         size = getattr(config, "image_size", None)
         height, width = (size, size) if isinstance(size, int) else tuple(size or (IMAGE, IMAGE))
@@ -61,8 +73,8 @@ def hf_inputs(module, config) -> list[ExportInput]:
         dynamic = () if size else (2, 3)
         return [ExportInput("pixel_values", np.dtype(np.float32), (1, channels, height, width), dynamic)]
     if main != "input_ids":
-        raise UserError(f"{type(module).__name__}: main input '{main}' is not supported yet (images and text are)")
-    accepted = inspect.signature(module.forward).parameters
+        raise UserError(f"{cls.__name__}: main input '{main}' is not supported yet (images and text are)")
+    accepted = inspect.signature(cls.forward).parameters
     names = ["input_ids", "attention_mask"]
     if "token_type_ids" in accepted and getattr(config, "type_vocab_size", 0):
         names.append("token_type_ids")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from onnxdeploy.errors import UserError
+from onnxdeploy.exporter.hf import is_hf, load_hf
 from onnxdeploy.models import ZOO, get_zoo_entry
 
 _SHAPE = re.compile(r"^\d+(x\d+)*$")
@@ -125,9 +126,7 @@ def load_source(reference: str, *, checkpoint: str | None = None,
         entry = get_zoo_entry(reference)
         module = entry.build()
         default_shapes = entry.input_spec()
-    elif reference.startswith("hf:"):
-        from onnxdeploy.exporter.hf import load_hf
-
+    elif is_hf(reference):
         module, default_inputs = load_hf(reference)
         default_shapes = None
     elif ":" in reference:

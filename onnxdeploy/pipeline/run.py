@@ -17,6 +17,7 @@ from typing import Callable
 
 from onnxdeploy.data import load_dataset
 from onnxdeploy.errors import UserError
+from onnxdeploy.exporter.hf import hf_model_inputs, is_hf
 from onnxdeploy.exporter.inputs import input_specs
 from onnxdeploy.exporter.source import parse_input_shape
 from onnxdeploy.models import ZOO
@@ -72,10 +73,8 @@ def _model_inputs(recipe: Recipe) -> tuple[list[tuple[int, ...]], list]:
         return [parse_input_shape(recipe.input_shape)], []
     if recipe.model in ZOO:
         return ZOO[recipe.model].input_spec(), []
-    if recipe.model.startswith("hf:"):
-        from onnxdeploy.exporter.hf import load_hf
-
-        _, inputs = load_hf(recipe.model)
+    if is_hf(recipe.model):
+        inputs = hf_model_inputs(recipe.model)  # from the config: the train stage loads the weights once
         return [tuple(i.shape) for i in inputs], inputs
     raise UserError(f"{recipe.source}: 'input_shape' is required for model '{recipe.model}' outside the zoo")
 

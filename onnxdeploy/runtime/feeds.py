@@ -6,7 +6,7 @@ from typing import Mapping
 
 import numpy as np
 
-from onnxdeploy.data.specs import InputSpec, is_static, specs_from_session
+from onnxdeploy.data.specs import InputSpec, is_static, specs_from_node_args, specs_from_session
 from onnxdeploy.data.synthetic import random_array
 from onnxdeploy.data.validation import check_arrays
 from onnxdeploy.errors import UserError
@@ -17,12 +17,7 @@ def _specs(inputs) -> list[InputSpec]:
     if hasattr(inputs, "get_inputs"):
         return specs_from_session(inputs)
     inputs = list(inputs)
-    if inputs and not isinstance(inputs[0], InputSpec):
-        class _Args:  # specs_from_session reads get_inputs()
-            def get_inputs(self):
-                return inputs
-        return specs_from_session(_Args())
-    return inputs
+    return specs_from_node_args(inputs) if inputs and not isinstance(inputs[0], InputSpec) else inputs
 
 
 def feed_shape(spec: InputSpec, batch: int, *, model_path: str = "", example: tuple[int, ...] | None = None,
