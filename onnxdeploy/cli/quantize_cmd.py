@@ -1,10 +1,12 @@
-"""``onnxdeploy quantize``: static int8 QDQ (or --fp16) with accuracy and latency checks (torch-free)."""
+"""``onnxdeploy quantize``: int8 (static QDQ or dynamic), int4 weight-only or --fp16, with accuracy and
+latency checks (torch-free)."""
 
 from __future__ import annotations
 
 import click
 
 from onnxdeploy.cli.options import Finite
+from onnxdeploy.quantize.isa import TARGET_CPUS
 
 from onnxdeploy.cli.output import announce, emit_json, finish, progress, say
 
@@ -12,7 +14,8 @@ from onnxdeploy.cli.output import announce, emit_json, finish, progress, say
 @click.command("quantize")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
-@click.option("--calib", default=None, help=".npy, .npz, a folder of them, 'digits' or 'random'.")
+@click.option("--calib", default=None, help=".npy, .npz, a folder of them, 'digits' or 'random' (optional with "
+              "--method dynamic or --weights int4, which need no calibration: then it is only scored on).")
 @click.option("--eval", "eval_data", default=None, help="'digits' or .npz of inputs + 'labels' for top-1 accuracy.")
 @click.option("--method", type=click.Choice(["minmax", "entropy", "percentile", "dynamic"]), default=None,
               help="Calibration method (default: minmax, others tried if accuracy needs it); dynamic: int8 "
@@ -25,9 +28,17 @@ from onnxdeploy.cli.output import announce, emit_json, finish, progress, say
 @click.option("--activation-type", type=click.Choice(["int8", "uint8"]), default="int8", show_default=True)
 @click.option("--weight-type", type=click.Choice(["int8", "uint8"]), default="int8", show_default=True)
 @click.option("--exclude", multiple=True, help="Node names or op types to keep in fp32 (repeatable).")
+@click.option("--weights", type=click.Choice(["int8", "int4"]), default="int8", show_default=True,
+              help="int4: weight-only MatMulNBits blocks (smaller, for memory-bound targets; need not be faster).")
+@click.option("--block-size", type=click.Choice(["16", "32", "64", "128", "256"]), default="32", show_default=True,
+              help="Weights per int4 block.")
 @click.option("--max-drop", type=Finite(), default=1.0, show_default=True, help="Largest accuracy drop, in points.")
+@click.option("--min-snr", type=Finite(), default=None,
+              help="Also require this output SNR in dB (agreement alone is unstable on near-uniform logits).")
 @click.option("--target-batch", type=int, default=1, show_default=True, help="Batch size you deploy at.")
-@click.option("--target-cpu", type=click.Choice(["avx2", "avx512-vnni", "amx"]), default=None,
+@click.option("--target-threads", type=int, default=None,
+              help="Threads you deploy with (default: what onnxruntime uses here, one per physical core).")
+@click.option("--target-cpu", type=click.Choice(sorted(TARGET_CPUS)), default=None,
               help="Quantize for another CPU than this one.")
 @click.option("--force-int8", is_flag=True, help="Write int8 even when it is slower than fp32.")
 @click.option("--iterations", type=click.IntRange(min=1), default=100, show_default=True,
@@ -36,8 +47,8 @@ from onnxdeploy.cli.output import announce, emit_json, finish, progress, say
 @click.option("--fp16", is_flag=True, help="Convert to float16 for GPU targets instead (I/O stay float32).")
 @click.option("--json", "as_json", is_flag=True)
 def quantize_command(model, output, calib, eval_data, method, percentile, per_channel, reduce_range, calib_size,
-                     batch_size, activation_type, weight_type, exclude, max_drop, target_batch, target_cpu,
-                     force_int8, iterations, explain, fp16, as_json):
+                     batch_size, activation_type, weight_type, exclude, weights, block_size, max_drop, min_snr,
+                     target_batch, target_threads, target_cpu, force_int8, iterations, explain, fp16, as_json):
     """Quantize MODEL to int8 with calibration data; keep accuracy within --max-drop; never slower unsaid."""
     from onnxdeploy.errors import UserError
     from onnxdeploy.quantize import Acceptance, QuantizeConfig, TimingPlan, convert_fp16, quantize
@@ -55,11 +66,18 @@ def quantize_command(model, output, calib, eval_data, method, percentile, per_ch
         emit_json(result) if as_json else say(f"float16 model -> {output} ({result['bytes_before'] / 1024:.1f} KiB -> "
                                                 f"{result['bytes_after'] / 1024:.1f} KiB)")
         return
-    if not calib:
-        raise UserError("--calib is required (a .npy/.npz file or folder, 'digits', or 'random')")
     config = QuantizeConfig(method=method, per_channel=per_channel, reduce_range=reduce_range, percentile=percentile,
                             calib_size=calib_size, batch_size=batch_size, activation_type=activation_type,
-                            weight_type=weight_type, exclude=tuple(exclude), target_cpu=target_cpu)
-    acceptance = Acceptance(max_drop=max_drop, target_batch=target_batch, force_int8=force_int8)
+                            weight_type=weight_type, exclude=tuple(exclude), target_cpu=target_cpu, weights=weights,
+                            block_size=int(block_size))
+    acceptance = Acceptance(max_drop=max_drop, target_batch=target_batch, force_int8=force_int8,
+                            target_threads=target_threads, min_snr_db=min_snr)
+    if not calib:
+        if method != "dynamic" and weights != "int4":
+            raise UserError("--calib is required (a .npy/.npz file or folder, 'digits', or 'random')")
+        calib = "random"
+        if not eval_data:
+            announce("no --calib or --eval: scored against fp32 on random inputs (give data that looks like "
+                     "yours for a meaningful agreement)")
     finish(lambda: quantize(model, output, calib=calib, eval_data=eval_data, config=config, acceptance=acceptance,
                             timing=TimingPlan(iterations=iterations), progress=progress, announce=announce), as_json)

@@ -54,3 +54,17 @@ def batches(source: ChunkSource, specs: Sequence[InputSpec], *, batch_size: int,
 def count_samples(source: ChunkSource) -> int:
     """Samples in a finite source (each chunk is read once; nothing is kept)."""
     return sum(len(next(iter(arrays.values()))) for _, arrays in source())
+
+
+def fingerprint(stream: Iterator[dict[str, np.ndarray]]) -> str:
+    """sha256 of a stream of batches: input names, dtypes, shapes and bytes, in order (what a manifest
+    records so that a change in the data is seen)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for batch in stream:
+        for name in sorted(batch):
+            array = np.ascontiguousarray(batch[name])
+            digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+            digest.update(array.tobytes())
+    return digest.hexdigest()

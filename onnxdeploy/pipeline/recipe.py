@@ -61,6 +61,10 @@ def _check_stage(source: str, index: int, table: dict) -> tuple[str, dict]:
 def _check_range(source: str, name: str, key: str, value) -> None:
     """Finite numbers everywhere; greater than zero where the stage says so (epochs, batch...)."""
     values = value if isinstance(value, (list, tuple)) else [value]
+    allowed = dict(STAGES[name].choices).get(key)
+    if allowed is not None and value not in allowed:
+        raise UserError(f"{source}: stage '{name}' option '{key}' = {value!r}: choose from "
+                        f"{', '.join(map(str, allowed))}")
     for v in values:
         if isinstance(v, float) and not math.isfinite(v):
             raise UserError(f"{source}: stage '{name}' option '{key}' = {value!r}: must be a finite number")

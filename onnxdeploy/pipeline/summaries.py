@@ -60,6 +60,7 @@ class QuantizeSummary(Summary):
     reason: str
     fp32_accuracy: float
     target_batch: int
+    target_threads: int
     isa: str
     attempts: list
 

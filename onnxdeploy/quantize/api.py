@@ -1,17 +1,23 @@
-"""``quantize``: static int8 QDQ with ISA-aware defaults, an accuracy bound and a latency check.
+"""``quantize``: int8 (static QDQ or dynamic) with ISA-aware defaults, or opt-in int4 weight-only,
+under an accuracy bound and a latency check.
 
 Every candidate configuration is scored (accuracy on ``eval_data``, else agreement with fp32 on
-held-out calibration samples); passing ones and fp32 are then timed side by side at the
-target batch, and the fastest passing one wins. An int8 model slower than fp32 is never
-written silently: fp32 is kept and the reason printed, unless ``force_int8``.
+held-out calibration samples, with output SNR and cosine beside it); passing ones and fp32 are then
+timed side by side at the target batch and threads, and the fastest passing one wins. An int8 model
+that is not measurably faster than fp32 (an int4 one measurably slower) is never written silently:
+fp32 is kept and the reason printed, unless ``force_int8``. The written model records what was
+done (``onnxdeploy.quantize`` metadata: configuration, target, calibration-data hash).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import shutil
 import tempfile
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
@@ -44,12 +50,22 @@ def _check_not_quantized(model: onnx.ModelProto, path: str) -> None:
 
 
 def _preprocess(src: str, dst: str, announce) -> str:
+    """onnxruntime's pre-processing (shape inference, graph optimization); without symbolic shape
+    inference where that fails (dynamo exports with symbolic sequence dims), as is where both fail."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    try:
-        quant_pre_process(src, dst, skip_symbolic_shape=False)
-    except Exception as exc:
-        announce(f"quant_pre_process failed ({type(exc).__name__}: {str(exc)[:120]}); quantizing the model as is")
+    from onnxdeploy.quantize.ort_logs import Collected, collected
+
+    failures = []
+    for symbolic in (True, False):
+        try:
+            with collected(Collected()):
+                quant_pre_process(src, dst, skip_symbolic_shape=not symbolic)
+            break
+        except Exception as exc:  # noqa: BLE001 - reported below; quantization still works without it
+            failures.append(f"{type(exc).__name__}: {str(exc)[:120]}")
+    else:
+        announce(f"onnxruntime's quant_pre_process failed ({'; '.join(failures)}); quantizing the model as is")
         shutil.copy(src, dst)
     model = onnx.load(dst)
     for i, node in enumerate(model.graph.node):  # nodes need names to be excluded by name
@@ -60,16 +76,19 @@ def _preprocess(src: str, dst: str, announce) -> str:
 
 
 def _calibration(calib, specs, config: QuantizeConfig, has_eval: bool):
-    """(reader over uniform calibration batches, samples used, the chunk source, samples available)."""
+    """(reader over uniform calibration batches, samples used, the chunk source, samples available, sha256
+    of the batches)."""
     source = datalayer.calibration_source(calib, specs)
     total = config.calib_size + HOLDOUT if datalayer.is_random(calib) else datalayer.count_samples(source)
     if total == 0:
         raise UserError(f"{datalayer.describe(calib)}: empty calibration set")
     n_calib = min(config.calib_size, total if has_eval else max(1, int(total * 0.8)))
     full = n_calib // config.batch_size  # uniform batches: a last partial one only when it is the only one
-    reader = StreamingReader(lambda: datalayer.batches(source, specs, batch_size=config.batch_size, limit=n_calib,
-                                                       uniform=True), batch_count=max(full, 1))
-    return reader, full * config.batch_size if full else n_calib, source, total
+
+    def make():
+        return datalayer.batches(source, specs, batch_size=config.batch_size, limit=n_calib, uniform=True)
+    reader = StreamingReader(make, batch_count=max(full, 1))
+    return reader, full * config.batch_size if full else n_calib, source, total, datalayer.fingerprint(make())
 
 
 def _scoring_split(calib, eval_data, specs, source, n_calib: int, total: int) -> datalayer.Split:
@@ -106,23 +125,28 @@ def quantize(model_path, output, *, calib: datalayer.DataLike, eval_data: datala
     create_session(model_path)  # a model onnxruntime refuses is named by its own path, before any work
     decision = decide(target_flags(config.target_cpu))
     tries = candidates(decision, model, config)
-    reader, n_calib, source, total = _calibration(calib, specs, config, eval_data is not None)
+    if acceptance.target_threads is None:  # decide for the threads onnxruntime will use on this machine
+        from onnxdeploy.runtime import default_threads
+
+        acceptance = replace(acceptance, target_threads=default_threads())
+    reader, n_calib, source, total, calib_sha = _calibration(calib, specs, config, eval_data is not None)
     split = _scoring_split(calib, eval_data, specs, source, n_calib, total)
     work = Path(tempfile.mkdtemp(prefix="onnxdeploy-quant-"))
     try:
         pre = _preprocess(model_path, str(work / "pre.onnx"), announce)
         reference = outputs(pre, split)
-        state = search.SearchState(work, pre, split, reference, score(pre, split, reference), reader, [], {})
-        search.score_candidates(state, tries, acceptance.max_drop, progress)
+        state = search.SearchState(work, pre, split, reference, score(pre, split, reference), reader)
+        search.score_candidates(state, tries, acceptance, progress)
         if not any(a.passed for a in state.attempts):
-            search.fall_back(state, acceptance.max_drop, progress)
+            search.fall_back(state, acceptance, progress)
         common = dict(metric=state.fp32.kind, fp32_score=state.fp32.value, isa_reason=decision.reason,
-                      target_batch=acceptance.target_batch, bytes_before=file_bytes(model_path),
-                      calib_samples=n_calib, eval_samples=len(split))
+                      target_batch=acceptance.target_batch, target_threads=acceptance.target_threads,
+                      bytes_before=file_bytes(model_path), calib_samples=n_calib, eval_samples=len(split),
+                      calib_sha256=calib_sha, notes=tuple(state.logs.summary()))
         if not any(a.passed for a in state.attempts):
             _fail(state, output, acceptance, common)
         fp32_p50 = search.time_passing(state, acceptance, timing, progress)
-        return _decide(state, model_path, output, acceptance, fp32_p50, common, announce)
+        return _decide(state, model_path, output, acceptance, fp32_p50, common, config, announce)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -138,38 +162,65 @@ def _paths(data) -> list:
 
 
 def _fail(state: search.SearchState, output: str, acceptance: Acceptance, common: dict) -> None:
+    bound = f"the {state.fp32.kind} drop within {acceptance.max_drop} points" + (
+        f" and SNR at least {acceptance.min_snr_db} dB" if acceptance.min_snr_db is not None else "")
+    if not any(a.error is None for a in state.attempts):
+        result = QuantizeResult(output, "none", "onnxruntime could not apply any configuration (see the errors)",
+                                fp32_p50_ms=None, attempts=tuple(state.attempts), bytes_after=0, **common)
+        raise CheckFailed(f"{output}: not written\n{result}", result=result)
     best = state.best()
     failed = failed_path(output)
     save_model(onnx.load(state.paths[best.config.name]), failed)
-    result = QuantizeResult(failed, "none", f"no configuration kept the {state.fp32.kind} drop within "
-                            f"{acceptance.max_drop} points; best attempt kept as {failed}", fp32_p50_ms=None,
-                            attempts=tuple(state.attempts), bytes_after=file_bytes(failed), **common)
+    result = QuantizeResult(failed, "none", f"no configuration kept {bound}; best attempt kept as {failed}",
+                            fp32_p50_ms=None, attempts=tuple(state.attempts), bytes_after=file_bytes(failed),
+                            **common)
     raise CheckFailed(f"{output}: not written\n{result}", result=result)
 
 
+def _record(model: onnx.ModelProto, result_fields: dict) -> onnx.ModelProto:
+    """The model with ``onnxdeploy.quantize`` metadata: what was chosen, for which target, from which data."""
+    meta = {p.key: p.value for p in model.metadata_props}
+    meta["onnxdeploy.quantize"] = json.dumps(result_fields, sort_keys=True)
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, meta)
+    return model
+
+
 def _decide(state: search.SearchState, model_path: str, output: str, acceptance: Acceptance, fp32_p50: float,
-            common: dict, announce) -> QuantizeResult:
-    """Write the fastest passing int8 model, or fp32 when int8 is not measurably faster (unless forced)."""
+            common: dict, config: QuantizeConfig, announce) -> QuantizeResult:
+    """Write the fastest passing model; fp32 when an int8 one is not measurably faster, or an int4 one is
+    measurably slower (unless forced)."""
     chosen: Attempt = search.fastest(state)
-    batch = acceptance.target_batch
+    where = f"batch {acceptance.target_batch}, {acceptance.target_threads} thread(s)"
     low, high = chosen.speedup_ci
-    attempts, notes = tuple(state.attempts), []
-    if low <= 1.0 and not acceptance.force_int8:  # not measurably faster: the CI of the speed-up reaches 1.0
-        save_model(load_model(model_path, check=False), output)
-        reason = (f"no int8 configuration is measurably faster than fp32 at batch {batch} on this CPU (best "
-                  f"{chosen.config.name}: {chosen.speedup:.2f}x, 95% CI {low:.2f}-{high:.2f}); wrote the fp32 "
-                  "model (force_int8 overrides)")
+    met = low > 1.0 if chosen.config.goal == "speed" else high >= 1.0
+    attempts, notes = tuple(state.attempts), list(common.pop("notes"))
+    record = {"target_batch": acceptance.target_batch, "target_threads": acceptance.target_threads,
+              "isa": common["isa_reason"], "target_cpu": config.target_cpu or "this machine",
+              "calibration": {"samples": common["calib_samples"], "sha256": common["calib_sha256"]},
+              "fp32_score": round(state.fp32.value, 4), "metric": state.fp32.kind}
+    if not met and not acceptance.force_int8:
+        save_model(_record(load_model(model_path, check=False), {**record, "chosen": "fp32"}), output)
+        what = ("no int8 configuration is measurably faster than" if chosen.config.goal == "speed" else
+                f"every int{chosen.config.bits} weight-only configuration is measurably slower than")
+        reason = (f"{what} fp32 at {where} on this CPU (best {chosen.config.name}: {chosen.speedup:.2f}x, 95% CI "
+                  f"{low:.2f}-{high:.2f}); wrote the fp32 model (force_int8 overrides)")
         announce(reason)
         return QuantizeResult(output, "fp32", reason, fp32_p50_ms=fp32_p50, attempts=attempts,
-                              bytes_after=file_bytes(output), **common)
-    if low <= 1.0:
+                              bytes_after=file_bytes(output), notes=tuple(notes), **common)
+    if low <= 1.0 and (chosen.config.goal == "speed" or not met):
         word = "SLOWER than" if chosen.speedup < 1.0 else "not measurably faster than"
-        notes.append(f"int8 is {word} fp32 at batch {batch} ({chosen.speedup:.2f}x, 95% CI {low:.2f}-"
+        notes.append(f"{chosen.config.name} is {word} fp32 at {where} ({chosen.speedup:.2f}x, 95% CI {low:.2f}-"
                      f"{high:.2f}); written because force_int8 was given")
         announce(notes[-1])
-    save_model(onnx.load(state.paths[chosen.config.name]), output)
+    record.update(chosen=chosen.config.name, settings=chosen.config.describe(),
+                  config={k: v for k, v in asdict(chosen.config).items() if k != "name"},
+                  score=round(chosen.score, 4),
+                  snr_db=round(chosen.snr_db, 2) if math.isfinite(chosen.snr_db) else None, cosine=round(chosen.cosine, 6),
+                  speedup=round(chosen.speedup, 3))
+    save_model(_record(onnx.load(state.paths[chosen.config.name]), record), output)
     reason = (f"fastest configuration within {acceptance.max_drop} points of fp32 {state.fp32.kind} "
-              f"({chosen.drop:+.2f} drop, {chosen.speedup:.2f}x fp32 speed at batch {batch}, "
+              f"({chosen.drop:+.2f} drop, SNR {chosen.snr_db:.1f} dB, {chosen.speedup:.2f}x fp32 speed at {where}, "
               f"95% CI {low:.2f}-{high:.2f})")
     return QuantizeResult(output, chosen.config.name, reason, fp32_p50_ms=fp32_p50, attempts=attempts,
                           bytes_after=file_bytes(output), notes=tuple(notes), **common)

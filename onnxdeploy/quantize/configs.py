@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 from dataclasses import dataclass, field, replace
 
 import onnx
 
 from onnxdeploy.errors import UserError
+from onnxdeploy.quantize.graph_facts import (MATMUL_OPS, activation_matmuls, depthwise_nodes, matmul_share,
+                                              weighted_matmuls)
 from onnxdeploy.quantize.isa import IsaDecision
 from onnxdeploy.quantize.request import QuantizeConfig
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """One configuration the search tries (the user's fixed settings plus one alternative)."""
+    """One configuration the search tries (the user's fixed settings plus one alternative).
+
+    ``method`` is a calibration method (static QDQ), "dynamic" (int8 weights, activations quantized at
+    run time) or "weight-only" (``bits``-bit MatMulNBits blocks of ``block_size``). ``only_ops`` limits
+    static quantization to those op types (empty: every op onnxruntime can quantize).
+    """
 
     name: str
     method: str = "minmax"
@@ -26,39 +31,44 @@ class Candidate:
     weight_type: str = "int8"
     exclude_nodes: tuple[str, ...] = field(default_factory=tuple)
     exclude_ops: tuple[str, ...] = field(default_factory=tuple)
+    only_ops: tuple[str, ...] = field(default_factory=tuple)
+    bits: int = 8
+    block_size: int = 32
+    accuracy_level: int = 0  # weight-only: 0 float compute, 4 int8 compute
+
+    @property
+    def goal(self) -> str:
+        """What the candidate is for: "speed" (int8) or "size" (weight-only, which need not be faster)."""
+        return "size" if self.method == "weight-only" else "speed"
 
     def describe(self) -> str:
+        fp32 = f", {len(self.exclude_nodes)} node(s) fp32" if self.exclude_nodes else ""
+        if self.method == "weight-only":
+            return (f"int{self.bits} weight-only MatMul, block {self.block_size}"
+                    + (", int8 compute" if self.accuracy_level == 4 else "") + fp32)
         if self.method == "dynamic":
-            return "dynamic int8 MatMul/Gemm" + (", reduce_range" if self.reduce_range else "") + \
-                (f", {len(self.exclude_nodes)} node(s) fp32" if self.exclude_nodes else "")
+            return "dynamic int8 MatMul/Gemm" + (", reduce_range" if self.reduce_range else "") + fp32
         parts = [self.method + (f" {self.percentile}" if self.method == "percentile" else ""),
                  "per-channel" if self.per_channel else "per-tensor"]
         if self.reduce_range:
             parts.append("reduce_range")
+        if self.only_ops:
+            parts.append("only " + "/".join(self.only_ops))
         if self.exclude_ops:
             parts.append("fp32 " + "/".join(self.exclude_ops))
-        if self.exclude_nodes:
-            parts.append(f"{len(self.exclude_nodes)} node(s) fp32")
-        return ", ".join(parts)
+        return ", ".join(parts) + fp32
 
 
-def depthwise_nodes(model: onnx.ModelProto) -> list[str]:
-    """Names of depthwise Conv nodes (group == input channels, one filter each)."""
-    inits = {t.name: t for t in model.graph.initializer}
-    names = []
-    for node in model.graph.node:
-        if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in inits:
-            continue
-        group = next((a.i for a in node.attribute if a.name == "group"), 1)
-        if group > 1 and inits[node.input[1]].dims[1] == 1:
-            names.append(node.name)
-    return names
+MATMUL_DOMINATED = 0.5  # share of multiply-adds in MatMul/Gemm above which dynamic int8 is tried first
 
 
 def candidates(decision: IsaDecision, model: onnx.ModelProto, request: QuantizeConfig) -> list[Candidate]:
-    """The configurations to try: the ISA default first, then alternatives the accuracy loop may need.
+    """The configurations to try, most likely first, then alternatives the accuracy loop may need.
 
-    Settings the request fixes are kept in every candidate.
+    CNNs start from the ISA default (static QDQ); MatMul-dominated graphs (transformers, MLPs) from
+    dynamic int8, then static QDQ of the weighted MatMul/Gemm only (LayerNorm, Softmax and the attention
+    score MatMuls stay fp32), then the CNN list. int4 weights are weight-only, opt-in. Settings the
+    request fixes are kept in every candidate.
     """
     op_types = {n.op_type for n in model.graph.node}
     node_names = {n.name for n in model.graph.node}
@@ -68,10 +78,22 @@ def candidates(decision: IsaDecision, model: onnx.ModelProto, request: QuantizeC
                         param="exclude")
     exclude_ops = tuple(e for e in request.exclude if e in op_types)
     exclude_nodes = tuple(e for e in request.exclude if e not in op_types)
+    if request.weights == "int4":
+        if not weighted_matmuls(model):
+            raise UserError("weights int4: the model has no MatMul with a constant 2-D weight to store in int4 blocks",
+                            param="weights")
+        four = Candidate(f"int4-b{request.block_size}", "weight-only", per_channel=False, bits=4,
+                         block_size=request.block_size, exclude_nodes=exclude_nodes)
+        return [four, replace(four, name=four.name + "-int8-compute", accuracy_level=4)]
     base = Candidate("isa-default", request.method or "minmax",
                      decision.per_channel if request.per_channel is None else request.per_channel,
                      decision.reduce_range if request.reduce_range is None else request.reduce_range,
                      request.percentile, request.activation_type, request.weight_type, exclude_nodes, exclude_ops)
+    dynamic = [replace(base, name="dynamic-int8", method="dynamic", per_channel=False)]
+    if request.reduce_range is None and base.reduce_range:
+        dynamic.append(replace(dynamic[0], name="dynamic-full-range", reduce_range=False))
+    if request.method == "dynamic":  # int8 weights, activations quantized at run time: no calibration
+        return dynamic
     tries = [base]
     if request.method is None:
         tries.append(replace(base, name="percentile", method="percentile"))
@@ -82,20 +104,24 @@ def candidates(decision: IsaDecision, model: onnx.ModelProto, request: QuantizeC
     depthwise = depthwise_nodes(model)
     if depthwise:
         tries.append(replace(base, name="depthwise-fp32", exclude_nodes=base.exclude_nodes + tuple(depthwise)))
-    if request.method == "dynamic":  # int8 weights, activations quantized at run time: no calibration
-        tries = [replace(base, name="dynamic-int8", per_channel=False)]
+    if request.method is None and matmul_share(model) > MATMUL_DOMINATED:
+        weighted = replace(base, name="qdq-matmul-weights", only_ops=MATMUL_OPS,
+                           exclude_nodes=base.exclude_nodes + tuple(activation_matmuls(model)))
+        tries = dynamic + [weighted] + tries
     return tries
 
 
 def apply_config(config: Candidate, model_path: str, output_path: str, reader) -> None:
-    """Static QDQ (or dynamic) quantization with onnxruntime (its calibrators and QDQ insertion, not ours)."""
+    """Quantize with onnxruntime (its calibrators, QDQ insertion and MatMulNBits packing, not ours)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
+    if config.method == "weight-only":
+        _weight_only(config, model_path, output_path)
+        return
     if config.method == "dynamic":
-        with contextlib.redirect_stdout(io.StringIO()):
-            quantize_dynamic(model_path, output_path, weight_type=QuantType.QInt8, per_channel=False,
-                             reduce_range=config.reduce_range, op_types_to_quantize=["MatMul", "Gemm", "Attention"],
-                             nodes_to_exclude=list(config.exclude_nodes) or None)
+        quantize_dynamic(model_path, output_path, weight_type=QuantType.QInt8, per_channel=False,
+                         reduce_range=config.reduce_range, op_types_to_quantize=["MatMul", "Gemm", "Attention"],
+                         nodes_to_exclude=list(config.exclude_nodes) or None)
         return
 
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
@@ -106,13 +132,25 @@ def apply_config(config: Candidate, model_path: str, output_path: str, reader) -
     count = reader.batch_count()
     stride = max((k for k in range(1, 17) if count % k == 0), default=1)
     extra = {"CalibPercentile": config.percentile, "CalibStridedMinMax": stride}
-    op_types = None  # None: every op onnxruntime can quantize
+    op_types = list(config.only_ops) or None  # None: every op onnxruntime can quantize
     if config.exclude_ops:
-        op_types = sorted({node.op_type for node in onnx.load(model_path).graph.node} - set(config.exclude_ops))
+        present = {node.op_type for node in onnx.load(model_path).graph.node}
+        op_types = sorted(set(op_types or present) - set(config.exclude_ops))
     reader.rewind()
-    # onnxruntime's calibrators print progress to stdout, which must stay clean for --json
-    with contextlib.redirect_stdout(io.StringIO()):
-        quantize_static(model_path, output_path, reader, quant_format=QuantFormat.QDQ, per_channel=config.per_channel,
-                        reduce_range=config.reduce_range, activation_type=types[config.activation_type],
-                        weight_type=types[config.weight_type], nodes_to_exclude=list(config.exclude_nodes) or None,
-                        op_types_to_quantize=op_types, calibrate_method=method, extra_options=extra)
+    quantize_static(model_path, output_path, reader, quant_format=QuantFormat.QDQ, per_channel=config.per_channel,
+                    reduce_range=config.reduce_range, activation_type=types[config.activation_type],
+                    weight_type=types[config.weight_type], nodes_to_exclude=list(config.exclude_nodes) or None,
+                    op_types_to_quantize=op_types, calibrate_method=method, extra_options=extra)
+
+
+def _weight_only(config: Candidate, model_path: str, output_path: str) -> None:
+    """Blockwise int4 (or 2/8-bit) MatMul weights with onnxruntime's MatMulNBitsQuantizer."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    from onnxdeploy.onnx_io import is_large
+
+    quantizer = MatMulNBitsQuantizer(onnx.load(model_path), bits=config.bits, block_size=config.block_size,
+                                     is_symmetric=False, accuracy_level=config.accuracy_level or None,
+                                     nodes_to_exclude=list(config.exclude_nodes), op_types_to_quantize=("MatMul",))
+    quantizer.process()
+    quantizer.model.save_model_to_file(output_path, use_external_data_format=is_large(quantizer.model.model))

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from onnxdeploy.errors import UserError
 
-TARGET_CPUS = {"avx2": {"avx2"}, "avx512-vnni": {"avx2", "avx512f", "avx512_vnni"}, "amx": {"avx512_vnni", "amx_int8"}}
+TARGET_CPUS = {"avx2": {"avx2"}, "avx512-vnni": {"avx2", "avx512f", "avx512_vnni"}, "amx": {"avx512_vnni", "amx_int8"},
+               "arm64": {"asimd", "asimddp"}}
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,9 @@ def decide(flags: set[str]) -> IsaDecision:
     if "avx2" in flags or "avx512f" in flags:
         return IsaDecision(True, True, False, "CPU has no VNNI: int8 pair sums saturate 16 bits with full-range "
                                               "weights, so weights use 7 bits (reduce_range)")
+    if "asimddp" in flags:
+        return IsaDecision(True, False, True, "ARM64 with dot-product instructions (sdot/udot accumulate in 32 "
+                                              "bits): full-range per-channel int8 weights are safe")
     if "asimd" in flags:
         return IsaDecision(True, False, False, "ARM NEON: no u8 x s8 saturation issue; per-channel full range")
     return IsaDecision(True, True, False, "unknown CPU features: using the safe choice, reduce_range")

@@ -10,6 +10,8 @@ from onnxdeploy.errors import UserError
 
 METHODS = ("minmax", "entropy", "percentile", "dynamic")  # dynamic: int8 weights, activations at run time
 QUANT_TYPES = ("int8", "uint8")
+WEIGHTS = ("int8", "int4")  # int4: weight-only MatMulNBits blocks, for memory-bound targets
+BLOCK_SIZES = (16, 32, 64, 128, 256)
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,8 @@ class QuantizeConfig:
     weight_type: str = "int8"
     exclude: tuple[str, ...] = field(default_factory=tuple)
     target_cpu: str | None = None
+    weights: str = "int8"
+    block_size: int = 32
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "exclude", tuple(self.exclude))
@@ -38,21 +42,40 @@ class QuantizeConfig:
         for name in ("calib_size", "batch_size"):
             if getattr(self, name) <= 0:
                 raise UserError(f"{name} {getattr(self, name)}: must be positive", param=name)
+        if self.weights not in WEIGHTS:
+            raise UserError(f"weights '{self.weights}': choose from {', '.join(WEIGHTS)}", param="weights")
+        if self.block_size not in BLOCK_SIZES:
+            raise UserError(f"block_size {self.block_size}: choose from {', '.join(map(str, BLOCK_SIZES))}",
+                            param="block_size")
+        if self.weights == "int4" and self.method is not None:
+            raise UserError(f"method '{self.method}' applies to int8; int4 weights are weight-only (no calibration)",
+                            param="method")
         if not (math.isfinite(self.percentile) and 0 < self.percentile <= 100):
             raise UserError(f"percentile {self.percentile}: must be in (0, 100]", param="percentile")
 
 
 @dataclass(frozen=True)
 class Acceptance:
-    """Which int8 model may replace fp32: within ``max_drop`` points of accuracy (or agreement), and
-    measurably faster at ``target_batch`` unless ``force_int8``."""
+    """Which quantized model may replace fp32: within ``max_drop`` points of accuracy (or agreement) and,
+    when given, at least ``min_snr_db`` output SNR; int8 measurably faster, int4 weight-only not
+    measurably slower, at ``target_batch`` and ``target_threads`` (None: onnxruntime's default on this
+    machine), unless ``force_int8``."""
 
     max_drop: float = 1.0
     target_batch: int = 1
     force_int8: bool = False
+    target_threads: int | None = None
+    min_snr_db: float | None = None
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.max_drop):
             raise UserError(f"max_drop {self.max_drop}: must be a finite number of points", param="max_drop")
         if self.target_batch <= 0:
             raise UserError(f"target_batch {self.target_batch}: must be positive", param="target_batch")
+        if self.target_threads is not None and self.target_threads <= 0:
+            raise UserError(f"target_threads {self.target_threads}: must be positive", param="target_threads")
+        if self.min_snr_db is not None and not math.isfinite(self.min_snr_db):
+            raise UserError(f"min_snr_db {self.min_snr_db}: must be a finite number of dB", param="min_snr_db")
+
+    def accepts(self, drop: float, snr_db: float) -> bool:
+        return drop <= self.max_drop and (self.min_snr_db is None or snr_db >= self.min_snr_db)

@@ -1,4 +1,5 @@
-"""How good is a quantized model: top-1 accuracy on labelled data, or agreement with fp32, and SNR."""
+"""How good is a quantized model: top-1 accuracy on labelled data, or agreement with fp32, and the
+output SNR and cosine similarity beside it (agreement alone is unstable when logits are near-uniform)."""
 
 from __future__ import annotations
 
@@ -16,21 +17,31 @@ def snr_db(reference: np.ndarray, candidate: np.ndarray) -> float:
     return float("inf") if noise == 0 else 10 * np.log10(signal / noise)
 
 
+def cosine(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """Mean cosine similarity of the per-sample output vectors (1.0 when identical)."""
+    a = reference.reshape(len(reference), -1).astype(np.float64)
+    b = candidate.reshape(len(candidate), -1).astype(np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    same = np.all(a == b, axis=1)
+    return float(np.mean(np.where(same, 1.0, np.sum(a * b, axis=1) / np.where(norms == 0, 1.0, norms))))
+
+
 @dataclass(frozen=True)
 class Score:
     """``value`` is accuracy (with labels) or top-1 agreement with fp32 (without), in percent."""
 
     value: float
     snr_db: float
+    cosine: float
     kind: str
 
 
 def score(model_path: str, split: Split, reference: np.ndarray) -> Score:
     out = outputs(model_path, split)
-    snr = snr_db(reference, out)
+    snr, cos = snr_db(reference, out), cosine(reference, out)
     if split.labels is not None:
-        return Score(top1_accuracy(out, split.labels), snr, "accuracy")
-    return Score(top1_agreement(out, reference), snr, "agreement")
+        return Score(top1_accuracy(out, split.labels), snr, cos, "accuracy")
+    return Score(top1_agreement(out, reference), snr, cos, "agreement")
 
 
-__all__ = ["Score", "outputs", "score", "snr_db"]
+__all__ = ["Score", "cosine", "outputs", "score", "snr_db"]

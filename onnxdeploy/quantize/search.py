@@ -3,14 +3,16 @@ node by node when none passes, time the passing ones beside fp32, decide."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from onnxdeploy.data import Split
+from onnxdeploy.errors import OnnxDeployError
 from onnxdeploy.quantize.configs import Candidate, apply_config
+from onnxdeploy.quantize.ort_logs import Collected, collected
 from onnxdeploy.quantize.request import Acceptance
 from onnxdeploy.quantize.result import Attempt
 from onnxdeploy.quantize.scoring import Score, score
@@ -27,36 +29,47 @@ class SearchState:
     reference: np.ndarray
     fp32: Score
     reader: object
-    attempts: list
-    paths: dict
+    attempts: list = field(default_factory=list)
+    paths: dict = field(default_factory=dict)
+    logs: Collected = field(default_factory=Collected)
 
-    def attempt(self, config: Candidate, max_drop: float, progress: Callable[[str], None]) -> Attempt:
+    def attempt(self, config: Candidate, acceptance: Acceptance, progress: Callable[[str], None]) -> Attempt:
         path = str(self.work / f"{config.name}.onnx")
         progress(f"quantizing: {config.name} ({config.describe()})")
-        apply_config(config, self.fp32_path, path, self.reader)
+        try:
+            with collected(self.logs):
+                apply_config(config, self.fp32_path, path, self.reader)
+        except OnnxDeployError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - onnxruntime could not apply this configuration: the next may
+            result = Attempt(config, float("nan"), float("nan"), float("nan"), float("nan"), False,
+                             error=f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:160] if str(exc) else ''}")
+            self.attempts.append(result)
+            return result
         s = score(path, self.split, self.reference)
         drop = self.fp32.value - s.value
-        result = Attempt(config, s.value, drop, s.snr_db, drop <= max_drop)
+        result = Attempt(config, s.value, drop, s.snr_db, s.cosine, acceptance.accepts(drop, s.snr_db))
         self.attempts.append(result)
         self.paths[config.name] = path
         return result
 
     def best(self) -> Attempt:
-        return max(self.attempts, key=lambda a: (a.score, a.snr_db))
+        return max((a for a in self.attempts if a.error is None), key=lambda a: (a.score, a.snr_db))
 
 
-def score_candidates(state: SearchState, tries: list[Candidate], max_drop: float, progress) -> None:
+def score_candidates(state: SearchState, tries: list[Candidate], acceptance: Acceptance, progress) -> None:
     from onnxdeploy.progress import track
 
     for config in track(tries, label="calibrating and scoring", progress=progress):
-        state.attempt(config, max_drop, progress)
+        state.attempt(config, acceptance, progress)
 
 
-def fall_back(state: SearchState, max_drop: float, progress) -> None:
+def fall_back(state: SearchState, acceptance: Acceptance, progress) -> None:
     """Keep the nodes with the worst quantization error in fp32 (1, 2, 4... of them) until one passes."""
     from onnxdeploy.quantize.fallback import worst_nodes
 
-    static = [a for a in state.attempts if a.config.method != "dynamic"]  # the error ranking reads QDQ pairs
+    static = [a for a in state.attempts  # the error ranking reads QDQ pairs
+              if a.config.method not in ("dynamic", "weight-only") and a.error is None]
     if not static:
         return
     best = max(static, key=lambda a: (a.score, a.snr_db))
@@ -64,23 +77,25 @@ def fall_back(state: SearchState, max_drop: float, progress) -> None:
     count = 1
     while count <= len(ranked):
         excluded = tuple(dict.fromkeys(best.config.exclude_nodes + tuple(ranked[:count])))
-        if state.attempt(replace(best.config, name=f"fallback-{count}", exclude_nodes=excluded), max_drop,
+        if state.attempt(replace(best.config, name=f"fallback-{count}", exclude_nodes=excluded), acceptance,
                          progress).passed:
             break
         count *= 2
 
 
 def time_passing(state: SearchState, acceptance: Acceptance, timing: TimingPlan, progress) -> float:
-    """Time fp32 and every passing candidate side by side at the target batch; fill in their speed-ups."""
+    """Time fp32 and every passing candidate side by side at the target batch and threads (resolved by the
+    caller); fill in their speed-ups."""
     from onnxdeploy import runtime_bench
 
     passing = [a for a in state.attempts if a.passed]
     progress(f"timing fp32 and {len(passing)} passing configuration(s) at batch {acceptance.target_batch}, "
-             "side by side")
+             f"{acceptance.target_threads} thread(s), side by side")
     # symbolic dims (a sequence length) are timed at the size the scoring data has, never left to guess
     shapes = {name: (acceptance.target_batch, *array.shape[1:]) for name, array in state.split.inputs.items()}
     timed = runtime_bench.benchmark([state.fp32_path] + [state.paths[a.config.name] for a in passing],
-                                    batch=acceptance.target_batch, timing=timing, shapes=shapes,
+                                    batch=acceptance.target_batch, threads=acceptance.target_threads,
+                                    timing=timing, shapes=shapes,
                                     progress=progress)
     fp32_p50 = timed[0].stats.p50_ms
     by_path = {r.model: r for r in timed[1:]}

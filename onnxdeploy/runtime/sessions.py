@@ -31,6 +31,28 @@ def provider_chain(provider: str) -> list[str]:
     return chain + ["CPUExecutionProvider"] if provider != "cpu" else chain
 
 
+def default_threads(cpuinfo_text: str | None = None, allowed: set[int] | None = None) -> int:
+    """The intra-op threads onnxruntime uses when left to itself: one per physical core this process may
+    run on (hyperthread siblings share a core). Read from /proc/cpuinfo; the logical CPU count elsewhere."""
+    allowed = allowed if allowed is not None else (set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                                   else set(range(os.cpu_count() or 1)))
+    if cpuinfo_text is None:
+        try:
+            cpuinfo_text = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+        except OSError:
+            return max(1, len(allowed))
+    cores, cpu, package = set(), None, "0"
+    for line in cpuinfo_text.splitlines() + [""]:
+        key, _, value = (part.strip() for part in line.partition(":"))
+        if key == "processor":
+            cpu, package = int(value), "0"
+        elif key == "physical id":
+            package = value
+        elif key == "core id" and cpu in allowed:
+            cores.add((package, value))
+    return len(cores) or max(1, len(allowed))
+
+
 def create_session(model, *, provider: str = "cpu", threads: int | None = 1, spinning: bool = False,
                    profiling: bool = False, optimize: bool = True, log_severity: int = 3, label: str = "<model>"):
     """An ``onnxruntime.InferenceSession`` for a path or an in-memory ``onnx.ModelProto``.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from onnxdeploy.pipeline.context import RunContext
 from onnxdeploy.pipeline.stages.registry import stage
 from onnxdeploy.pipeline.summaries import EvaluateSummary, PruneSummary, QuantizeSummary
+from onnxdeploy.quantize.request import METHODS, WEIGHTS
 
 NEEDS_ONNX = "put an 'export' stage first"
 
@@ -30,27 +31,33 @@ def prune_channels(ctx: RunContext, *, rtol: float = 1e-5) -> PruneSummary:
 
 
 @stage("quantize", needs={"onnx"}, produces={"onnx"}, why=NEEDS_ONNX,
-       positive={"target_batch", "calib_size", "iterations"})
-def quantize(ctx: RunContext, *, max_drop: float = 1.0, target_batch: int = 32, calib_size: int = 512,
-             force_int8: bool = False, iterations: int = 100) -> QuantizeSummary:
-    """Static int8 of the latest model, calibrated on the training split, scored on the held-out one."""
+       positive={"target_batch", "target_threads", "calib_size", "iterations"},
+       choices={"method": METHODS, "weights": WEIGHTS})
+def quantize(ctx: RunContext, *, max_drop: float = 1.0, target_batch: int = 32, target_threads: int | None = None,
+             calib_size: int = 512, force_int8: bool = False, iterations: int = 100, method: str | None = None,
+             weights: str = "int8", min_snr_db: float | None = None) -> QuantizeSummary:
+    """int8 (or int4 weights) of the latest model, calibrated on the training split, scored on the held-out
+    one, timed at ``target_batch`` and ``target_threads`` (default: onnxruntime's own thread count)."""
     from onnxdeploy.quantize import Acceptance, QuantizeConfig, TimingPlan
     from onnxdeploy.quantize import quantize as quantize_model
 
     path = ctx.run_dir / "model.int8.onnx"
     result = quantize_model(ctx.latest_model, path, calib=ctx.data.train, eval_data=ctx.data.val,
-                            config=QuantizeConfig(calib_size=calib_size),
-                            acceptance=Acceptance(max_drop=max_drop, target_batch=target_batch, force_int8=force_int8),
+                            config=QuantizeConfig(calib_size=calib_size, method=method, weights=weights),
+                            acceptance=Acceptance(max_drop=max_drop, target_batch=target_batch, force_int8=force_int8,
+                                                  target_threads=target_threads, min_snr_db=min_snr_db),
                             timing=TimingPlan(iterations=iterations), progress=ctx.progress, announce=ctx.announce)
     if result.chosen != "fp32":
         ctx.models["int8"] = path
     else:
         path.unlink(missing_ok=True)
-    attempts = [{"config": a.config.name, "settings": a.config.describe(), "accuracy": round(a.score, 2),
-                 "drop": round(a.drop, 2), "speedup": round(a.speedup, 3) if a.speedup else None, "passed": a.passed}
+    attempts = [{"config": a.config.name, "settings": a.config.describe(), "passed": a.passed, "error": a.error}
+                | ({} if a.error else {"accuracy": round(a.score, 2), "drop": round(a.drop, 2),
+                                       "snr_db": round(a.snr_db, 1), "cosine": round(a.cosine, 5),
+                                       "speedup": round(a.speedup, 3) if a.speedup else None})
                 for a in result.attempts]
     return QuantizeSummary(result.chosen, result.reason, round(result.fp32_score, 2), target_batch,
-                           result.isa_reason, attempts)
+                           result.target_threads, result.isa_reason, attempts)
 
 
 @stage("evaluate", needs={"onnx"}, produces={"accuracy"}, why=NEEDS_ONNX, positive={"batch_size"})
