@@ -174,3 +174,45 @@ def test_low_bit_weights_are_exact_and_reported(mode, most, tmp_path):
     assert result.steps[-1].name.startswith(mode) and result.final_accuracy > 50
     torch.save(model.state_dict(), tmp_path / "lb.pt")
     assert export("mlp", tmp_path / "lb.onnx", checkpoint=str(tmp_path / "lb.pt")).parity
+
+
+def test_a_ternary_trained_layer_comes_out_as_int8_weights_equal_to_the_trained_ones(tmp_path):
+    """compress --low-bit ternary, export, quantize: each inner layer's int8 weights are -1/0/+1 with the
+    per-channel scale a, and scale * q equals the trained float weights bit for bit."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from onnxdeploy.compress.lowbit import low_bit_layers
+    from onnxdeploy.models.train import train
+    from onnxdeploy.quantize import Acceptance, QuantizeConfig, TimingPlan, quantize
+    from onnxdeploy.quantize.configs import candidates
+    from onnxdeploy.quantize.isa import decide
+
+    torch.manual_seed(0)
+    entry = ZOO["mlp"]
+    data = entry.digits()
+    model = entry.build()
+    train(model, data.x_train, data.y_train, epochs=4)
+    compress_module(model, data, low_bit="ternary", epochs=1, lr=2e-3)
+    trained = {name: layer.weight.detach().numpy().copy() for name, layer in
+               ((n, m) for n, m in model.named_modules() if m in low_bit_layers(model))}
+    torch.save(model.state_dict(), tmp_path / "t.pt")
+    export("mlp", tmp_path / "t.onnx", checkpoint=str(tmp_path / "t.pt"))
+    float_model = onnx.load(str(tmp_path / "t.onnx"))
+    # an MLP is MatMul-dominated, but its ternary layers keep static QDQ (exact) first
+    assert candidates(decide({"avx2"}), float_model, QuantizeConfig())[0].name == "isa-default"
+    result = quantize(tmp_path / "t.onnx", tmp_path / "q.onnx", calib="digits", eval_data="digits",
+                      config=QuantizeConfig(method="minmax", calib_size=128), timing=TimingPlan(iterations=5),
+                      acceptance=Acceptance(force_int8=True, max_drop=100))
+    assert len(result.low_bit) == len(trained) and all(w["kind"] == "ternary" for w in result.low_bit.values())
+    quantized = onnx.load(str(tmp_path / "q.onnx"))
+    inits = {t.name: numpy_helper.to_array(t) for t in quantized.graph.initializer}
+    for name, weight in trained.items():
+        q, scale = inits[f"{name}.weight_quantized"], inits[f"{name}.weight_scale"]
+        assert q.dtype == np.int8 and set(np.unique(q)) <= {-1, 0, 1}
+        axis = 0 if q.shape == weight.shape else 1  # Gemm(transB) keeps (out, in); MatMul holds (in, out)
+        restored = q.astype(np.float32) * np.expand_dims(scale, 1 - axis)
+        assert np.array_equal(restored if axis == 0 else restored.T, weight)
+        assert result.low_bit[f"{name}.weight"]["exact"]
+    assert any("stored exactly as int8" in n for n in result.notes)

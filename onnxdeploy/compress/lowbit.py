@@ -4,8 +4,8 @@ binary:  W_q = sign(W) * mean|W|                        per output channel
 ternary: W_q = alpha * sign(W) * [|W| > 0.7 mean|W|]     alpha = mean of the kept |W|, per channel
 The forward pass uses W_q; gradients flow to the latent float weights as if the
 quantizer were the identity (the STE). ``make_permanent`` bakes W_q in, so the exported
-model holds exactly the low-bit values (still stored as float32: ONNX Runtime has no
-binary kernels; what this buys is compressibility and a study of the accuracy).
+model holds exactly the low-bit values, as float32; ``quantize`` then stores them exactly as int8
+QDQ weights (scale a per channel, values -1/0/+1: see ``onnxdeploy.quantize.low_bit``).
 """
 
 from __future__ import annotations

@@ -213,7 +213,13 @@ def _decide(state: search.SearchState, model_path: str, output: str, acceptance:
         notes.append(f"{chosen.config.name} is {word} fp32 at {where} ({chosen.speedup:.2f}x, 95% CI {low:.2f}-"
                      f"{high:.2f}); written because force_int8 was given")
         announce(notes[-1])
-    record.update(chosen=chosen.config.name, settings=chosen.config.describe(),
+    low_bit = _low_bit_report(state, chosen)
+    if low_bit:
+        exact = sum(1 for w in low_bit.values() if w["exact"])
+        notes.append(f"{len(low_bit)} binary/ternary layer(s) found; {exact} stored exactly as int8 (scale a per "
+                     "channel, values -1/0/+1)" + ("" if exact == len(low_bit) else
+                                                   f"; the others are not exact under {chosen.config.describe()}"))
+    record.update(chosen=chosen.config.name, settings=chosen.config.describe(), low_bit=low_bit,
                   config={k: v for k, v in asdict(chosen.config).items() if k != "name"},
                   score=round(chosen.score, 4),
                   snr_db=round(chosen.snr_db, 2) if math.isfinite(chosen.snr_db) else None, cosine=round(chosen.cosine, 6),
@@ -223,7 +229,19 @@ def _decide(state: search.SearchState, model_path: str, output: str, acceptance:
               f"({chosen.drop:+.2f} drop, SNR {chosen.snr_db:.1f} dB, {chosen.speedup:.2f}x fp32 speed at {where}, "
               f"95% CI {low:.2f}-{high:.2f})")
     return QuantizeResult(output, chosen.config.name, reason, fp32_p50_ms=fp32_p50, attempts=attempts,
-                          bytes_after=file_bytes(output), notes=tuple(notes), **common)
+                          bytes_after=file_bytes(output), notes=tuple(notes), low_bit=low_bit, **common)
+
+
+def _low_bit_report(state: search.SearchState, chosen: Attempt) -> dict:
+    """Binary/ternary weights of the float model and, in the chosen one, their int8 values and exactness."""
+    from onnxdeploy.quantize.low_bit import exactness, find_low_bit
+
+    float_model = onnx.load(state.fp32_path)
+    weights = find_low_bit(float_model)
+    if not weights:
+        return {}
+    found = exactness(float_model, onnx.load(state.paths[chosen.config.name]), weights)
+    return {w.name: {"kind": w.kind, **found.get(w.name, {"values": None, "exact": False})} for w in weights}
 
 
 def convert_fp16(model_path: str, output: str, *, keep_io_types: bool = True) -> dict:

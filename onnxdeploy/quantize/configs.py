@@ -10,6 +10,7 @@ from onnxdeploy.errors import UserError
 from onnxdeploy.quantize.graph_facts import (MATMUL_OPS, activation_matmuls, depthwise_nodes, matmul_share,
                                               weighted_matmuls)
 from onnxdeploy.quantize.isa import IsaDecision
+from onnxdeploy.quantize.low_bit import find_low_bit, overrides
 from onnxdeploy.quantize.request import QuantizeConfig
 
 
@@ -65,8 +66,8 @@ MATMUL_DOMINATED = 0.5  # share of multiply-adds in MatMul/Gemm above which dyna
 def candidates(decision: IsaDecision, model: onnx.ModelProto, request: QuantizeConfig) -> list[Candidate]:
     """The configurations to try, most likely first, then alternatives the accuracy loop may need.
 
-    CNNs start from the ISA default (static QDQ); MatMul-dominated graphs (transformers, MLPs) from
-    dynamic int8, then static QDQ of the weighted MatMul/Gemm only (LayerNorm, Softmax and the attention
+    CNNs start from the ISA default (static QDQ); MatMul-dominated graphs (transformers, MLPs) without
+    binary/ternary weights from dynamic int8, then static QDQ of the weighted MatMul/Gemm only (LayerNorm, Softmax and the attention
     score MatMuls stay fp32), then the CNN list. int4 weights are weight-only, opt-in. Settings the
     request fixes are kept in every candidate.
     """
@@ -104,7 +105,8 @@ def candidates(decision: IsaDecision, model: onnx.ModelProto, request: QuantizeC
     depthwise = depthwise_nodes(model)
     if depthwise:
         tries.append(replace(base, name="depthwise-fp32", exclude_nodes=base.exclude_nodes + tuple(depthwise)))
-    if request.method is None and matmul_share(model) > MATMUL_DOMINATED:
+    # binary/ternary weights are stored exactly only by static QDQ: then it stays first
+    if request.method is None and matmul_share(model) > MATMUL_DOMINATED and not find_low_bit(model):
         weighted = replace(base, name="qdq-matmul-weights", only_ops=MATMUL_OPS,
                            exclude_nodes=base.exclude_nodes + tuple(activation_matmuls(model)))
         tries = dynamic + [weighted] + tries
@@ -132,9 +134,13 @@ def apply_config(config: Candidate, model_path: str, output_path: str, reader) -
     count = reader.batch_count()
     stride = max((k for k in range(1, 17) if count % k == 0), default=1)
     extra = {"CalibPercentile": config.percentile, "CalibStridedMinMax": stride}
+    float_model = onnx.load(model_path, load_external_data=False)
+    low_bit = find_low_bit(float_model)
+    if low_bit:  # binary/ternary weights: scale a, values -1/0/+1, exactly
+        extra["TensorQuantOverrides"] = overrides(low_bit)
     op_types = list(config.only_ops) or None  # None: every op onnxruntime can quantize
     if config.exclude_ops:
-        present = {node.op_type for node in onnx.load(model_path).graph.node}
+        present = {node.op_type for node in float_model.graph.node}
         op_types = sorted(set(op_types or present) - set(config.exclude_ops))
     reader.rewind()
     quantize_static(model_path, output_path, reader, quant_format=QuantFormat.QDQ, per_channel=config.per_channel,

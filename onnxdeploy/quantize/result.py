@@ -39,6 +39,7 @@ class QuantizeResult:
     calib_samples: int
     eval_samples: int
     calib_sha256: str = ""
+    low_bit: dict = field(default_factory=dict)  # binary/ternary weight -> kind, int8 values, exact
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
