@@ -188,3 +188,15 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
         if any(True for _ in _external_tensors(model)):  # large: in memory it could not be checked
             check_model_file(staged, path)
     return Path(path)
+
+
+def metadata(model: onnx.ModelProto) -> dict[str, str]:
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def set_metadata(model: onnx.ModelProto, updates: dict[str, str]) -> onnx.ModelProto:
+    """The model with ``updates`` merged into its metadata_props (other keys kept, one entry per key)."""
+    merged = {**metadata(model), **updates}
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, merged)
+    return model

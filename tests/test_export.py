@@ -66,6 +66,10 @@ def test_checkpoint_round_trip(tmp_path):
     export("mlp", out, checkpoint=str(ckpt))
     y = ort.InferenceSession(str(out)).run(None, {"input": np.ones((1, 64), np.float32)})[0]
     np.testing.assert_allclose(y, model(torch.ones(1, 64)).detach().numpy(), rtol=1e-5)
+    import hashlib
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}  # provenance a package manifest reads
+    assert meta["onnxdeploy.checkpoint_sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    assert "onnxdeploy.source_sha256" not in meta  # a zoo name is code, not a file
 
 
 def test_parity_failure_leaves_no_output(tmp_path, monkeypatch):

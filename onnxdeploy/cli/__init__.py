@@ -29,6 +29,7 @@ COMMANDS = {
     "bench": "onnxdeploy.cli.bench_cmd:bench_command",
     "quantize": "onnxdeploy.cli.quantize_cmd:quantize_command",
     "gate": "onnxdeploy.cli.gate_cmd:gate_command",
+    "package": "onnxdeploy.cli.package_cmd:package_command",
 }
 
 

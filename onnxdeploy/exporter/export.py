@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 
 import onnxdeploy
+from onnxdeploy.hashing import sha256_path
 from onnxdeploy.atomic import ensure_writable_dir, refuse_overwrite
 from onnxdeploy.data.specs import default_input_names
 from onnxdeploy.errors import CheckFailed, UserError
@@ -201,6 +202,13 @@ def _strip_wrapper_prefix(model: onnx.ModelProto, prefix: str = "inner.") -> Non
         value.name = renames.get(value.name, value.name)
 
 
+def _source_hash(reference: str) -> str | None:
+    """sha256 of the model's source when it is a file or folder (``path.py:factory``, ``hf:DIR``); None
+    for zoo names and importable modules (their code version is onnxdeploy's or the package's)."""
+    path = reference[3:] if reference.startswith("hf:") else reference.split(":")[0]
+    return sha256_path(path) if path and os.path.exists(path) else None
+
+
 def _embed_metadata(path: Path, source: ModelSource, exporter: str, dynamic: bool) -> onnx.ModelProto:
     """The exported model (external data read in) with our metadata and producer set."""
     model = onnx.load(str(path))
@@ -212,6 +220,10 @@ def _embed_metadata(path: Path, source: ModelSource, exporter: str, dynamic: boo
                                                  "inputs": [i.to_json() for i in source.inputs]})}
     if source.checkpoint:
         meta["onnxdeploy.checkpoint"] = os.path.basename(source.checkpoint)
+        meta["onnxdeploy.checkpoint_sha256"] = sha256_path(source.checkpoint) or ""
+    source_hash = _source_hash(source.reference)
+    if source_hash:
+        meta["onnxdeploy.source_sha256"] = source_hash
     kept = [p for p in model.metadata_props if p.key not in meta]
     del model.metadata_props[:]
     model.metadata_props.extend(kept)

@@ -13,7 +13,8 @@ import onnx_ir as ir
 from onnxdeploy.atomic import refuse_overwrite
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.inspect_model import count_macs, count_parameters
-from onnxdeploy.onnx_io import check_model_file, file_bytes, is_large, load_model, staged_model
+from onnxdeploy.onnx_io import (check_model_file, file_bytes, is_large, load_model, metadata, set_metadata,
+                                 staged_model)
 from onnxdeploy.output_diff import CompareResult
 from onnxdeploy.passes.base import GraphPass
 from onnxdeploy.passes.verify import verify_equivalent
@@ -115,7 +116,7 @@ def symbolic_sizes(model: onnx.ModelProto, shapes: dict | None) -> tuple[dict, l
 
     from onnxdeploy.data.specs import is_static, specs_from_onnx
 
-    meta = {p.key: p.value for p in model.metadata_props}
+    meta = metadata(model)
     try:
         recorded = {i["name"]: tuple(i["shape"]) for i in json.loads(meta["onnxdeploy.input_spec"])["inputs"]}
     except (KeyError, TypeError, ValueError):
@@ -131,6 +132,18 @@ def symbolic_sizes(model: onnx.ModelProto, shapes: dict | None) -> tuple[dict, l
             source = "the export's recorded shape" if sizes else "a default (give shapes to choose)"
             notes.append(f"input '{spec.name}' dim {axis} ('{dim or '?'}') verified at {size}, {source}")
     return recorded, notes
+
+
+def _record_passes(model: onnx.ModelProto, stats: dict) -> onnx.ModelProto:
+    """Append the passes just applied to the model's ``onnxdeploy.passes`` metadata (its history)."""
+    import json
+
+    try:
+        history = json.loads(metadata(model).get("onnxdeploy.passes", "[]"))
+    except ValueError:
+        history = []
+    return set_metadata(model, {"onnxdeploy.passes": json.dumps(history + [{"pass": name, "stats": s}
+                                                                           for name, s in stats.items()])})
 
 
 def run_passes(input_path: str | os.PathLike, output_path: str | os.PathLike, passes: list[GraphPass], *,
@@ -154,7 +167,7 @@ def run_passes(input_path: str | os.PathLike, output_path: str | os.PathLike, pa
         notes += getattr(outcome, "notes", ())
         layers += getattr(outcome, "layers", ())
         kept += getattr(outcome, "kept", ())
-    result_proto = to_proto(model, legacy_inputs=legacy)
+    result_proto = _record_passes(to_proto(model, legacy_inputs=legacy), stats)
     del model
     params_before, params_after = count_parameters(original), count_parameters(result_proto)
     macs_before, macs_after = count_macs(original)[0], count_macs(result_proto)[0]

@@ -18,6 +18,7 @@ import onnx
 import onnx_ir as ir
 
 from onnxdeploy.errors import UserError
+from onnxdeploy.onnx_io import set_metadata
 from onnxdeploy.passes.base import GraphPassResult, register
 
 CONTRIB_DOMAIN = "com.microsoft"
@@ -77,9 +78,7 @@ class TransformerFusion(ir.passes.FunctionalPass):
         if contrib:
             if not any(o.domain == CONTRIB_DOMAIN for o in result.opset_import):
                 result.opset_import.append(onnx.helper.make_opsetid(CONTRIB_DOMAIN, 1))
-            onnx.helper.set_model_props(result, {**{p.key: p.value for p in result.metadata_props},
-                                                 "onnxdeploy.runtime": "onnxruntime only (contrib ops: "
-                                                                       f"{', '.join(contrib)})"})
+            set_metadata(result, {"onnxdeploy.runtime": f"onnxruntime only (contrib ops: {', '.join(contrib)})"})
         else:
             notes = (f"transformer-fusion ({model_type}): nothing fused; this export's patterns are not ones "
                      "onnxruntime's fusions know",)

@@ -26,7 +26,7 @@ import onnx
 from onnxdeploy import data as datalayer
 from onnxdeploy.atomic import ensure_writable_dir, refuse_overwrite
 from onnxdeploy.errors import CheckFailed, UserError
-from onnxdeploy.onnx_io import file_bytes, load_model, save_model
+from onnxdeploy.onnx_io import file_bytes, load_model, save_model, set_metadata
 from onnxdeploy.quantize import search
 from onnxdeploy.quantize.calib_reader import StreamingReader
 from onnxdeploy.quantize.configs import candidates
@@ -179,11 +179,7 @@ def _fail(state: search.SearchState, output: str, acceptance: Acceptance, common
 
 def _record(model: onnx.ModelProto, result_fields: dict) -> onnx.ModelProto:
     """The model with ``onnxdeploy.quantize`` metadata: what was chosen, for which target, from which data."""
-    meta = {p.key: p.value for p in model.metadata_props}
-    meta["onnxdeploy.quantize"] = json.dumps(result_fields, sort_keys=True)
-    del model.metadata_props[:]
-    onnx.helper.set_model_props(model, meta)
-    return model
+    return set_metadata(model, {"onnxdeploy.quantize": json.dumps(result_fields, sort_keys=True)})
 
 
 def _decide(state: search.SearchState, model_path: str, output: str, acceptance: Acceptance, fp32_p50: float,

@@ -1,0 +1,199 @@
+"""``package``: convert a model to onnxruntime's ORT format for a target, write the operator config of
+a reduced onnxruntime build and a manifest, and check that the ORT file computes what the ONNX model does.
+
+The conversion and the config are onnxruntime's own (``onnxruntime.tools.convert_onnx_models_to_ort``);
+this module stages them, verifies the round trip and records the provenance. The package is built in a
+temporary folder beside the destination and renamed into place only when complete and verified.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+
+from onnxdeploy.atomic import current_umask, ensure_writable_dir, write_json
+from onnxdeploy.errors import CheckFailed, UserError
+from onnxdeploy.onnx_io import file_bytes, is_large, load_model, save_model
+from onnxdeploy.output_diff import CompareResult, compare_outputs
+from onnxdeploy.hashing import sha256_file
+from onnxdeploy.package.manifest import build_manifest
+from onnxdeploy.package.targets import get_target
+
+MODEL_NAME = "model"
+LEVEL_VARIABLE = "ORT_CONVERT_ONNX_MODELS_TO_ORT_OPTIMIZATION_LEVEL"
+
+
+@dataclass(frozen=True)
+class PackageResult:
+    folder: str
+    target: str
+    files: dict  # relative path -> {"bytes", "sha256"}
+    operators: int  # operator kinds the reduced build must include
+    comparison: CompareResult
+    manifest: dict = field(repr=False)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.comparison)
+
+    def to_json(self) -> dict:
+        return {"folder": self.folder, "target": self.target, "files": self.files, "operators": self.operators,
+                "passed": self.passed, "comparison": self.comparison.to_json(), "manifest": self.manifest}
+
+    def __str__(self) -> str:
+        width = max(len(n) for n in self.files)
+        lines = [f"package for {self.target} -> {self.folder}", f"{'file':<{width}}  {'bytes':>12}  sha256"]
+        lines += [f"{n:<{width}}  {f['bytes']:>12,}  {f['sha256'][:16]}" for n, f in self.files.items()]
+        c = self.comparison
+        lines += [f"required operators: {self.operators} kinds (for a reduced onnxruntime build)",
+                  f"ORT format vs ONNX: max abs {c.max_abs:.3e}, max rel {c.max_rel:.3e} -> "
+                  f"{'PASS' if c else 'FAIL'}"]
+        return "\n".join(lines)
+
+
+def _check_destination(folder: Path) -> None:
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise UserError(f"{folder}: exists and is not an empty folder; a package is never written over files")
+
+
+def _convert(onnx_path: Path, folder: Path, target) -> tuple[Path, Path]:
+    """The ORT-format model and the required-operators config, written by onnxruntime's converter."""
+    from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
+
+    with _quiet_converter(target.level):
+        convert_onnx_models_to_ort(onnx_path, output_dir=folder, optimization_styles=[OptimizationStyle[target.style]],
+                                   target_platform=target.platform)
+    ort_files = sorted(folder.glob(f"{MODEL_NAME}*.ort"))
+    configs = sorted(folder.glob("*.config"))
+    if len(ort_files) != 1 or len(configs) != 1:
+        raise RuntimeError(f"onnxruntime's converter wrote {[p.name for p in folder.iterdir()]}, expected one .ort "
+                           "and one .config")
+    ort_path = ort_files[0].rename(folder / f"{MODEL_NAME}.ort")
+    config = configs[0].rename(folder / "required_operators.config")
+    # its comment names the temporary path it was generated from; the package names its own file
+    lines = config.read_text(encoding="utf-8").splitlines()
+    config.write_text("\n".join(f"# - {MODEL_NAME}.ort" if line.startswith("# - ") else line for line in lines) + "\n",
+                      encoding="utf-8")
+    return ort_path, config
+
+
+@contextlib.contextmanager
+def _quiet_converter(level: str):
+    """The converter narrates on stdout (kept clean for --json) and logs INFO lines; its optimization
+    level is read from an environment variable."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in ("ort_format_model", "ort_format_model.utils",
+                                                     "convert_onnx_models_to_ort")]
+    levels = [log.level for log in loggers]
+    saved = os.environ.get(LEVEL_VARIABLE)
+    os.environ[LEVEL_VARIABLE] = level
+    for log in loggers:
+        log.setLevel(logging.WARNING)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        for log, old in zip(loggers, levels):
+            log.setLevel(old)
+        if saved is None:
+            os.environ.pop(LEVEL_VARIABLE, None)
+        else:
+            os.environ[LEVEL_VARIABLE] = saved
+
+
+def _operators(config: Path) -> int:
+    """Operator kinds listed in a required-operators config ("domain;opset;Op1,Op2" lines)."""
+    count = 0
+    for line in config.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            count += len(line.split(";")[-1].split(","))
+    return count
+
+
+def _round_trip(onnx_path: Path, ort_path: Path, model, target, *, atol: float, rtol: float) -> CompareResult:
+    """Outputs of the ORT-format model against the ONNX model's, on generated inputs at two batch sizes."""
+    import onnxruntime as ort
+
+    from onnxdeploy.passes.apply import DEFAULT_DIM, symbolic_sizes
+    from onnxdeploy.runtime import create_session, generated_feeds
+
+    examples, _ = symbolic_sizes(model, None)
+    reference = create_session(str(onnx_path), threads=None)
+    options = ort.SessionOptions()
+    if target.platform == "arm":  # the converter's own setting for ARM targets
+        options.add_session_config_entry("session.qdqisint8allowed", "1")
+    packaged = ort.InferenceSession(str(ort_path), sess_options=options, providers=["CPUExecutionProvider"])
+    refs, gots = [], []
+    for batch, seed in ((1, 0), (3, 1)):
+        feeds = generated_feeds(reference.get_inputs(), batch, seed=seed, model_path=str(onnx_path),
+                                examples=examples, default_dim=DEFAULT_DIM)
+        names = [o.name for o in reference.get_outputs()]
+        refs.append(dict(zip(names, reference.run(None, feeds))))
+        gots.append(dict(zip([o.name for o in packaged.get_outputs()], packaged.run(None, feeds))))
+    return compare_outputs(refs, gots, atol=atol, rtol=rtol)
+
+
+def _describe_files(folder: Path) -> dict:
+    return {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+            for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def package(model_path: str | os.PathLike, folder: str | os.PathLike, *, target: str = "x86",
+            atol: float = 1e-4, rtol: float = 1e-3, progress: Callable[[str], None] = lambda m: None) -> PackageResult:
+    """Write ``folder`` (new or empty): ``model.onnx`` (+ external data), ``model.ort``,
+    ``required_operators.config`` and ``manifest.json``. CheckFailed (exit 1, nothing written) when the
+    ORT-format model's outputs differ from the ONNX model's beyond ``atol`` + ``rtol`` * |reference|."""
+    spec = get_target(target)
+    model_path, folder = Path(model_path), Path(folder)
+    _check_destination(folder)
+    ensure_writable_dir(folder)
+    model = load_model(model_path)  # a model that cannot be read is named by its path, before any work
+    if is_large(model):
+        raise UserError(f"{model_path}: over 2 GiB of weights; the ORT format (a flatbuffer) holds at most 2 GiB")
+    from onnxdeploy.runtime import create_session
+
+    create_session(str(model_path))
+    stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.resolve().parent))
+    try:
+        progress(f"copying {model_path} into the package")
+        onnx_path = stage / f"{MODEL_NAME}.onnx"
+        save_model(model, onnx_path)
+        progress(f"converting to ORT format for {spec.name} ({spec.platform}, {spec.style} optimizations)")
+        work = stage / ".convert"
+        work.mkdir()
+        ort_path, config = _convert(onnx_path, work, spec)
+        ort_path = ort_path.rename(stage / ort_path.name)
+        config = config.rename(stage / config.name)
+        shutil.rmtree(work)
+        progress("loading the ORT file back and comparing its outputs with the ONNX model's")
+        comparison = _round_trip(onnx_path, ort_path, model, spec, atol=atol, rtol=rtol)
+        files = _describe_files(stage)
+        manifest = build_manifest(model=model, model_path=str(model_path), target=spec, files=files,
+                                  round_trip={**comparison.to_json(), "passed": bool(comparison)},
+                                  operators=_operators(config),
+                                  sizes={"onnx_with_external_data": file_bytes(onnx_path),
+                                         "ort": ort_path.stat().st_size})
+        result = PackageResult(str(folder), spec.name, files, _operators(config), comparison, manifest)
+        if not comparison:
+            raise CheckFailed(f"{folder}: not written: the ORT-format model's outputs differ from the ONNX "
+                              f"model's (max abs {comparison.max_abs:.3e})\n{comparison}", result=result)
+        write_json(stage / "manifest.json", manifest)
+        for path in [stage, *stage.iterdir()]:  # mkdtemp makes 0700; the package gets the umask's modes
+            os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~current_umask())
+        if folder.exists():
+            folder.rmdir()  # checked empty above
+        os.replace(stage, folder)
+        return result
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+__all__ = ["PackageResult", "package"]
