@@ -52,7 +52,7 @@ def test_accuracy_within_bound_for_each_zoo_model(trained, tmp_path, name):
     first = "dynamic-int8" if name in ("mlp", "vit_tiny") else "isa-default"
     assert result.attempts[0].config.name == first
     if chosen.config.method == "dynamic":
-        assert int8_ops(out) == {"DynamicQuantizeLinear", "MatMulInteger"}
+        assert {"DynamicQuantizeLinear", "MatMulInteger"} <= int8_ops(out)
     else:
         assert qdq_ops(out) == {"QuantizeLinear", "DequantizeLinear"}
     import onnxruntime as ort

@@ -48,7 +48,8 @@ class Candidate:
             return (f"int{self.bits} weight-only MatMul, block {self.block_size}"
                     + (", int8 compute" if self.accuracy_level == 4 else "") + fp32)
         if self.method == "dynamic":
-            return "dynamic int8 MatMul/Gemm" + (", reduce_range" if self.reduce_range else "") + fp32
+            return ("dynamic int8 MatMul/Gemm" + ("" if "Gather" in self.exclude_ops else " + embeddings")
+                    + (", reduce_range" if self.reduce_range else "") + fp32)
         parts = [self.method + (f" {self.percentile}" if self.method == "percentile" else ""),
                  "per-channel" if self.per_channel else "per-tensor"]
         if self.reduce_range:
@@ -60,7 +61,8 @@ class Candidate:
         return ", ".join(parts) + fp32
 
 
-MATMUL_DOMINATED = 0.5  # share of multiply-adds in MatMul/Gemm above which dynamic int8 is tried first
+MATMUL_DOMINATED = 0.5
+DYNAMIC_OPS = ("MatMul", "Gemm", "Attention", "Gather")  # Gather: constant embedding tables  # share of multiply-adds in MatMul/Gemm above which dynamic int8 is tried first
 
 
 def candidates(decision: IsaDecision, model: onnx.ModelProto, request: QuantizeConfig) -> list[Candidate]:
@@ -93,6 +95,8 @@ def candidates(decision: IsaDecision, model: onnx.ModelProto, request: QuantizeC
     dynamic = [replace(base, name="dynamic-int8", method="dynamic", per_channel=False)]
     if request.reduce_range is None and base.reduce_range:
         dynamic.append(replace(dynamic[0], name="dynamic-full-range", reduce_range=False))
+    if "Gather" in op_types and "Gather" not in exclude_ops:  # int8 embedding tables: smaller, a little noisier
+        dynamic.append(replace(dynamic[-1], name="dynamic-fp32-embeddings", exclude_ops=exclude_ops + ("Gather",)))
     if request.method == "dynamic":  # int8 weights, activations quantized at run time: no calibration
         return dynamic
     tries = [base]
@@ -106,10 +110,10 @@ def candidates(decision: IsaDecision, model: onnx.ModelProto, request: QuantizeC
     if depthwise:
         tries.append(replace(base, name="depthwise-fp32", exclude_nodes=base.exclude_nodes + tuple(depthwise)))
     # binary/ternary weights are stored exactly only by static QDQ: then it stays first
-    if request.method is None and matmul_share(model) > MATMUL_DOMINATED and not find_low_bit(model):
+    if matmul_share(model) > MATMUL_DOMINATED and not find_low_bit(model):
         weighted = replace(base, name="qdq-matmul-weights", only_ops=MATMUL_OPS,
                            exclude_nodes=base.exclude_nodes + tuple(activation_matmuls(model)))
-        tries = dynamic + [weighted] + tries
+        tries = (dynamic if request.method is None else []) + [weighted] + tries
     return tries
 
 
@@ -122,7 +126,8 @@ def apply_config(config: Candidate, model_path: str, output_path: str, reader) -
         return
     if config.method == "dynamic":
         quantize_dynamic(model_path, output_path, weight_type=QuantType.QInt8, per_channel=False,
-                         reduce_range=config.reduce_range, op_types_to_quantize=["MatMul", "Gemm", "Attention"],
+                         reduce_range=config.reduce_range,
+                         op_types_to_quantize=[op for op in DYNAMIC_OPS if op not in config.exclude_ops],
                          nodes_to_exclude=list(config.exclude_nodes) or None)
         return
 
