@@ -149,12 +149,23 @@ def main() -> None:
                 print(" ".join(row))
             for label, chosen in choices.items():
                 print(f"  {label}: {chosen}")
-            raw = {b: timed[b]["fp32"].stats.p50_ms / timed[b]["raw quantize_dynamic"].stats.p50_ms for b in (1, 8)}
+            # head to head: fp32, raw and ours only, timed in both orders and pooled (a position in a
+            # round of seven models biases a model by several percent)
             for label in (l for l in paths if l.startswith("onnxdeploy quantize")):
-                ours = {b: timed[b]["fp32"].stats.p50_ms / timed[b][label].stats.p50_ms for b in (1, 8)}
-                print(f"  {label} vs raw quantize_dynamic speed-up: batch 1 {ours[1]:.2f}x vs {raw[1]:.2f}x, "
-                      f"batch 8 {ours[8]:.2f}x vs {raw[8]:.2f}x (ours / raw: {ours[1] / raw[1]:.2f}, "
-                      f"{ours[8] / raw[8]:.2f})")
+                trio = ["fp32", "raw quantize_dynamic", label]
+                line = []
+                for batch in (1, 8):
+                    pooled = {k: [] for k in trio}
+                    for order in (trio, trio[::-1]):
+                        results = runtime_bench.benchmark(
+                            [str(paths[k]) for k in order], batch=batch, threads=threads, sizes=example,
+                            timing=runtime_bench.TimingPlan(iterations=args.iterations, warmup=3))
+                        for k, r in zip(order, results):
+                            pooled[k].extend(r.samples_ms)
+                    p50 = {k: float(np.median(v)) for k, v in pooled.items()}
+                    ours, raw = p50["fp32"] / p50[label], p50["fp32"] / p50["raw quantize_dynamic"]
+                    line.append(f"batch {batch} {ours:.2f}x vs {raw:.2f}x (ours / raw {ours / raw:.2f})")
+                print(f"  head to head, {label} vs raw quantize_dynamic, speed-up over fp32: " + "; ".join(line))
 
 
 if __name__ == "__main__":
