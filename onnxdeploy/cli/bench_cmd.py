@@ -26,10 +26,18 @@ from onnxdeploy.errors import UserError
 @click.option("--md", "markdown", type=click.Path(dir_okay=False), help="Write a Markdown report.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write a PNG plot.")
 @click.option("--json", "as_json", is_flag=True, help="Print results JSON to stdout.")
+@click.option("--cluster", default=None, help="Run on Ray: an address, 'auto' (RAY_ADDRESS) or 'local' (start one "
+                                              "for this run). Needs the ray extra.")
+@click.option("--target", "targets", multiple=True,
+              help="With --cluster: a target (a custom resource its nodes advertise); every cell runs on one node "
+                   "of each. Repeatable; default: any node.")
 def bench_command(models, providers, batches, threads, warmup, iterations, duration, repeat, input_path, shapes,
-                  io_binding, output, markdown, plot, as_json):
+                  io_binding, output, markdown, plot, as_json, cluster, targets):
     """Time MODELS with onnxruntime; several models are interleaved and compared."""
-    from onnxdeploy.runtime_bench import SCHEMA, TimingPlan, benchmark, save_results
+    from onnxdeploy.errors import CheckFailed
+    from onnxdeploy.onnx_io import load_model
+    from onnxdeploy.runtime_bench import TimingPlan, benchmark, save_results
+    from onnxdeploy.runtime_bench.result import results_document
     from onnxdeploy.runtime_bench.bench import load_inputs
     from onnxdeploy.runtime_bench.environment import environment
     from onnxdeploy.runtime_bench.report import terminal_report, write_markdown, write_plot
@@ -47,18 +55,38 @@ def bench_command(models, providers, batches, threads, warmup, iterations, durat
     if not provider_list:
         raise UserError("--provider: needs at least one of cpu, cuda, tensorrt")
     timing = TimingPlan(iterations=iterations, duration=duration, warmup=warmup, repeat=repeat)
+    if targets and not cluster:
+        raise UserError("--target: targets are nodes of a Ray cluster; give --cluster too")
     inputs = load_inputs(input_path) if input_path else None
-    results = benchmark(list(models), provider=provider_list, batch=int_list("--batch", batches),
-                        threads=int_list("--threads", threads), timing=timing, inputs=inputs,
-                        shapes=parse_shape_options(shapes), io_binding=io_binding, progress=progress)
-    env = environment()
+    batch_list, thread_list = int_list("--batch", batches), int_list("--threads", threads)
+    env, environments, missing = environment(), None, []
+    if cluster:
+        if input_path:
+            raise UserError("--input: not with --cluster (inputs are generated on each node; use --shape)")
+        for model in models:  # a missing or unreadable model is named before the cluster is touched
+            load_model(model, check=False)
+        from onnxdeploy.cluster import cluster_benchmark, connected
+
+        with connected(cluster, progress=progress) as ray:
+            run = cluster_benchmark(ray, list(models), targets=list(targets), provider=provider_list,
+                                    batch=batch_list, threads=thread_list, timing=timing,
+                                    shapes=parse_shape_options(shapes), io_binding=io_binding, progress=progress)
+        results, environments, missing = run.results, run.environments, run.missing
+        env = {**env, "cluster": cluster, "targets": list(targets)}
+    else:
+        results = benchmark(list(models), provider=provider_list, batch=batch_list, threads=thread_list,
+                            timing=timing, inputs=inputs, shapes=parse_shape_options(shapes),
+                            io_binding=io_binding, progress=progress)
     if output:
-        save_results(output, results, env)
+        save_results(output, results, env, environments)
     if markdown:
         write_markdown(markdown, results, env)
     if plot:
         write_plot(plot, results)
     if as_json:
-        emit_json({"schema": SCHEMA, "environment": env, "results": [r.to_json() for r in results]})
+        emit_json(results_document(results, env, environments))
     else:
         say(terminal_report(results))
+    if missing:
+        raise CheckFailed(f"{len(missing)} cell(s) not timed: no node of their target was left "
+                          f"({', '.join(missing[:4])}{'...' if len(missing) > 4 else ''})")

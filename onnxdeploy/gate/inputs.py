@@ -16,7 +16,7 @@ from onnxdeploy.runtime_bench.result import BenchResult, load_results
 
 @dataclass
 class GateInput:
-    """Metrics keyed for matching: latency by (model, provider, batch, threads), the rest by model."""
+    """Metrics keyed for matching: latency by (model, provider, batch, threads, target), the rest by model."""
 
     source: str
     latency: dict = field(default_factory=dict)   # key -> BenchResult
@@ -26,11 +26,12 @@ class GateInput:
 
 
 def add_bench_results(target: GateInput, results: list[BenchResult], names: dict[str, str] | None = None) -> None:
-    """Key ``results`` by (model file name, or its label in ``names``; provider; batch; threads)."""
+    """Key ``results`` by (model file name, or its label in ``names``; provider; batch; threads; target,
+    None off a cluster)."""
     for r in results:
         base = os.path.basename(r.model)
         model = (names or {}).get(base, base)
-        target.latency[(model, r.provider, r.batch, r.threads)] = r
+        target.latency[(model, r.provider, r.batch, r.threads, r.target)] = r
 
 
 def load_gate_input(path: str | os.PathLike) -> GateInput:
@@ -44,7 +45,8 @@ def load_gate_input(path: str | os.PathLike) -> GateInput:
     if schema in BENCH_SCHEMAS:
         results, env = load_results(path)
         add_bench_results(result, results)
-        result.environment = env
+        # a cluster run's coordinator is not where it timed (each node's environment is kept beside it)
+        result.environment = {} if data.get("environments") else env
     else:
         try:
             _load_other(result, data, path)

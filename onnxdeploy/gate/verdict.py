@@ -132,8 +132,9 @@ def judge(baseline: GateInput, current: GateInput, thresholds: Thresholds = Thre
         raise UserError(f"{current.source}: {warnings[0]} (strict_env)", param="strict_env")
     entries = []
     for key in sorted(set(baseline.latency) & set(current.latency), key=str):
-        model, provider, batch, threads = key
-        entries += _latency_entries(f"{model} {provider} b{batch} t{threads}", baseline.latency[key],
+        model, provider, batch, threads, target = key
+        where = f" @{target}" if target else ""  # a regression on one target is that target's
+        entries += _latency_entries(f"{model} {provider} b{batch} t{threads}{where}", baseline.latency[key],
                                     current.latency[key], thresholds)
     for model in sorted(set(baseline.accuracy) & set(current.accuracy)):
         b, c = baseline.accuracy[model], current.accuracy[model]
@@ -150,5 +151,5 @@ def judge(baseline: GateInput, current: GateInput, thresholds: Thresholds = Thre
                         f"only (e.g. {sorted(unmatched, key=str)[0]})")
     if not entries:
         raise UserError(f"{current.source}: no entries match the baseline {baseline.source} "
-                        "(compared by model, provider, batch, threads)")
+                        "(compared by model, provider, batch, threads, target)")
     return GateVerdict(tuple(entries), tuple(warnings), thresholds)

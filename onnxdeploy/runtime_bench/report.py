@@ -21,8 +21,19 @@ def _short(path: str) -> str:
     return os.path.basename(path)
 
 
+def _clustered(results: list[BenchResult]) -> bool:
+    return any(r.node for r in results)
+
+
+def columns(results: list[BenchResult]) -> tuple[str, ...]:
+    """The table's columns; a cluster run's first say on which target and node each row was timed."""
+    return (("target", "node") if _clustered(results) else ()) + COLUMNS
+
+
 def result_rows(results: list[BenchResult]) -> list[list[str]]:
-    return [[_short(r.model), r.provider, str(r.batch), str(r.threads), f"{r.stats.p50_ms:.4f}",
+    where = _clustered(results)
+    return [([r.target or "any", (r.node or "")[:12]] if where else []) +
+            [_short(r.model), r.provider, str(r.batch), str(r.threads), f"{r.stats.p50_ms:.4f}",
              f"{r.stats.p90_ms:.4f}", f"{r.stats.p99_ms:.4f}", f"{r.stats.mean_ms:.4f}", f"{r.stats.cv:.1%}",
              f"{r.stats.throughput:,.0f}", f"{r.gmacs_per_s:.2f}", f"{r.session_create_ms:.1f}",
              f"{r.first_run_ms:.2f}", str(r.stats.count)] for r in results]
@@ -43,12 +54,13 @@ class Comparison:
 
 
 def comparisons(results: list[BenchResult]) -> list[Comparison]:
-    """Each model against the first model of the same (provider, batch, threads), with a bootstrap 95% CI."""
+    """Each model against the first model of the same (provider, batch, threads, target), with a bootstrap
+    95% CI (the models of one configuration were timed interleaved, on one node)."""
     by_config = defaultdict(list)
     for r in results:
-        by_config[(r.provider, r.batch, r.threads)].append(r)
+        by_config[(r.provider, r.batch, r.threads, r.target)].append(r)
     found = []
-    for (provider, batch, threads), group in by_config.items():
+    for (provider, batch, threads, _), group in by_config.items():
         base = group[0]
         for other in group[1:]:
             low, high = bootstrap_ratio_ci(base.samples_ms, other.samples_ms)
@@ -66,7 +78,7 @@ COMPARE_HEADER = ("model", "vs", "provider", "batch", "threads", "speed-up", "95
 
 
 def terminal_report(results: list[BenchResult]) -> str:
-    text = text_table(COLUMNS, result_rows(results))
+    text = text_table(columns(results), result_rows(results))
     compare = comparison_rows(results)
     if compare:
         text += "\n\n" + text_table(COMPARE_HEADER, compare)
@@ -77,7 +89,7 @@ def terminal_report(results: list[BenchResult]) -> str:
 
 
 def markdown_report(results: list[BenchResult], environment: dict) -> str:
-    lines = ["# onnxdeploy benchmark", "", *markdown_table(COLUMNS, result_rows(results))]
+    lines = ["# onnxdeploy benchmark", "", *markdown_table(columns(results), result_rows(results))]
     compare = comparison_rows(results)
     if compare:
         lines += ["", "## Comparison (p50 speed-up vs the first model, bootstrap 95% CI)", "",

@@ -6,7 +6,9 @@ Results file::
      "environment": {cpu, cores, isa, onnxruntime, providers, torch, gpu, onnxdeploy, git_commit, ...},
      "results": [BenchResult.to_json(), ...]}
 
-Each result keys on (model, provider, batch, threads) and keeps its raw samples.
+Each result keys on (model, provider, batch, threads, target) and keeps its raw samples. A cluster
+run (``bench --cluster``) adds each result's ``target``, ``node`` and timed ``window``, and
+``"environments": {node id: environment}`` beside the coordinator's ``environment``.
 """
 
 from __future__ import annotations
@@ -44,10 +46,13 @@ class BenchResult:
     process_gpu_memory_mb: float | None = None  # this process's GPU memory while the session was open
     cpu_nodes: tuple[str, ...] = field(default_factory=tuple)
     session_peak_mb: float | None = None  # peak memory this model's session added (creation and first run)
+    target: str | None = None  # bench --cluster: the target (a Ray resource) and node it was timed on,
+    node: str | None = None    # and the wall-clock window (unix seconds) of its cell
+    window: tuple[float, float] | None = None
 
     @property
     def key(self) -> tuple:
-        return (self.model, self.provider, self.batch, self.threads)
+        return (self.model, self.provider, self.batch, self.threads, self.target)
 
     @property
     def gmacs_per_s(self) -> float:
@@ -67,11 +72,22 @@ class BenchResult:
         data["stats"] = LatencyStats(**data["stats"])
         data["samples_ms"] = tuple(data["samples_ms"])
         data["cpu_nodes"] = tuple(data.get("cpu_nodes", ()))
+        if data.get("window") is not None:
+            data["window"] = tuple(data["window"])
         return cls(**data)
 
 
-def save_results(path: str | Path, results: list[BenchResult], environment: dict) -> None:
-    write_json(path, {"schema": SCHEMA, "environment": environment, "results": [r.to_json() for r in results]})
+def results_document(results: list[BenchResult], environment: dict, environments: dict | None = None) -> dict:
+    """The results file's content; ``environments`` (node id -> environment) for a cluster run."""
+    data = {"schema": SCHEMA, "environment": environment, "results": [r.to_json() for r in results]}
+    if environments:
+        data["environments"] = environments
+    return data
+
+
+def save_results(path: str | Path, results: list[BenchResult], environment: dict,
+                 environments: dict | None = None) -> None:
+    write_json(path, results_document(results, environment, environments))
 
 
 def load_results(path: str | Path) -> tuple[list[BenchResult], dict]:
