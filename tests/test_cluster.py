@@ -111,6 +111,91 @@ def test_an_address_that_cannot_work_is_exit_2_at_once(models, monkeypatch, addr
     assert info.value.exit_code == 2
 
 
+def test_quantize_scores_candidates_on_the_cluster_and_times_on_the_target(cli, cluster, models, tmp_path):
+    import numpy as np
+
+    np.savez(tmp_path / "c.npz", x=np.random.default_rng(0).standard_normal((64, 3, 8, 8)).astype(np.float32))
+    code, out, err = cli("quantize", models[1], "-o", "q.onnx", "--calib", "c.npz", "--calib-size", "32",
+                         "--max-drop", "100", "--force-int8", "--iterations", "5", "--cluster", cluster.address,
+                         "--target", "arm", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert len(report["attempts"]) >= 3 and all(a["error"] is None for a in report["attempts"])
+    assert all(a["p50_ms"] for a in report["attempts"] if a["passed"])  # timed (on the arm node)
+    assert "done on the cluster" in err and "arm node" in err
+    from onnxdeploy.runtime import default_threads
+    assert report["target_threads"] == default_threads()  # the arm node's default (the same machine here)
+    local = json.loads(cli("quantize", models[1], "-o", "l.onnx", "--calib", "c.npz", "--calib-size", "32",
+                           "--max-drop", "100", "--force-int8", "--iterations", "5", "--json")[1])
+    # the same candidates, scored the same wherever they ran
+    assert [(a["config"]["name"], round(a["snr_db"], 3)) for a in report["attempts"]] == \
+        [(a["config"]["name"], round(a["snr_db"], 3)) for a in local["attempts"]]
+
+
+def test_sensitivity_probes_fan_out_and_agree_with_the_serial_scan(cluster):
+    import torch
+
+    from onnxdeploy.compress.groups import find_groups
+    from onnxdeploy.compress.sensitivity import sensitivity_scan
+    from onnxdeploy.models import ZOO
+    from onnxdeploy.models.train import evaluate
+
+    torch.manual_seed(0)
+    entry = ZOO["digits_cnn"]
+    data, model = entry.digits(), entry.build().eval()
+    groups = find_groups(model, torch.zeros(2, *entry.input_shape))
+
+    def accuracy(m):
+        return evaluate(m, data.x_val[:200], data.y_val[:200])
+    serial = sensitivity_scan(model, groups, accuracy, x_train=data.x_train[:256])
+    messages = []
+    fanned = sensitivity_scan(model, groups, accuracy, x_train=data.x_train[:256], ray=ray,
+                              progress=messages.append)
+    assert serial[0] == fanned[0] and len(fanned[1]) == len(groups)
+    for a, b in zip(serial[1], fanned[1]):
+        assert a.keys() == b.keys() and all(abs(a[r] - b[r]) < 0.5 for r in a)
+    assert any("sensitivity probes" in m and "on the cluster" in m for m in messages)
+
+
+def test_a_recipe_runs_its_bench_and_quantize_on_the_cluster(cli, cluster, tmp_path):
+    (tmp_path / "r.toml").write_text(f"""
+model = "mlp"
+cluster = "{cluster.address}"
+targets = ["arm"]
+
+[[stage]]
+name = "train"
+epochs = 1
+
+[[stage]]
+name = "export"
+
+[[stage]]
+name = "quantize"
+target_batch = 1
+iterations = 5
+max_drop = 100.0
+
+[[stage]]
+name = "bench"
+batch = [1]
+iterations = 10
+plot = false
+""")
+    code, out, err = cli("run", "r.toml")
+    assert code == 0, err
+    run_dir = next(p for p in (tmp_path / "onnxdeploy-runs").iterdir() if p.is_dir())
+    bench = json.loads((run_dir / "bench.json").read_text())
+    assert {r["target"] for r in bench["results"]} == {"arm"} and bench["environments"]
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["stages"]["quantize"]["target_threads"] >= 1
+    assert {row["target"] for row in report["stages"]["bench"]["results"]} == {"arm"}
+    (tmp_path / "bad.toml").write_text('targets = ["arm"]\n[[stage]]\nname = "train"\n')
+    code, _, err = cli("run", "bad.toml")
+    assert code == 2 and "give 'cluster' too" in err
+
+
+# last: it takes the arm nodes away
 def test_a_lost_node_has_its_cells_retried_then_missing_when_none_is_left(cluster, models, tmp_path, monkeypatch):
     from onnxdeploy.cluster import cluster_benchmark
     from onnxdeploy.runtime_bench import TimingPlan

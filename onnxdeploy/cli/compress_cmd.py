@@ -33,10 +33,12 @@ from onnxdeploy.cli.output import emit_json, progress, say
 @click.option("--low-bit", type=click.Choice(["binary", "ternary"]), default=None,
               help="Experimental: binary or ternary inner weights, straight-through fine-tuning.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--cluster", default=None,
+              help="Run the sensitivity probes in parallel on Ray: an address, 'auto' or 'local' (the ray extra).")
 @click.option("--json", "as_json", is_flag=True)
 def compress_command(model, output, checkpoint, data, input_shapes, inputs, dynamic, sparsity, scope, prune_channels,
                      criterion, sensitivity, steps, epochs, lr, distill, teacher, temperature, alpha, low_bit, seed,
-                     as_json):
+                     cluster, as_json):
     """Prune MODEL (magnitude and/or channels), fine-tune or distil, and save a checkpoint."""
     from onnxdeploy.compress.api import compress
 
@@ -45,7 +47,8 @@ def compress_command(model, output, checkpoint, data, input_shapes, inputs, dyna
                       teacher_checkpoint=teacher,
                       progress=progress, sparsity=sparsity, scope=scope, channel_ratio=prune_channels,
                       criterion=criterion, sensitivity=sensitivity, steps=steps, epochs=epochs, lr=lr,
-                      distill=distill, temperature=temperature, alpha=alpha, low_bit=low_bit, seed=seed)
+                      distill=distill, temperature=temperature, alpha=alpha, low_bit=low_bit, seed=seed,
+                      cluster=cluster)
     if as_json:
         emit_json(result.to_json())
     else:

@@ -45,10 +45,15 @@ from onnxdeploy.cli.output import announce, emit_json, finish, progress, say
               help="Timed runs per model for the latency check.")
 @click.option("--explain", is_flag=True, help="Print the CPU-based decision and exit.")
 @click.option("--fp16", is_flag=True, help="Convert to float16 for GPU targets instead (I/O stay float32).")
+@click.option("--cluster", default=None,
+              help="Score the candidates in parallel on Ray: an address, 'auto' or 'local' (the ray extra).")
+@click.option("--target", default=None,
+              help="With --cluster: time on a node of this target (a Ray resource), where the model deploys.")
 @click.option("--json", "as_json", is_flag=True)
 def quantize_command(model, output, calib, eval_data, method, percentile, per_channel, reduce_range, calib_size,
                      batch_size, activation_type, weight_type, exclude, weights, block_size, max_drop, min_snr,
-                     target_batch, target_threads, target_cpu, force_int8, iterations, explain, fp16, as_json):
+                     target_batch, target_threads, target_cpu, force_int8, iterations, explain, fp16, cluster, target,
+                     as_json):
     """Quantize MODEL to int8 with calibration data; keep accuracy within --max-drop; never slower unsaid."""
     from onnxdeploy.errors import UserError
     from onnxdeploy.quantize import Acceptance, QuantizeConfig, TimingPlan, convert_fp16, quantize
@@ -80,4 +85,5 @@ def quantize_command(model, output, calib, eval_data, method, percentile, per_ch
             announce("no --calib or --eval: scored against fp32 on random inputs (give data that looks like "
                      "yours for a meaningful agreement)")
     finish(lambda: quantize(model, output, calib=calib, eval_data=eval_data, config=config, acceptance=acceptance,
-                            timing=TimingPlan(iterations=iterations), progress=progress, announce=announce), as_json)
+                            timing=TimingPlan(iterations=iterations), progress=progress, announce=announce,
+                            cluster=cluster, target=target), as_json)

@@ -6,6 +6,7 @@ is left to run are reported missing."""
 from __future__ import annotations
 
 import itertools
+import uuid
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -37,18 +38,20 @@ def _lost(exc: Exception, ray) -> bool:
 
 def cluster_benchmark(ray, models: list[str], *, targets: list[str], provider: list[str], batch: list[int],
                       threads: list[int], timing: TimingPlan = TimingPlan(), shapes: dict | None = None,
-                      io_binding: bool = False, progress: Callable[[str], None] = lambda m: None) -> ClusterRun:
+                      sizes: dict | None = None, io_binding: bool = False,
+                      progress: Callable[[str], None] = lambda m: None) -> ClusterRun:
     fleet = Fleet.discover(ray)
     wanted = targets or [None]
     fleet.check([t for t in wanted if t is not None])  # exit 2 before any model travels
     refs = [ray.put(model_files(m)) for m in models]  # through the object store, not a shared filesystem
     keys = [f"m{i}-{Path(m).stem}" for i, m in enumerate(models)]
+    run_id = uuid.uuid4().hex[:12]
     nodes = {n.node_id for t in wanted for n in fleet.nodes_of(t)}
     actors = {node: timer_actor(ray, node) for node in sorted(nodes)}
     run = ClusterRun()
     for info in ray.get([a.describe.remote() for a in actors.values()]):
         run.environments[info["node"]] = info["environment"]
-    cells = [{"provider": p, "batch": b, "threads": t, "timing": asdict(timing), "shapes": shapes,
+    cells = [{"provider": p, "batch": b, "threads": t, "timing": asdict(timing), "shapes": shapes, "sizes": sizes,
               "io_binding": io_binding} for p, b, t in itertools.product(provider, batch, threads)]
     alive = {t: [n.node_id for n in fleet.nodes_of(t)] for t in wanted}
     turn = {t: itertools.count() for t in wanted}
@@ -59,7 +62,7 @@ def cluster_benchmark(ray, models: list[str], *, targets: list[str], provider: l
             run.missing.append(f"{target or 'any'} {cell['provider']} b{cell['batch']} t{cell['threads']}")
             return False
         node = alive[target][next(turn[target]) % len(alive[target])]
-        pending[actors[node].time_cell.remote(cell, keys, *refs)] = (target, cell, node)
+        pending[actors[node].time_cell.remote(cell, run_id, keys, *refs)] = (target, cell, node)
         return True
 
     for target, cell in itertools.product(wanted, cells):
@@ -93,14 +96,36 @@ def cluster_benchmark(ray, models: list[str], *, targets: list[str], provider: l
             ray.cancel(ref)
         raise
     finally:
-        for actor in actors.values():
+        for actor in actors.values():  # the timers stay (other runs queue on them); this run's files go
             try:
-                ray.get(actor.close.remote(), timeout=10)
+                ray.get(actor.close.remote(run_id), timeout=10)
             except Exception:  # noqa: BLE001 - a lost node's actor cannot clean up; its node is gone
                 pass
-            ray.kill(actor)
     run.results.sort(key=lambda r: (r.target or "", r.provider, r.batch, r.threads, r.model))
     return run
+
+
+def cluster_timer(ray, target: str) -> Callable:
+    """A ``runtime_bench.benchmark``-shaped timer that times on a node of ``target``, exclusively."""
+    from onnxdeploy.errors import UserError
+
+    def timer(models: list[str], *, batch: int, threads: int, timing: TimingPlan, shapes: dict | None = None,
+              progress: Callable[[str], None] = lambda m: None) -> list[BenchResult]:
+        run = cluster_benchmark(ray, models, targets=[target], provider=["cpu"], batch=[batch], threads=[threads],
+                                timing=timing, shapes=shapes, progress=progress)
+        if run.missing:
+            raise UserError(f"--target {target}: its nodes were lost before the timing finished")
+        by_model = {r.model: r for r in run.results}
+        return [by_model[m] for m in models]
+    return timer
+
+
+def target_threads(ray, target: str | None) -> int:
+    """onnxruntime's default thread count on a node of ``target`` (what a deployment there would use)."""
+    node = Fleet.discover(ray).nodes_of(target)
+    if not node:
+        Fleet.discover(ray).check([target])
+    return ray.get(timer_actor(ray, node[0].node_id).default_threads.remote())
 
 
 def overlaps(results: list[BenchResult]) -> list[tuple[str, str, str]]:

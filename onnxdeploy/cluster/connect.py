@@ -33,14 +33,20 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
                         "started (ray start --head)?") from exc
 
 
-@contextlib.contextmanager
-def connected(address: str, *, progress: Callable[[str], None] = lambda m: None) -> Iterator[object]:
-    """Connect for the duration of the block (a cluster started here is stopped after it). Yields ``ray``."""
+def check_address(address: str):
+    """UserError (exit 2) now, before long work, for an address that cannot work; returns ``ray``."""
     ray = import_ray()
     if address == "auto" and not os.environ.get("RAY_ADDRESS"):
         raise UserError("--cluster auto: RAY_ADDRESS is not set (give an address, or 'local' to start one here)")
     if address not in ("local", "auto"):
         _check_reachable(address)
+    return ray
+
+
+@contextlib.contextmanager
+def connected(address: str, *, progress: Callable[[str], None] = lambda m: None) -> Iterator[object]:
+    """Connect for the duration of the block (a cluster started here is stopped after it). Yields ``ray``."""
+    ray = check_address(address)
     if ray.is_initialized():  # an embedding program (or a test) already connected: use that connection
         yield ray
         return
@@ -57,3 +63,8 @@ def connected(address: str, *, progress: Callable[[str], None] = lambda m: None)
         yield ray
     finally:
         ray.shutdown()
+
+
+def maybe_connected(address: str | None, *, progress: Callable[[str], None] = lambda m: None):
+    """``connected(address)``, or a block that yields None (and never imports Ray) when no address."""
+    return contextlib.nullcontext(None) if address is None else connected(address, progress=progress)

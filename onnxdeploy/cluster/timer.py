@@ -1,9 +1,10 @@
 """The per-node timer: one Ray actor pinned to each node, running one cell at a time.
 
 ``max_concurrency=1`` makes the actor a queue: two timed cells never run on one node at once, which
-no scheduler guarantees by itself (two timed runs on one node spoil both). Models arrive through
-Ray's object store as {relative path: bytes} (the .onnx file and its external data) and are
-written once into the actor's own temporary folder.
+no scheduler guarantees by itself (two timed runs on one node spoil both). The actor is named after
+its node and detached, so every onnxdeploy run on the cluster (a bench, a quantize) queues on the same
+one: the guarantee holds across runs too. Models arrive through Ray's object store as {relative path:
+bytes} (the .onnx file and its external data) and are written once per run into the actor's folder.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class NodeTimer:
 
     def _materialize(self, key: str, files: dict[str, bytes]) -> str:
         if key not in self.paths:
-            folder = self.folder / key
+            folder = self.folder / key  # key = run/model
             folder.mkdir(parents=True, exist_ok=True)
             for name, data in files.items():
                 (folder / name).parent.mkdir(parents=True, exist_ok=True)
@@ -57,28 +58,37 @@ class NodeTimer:
             self.paths[key] = str(folder / next(iter(files)))
         return self.paths[key]
 
-    def time_cell(self, cell: dict, keys: list[str], *files: dict) -> dict:
+    def time_cell(self, cell: dict, run: str, keys: list[str], *files: dict) -> dict:
         """Time the cell's models interleaved (the models of one cell are compared side by side)."""
         import ray
 
         from onnxdeploy.runtime_bench import TimingPlan, benchmark
 
-        paths = [self._materialize(k, f) for k, f in zip(keys, files)]
+        paths = [self._materialize(f"{run}/{k}", f) for k, f in zip(keys, files)]
         started = time.time()
         results = benchmark(paths, provider=cell["provider"], batch=cell["batch"], threads=cell["threads"],
-                            timing=TimingPlan(**cell["timing"]), shapes=cell.get("shapes"),
+                            timing=TimingPlan(**cell["timing"]), shapes=cell.get("shapes"), sizes=cell.get("sizes"),
                             io_binding=cell.get("io_binding", False))
         ended = time.time()
         return {"node": ray.get_runtime_context().get_node_id(), "window": (started, ended),
                 "pid": os.getpid(), "results": [r.to_json() for r in results]}
 
-    def close(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+    def close(self, run: str) -> None:
+        """Forget one run's models (other runs may be using this node's timer)."""
+        shutil.rmtree(self.folder / run, ignore_errors=True)
+        self.paths = {k: v for k, v in self.paths.items() if not k.startswith(f"{run}/")}
+
+    def default_threads(self) -> int:
+        from onnxdeploy.runtime import default_threads
+
+        return default_threads()
 
 
 def timer_actor(ray, node_id: str):
-    """A NodeTimer actor pinned to ``node_id`` (hard affinity: never placed elsewhere)."""
+    """The node's NodeTimer (created by the first run that needs it, shared by every later one), pinned
+    to ``node_id`` (hard affinity: never placed elsewhere)."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     remote = ray.remote(num_cpus=0, max_concurrency=1, max_restarts=0)(NodeTimer)
-    return remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)).remote()
+    return remote.options(name=f"timer-{node_id}", namespace="onnxdeploy", get_if_exists=True, lifetime="detached",
+                          scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)).remote()

@@ -90,7 +90,7 @@ def compress_module(module: torch.nn.Module, data, *, sparsity: float | None = N
                     steps: int = 1, epochs: int = 3, lr: float = 1e-3, distill: bool = False,
                     teacher: torch.nn.Module | None = None, temperature: float = 4.0, alpha: float = 0.7,
                     low_bit: str | None = None, seed: int = 0,
-                    progress: Callable[[str], None] = lambda m: None) -> CompressResult:
+                    progress: Callable[[str], None] = lambda m: None, ray=None) -> CompressResult:
     """Compress ``module`` in place on ``data`` (a Dataset: x_train, y_train, x_val, y_val).
 
     ``channel_ratio`` zeroes that fraction of each coupled channel group (structured), ``sparsity``
@@ -110,7 +110,7 @@ def compress_module(module: torch.nn.Module, data, *, sparsity: float | None = N
     if channel_ratio and sensitivity:
         progress(f"sensitivity scan over {len(groups)} channel groups")
         _, scan = sensitivity_scan(module, groups, accuracy, criterion=criterion, x_train=data.x_train,
-                                   progress=progress)
+                                   progress=progress, ray=ray)
         costs = channel_costs(module, groups, data.x_val)
         targets = allocate(scan, [g.size for g in groups], channel_ratio, costs)
     done = []
@@ -167,11 +167,12 @@ def save_checkpoint(module: torch.nn.Module, path: str | Path) -> None:
 def compress(model: str, output: str | Path, *, checkpoint: str | None = None, data="digits",
              input_shapes: list[tuple[int, ...]] | None = None, inputs: list | None = None, teacher_checkpoint: str | None = None,
              train_epochs: int | None = None, progress: Callable[[str], None] = lambda m: None,
-             **options) -> CompressResult:
+             cluster: str | None = None, **options) -> CompressResult:
     """Load ``model`` (zoo name or factory, optional checkpoint), compress it, save a state_dict.
 
     Without a checkpoint the dense model is trained first, since pruning needs trained weights.
-    ``options`` are those of ``compress_module``.
+    ``options`` are those of ``compress_module``; ``cluster`` (a Ray address, "auto" or "local") runs
+    the sensitivity probes in parallel there.
     """
     from onnxdeploy.atomic import ensure_writable_dir, refuse_overwrite
     from onnxdeploy.exporter.source import load_source, load_state_checked
@@ -181,6 +182,10 @@ def compress(model: str, output: str | Path, *, checkpoint: str | None = None, d
     from onnxdeploy.exporter.inputs import input_specs
 
     check_options(**options)
+    if cluster is not None:
+        from onnxdeploy.cluster.connect import check_address
+
+        check_address(cluster)  # before any training
     refuse_overwrite([output], [checkpoint, teacher_checkpoint,
                                 data if isinstance(data, (str, Path)) and str(data) != "digits" else None])
     ensure_writable_dir(output)
@@ -200,6 +205,9 @@ def compress(model: str, output: str | Path, *, checkpoint: str | None = None, d
         load_state_checked(teacher, teacher_checkpoint)
         teacher.eval()
         options["distill"] = True
-    result = compress_module(module, dataset, teacher=teacher, progress=progress, **options)
+    from onnxdeploy.cluster.connect import maybe_connected
+
+    with maybe_connected(cluster, progress=progress) as ray:  # the sensitivity probes fan out on it
+        result = compress_module(module, dataset, teacher=teacher, progress=progress, ray=ray, **options)
     save_checkpoint(module, output)
     return CompressResult(result.dense_accuracy, result.steps, result.group_ratios, result.layer_sparsity, str(output))

@@ -47,26 +47,37 @@ def adapt_batchnorm(model: nn.Module, x_train, *, samples: int = 512, batch_size
         m.momentum = momentum
 
 
+def probe_group(group: ChannelGroup, model: nn.Module, evaluate: Callable[[nn.Module], float], criterion: str,
+                ratios, x_train, baseline: float) -> dict[float, float]:
+    """One group pruned alone at each ratio (on a copy): {ratio: accuracy drop in points}."""
+    drops = {}
+    scores = channel_scores(model, group, criterion)
+    for ratio in ratios:
+        trial = copy.deepcopy(model)
+        zero_channels(trial, group, choose_channels(scores, ratio))
+        if x_train is not None:
+            adapt_batchnorm(trial, x_train)
+        drops[ratio] = max(baseline - evaluate(trial), 0.0)
+    return drops
+
+
 def sensitivity_scan(model: nn.Module, groups: list[ChannelGroup], evaluate: Callable[[nn.Module], float], *,
                      criterion: str = "l1", ratios=SCAN_RATIOS, x_train=None,
-                     progress: Callable[[str], None] | None = None) -> tuple[float, list[dict[float, float]]]:
+                     progress: Callable[[str], None] | None = None, ray=None) -> tuple[float, list[dict[float, float]]]:
     """(baseline accuracy, per group {ratio: accuracy drop in points}); with ``x_train`` each probe
-    first re-estimates its BatchNorm statistics (adaptive BN)."""
+    first re-estimates its BatchNorm statistics (adaptive BN). The probes are independent: with ``ray``
+    they run as parallel tasks on that cluster."""
     from onnxdeploy.progress import track
 
     baseline = evaluate(model)
-    scan = []
-    for group in track(groups, label="sensitivity scan", progress=progress):
-        drops = {}
-        scores = channel_scores(model, group, criterion)
-        for ratio in ratios:
-            trial = copy.deepcopy(model)
-            zero_channels(trial, group, choose_channels(scores, ratio))
-            if x_train is not None:
-                adapt_batchnorm(trial, x_train)
-            drops[ratio] = max(baseline - evaluate(trial), 0.0)
-        scan.append(drops)
-    return baseline, scan
+    if ray is not None:
+        from onnxdeploy.cluster.fanout import fan_out
+
+        return baseline, fan_out(ray, probe_group, groups, shared=(model, evaluate, criterion, ratios, x_train,
+                                                                   baseline),
+                                 label="sensitivity probes", progress=progress or (lambda m: None))
+    return baseline, [probe_group(group, model, evaluate, criterion, ratios, x_train, baseline)
+                      for group in track(groups, label="sensitivity scan", progress=progress)]
 
 
 def _predicted_drop(drops: dict[float, float], ratio: float) -> float:

@@ -30,6 +30,8 @@ class RunContext:
     models: dict[str, Path] = field(default_factory=dict)
     summaries: dict[str, object] = field(default_factory=dict)
     bench_results: list = field(default_factory=list)
+    cluster: str | None = None  # a Ray address the run is connected to (bench, quantize, compress use it)
+    targets: tuple = ()
     progress: Callable[[str], None] = print
     announce: Callable[[str], None] = print
 

@@ -22,7 +22,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 TOP_LEVEL = {"model": str, "data": str, "seed": int, "checkpoint": str | None, "input_shape": str | None,
-             "runs_dir": str | None, "stage": list}
+             "runs_dir": str | None, "stage": list, "cluster": str | None, "targets": list[str]}
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,8 @@ class Recipe:
     input_shape: str | None = None
     runs_dir: str | None = None
     stages: tuple[tuple[str, dict], ...] = field(default_factory=tuple)
+    cluster: str | None = None  # a Ray address, "auto" or "local": bench, quantize and compress fan out on it
+    targets: tuple[str, ...] = field(default_factory=tuple)  # Ray resources bench times on; quantize on the first
     source: str = "built-in demo"
 
 
@@ -83,6 +85,8 @@ def _check_range(source: str, name: str, key: str, value) -> None:
 
 def validate(recipe: Recipe) -> Recipe:
     """Check stage names, options, repeats and order; UserError naming the recipe and the first problem."""
+    if recipe.targets and not recipe.cluster:
+        raise UserError(f"{recipe.source}: 'targets' are nodes of a Ray cluster; give 'cluster' too")
     available = {"module"} if recipe.checkpoint else set()
     seen = set()
     for index, (name, options) in enumerate(recipe.stages):
@@ -120,4 +124,4 @@ def load_recipe(path: str | Path) -> Recipe:
     return validate(Recipe(model=data.get("model", "digits_cnn"), data=data.get("data", "digits"),
                            seed=data.get("seed", 0), checkpoint=data.get("checkpoint"),
                            input_shape=data.get("input_shape"), runs_dir=data.get("runs_dir"), stages=stages,
-                           source=str(path)))
+                           cluster=data.get("cluster"), targets=tuple(data.get("targets", ())), source=str(path)))

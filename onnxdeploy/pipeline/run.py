@@ -94,8 +94,16 @@ def run(recipe: str | Path | Recipe | None = None, *, runs_dir: str | Path | Non
     shapes, inputs = _model_inputs(recipe)
     runs_dir = Path(runs_dir or recipe.runs_dir or "onnxdeploy-runs")
     ctx = RunContext(run_dir=Path("."), model=recipe.model, input_shapes=shapes, seed=recipe.seed,
-                     checkpoint=recipe.checkpoint, inputs=inputs, progress=progress, announce=announce)
+                     checkpoint=recipe.checkpoint, inputs=inputs, progress=progress, announce=announce,
+                     cluster=recipe.cluster, targets=recipe.targets)
     data = load_dataset(recipe.data, input_specs(ctx), seed=recipe.seed)
+    from onnxdeploy.cluster.connect import maybe_connected
+
+    with maybe_connected(recipe.cluster, progress=progress):  # one connection for every stage
+        return _run_stages(recipe, ctx, data, runs_dir, started, progress)
+
+
+def _run_stages(recipe: Recipe, ctx: RunContext, data, runs_dir: Path, started: float, progress) -> RunResult:
     run_id, work = _new_run_dir(runs_dir)
     ctx.run_dir, ctx.data = work, data
     stages: dict[str, dict] = {}

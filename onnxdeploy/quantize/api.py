@@ -105,12 +105,17 @@ def _scoring_split(calib, eval_data, specs, source, n_calib: int, total: int) ->
 def quantize(model_path, output, *, calib: datalayer.DataLike, eval_data: datalayer.DataLike | None = None,
              config: QuantizeConfig = QuantizeConfig(), acceptance: Acceptance = Acceptance(),
              timing: TimingPlan = TimingPlan(), progress: Callable[[str], None] = lambda m: None,
-             announce: Callable[[str], None] = logger.warning) -> QuantizeResult:
+             announce: Callable[[str], None] = logger.warning, cluster: str | None = None,
+             target: str | None = None) -> QuantizeResult:
     """Quantize ``model_path`` to int8 QDQ and write the fastest model that keeps the accuracy bound.
 
     ``calib`` and ``eval_data`` are "digits", "random" (calibration only), a .npy/.npz file or folder,
     or data in memory (a ``Dataset``, ``Split`` or dict of arrays by input name). Raises CheckFailed
     (exit 1) carrying the failed ``QuantizeResult`` when no candidate keeps the bound.
+
+    ``cluster`` (a Ray address, "auto" or "local") scores the candidates in parallel there; ``target``
+    (a Ray resource) times them on a node of that target, one timing at a time, and takes its default
+    thread count from there.
     """
     model_path, output = str(model_path), str(output)
     refuse_overwrite([output, failed_path(output)], [model_path, *_paths(calib), *_paths(eval_data)])
@@ -125,18 +130,38 @@ def quantize(model_path, output, *, calib: datalayer.DataLike, eval_data: datala
     create_session(model_path)  # a model onnxruntime refuses is named by its own path, before any work
     decision = decide(target_flags(config.target_cpu))
     tries = candidates(decision, model, config)
-    if acceptance.target_threads is None:  # decide for the threads onnxruntime will use on this machine
-        from onnxdeploy.runtime import default_threads
-
-        acceptance = replace(acceptance, target_threads=default_threads())
+    if target and not cluster:
+        raise UserError("target: targets are nodes of a Ray cluster; give cluster too", param="target")
     reader, n_calib, source, total, calib_sha = _calibration(calib, specs, config, eval_data is not None)
     split = _scoring_split(calib, eval_data, specs, source, n_calib, total)
+    from onnxdeploy.cluster.connect import maybe_connected
+
+    with maybe_connected(cluster, progress=progress) as ray:
+        timer = None
+        if ray is not None and target is not None:
+            from onnxdeploy.cluster.bench import cluster_timer, target_threads
+            from onnxdeploy.cluster.fleet import Fleet
+
+            Fleet.discover(ray).check([target])
+            timer = cluster_timer(ray, target)
+            if acceptance.target_threads is None:  # what onnxruntime will use where the model deploys
+                acceptance = replace(acceptance, target_threads=target_threads(ray, target))
+        if acceptance.target_threads is None:  # decide for the threads onnxruntime will use on this machine
+            from onnxdeploy.runtime import default_threads
+
+            acceptance = replace(acceptance, target_threads=default_threads())
+        return _search(model_path, output, tries, decision, reader, n_calib, split, calib_sha, acceptance, timing,
+                       progress, announce, config, ray, timer)
+
+
+def _search(model_path, output, tries, decision, reader, n_calib, split, calib_sha, acceptance, timing, progress,
+            announce, config, ray, timer) -> QuantizeResult:
     work = Path(tempfile.mkdtemp(prefix="onnxdeploy-quant-"))
     try:
         pre = _preprocess(model_path, str(work / "pre.onnx"), announce)
         reference = outputs(pre, split)
         state = search.SearchState(work, pre, split, reference, score(pre, split, reference), reader)
-        search.score_candidates(state, tries, acceptance, progress)
+        search.score_candidates(state, tries, acceptance, progress, ray=ray)
         if not any(a.passed for a in state.attempts):
             search.fall_back(state, acceptance, progress)
         common = dict(metric=state.fp32.kind, fp32_score=state.fp32.value, isa_reason=decision.reason,
@@ -145,7 +170,7 @@ def quantize(model_path, output, *, calib: datalayer.DataLike, eval_data: datala
                       calib_sha256=calib_sha, notes=tuple(state.logs.summary()))
         if not any(a.passed for a in state.attempts):
             _fail(state, output, acceptance, common)
-        fp32_p50 = search.time_passing(state, acceptance, timing, progress)
+        fp32_p50 = search.time_passing(state, acceptance, timing, progress, timer=timer)
         return _decide(state, model_path, output, acceptance, fp32_p50, common, config, announce)
     finally:
         shutil.rmtree(work, ignore_errors=True)

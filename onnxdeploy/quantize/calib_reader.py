@@ -53,6 +53,10 @@ class StreamingReader(_ReaderBase):
             self._position += 1
         return batch
 
+    def batches(self):
+        """A fresh pass over every batch (for shipping them elsewhere)."""
+        return self._make()
+
     def rewind(self):
         self._iter, self._position, self._stop = self._make(), 0, None
         self.count = 0

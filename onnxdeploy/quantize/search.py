@@ -36,32 +36,89 @@ class SearchState:
     def attempt(self, config: Candidate, acceptance: Acceptance, progress: Callable[[str], None]) -> Attempt:
         path = str(self.work / f"{config.name}.onnx")
         progress(f"quantizing: {config.name} ({config.describe()})")
-        try:
-            with collected(self.logs):
-                apply_config(config, self.fp32_path, path, self.reader)
-        except OnnxDeployError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - onnxruntime could not apply this configuration: the next may
-            result = Attempt(config, float("nan"), float("nan"), float("nan"), float("nan"), False,
-                             error=f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:160] if str(exc) else ''}")
-            self.attempts.append(result)
-            return result
-        s = score(path, self.split, self.reference)
-        drop = self.fp32.value - s.value
-        result = Attempt(config, s.value, drop, s.snr_db, s.cosine, acceptance.accepts(drop, s.snr_db))
+        return self.record(try_candidate(config, self.fp32_path, path, self.reader, self.split, self.reference,
+                                         self.fp32.value, acceptance, self.logs), path)
+
+    def record(self, result: Attempt, path: str) -> Attempt:
         self.attempts.append(result)
-        self.paths[config.name] = path
+        if result.error is None:
+            self.paths[result.config.name] = path
         return result
 
     def best(self) -> Attempt:
         return max((a for a in self.attempts if a.error is None), key=lambda a: (a.score, a.snr_db))
 
 
-def score_candidates(state: SearchState, tries: list[Candidate], acceptance: Acceptance, progress) -> None:
+def try_candidate(config: Candidate, fp32_path: str, path: str, reader, split: Split, reference: np.ndarray,
+                  fp32_value: float, acceptance: Acceptance, logs: Collected) -> Attempt:
+    """Quantize ``fp32_path`` with ``config`` into ``path`` and score it; an error row when onnxruntime
+    cannot apply the configuration (the next one may)."""
+    try:
+        with collected(logs):
+            apply_config(config, fp32_path, path, reader)
+    except OnnxDeployError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - reported as this candidate's error
+        message = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+        return Attempt(config, float("nan"), float("nan"), float("nan"), float("nan"), False,
+                       error=f"{type(exc).__name__}: {message}")
+    s = score(path, split, reference)
+    drop = fp32_value - s.value
+    return Attempt(config, s.value, drop, s.snr_db, s.cosine, acceptance.accepts(drop, s.snr_db))
+
+
+def _remote_candidate(config: Candidate, bundle: dict) -> tuple:
+    """``try_candidate`` on a cluster worker: the float model and the data arrive in ``bundle``; the
+    quantized model's files go back with the attempt."""
+    import tempfile
+
+    from onnxdeploy.cluster.timer import model_files
+    from onnxdeploy.quantize.calib_reader import StreamingReader
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for name, data in bundle["fp32_files"].items():
+            (folder / name).write_bytes(data)
+        fp32_path = str(folder / next(iter(bundle["fp32_files"])))
+        batches = bundle["batches"]
+        reader = StreamingReader(lambda: iter(batches), batch_count=len(batches))
+        logs = Collected()
+        (folder / "out").mkdir()
+        out = str(folder / "out" / f"{config.name}.onnx")
+        attempt = try_candidate(config, fp32_path, out, reader, bundle["split"], bundle["reference"],
+                                bundle["fp32_value"], bundle["acceptance"], logs)
+        return attempt, (model_files(out) if attempt.error is None else None), logs
+
+
+def score_candidates(state: SearchState, tries: list[Candidate], acceptance: Acceptance, progress,
+                     ray=None) -> None:
+    """Score every candidate: one after another, or as parallel tasks on a Ray cluster (``ray``)."""
     from onnxdeploy.progress import track
 
-    for config in track(tries, label="calibrating and scoring", progress=progress):
-        state.attempt(config, acceptance, progress)
+    if ray is None:
+        for config in track(tries, label="calibrating and scoring", progress=progress):
+            state.attempt(config, acceptance, progress)
+        return
+    from onnxdeploy.cluster.fanout import fan_out
+    from onnxdeploy.cluster.timer import model_files
+
+    bundle = {"fp32_files": model_files(state.fp32_path), "batches": list(state.reader.batches()),
+              "split": state.split, "reference": state.reference, "fp32_value": state.fp32.value,
+              "acceptance": acceptance}
+    outcomes = fan_out(ray, _remote_candidate, tries, shared=(bundle,), label="calibrating and scoring",
+                       progress=progress)
+    for attempt, files, logs in outcomes:
+        for kind, count in logs.counts.items():
+            state.logs.counts[kind] += count
+            state.logs.examples.setdefault(kind, logs.examples[kind])
+        path = ""
+        if files is not None:
+            folder = state.work / attempt.config.name
+            folder.mkdir()
+            for name, data in files.items():
+                (folder / name).write_bytes(data)
+            path = str(folder / next(iter(files)))
+        state.record(attempt, path)
 
 
 def fall_back(state: SearchState, acceptance: Acceptance, progress) -> None:
@@ -83,17 +140,18 @@ def fall_back(state: SearchState, acceptance: Acceptance, progress) -> None:
         count *= 2
 
 
-def time_passing(state: SearchState, acceptance: Acceptance, timing: TimingPlan, progress) -> float:
+def time_passing(state: SearchState, acceptance: Acceptance, timing: TimingPlan, progress, timer=None) -> float:
     """Time fp32 and every passing candidate side by side at the target batch and threads (resolved by the
-    caller); fill in their speed-ups."""
+    caller) with ``timer`` (default: here, ``runtime_bench.benchmark``); fill in their speed-ups."""
     from onnxdeploy import runtime_bench
 
+    timer = timer or runtime_bench.benchmark
     passing = [a for a in state.attempts if a.passed]
     progress(f"timing fp32 and {len(passing)} passing configuration(s) at batch {acceptance.target_batch}, "
              f"{acceptance.target_threads} thread(s), side by side")
     # symbolic dims (a sequence length) are timed at the size the scoring data has, never left to guess
     shapes = {name: (acceptance.target_batch, *array.shape[1:]) for name, array in state.split.inputs.items()}
-    timed = runtime_bench.benchmark([state.fp32_path] + [state.paths[a.config.name] for a in passing],
+    timed = timer([state.fp32_path] + [state.paths[a.config.name] for a in passing],
                                     batch=acceptance.target_batch, threads=acceptance.target_threads,
                                     timing=timing, shapes=shapes,
                                     progress=progress)

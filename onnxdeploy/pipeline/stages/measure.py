@@ -20,11 +20,24 @@ def bench(ctx: RunContext, *, batch: list[int] | int = (1, 32), threads: int = 1
     from onnxdeploy.runtime_bench.report import comparisons
 
     labels = {str(p): label for label, p in ctx.models.items()}
-    results = benchmark(list(labels), provider="cpu", batch=[batch] if isinstance(batch, int) else list(batch),
-                        threads=threads, timing=TimingPlan(iterations=iterations, repeat=repeat),
-                        sizes={k: v.shape for k, v in ctx.data.val.inputs.items()}, progress=ctx.progress)
+    batches = [batch] if isinstance(batch, int) else list(batch)
+    timing, sizes = TimingPlan(iterations=iterations, repeat=repeat), {k: v.shape for k, v in ctx.data.val.inputs.items()}
+    environments = None
+    if ctx.cluster:  # the run is connected: every cell on one node of each target
+        import ray
+
+        from onnxdeploy.cluster import cluster_benchmark
+
+        run = cluster_benchmark(ray, list(labels), targets=list(ctx.targets), provider=["cpu"], batch=batches,
+                                threads=[threads], timing=timing, sizes=sizes, progress=ctx.progress)
+        if run.missing:
+            raise CheckFailed(f"bench: {len(run.missing)} cell(s) not timed, their target's nodes were lost")
+        results, environments = run.results, run.environments
+    else:
+        results = benchmark(list(labels), provider="cpu", batch=batches, threads=threads, timing=timing, sizes=sizes,
+                            progress=ctx.progress)
     ctx.bench_results = results
-    save_results(ctx.run_dir / "bench.json", results, environment())
+    save_results(ctx.run_dir / "bench.json", results, environment(), environments)
     plot_name = None
     if plot:
         try:
@@ -34,7 +47,7 @@ def bench(ctx: RunContext, *, batch: list[int] | int = (1, 32), threads: int = 1
             plot_name = "bench.png"
         except UserError as exc:
             ctx.announce(f"no plot: {exc}")
-    rows = [{"model": labels[r.model], "batch": r.batch, "threads": r.threads, "p50_ms": round(r.stats.p50_ms, 4),
+    rows = [{"model": labels[r.model], **({"target": r.target or "any"} if r.node else {}), "batch": r.batch, "threads": r.threads, "p50_ms": round(r.stats.p50_ms, 4),
              "p90_ms": round(r.stats.p90_ms, 4), "throughput": round(r.stats.throughput, 1), "cv": round(r.stats.cv, 3)}
             for r in results]
     compared = [{"model": labels[c.model], "vs": labels[c.baseline], "batch": c.batch, "speedup": round(c.speedup, 2),

@@ -46,7 +46,8 @@ def quantize(ctx: RunContext, *, max_drop: float = 1.0, target_batch: int = 32, 
                             config=QuantizeConfig(calib_size=calib_size, method=method, weights=weights),
                             acceptance=Acceptance(max_drop=max_drop, target_batch=target_batch, force_int8=force_int8,
                                                   target_threads=target_threads, min_snr_db=min_snr_db),
-                            timing=TimingPlan(iterations=iterations), progress=ctx.progress, announce=ctx.announce)
+                            timing=TimingPlan(iterations=iterations), progress=ctx.progress, announce=ctx.announce,
+                            cluster=ctx.cluster, target=ctx.targets[0] if ctx.targets else None)
     if result.chosen != "fp32":
         ctx.models["int8"] = path
     else:
