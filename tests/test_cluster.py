@@ -95,6 +95,9 @@ def test_a_target_no_node_advertises_is_exit_2_before_anything_runs(cli, cluster
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "x.json").exists()
     code, _, err = cli("bench", *models, "--target", "arm")
     assert code == 2 and "give --cluster too" in err
+    # a user error met on a node comes back as itself: exit 2, one line, no remote traceback
+    code, _, err = cli("bench", *models, "--cluster", cluster.address, "--shape", "x=1x5x8x8")
+    assert code == 2 and "does not fit" in err and len(err.strip().splitlines()) == 1, err
 
 
 @pytest.mark.parametrize("address, fragment", [("127.0.0.1:1", "nothing answers there"),

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from onnxdeploy.cluster.fanout import unwrap
 from onnxdeploy.cluster.fleet import Fleet
 from onnxdeploy.cluster.timer import model_files, timer_actor
 from onnxdeploy.runtime_bench.plan import TimingPlan
@@ -76,7 +77,7 @@ def cluster_benchmark(ray, models: list[str], *, targets: list[str], provider: l
                 out = ray.get(ready[0])
             except Exception as exc:  # noqa: BLE001 - a lost node is retried; anything else is the cell's error
                 if not _lost(exc, ray):
-                    raise
+                    raise unwrap(exc) from None
                 if node in alive[target]:
                     alive[target].remove(node)
                     progress(f"node {node[:12]} lost: its cells go to another node of {target or 'the cluster'}")

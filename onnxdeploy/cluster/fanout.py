@@ -7,6 +7,13 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 
+def unwrap(exc: BaseException) -> BaseException:
+    """The original error behind a Ray task error (a UserError raised on a node keeps its exit code and
+    its one-line message, not the remote traceback)."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, BaseException) else exc
+
+
 def fan_out(ray, fn: Callable, items: Sequence, *, shared: tuple = (), label: str = "tasks",
             progress: Callable[[str], None] = lambda m: None) -> list:
     """``[fn(item, *shared) for item in items]``, computed on the cluster."""
@@ -19,7 +26,10 @@ def fan_out(ray, fn: Callable, items: Sequence, *, shared: tuple = (), label: st
     try:
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
-            results[order[ready[0]]] = ray.get(ready[0])
+            try:
+                results[order[ready[0]]] = ray.get(ready[0])
+            except ray.exceptions.RayTaskError as exc:
+                raise unwrap(exc) from None
             progress(f"{label}: {len(refs) - len(pending)}/{len(refs)} done on the cluster")
     except KeyboardInterrupt:
         for ref in pending:
