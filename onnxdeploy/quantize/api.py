@@ -17,7 +17,7 @@ import math
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -150,28 +150,50 @@ def quantize(model_path, output, *, calib: datalayer.DataLike, eval_data: datala
             from onnxdeploy.runtime import default_threads
 
             acceptance = replace(acceptance, target_threads=default_threads())
-        return _search(model_path, output, tries, decision, reader, n_calib, split, calib_sha, acceptance, timing,
-                       progress, announce, config, ray, timer)
+        return _search(_Job(model_path, output, config, acceptance, timing, decision, tries, reader, n_calib, split,
+                            calib_sha, progress, announce, ray, timer))
 
 
-def _search(model_path, output, tries, decision, reader, n_calib, split, calib_sha, acceptance, timing, progress,
-            announce, config, ray, timer) -> QuantizeResult:
+@dataclass(frozen=True)
+class _Job:
+    """One quantize call, resolved: what to read and write, the request, the calibration and scoring
+    data, and where candidates are scored (``ray``) and timed (``timer``; None: here)."""
+
+    model_path: str
+    output: str
+    config: QuantizeConfig
+    acceptance: Acceptance  # target_threads resolved
+    timing: TimingPlan
+    decision: object  # IsaDecision
+    tries: list
+    reader: object
+    calib_samples: int
+    split: datalayer.Split
+    calib_sha256: str
+    progress: Callable[[str], None]
+    announce: Callable[[str], None]
+    ray: object = None
+    timer: Callable | None = None
+
+
+def _search(job: _Job) -> QuantizeResult:
     work = Path(tempfile.mkdtemp(prefix="onnxdeploy-quant-"))
+    acceptance = job.acceptance
     try:
-        pre = _preprocess(model_path, str(work / "pre.onnx"), announce)
-        reference = outputs(pre, split)
-        state = search.SearchState(work, pre, split, reference, score(pre, split, reference), reader)
-        search.score_candidates(state, tries, acceptance, progress, ray=ray)
+        pre = _preprocess(job.model_path, str(work / "pre.onnx"), job.announce)
+        reference = outputs(pre, job.split)
+        state = search.SearchState(work, pre, job.split, reference, score(pre, job.split, reference), job.reader)
+        search.score_candidates(state, job.tries, acceptance, job.progress, ray=job.ray)
         if not any(a.passed for a in state.attempts):
-            search.fall_back(state, acceptance, progress)
-        common = dict(metric=state.fp32.kind, fp32_score=state.fp32.value, isa_reason=decision.reason,
+            search.fall_back(state, acceptance, job.progress)
+        common = dict(metric=state.fp32.kind, fp32_score=state.fp32.value, isa_reason=job.decision.reason,
                       target_batch=acceptance.target_batch, target_threads=acceptance.target_threads,
-                      bytes_before=file_bytes(model_path), calib_samples=n_calib, eval_samples=len(split),
-                      calib_sha256=calib_sha, notes=tuple(state.logs.summary()))
+                      bytes_before=file_bytes(job.model_path), calib_samples=job.calib_samples,
+                      eval_samples=len(job.split), calib_sha256=job.calib_sha256, notes=tuple(state.logs.summary()))
         if not any(a.passed for a in state.attempts):
-            _fail(state, output, acceptance, common)
-        fp32_p50 = search.time_passing(state, acceptance, timing, progress, timer=timer)
-        return _decide(state, model_path, output, acceptance, fp32_p50, common, config, announce)
+            _fail(state, job, common)
+        fp32_p50 = search.time_passing(state, acceptance, job.timing, job.progress, timer=job.timer)
+        return _decide(state, job, fp32_p50, common)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -186,7 +208,8 @@ def _paths(data) -> list:
     return [data] if isinstance(data, (str, os.PathLike)) and str(data) not in ("digits", "random") else []
 
 
-def _fail(state: search.SearchState, output: str, acceptance: Acceptance, common: dict) -> None:
+def _fail(state: search.SearchState, job: _Job, common: dict) -> None:
+    output, acceptance = job.output, job.acceptance
     bound = f"the {state.fp32.kind} drop within {acceptance.max_drop} points" + (
         f" and SNR at least {acceptance.min_snr_db} dB" if acceptance.min_snr_db is not None else "")
     if not any(a.error is None for a in state.attempts):
@@ -207,17 +230,17 @@ def _record(model: onnx.ModelProto, result_fields: dict) -> onnx.ModelProto:
     return set_metadata(model, {"onnxdeploy.quantize": json.dumps(result_fields, sort_keys=True)})
 
 
-def _decide(state: search.SearchState, model_path: str, output: str, acceptance: Acceptance, fp32_p50: float,
-            common: dict, config: QuantizeConfig, announce) -> QuantizeResult:
+def _decide(state: search.SearchState, job: _Job, fp32_p50: float, common: dict) -> QuantizeResult:
     """Write the fastest passing model; fp32 when an int8 one is not measurably faster, or an int4 one is
     measurably slower (unless forced)."""
+    model_path, output, acceptance, announce = job.model_path, job.output, job.acceptance, job.announce
     chosen: Attempt = search.fastest(state)
     where = f"batch {acceptance.target_batch}, {acceptance.target_threads} thread(s)"
     low, high = chosen.speedup_ci
     met = low > 1.0 if chosen.config.goal == "speed" else high >= 1.0
     attempts, notes = tuple(state.attempts), list(common.pop("notes"))
     record = {"target_batch": acceptance.target_batch, "target_threads": acceptance.target_threads,
-              "isa": common["isa_reason"], "target_cpu": config.target_cpu or "this machine",
+              "isa": common["isa_reason"], "target_cpu": job.config.target_cpu or "this machine",
               "calibration": {"samples": common["calib_samples"], "sha256": common["calib_sha256"]},
               "fp32_score": round(state.fp32.value, 4), "metric": state.fp32.kind}
     if not met and not acceptance.force_int8:

@@ -170,8 +170,14 @@ NOISE = 1.03  # p50s within 3% are a tie: timing cannot order them
 
 
 def fastest(state: SearchState) -> Attempt:
-    """The first passing attempt, in the candidates' order of preference (the likeliest and smallest
-    first), whose p50 is within timing noise of the fastest one."""
+    """The passing attempt to write: among those within timing noise of the fastest p50, the smallest
+    files (within 5%), and among those the most accurate (score, then SNR); the earlier candidate on a
+    full tie."""
+    from onnxdeploy.onnx_io import file_bytes
+
     passing = [a for a in state.attempts if a.passed]
     best = min(a.p50_ms for a in passing)
-    return next(a for a in passing if a.p50_ms <= best * NOISE)
+    tied = [a for a in passing if a.p50_ms <= best * NOISE]
+    size = {a.config.name: file_bytes(state.paths[a.config.name]) for a in tied}
+    small = [a for a in tied if size[a.config.name] <= min(size.values()) * 1.05]
+    return max(small, key=lambda a: (a.score, a.snr_db, -passing.index(a)))
