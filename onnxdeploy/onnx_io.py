@@ -94,12 +94,16 @@ def is_large(model: onnx.ModelProto) -> bool:
     return tensor_bytes(model) > PROTOBUF_LIMIT
 
 
+def external_files(path: str | os.PathLike) -> list[str]:
+    """The external data files a model file references, as locations relative to its folder (sorted)."""
+    model = onnx.load(str(path), load_external_data=False)
+    return sorted({{e.key: e.value for e in t.external_data}["location"] for t in _external_tensors(model)})
+
+
 def file_bytes(path: str | os.PathLike) -> int:
     """Size on disk of a model file and the external data files it references (inside its folder)."""
     path = Path(path)
-    model = onnx.load(str(path), load_external_data=False)
-    files = {(path.parent / {e.key: e.value for e in t.external_data}["location"]).resolve()
-             for t in _external_tensors(model)}
+    files = {(path.parent / location).resolve() for location in external_files(path)}
     return path.stat().st_size + sum(f.stat().st_size for f in files if f.is_file())
 
 

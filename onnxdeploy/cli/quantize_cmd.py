@@ -6,9 +6,9 @@ from __future__ import annotations
 import click
 
 from onnxdeploy.cli.options import Finite
-from onnxdeploy.quantize.isa import TARGET_CPUS
-
 from onnxdeploy.cli.output import announce, emit_json, finish, progress, say
+from onnxdeploy.quantize.isa import TARGET_CPUS
+from onnxdeploy.quantize.request import BLOCK_SIZES, METHODS, WEIGHTS
 
 
 @click.command("quantize")
@@ -17,7 +17,7 @@ from onnxdeploy.cli.output import announce, emit_json, finish, progress, say
 @click.option("--calib", default=None, help=".npy, .npz, a folder of them, 'digits' or 'random' (optional with "
               "--method dynamic or --weights int4, which need no calibration: then it is only scored on).")
 @click.option("--eval", "eval_data", default=None, help="'digits' or .npz of inputs + 'labels' for top-1 accuracy.")
-@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile", "dynamic"]), default=None,
+@click.option("--method", type=click.Choice(METHODS), default=None,
               help="Calibration method (default: minmax, others tried if accuracy needs it); dynamic: int8 "
                    "MatMul/Gemm weights, activations quantized at run time.")
 @click.option("--percentile", type=float, default=99.999, show_default=True)
@@ -28,9 +28,9 @@ from onnxdeploy.cli.output import announce, emit_json, finish, progress, say
 @click.option("--activation-type", type=click.Choice(["int8", "uint8"]), default="int8", show_default=True)
 @click.option("--weight-type", type=click.Choice(["int8", "uint8"]), default="int8", show_default=True)
 @click.option("--exclude", multiple=True, help="Node names or op types to keep in fp32 (repeatable).")
-@click.option("--weights", type=click.Choice(["int8", "int4"]), default="int8", show_default=True,
+@click.option("--weights", type=click.Choice(WEIGHTS), default="int8", show_default=True,
               help="int4: weight-only MatMulNBits blocks (smaller, for memory-bound targets; need not be faster).")
-@click.option("--block-size", type=click.Choice(["16", "32", "64", "128", "256"]), default="32", show_default=True,
+@click.option("--block-size", type=click.Choice([str(b) for b in BLOCK_SIZES]), default="32", show_default=True,
               help="Weights per int4 block.")
 @click.option("--max-drop", type=Finite(), default=1.0, show_default=True, help="Largest accuracy drop, in points.")
 @click.option("--min-snr", type=Finite(), default=None,

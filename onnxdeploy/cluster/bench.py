@@ -58,13 +58,12 @@ def cluster_benchmark(ray, models: list[str], *, targets: list[str], provider: l
     turn = {t: itertools.count() for t in wanted}
     pending = {}  # ref -> (target, cell, node)
 
-    def submit(target, cell) -> bool:
+    def submit(target, cell) -> None:
         if not alive[target]:
             run.missing.append(f"{target or 'any'} {cell['provider']} b{cell['batch']} t{cell['threads']}")
-            return False
+            return
         node = alive[target][next(turn[target]) % len(alive[target])]
         pending[actors[node].time_cell.remote(cell, run_id, keys, *refs)] = (target, cell, node)
-        return True
 
     for target, cell in itertools.product(wanted, cells):
         submit(target, cell)
@@ -123,10 +122,9 @@ def cluster_timer(ray, target: str) -> Callable:
 
 def target_threads(ray, target: str | None) -> int:
     """onnxruntime's default thread count on a node of ``target`` (what a deployment there would use)."""
-    node = Fleet.discover(ray).nodes_of(target)
-    if not node:
-        Fleet.discover(ray).check([target])
-    return ray.get(timer_actor(ray, node[0].node_id).default_threads.remote())
+    fleet = Fleet.discover(ray)
+    fleet.check([target])
+    return ray.get(timer_actor(ray, fleet.nodes_of(target)[0].node_id).default_threads.remote())
 
 
 def overlaps(results: list[BenchResult]) -> list[tuple[str, str, str]]:

@@ -9,29 +9,30 @@ bytes} (the .onnx file and its external data) and are written once per run into 
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
-import onnx
-
 
 def model_files(path: str) -> dict[str, bytes]:
     """The model file and the external data files it references (checked to lie inside its folder)."""
-    from onnxdeploy.onnx_io import check_external_data
+    from onnxdeploy.onnx_io import check_external_data, external_files
 
     path = Path(path)
     check_external_data(path)
-    model = onnx.load(str(path), load_external_data=False)
-    locations = {dict((e.key, e.value) for e in t.external_data)["location"]
-                 for t in onnx.external_data_helper._get_all_tensors(model)
-                 if onnx.external_data_helper.uses_external_data(t)}
     files = {path.name: path.read_bytes()}
-    for location in sorted(locations):
+    for location in external_files(path):
         files[location] = (path.parent / location).read_bytes()
     return files
+
+
+def write_files(folder: Path, files: dict[str, bytes]) -> str:
+    """Write what ``model_files`` read into ``folder``; the model file's path."""
+    for name, data in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    return str(folder / next(iter(files)))
 
 
 class NodeTimer:
@@ -50,12 +51,7 @@ class NodeTimer:
 
     def _materialize(self, key: str, files: dict[str, bytes]) -> str:
         if key not in self.paths:
-            folder = self.folder / key  # key = run/model
-            folder.mkdir(parents=True, exist_ok=True)
-            for name, data in files.items():
-                (folder / name).parent.mkdir(parents=True, exist_ok=True)
-                (folder / name).write_bytes(data)
-            self.paths[key] = str(folder / next(iter(files)))
+            self.paths[key] = write_files(self.folder / key, files)  # key = run/model
         return self.paths[key]
 
     def time_cell(self, cell: dict, run: str, keys: list[str], *files: dict) -> dict:
@@ -71,7 +67,7 @@ class NodeTimer:
                             io_binding=cell.get("io_binding", False))
         ended = time.time()
         return {"node": ray.get_runtime_context().get_node_id(), "window": (started, ended),
-                "pid": os.getpid(), "results": [r.to_json() for r in results]}
+                "results": [r.to_json() for r in results]}
 
     def close(self, run: str) -> None:
         """Forget one run's models (other runs may be using this node's timer)."""

@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-
 from onnxdeploy.atomic import current_umask, ensure_writable_dir, write_json
 from onnxdeploy.errors import CheckFailed, UserError
+from onnxdeploy.hashing import sha256_file
 from onnxdeploy.onnx_io import file_bytes, is_large, load_model, save_model
 from onnxdeploy.output_diff import CompareResult, compare_outputs
-from onnxdeploy.hashing import sha256_file
 from onnxdeploy.package.manifest import build_manifest
 from onnxdeploy.package.targets import get_target
 
@@ -175,13 +174,13 @@ def package(model_path: str | os.PathLike, folder: str | os.PathLike, *, target:
         shutil.rmtree(work)
         progress("loading the ORT file back and comparing its outputs with the ONNX model's")
         comparison = _round_trip(onnx_path, ort_path, model, spec, atol=atol, rtol=rtol)
-        files = _describe_files(stage)
+        files, operators = _describe_files(stage), _operators(config)
         manifest = build_manifest(model=model, model_path=str(model_path), target=spec, files=files,
                                   round_trip={**comparison.to_json(), "passed": bool(comparison)},
-                                  operators=_operators(config),
+                                  operators=operators,
                                   sizes={"onnx_with_external_data": file_bytes(onnx_path),
                                          "ort": ort_path.stat().st_size})
-        result = PackageResult(str(folder), spec.name, files, _operators(config), comparison, manifest)
+        result = PackageResult(str(folder), spec.name, files, operators, comparison, manifest)
         if not comparison:
             raise CheckFailed(f"{folder}: not written: the ORT-format model's outputs differ from the ONNX "
                               f"model's (max abs {comparison.max_abs:.3e})\n{comparison}", result=result)

@@ -55,7 +55,8 @@ def build_manifest(*, model: onnx.ModelProto, model_path: str, target, files: di
     from onnxdeploy.runtime_bench.environment import ISA_FLAGS, cpu_flags, cpu_model
 
     flags = cpu_flags()
-    quantization = provenance(model)["quantization"] or {}
+    history = provenance(model)
+    quantization = history["quantization"] or {}
     return {
         "schema": SCHEMA,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -64,7 +65,7 @@ def build_manifest(*, model: onnx.ModelProto, model_path: str, target, files: di
         "model": {"input": str(model_path), "input_sha256": sha256_file(model_path),
                   "opsets": _opsets_used(model),
                   "ir_version": model.ir_version, **signature(model)},
-        "provenance": provenance(model),
+        "provenance": history,
         "files": files,
         "sizes": sizes,
         "required_operators": operators,

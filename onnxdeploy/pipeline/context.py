@@ -36,6 +36,15 @@ class RunContext:
     announce: Callable[[str], None] = print
 
     @property
+    def ray(self):
+        """The Ray module when the run is on a cluster (``run`` connected it for every stage), else None."""
+        if self.cluster is None:
+            return None
+        import ray
+
+        return ray
+
+    @property
     def model_inputs(self) -> dict:
         """How export and load_source take this run's inputs: named ``inputs``, or ``input_shapes``."""
         return {"inputs": self.inputs} if self.inputs else {"input_shapes": self.input_shapes}

@@ -140,12 +140,11 @@ def quantize(model_path, output, *, calib: datalayer.DataLike, eval_data: datala
         timer = None
         if ray is not None and target is not None:
             from onnxdeploy.cluster.bench import cluster_timer, target_threads
-            from onnxdeploy.cluster.fleet import Fleet
 
-            Fleet.discover(ray).check([target])
+            deployed = target_threads(ray, target)  # exit 2 here, before any work, for a target with no node
             timer = cluster_timer(ray, target)
             if acceptance.target_threads is None:  # what onnxruntime will use where the model deploys
-                acceptance = replace(acceptance, target_threads=target_threads(ray, target))
+                acceptance = replace(acceptance, target_threads=deployed)
         if acceptance.target_threads is None:  # decide for the threads onnxruntime will use on this machine
             from onnxdeploy.runtime import default_threads
 
@@ -265,9 +264,8 @@ def _decide(state: search.SearchState, job: _Job, fp32_p50: float, common: dict)
                                                    f"; the others are not exact under {chosen.config.describe()}"))
     record.update(chosen=chosen.config.name, settings=chosen.config.describe(), low_bit=low_bit,
                   config={k: v for k, v in asdict(chosen.config).items() if k != "name"},
-                  score=round(chosen.score, 4),
-                  snr_db=round(chosen.snr_db, 2) if math.isfinite(chosen.snr_db) else None, cosine=round(chosen.cosine, 6),
-                  speedup=round(chosen.speedup, 3))
+                  score=round(chosen.score, 4), snr_db=round(chosen.snr_db, 2) if math.isfinite(chosen.snr_db) else None,
+                  cosine=round(chosen.cosine, 6), speedup=round(chosen.speedup, 3))
     save_model(_record(onnx.load(state.paths[chosen.config.name]), record), output)
     reason = (f"fastest configuration within {acceptance.max_drop} points of fp32 {state.fp32.kind} "
               f"({chosen.drop:+.2f} drop, SNR {chosen.snr_db:.1f} dB, {chosen.speedup:.2f}x fp32 speed at {where}, "

@@ -61,17 +61,17 @@ class Candidate:
         return ", ".join(parts) + fp32
 
 
-MATMUL_DOMINATED = 0.5
-DYNAMIC_OPS = ("MatMul", "Gemm", "Attention", "Gather")  # Gather: constant embedding tables  # share of multiply-adds in MatMul/Gemm above which dynamic int8 is tried first
+MATMUL_DOMINATED = 0.5  # share of multiply-adds in MatMul/Gemm above which dynamic int8 is tried first
+DYNAMIC_OPS = ("MatMul", "Gemm", "Attention", "Gather")  # Gather: constant embedding tables
 
 
 def candidates(decision: IsaDecision, model: onnx.ModelProto, request: QuantizeConfig) -> list[Candidate]:
     """The configurations to try, most likely first, then alternatives the accuracy loop may need.
 
     CNNs start from the ISA default (static QDQ); MatMul-dominated graphs (transformers, MLPs) without
-    binary/ternary weights from dynamic int8, then static QDQ of the weighted MatMul/Gemm only (LayerNorm, Softmax and the attention
-    score MatMuls stay fp32), then the CNN list. int4 weights are weight-only, opt-in. Settings the
-    request fixes are kept in every candidate.
+    binary/ternary weights from dynamic int8, then static QDQ of the weighted MatMul/Gemm only
+    (LayerNorm, Softmax and the attention score MatMuls stay fp32), then the CNN list. int4 weights
+    are weight-only, opt-in. Settings the request fixes are kept in every candidate.
     """
     op_types = {n.op_type for n in model.graph.node}
     node_names = {n.name for n in model.graph.node}

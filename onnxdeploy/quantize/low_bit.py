@@ -37,8 +37,8 @@ def _channel_axis(node: onnx.NodeProto) -> int:
     return 1  # MatMul with a 2-D weight: (in, out)
 
 
-def _low_bit(weight: np.ndarray, axis: int) -> LowBitWeight | None:
-    """The per-channel scale when every channel holds one magnitude (and zeros), else None."""
+def _low_bit(name: str, weight: np.ndarray, axis: int) -> LowBitWeight | None:
+    """The weight's per-channel scales when every channel holds one magnitude (and zeros), else None."""
     rows = np.moveaxis(weight, axis, 0).reshape(weight.shape[axis], -1)
     scales, levels = [], 2
     for row in rows:
@@ -48,7 +48,7 @@ def _low_bit(weight: np.ndarray, axis: int) -> LowBitWeight | None:
         scales.append(float(magnitudes[0]))
         if np.any(row == 0):
             levels = 3
-    return LowBitWeight("", axis, tuple(scales), levels)
+    return LowBitWeight(name, axis, tuple(scales), levels)
 
 
 def find_low_bit(model: onnx.ModelProto, *, min_size: int = 16) -> list[LowBitWeight]:
@@ -64,9 +64,9 @@ def find_low_bit(model: onnx.ModelProto, *, min_size: int = 16) -> list[LowBitWe
         if node.op_type == "MatMul" and len(tensor.dims) != 2:
             continue
         seen.add(tensor.name)
-        low = _low_bit(numpy_helper.to_array(tensor), _channel_axis(node))
+        low = _low_bit(tensor.name, numpy_helper.to_array(tensor), _channel_axis(node))
         if low is not None:
-            found.append(LowBitWeight(tensor.name, low.axis, low.scales, low.levels))
+            found.append(low)
     return found
 
 

@@ -30,6 +30,12 @@ class Collected:
         self.counts[kind] += 1
         self.examples.setdefault(kind, message.strip().splitlines()[0][:200])
 
+    def merge(self, other: "Collected") -> None:
+        """Add what another collection saw (a cluster worker's)."""
+        self.counts.update(other.counts)
+        for kind, example in other.examples.items():
+            self.examples.setdefault(kind, example)
+
     def summary(self) -> list[str]:
         """One line per kind of message, most frequent first."""
         return [f"onnxruntime warned {n}x: {self.examples[kind]}" + (" (and similar)" if n > 1 else "")

@@ -72,14 +72,12 @@ def _remote_candidate(config: Candidate, bundle: dict) -> tuple:
     quantized model's files go back with the attempt."""
     import tempfile
 
-    from onnxdeploy.cluster.timer import model_files
+    from onnxdeploy.cluster.timer import model_files, write_files
     from onnxdeploy.quantize.calib_reader import StreamingReader
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        for name, data in bundle["fp32_files"].items():
-            (folder / name).write_bytes(data)
-        fp32_path = str(folder / next(iter(bundle["fp32_files"])))
+        fp32_path = write_files(folder, bundle["fp32_files"])
         batches = bundle["batches"]
         reader = StreamingReader(lambda: iter(batches), batch_count=len(batches))
         logs = Collected()
@@ -100,7 +98,7 @@ def score_candidates(state: SearchState, tries: list[Candidate], acceptance: Acc
             state.attempt(config, acceptance, progress)
         return
     from onnxdeploy.cluster.fanout import fan_out
-    from onnxdeploy.cluster.timer import model_files
+    from onnxdeploy.cluster.timer import model_files, write_files
 
     bundle = {"fp32_files": model_files(state.fp32_path), "batches": list(state.reader.batches()),
               "split": state.split, "reference": state.reference, "fp32_value": state.fp32.value,
@@ -108,17 +106,8 @@ def score_candidates(state: SearchState, tries: list[Candidate], acceptance: Acc
     outcomes = fan_out(ray, _remote_candidate, tries, shared=(bundle,), label="calibrating and scoring",
                        progress=progress)
     for attempt, files, logs in outcomes:
-        for kind, count in logs.counts.items():
-            state.logs.counts[kind] += count
-            state.logs.examples.setdefault(kind, logs.examples[kind])
-        path = ""
-        if files is not None:
-            folder = state.work / attempt.config.name
-            folder.mkdir()
-            for name, data in files.items():
-                (folder / name).write_bytes(data)
-            path = str(folder / next(iter(files)))
-        state.record(attempt, path)
+        state.logs.merge(logs)
+        state.record(attempt, write_files(state.work / attempt.config.name, files) if files is not None else "")
 
 
 def fall_back(state: SearchState, acceptance: Acceptance, progress) -> None:
@@ -151,10 +140,8 @@ def time_passing(state: SearchState, acceptance: Acceptance, timing: TimingPlan,
              f"{acceptance.target_threads} thread(s), side by side")
     # symbolic dims (a sequence length) are timed at the size the scoring data has, never left to guess
     shapes = {name: (acceptance.target_batch, *array.shape[1:]) for name, array in state.split.inputs.items()}
-    timed = timer([state.fp32_path] + [state.paths[a.config.name] for a in passing],
-                                    batch=acceptance.target_batch, threads=acceptance.target_threads,
-                                    timing=timing, shapes=shapes,
-                                    progress=progress)
+    timed = timer([state.fp32_path] + [state.paths[a.config.name] for a in passing], batch=acceptance.target_batch,
+                  threads=acceptance.target_threads, timing=timing, shapes=shapes, progress=progress)
     fp32_p50 = timed[0].stats.p50_ms
     by_path = {r.model: r for r in timed[1:]}
 

@@ -42,7 +42,7 @@ def default_threads(cpuinfo_text: str | None = None, allowed: set[int] | None = 
         except OSError:
             return max(1, len(allowed))
     cores, cpu, package = set(), None, "0"
-    for line in cpuinfo_text.splitlines() + [""]:
+    for line in cpuinfo_text.splitlines():
         key, _, value = (part.strip() for part in line.partition(":"))
         if key == "processor":
             cpu, package = int(value), "0"

@@ -21,14 +21,13 @@ def bench(ctx: RunContext, *, batch: list[int] | int = (1, 32), threads: int = 1
 
     labels = {str(p): label for label, p in ctx.models.items()}
     batches = [batch] if isinstance(batch, int) else list(batch)
-    timing, sizes = TimingPlan(iterations=iterations, repeat=repeat), {k: v.shape for k, v in ctx.data.val.inputs.items()}
+    timing = TimingPlan(iterations=iterations, repeat=repeat)
+    sizes = {k: v.shape for k, v in ctx.data.val.inputs.items()}
     environments = None
-    if ctx.cluster:  # the run is connected: every cell on one node of each target
-        import ray
-
+    if ctx.ray is not None:  # the run is connected: every cell on one node of each target
         from onnxdeploy.cluster import cluster_benchmark
 
-        run = cluster_benchmark(ray, list(labels), targets=list(ctx.targets), provider=["cpu"], batch=batches,
+        run = cluster_benchmark(ctx.ray, list(labels), targets=list(ctx.targets), provider=["cpu"], batch=batches,
                                 threads=[threads], timing=timing, sizes=sizes, progress=ctx.progress)
         if run.missing:
             raise CheckFailed(f"bench: {len(run.missing)} cell(s) not timed, their target's nodes were lost")
@@ -47,7 +46,8 @@ def bench(ctx: RunContext, *, batch: list[int] | int = (1, 32), threads: int = 1
             plot_name = "bench.png"
         except UserError as exc:
             ctx.announce(f"no plot: {exc}")
-    rows = [{"model": labels[r.model], **({"target": r.target or "any"} if r.node else {}), "batch": r.batch, "threads": r.threads, "p50_ms": round(r.stats.p50_ms, 4),
+    rows = [{"model": labels[r.model], **({"target": r.target or "any"} if r.node else {}), "batch": r.batch,
+             "threads": r.threads, "p50_ms": round(r.stats.p50_ms, 4),
              "p90_ms": round(r.stats.p90_ms, 4), "throughput": round(r.stats.throughput, 1), "cv": round(r.stats.cv, 3)}
             for r in results]
     compared = [{"model": labels[c.model], "vs": labels[c.baseline], "batch": c.batch, "speedup": round(c.speedup, 2),

@@ -74,18 +74,9 @@ def compress(ctx: RunContext, *, prune_channels: float | None = 0.5, sparsity: f
     result = compress_module(ctx.module, ctx.data, channel_ratio=prune_channels, sparsity=sparsity, distill=distill,
                              epochs=epochs, lr=lr, sensitivity=sensitivity, steps=steps, temperature=temperature,
                              alpha=alpha, criterion=criterion, seed=ctx.seed, progress=ctx.progress,
-                             ray=_ray(ctx))
+                             ray=ctx.ray)
     ctx.compressed = True
     save_checkpoint(ctx.module, ctx.run_dir / "model.compressed.pt")
     torch.manual_seed(ctx.seed)
     return CompressSummary(round(result.dense_accuracy, 2), round(result.final_accuracy, 2),
                            result.steps[-1].channels_zeroed, distill, "model.compressed.pt", result.group_ratios)
-
-
-def _ray(ctx: RunContext):
-    """The Ray module when the run is on a cluster (the run connected it), else None."""
-    if ctx.cluster is None:
-        return None
-    import ray
-
-    return ray
