@@ -12,26 +12,6 @@ transformers = pytest.importorskip("transformers")  # the optional [hf] extra
 pytestmark = pytest.mark.extra
 
 
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("bert")
-    config = transformers.BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                     intermediate_size=37, max_position_embeddings=64, num_labels=3)
-    transformers.set_seed(0)
-    transformers.BertForSequenceClassification(config).eval().save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def tiny_vit(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("vit")
-    config = transformers.ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
-                                    num_attention_heads=2, intermediate_size=37, num_labels=5)
-    transformers.set_seed(0)
-    transformers.ViTForImageClassification(config).eval().save_pretrained(folder)
-    return folder
-
-
 def test_hf_text_model_exports_with_dynamic_batch_and_sequence(cli, tiny_bert, tmp_path):
     import onnxruntime as ort
 

@@ -11,7 +11,6 @@ from onnxdeploy.models import ZOO
 from onnxdeploy.models.train import train
 from onnxdeploy.quantize import Acceptance, QuantizeConfig, TimingPlan, decide, quantize
 from onnxdeploy.quantize.isa import target_flags
-from tests.onnx_graphs import GraphBuilder
 
 
 @pytest.fixture(scope="module")
@@ -119,14 +118,6 @@ def test_fp16_keeps_float32_io(cli, trained, tmp_path):
     model = onnx.load(str(tmp_path / "h.onnx"))
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
-
-
-@pytest.fixture
-def small_model(tmp_path):
-    g = GraphBuilder(shape=(1, 3, 8, 8))
-    path = tmp_path / "m.onnx"
-    onnx.save(g.model(g.conv(g.op("Relu", g.conv("x", 3, 4)), 4, 2)), str(path))
-    return path
 
 
 @pytest.mark.parametrize("arrays, fragment", [

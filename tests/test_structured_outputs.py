@@ -72,16 +72,22 @@ def test_training_and_evaluation_use_the_logits(tmp_path):
     assert torch_acc > 80 and onnx_accuracy(tmp_path / "m.onnx", x, y) == pytest.approx(torch_acc)
 
 
+def export_text_model(cli, monkeypatch, *extra):
+    """`onnxdeploy export` of tiny_text_model to t.onnx: two int64 inputs with a dynamic sequence dim."""
+    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parent))
+    code, out, err = cli("export", "tiny_models:tiny_text_model", "-o", "t.onnx", "--input", "input_ids:int64:1x12",
+                         "--input", "attention_mask:int64:1x12", "--dynamic", "input_ids:1",
+                         "--dynamic", "attention_mask:1", *extra)
+    assert code == 0, err
+    return out
+
+
 def test_named_int64_inputs_with_a_dynamic_sequence(cli, tmp_path, monkeypatch):
     import json
 
     import onnxruntime as ort
 
-    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parent))
-    code, out, err = cli("export", "tiny_models:tiny_text_model", "-o", "t.onnx", "--input", "input_ids:int64:1x12",
-                         "--input", "attention_mask:int64:1x12", "--dynamic", "input_ids:1",
-                         "--dynamic", "attention_mask:1", "--json")
-    assert code == 0, err
+    out = export_text_model(cli, monkeypatch, "--json")
     report = json.loads(out)
     assert [i["name"] for i in report["inputs"]] == ["input_ids", "attention_mask"]
     assert len(report["parity"]["outputs"]) == 2 and report["parity"]["passed"]
@@ -116,11 +122,7 @@ def test_quantize_with_named_int64_inputs_and_a_symbolic_sequence(cli, tmp_path,
     """Calibration .npz keyed by input name, int inputs passed through, timing at the data's length."""
     import json
 
-    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parent))
-    code, _, err = cli("export", "tiny_models:tiny_text_model", "-o", "t.onnx", "--input", "input_ids:int64:1x12",
-                       "--input", "attention_mask:int64:1x12", "--dynamic", "input_ids:1",
-                       "--dynamic", "attention_mask:1")
-    assert code == 0, err
+    export_text_model(cli, monkeypatch)
     rng = np.random.default_rng(0)
     ids = rng.integers(0, 50, (96, 12)).astype(np.int64)
     np.savez(tmp_path / "calib.npz", input_ids=ids, attention_mask=np.ones_like(ids))
@@ -160,11 +162,7 @@ def test_compress_and_train_a_model_with_named_int64_inputs(cli, tmp_path, monke
 def test_dynamic_int8_on_a_transformer_shaped_graph(cli, tmp_path, monkeypatch):
     import json
 
-    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parent))
-    code, _, err = cli("export", "tiny_models:tiny_text_model", "-o", "t.onnx", "--input", "input_ids:int64:1x12",
-                       "--input", "attention_mask:int64:1x12", "--dynamic", "input_ids:1",
-                       "--dynamic", "attention_mask:1")
-    assert code == 0, err
+    export_text_model(cli, monkeypatch)
     code, out, err = cli("quantize", "t.onnx", "-o", "d.onnx", "--calib", "random", "--method", "dynamic",
                          "--max-drop", "100", "--force-int8", "--iterations", "5", "--json")
     assert code == 0, err

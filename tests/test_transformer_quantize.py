@@ -14,19 +14,15 @@ pytestmark = pytest.mark.extra
 
 
 @pytest.fixture(scope="module")
-def bert(tmp_path_factory):
-    """A tiny BERT exported by `onnxdeploy export hf:...` (batch and sequence symbolic), and calibration
+def bert(tiny_bert, tmp_path_factory):
+    """The tiny BERT exported by `onnxdeploy export hf:...` (batch and sequence symbolic), and calibration
     data at sequence 16 keyed by input name."""
     from click.testing import CliRunner
 
     from onnxdeploy.cli import main
 
-    folder = tmp_path_factory.mktemp("bert")
-    config = transformers.BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                     intermediate_size=37, max_position_embeddings=64, num_labels=3)
-    transformers.set_seed(0)
-    transformers.BertForSequenceClassification(config).eval().save_pretrained(folder / "hf")
-    result = CliRunner().invoke(main, ["export", f"hf:{folder / 'hf'}", "-o", str(folder / "bert.onnx")])
+    folder = tmp_path_factory.mktemp("bert-onnx")
+    result = CliRunner().invoke(main, ["export", f"hf:{tiny_bert}", "-o", str(folder / "bert.onnx")])
     assert result.exit_code == 0, result.output
     ids = np.random.default_rng(0).integers(0, 99, (96, 16)).astype(np.int64)
     np.savez(folder / "calib.npz", input_ids=ids, attention_mask=np.ones_like(ids), token_type_ids=0 * ids)
