@@ -48,9 +48,10 @@ def main() -> None:
     from ray.cluster_utils import Cluster
 
     from onnxdeploy import runtime_bench
-    from onnxdeploy.cluster import cluster_benchmark
+    from onnxdeploy.runtime_bench import BenchRequest
     from onnxdeploy.cluster.bench import overlaps
     from onnxdeploy.runtime_bench.environment import environment
+    from onnxdeploy.where import Where
 
     env = environment()
     print(f"CPU: {env['cpu']} ({', '.join(env['isa'])}), {env['cores']} logical CPUs")
@@ -64,7 +65,8 @@ def main() -> None:
         started = time.perf_counter()
         serial = {}
         for target in targets:  # one node serves both targets, cell after cell
-            for r in runtime_bench.benchmark(models, batch=batches, threads=threads, timing=timing):
+            request = BenchRequest(models, batches=batches, threads=threads, timing=timing)
+            for r in runtime_bench.benchmark(request).results:
                 serial[(target, r.model, r.batch, r.threads)] = r
         serial_s = time.perf_counter() - started
 
@@ -73,8 +75,8 @@ def main() -> None:
         ray.init(address=cluster.address, logging_level=logging.WARNING, log_to_driver=False)
         try:
             started = time.perf_counter()
-            run = cluster_benchmark(ray, models, targets=targets, provider=["cpu"], batch=batches, threads=threads,
-                                    timing=timing)
+            request = BenchRequest(models, batches=batches, threads=threads, timing=timing)
+            run = runtime_bench.benchmark(request, where=Where(cluster=cluster.address, targets=targets))
             cluster_s = time.perf_counter() - started
         finally:
             ray.shutdown()

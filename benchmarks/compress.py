@@ -15,13 +15,14 @@ from pathlib import Path
 
 import torch
 
+from onnxdeploy.compress import CompressConfig
 from onnxdeploy.compress.api import compress_module
 from onnxdeploy.exporter import export
 from onnxdeploy.models import ZOO
 from onnxdeploy.models.train import evaluate, train
 from onnxdeploy.passes import prune_channels
 from onnxdeploy.runtime import onnx_accuracy
-from onnxdeploy.runtime_bench import TimingPlan, benchmark, bootstrap_ratio_ci
+from onnxdeploy.runtime_bench import BenchRequest, TimingPlan, benchmark, bootstrap_ratio_ci
 
 
 def main() -> None:
@@ -47,7 +48,7 @@ def main() -> None:
     models = {}
     for label, extra in variants.items():
         student = copy.deepcopy(dense)
-        result = compress_module(student, data, **common, **extra)
+        result = compress_module(student, data, CompressConfig(**common, **extra))
         rows.append((label, result.final_accuracy))
         models[label] = student
     print(f"digits_cnn, {args.ratio:.0%} of channels, {'uniform' if args.uniform else 'sensitivity'} allocation, "
@@ -60,7 +61,7 @@ def main() -> None:
     export("digits_cnn", student_path, module=models["(c) pruned + distillation"], input_shapes=entry.input_spec())
     report = prune_channels(student_path, pruned_path)
     onnx_acc = onnx_accuracy(pruned_path, data.x_val, data.y_val)
-    a, b = benchmark([dense_path, pruned_path], batch=32, threads=1, timing=TimingPlan(iterations=300))
+    a, b = benchmark(BenchRequest([dense_path, pruned_path], batches=32, threads=1, timing=TimingPlan(iterations=300))).results
     low, high = bootstrap_ratio_ci(a.samples_ms, b.samples_ms)
     print(f"  (c) after export + prune-channels: {onnx_acc:.2f}% in onnxruntime, MACs {report.macs_after / report.macs_before:.3f}x, "
           f"params {report.params_after / report.params_before:.3f}x")

@@ -26,18 +26,18 @@ from onnxdeploy.exporter import export
 from onnxdeploy.gate import GateInput, Thresholds, judge
 from onnxdeploy.gate.inputs import add_bench_results
 from onnxdeploy.models.zoo import DigitsCNN, conv_bn_relu
-from onnxdeploy.runtime_bench import TimingPlan, benchmark
+from onnxdeploy.runtime_bench import BenchRequest, TimingPlan, benchmark
 
 
 def measure(path: Path, seconds: float, batch: int) -> GateInput:
     found = GateInput(str(path))
-    add_bench_results(found, benchmark(str(path), batch=batch, timing=TimingPlan(duration=seconds, iterations=None)))
+    add_bench_results(found, benchmark(BenchRequest(str(path), batches=batch, timing=TimingPlan(duration=seconds, iterations=None))).results)
     return found
 
 
 def measure_interleaved(base: Path, current: Path, seconds: float, batch: int) -> tuple[GateInput, GateInput]:
-    results = benchmark([str(base), str(current)], batch=batch,
-                        timing=TimingPlan(duration=2 * seconds, iterations=None))
+    results = benchmark(BenchRequest([str(base), str(current)], batches=batch,
+                        timing=TimingPlan(duration=2 * seconds, iterations=None))).results
     sides = (GateInput(str(base)), GateInput(str(current)))
     for side, result in zip(sides, results):
         add_bench_results(side, [result])
@@ -68,7 +68,7 @@ def main() -> None:
     a, b = work / "a" / "model.onnx", work / "b" / "model.onnx"  # same file name: the gate matches them
     export("digits_cnn", a, module=DigitsCNN(width=32).eval(), input_shapes=[(1, 1, 16, 16)])
     export("digits_cnn", b, module=deeper(DigitsCNN(width=32)).eval(), input_shapes=[(1, 1, 16, 16)])
-    true_ratio = [r.stats.p50_ms for r in benchmark([a, b], batch=args.batch, timing=TimingPlan(iterations=400))]
+    true_ratio = [r.stats.p50_ms for r in benchmark(BenchRequest([a, b], batches=args.batch, timing=TimingPlan(iterations=400))).results]
     print(f"A/B true slowdown, interleaved: {true_ratio[1] / true_ratio[0]:.3f}x at batch {args.batch}")
     thresholds = Thresholds()
     for protocol, label, current in (("interleaved", "A/A", a), ("interleaved", "A/B", b),

@@ -23,7 +23,7 @@ from onnxdeploy.compress import prune_uniform
 from onnxdeploy.exporter import export
 from onnxdeploy.models import ZOO
 from onnxdeploy.passes import prune_channels
-from onnxdeploy.runtime_bench import TimingPlan, benchmark, bootstrap_ratio_ci
+from onnxdeploy.runtime_bench import BenchRequest, TimingPlan, benchmark, bootstrap_ratio_ci
 
 
 class Bottleneck(nn.Module):
@@ -68,8 +68,8 @@ def main() -> None:
         export(name, dense, module=model, input_shapes=ZOO[name].input_spec())
         report = prune_channels(dense, pruned)
         for batch in (32, 1):
-            a, b = benchmark([dense, pruned], batch=batch, threads=args.threads,
-                             timing=TimingPlan(iterations=args.iterations))
+            a, b = benchmark(BenchRequest([dense, pruned], batches=batch, threads=args.threads,
+                             timing=TimingPlan(iterations=args.iterations))).results
             low, high = bootstrap_ratio_ci(a.samples_ms, b.samples_ms)
             print(f"{name:<15} {report.macs_after / report.macs_before:>7.3f} "
                   f"{report.params_after / report.params_before:>7.3f} {report.bytes_after / report.bytes_before:>7.3f} "

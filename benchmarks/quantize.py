@@ -20,7 +20,7 @@ from onnxdeploy.models import ZOO
 from onnxdeploy.models.train import train
 from onnxdeploy.quantize import Acceptance, quantize
 from onnxdeploy.runtime import onnx_accuracy
-from onnxdeploy.runtime_bench import TimingPlan, benchmark, bootstrap_ratio_ci
+from onnxdeploy.runtime_bench import BenchRequest, TimingPlan, benchmark, bootstrap_ratio_ci
 from onnxdeploy.runtime_bench.environment import cpu_flags, cpu_model
 
 
@@ -50,8 +50,8 @@ def main() -> None:
         acc8 = onnx_accuracy(int8, data.x_val, data.y_val)
         config = next(a.config for a in result.attempts if a.config.name == result.chosen).describe()
         for batch in (1, 32):
-            a, b = benchmark([fp32, int8], batch=batch, threads=args.threads,
-                             timing=TimingPlan(iterations=args.iterations))
+            a, b = benchmark(BenchRequest([fp32, int8], batches=batch, threads=args.threads,
+                             timing=TimingPlan(iterations=args.iterations))).results
             low, high = bootstrap_ratio_ci(a.samples_ms, b.samples_ms)
             print(f"{name:<15} {acc32:>8.2f}% {acc8:>8.2f}% {acc32 - acc8:>6.2f}  {config[:36]:<36} {batch:>5} "
                   f"{a.stats.p50_ms:>9.4f} {b.stats.p50_ms:>9.4f} {a.stats.p50_ms / b.stats.p50_ms:>7.2f}x "

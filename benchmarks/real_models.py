@@ -59,7 +59,7 @@ def main() -> None:
     from onnxdeploy.exporter import export
     from onnxdeploy.inspect_model import inspect_model
     from onnxdeploy.passes import prune_channels
-    from onnxdeploy.runtime_bench import TimingPlan, benchmark, bootstrap_ratio_ci
+    from onnxdeploy.runtime_bench import BenchRequest, TimingPlan, benchmark, bootstrap_ratio_ci
     from onnxdeploy.runtime_bench.environment import cpu_model
 
     work = Path(tempfile.mkdtemp(prefix="onnxdeploy-real-"))
@@ -82,8 +82,8 @@ def main() -> None:
         a, b = inspect_model(ours), inspect_model(theirs)
         dense_params = sum(p.numel() for p in dense.parameters()) / 1e6
         for batch in (1, 8):
-            mine, tps = benchmark([str(ours), str(theirs)], batch=batch,
-                                  timing=TimingPlan(iterations=args.iterations))
+            mine, tps = benchmark(BenchRequest([str(ours), str(theirs)], batches=batch,
+                                  timing=TimingPlan(iterations=args.iterations))).results
             low, high = bootstrap_ratio_ci(mine.samples_ms, tps.samples_ms)
             print(f"{name:<22} {a.parameters / 1e6:>6.2f} vs {b.parameters / 1e6:>6.2f} "
                   f"{a.macs / 1e9:>6.2f} vs {b.macs / 1e9:>5.2f} {batch:>5} {mine.stats.p50_ms:>9.2f} "

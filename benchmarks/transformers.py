@@ -97,6 +97,7 @@ def main() -> None:
     import transformers
 
     from onnxdeploy import runtime_bench
+    from onnxdeploy.runtime_bench import BenchRequest
     from onnxdeploy.exporter import export
     from onnxdeploy.onnx_io import file_bytes
     from onnxdeploy.quantize.scoring import cosine, snr_db
@@ -129,10 +130,10 @@ def main() -> None:
             timed = {}
             for batch in (1, 8):
                 print(f"{name}: timing {len(paths)} models interleaved at batch {batch}", flush=True)
-                results = runtime_bench.benchmark([str(p) for p in paths.values()], batch=batch, threads=threads,
+                results = runtime_bench.benchmark(BenchRequest([str(p) for p in paths.values()], batches=batch, threads=threads,
                                                   timing=runtime_bench.TimingPlan(iterations=args.iterations,
                                                                                   warmup=3),
-                                                  sizes=example)
+                                                  sizes=example)).results
                 timed[batch] = {label: r for label, r in zip(paths, results)}
             ref = outputs["fp32"]
             print(f"\n{name} (sequence {SEQUENCE})" if name.startswith("BERT") else f"\n{name} (224x224)")
@@ -157,9 +158,9 @@ def main() -> None:
                 for batch in (1, 8):
                     pooled = {k: [] for k in trio}
                     for order in (trio, trio[::-1]):
-                        results = runtime_bench.benchmark(
-                            [str(paths[k]) for k in order], batch=batch, threads=threads, sizes=example,
-                            timing=runtime_bench.TimingPlan(iterations=args.iterations, warmup=3))
+                        results = runtime_bench.benchmark(BenchRequest(
+                            [str(paths[k]) for k in order], batches=batch, threads=threads, sizes=example,
+                            timing=runtime_bench.TimingPlan(iterations=args.iterations, warmup=3))).results
                         for k, r in zip(order, results):
                             pooled[k].extend(r.samples_ms)
                     p50 = {k: float(np.median(v)) for k, v in pooled.items()}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -64,11 +65,43 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; a new file gets the umask's mode
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def staging_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary folder beside ``path`` (same filesystem, so ``os.replace`` from it is atomic),
+    removed afterwards whatever happens."""
+    folder = ensure_writable_dir(path)
+    stage = Path(tempfile.mkdtemp(prefix=f".{Path(path).name}.", dir=folder))
+    try:
+        yield stage
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a staging folder to fill; on success it becomes ``path`` (which must be absent or an
+    empty folder), on error nothing is left behind."""
+    path = Path(path)
+    with staging_dir(path) as stage:
+        yield stage
+        if path.exists():
+            path.rmdir()  # empty, or this raises: a folder of files is never replaced
+        publish(stage, path)
+
+
+def publish(staged: Path, path: str | os.PathLike) -> None:
+    """Move a finished temporary file or folder into place; it and everything inside get the modes a
+    new file or folder gets under the umask (``mkstemp``/``mkdtemp`` make them 0600/0700)."""
+    mask = current_umask()
+    for item in [staged, *(staged.rglob("*") if staged.is_dir() else ())]:
+        os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~mask)
+    os.replace(staged, path)
 
 
 def current_umask() -> int:

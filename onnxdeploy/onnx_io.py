@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
 import onnx
 
-from onnxdeploy.atomic import current_umask, ensure_writable_dir
+from onnxdeploy.atomic import publish, staging_dir
 from onnxdeploy.errors import UserError
 
 # Protobuf cannot serialise a message over 2 GiB; past that the weights go to a side file.
@@ -140,25 +138,19 @@ def staged_model(model: onnx.ModelProto, path: str | os.PathLike) -> Iterator[Pa
     A large model's tensors are moved to external data in ``model`` itself while saving.
     """
     path = Path(path)
-    folder = ensure_writable_dir(path)
-    stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=folder))
-    try:
+    with staging_dir(path) as stage:
+        folder = stage.parent
         staged, data_name = stage / path.name, path.name + ".data"
         large = is_large(model)
         onnx.save_model(model, str(staged), save_as_external_data=large, all_tensors_to_one_file=True,
                         location=data_name, size_threshold=1024)
         yield staged
-        mode = 0o666 & ~current_umask()
-        for file in stage.iterdir():
-            os.chmod(file, mode)
         stale = not large and (folder / data_name).is_file() and _uses_external(path)
         if large:
-            os.replace(stage / data_name, folder / data_name)
-        os.replace(staged, path)
+            publish(stage / data_name, folder / data_name)
+        publish(staged, path)
         if stale:  # the model this one replaced kept its weights in <name>.data; nothing reads it now
             (folder / data_name).unlink(missing_ok=True)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
 
 
 def keep_failed(staged: Path, failed: Path) -> None:

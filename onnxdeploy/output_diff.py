@@ -51,12 +51,13 @@ class CompareResult:
                 "outputs": [asdict(o) for o in self.outputs]}
 
     def __str__(self) -> str:
-        lines = [f"{'output':<20} {'max abs':>11} {'max rel':>11} {'needed atol':>12}  result"]
-        for o in self.outputs:
-            verdict = "ok" if o.passed else ("NaN/Inf" if o.nonfinite else o.shape_mismatch or "FAIL")
-            lines.append(f"{o.name:<20} {o.max_abs:>11.3e} {o.max_rel:>11.3e} {o.required_atol:>12.3e}  {verdict}")
-        lines.append(f"tolerance: atol={self.atol:g} rtol={self.rtol:g} -> {'PASS' if self else 'FAIL'}")
-        return "\n".join(lines)
+        from onnxdeploy.tables import text_table
+
+        rows = [[o.name, f"{o.max_abs:.3e}", f"{o.max_rel:.3e}", f"{o.required_atol:.3e}",
+                 "ok" if o.passed else ("NaN/Inf" if o.nonfinite else o.shape_mismatch or "FAIL")]
+                for o in self.outputs]
+        table = text_table(["output", "max abs", "max rel", "needed atol", "result"], rows)
+        return f"{table}\ntolerance: atol={self.atol:g} rtol={self.rtol:g} -> {'PASS' if self else 'FAIL'}"
 
 
 def _diff_one(name: str, ref: np.ndarray, got: np.ndarray, atol: float, rtol: float) -> OutputDiff:

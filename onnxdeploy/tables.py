@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
+
+_NUMBER = re.compile(r"^[-+]?[\d,]*\.?\d+(e[-+]?\d+)?\s?(%|x|ms|KiB|MB)?$|^-$|^inf$|^nan$", re.IGNORECASE)
+
+
+def _numeric(cells: Sequence[str]) -> bool:
+    return bool(cells) and all(_NUMBER.match(c.strip()) for c in cells) and any(c.strip() != "-" for c in cells)
 
 
 def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Columns padded to their widest cell, a dashed rule under the header."""
+    """Columns padded to their widest cell, a dashed rule under the header; columns of numbers are
+    right-aligned so their digits line up."""
+    rows = [[str(c) for c in row] for row in rows]
     widths = [max(len(str(h)), *(len(r[i]) for r in rows)) if rows else len(str(h)) for i, h in enumerate(header)]
-    lines = ["  ".join(str(h).ljust(w) for h, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
-    return "\n".join(lines)
+    right = [_numeric([r[i] for r in rows]) for i in range(len(header))]
+
+    def line(cells) -> str:
+        padded = (c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right))
+        return "  ".join(padded).rstrip()
+    lines = [line([str(h) for h in header]), "  ".join("-" * w for w in widths)]
+    return "\n".join(lines + [line(row) for row in rows])
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

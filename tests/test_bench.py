@@ -5,7 +5,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from onnxdeploy.runtime_bench import LatencyStats, TimingPlan, benchmark, load_results, save_results
+from onnxdeploy.runtime_bench import BenchRequest, LatencyStats, TimingPlan, benchmark, load_results, save_results
 from onnxdeploy.runtime_bench.report import comparison_rows, terminal_report, write_plot
 from tests.conftest import HAS_CUDA
 from tests.onnx_graphs import GraphBuilder
@@ -40,18 +40,18 @@ def test_stats_from_a_known_sample():
 
 
 def test_benchmark_and_schema_round_trip(two_models, tmp_path):
-    results = benchmark(two_models, batch=[1, 4], timing=TimingPlan(iterations=12, warmup=2))
+    results = benchmark(BenchRequest(two_models, batches=[1, 4], timing=TimingPlan(iterations=12, warmup=2))).results
     assert [(r.batch, r.model.endswith("m4.onnx")) for r in results] == [(1, True), (1, False), (4, True), (4, False)]
     for r in results:
         assert len(r.samples_ms) == 12 and r.stats.count == 12 and r.macs_per_sample > 0
     save_results(tmp_path / "res.json", results, {"cpu": "test"})
     loaded, env = load_results(tmp_path / "res.json")
-    assert loaded == results and env == {"cpu": "test"}
+    assert loaded == list(results) and env == {"cpu": "test"}
     assert json.loads((tmp_path / "res.json").read_text())["schema"] == "onnxdeploy.bench/2"
 
 
 def test_comparison_table_on_two_models(two_models):
-    results = benchmark(two_models, batch=8, timing=TimingPlan(iterations=30, warmup=2))
+    results = benchmark(BenchRequest(two_models, batches=8, timing=TimingPlan(iterations=30, warmup=2))).results
     rows = comparison_rows(results)
     assert len(rows) == 1 and rows[0][0] == "m16.onnx" and rows[0][1] == "m4.onnx"
     speedup = float(rows[0][5].rstrip("x"))
@@ -61,7 +61,7 @@ def test_comparison_table_on_two_models(two_models):
 
 @pytest.mark.extra
 def test_plot_is_a_valid_png(two_models, tmp_path):
-    results = benchmark(two_models, batch=[1, 2], timing=TimingPlan(iterations=5, warmup=1))
+    results = benchmark(BenchRequest(two_models, batches=[1, 2], timing=TimingPlan(iterations=5, warmup=1))).results
     write_plot(tmp_path / "p.png", results)
     data = (tmp_path / "p.png").read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
@@ -129,7 +129,7 @@ def test_cuda_requested_without_cuda_exits_2(cli, two_models):
 
 @pytest.mark.gpu
 def test_cuda_io_binding_and_placement(two_models):
-    results = benchmark(two_models, provider=["cpu", "cuda"], batch=8, timing=TimingPlan(iterations=20))
+    results = benchmark(BenchRequest(two_models, providers=["cpu", "cuda"], batches=8, timing=TimingPlan(iterations=20))).results
     cuda = [r for r in results if r.provider == "cuda"]
     assert len(cuda) == 2 and all(r.io_binding for r in cuda)
     assert all(r.cpu_nodes == () for r in cuda)  # Conv and Relu run on the GPU
@@ -147,12 +147,113 @@ def test_cuda_session_really_runs_on_cuda(two_models):
 
 
 def test_repeat_pools_fresh_sessions_and_duration_mode(two_models):
-    (r,) = benchmark(two_models[0], timing=TimingPlan(iterations=6, repeat=3, warmup=1))
+    (r,) = benchmark(BenchRequest(two_models[0], timing=TimingPlan(iterations=6, repeat=3, warmup=1))).results
     assert len(r.samples_ms) == 18 and r.stats.count == 18
-    (d,) = benchmark(two_models[0], timing=TimingPlan(iterations=None, duration=0.2, warmup=1))
+    (d,) = benchmark(BenchRequest(two_models[0], timing=TimingPlan(iterations=None, duration=0.2, warmup=1))).results
     assert d.stats.count >= 10  # at least one round of ten, then until 0.2 s of sampling
 
 
 def test_same_model_twice_gets_its_own_samples(two_models):
-    a, b = benchmark([two_models[0], two_models[0]], timing=TimingPlan(iterations=7, warmup=1))
+    a, b = benchmark(BenchRequest([two_models[0], two_models[0]], timing=TimingPlan(iterations=7, warmup=1))).results
     assert len(a.samples_ms) == len(b.samples_ms) == 7 and a.samples_ms != b.samples_ms
+
+
+def test_nothing_of_ours_runs_while_samples_are_taken(two_models, monkeypatch):
+    """Progress notes and the bar advance between timed windows; inside one, the GC is off and no
+    note is written (each note checks it is outside a window)."""
+    import gc
+
+    from onnxdeploy.runtime_bench import bench as bench_module
+    from onnxdeploy.runtime_bench import timing
+
+    windows, notes = [], []
+    real_samples = timing.interleaved_samples
+
+    def sampled(*args, **kwargs):
+        windows.append(gc.isenabled())
+        return real_samples(*args, **kwargs)
+    monkeypatch.setattr(bench_module, "interleaved_samples", sampled)
+
+    def progress(message):
+        notes.append(gc.isenabled())
+    steps = []
+    progress.bar = lambda items, **kw: __import__("contextlib").nullcontext(
+        [steps.append(gc.isenabled()) or item for item in items])
+    gc.enable()
+    run = benchmark(BenchRequest(two_models, batches=(1, 2), timing=TimingPlan(iterations=5, warmup=1)),
+                    progress=progress)
+    assert len(run.results) == 4 and windows == [False, False]  # the GC was off while sampling
+    assert notes and all(notes) and steps and all(steps) and gc.isenabled()  # restored after
+
+
+def test_quiet_window_drains_a_terminal_and_restores_the_collector(monkeypatch):
+    import gc
+    import os
+    import pty
+    import sys
+
+    from onnxdeploy.runtime_bench.timing import quiet_window
+
+    master, slave = pty.openpty()
+    stream = os.fdopen(slave, "w")
+    monkeypatch.setattr(sys, "stderr", stream)
+    stream.write("a progress note\n")  # buffered: unwritten until the window drains it
+    gc.disable()
+    with quiet_window(settle=0.0):
+        assert not gc.isenabled()
+        assert b"a progress note" in os.read(master, 1024)  # flushed and drained before any sample
+    assert not gc.isenabled()  # left as it was found
+    gc.enable()
+    with quiet_window(settle=0.0):
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    stream.close()
+    os.close(master)
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"models": ()}, "at least one value"),
+    ({"batches": (1, 0)}, "must be positive"),
+    ({"threads": -1}, "must be positive"),
+    ({"batches": (1, 2), "inputs": {"x": np.zeros((1, 3, 8, 8), np.float32)}}, "comes from the real inputs"),
+])
+def test_bench_request_refuses_impossible_cells(kwargs, fragment):
+    from onnxdeploy.errors import UserError
+
+    with pytest.raises(UserError, match=fragment):
+        BenchRequest(**{"models": ("m.onnx",), **kwargs})
+
+
+def test_bench_request_cells_are_requests_of_one_configuration():
+    request = BenchRequest("m.onnx", providers="cpu", batches=[1, 8], threads=(1, 2), io_binding=True)
+    assert request.models == ("m.onnx",) and request.batches == (1, 8)
+    cells = request.cells()
+    assert [(c.providers, c.batches, c.threads) for c in cells] == [
+        (("cpu",), (1,), (1,)), (("cpu",), (1,), (2,)), (("cpu",), (8,), (1,)), (("cpu",), (8,), (2,))]
+    assert all(c.io_binding and c.timing == request.timing for c in cells)
+    assert cells[3].describe() == "cpu b8 t2" and cells[0].with_models(["/node/m.onnx"]).models == ("/node/m.onnx",)
+
+
+def test_where_is_one_form_for_every_capability():
+    from onnxdeploy.errors import UserError
+    from onnxdeploy.where import Where
+
+    assert Where().is_local and Where("local", "arm").targets == ("arm",)
+    with pytest.raises(UserError, match="give cluster too"):
+        Where(targets=("arm",))
+    with pytest.raises(UserError, match="one target"):
+        Where("local", ("arm", "x86")).single_target("quantize")
+    assert Where("local", ("arm", "x86")).first_target() == Where("local", ("arm",))
+
+
+def test_a_run_with_missing_cells_fails_its_check(two_models):
+    from dataclasses import replace
+
+    from onnxdeploy.errors import CheckFailed
+
+    run = benchmark(BenchRequest(two_models[0], timing=TimingPlan(iterations=3, warmup=1)))
+    assert run.check() is run and "not timed" not in str(run)
+    lost = replace(run, missing=("arm cpu b8 t1",))
+    with pytest.raises(CheckFailed, match="1 cell"):
+        lost.check()
+    assert lost.to_json()["missing"] == ["arm cpu b8 t1"] and "not timed: arm cpu b8 t1" in str(lost)

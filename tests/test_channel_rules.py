@@ -172,7 +172,7 @@ def test_symbolic_sequence_dims_need_no_shape_option(tmp_path):
     model.graph.input[0].type.tensor_type.shape.dim[1].dim_param = "seq"
     result = _save(tmp_path, model)
     assert result.comparison and result.passes["prune-channels"]["channels_removed"] == 2
-    assert any("input 'x' dim 1 ('seq') verified at 8" in n for n in result.notes)
+    assert any("input 'x' dim 1 ('seq') verified at 16" in n for n in result.notes)
 
 
 def test_size_figures_count_external_data(tmp_path):
@@ -186,3 +186,30 @@ def test_size_figures_count_external_data(tmp_path):
     assert inspect_model(tmp_path / "in.onnx").file_bytes == total
     result = prune_channels(tmp_path / "in.onnx", tmp_path / "out.onnx")
     assert result.bytes_before == total and result.bytes_after < total
+
+
+def test_fold_constants_says_modified_only_when_it_folded(tmp_path):
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from onnxdeploy.passes import run_passes
+
+    def model(foldable: bool):
+        inits = [numpy_helper.from_array(np.ones((1, 4), np.float32), "a"),
+                 numpy_helper.from_array(np.full((1, 4), 2.0, np.float32), "b")]
+        nodes = ([helper.make_node("Add", ["a", "b"], ["c"]), helper.make_node("Mul", ["x", "c"], ["y"])]
+                 if foldable else [helper.make_node("Mul", ["x", "a"], ["y"])])
+        graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+                                  initializer=inits if foldable else inits[:1])
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    fold = PASSES["fold-constants"]()
+    assert not fold(ir.from_proto(model(False))).modified
+    folded = fold(ir.from_proto(model(True)))
+    assert folded.modified and folded.stats.get("nodes_removed") == 1
+    onnx.save(model(True), str(tmp_path / "f.onnx"))
+    onnx.save(model(False), str(tmp_path / "n.onnx"))
+    result = run_passes(tmp_path / "f.onnx", tmp_path / "f2.onnx", [PASSES["fold-constants"]()])
+    assert result.modified and result.modified_by == ("fold-constants",)
+    same = run_passes(tmp_path / "n.onnx", tmp_path / "n2.onnx", [PASSES["fold-constants"]()])
+    assert not same.modified and same.modified_by == () and same.to_json()["modified_by"] == []

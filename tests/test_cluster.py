@@ -201,7 +201,7 @@ plot = false
 # last: it takes the arm nodes away
 def test_a_lost_node_has_its_cells_retried_then_missing_when_none_is_left(cluster, models, tmp_path, monkeypatch):
     from onnxdeploy.cluster import cluster_benchmark
-    from onnxdeploy.runtime_bench import TimingPlan
+    from onnxdeploy.runtime_bench import BenchRequest, TimingPlan
 
     monkeypatch.chdir(tmp_path)
     spare = cluster.add_node(num_cpus=1, resources={"arm": 1})
@@ -213,8 +213,8 @@ def test_a_lost_node_has_its_cells_retried_then_missing_when_none_is_left(cluste
             node = next(n for n in cluster.worker_nodes if n is not spare)
             removed.append(node)
             cluster.remove_node(node)
-    run = cluster_benchmark(ray, models, targets=["arm"], provider=["cpu"], batch=[1, 2, 3, 4], threads=[1],
-                            timing=TimingPlan(iterations=30, warmup=1), progress=lose_a_node)
+    run = cluster_benchmark(ray, BenchRequest(models, batches=(1, 2, 3, 4), timing=TimingPlan(iterations=30, warmup=1)),
+                            targets=("arm",), progress=lose_a_node)
     assert removed and not run.missing and run.retried >= 1
     assert sorted(r.batch for r in run.results) == sorted([1, 2, 3, 4] * 2)
     assert {r.node for r in run.results} <= nodes_by_target()["arm"] | {removed[0].node_id}
@@ -222,6 +222,6 @@ def test_a_lost_node_has_its_cells_retried_then_missing_when_none_is_left(cluste
     def lose_the_last(message):
         if message.startswith("[1/") and spare in cluster.worker_nodes:
             cluster.remove_node(spare)
-    run = cluster_benchmark(ray, models, targets=["arm"], provider=["cpu"], batch=[1, 2, 3, 4], threads=[1],
-                            timing=TimingPlan(iterations=30, warmup=1), progress=lose_the_last)
+    run = cluster_benchmark(ray, BenchRequest(models, batches=(1, 2, 3, 4), timing=TimingPlan(iterations=30, warmup=1)),
+                            targets=("arm",), progress=lose_the_last)
     assert run.missing and len(run.results) < 8  # reported missing (the CLI exits 1 on it), not hung

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from onnxdeploy.compress import find_groups, prune_uniform
+from onnxdeploy.compress import CompressConfig, find_groups, prune_uniform
 from onnxdeploy.compress.api import compress_module
 from onnxdeploy.compress.finetune import distillation_loss, fine_tune
 from onnxdeploy.compress.magnitude import magnitude_prune, prunable_weights
@@ -111,7 +111,7 @@ def test_compressed_checkpoint_round_trips_through_export_and_prune(tmp_path):
     entry = ZOO["resnet_tiny"]
     data = entry.digits()
     model = entry.build()
-    result = compress_module(model, data, channel_ratio=0.5, sensitivity=False, epochs=1, distill=True)
+    result = compress_module(model, data, CompressConfig(channel_ratio=0.5, sensitivity=False, epochs=1, distill=True))
     assert result.steps[-1].channels_zeroed > 0
     ckpt = tmp_path / "c.pt"
     torch.save(model.state_dict(), ckpt)
@@ -166,7 +166,7 @@ def test_low_bit_weights_are_exact_and_reported(mode, most, tmp_path):
     model = entry.build()
     from onnxdeploy.models.train import train
     train(model, data.x_train, data.y_train, epochs=4)
-    result = compress_module(model, data, low_bit=mode, epochs=2, lr=2e-3)
+    result = compress_module(model, data, CompressConfig(low_bit=mode, epochs=2, lr=2e-3))
     for layer in low_bit_layers(model):
         assert distinct_values_per_channel(layer.weight) <= most
         torch.testing.assert_close(layer.weight, quantize_weight(layer.weight, mode))
@@ -194,7 +194,7 @@ def test_a_ternary_trained_layer_comes_out_as_int8_weights_equal_to_the_trained_
     data = entry.digits()
     model = entry.build()
     train(model, data.x_train, data.y_train, epochs=4)
-    compress_module(model, data, low_bit="ternary", epochs=1, lr=2e-3)
+    compress_module(model, data, CompressConfig(low_bit="ternary", epochs=1, lr=2e-3))
     trained = {name: layer.weight.detach().numpy().copy() for name, layer in
                ((n, m) for n, m in model.named_modules() if m in low_bit_layers(model))}
     torch.save(model.state_dict(), tmp_path / "t.pt")

@@ -41,13 +41,14 @@ def equal_timings(monkeypatch):
 
     from onnxdeploy import runtime_bench
 
-    real, calls = runtime_bench.benchmark, []
+    real, calls, first = runtime_bench.benchmark, [], []
 
-    def timed(models, **kw):
-        calls.append(kw)
-        results = real(models, **{**kw, "timing": runtime_bench.TimingPlan(iterations=3, warmup=1)})
-        return [results[0]] + [replace(r, stats=results[0].stats, samples_ms=results[0].samples_ms)
-                               for r in results[1:]]
+    def timed(request, **kw):  # every model takes what the first one timed took
+        calls.append(request)
+        run = real(replace(request, timing=runtime_bench.TimingPlan(iterations=3, warmup=1)), **kw)
+        first[:] = first or [run.results[0]]
+        return replace(run, results=tuple(replace(r, stats=first[0].stats, samples_ms=first[0].samples_ms)
+                                          for r in run.results))
     monkeypatch.setattr(runtime_bench, "benchmark", timed)
     return calls
 
@@ -68,7 +69,7 @@ def test_dynamic_int8_is_tried_first_and_chosen_on_a_matmul_graph_with_a_symboli
     dynamic = [a for a in report["attempts"] if a["config"]["method"] == "dynamic" and a["config"]["exclude_ops"] == []]
     assert chosen["snr_db"] == max(a["snr_db"] for a in dynamic)
     # the symbolic sequence was timed at the calibration data's length, no --shape needed
-    assert equal_timings[0]["shapes"]["input_ids"] == (1, 16)
+    assert equal_timings[0].shapes["input_ids"] == (1, 16)
     for attempt in report["attempts"]:
         assert attempt["error"] is None and attempt["snr_db"] > 10 and 0.9 < attempt["cosine"] <= 1.0
     weighted = next(a for a in report["attempts"] if a["config"]["name"] == "qdq-matmul-weights")
@@ -122,12 +123,12 @@ def test_target_threads_reach_the_timer_and_the_report(cli, bert, equal_timings)
                          "--method", "dynamic", "--max-drop", "100", "--target-threads", "3", "--target-batch", "2",
                          "--force-int8", "--json")
     assert code == 0, err
-    assert equal_timings[-1]["threads"] == 3 and equal_timings[-1]["batch"] == 2
+    assert equal_timings[-1].threads == (3,) and equal_timings[-1].batches == (2,)
     assert json.loads(out)["target_threads"] == 3
     code, out, err = cli("quantize", bert / "bert.onnx", "-o", "b.onnx", "--calib", bert / "calib.npz",
                          "--method", "dynamic", "--max-drop", "100", "--force-int8")
     assert code == 0, err
-    assert equal_timings[-1]["threads"] == default_threads()  # onnxruntime's own default here
+    assert equal_timings[-1].threads == (default_threads(),)  # onnxruntime's own default here
     assert f"batch 1, {default_threads()} thread(s)" in out
 
 

@@ -34,16 +34,11 @@ from onnxdeploy.errors import UserError
 def bench_command(models, providers, batches, threads, warmup, iterations, duration, repeat, input_path, shapes,
                   io_binding, output, markdown, plot, as_json, cluster, targets):
     """Time MODELS with onnxruntime; several models are interleaved and compared."""
-    from onnxdeploy.errors import CheckFailed
-    from onnxdeploy.onnx_io import load_model
-    from onnxdeploy.runtime_bench import TimingPlan, benchmark, save_results
-    from onnxdeploy.runtime_bench.result import results_document
-    from onnxdeploy.runtime_bench.bench import load_inputs
-    from onnxdeploy.runtime_bench.environment import environment
-    from onnxdeploy.runtime_bench.report import terminal_report, write_markdown, write_plot
-
     from onnxdeploy.atomic import refuse_overwrite
-    from onnxdeploy.runtime_bench.report import check_plotting
+    from onnxdeploy.runtime_bench import BenchRequest, TimingPlan, benchmark
+    from onnxdeploy.runtime_bench.bench import load_inputs
+    from onnxdeploy.runtime_bench.report import check_plotting, write_markdown, write_plot
+    from onnxdeploy.where import Where
 
     refuse_overwrite([output, markdown, plot], [*models, input_path])
     source = click.get_current_context().get_parameter_source("batches")
@@ -54,39 +49,23 @@ def bench_command(models, providers, batches, threads, warmup, iterations, durat
     provider_list = [p.strip() for value in providers for p in value.split(",") if p.strip()]
     if not provider_list:
         raise UserError("--provider: needs at least one of cpu, cuda, tensorrt")
-    timing = TimingPlan(iterations=iterations, duration=duration, warmup=warmup, repeat=repeat)
-    if targets and not cluster:
-        raise UserError("--target: targets are nodes of a Ray cluster; give --cluster too")
-    inputs = load_inputs(input_path) if input_path else None
-    batch_list, thread_list = int_list("--batch", batches), int_list("--threads", threads)
-    env, environments, missing = environment(), None, []
-    if cluster:
-        if input_path:
-            raise UserError("--input: not with --cluster (inputs are generated on each node; use --shape)")
-        for model in models:  # a missing or unreadable model is named before the cluster is touched
-            load_model(model, check=False)
-        from onnxdeploy.cluster import cluster_benchmark, connected
-
-        with connected(cluster, progress=progress) as ray:
-            run = cluster_benchmark(ray, list(models), targets=list(targets), provider=provider_list,
-                                    batch=batch_list, threads=thread_list, timing=timing,
-                                    shapes=parse_shape_options(shapes), io_binding=io_binding, progress=progress)
-        results, environments, missing = run.results, run.environments, run.missing
-        env = {**env, "cluster": cluster, "targets": list(targets)}
-    else:
-        results = benchmark(list(models), provider=provider_list, batch=batch_list, threads=thread_list,
-                            timing=timing, inputs=inputs, shapes=parse_shape_options(shapes),
-                            io_binding=io_binding, progress=progress)
+    where = Where(cluster=cluster, targets=tuple(targets))
+    if input_path and cluster:
+        raise UserError("--input: not with --cluster (inputs are generated on each node; use --shape)")
+    request = BenchRequest(tuple(models), providers=tuple(provider_list), batches=int_list("--batch", batches),
+                           threads=int_list("--threads", threads),
+                           timing=TimingPlan(iterations=iterations, duration=duration, warmup=warmup, repeat=repeat),
+                           inputs=load_inputs(input_path) if input_path else None,
+                           shapes=parse_shape_options(shapes), io_binding=io_binding)
+    run = benchmark(request, where=where, progress=progress)
     if output:
-        save_results(output, results, env, environments)
+        run.save(output)
     if markdown:
-        write_markdown(markdown, results, env)
+        write_markdown(markdown, list(run.results), run.environment)
     if plot:
-        write_plot(plot, results)
+        write_plot(plot, list(run.results))
     if as_json:
-        emit_json(results_document(results, env, environments))
+        emit_json(run.to_json())
     else:
-        say(terminal_report(results))
-    if missing:
-        raise CheckFailed(f"{len(missing)} cell(s) not timed: no node of their target was left "
-                          f"({', '.join(missing[:4])}{'...' if len(missing) > 4 else ''})")
+        say(str(run))
+    run.check()

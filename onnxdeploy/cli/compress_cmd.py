@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from onnxdeploy.cli.options import NON_NEGATIVE, POSITIVE, Finite, model_inputs
-
 from onnxdeploy.cli.output import emit_json, progress, say
 
 
@@ -40,15 +39,17 @@ def compress_command(model, output, checkpoint, data, input_shapes, inputs, dyna
                      criterion, sensitivity, steps, epochs, lr, distill, teacher, temperature, alpha, low_bit, seed,
                      cluster, as_json):
     """Prune MODEL (magnitude and/or channels), fine-tune or distil, and save a checkpoint."""
-    from onnxdeploy.compress.api import compress
+    from onnxdeploy.compress.request import CompressConfig
+    from onnxdeploy.where import Where
 
+    config = CompressConfig(channel_ratio=prune_channels, sparsity=sparsity, low_bit=low_bit, scope=scope,
+                            criterion=criterion, sensitivity=sensitivity, steps=steps, epochs=epochs, lr=lr,
+                            distill=distill, temperature=temperature, alpha=alpha, seed=seed)
     named, shapes = model_inputs(inputs, dynamic, None, input_shapes)
-    result = compress(model, output, checkpoint=checkpoint, data=data, input_shapes=shapes, inputs=named,
-                      teacher_checkpoint=teacher,
-                      progress=progress, sparsity=sparsity, scope=scope, channel_ratio=prune_channels,
-                      criterion=criterion, sensitivity=sensitivity, steps=steps, epochs=epochs, lr=lr,
-                      distill=distill, temperature=temperature, alpha=alpha, low_bit=low_bit, seed=seed,
-                      cluster=cluster)
+    from onnxdeploy.compress.api import compress  # torch: after the flags are checked
+
+    result = compress(model, output, config, checkpoint=checkpoint, data=data, input_shapes=shapes,
+                      inputs=named, teacher_checkpoint=teacher, where=Where(cluster=cluster), progress=progress)
     if as_json:
         emit_json(result.to_json())
     else:

@@ -37,17 +37,10 @@ NON_NEGATIVE = Finite(low=0)
 
 
 def parse_shape_options(options) -> dict[str, tuple[int, ...]] | None:
-    shapes = {}
-    for option in options or ():
-        name, sep, dims = option.partition("=")
-        try:
-            parsed = tuple(int(d) for d in dims.lower().split("x"))
-        except ValueError:
-            parsed = ()
-        if not sep or not name or not parsed or any(d <= 0 for d in parsed):
-            raise UserError(f"--shape '{option}': expected name=DxDxD, e.g. input=1x3x224x224")
-        shapes[name] = parsed
-    return shapes or None
+    """``--shape name=DxD`` options as {name: shape}; None when none were given."""
+    from onnxdeploy.data.shapes import parse_named_shape
+
+    return dict(parse_named_shape(option, what="--shape") for option in options or ()) or None
 
 
 def int_list(option: str, values) -> list[int]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from onnxdeploy.cli.options import Finite
-from onnxdeploy.cli.output import announce, emit_json, finish, progress, say
+from onnxdeploy.cli.output import announce, finish, progress, say
 from onnxdeploy.quantize.isa import TARGET_CPUS
 from onnxdeploy.quantize.request import BLOCK_SIZES, METHODS, WEIGHTS
 
@@ -58,6 +58,7 @@ def quantize_command(model, output, calib, eval_data, method, percentile, per_ch
     from onnxdeploy.errors import UserError
     from onnxdeploy.quantize import Acceptance, QuantizeConfig, TimingPlan, convert_fp16, quantize
     from onnxdeploy.quantize.isa import decide, target_flags
+    from onnxdeploy.where import Where
 
     if explain:
         flags = target_flags(target_cpu)
@@ -67,9 +68,7 @@ def quantize_command(model, output, calib, eval_data, method, percentile, per_ch
             f"why: {decision.reason}")
         return
     if fp16:
-        result = convert_fp16(model, output)
-        emit_json(result) if as_json else say(f"float16 model -> {output} ({result['bytes_before'] / 1024:.1f} KiB -> "
-                                                f"{result['bytes_after'] / 1024:.1f} KiB)")
+        finish(lambda: convert_fp16(model, output), as_json)
         return
     config = QuantizeConfig(method=method, per_channel=per_channel, reduce_range=reduce_range, percentile=percentile,
                             calib_size=calib_size, batch_size=batch_size, activation_type=activation_type,
@@ -84,6 +83,7 @@ def quantize_command(model, output, calib, eval_data, method, percentile, per_ch
         if not eval_data:
             announce("no --calib or --eval: scored against fp32 on random inputs (give data that looks like "
                      "yours for a meaningful agreement)")
+    where = Where(cluster=cluster, targets=(target,) if target else ())
     finish(lambda: quantize(model, output, calib=calib, eval_data=eval_data, config=config, acceptance=acceptance,
-                            timing=TimingPlan(iterations=iterations), progress=progress, announce=announce,
-                            cluster=cluster, target=target), as_json)
+                            timing=TimingPlan(iterations=iterations), where=where, progress=progress,
+                            announce=announce), as_json)

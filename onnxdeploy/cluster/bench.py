@@ -7,26 +7,15 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 from onnxdeploy.cluster.fanout import unwrap
 from onnxdeploy.cluster.fleet import Fleet
 from onnxdeploy.cluster.timer import model_files, timer_actor
-from onnxdeploy.runtime_bench.plan import TimingPlan
-from onnxdeploy.runtime_bench.result import BenchResult
-
-
-@dataclass
-class ClusterRun:
-    """Results (each with its target, node and timed window), one environment per node, and the cells
-    that could not be timed."""
-
-    results: list[BenchResult] = field(default_factory=list)
-    environments: dict = field(default_factory=dict)  # node id -> environment()
-    missing: list[str] = field(default_factory=list)
-    retried: int = 0
+from onnxdeploy.runtime_bench.request import BenchRequest
+from onnxdeploy.runtime_bench.result import BenchResult, BenchRun
 
 
 def _lost(exc: Exception, ray) -> bool:
@@ -37,62 +26,27 @@ def _lost(exc: Exception, ray) -> bool:
     return isinstance(exc, lost)
 
 
-def cluster_benchmark(ray, models: list[str], *, targets: list[str], provider: list[str], batch: list[int],
-                      threads: list[int], timing: TimingPlan = TimingPlan(), shapes: dict | None = None,
-                      sizes: dict | None = None, io_binding: bool = False,
-                      progress: Callable[[str], None] = lambda m: None) -> ClusterRun:
+def cluster_benchmark(ray, request: BenchRequest, *, targets: tuple[str, ...] = (), cluster: str | None = None,
+                      progress: Callable[[str], None] = lambda m: None) -> BenchRun:
+    """Every cell of ``request`` once on a node of each target (any node without targets)."""
     fleet = Fleet.discover(ray)
-    wanted = targets or [None]
+    wanted = list(targets) or [None]
     fleet.check([t for t in wanted if t is not None])  # exit 2 before any model travels
-    refs = [ray.put(model_files(m)) for m in models]  # through the object store, not a shared filesystem
-    keys = [f"m{i}-{Path(m).stem}" for i, m in enumerate(models)]
+    refs = [ray.put(model_files(m)) for m in request.models]  # through the object store, no shared disk
+    keys = [f"m{i}-{Path(m).stem}" for i, m in enumerate(request.models)]
     run_id = uuid.uuid4().hex[:12]
     nodes = {n.node_id for t in wanted for n in fleet.nodes_of(t)}
     actors = {node: timer_actor(ray, node) for node in sorted(nodes)}
-    run = ClusterRun()
-    for info in ray.get([a.describe.remote() for a in actors.values()]):
-        run.environments[info["node"]] = info["environment"]
-    cells = [{"provider": p, "batch": b, "threads": t, "timing": asdict(timing), "shapes": shapes, "sizes": sizes,
-              "io_binding": io_binding} for p, b, t in itertools.product(provider, batch, threads)]
-    alive = {t: [n.node_id for n in fleet.nodes_of(t)] for t in wanted}
-    turn = {t: itertools.count() for t in wanted}
-    pending = {}  # ref -> (target, cell, node)
-
-    def submit(target, cell) -> None:
-        if not alive[target]:
-            run.missing.append(f"{target or 'any'} {cell['provider']} b{cell['batch']} t{cell['threads']}")
-            return
-        node = alive[target][next(turn[target]) % len(alive[target])]
-        pending[actors[node].time_cell.remote(cell, run_id, keys, *refs)] = (target, cell, node)
-
-    for target, cell in itertools.product(wanted, cells):
-        submit(target, cell)
-    total, done = len(pending), 0
+    environments = {info["node"]: info["environment"]
+                    for info in ray.get([a.describe.remote() for a in actors.values()])}
+    state = _Cells(request, {t: [n.node_id for n in fleet.nodes_of(t)] for t in wanted}, actors, run_id,
+                   keys, refs)
+    for target, cell in itertools.product(wanted, request.cells()):
+        state.submit(target, cell)
     try:
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            target, cell, node = pending.pop(ready[0])
-            try:
-                out = ray.get(ready[0])
-            except Exception as exc:  # noqa: BLE001 - a lost node is retried; anything else is the cell's error
-                if not _lost(exc, ray):
-                    raise unwrap(exc) from None
-                if node in alive[target]:
-                    alive[target].remove(node)
-                    progress(f"node {node[:12]} lost: its cells go to another node of {target or 'the cluster'}")
-                run.retried += 1
-                submit(target, cell)
-                continue
-            done += 1
-            for data in out["results"]:
-                result = BenchResult.from_json(data)
-                original = models[keys.index(Path(result.model).parent.name)]
-                run.results.append(replace(result, model=original, target=target, node=out["node"],
-                                           window=tuple(out["window"])))
-            progress(f"[{done}/{total}] {target or 'any'} node {out['node'][:12]}: {cell['provider']} "
-                     f"b{cell['batch']} t{cell['threads']} ({out['window'][1] - out['window'][0]:.1f} s)")
+        state.collect(ray, progress)
     except KeyboardInterrupt:
-        for ref in pending:
+        for ref in state.pending:
             ray.cancel(ref)
         raise
     finally:
@@ -101,23 +55,69 @@ def cluster_benchmark(ray, models: list[str], *, targets: list[str], provider: l
                 ray.get(actor.close.remote(run_id), timeout=10)
             except Exception:  # noqa: BLE001 - a lost node's actor cannot clean up; its node is gone
                 pass
-    run.results.sort(key=lambda r: (r.target or "", r.provider, r.batch, r.threads, r.model))
-    return run
+    results = sorted(state.results, key=lambda r: (r.target or "", r.provider, r.batch, r.threads, r.model))
+    from onnxdeploy.runtime_bench.environment import environment
+
+    return BenchRun(tuple(results), {**environment(), "cluster": cluster, "targets": list(targets)},
+                    environments, tuple(state.missing), state.retried)
 
 
-def cluster_timer(ray, target: str) -> Callable:
-    """A ``runtime_bench.benchmark``-shaped timer that times on a node of ``target``, exclusively."""
-    from onnxdeploy.errors import UserError
+@dataclass
+class _Cells:
+    """The cells of one cluster run in flight: which node of each target takes the next one, what is
+    pending, what came back, what no node was left for."""
 
-    def timer(models: list[str], *, batch: int, threads: int, timing: TimingPlan, shapes: dict | None = None,
-              progress: Callable[[str], None] = lambda m: None) -> list[BenchResult]:
-        run = cluster_benchmark(ray, models, targets=[target], provider=["cpu"], batch=[batch], threads=[threads],
-                                timing=timing, shapes=shapes, progress=progress)
-        if run.missing:
-            raise UserError(f"--target {target}: its nodes were lost before the timing finished")
-        by_model = {r.model: r for r in run.results}
-        return [by_model[m] for m in models]
-    return timer
+    request: BenchRequest
+    alive: dict  # target -> node ids still up
+    actors: dict
+    run_id: str
+    keys: list
+    refs: list
+    pending: dict = field(default_factory=dict)  # ref -> (target, cell, node)
+    results: list = field(default_factory=list)
+    missing: list = field(default_factory=list)
+    retried: int = 0
+    turns: dict = field(default_factory=dict)
+
+    def submit(self, target, cell: BenchRequest) -> None:
+        nodes = self.alive[target]
+        if not nodes:
+            self.missing.append(f"{target or 'any'} {cell.describe()}")
+            return
+        turn = self.turns.setdefault(target, itertools.count())
+        node = nodes[next(turn) % len(nodes)]
+        ref = self.actors[node].time_cell.remote(cell, self.run_id, self.keys, *self.refs)
+        self.pending[ref] = (target, cell, node)
+
+    def collect(self, ray, progress) -> None:
+        total, done = len(self.pending), 0
+        while self.pending:
+            ready, _ = ray.wait(list(self.pending), num_returns=1)
+            target, cell, node = self.pending.pop(ready[0])
+            try:
+                out = ray.get(ready[0])
+            except Exception as exc:  # noqa: BLE001 - a lost node is retried; else the cell's own error
+                if not _lost(exc, ray):
+                    raise unwrap(exc) from None
+                if node in self.alive[target]:
+                    self.alive[target].remove(node)
+                    progress(f"node {node[:12]} lost: its cells go to another node of "
+                             f"{target or 'the cluster'}")
+                self.retried += 1
+                self.submit(target, cell)
+                continue
+            done += 1
+            self._add(out, target)
+            seconds = out["window"][1] - out["window"][0]
+            progress(f"[{done}/{total}] {target or 'any'} node {out['node'][:12]}: {cell.describe()} "
+                     f"({seconds:.1f} s)")
+
+    def _add(self, out: dict, target) -> None:
+        for data in out["results"]:
+            result = BenchResult.from_json(data)
+            original = self.request.models[self.keys.index(Path(result.model).parent.name)]
+            self.results.append(replace(result, model=original, target=target, node=out["node"],
+                                        window=tuple(out["window"])))
 
 
 def target_threads(ray, target: str | None) -> int:

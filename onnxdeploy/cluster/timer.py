@@ -54,17 +54,16 @@ class NodeTimer:
             self.paths[key] = write_files(self.folder / key, files)  # key = run/model
         return self.paths[key]
 
-    def time_cell(self, cell: dict, run: str, keys: list[str], *files: dict) -> dict:
-        """Time the cell's models interleaved (the models of one cell are compared side by side)."""
+    def time_cell(self, cell, run: str, keys: list[str], *files: dict) -> dict:
+        """Time the cell's models interleaved (the models of one cell are compared side by side);
+        ``cell`` is a BenchRequest of one configuration."""
         import ray
 
-        from onnxdeploy.runtime_bench import TimingPlan, benchmark
+        from onnxdeploy.runtime_bench.bench import time_here
 
         paths = [self._materialize(f"{run}/{k}", f) for k, f in zip(keys, files)]
         started = time.time()
-        results = benchmark(paths, provider=cell["provider"], batch=cell["batch"], threads=cell["threads"],
-                            timing=TimingPlan(**cell["timing"]), shapes=cell.get("shapes"), sizes=cell.get("sizes"),
-                            io_binding=cell.get("io_binding", False))
+        results = time_here(cell.with_models(paths))
         ended = time.time()
         return {"node": ray.get_runtime_context().get_node_id(), "window": (started, ended),
                 "results": [r.to_json() for r in results]}

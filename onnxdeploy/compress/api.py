@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -14,11 +14,13 @@ from onnxdeploy.atomic import atomic_path
 from onnxdeploy.compress.finetune import fine_tune
 from onnxdeploy.compress.groups import find_groups
 from onnxdeploy.compress.magnitude import magnitude_prune, sparsity_report
+from onnxdeploy.compress.request import CompressConfig
 from onnxdeploy.compress.sensitivity import allocate, channel_costs, sensitivity_scan
 from onnxdeploy.compress.structured import channel_scores, choose_channels, zero_channels
 from onnxdeploy.errors import UserError
 from onnxdeploy.models.batches import take, to_torch
 from onnxdeploy.models.train import epoch_line, evaluate
+from onnxdeploy.where import HERE, Where
 
 
 @dataclass(frozen=True)
@@ -50,10 +52,12 @@ class CompressResult:
                 "layer_sparsity": self.layer_sparsity, "output": self.output}
 
     def __str__(self) -> str:
-        lines = [f"{'step':<28} {'accuracy':>9} {'sparsity':>9} {'channels':>9}",
-                 f"{'dense':<28} {self.dense_accuracy:>8.2f}% {'':>9} {'':>9}"]
-        lines += [f"{s.name:<28} {s.accuracy:>8.2f}% {s.weight_sparsity:>8.1%} {s.channels_zeroed:>9}"
-                  for s in self.steps]
+        from onnxdeploy.tables import text_table
+
+        rows = [["dense", f"{self.dense_accuracy:.2f}%", "-", "-"]]
+        rows += [[s.name, f"{s.accuracy:.2f}%", f"{s.weight_sparsity:.1%}", str(s.channels_zeroed)]
+                 for s in self.steps]
+        lines = [text_table(["step", "accuracy", "sparsity", "channels"], rows)]
         if self.group_ratios:
             lines.append("channel ratio per group: " + ", ".join(f"{k} {v:.2f}" for k, v in self.group_ratios.items()))
         if self.output:
@@ -70,88 +74,85 @@ def _zeroed_channels(model, groups) -> int:
     return count
 
 
-def check_options(*, sparsity=None, channel_ratio=None, low_bit=None, steps: int = 1, epochs: int = 3, **_) -> None:
-    """Refuse impossible settings before any training (UserError naming the parameter)."""
-    if sparsity is None and channel_ratio is None and low_bit is None:
-        raise UserError("nothing to do: give sparsity, channel_ratio and/or low_bit",
-                        param=("sparsity", "channel_ratio", "low_bit"))
-    if channel_ratio is not None and not 0 <= channel_ratio < 1:
-        raise UserError(f"channel_ratio {channel_ratio}: the ratio must be in [0, 1)", param="channel_ratio")
-    if sparsity is not None and not 0 <= sparsity < 1:
-        raise UserError(f"sparsity {sparsity}: must be in [0, 1)", param="sparsity")
-    if low_bit is not None and low_bit not in ("binary", "ternary"):
-        raise UserError(f"low_bit '{low_bit}': choose binary or ternary", param="low_bit")
-    if steps < 1 or epochs < 0:
-        raise UserError("steps must be >= 1 and epochs >= 0", param=("steps", "epochs"))
-
-
-def compress_module(module: torch.nn.Module, data, *, sparsity: float | None = None, scope: str = "global",
-                    channel_ratio: float | None = None, criterion: str = "l1", sensitivity: bool = True,
-                    steps: int = 1, epochs: int = 3, lr: float = 1e-3, distill: bool = False,
-                    teacher: torch.nn.Module | None = None, temperature: float = 4.0, alpha: float = 0.7,
-                    low_bit: str | None = None, seed: int = 0,
-                    progress: Callable[[str], None] = lambda m: None, ray=None) -> CompressResult:
-    """Compress ``module`` in place on ``data`` (a Dataset: x_train, y_train, x_val, y_val).
-
-    ``channel_ratio`` zeroes that fraction of each coupled channel group (structured), ``sparsity``
-    that fraction of weights (unstructured), ``low_bit`` trains binary/ternary weights.
-    """
-    check_options(sparsity=sparsity, channel_ratio=channel_ratio, low_bit=low_bit, steps=steps, epochs=epochs)
-    torch.manual_seed(seed)
+def compress_module(module: torch.nn.Module, data, config: CompressConfig, *,
+                    teacher: torch.nn.Module | None = None, progress: Callable[[str], None] = lambda m: None,
+                    ray=None) -> CompressResult:
+    """Compress ``module`` in place on ``data`` (a Dataset: x_train, y_train, x_val, y_val) as
+    ``config`` says; the sensitivity probes fan out on ``ray`` when given."""
+    torch.manual_seed(config.seed)
 
     def accuracy(m):
         return evaluate(m, data.x_val, data.y_val)
     dense_accuracy = accuracy(module)
-    teacher = (teacher or copy.deepcopy(module)) if distill else None
-    groups = find_groups(module, to_torch(take(data.x_train, slice(0, 2)))) if channel_ratio else []
-    if channel_ratio and not groups:
-        raise UserError("the model has no prunable channel groups (all reach ops that cannot shrink)")
-    targets = [channel_ratio] * len(groups)
-    if channel_ratio and sensitivity:
-        progress(f"sensitivity scan over {len(groups)} channel groups")
-        _, scan = sensitivity_scan(module, groups, accuracy, criterion=criterion, x_train=data.x_train,
-                                   progress=progress, ray=ray)
-        costs = channel_costs(module, groups, data.x_val)
-        targets = allocate(scan, [g.size for g in groups], channel_ratio, costs)
+    teacher = (teacher or copy.deepcopy(module)) if config.distill else None
+    groups, targets = _allocation(module, data, config, accuracy, progress, ray)
     done = []
-    for step in range(1, steps + 1 if (sparsity or channel_ratio) else 1):
-        started = time.perf_counter()
-        fraction = step / steps
-        for group, target in zip(groups, targets):
-            zero_channels(module, group, choose_channels(channel_scores(module, group, criterion), target * fraction))
-        if sparsity:
-            magnitude_prune(module, sparsity * fraction, scope=scope)
-        pruned_acc = accuracy(module)
-        label = f"step {step}/{steps}"
-        progress(f"{label}: pruned, accuracy {pruned_acc:.2f}% before fine-tuning")
-        if epochs:
-            fine_tune(module, data, epochs=epochs, lr=lr, seed=seed + step, teacher=teacher, temperature=temperature,
-                      alpha=alpha, on_epoch=lambda e, loss: progress(epoch_line(e, epochs, loss)))
-        done.append(CompressStep(f"{label} pruned", pruned_acc, sparsity_report(module)["total"],
-                                 _zeroed_channels(module, groups), 0.0))
-        if epochs:
-            done.append(CompressStep(f"{label} {'distilled' if teacher else 'fine-tuned'}", accuracy(module),
-                                     sparsity_report(module)["total"], _zeroed_channels(module, groups),
-                                     round(time.perf_counter() - started, 2)))
-    if low_bit:
-        done += _low_bit_steps(module, data, low_bit, epochs=epochs, lr=lr, seed=seed, teacher=teacher,
-                               temperature=temperature, alpha=alpha, accuracy=accuracy, progress=progress)
+    for step in range(1, config.steps + 1 if config.prunes else 1):
+        done += _prune_step(module, data, config, groups, targets, step, teacher, accuracy, progress)
+    if config.low_bit:
+        done += _low_bit_steps(module, data, config, teacher=teacher, accuracy=accuracy, progress=progress)
     return CompressResult(dense_accuracy, tuple(done),
                           {"+".join(g.producers): round(t, 4) for g, t in zip(groups, targets)},
                           sparsity_report(module))
 
 
-def _low_bit_steps(module, data, mode, *, epochs, lr, seed, teacher, temperature, alpha, accuracy, progress):
+def _allocation(module, data, config: CompressConfig, accuracy, progress, ray) -> tuple[list, list]:
+    """The coupled channel groups and the fraction of each to zero (by sensitivity, or uniform)."""
+    if not config.channel_ratio:
+        return [], []
+    groups = find_groups(module, to_torch(take(data.x_train, slice(0, 2))))
+    if not groups:
+        raise UserError("the model has no prunable channel groups (all reach ops that cannot shrink)")
+    if not config.sensitivity:
+        return groups, [config.channel_ratio] * len(groups)
+    progress(f"sensitivity scan over {len(groups)} channel groups")
+    _, scan = sensitivity_scan(module, groups, accuracy, criterion=config.criterion, x_train=data.x_train,
+                               progress=progress, ray=ray)
+    costs = channel_costs(module, groups, data.x_val)
+    return groups, allocate(scan, [g.size for g in groups], config.channel_ratio, costs)
+
+
+def _prune_step(module, data, config: CompressConfig, groups, targets, step: int, teacher, accuracy,
+                progress) -> list[CompressStep]:
+    """Step ``step`` of ``config.steps``: prune a growing fraction, then fine-tune (or distil)."""
+    started = time.perf_counter()
+    fraction = step / config.steps
+    for group, target in zip(groups, targets):
+        chosen = choose_channels(channel_scores(module, group, config.criterion), target * fraction)
+        zero_channels(module, group, chosen)
+    if config.sparsity:
+        magnitude_prune(module, config.sparsity * fraction, scope=config.scope)
+    pruned_acc = accuracy(module)
+    label = f"step {step}/{config.steps}"
+    progress(f"{label}: pruned, accuracy {pruned_acc:.2f}% before fine-tuning")
+    _fine_tune(module, data, config, teacher, progress, seed=config.seed + step)
+    done = [CompressStep(f"{label} pruned", pruned_acc, sparsity_report(module)["total"],
+                         _zeroed_channels(module, groups), 0.0)]
+    if config.epochs:
+        done.append(CompressStep(f"{label} {'distilled' if teacher else 'fine-tuned'}", accuracy(module),
+                                 sparsity_report(module)["total"], _zeroed_channels(module, groups),
+                                 round(time.perf_counter() - started, 2)))
+    return done
+
+
+def _fine_tune(module, data, config: CompressConfig, teacher, progress, *, seed: int) -> None:
+    if config.epochs:
+        fine_tune(module, data, epochs=config.epochs, lr=config.lr, seed=seed, teacher=teacher,
+                  temperature=config.temperature, alpha=config.alpha,
+                  on_epoch=lambda e, loss: progress(epoch_line(e, config.epochs, loss)))
+
+
+def _low_bit_steps(module, data, config: CompressConfig, *, teacher, accuracy, progress):
     """Quantize inner weights to binary/ternary and fine-tune through the straight-through estimator."""
     from onnxdeploy.compress import lowbit
 
     started = time.perf_counter()
+    mode = config.low_bit
     count = lowbit.attach(module, mode)
-    steps = [CompressStep(f"{mode} weights ({count} layers)", accuracy(module), sparsity_report(module)["total"], 0, 0.0)]
+    steps = [CompressStep(f"{mode} weights ({count} layers)", accuracy(module),
+                          sparsity_report(module)["total"], 0, 0.0)]
     progress(f"{mode} weights on {count} inner layers: {steps[0].accuracy:.2f}% before fine-tuning")
-    if epochs:
-        fine_tune(module, data, epochs=epochs, lr=lr, seed=seed, teacher=teacher, temperature=temperature,
-                  alpha=alpha, on_epoch=lambda e, loss: progress(epoch_line(e, epochs, loss)))
+    _fine_tune(module, data, config, teacher, progress, seed=config.seed)
     lowbit.make_permanent(module)
     steps.append(CompressStep(f"{mode} + STE fine-tuning", accuracy(module), sparsity_report(module)["total"], 0,
                               round(time.perf_counter() - started, 2)))
@@ -164,50 +165,52 @@ def save_checkpoint(module: torch.nn.Module, path: str | Path) -> None:
         torch.save(module.state_dict(), tmp)
 
 
-def compress(model: str, output: str | Path, *, checkpoint: str | None = None, data="digits",
-             input_shapes: list[tuple[int, ...]] | None = None, inputs: list | None = None, teacher_checkpoint: str | None = None,
-             train_epochs: int | None = None, progress: Callable[[str], None] = lambda m: None,
-             cluster: str | None = None, **options) -> CompressResult:
+def compress(model: str, output: str | Path, config: CompressConfig, *, checkpoint: str | None = None,
+             data="digits", input_shapes: list[tuple[int, ...]] | None = None, inputs: list | None = None,
+             teacher_checkpoint: str | None = None, train_epochs: int | None = None, where: Where = HERE,
+             progress: Callable[[str], None] = lambda m: None) -> CompressResult:
     """Load ``model`` (zoo name or factory, optional checkpoint), compress it, save a state_dict.
 
     Without a checkpoint the dense model is trained first, since pruning needs trained weights.
-    ``options`` are those of ``compress_module``; ``cluster`` (a Ray address, "auto" or "local") runs
-    the sensitivity probes in parallel there.
+    ``where`` on a cluster runs the sensitivity probes in parallel there.
     """
     from onnxdeploy.atomic import ensure_writable_dir, refuse_overwrite
-    from onnxdeploy.exporter.source import load_source, load_state_checked
-    from onnxdeploy.models import ZOO
-    from onnxdeploy.models.train import train
     from onnxdeploy.data import load_dataset
     from onnxdeploy.exporter.inputs import input_specs
+    from onnxdeploy.exporter.source import load_source, load_state_checked
 
-    check_options(**options)
-    if cluster is not None:
+    if where.cluster is not None:
         from onnxdeploy.cluster.connect import check_address
 
-        check_address(cluster)  # before any training
+        check_address(where.cluster)  # before any training
     refuse_overwrite([output], [checkpoint, teacher_checkpoint,
                                 data if isinstance(data, (str, Path)) and str(data) != "digits" else None])
     ensure_writable_dir(output)
     source = load_source(model, checkpoint=checkpoint, input_shapes=input_shapes, inputs=inputs)
-    dataset = load_dataset(data, input_specs(source), seed=options.get("seed", 0))
+    dataset = load_dataset(data, input_specs(source), seed=config.seed)
     module = source.module
     if checkpoint is None:
-        entry = ZOO.get(model)
-        epochs = train_epochs or (entry.epochs if entry else 10)
-        progress(f"no checkpoint: training {model} on {dataset.name} first ({epochs} epochs)")
-        train(module, dataset.x_train, dataset.y_train, epochs=epochs, lr=entry.lr if entry else 3e-3,
-              seed=options.get("seed", 0), on_epoch=lambda e, loss: progress(epoch_line(e, epochs, loss)))
+        _train_first(model, module, dataset, train_epochs, config.seed, progress)
     teacher = None
     if teacher_checkpoint:
         teacher = load_source(model, input_shapes=None if source.inputs else source.input_shapes,
                               inputs=source.inputs or None).module
         load_state_checked(teacher, teacher_checkpoint)
         teacher.eval()
-        options["distill"] = True
-    from onnxdeploy.cluster.connect import maybe_connected
-
-    with maybe_connected(cluster, progress=progress) as ray:  # the sensitivity probes fan out on it
-        result = compress_module(module, dataset, teacher=teacher, progress=progress, ray=ray, **options)
+        config = replace(config, distill=True)
+    with where.connect(progress=progress) as ray:  # the sensitivity probes fan out on it
+        result = compress_module(module, dataset, config, teacher=teacher, progress=progress, ray=ray)
     save_checkpoint(module, output)
-    return CompressResult(result.dense_accuracy, result.steps, result.group_ratios, result.layer_sparsity, str(output))
+    return replace(result, output=str(output))
+
+
+def _train_first(model: str, module, dataset, epochs: int | None, seed: int, progress) -> None:
+    """No checkpoint: train the dense model (pruning needs trained weights)."""
+    from onnxdeploy.models import ZOO
+    from onnxdeploy.models.train import train
+
+    entry = ZOO.get(model)
+    epochs = epochs or (entry.epochs if entry else 10)
+    progress(f"no checkpoint: training {model} on {dataset.name} first ({epochs} epochs)")
+    train(module, dataset.x_train, dataset.y_train, epochs=epochs, lr=entry.lr if entry else 3e-3,
+          seed=seed, on_epoch=lambda e, loss: progress(epoch_line(e, epochs, loss)))

@@ -15,7 +15,7 @@ from onnxdeploy.data.dataset import Dataset, Split
 from onnxdeploy.data.readers import array_files, load_npz, read_array_file
 from onnxdeploy.data.specs import InputSpec, is_static
 from onnxdeploy.data.streaming import ChunkSource
-from onnxdeploy.data.synthetic import random_array
+from onnxdeploy.data.synthetic import SYMBOLIC_DIM, random_array
 from onnxdeploy.data.validation import check_arrays
 from onnxdeploy.errors import UserError
 
@@ -24,7 +24,6 @@ logger = logging.getLogger(__name__)
 DataLike = Union[str, os.PathLike, Dataset, Split, Mapping[str, np.ndarray], np.ndarray]
 TRAINING_KEYS = ("x_train", "y_train", "x_val", "y_val")
 RANDOM_CHUNK = 64
-RANDOM_DIM = 16  # size drawn for a symbolic non-batch dim (a sequence length) of random data
 
 
 def is_random(data: DataLike) -> bool:
@@ -138,12 +137,12 @@ def eval_split(data: DataLike, specs: Sequence[InputSpec], *, seed: int = 0) -> 
 def _random_chunks(specs: Sequence[InputSpec], seed: int) -> ChunkSource:
     for spec in specs:
         if not all(is_static(d) for d in spec.sample_shape):
-            logger.warning("random data: input '%s' has symbolic dims; drawing %d for each", spec.name, RANDOM_DIM)
+            logger.warning("random data: input '%s' has symbolic dims; drawing %d for each", spec.name, SYMBOLIC_DIM)
 
     def chunks():
         rng = np.random.default_rng(seed)
         while True:
-            yield "random", {s.name: random_array((RANDOM_CHUNK, *[d if is_static(d) else RANDOM_DIM
+            yield "random", {s.name: random_array((RANDOM_CHUNK, *[d if is_static(d) else SYMBOLIC_DIM
                                                                    for d in s.sample_shape]),
                                                   s.dtype, rng, origin="random", name=s.name) for s in specs}
     return chunks

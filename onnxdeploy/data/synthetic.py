@@ -8,6 +8,10 @@ import numpy as np
 
 from onnxdeploy.errors import UserError
 
+# The one size a symbolic non-batch dim (a sequence length) takes when nobody gave one and the export
+# recorded none: random calibration data and verification's generated inputs alike.
+SYMBOLIC_DIM = 16
+
 
 def random_array(shape: tuple[int, ...], dtype, rng: np.random.Generator, *, int_high: int = 10,
                  origin: str = "", name: str = "") -> np.ndarray:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from onnxdeploy.data.shapes import parse_shape
 from onnxdeploy.errors import UserError
 
 DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "int32": np.int32, "bool": np.bool_}
@@ -30,13 +31,6 @@ class ExportInput:
                 "dynamic_axes": list(self.dynamic)}
 
 
-def parse_shape(text: str, what: str) -> tuple[int, ...]:
-    parts = text.strip().lower().split("x")
-    if not text.strip() or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise UserError(f"{what} '{text}': expected positive integers joined by 'x', e.g. 1x128", param="inputs")
-    return tuple(int(p) for p in parts)
-
-
 def parse_input(text: str) -> ExportInput:
     """``NAME:DTYPE:SHAPE``, e.g. ``input_ids:int64:1x128``."""
     parts = text.split(":")
@@ -45,7 +39,7 @@ def parse_input(text: str) -> ExportInput:
     name, dtype, shape = parts
     if dtype not in DTYPES:
         raise UserError(f"inputs '{text}': dtype '{dtype}' is not one of {', '.join(DTYPES)}", param="inputs")
-    return ExportInput(name, np.dtype(DTYPES[dtype]), parse_shape(shape, "inputs"))
+    return ExportInput(name, np.dtype(DTYPES[dtype]), parse_shape(shape, what="inputs", param="inputs", example="1x128"))
 
 
 def parse_dynamic(texts, inputs: list[ExportInput]) -> list[ExportInput]:

@@ -5,25 +5,18 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from onnxdeploy.data.shapes import parse_shape
 from onnxdeploy.errors import UserError
 from onnxdeploy.exporter.hf import is_hf, load_hf
 from onnxdeploy.models import ZOO, get_zoo_entry
 
-_SHAPE = re.compile(r"^\d+(x\d+)*$")
-
-
 def parse_input_shape(text: str) -> tuple[int, ...]:
     """``'1x1x32x32'`` -> ``(1, 1, 32, 32)``; UserError on anything else."""
-    cleaned = text.strip().lower()
-    if not _SHAPE.match(cleaned) or any(int(d) <= 0 for d in cleaned.split("x")):
-        raise UserError(f"input_shape '{text}': expected positive integers joined by 'x', e.g. 1x3x224x224",
-                        param="input_shape")
-    return tuple(int(d) for d in cleaned.split("x"))
+    return parse_shape(text, what="input_shape", param="input_shape")
 
 
 @dataclass

@@ -10,6 +10,7 @@ from onnxdeploy.atomic import atomic_path
 from onnxdeploy.errors import UserError
 from onnxdeploy.gate.inputs import GateInput, load_gate_input
 from onnxdeploy.gate.verdict import EntryVerdict, GateVerdict, Thresholds, judge
+from onnxdeploy._callable import make_callable
 
 
 def _only_model(side: GateInput, model: str | None) -> GateInput:
@@ -57,3 +58,5 @@ def update_baseline(baseline: str | Path, current: str | Path, *, verdict: GateV
 
 __all__ = ["EntryVerdict", "GateInput", "GateVerdict", "Thresholds", "gate", "judge", "load_gate_input",
            "update_baseline"]
+
+make_callable(__name__)  # onnxdeploy.gate(...) is gate.gate(...)

@@ -3,5 +3,8 @@ build, and a manifest of where it came from and what it was checked against (tor
 
 from onnxdeploy.package.build import PackageResult, package
 from onnxdeploy.package.targets import TARGETS
+from onnxdeploy._callable import make_callable
 
 __all__ = ["TARGETS", "PackageResult", "package"]
+
+make_callable(__name__)  # onnxdeploy.package(...) is package.package(...)

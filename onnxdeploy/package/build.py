@@ -12,12 +12,11 @@ import contextlib
 import io
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from onnxdeploy.atomic import current_umask, ensure_writable_dir, write_json
+from onnxdeploy.atomic import atomic_dir, ensure_writable_dir, write_json
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.hashing import sha256_file
 from onnxdeploy.onnx_io import file_bytes, is_large, load_model, save_model
@@ -47,9 +46,10 @@ class PackageResult:
                 "passed": self.passed, "comparison": self.comparison.to_json(), "manifest": self.manifest}
 
     def __str__(self) -> str:
-        width = max(len(n) for n in self.files)
-        lines = [f"package for {self.target} -> {self.folder}", f"{'file':<{width}}  {'bytes':>12}  sha256"]
-        lines += [f"{n:<{width}}  {f['bytes']:>12,}  {f['sha256'][:16]}" for n, f in self.files.items()]
+        from onnxdeploy.tables import text_table
+
+        rows = [[n, f"{f['bytes']:,}", f["sha256"][:16]] for n, f in self.files.items()]
+        lines = [f"package for {self.target} -> {self.folder}", text_table(["file", "bytes", "sha256"], rows)]
         c = self.comparison
         lines += [f"required operators: {self.operators} kinds (for a reduced onnxruntime build)",
                   f"ORT format vs ONNX: max abs {c.max_abs:.3e}, max rel {c.max_rel:.3e} -> "
@@ -118,25 +118,20 @@ def _operators(config: Path) -> int:
 
 
 def _round_trip(onnx_path: Path, ort_path: Path, model, target, *, atol: float, rtol: float) -> CompareResult:
-    """Outputs of the ORT-format model against the ONNX model's, on generated inputs at two batch sizes."""
-    import onnxruntime as ort
-
-    from onnxdeploy.passes.apply import DEFAULT_DIM, symbolic_sizes
-    from onnxdeploy.runtime import create_session, generated_feeds
+    """Outputs of the ORT-format model against the ONNX model's, on generated inputs at two batch sizes
+    (verification's own round trip; the packaged file runs as the target's runtime will run it)."""
+    from onnxdeploy.data.synthetic import SYMBOLIC_DIM
+    from onnxdeploy.passes.apply import symbolic_sizes
+    from onnxdeploy.passes.verify import paired_outputs
+    from onnxdeploy.runtime import create_session
 
     examples, _ = symbolic_sizes(model, None)
     reference = create_session(str(onnx_path), threads=None)
-    options = ort.SessionOptions()
-    if target.platform == "arm":  # the converter's own setting for ARM targets
-        options.add_session_config_entry("session.qdqisint8allowed", "1")
-    packaged = ort.InferenceSession(str(ort_path), sess_options=options, providers=["CPUExecutionProvider"])
-    refs, gots = [], []
-    for batch, seed in ((1, 0), (3, 1)):
-        feeds = generated_feeds(reference.get_inputs(), batch, seed=seed, model_path=str(onnx_path),
-                                examples=examples, default_dim=DEFAULT_DIM)
-        names = [o.name for o in reference.get_outputs()]
-        refs.append(dict(zip(names, reference.run(None, feeds))))
-        gots.append(dict(zip([o.name for o in packaged.get_outputs()], packaged.run(None, feeds))))
+    # the converter's own setting for ARM targets
+    config = {"session.qdqisint8allowed": "1"} if target.platform == "arm" else {}
+    packaged = create_session(str(ort_path), threads=None, config=config)
+    refs, gots = paired_outputs(reference, packaged, model_path=str(onnx_path), examples=examples,
+                                default_dim=SYMBOLIC_DIM)
     return compare_outputs(refs, gots, atol=atol, rtol=rtol)
 
 
@@ -160,8 +155,7 @@ def package(model_path: str | os.PathLike, folder: str | os.PathLike, *, target:
     from onnxdeploy.runtime import create_session
 
     create_session(str(model_path))
-    stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.resolve().parent))
-    try:
+    with atomic_dir(folder) as stage:  # built beside the destination, renamed into place when verified
         progress(f"copying {model_path} into the package")
         onnx_path = stage / f"{MODEL_NAME}.onnx"
         save_model(model, onnx_path)
@@ -185,14 +179,7 @@ def package(model_path: str | os.PathLike, folder: str | os.PathLike, *, target:
             raise CheckFailed(f"{folder}: not written: the ORT-format model's outputs differ from the ONNX "
                               f"model's (max abs {comparison.max_abs:.3e})\n{comparison}", result=result)
         write_json(stage / "manifest.json", manifest)
-        for path in [stage, *stage.iterdir()]:  # mkdtemp makes 0700; the package gets the umask's modes
-            os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~current_umask())
-        if folder.exists():
-            folder.rmdir()  # checked empty above
-        os.replace(stage, folder)
-        return result
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+    return result
 
 
 __all__ = ["PackageResult", "package"]

@@ -11,6 +11,7 @@ import onnx
 import onnx_ir as ir
 
 from onnxdeploy.atomic import refuse_overwrite
+from onnxdeploy.data.synthetic import SYMBOLIC_DIM
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.inspect_model import count_macs, count_parameters
 from onnxdeploy.onnx_io import (check_model_file, file_bytes, is_large, load_model, metadata, set_metadata,
@@ -40,10 +41,11 @@ class PassesResult:
     seconds: float
     notes: tuple = field(default_factory=tuple)
     kept: tuple = field(default_factory=tuple)  # KeptChannels from prune-channels: what stayed and why
+    modified_by: tuple = field(default_factory=tuple)  # the passes whose result said they changed the model
 
     @property
     def modified(self) -> bool:
-        return any(self.passes.values())
+        return bool(self.modified_by)
 
     def to_json(self) -> dict:
         return {"input": self.input, "output": self.output, "passes": self.passes,
@@ -52,7 +54,7 @@ class PassesResult:
                 "macs": {"before": self.macs_before, "after": self.macs_after},
                 "file_bytes": {"before": self.bytes_before, "after": self.bytes_after},
                 "comparison": self.comparison.to_json(), "seconds": round(self.seconds, 3), "notes": list(self.notes),
-                "kept": [asdict(k) for k in self.kept]}
+                "kept": [asdict(k) for k in self.kept], "modified_by": list(self.modified_by)}
 
     def explain(self) -> str:
         """Why channels were kept: one line per channel space that a rule pinned, most zero channels first."""
@@ -63,9 +65,10 @@ class PassesResult:
     def __str__(self) -> str:
         lines = []
         if self.layers:
-            width = max(len(l) for l, *_ in self.layers)
-            lines.append(f"{'layer':<{width}}  {'op':<16} {'before':>6} {'after':>6}")
-            lines += [f"{l:<{width}}  {op:<16} {b:>6} {a:>6}" for l, op, b, a in self.layers]
+            from onnxdeploy.tables import text_table
+
+            lines.append(text_table(["layer", "op", "before", "after"],
+                                    [[layer, op, str(b), str(a)] for layer, op, b, a in self.layers]))
         for name, stats in self.passes.items():
             lines.append(f"{name}: " + (", ".join(f"{k} {v}" for k, v in stats.items()) if stats else "no change"))
 
@@ -106,12 +109,11 @@ def to_proto(model: ir.Model, *, legacy_inputs: bool) -> onnx.ModelProto:
     return ir.to_proto(model)
 
 
-DEFAULT_DIM = 8  # a symbolic non-batch dim (a sequence length) nobody gave a size for, in verification
 
 
 def symbolic_sizes(model: onnx.ModelProto, shapes: dict | None) -> tuple[dict, list[str]]:
     """Sizes for symbolic non-batch dims in verification: the shapes the export recorded (its
-    ``onnxdeploy.input_spec``), else DEFAULT_DIM; with a note saying which was used."""
+    ``onnxdeploy.input_spec``), else SYMBOLIC_DIM; with a note saying which was used."""
     import json
 
     from onnxdeploy.data.specs import is_static, specs_from_onnx
@@ -128,7 +130,7 @@ def symbolic_sizes(model: onnx.ModelProto, shapes: dict | None) -> tuple[dict, l
             continue
         sizes = recorded.get(spec.name)
         for axis, dim in symbolic:
-            size = sizes[axis] if sizes and axis < len(sizes) else DEFAULT_DIM
+            size = sizes[axis] if sizes and axis < len(sizes) else SYMBOLIC_DIM
             source = "the export's recorded shape" if sizes else "a default (give shapes to choose)"
             notes.append(f"input '{spec.name}' dim {axis} ('{dim or '?'}') verified at {size}, {source}")
     return recorded, notes
@@ -156,13 +158,15 @@ def run_passes(input_path: str | os.PathLike, output_path: str | os.PathLike, pa
     legacy = original.ir_version < 4
     examples, notes = symbolic_sizes(original, shapes)
     model = to_ir(original, input_path)
-    stats, layers, kept = {}, [], []
+    stats, layers, kept, modified_by = {}, [], [], []
     for graph_pass in passes:
         try:
             outcome = graph_pass(model)
         except ir.passes.PreconditionError as exc:
             raise UserError(f"{input_path}: {exc}") from exc
         model = outcome.model  # a functional pass returns a new model
+        if outcome.modified:
+            modified_by.append(graph_pass.name)
         stats[graph_pass.name] = dict(getattr(outcome, "stats", {}))
         notes += getattr(outcome, "notes", ())
         layers += getattr(outcome, "layers", ())
@@ -176,12 +180,13 @@ def run_passes(input_path: str | os.PathLike, output_path: str | os.PathLike, pa
     with staged_model(result_proto, output_path) as staged:
         check_model_file(staged, output_path, full_check=True)
         comparison = verify_equivalent(input_path, str(staged), rtol=rtol, shapes=shapes, model_path=input_path,
-                                       examples=examples, default_dim=DEFAULT_DIM)
+                                       examples=examples, default_dim=SYMBOLIC_DIM)
         result = PassesResult(
             input=input_path, output=output_path, passes=stats, layers=tuple(layers),
             params_before=params_before, params_after=params_after, macs_before=macs_before, macs_after=macs_after,
             bytes_before=file_bytes(input_path), bytes_after=file_bytes(staged),
-            comparison=comparison, seconds=time.perf_counter() - started, kept=tuple(kept), notes=tuple(notes))
+            comparison=comparison, seconds=time.perf_counter() - started, kept=tuple(kept), notes=tuple(notes),
+            modified_by=tuple(modified_by))
         if not comparison:
             raise CheckFailed(f"{input_path}: outputs changed beyond rtol {rtol:g} (max abs "
                               f"{comparison.max_abs:.3e}, max rel {comparison.max_rel:.3e}); nothing written to "

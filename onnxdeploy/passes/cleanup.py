@@ -107,6 +107,13 @@ class FoldConstants(_Wrapped):
 
         class _Fold(ir.passes.InPlacePass):
             def call(self, model):
-                result = fold_constants(model)
-                return ir.passes.PassResult(model, modified=bool(getattr(result, "modified", True)))
+                fold_constants(model)
+                return ir.passes.PassResult(model, modified=False)  # judged by the counts, below
         return _Fold()
+
+    def call(self, model):
+        """Modified when the folder changed what is counted: nodes replaced by initializers, or
+        unused ones dropped (its own flag is set even when nothing folded)."""
+        before = _sizes(model)
+        result = super().call(model)
+        return GraphPassResult(result.model, modified=_sizes(result.model) != before, stats=result.stats)

@@ -29,7 +29,7 @@ class RunContext:
     compressed: bool = False
     models: dict[str, Path] = field(default_factory=dict)
     summaries: dict[str, object] = field(default_factory=dict)
-    bench_results: list = field(default_factory=list)
+    results: dict[str, object] = field(default_factory=dict)
     cluster: str | None = None  # a Ray address the run is connected to (bench, quantize, compress use it)
     targets: tuple = ()
     progress: Callable[[str], None] = print
@@ -43,6 +43,19 @@ class RunContext:
         import ray
 
         return ray
+
+    @property
+    def bench_results(self) -> list:
+        """The bench stage's BenchResults (none before it ran)."""
+        run = self.results.get("bench")
+        return list(run.results) if run is not None else []
+
+    @property
+    def where(self):
+        """Where bench, quantize and compress run: here, or the run's cluster and its targets."""
+        from onnxdeploy.where import Where
+
+        return Where(cluster=self.cluster, targets=self.targets)
 
     @property
     def model_inputs(self) -> dict:

@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -31,8 +31,11 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RunResult:
+    """The run's folder, its report (``report.json``), and each stage's own result object by stage."""
+
     run_dir: Path
     report: dict
+    results: dict = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -97,9 +100,7 @@ def run(recipe: str | Path | Recipe | None = None, *, runs_dir: str | Path | Non
                      checkpoint=recipe.checkpoint, inputs=inputs, progress=progress, announce=announce,
                      cluster=recipe.cluster, targets=recipe.targets)
     data = load_dataset(recipe.data, input_specs(ctx), seed=recipe.seed)
-    from onnxdeploy.cluster.connect import maybe_connected
-
-    with maybe_connected(recipe.cluster, progress=progress):  # one connection for every stage
+    with ctx.where.connect(progress=progress):  # one connection for every stage
         return _run_stages(recipe, ctx, data, runs_dir, started, progress)
 
 
@@ -132,4 +133,4 @@ def _run_stages(recipe: Recipe, ctx: RunContext, data, runs_dir: Path, started: 
     os.replace(work, final)
     if error:
         raise error
-    return RunResult(final, report)
+    return RunResult(final, report, dict(ctx.results))

@@ -5,8 +5,11 @@ from onnxdeploy.quantize.api import convert_fp16, quantize
 from onnxdeploy.quantize.configs import Candidate
 from onnxdeploy.quantize.isa import IsaDecision, decide
 from onnxdeploy.quantize.request import Acceptance, QuantizeConfig
-from onnxdeploy.quantize.result import Attempt, QuantizeResult
+from onnxdeploy.quantize.result import Attempt, Confirmation, Fp16Result, QuantizeResult
 from onnxdeploy.runtime_bench.plan import TimingPlan
+from onnxdeploy._callable import make_callable
 
-__all__ = ["Acceptance", "Attempt", "Candidate", "IsaDecision", "QuantizeConfig", "QuantizeResult", "TimingPlan",
-           "convert_fp16", "decide", "quantize"]
+__all__ = ["Acceptance", "Attempt", "Candidate", "Confirmation", "Fp16Result", "IsaDecision", "QuantizeConfig",
+           "QuantizeResult", "TimingPlan", "convert_fp16", "decide", "quantize"]
+
+make_callable(__name__)  # onnxdeploy.quantize(...) is quantize.quantize(...)

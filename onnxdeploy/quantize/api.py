@@ -32,9 +32,12 @@ from onnxdeploy.quantize.calib_reader import StreamingReader
 from onnxdeploy.quantize.configs import candidates
 from onnxdeploy.quantize.isa import decide, target_flags
 from onnxdeploy.quantize.request import Acceptance, QuantizeConfig
-from onnxdeploy.quantize.result import Attempt, QuantizeResult
+from onnxdeploy.quantize.decision import judge
+from onnxdeploy.quantize.result import Attempt, Confirmation, Fp16Result, QuantizeResult
 from onnxdeploy.quantize.scoring import outputs, score
+from onnxdeploy.quantize.timing import confirm, time_passing
 from onnxdeploy.runtime_bench.plan import TimingPlan
+from onnxdeploy.where import HERE, Where
 
 logger = logging.getLogger(__name__)
 
@@ -67,11 +70,11 @@ def _preprocess(src: str, dst: str, announce) -> str:
     else:
         announce(f"onnxruntime's quant_pre_process failed ({'; '.join(failures)}); quantizing the model as is")
         shutil.copy(src, dst)
-    model = onnx.load(dst)
+    model = load_model(dst, check=False)
     for i, node in enumerate(model.graph.node):  # nodes need names to be excluded by name
         if not node.name:
             node.name = f"{node.op_type}_{i}"
-    onnx.save(model, dst)
+    save_model(model, dst)
     return dst
 
 
@@ -104,18 +107,19 @@ def _scoring_split(calib, eval_data, specs, source, n_calib: int, total: int) ->
 
 def quantize(model_path, output, *, calib: datalayer.DataLike, eval_data: datalayer.DataLike | None = None,
              config: QuantizeConfig = QuantizeConfig(), acceptance: Acceptance = Acceptance(),
-             timing: TimingPlan = TimingPlan(), progress: Callable[[str], None] = lambda m: None,
-             announce: Callable[[str], None] = logger.warning, cluster: str | None = None,
-             target: str | None = None) -> QuantizeResult:
+             timing: TimingPlan = TimingPlan(), where: Where = HERE,
+             progress: Callable[[str], None] = lambda m: None,
+             announce: Callable[[str], None] = logger.warning) -> QuantizeResult:
     """Quantize ``model_path`` to int8 QDQ and write the fastest model that keeps the accuracy bound.
 
     ``calib`` and ``eval_data`` are "digits", "random" (calibration only), a .npy/.npz file or folder,
     or data in memory (a ``Dataset``, ``Split`` or dict of arrays by input name). Raises CheckFailed
     (exit 1) carrying the failed ``QuantizeResult`` when no candidate keeps the bound.
 
-    ``cluster`` (a Ray address, "auto" or "local") scores the candidates in parallel there; ``target``
-    (a Ray resource) times them on a node of that target, one timing at a time, and takes its default
-    thread count from there.
+    The speed check times the passing candidates beside ``model_path`` itself, then re-times the
+    chosen one against it on its own, in fresh sessions as deployed; that confirmation decides.
+    ``where`` on a cluster scores the candidates in parallel there; with a target, timing runs on a
+    node of that target, which also gives the default thread count.
     """
     model_path, output = str(model_path), str(output)
     refuse_overwrite([output, failed_path(output)], [model_path, *_paths(calib), *_paths(eval_data)])
@@ -130,33 +134,33 @@ def quantize(model_path, output, *, calib: datalayer.DataLike, eval_data: datala
     create_session(model_path)  # a model onnxruntime refuses is named by its own path, before any work
     decision = decide(target_flags(config.target_cpu))
     tries = candidates(decision, model, config)
-    if target and not cluster:
-        raise UserError("target: targets are nodes of a Ray cluster; give cluster too", param="target")
+    target = where.single_target("quantize")
     reader, n_calib, source, total, calib_sha = _calibration(calib, specs, config, eval_data is not None)
     split = _scoring_split(calib, eval_data, specs, source, n_calib, total)
-    from onnxdeploy.cluster.connect import maybe_connected
+    with where.connect(progress=progress) as ray:
+        acceptance = _resolve_threads(acceptance, ray, target)
+        return _search(_Job(model_path, output, config, acceptance, timing, decision, tries, reader, n_calib,
+                            split, calib_sha, progress, announce, ray, where))
 
-    with maybe_connected(cluster, progress=progress) as ray:
-        timer = None
-        if ray is not None and target is not None:
-            from onnxdeploy.cluster.bench import cluster_timer, target_threads
 
-            deployed = target_threads(ray, target)  # exit 2 here, before any work, for a target with no node
-            timer = cluster_timer(ray, target)
-            if acceptance.target_threads is None:  # what onnxruntime will use where the model deploys
-                acceptance = replace(acceptance, target_threads=deployed)
-        if acceptance.target_threads is None:  # decide for the threads onnxruntime will use on this machine
-            from onnxdeploy.runtime import default_threads
+def _resolve_threads(acceptance: Acceptance, ray, target: str | None) -> Acceptance:
+    """The thread count to decide for, when not given: what onnxruntime uses where the model deploys
+    (a node of the target; else this machine). Exit 2 here, before any work, for a target with no node."""
+    if acceptance.target_threads is not None:
+        return acceptance
+    if ray is not None and target is not None:
+        from onnxdeploy.cluster.bench import target_threads
 
-            acceptance = replace(acceptance, target_threads=default_threads())
-        return _search(_Job(model_path, output, config, acceptance, timing, decision, tries, reader, n_calib, split,
-                            calib_sha, progress, announce, ray, timer))
+        return replace(acceptance, target_threads=target_threads(ray, target))
+    from onnxdeploy.runtime import default_threads
+
+    return replace(acceptance, target_threads=default_threads())
 
 
 @dataclass(frozen=True)
 class _Job:
     """One quantize call, resolved: what to read and write, the request, the calibration and scoring
-    data, and where candidates are scored (``ray``) and timed (``timer``; None: here)."""
+    data, and where candidates are scored (``ray``) and timed (``where``)."""
 
     model_path: str
     output: str
@@ -172,7 +176,17 @@ class _Job:
     progress: Callable[[str], None]
     announce: Callable[[str], None]
     ray: object = None
-    timer: Callable | None = None
+    where: Where = HERE
+
+    @property
+    def where_timed(self) -> str:
+        return f"batch {self.acceptance.target_batch}, {self.acceptance.target_threads} thread(s)"
+
+    @property
+    def shapes(self) -> dict:
+        """Timing shapes: the target batch, other dims (a sequence length) as the scoring data has them."""
+        batch = self.acceptance.target_batch
+        return {name: (batch, *array.shape[1:]) for name, array in self.split.inputs.items()}
 
 
 def _search(job: _Job) -> QuantizeResult:
@@ -191,8 +205,13 @@ def _search(job: _Job) -> QuantizeResult:
                       eval_samples=len(job.split), calib_sha256=job.calib_sha256, notes=tuple(state.logs.summary()))
         if not any(a.passed for a in state.attempts):
             _fail(state, job, common)
-        fp32_p50 = search.time_passing(state, acceptance, job.timing, job.progress, timer=job.timer)
-        return _decide(state, job, fp32_p50, common)
+        # the user's own file is the fp32 to beat, not quant_pre_process's rewrite of it
+        fp32_p50 = time_passing(state, job.model_path, acceptance, job.timing, job.shapes, where=job.where,
+                                progress=job.progress)
+        chosen = search.fastest(state)
+        confirmation = confirm(job.model_path, state.paths[chosen.config.name], acceptance, job.timing,
+                               job.shapes, where=job.where, progress=job.progress)
+        return _decide(state, job, chosen, confirmation, fp32_p50, common)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -217,7 +236,7 @@ def _fail(state: search.SearchState, job: _Job, common: dict) -> None:
         raise CheckFailed(f"{output}: not written\n{result}", result=result)
     best = state.best()
     failed = failed_path(output)
-    save_model(onnx.load(state.paths[best.config.name]), failed)
+    save_model(load_model(state.paths[best.config.name], check=False), failed)
     result = QuantizeResult(failed, "none", f"no configuration kept {bound}; best attempt kept as {failed}",
                             fp32_p50_ms=None, attempts=tuple(state.attempts), bytes_after=file_bytes(failed),
                             **common)
@@ -229,64 +248,86 @@ def _record(model: onnx.ModelProto, result_fields: dict) -> onnx.ModelProto:
     return set_metadata(model, {"onnxdeploy.quantize": json.dumps(result_fields, sort_keys=True)})
 
 
-def _decide(state: search.SearchState, job: _Job, fp32_p50: float, common: dict) -> QuantizeResult:
-    """Write the fastest passing model; fp32 when an int8 one is not measurably faster, or an int4 one is
-    measurably slower (unless forced)."""
-    model_path, output, acceptance, announce = job.model_path, job.output, job.acceptance, job.announce
-    chosen: Attempt = search.fastest(state)
-    where = f"batch {acceptance.target_batch}, {acceptance.target_threads} thread(s)"
-    low, high = chosen.speedup_ci
-    met = low > 1.0 if chosen.config.goal == "speed" else high >= 1.0
-    attempts, notes = tuple(state.attempts), list(common.pop("notes"))
-    record = {"target_batch": acceptance.target_batch, "target_threads": acceptance.target_threads,
-              "isa": common["isa_reason"], "target_cpu": job.config.target_cpu or "this machine",
-              "calibration": {"samples": common["calib_samples"], "sha256": common["calib_sha256"]},
-              "fp32_score": round(state.fp32.value, 4), "metric": state.fp32.kind}
-    if not met and not acceptance.force_int8:
-        save_model(_record(load_model(model_path, check=False), {**record, "chosen": "fp32"}), output)
-        what = ("no int8 configuration is measurably faster than" if chosen.config.goal == "speed" else
-                f"every int{chosen.config.bits} weight-only configuration is measurably slower than")
-        reason = (f"{what} fp32 at {where} on this CPU (best {chosen.config.name}: {chosen.speedup:.2f}x, 95% CI "
-                  f"{low:.2f}-{high:.2f}); wrote the fp32 model (force_int8 overrides)")
-        announce(reason)
-        return QuantizeResult(output, "fp32", reason, fp32_p50_ms=fp32_p50, attempts=attempts,
-                              bytes_after=file_bytes(output), notes=tuple(notes), **common)
-    if low <= 1.0 and (chosen.config.goal == "speed" or not met):
-        word = "SLOWER than" if chosen.speedup < 1.0 else "not measurably faster than"
-        notes.append(f"{chosen.config.name} is {word} fp32 at {where} ({chosen.speedup:.2f}x, 95% CI {low:.2f}-"
-                     f"{high:.2f}); written because force_int8 was given")
-        announce(notes[-1])
+def _decide(state: search.SearchState, job: _Job, chosen: Attempt, confirmation: Confirmation,
+            fp32_p50: float, common: dict) -> QuantizeResult:
+    """Write the chosen model when its confirmed speed meets its goal (int8 measurably faster, int4
+    not measurably slower), else fp32 (unless forced)."""
+    verdict = judge(chosen, confirmation, job.acceptance)
+    notes = list(common.pop("notes"))
+    record = _base_record(state, job)
+    common.update(fp32_p50_ms=fp32_p50, attempts=tuple(state.attempts), confirmation=confirmation)
+    if verdict.keeps_fp32:
+        save_model(_record(load_model(job.model_path, check=False), {**record, "chosen": "fp32",
+                                                                    "confirmation": confirmation.to_json()}),
+                   job.output)
+        reason = _fp32_reason(chosen, confirmation, job.where_timed)
+        job.announce(reason)
+        return QuantizeResult(job.output, "fp32", reason, bytes_after=file_bytes(job.output), notes=tuple(notes),
+                              **common)
+    if verdict.forced:
+        notes.append(_forced_note(chosen, confirmation, job.where_timed))
+        job.announce(notes[-1])
     low_bit = _low_bit_report(state, chosen)
     if low_bit:
-        exact = sum(1 for w in low_bit.values() if w["exact"])
-        notes.append(f"{len(low_bit)} binary/ternary layer(s) found; {exact} stored exactly as int8 (scale a per "
-                     "channel, values -1/0/+1)" + ("" if exact == len(low_bit) else
-                                                   f"; the others are not exact under {chosen.config.describe()}"))
+        notes.append(_low_bit_note(low_bit, chosen))
     record.update(chosen=chosen.config.name, settings=chosen.config.describe(), low_bit=low_bit,
                   config={k: v for k, v in asdict(chosen.config).items() if k != "name"},
-                  score=round(chosen.score, 4), snr_db=round(chosen.snr_db, 2) if math.isfinite(chosen.snr_db) else None,
-                  cosine=round(chosen.cosine, 6), speedup=round(chosen.speedup, 3))
-    save_model(_record(onnx.load(state.paths[chosen.config.name]), record), output)
-    reason = (f"fastest configuration within {acceptance.max_drop} points of fp32 {state.fp32.kind} "
-              f"({chosen.drop:+.2f} drop, SNR {chosen.snr_db:.1f} dB, {chosen.speedup:.2f}x fp32 speed at {where}, "
-              f"95% CI {low:.2f}-{high:.2f})")
-    return QuantizeResult(output, chosen.config.name, reason, fp32_p50_ms=fp32_p50, attempts=attempts,
-                          bytes_after=file_bytes(output), notes=tuple(notes), low_bit=low_bit, **common)
+                  score=round(chosen.score, 4), cosine=round(chosen.cosine, 6),
+                  snr_db=round(chosen.snr_db, 2) if math.isfinite(chosen.snr_db) else None,
+                  speedup=round(confirmation.speedup, 3), confirmation=confirmation.to_json())
+    save_model(_record(load_model(state.paths[chosen.config.name], check=False), record), job.output)
+    low, high = confirmation.ci
+    reason = (f"fastest configuration within {job.acceptance.max_drop} points of fp32 {state.fp32.kind} "
+              f"({chosen.drop:+.2f} drop, SNR {chosen.snr_db:.1f} dB, {confirmation.speedup:.2f}x fp32 speed at "
+              f"{job.where_timed}, 95% CI {low:.2f}-{high:.2f}, confirmed against the input model)")
+    return QuantizeResult(job.output, chosen.config.name, reason, bytes_after=file_bytes(job.output),
+                          notes=tuple(notes), low_bit=low_bit, **common)
+
+
+def _base_record(state: search.SearchState, job: _Job) -> dict:
+    """The ``onnxdeploy.quantize`` metadata every written model carries: target, CPU, calibration data."""
+    return {"target_batch": job.acceptance.target_batch, "target_threads": job.acceptance.target_threads,
+            "isa": job.decision.reason, "target_cpu": job.config.target_cpu or "this machine",
+            "calibration": {"samples": job.calib_samples, "sha256": job.calib_sha256},
+            "fp32_score": round(state.fp32.value, 4), "metric": state.fp32.kind}
+
+
+def _fp32_reason(chosen: Attempt, confirmation: Confirmation, where: str) -> str:
+    low, high = confirmation.ci
+    what = ("no int8 configuration is measurably faster than" if chosen.config.goal == "speed" else
+            f"every int{chosen.config.bits} weight-only configuration is measurably slower than")
+    return (f"{what} fp32 at {where} on this CPU (best {chosen.config.name}: {confirmation.speedup:.2f}x, "
+            f"95% CI {low:.2f}-{high:.2f}, confirmed against the input model; "
+            f"{chosen.speedup:.2f}x in the search); wrote the fp32 model (force_int8 overrides)")
+
+
+def _forced_note(chosen: Attempt, confirmation: Confirmation, where: str) -> str:
+    low, high = confirmation.ci
+    word = "SLOWER than" if confirmation.speedup < 1.0 else "not measurably faster than"
+    return (f"{chosen.config.name} is {word} fp32 at {where} ({confirmation.speedup:.2f}x, 95% CI "
+            f"{low:.2f}-{high:.2f}); written because force_int8 was given")
+
+
+def _low_bit_note(low_bit: dict, chosen: Attempt) -> str:
+    exact = sum(1 for w in low_bit.values() if w["exact"])
+    rest = "" if exact == len(low_bit) else f"; the others are not exact under {chosen.config.describe()}"
+    return (f"{len(low_bit)} binary/ternary layer(s) found; {exact} stored exactly as int8 (scale a per "
+            f"channel, values -1/0/+1){rest}")
 
 
 def _low_bit_report(state: search.SearchState, chosen: Attempt) -> dict:
     """Binary/ternary weights of the float model and, in the chosen one, their int8 values and exactness."""
     from onnxdeploy.quantize.low_bit import exactness, find_low_bit
 
-    float_model = onnx.load(state.fp32_path)
+    float_model = load_model(state.fp32_path, check=False)
     weights = find_low_bit(float_model)
     if not weights:
         return {}
-    found = exactness(float_model, onnx.load(state.paths[chosen.config.name]), weights)
+    found = exactness(float_model, load_model(state.paths[chosen.config.name], check=False), weights)
     return {w.name: {"kind": w.kind, **found.get(w.name, {"values": None, "exact": False})} for w in weights}
 
 
-def convert_fp16(model_path: str, output: str, *, keep_io_types: bool = True) -> dict:
+def convert_fp16(model_path: str, output: str, *, keep_io_types: bool = True) -> Fp16Result:
     """float16 weights and compute for GPU targets; inputs and outputs stay float32 unless asked."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
@@ -300,5 +341,4 @@ def convert_fp16(model_path: str, output: str, *, keep_io_types: bool = True) ->
     if comparison is not None and not comparison:
         raise CheckFailed(f"{model_path}: float16 outputs differ beyond 1e-2 relative\n{comparison}")
     save_model(half, output)
-    return {"output": output, "bytes_before": file_bytes(model_path), "bytes_after": file_bytes(output),
-            "comparison": comparison.to_json() if comparison is not None else None}
+    return Fp16Result(output, file_bytes(model_path), file_bytes(output), comparison)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 import onnx
 
 from onnxdeploy.errors import UserError
+from onnxdeploy.onnx_io import load_model
 from onnxdeploy.quantize.graph_facts import (MATMUL_OPS, activation_matmuls, depthwise_nodes, matmul_share,
                                               weighted_matmuls)
 from onnxdeploy.quantize.isa import IsaDecision
@@ -139,7 +140,7 @@ def apply_config(config: Candidate, model_path: str, output_path: str, reader) -
     count = reader.batch_count()
     stride = max((k for k in range(1, 17) if count % k == 0), default=1)
     extra = {"CalibPercentile": config.percentile, "CalibStridedMinMax": stride}
-    float_model = onnx.load(model_path, load_external_data=False)
+    float_model = load_model(model_path, check=False, load_external=False)
     low_bit = find_low_bit(float_model)
     if low_bit:  # binary/ternary weights: scale a, values -1/0/+1, exactly
         extra["TensorQuantOverrides"] = overrides(low_bit)
@@ -160,7 +161,7 @@ def _weight_only(config: Candidate, model_path: str, output_path: str) -> None:
 
     from onnxdeploy.onnx_io import is_large
 
-    quantizer = MatMulNBitsQuantizer(onnx.load(model_path), bits=config.bits, block_size=config.block_size,
+    quantizer = MatMulNBitsQuantizer(load_model(model_path, check=False), bits=config.bits, block_size=config.block_size,
                                      is_symmetric=False, accuracy_level=config.accuracy_level or None,
                                      nodes_to_exclude=list(config.exclude_nodes), op_types_to_quantize=("MatMul",))
     quantizer.process()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import onnx
+from onnxdeploy.onnx_io import load_model
 
 
 def worst_nodes(float_path: str, qdq_path: str, reader) -> list[str]:
@@ -24,7 +24,7 @@ def worst_nodes(float_path: str, qdq_path: str, reader) -> list[str]:
         reader.rewind()
         qdq_acts = collect_activations(aug_qdq, reader)
     errors = compute_activation_error(create_activation_matching(qdq_acts, float_acts))
-    producer = {out: node.name for node in onnx.load(float_path).graph.node for out in node.output}
+    producer = {out: node.name for node in load_model(float_path, check=False).graph.node for out in node.output}
     ranked = sorted((err.get("xmodel_err", float("inf")), name) for name, err in errors.items() if name in producer)
     seen, order = set(), []
     for _, tensor in ranked:

@@ -23,6 +23,22 @@ class Attempt:
 
 
 @dataclass(frozen=True)
+class Confirmation:
+    """The chosen file re-timed against the user's fp32 model: fresh sessions, one at a time (as
+    deployed: spinning as onnxruntime's default), rounds alternating which goes first."""
+
+    fp32_p50_ms: float
+    p50_ms: float
+    speedup: float
+    ci: tuple[float, float]
+    rounds: int
+
+    def to_json(self) -> dict:
+        return {"fp32_p50_ms": self.fp32_p50_ms, "p50_ms": self.p50_ms, "speedup": self.speedup,
+                "ci": list(self.ci), "rounds": self.rounds}
+
+
+@dataclass(frozen=True)
 class QuantizeResult:
     output: str
     chosen: str  # a candidate's name, "fp32", or "none" when nothing passed
@@ -41,6 +57,7 @@ class QuantizeResult:
     calib_sha256: str = ""
     low_bit: dict = field(default_factory=dict)  # binary/ternary weight -> kind, int8 values, exact
     notes: tuple[str, ...] = field(default_factory=tuple)
+    confirmation: Confirmation | None = None  # the written choice re-timed against the user's model
 
     @property
     def passed(self) -> bool:
@@ -55,23 +72,50 @@ class QuantizeResult:
         return data
 
     def __str__(self) -> str:
+        from onnxdeploy.tables import text_table
+
         lines = [f"CPU: {self.isa_reason}",
                  f"fp32 {self.metric} {self.fp32_score:.2f}%  (calibrated on {self.calib_samples} samples, "
                  f"scored on {self.eval_samples})",
-                 f"{'config':<20} {'settings':<44} {self.metric:>9} {'drop':>6} {'SNR dB':>7} {'cosine':>7} "
-                 f"{'p50 ms':>8} {'vs fp32':>8}  result"]
-        for a in self.attempts:
-            if a.error:
-                lines.append(f"{a.config.name:<20} {a.config.describe()[:44]:<44}  ERROR {a.error}")
-                continue
-            p50 = f"{a.p50_ms:.4f}" if a.p50_ms is not None else "-"
-            speed = f"{a.speedup:.2f}x" if a.speedup is not None else "-"
-            lines.append(f"{a.config.name:<20} {a.config.describe()[:44]:<44} {a.score:>8.2f}% {a.drop:>6.2f} "
-                         f"{a.snr_db:>7.1f} {a.cosine:>7.4f} {p50:>8} {speed:>8}  {'pass' if a.passed else 'FAIL'}")
+                 text_table(["config", "settings", self.metric, "drop", "SNR dB", "cosine", "p50 ms", "vs fp32",
+                             "result"], [_attempt_row(a) for a in self.attempts])]
         if self.fp32_p50_ms is not None:
             lines.append(f"fp32 p50 at batch {self.target_batch}, {self.target_threads} thread(s): "
                          f"{self.fp32_p50_ms:.4f} ms")
+        if self.confirmation is not None:
+            c = self.confirmation
+            lines.append(f"confirmed on its own against the input model ({c.rounds} fresh sessions each): "
+                         f"{c.fp32_p50_ms:.4f} ms -> {c.p50_ms:.4f} ms, {c.speedup:.2f}x "
+                         f"(95% CI {c.ci[0]:.2f}-{c.ci[1]:.2f})")
         lines.append(f"chosen: {self.chosen} -> {self.output} ({self.bytes_before / 1024:.1f} KiB -> "
                      f"{self.bytes_after / 1024:.1f} KiB): {self.reason}")
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+def _attempt_row(a: Attempt) -> list[str]:
+    if a.error:
+        return [a.config.name, a.config.describe()[:44], "-", "-", "-", "-", "-", "-", f"ERROR {a.error}"]
+    p50 = f"{a.p50_ms:.4f}" if a.p50_ms is not None else "-"
+    speed = f"{a.speedup:.2f}x" if a.speedup is not None else "-"
+    return [a.config.name, a.config.describe()[:44], f"{a.score:.2f}%", f"{a.drop:.2f}", f"{a.snr_db:.1f}",
+            f"{a.cosine:.4f}", p50, speed, "pass" if a.passed else "FAIL"]
+
+
+@dataclass(frozen=True)
+class Fp16Result:
+    """``convert_fp16``: the written file, its size before and after, and the float32-I/O comparison
+    with the input model (None when the I/O types changed too)."""
+
+    output: str
+    bytes_before: int
+    bytes_after: int
+    comparison: object = None  # output_diff.CompareResult
+
+    def to_json(self) -> dict:
+        return {"output": self.output, "bytes_before": self.bytes_before, "bytes_after": self.bytes_after,
+                "comparison": self.comparison.to_json() if self.comparison is not None else None}
+
+    def __str__(self) -> str:
+        return (f"float16 model -> {self.output} ({self.bytes_before / 1024:.1f} KiB -> "
+                f"{self.bytes_after / 1024:.1f} KiB)")

@@ -1,5 +1,6 @@
-"""The accuracy- and latency-aware search, one step per function: score every candidate, fall back
-node by node when none passes, time the passing ones beside fp32, decide."""
+"""The accuracy-aware search, one step per function: score every candidate, fall back node by node
+when none passes, pick the fastest passing one (the timing is ``quantize.timing``, the rules
+``quantize.decision``)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ import numpy as np
 from onnxdeploy.data import Split
 from onnxdeploy.errors import OnnxDeployError
 from onnxdeploy.quantize.configs import Candidate, apply_config
+from onnxdeploy.quantize.decision import fallback_order
 from onnxdeploy.quantize.ort_logs import Collected, collected
 from onnxdeploy.quantize.request import Acceptance
 from onnxdeploy.quantize.result import Attempt
 from onnxdeploy.quantize.scoring import Score, score
-from onnxdeploy.runtime_bench.plan import TimingPlan
 
 
 @dataclass
@@ -120,51 +121,17 @@ def fall_back(state: SearchState, acceptance: Acceptance, progress) -> None:
         return
     best = max(static, key=lambda a: (a.score, a.snr_db))
     ranked = worst_nodes(state.fp32_path, state.paths[best.config.name], state.reader)
-    count = 1
-    while count <= len(ranked):
-        excluded = tuple(dict.fromkeys(best.config.exclude_nodes + tuple(ranked[:count])))
-        if state.attempt(replace(best.config, name=f"fallback-{count}", exclude_nodes=excluded), acceptance,
-                         progress).passed:
+    for nodes in fallback_order(ranked):
+        excluded = tuple(dict.fromkeys(best.config.exclude_nodes + nodes))
+        config = replace(best.config, name=f"fallback-{len(nodes)}", exclude_nodes=excluded)
+        if state.attempt(config, acceptance, progress).passed:
             break
-        count *= 2
-
-
-def time_passing(state: SearchState, acceptance: Acceptance, timing: TimingPlan, progress, timer=None) -> float:
-    """Time fp32 and every passing candidate side by side at the target batch and threads (resolved by the
-    caller) with ``timer`` (default: here, ``runtime_bench.benchmark``); fill in their speed-ups."""
-    from onnxdeploy import runtime_bench
-
-    timer = timer or runtime_bench.benchmark
-    passing = [a for a in state.attempts if a.passed]
-    progress(f"timing fp32 and {len(passing)} passing configuration(s) at batch {acceptance.target_batch}, "
-             f"{acceptance.target_threads} thread(s), side by side")
-    # symbolic dims (a sequence length) are timed at the size the scoring data has, never left to guess
-    shapes = {name: (acceptance.target_batch, *array.shape[1:]) for name, array in state.split.inputs.items()}
-    timed = timer([state.fp32_path] + [state.paths[a.config.name] for a in passing], batch=acceptance.target_batch,
-                  threads=acceptance.target_threads, timing=timing, shapes=shapes, progress=progress)
-    fp32_p50 = timed[0].stats.p50_ms
-    by_path = {r.model: r for r in timed[1:]}
-
-    def timed_attempt(a: Attempt) -> Attempt:
-        r = by_path[state.paths[a.config.name]]
-        return replace(a, p50_ms=r.stats.p50_ms, speedup=fp32_p50 / r.stats.p50_ms,
-                       speedup_ci=runtime_bench.bootstrap_ratio_ci(timed[0].samples_ms, r.samples_ms))
-    state.attempts[:] = [timed_attempt(a) if a.passed else a for a in state.attempts]
-    return fp32_p50
-
-
-NOISE = 1.03  # p50s within 3% are a tie: timing cannot order them
 
 
 def fastest(state: SearchState) -> Attempt:
-    """The passing attempt to write: among those within timing noise of the fastest p50, the smallest
-    files (within 5%), and among those the most accurate (score, then SNR); the earlier candidate on a
-    full tie."""
+    """The passing attempt to write (``decision.fastest`` over the files' sizes)."""
     from onnxdeploy.onnx_io import file_bytes
+    from onnxdeploy.quantize.decision import fastest as choose
 
-    passing = [a for a in state.attempts if a.passed]
-    best = min(a.p50_ms for a in passing)
-    tied = [a for a in passing if a.p50_ms <= best * NOISE]
-    size = {a.config.name: file_bytes(state.paths[a.config.name]) for a in tied}
-    small = [a for a in tied if size[a.config.name] <= min(size.values()) * 1.05]
-    return max(small, key=lambda a: (a.score, a.snr_db, -passing.index(a)))
+    sizes = {a.config.name: file_bytes(state.paths[a.config.name]) for a in state.attempts if a.passed}
+    return choose(state.attempts, sizes)

@@ -54,12 +54,15 @@ def default_threads(cpuinfo_text: str | None = None, allowed: set[int] | None = 
 
 
 def create_session(model, *, provider: str = "cpu", threads: int | None = 1, spinning: bool = False,
-                   profiling: bool = False, optimize: bool = True, log_severity: int = 3, label: str = "<model>"):
+                   profiling: bool = False, optimize: bool = True, log_severity: int = 3, label: str = "<model>",
+                   config: dict[str, str] | None = None):
     """An ``onnxruntime.InferenceSession`` for a path or an in-memory ``onnx.ModelProto``.
 
     ``threads=None`` leaves onnxruntime's default (every core). Spinning is off by default: an
     idle session's spinning workers steal cores from the one being timed. ``optimize=False``
     runs the graph as written (verification compares graphs, not onnxruntime's rewrites of them).
+    ``config`` adds session config entries. A ``.ort`` path is onnxruntime's own format (a flatbuffer,
+    no external data).
     A session that silently fell back to another provider is a UserError; errors about an in-memory
     model name it ``label``.
     """
@@ -70,7 +73,8 @@ def create_session(model, *, provider: str = "cpu", threads: int | None = 1, spi
         from onnxdeploy.onnx_io import check_external_data
 
         path = Path(model)
-        check_external_data(path)
+        if path.suffix != ".ort":
+            check_external_data(path)
         source, label = str(path), str(path)
     else:
         source = model.SerializeToString()
@@ -80,6 +84,8 @@ def create_session(model, *, provider: str = "cpu", threads: int | None = 1, spi
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    for key, value in (config or {}).items():
+        options.add_session_config_entry(key, value)
     options.enable_profiling = profiling
     options.log_severity_level = log_severity
     if not optimize:

@@ -1,12 +1,12 @@
-"""``benchmark``: time one or several ONNX models under each configuration, interleaved."""
+"""``benchmark``: time one or several ONNX models under each configuration, interleaved, here or on
+a Ray cluster (``where``)."""
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
-from pathlib import Path
-from typing import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -14,10 +14,11 @@ from onnxdeploy.errors import UserError
 from onnxdeploy.progress import track
 from onnxdeploy.runtime import OrtRunner, check_feeds, generated_feeds
 from onnxdeploy.runtime_bench.memory import SessionMemory, process_gpu_memory_mb, process_peak_rss_mb
-from onnxdeploy.runtime_bench.plan import TimingPlan
-from onnxdeploy.runtime_bench.result import BenchResult
+from onnxdeploy.runtime_bench.request import BenchRequest
+from onnxdeploy.runtime_bench.result import BenchResult, BenchRun
 from onnxdeploy.runtime_bench.stats import LatencyStats
-from onnxdeploy.runtime_bench.timing import interleaved_samples, time_calls, warm_up
+from onnxdeploy.runtime_bench.timing import interleaved_samples, quiet_window, time_calls, warm_up
+from onnxdeploy.where import HERE, Where
 
 logger = logging.getLogger(__name__)
 
@@ -38,100 +39,137 @@ def _macs(path: str) -> int:
     return count_macs(load_model(path, check=False))[0]
 
 
-def benchmark(models: str | Sequence[str], *, provider: str | Sequence[str] = "cpu", batch: int | Sequence[int] = 1,
-              threads: int | Sequence[int] = 1, timing: TimingPlan = TimingPlan(),
-              inputs: dict[str, np.ndarray] | None = None, shapes: dict[str, tuple[int, ...]] | None = None,
-              sizes: dict[str, tuple[int, ...]] | None = None, io_binding: bool = False,
-              progress: Callable[[str], None] | None = None) -> list[BenchResult]:
-    """Time every model under every (provider, batch, threads), models interleaved within a configuration.
+def benchmark(request: BenchRequest, *, where: Where = HERE,
+              progress: Callable[[str], None] | None = None) -> BenchRun:
+    """Time every model of ``request`` under each of its (provider, batch, threads) cells, the models
+    interleaved within a cell; here, or on a cluster (every cell once on a node of each target).
 
-    ``inputs`` are real arrays (batch taken from them); otherwise inputs are generated from
-    the model signature (``shapes`` fixes whole input shapes; ``sizes`` gives symbolic non-batch dims,
-    such as a sequence length, while the batch still varies). ``timing`` says how long and how often. Returns one BenchResult per (model, provider, batch, threads).
+    Models are read (a missing one is named) and providers checked before any timing. Returns the
+    ``BenchRun``; ``run.check()`` turns cells a cluster could not time into exit 1.
     """
+    from onnxdeploy.runtime_bench.environment import environment
+
+    if where.is_local:
+        return BenchRun(tuple(time_here(request, progress=progress)), environment())
+    if request.inputs is not None:
+        raise UserError("input: not with a cluster (inputs are generated on each node; give shapes)",
+                        param="input")
+    from onnxdeploy.onnx_io import load_model
+
+    for model in request.models:  # a missing or unreadable model is named before the cluster is touched
+        load_model(model, check=False)
+    from onnxdeploy.cluster.bench import cluster_benchmark
+
+    with where.connect(progress=progress or (lambda m: None)) as ray:
+        return cluster_benchmark(ray, request, targets=where.targets, cluster=where.cluster,
+                                 progress=progress or (lambda m: None))
+
+
+@dataclass
+class _Pool:
+    """One model's measurements in one cell, pooled over ``repeat`` fresh sessions."""
+
+    samples: list = field(default_factory=list)
+    create: list = field(default_factory=list)
+    first: list = field(default_factory=list)
+    session_mb: list = field(default_factory=list)
+    warm: int = 0
+    batch: int = 0
+    feeds: dict = field(default_factory=dict)
+    gpu_mb: float | None = None
+
+
+def time_here(request: BenchRequest, *, progress: Callable[[str], None] | None = None) -> list[BenchResult]:
+    """``benchmark`` on this machine: one BenchResult per (model, provider, batch, threads)."""
     from onnxdeploy.runtime import provider_chain
 
-    paths = [str(models)] if isinstance(models, (str, Path)) else [str(m) for m in models]
-    providers = [provider] if isinstance(provider, str) else list(provider)
-    for name in providers:
+    for name in request.providers:
         provider_chain(name)  # unknown or unavailable providers fail before any timing
-    batches = [batch] if isinstance(batch, int) else list(batch)
-    thread_counts = [threads] if isinstance(threads, int) else list(threads)
-    if not paths or not providers or not batches or not thread_counts:
-        raise UserError("models, provider, batch and threads each need at least one value",
-                        param=("provider", "batch", "threads"))
-    if any(b <= 0 for b in batches) or any(t <= 0 for t in thread_counts):
-        raise UserError(f"batch {batches} / threads {thread_counts}: must be positive", param=("batch", "threads"))
-    macs = {p: _macs(p) for p in paths}
+    macs = {p: _macs(p) for p in request.models}
     results = []
-    configurations = list(itertools.product(providers, batches, thread_counts))
-    for provider, b, t in track(configurations, label="timing", progress=progress):
+    for provider, b, t in track(request.configurations, label="timing", progress=progress):
         if progress:
-            progress(f"timing {len(paths)} model(s) on {provider} at batch {b}, {t} thread(s)")
+            progress(f"timing {len(request.models)} model(s) on {provider} at batch {b}, {t} thread(s)")
         # by position, not by path: the same path may be timed twice (an A/A check)
-        pooled = [{"samples": [], "create": [], "first": [], "warm": 0, "session_mb": []} for _ in paths]
-        for _ in range(timing.repeat):
-            _one_round(paths, provider, b, t, timing, inputs, shapes, sizes, io_binding, pooled)
-        for p, entry in zip(paths, pooled):
-            actual_batch = entry["batch"]
-            stats = LatencyStats.from_samples(entry["samples"], actual_batch)
-            if stats.robust_cv > HIGH_CV:
-                logger.warning("%s: latency varies a lot (robust CV %.0f%%); the machine is noisy, numbers are "
-                               "less reliable", p, stats.robust_cv * 100)
-            cpu_nodes = ()
-            if provider != "cpu":
-                from onnxdeploy.runtime_bench.placement import nodes_on_cpu
-
-                cpu_nodes = tuple(nodes_on_cpu(p, provider, entry["feeds"]))
-                if cpu_nodes:
-                    logger.warning("%s: %d compute node(s) ran on the CPU, not %s: %s", p, len(cpu_nodes), provider,
-                                   ", ".join(cpu_nodes[:5]))
-            results.append(BenchResult(
-                model=p, provider=provider, batch=actual_batch, threads=t, stats=stats,
-                samples_ms=tuple(entry["samples"]), session_create_ms=float(np.median(entry["create"])),
-                first_run_ms=float(np.median(entry["first"])), warmup_iterations=entry["warm"],
-                process_peak_rss_mb=process_peak_rss_mb(), macs_per_sample=macs[p],
-                io_binding=io_binding or provider != "cpu", process_gpu_memory_mb=entry.get("gpu_mb"),
-                cpu_nodes=cpu_nodes, session_peak_mb=max(entry["session_mb"]) if entry["session_mb"] else None))
+        pools = [_Pool() for _ in request.models]
+        for _ in range(request.timing.repeat):
+            _one_round(request, provider, b, t, pools)
+        results += [_result(p, provider, t, pool, macs[p], request.io_binding)
+                    for p, pool in zip(request.models, pools)]
     return results
 
 
-def _one_round(paths, provider, batch, threads, timing: TimingPlan, inputs, shapes, sizes, io_binding, pooled):
-    runners = [OrtRunner(p, provider=provider, threads=threads, io_binding=io_binding) for p in paths]
+def _result(path: str, provider: str, threads: int, pool: _Pool, macs: int, io_binding: bool) -> BenchResult:
+    stats = LatencyStats.from_samples(pool.samples, pool.batch)
+    if stats.robust_cv > HIGH_CV:
+        logger.warning("%s: latency varies a lot (robust CV %.0f%%); the machine is noisy, numbers are "
+                       "less reliable", path, stats.robust_cv * 100)
+    cpu_nodes = ()
+    if provider != "cpu":
+        from onnxdeploy.runtime_bench.placement import nodes_on_cpu
+
+        cpu_nodes = tuple(nodes_on_cpu(path, provider, pool.feeds))
+        if cpu_nodes:
+            logger.warning("%s: %d compute node(s) ran on the CPU, not %s: %s", path, len(cpu_nodes),
+                           provider, ", ".join(cpu_nodes[:5]))
+    return BenchResult(
+        model=path, provider=provider, batch=pool.batch, threads=threads, stats=stats,
+        samples_ms=tuple(pool.samples), session_create_ms=float(np.median(pool.create)),
+        first_run_ms=float(np.median(pool.first)), warmup_iterations=pool.warm,
+        process_peak_rss_mb=process_peak_rss_mb(), macs_per_sample=macs,
+        io_binding=io_binding or provider != "cpu", process_gpu_memory_mb=pool.gpu_mb,
+        cpu_nodes=cpu_nodes, session_peak_mb=max(pool.session_mb) if pool.session_mb else None)
+
+
+def _feeds(request: BenchRequest, runner: OrtRunner, batch: int) -> dict:
+    if request.inputs is not None:
+        check_feeds(runner.inputs, request.inputs, runner.model_path)
+        return dict(request.inputs)
+    return generated_feeds(runner.inputs, batch, shapes=request.shapes, model_path=runner.model_path,
+                           examples=request.sizes)
+
+
+def _open(runner: OrtRunner, request: BenchRequest, batch: int, pool: _Pool):
+    """Create the session and run it once (its memory and first-run time measured); the timed call."""
+    with SessionMemory() as memory:
+        runner.__enter__()
+        feeds = _feeds(request, runner, batch)
+        call = runner.prepare(feeds)
+        started = time.perf_counter()
+        call()
+        pool.first.append((time.perf_counter() - started) * 1000)
+    if memory.mb is not None:
+        pool.session_mb.append(memory.mb)
+    pool.create.append(runner.create_ms)
+    pool.batch = int(next(iter(feeds.values())).shape[0]) if feeds else batch
+    pool.feeds = feeds
+    return call
+
+
+def _one_round(request: BenchRequest, provider: str, batch: int, threads: int, pools: list[_Pool]) -> None:
+    """Fresh sessions of every model, warmed up and sampled interleaved in one quiet window."""
+    timing = request.timing
+    runners = [OrtRunner(p, provider=provider, threads=threads, io_binding=request.io_binding,
+                         spinning=request.spinning) for p in request.models]
     opened = []
     try:
         calls = []
-        for runner, entry in zip(runners, pooled):
-            with SessionMemory() as memory:
-                opened.append(runner.__enter__())
-                if inputs is not None:
-                    check_feeds(runner.inputs, inputs, runner.model_path)
-                    feeds = inputs
-                else:
-                    feeds = generated_feeds(runner.inputs, batch, shapes=shapes, model_path=runner.model_path,
-                                            examples=sizes)
-                call = runner.prepare(feeds)
-                started = time.perf_counter()
-                call()
-                entry["first"].append((time.perf_counter() - started) * 1000)
-            if memory.mb is not None:
-                entry["session_mb"].append(memory.mb)
-            entry["create"].append(runner.create_ms)
-            entry["batch"] = int(next(iter(feeds.values())).shape[0]) if feeds else batch
-            entry["feeds"] = feeds
-            calls.append(call)
-        for entry, call in zip(pooled, calls):
-            entry["warm"] += warm_up(call, min_iterations=timing.warmup)
-        samples = interleaved_samples(calls, iterations=timing.iterations, duration=timing.duration)
-        for entry, s in zip(pooled, samples):
-            entry["samples"].extend(s)
+        for runner, pool in zip(runners, pools):
+            opened.append(runner)
+            calls.append(_open(runner, request, batch, pool))
+        with quiet_window():  # no progress, redraw or garbage collection of ours among the samples
+            for pool, call in zip(pools, calls):
+                pool.warm += warm_up(call, min_iterations=timing.warmup)
+            samples = interleaved_samples(calls, iterations=timing.iterations, duration=timing.duration)
+        for pool, s in zip(pools, samples):
+            pool.samples.extend(s)
         if provider != "cpu":  # while the sessions are open: what this process holds on the device
             gpu = process_gpu_memory_mb()
-            for entry in pooled:
-                entry["gpu_mb"] = gpu
+            for pool in pools:
+                pool.gpu_mb = gpu
     finally:
         for runner in opened:
             runner.__exit__(None, None, None)
 
 
-__all__ = ["benchmark", "time_calls"]
+__all__ = ["BenchRequest", "BenchRun", "benchmark", "time_calls", "time_here"]

@@ -125,3 +125,39 @@ def check_result(result: BenchResult, origin: str) -> None:
     for name in ("model", "provider"):
         if not isinstance(getattr(result, name), str):
             raise UserError(f"{origin}: '{name}' must be a string")
+
+
+@dataclass(frozen=True)
+class BenchRun:
+    """What one ``benchmark`` call produced: a result per (model, cell), the environment it ran in
+    (on a cluster also one per node, by node id), and the cells no node was left to time."""
+
+    results: tuple[BenchResult, ...]
+    environment: dict
+    environments: dict | None = None
+    missing: tuple[str, ...] = ()
+    retried: int = 0
+
+    def to_json(self) -> dict:
+        data = results_document(list(self.results), self.environment, self.environments)
+        return {**data, "missing": list(self.missing)} if self.missing else data
+
+    def save(self, path: str | Path) -> None:
+        """The results file (schema ``onnxdeploy.bench/2``), written atomically."""
+        save_results(path, list(self.results), self.environment, self.environments)
+
+    def check(self) -> "BenchRun":
+        """CheckFailed (exit 1) when cells could not be timed; the run itself otherwise."""
+        from onnxdeploy.errors import CheckFailed
+
+        if self.missing:
+            shown = ", ".join(self.missing[:4]) + ("..." if len(self.missing) > 4 else "")
+            raise CheckFailed(f"{len(self.missing)} cell(s) not timed: no node of their target was left "
+                              f"({shown})", result=self)
+        return self
+
+    def __str__(self) -> str:
+        from onnxdeploy.runtime_bench.report import terminal_report
+
+        text = terminal_report(list(self.results))
+        return text + (f"\nnot timed: {', '.join(self.missing)}" if self.missing else "")

@@ -6,10 +6,53 @@ neighbour) over every model alike, so their ratio stays honest on a shared 2-cor
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import os
+import sys
 import time
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
+
+SETTLE_SECONDS = 0.05  # after output to a terminal: time for the terminal to draw it, before any sample
+
+
+def _drain_output() -> bool:
+    """Flush our stdout/stderr and wait until a terminal on them has read what was written; True when
+    one of them is a terminal (its emulator then still draws: a process that competes for the cores)."""
+    tty = False
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+            fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):  # closed, or replaced by an object without a file
+            continue
+        if os.isatty(fd):
+            tty = True
+            try:
+                import termios
+
+                termios.tcdrain(fd)
+            except (ImportError, OSError):  # Windows, or a terminal that went away
+                pass
+    return tty
+
+
+@contextlib.contextmanager
+def quiet_window(*, settle: float = SETTLE_SECONDS) -> Iterator[None]:
+    """While samples are taken nothing of ours runs: output written before is flushed and drawn, and
+    Python's garbage collector is off (as ``timeit`` does). Progress is reported between windows."""
+    if _drain_output():
+        time.sleep(settle)
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def warm_up(run: Callable[[], object], *, min_iterations: int = 5, max_seconds: float = 2.0,

@@ -15,28 +15,17 @@ from onnxdeploy.pipeline.summaries import BenchSummary, EvaluateSummary, GateSum
 def bench(ctx: RunContext, *, batch: list[int] | int = (1, 32), threads: int = 1, iterations: int = 100,
           repeat: int = 1, plot: bool = True) -> BenchSummary:
     """Time every ONNX model of the run side by side (interleaved) on the CPU; table, JSON and plot."""
-    from onnxdeploy.runtime_bench import TimingPlan, benchmark, save_results
-    from onnxdeploy.runtime_bench.environment import environment
+    from onnxdeploy.runtime_bench import BenchRequest, TimingPlan, benchmark
     from onnxdeploy.runtime_bench.report import comparisons
 
     labels = {str(p): label for label, p in ctx.models.items()}
-    batches = [batch] if isinstance(batch, int) else list(batch)
-    timing = TimingPlan(iterations=iterations, repeat=repeat)
-    sizes = {k: v.shape for k, v in ctx.data.val.inputs.items()}
-    environments = None
-    if ctx.ray is not None:  # the run is connected: every cell on one node of each target
-        from onnxdeploy.cluster import cluster_benchmark
-
-        run = cluster_benchmark(ctx.ray, list(labels), targets=list(ctx.targets), provider=["cpu"], batch=batches,
-                                threads=[threads], timing=timing, sizes=sizes, progress=ctx.progress)
-        if run.missing:
-            raise CheckFailed(f"bench: {len(run.missing)} cell(s) not timed, their target's nodes were lost")
-        results, environments = run.results, run.environments
-    else:
-        results = benchmark(list(labels), provider="cpu", batch=batches, threads=threads, timing=timing, sizes=sizes,
-                            progress=ctx.progress)
-    ctx.bench_results = results
-    save_results(ctx.run_dir / "bench.json", results, environment(), environments)
+    request = BenchRequest(tuple(labels), batches=batch, threads=threads,
+                           timing=TimingPlan(iterations=iterations, repeat=repeat),
+                           sizes={k: v.shape for k, v in ctx.data.val.inputs.items()})
+    run = benchmark(request, where=ctx.where, progress=ctx.progress).check()  # every cell, or exit 1
+    results = list(run.results)
+    ctx.results["bench"] = run
+    run.save(ctx.run_dir / "bench.json")
     plot_name = None
     if plot:
         try:
@@ -85,6 +74,7 @@ def gate(ctx: RunContext, *, latency_threshold: float = 0.10, throughput_thresho
                             size=size_threshold, alpha=alpha)
     try:
         verdict = judge(load_gate_input(previous), current, thresholds)
+        ctx.results["gate"] = verdict
     except UserError as exc:
         return GateSummary(f"could not gate against {previous.name}: {exc}", baseline=previous.name)
     regressions = [f"{e.name} {e.metric} {e.ratio:.2f}x" for e in verdict.entries if e.regression]

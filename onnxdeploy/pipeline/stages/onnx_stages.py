@@ -5,7 +5,8 @@ from __future__ import annotations
 from onnxdeploy.pipeline.context import RunContext
 from onnxdeploy.pipeline.stages.registry import stage
 from onnxdeploy.pipeline.summaries import EvaluateSummary, PruneSummary, QuantizeSummary
-from onnxdeploy.quantize.request import METHODS, WEIGHTS
+from onnxdeploy.quantize.request import METHODS, WEIGHTS, Acceptance, QuantizeConfig
+from onnxdeploy.runtime_bench.plan import TimingPlan
 
 NEEDS_ONNX = "put an 'export' stage first"
 
@@ -17,6 +18,7 @@ def prune_channels(ctx: RunContext, *, rtol: float = 1e-5) -> PruneSummary:
 
     path = ctx.run_dir / "model.pruned.onnx"
     result = prune(ctx.latest_model, path, rtol=rtol)
+    ctx.results["prune-channels"] = result
     removed = result.passes["prune-channels"].get("channels_removed", 0)
     common = dict(channels_removed=removed, layers_shrunk=len(result.layers),
                   macs_ratio=round(result.macs_after / max(result.macs_before, 1), 4),
@@ -33,12 +35,14 @@ def prune_channels(ctx: RunContext, *, rtol: float = 1e-5) -> PruneSummary:
 @stage("quantize", needs={"onnx"}, produces={"onnx"}, why=NEEDS_ONNX,
        positive={"target_batch", "target_threads", "calib_size", "iterations"},
        choices={"method": METHODS, "weights": WEIGHTS})
-def quantize(ctx: RunContext, *, max_drop: float = 1.0, target_batch: int = 32, target_threads: int | None = None,
-             calib_size: int = 512, force_int8: bool = False, iterations: int = 100, method: str | None = None,
-             weights: str = "int8", min_snr_db: float | None = None) -> QuantizeSummary:
+def quantize(ctx: RunContext, *, max_drop: float = Acceptance.max_drop, target_batch: int = Acceptance.target_batch,
+             target_threads: int | None = Acceptance.target_threads, calib_size: int = QuantizeConfig.calib_size,
+             force_int8: bool = Acceptance.force_int8, iterations: int = TimingPlan.iterations,
+             method: str | None = QuantizeConfig.method, weights: str = QuantizeConfig.weights,
+             min_snr_db: float | None = Acceptance.min_snr_db) -> QuantizeSummary:
     """int8 (or int4 weights) of the latest model, calibrated on the training split, scored on the held-out
-    one, timed at ``target_batch`` and ``target_threads`` (default: onnxruntime's own thread count)."""
-    from onnxdeploy.quantize import Acceptance, QuantizeConfig, TimingPlan
+    one, timed at ``target_batch`` and ``target_threads`` (default: onnxruntime's own thread count).
+    Defaults are the API's (``Acceptance``, ``QuantizeConfig``, ``TimingPlan``)."""
     from onnxdeploy.quantize import quantize as quantize_model
 
     path = ctx.run_dir / "model.int8.onnx"
@@ -46,8 +50,9 @@ def quantize(ctx: RunContext, *, max_drop: float = 1.0, target_batch: int = 32, 
                             config=QuantizeConfig(calib_size=calib_size, method=method, weights=weights),
                             acceptance=Acceptance(max_drop=max_drop, target_batch=target_batch, force_int8=force_int8,
                                                   target_threads=target_threads, min_snr_db=min_snr_db),
-                            timing=TimingPlan(iterations=iterations), progress=ctx.progress, announce=ctx.announce,
-                            cluster=ctx.cluster, target=ctx.targets[0] if ctx.targets else None)
+                            timing=TimingPlan(iterations=iterations), where=ctx.where.first_target(), progress=ctx.progress,
+                            announce=ctx.announce)
+    ctx.results["quantize"] = result
     if result.chosen != "fp32":
         ctx.models["int8"] = path
     else:

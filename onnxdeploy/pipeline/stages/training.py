@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from onnxdeploy.compress.request import CompressConfig
 from onnxdeploy.errors import UserError
 from onnxdeploy.pipeline.context import RunContext
 from onnxdeploy.pipeline.stages.registry import stage
@@ -43,6 +44,7 @@ def export(ctx: RunContext, *, opset: int | None = None, exporter: str = "auto",
                           **ctx.model_inputs, module=ctx.module, dynamic_batch=dynamic_batch,
                           opset=opset, exporter=exporter, atol=atol, rtol=rtol, announce=ctx.announce)
     ctx.models["compressed" if ctx.compressed else "fp32"] = path
+    ctx.results["export"] = result
     return ExportSummary(path.name, result.exporter, result.opset, result.parity.max_abs, result.parity.max_rel,
                          result.file_bytes, result.fallback_reason)
 
@@ -51,9 +53,14 @@ def export(ctx: RunContext, *, opset: int | None = None, exporter: str = "auto",
        fractions={"prune_channels", "sparsity"},
        why="the compress stage needs a trained model: put 'train' first or set 'checkpoint'")
 def compress(ctx: RunContext, *, prune_channels: float | None = 0.5, sparsity: float | None = None,
-             distill: bool = True, epochs: int = 4, lr: float = 3e-3, sensitivity: bool = True, steps: int = 1,
-             temperature: float = 4.0, alpha: float = 0.7, criterion: str = "l1") -> CompressSummary:
+             distill: bool = True, epochs: int = CompressConfig.epochs, lr: float = CompressConfig.lr,
+             sensitivity: bool = CompressConfig.sensitivity, steps: int = CompressConfig.steps,
+             temperature: float = CompressConfig.temperature, alpha: float = CompressConfig.alpha,
+             criterion: str = CompressConfig.criterion) -> CompressSummary:
     """Prune the trained model (channels, and/or weights) and fine-tune it, distilling from the dense one.
+
+    What to do defaults to half the channels, distilled; how (epochs, lr...) to ``CompressConfig``'s
+    defaults, the API's and the CLI's.
 
     The dense model is exported first as ``model.dense.onnx`` so the report compares against it.
     """
@@ -71,10 +78,11 @@ def compress(ctx: RunContext, *, prune_channels: float | None = 0.5, sparsity: f
     dense_path = ctx.run_dir / "model.dense.onnx"
     export_model(ctx.model, dense_path, module=ctx.module, **ctx.model_inputs, announce=ctx.announce)
     ctx.models["dense"] = dense_path
-    result = compress_module(ctx.module, ctx.data, channel_ratio=prune_channels, sparsity=sparsity, distill=distill,
-                             epochs=epochs, lr=lr, sensitivity=sensitivity, steps=steps, temperature=temperature,
-                             alpha=alpha, criterion=criterion, seed=ctx.seed, progress=ctx.progress,
-                             ray=ctx.ray)
+    config = CompressConfig(channel_ratio=prune_channels, sparsity=sparsity, distill=distill, epochs=epochs,
+                            lr=lr, sensitivity=sensitivity, steps=steps, temperature=temperature, alpha=alpha,
+                            criterion=criterion, seed=ctx.seed)
+    result = compress_module(ctx.module, ctx.data, config, progress=ctx.progress, ray=ctx.ray)
+    ctx.results["compress"] = result
     ctx.compressed = True
     save_checkpoint(ctx.module, ctx.run_dir / "model.compressed.pt")
     torch.manual_seed(ctx.seed)

@@ -1,0 +1,67 @@
+"""quantize's latency check: the passing candidates timed side by side with the user's own fp32
+model, then the chosen file confirmed against that model on its own, as it will be deployed."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Callable
+
+import numpy as np
+
+from onnxdeploy.quantize.decision import Confirmation
+from onnxdeploy.quantize.request import Acceptance
+from onnxdeploy import runtime_bench
+from onnxdeploy.runtime_bench import BenchRequest, bootstrap_ratio_ci
+from onnxdeploy.runtime_bench.plan import TimingPlan
+from onnxdeploy.where import HERE, Where
+
+CONFIRM_ROUNDS = 4  # fresh sessions per model, order alternating (A B, B A, A B, B A)
+
+
+def target_request(models: list[str], acceptance: Acceptance, timing: TimingPlan, shapes: dict,
+                   *, spinning: bool = False) -> BenchRequest:
+    """A request at the target batch and threads (resolved by the caller); ``shapes`` size symbolic
+    dims (a sequence length) as the scoring data has them, never left to guess."""
+    return BenchRequest(models, batches=acceptance.target_batch, threads=acceptance.target_threads,
+                        timing=timing, shapes=shapes, spinning=spinning)
+
+
+def time_passing(state, fp32_model: str, acceptance: Acceptance, timing: TimingPlan, shapes: dict,
+                 *, where: Where = HERE, progress: Callable[[str], None] = lambda m: None) -> float:
+    """Time ``fp32_model`` (the user's file, as given) and every passing candidate side by side; fill in
+    their speed-ups. The fp32 p50."""
+    passing = [a for a in state.attempts if a.passed]
+    progress(f"timing fp32 and {len(passing)} passing configuration(s) at batch {acceptance.target_batch}, "
+             f"{acceptance.target_threads} thread(s), side by side")
+    paths = [fp32_model] + [state.paths[a.config.name] for a in passing]
+    run = runtime_bench.benchmark(target_request(paths, acceptance, timing, shapes), where=where, progress=progress).check()
+    fp32, timed = run.results[0], run.results[1:]
+    by_name = {a.config.name: r for a, r in zip(passing, timed)}
+
+    def timed_attempt(a):
+        r = by_name[a.config.name]
+        return replace(a, p50_ms=r.stats.p50_ms, speedup=fp32.stats.p50_ms / r.stats.p50_ms,
+                       speedup_ci=bootstrap_ratio_ci(fp32.samples_ms, r.samples_ms))
+    state.attempts[:] = [timed_attempt(a) if a.passed else a for a in state.attempts]
+    return fp32.stats.p50_ms
+
+
+def confirm(fp32_model: str, candidate: str, acceptance: Acceptance, timing: TimingPlan, shapes: dict,
+            *, where: Where = HERE, rounds: int = CONFIRM_ROUNDS,
+            progress: Callable[[str], None] = lambda m: None) -> Confirmation:
+    """Re-time ``candidate`` against ``fp32_model``: each in a fresh session of its own (no other
+    session alive, worker threads spinning as onnxruntime's default does), ``rounds`` times each,
+    alternating which goes first; samples pooled per model."""
+    progress(f"confirming: the chosen model against {fp32_model}, {rounds} fresh sessions each")
+    pooled: dict[str, list[float]] = {fp32_model: [], candidate: []}
+    for r in range(rounds):
+        for path in ((fp32_model, candidate) if r % 2 == 0 else (candidate, fp32_model)):
+            request = target_request([path], acceptance, timing, shapes, spinning=True)
+            pooled[path] += runtime_bench.benchmark(request, where=where).check().results[0].samples_ms
+    ours, fp32 = pooled[candidate], pooled[fp32_model]
+    fp32_p50, p50 = float(np.median(fp32)), float(np.median(ours))
+    return Confirmation(fp32_p50_ms=fp32_p50, p50_ms=p50, speedup=fp32_p50 / p50,
+                        ci=bootstrap_ratio_ci(fp32, ours), rounds=rounds)
+
+
+__all__ = ["confirm", "target_request", "time_passing"]
