@@ -25,7 +25,9 @@ class Attempt:
 @dataclass(frozen=True)
 class Confirmation:
     """The chosen file re-timed against the user's fp32 model: fresh sessions, one at a time (as
-    deployed: spinning as onnxruntime's default), rounds alternating which goes first."""
+    deployed: spinning as onnxruntime's default), rounds alternating which goes first. ``speedup`` is
+    the median of the rounds' fp32/quantized p50 ratios, ``ci`` its bootstrap 95% CI over rounds; the
+    p50s are the medians of the sessions' p50s."""
 
     fp32_p50_ms: float
     p50_ms: float
@@ -84,7 +86,7 @@ class QuantizeResult:
                          f"{self.fp32_p50_ms:.4f} ms")
         if self.confirmation is not None:
             c = self.confirmation
-            lines.append(f"confirmed on its own against the input model ({c.rounds} fresh sessions each): "
+            lines.append(f"confirmed on its own against the input model ({c.rounds} rounds of fresh sessions): "
                          f"{c.fp32_p50_ms:.4f} ms -> {c.p50_ms:.4f} ms, {c.speedup:.2f}x "
                          f"(95% CI {c.ci[0]:.2f}-{c.ci[1]:.2f})")
         lines.append(f"chosen: {self.chosen} -> {self.output} ({self.bytes_before / 1024:.1f} KiB -> "

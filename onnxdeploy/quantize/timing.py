@@ -12,10 +12,11 @@ from onnxdeploy.quantize.decision import Confirmation
 from onnxdeploy.quantize.request import Acceptance
 from onnxdeploy import runtime_bench
 from onnxdeploy.runtime_bench import BenchRequest, bootstrap_ratio_ci
+from onnxdeploy.runtime_bench.stats import paired_ratio_ci
 from onnxdeploy.runtime_bench.plan import TimingPlan
 from onnxdeploy.where import HERE, Where
 
-CONFIRM_ROUNDS = 4  # fresh sessions per model, order alternating (A B, B A, A B, B A)
+CONFIRM_ROUNDS = 8  # fresh sessions per model, back to back, order alternating (A B, B A, ...)
 
 
 def target_request(models: list[str], acceptance: Acceptance, timing: TimingPlan, shapes: dict,
@@ -49,19 +50,19 @@ def time_passing(state, fp32_model: str, acceptance: Acceptance, timing: TimingP
 def confirm(fp32_model: str, candidate: str, acceptance: Acceptance, timing: TimingPlan, shapes: dict,
             *, where: Where = HERE, rounds: int = CONFIRM_ROUNDS,
             progress: Callable[[str], None] = lambda m: None) -> Confirmation:
-    """Re-time ``candidate`` against ``fp32_model``: each in a fresh session of its own (no other
-    session alive, worker threads spinning as onnxruntime's default does), ``rounds`` times each,
-    alternating which goes first; samples pooled per model."""
-    progress(f"confirming: the chosen model against {fp32_model}, {rounds} fresh sessions each")
-    pooled: dict[str, list[float]] = {fp32_model: [], candidate: []}
+    """Re-time ``candidate`` against ``fp32_model``: in each of ``rounds`` rounds, each model in a fresh
+    session of its own (no other session alive, worker threads spinning as onnxruntime's default does),
+    back to back, alternating which goes first. The speed-up is the median of the rounds' ratios, its
+    CI a bootstrap over rounds: a fresh session's own speed varies, and that spread belongs in it."""
+    progress(f"confirming: the chosen model against {fp32_model}, {rounds} rounds of fresh sessions")
+    p50: dict[str, list[float]] = {fp32_model: [], candidate: []}
     for r in range(rounds):
         for path in ((fp32_model, candidate) if r % 2 == 0 else (candidate, fp32_model)):
             request = target_request([path], acceptance, timing, shapes, spinning=True)
-            pooled[path] += runtime_bench.benchmark(request, where=where).check().results[0].samples_ms
-    ours, fp32 = pooled[candidate], pooled[fp32_model]
-    fp32_p50, p50 = float(np.median(fp32)), float(np.median(ours))
-    return Confirmation(fp32_p50_ms=fp32_p50, p50_ms=p50, speedup=fp32_p50 / p50,
-                        ci=bootstrap_ratio_ci(fp32, ours), rounds=rounds)
+            p50[path].append(runtime_bench.benchmark(request, where=where).check().results[0].stats.p50_ms)
+    speedup, ci = paired_ratio_ci(p50[fp32_model], p50[candidate])
+    return Confirmation(fp32_p50_ms=float(np.median(p50[fp32_model])), p50_ms=float(np.median(p50[candidate])),
+                        speedup=speedup, ci=ci, rounds=rounds)
 
 
 __all__ = ["confirm", "target_request", "time_passing"]

@@ -60,3 +60,19 @@ def bootstrap_ratio_ci(a_ms, b_ms, *, confidence: float = 0.95, resamples: int =
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(ratios, [tail, 100 - tail])
     return float(low), float(high)
+
+
+def paired_ratio_ci(a_ms, b_ms, *, confidence: float = 0.95, resamples: int = 2000,
+                    seed: int = 0) -> tuple[float, tuple[float, float]]:
+    """(median, CI) of the per-pair ratios a[i] / b[i], by bootstrap over the pairs.
+
+    For measurements taken in pairs close in time (fresh sessions of two models, back to back): the
+    pairing cancels the machine's drift between pairs, and resampling pairs, not samples, keeps the
+    session-to-session spread in the interval (samples within one session are not independent of it).
+    """
+    ratios = np.asarray(a_ms, dtype=np.float64) / np.asarray(b_ms, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    medians = np.median(ratios[rng.integers(0, ratios.size, size=(resamples, ratios.size))], axis=1)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(medians, [tail, 100 - tail])
+    return float(np.median(ratios)), (float(low), float(high))
