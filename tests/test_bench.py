@@ -257,3 +257,19 @@ def test_a_run_with_missing_cells_fails_its_check(two_models):
     with pytest.raises(CheckFailed, match="1 cell"):
         lost.check()
     assert lost.to_json()["missing"] == ["arm cpu b8 t1"] and "not timed: arm cpu b8 t1" in str(lost)
+
+
+def test_min_duration_keeps_sampling_past_the_count(two_models):
+    import time
+
+    from onnxdeploy.runtime_bench.timing import interleaved_samples
+
+    started = time.perf_counter()
+    counted = interleaved_samples([lambda: None, lambda: None], iterations=5)
+    assert [len(s) for s in counted] == [5, 5]
+    floored = interleaved_samples([lambda: time.sleep(0.001)] * 2, iterations=5, min_duration=0.1)
+    assert time.perf_counter() - started >= 0.1 and len(floored[0]) == len(floored[1]) > 5
+    (r,) = benchmark(BenchRequest(two_models[0], timing=TimingPlan(iterations=3, warmup=1, min_duration=0.05))).results
+    assert r.stats.count > 3
+    with pytest.raises(Exception, match="min_duration"):
+        TimingPlan(min_duration=-1)

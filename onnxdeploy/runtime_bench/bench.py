@@ -160,7 +160,8 @@ def _one_round(request: BenchRequest, provider: str, batch: int, threads: int, p
         with quiet_window():  # no progress, redraw or garbage collection of ours among the samples
             for pool, call in zip(pools, calls):
                 pool.warm += warm_up(call, min_iterations=timing.warmup)
-            samples = interleaved_samples(calls, iterations=timing.iterations, duration=timing.duration)
+            samples = interleaved_samples(calls, iterations=timing.iterations, duration=timing.duration,
+                                          min_duration=timing.min_duration)
         for pool, s in zip(pools, samples):
             pool.samples.extend(s)
         if provider != "cpu":  # while the sessions are open: what this process holds on the device

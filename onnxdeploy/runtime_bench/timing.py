@@ -84,18 +84,25 @@ def time_calls(run: Callable[[], object], count: int) -> list[float]:
 
 
 def interleaved_samples(runs: Sequence[Callable[[], object]], *, iterations: int | None = None,
-                        duration: float | None = None, round_size: int = 10) -> list[list[float]]:
+                        duration: float | None = None, round_size: int = 10,
+                        min_duration: float | None = None) -> list[list[float]]:
     """Sample every callable in rounds of ``round_size`` until each has ``iterations`` samples
-    or ``duration`` seconds of total sampling have passed (at least one round)."""
+    or ``duration`` seconds of total sampling have passed (at least one round), and in any case
+    for at least ``min_duration`` seconds."""
     samples: list[list[float]] = [[] for _ in runs]
-    deadline = time.perf_counter() + duration if duration else None
+    started = time.perf_counter()
+    deadline = started + duration if duration else None
+    floor = started + (min_duration or 0.0)
+
+    def counted() -> bool:
+        return iterations is not None and all(len(s) >= iterations for s in samples)
     while True:
+        extra = counted()  # past the count, still short of min_duration: a whole round more of each
         for i, run in enumerate(runs):
-            want = round_size if iterations is None else min(round_size, iterations - len(samples[i]))
+            want = round_size if iterations is None or extra else min(round_size, iterations - len(samples[i]))
             if want > 0:
                 samples[i].extend(time_calls(run, want))
-        if iterations is not None and all(len(s) >= iterations for s in samples):
-            break
-        if deadline is not None and time.perf_counter() >= deadline:
+        now = time.perf_counter()
+        if (counted() or (deadline is not None and now >= deadline)) and now >= floor:
             break
     return samples
