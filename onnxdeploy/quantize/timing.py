@@ -17,7 +17,8 @@ from onnxdeploy.runtime_bench.plan import TimingPlan
 from onnxdeploy.where import HERE, Where
 
 CONFIRM_ROUNDS = 8  # fresh sessions per model, back to back, order alternating (A B, B A, ...)
-CONFIRM_SECONDS = 0.2  # of sampling per session at least: 100 runs of a tiny model last milliseconds
+CONFIRM_SECONDS = 0.2  # of sampling per session at least (at the default 100 iterations; scaled with
+# the plan's iterations): 100 runs of a tiny model last milliseconds
 
 
 def target_request(models: list[str], acceptance: Acceptance, timing: TimingPlan, shapes: dict,
@@ -57,7 +58,8 @@ def confirm(fp32_model: str, candidate: str, acceptance: Acceptance, timing: Tim
     CI a bootstrap over rounds: a fresh session's own speed varies, and that spread belongs in it."""
     progress(f"confirming: the chosen model against {fp32_model}, {rounds} rounds of fresh sessions")
     p50: dict[str, list[float]] = {fp32_model: [], candidate: []}
-    timing = replace(timing, min_duration=max(timing.min_duration or 0.0, CONFIRM_SECONDS))
+    floor = CONFIRM_SECONDS * min(1.0, (timing.iterations or 100) / 100)
+    timing = replace(timing, min_duration=max(timing.min_duration or 0.0, floor))
     for r in range(rounds):
         for path in ((fp32_model, candidate) if r % 2 == 0 else (candidate, fp32_model)):
             request = target_request([path], acceptance, timing, shapes, spinning=True)
