@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 
 from onnxdeploy.errors import UserError
-from onnxdeploy.onnx_io import check_model, file_bytes, graph_inputs, load_model
+from onnxdeploy.onnx_io import check_model, file_bytes, graph_inputs, load_model, without_weights
 
 
 def _dims(type_proto) -> list:
@@ -83,7 +83,7 @@ class ModelSummary:
 def _shape_map(model: onnx.ModelProto) -> dict[str, list]:
     """Value name -> shape with the batch (and other symbolic dims) taken as 1."""
     try:
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+        inferred = onnx.shape_inference.infer_shapes(without_weights(model), strict_mode=False)
     except Exception:
         inferred = model
     shapes = {}

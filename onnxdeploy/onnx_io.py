@@ -87,6 +87,33 @@ def tensor_bytes(model: onnx.ModelProto) -> int:
     return total
 
 
+STUB_BYTES = 4096  # tensors larger than this are weights, never shape data
+
+
+def without_weights(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` whose large tensors keep their name, type and dims but not their bytes
+    (stubs marked external): what shape inference needs, at a fraction of the cost, since onnx
+    serialises the whole model, weights included, to infer shapes."""
+    light = onnx.ModelProto()
+    light.ir_version = model.ir_version
+    light.opset_import.extend(model.opset_import)
+    graph, source = light.graph, model.graph
+    graph.node.extend(source.node)
+    graph.input.extend(source.input)
+    graph.output.extend(source.output)
+    graph.value_info.extend(source.value_info)
+    for tensor in source.initializer:
+        if tensor.ByteSize() <= STUB_BYTES:
+            graph.initializer.append(tensor)
+            continue
+        stub = graph.initializer.add()
+        stub.name, stub.data_type = tensor.name, tensor.data_type
+        stub.dims.extend(tensor.dims)
+        stub.data_location = onnx.TensorProto.EXTERNAL
+        stub.external_data.add(key="location", value="(weights left out)")
+    return light
+
+
 def is_large(model: onnx.ModelProto) -> bool:
     """Too big for one protobuf message: saved with external data, checked and run by path."""
     return tensor_bytes(model) > PROTOBUF_LIMIT

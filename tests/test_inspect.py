@@ -74,3 +74,20 @@ def test_external_data_outside_the_model_folder_is_refused(cli, tmp_path):
     onnx.save(model, str(tmp_path / "evil.onnx"))
     code, _, err = cli("inspect", tmp_path / "evil.onnx")
     assert code == 2 and "outside the model's folder" in err
+
+
+def test_macs_come_from_a_copy_without_the_weights(tmp_path):
+    import onnx
+
+    from onnxdeploy.inspect_model import count_macs
+    from onnxdeploy.onnx_io import without_weights
+    from tests.onnx_graphs import GraphBuilder
+
+    g = GraphBuilder(shape=(1, 3, 32, 32))
+    model = g.model(g.conv(g.op("Relu", g.conv("x", 3, 64)), 64, 64))
+    light = without_weights(model)
+    assert light.ByteSize() < model.ByteSize() / 4  # the 64x64x3x3 weights stayed behind
+    assert [(t.name, list(t.dims)) for t in light.graph.initializer] == \
+        [(t.name, list(t.dims)) for t in model.graph.initializer]
+    assert count_macs(light) == count_macs(model) and count_macs(model)[0] > 0
+    assert len(model.graph.initializer[0].raw_data or model.graph.initializer[0].float_data)  # input untouched

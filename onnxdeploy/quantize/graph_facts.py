@@ -7,6 +7,8 @@ import math
 
 import onnx
 
+from onnxdeploy.onnx_io import without_weights
+
 MATMUL_OPS = ("MatMul", "Gemm")
 
 
@@ -22,7 +24,7 @@ def _constants(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
 def _output_dims(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
     """Static output dims by tensor name from onnx shape inference (symbolic or unknown dims count 1)."""
     try:
-        inferred = onnx.shape_inference.infer_shapes(model)
+        inferred = onnx.shape_inference.infer_shapes(without_weights(model))
     except Exception:  # noqa: BLE001 - shapes only sharpen an estimate; without them every size counts 1
         return {}
     dims = {}
