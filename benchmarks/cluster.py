@@ -29,13 +29,25 @@ from onnx import TensorProto, helper, numpy_helper
 def cnn(path: Path, width: int) -> None:
     """Two 3x3 convs and a global pool at 32x32: small enough to time in milliseconds."""
     rng = np.random.default_rng(width)
-    w1 = numpy_helper.from_array(rng.standard_normal((width, 3, 3, 3)).astype(np.float32) * 0.1, "w1")
-    w2 = numpy_helper.from_array(rng.standard_normal((width, width, 3, 3)).astype(np.float32) * 0.1, "w2")
-    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["a"], ["b"]),
-             helper.make_node("Conv", ["b", "w2"], ["c"], pads=[1, 1, 1, 1]),
-             helper.make_node("GlobalAveragePool", ["c"], ["y"])]
-    graph = helper.make_graph(nodes, "cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 32, 32])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", width, 1, 1])], [w1, w2])
+    w1 = numpy_helper.from_array(
+        rng.standard_normal((width, 3, 3, 3)).astype(np.float32) * 0.1, "w1"
+    )
+    w2 = numpy_helper.from_array(
+        rng.standard_normal((width, width, 3, 3)).astype(np.float32) * 0.1, "w2"
+    )
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["a"], ["b"]),
+        helper.make_node("Conv", ["b", "w2"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("GlobalAveragePool", ["c"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "cnn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 32, 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", width, 1, 1])],
+        [w1, w2],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
 
 
@@ -70,31 +82,44 @@ def main() -> None:
                 serial[(target, r.model, r.batch, r.threads)] = r
         serial_s = time.perf_counter() - started
 
-        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "resources": {"avx2": 1}})
+        cluster = Cluster(
+            initialize_head=True, head_node_args={"num_cpus": 1, "resources": {"avx2": 1}}
+        )
         cluster.add_node(num_cpus=1, resources={"arm": 1})
         ray.init(address=cluster.address, logging_level=logging.WARNING, log_to_driver=False)
         try:
             started = time.perf_counter()
             request = BenchRequest(models, batches=batches, threads=threads, timing=timing)
-            run = runtime_bench.benchmark(request, where=Where(cluster=cluster.address, targets=targets))
+            run = runtime_bench.benchmark(
+                request, where=Where(cluster=cluster.address, targets=targets)
+            )
             cluster_s = time.perf_counter() - started
         finally:
             ray.shutdown()
             cluster.shutdown()
     cells = {(r.target, r.model, r.batch, r.threads): r for r in run.results}
-    print(f"\n{'target':<6} {'model':<11} {'batch':>5} {'threads':>7} {'serial p50':>11} {'cluster p50':>12} {'ratio':>6}")
+    print(
+        f"\n{'target':<6} {'model':<11} {'batch':>5} {'threads':>7} {'serial p50':>11} {'cluster p50':>12} {'ratio':>6}"
+    )
     worst = 1.0
     for key in sorted(serial):
         s, c = serial[key].stats.p50_ms, cells[key].stats.p50_ms
         worst = max(worst, c / s, s / c)
-        print(f"{key[0]:<6} {Path(key[1]).name:<11} {key[2]:>5} {key[3]:>7} {s:>11.4f} {c:>12.4f} {c / s:>6.2f}")
+        print(
+            f"{key[0]:<6} {Path(key[1]).name:<11} {key[2]:>5} {key[3]:>7} {s:>11.4f} {c:>12.4f} {c / s:>6.2f}"
+        )
     windows = {}
     for r in run.results:
         windows.setdefault(r.node, set()).add(r.window)
-    print(f"\ncells: {len(cells)} on the cluster, {len(serial)} serially; wall time cluster {cluster_s:.1f} s vs "
-          f"serial {serial_s:.1f} s ({serial_s / cluster_s:.2f}x); largest p50 disagreement {worst:.2f}x")
-    print("timed windows per node: " + ", ".join(f"{n[:12]} {len(w)}" for n, w in windows.items())
-          + f"; overlapping timed cells on one node: {len(overlaps(run.results))}")
+    print(
+        f"\ncells: {len(cells)} on the cluster, {len(serial)} serially; wall time cluster {cluster_s:.1f} s vs "
+        f"serial {serial_s:.1f} s ({serial_s / cluster_s:.2f}x); largest p50 disagreement {worst:.2f}x"
+    )
+    print(
+        "timed windows per node: "
+        + ", ".join(f"{n[:12]} {len(w)}" for n, w in windows.items())
+        + f"; overlapping timed cells on one node: {len(overlaps(run.results))}"
+    )
 
 
 if __name__ == "__main__":

@@ -31,13 +31,27 @@ from onnxdeploy.runtime_bench import BenchRequest, TimingPlan, benchmark
 
 def measure(path: Path, seconds: float, batch: int) -> GateInput:
     found = GateInput(str(path))
-    add_bench_results(found, benchmark(BenchRequest(str(path), batches=batch, timing=TimingPlan(duration=seconds, iterations=None))).results)
+    add_bench_results(
+        found,
+        benchmark(
+            BenchRequest(
+                str(path), batches=batch, timing=TimingPlan(duration=seconds, iterations=None)
+            )
+        ).results,
+    )
     return found
 
 
-def measure_interleaved(base: Path, current: Path, seconds: float, batch: int) -> tuple[GateInput, GateInput]:
-    results = benchmark(BenchRequest([str(base), str(current)], batches=batch,
-                        timing=TimingPlan(duration=2 * seconds, iterations=None))).results
+def measure_interleaved(
+    base: Path, current: Path, seconds: float, batch: int
+) -> tuple[GateInput, GateInput]:
+    results = benchmark(
+        BenchRequest(
+            [str(base), str(current)],
+            batches=batch,
+            timing=TimingPlan(duration=2 * seconds, iterations=None),
+        )
+    ).results
     sides = (GateInput(str(base)), GateInput(str(current)))
     for side, result in zip(sides, results):
         add_bench_results(side, [result])
@@ -55,9 +69,15 @@ def deeper(model: DigitsCNN) -> DigitsCNN:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--seconds", type=float, default=1.5, help="timing per side, interleaved protocol")
-    parser.add_argument("--sequential-seconds", type=float, default=10.0,
-                        help="timing per side, sequential protocol (longer windows average out drift)")
+    parser.add_argument(
+        "--seconds", type=float, default=1.5, help="timing per side, interleaved protocol"
+    )
+    parser.add_argument(
+        "--sequential-seconds",
+        type=float,
+        default=10.0,
+        help="timing per side, sequential protocol (longer windows average out drift)",
+    )
     parser.add_argument("--batch", type=int, default=8)
     args = parser.parse_args()
     logging.getLogger("onnxdeploy").setLevel(logging.ERROR)
@@ -65,14 +85,30 @@ def main() -> None:
     torch.manual_seed(0)
     (work / "a").mkdir()
     (work / "b").mkdir()
-    a, b = work / "a" / "model.onnx", work / "b" / "model.onnx"  # same file name: the gate matches them
+    a, b = (
+        work / "a" / "model.onnx",
+        work / "b" / "model.onnx",
+    )  # same file name: the gate matches them
     export("digits_cnn", a, module=DigitsCNN(width=32).eval(), input_shapes=[(1, 1, 16, 16)])
-    export("digits_cnn", b, module=deeper(DigitsCNN(width=32)).eval(), input_shapes=[(1, 1, 16, 16)])
-    true_ratio = [r.stats.p50_ms for r in benchmark(BenchRequest([a, b], batches=args.batch, timing=TimingPlan(iterations=400))).results]
-    print(f"A/B true slowdown, interleaved: {true_ratio[1] / true_ratio[0]:.3f}x at batch {args.batch}")
+    export(
+        "digits_cnn", b, module=deeper(DigitsCNN(width=32)).eval(), input_shapes=[(1, 1, 16, 16)]
+    )
+    true_ratio = [
+        r.stats.p50_ms
+        for r in benchmark(
+            BenchRequest([a, b], batches=args.batch, timing=TimingPlan(iterations=400))
+        ).results
+    ]
+    print(
+        f"A/B true slowdown, interleaved: {true_ratio[1] / true_ratio[0]:.3f}x at batch {args.batch}"
+    )
     thresholds = Thresholds()
-    for protocol, label, current in (("interleaved", "A/A", a), ("interleaved", "A/B", b),
-                                     ("sequential", "A/A", a), ("sequential", "A/B", b)):
+    for protocol, label, current in (
+        ("interleaved", "A/A", a),
+        ("interleaved", "A/B", b),
+        ("sequential", "A/A", a),
+        ("sequential", "A/B", b),
+    ):
         flagged, ratios, seconds = 0, [], []
         for _ in range(args.trials):
             started = time.perf_counter()
@@ -87,8 +123,10 @@ def main() -> None:
             flagged += latency.regression
             ratios.append(latency.ratio)
         rate = "false alarms" if label == "A/A" else "detections"
-        print(f"{protocol:<11} {label}: {flagged}/{args.trials} {rate}; p50 ratio range {min(ratios):.3f}-{max(ratios):.3f}; "
-              f"max {max(seconds):.1f} s of benchmarking per gate run")
+        print(
+            f"{protocol:<11} {label}: {flagged}/{args.trials} {rate}; p50 ratio range {min(ratios):.3f}-{max(ratios):.3f}; "
+            f"max {max(seconds):.1f} s of benchmarking per gate run"
+        )
 
 
 if __name__ == "__main__":

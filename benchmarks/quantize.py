@@ -65,26 +65,54 @@ print(json.dumps({"fp32": p50[fp32], "int8": p50[int8]}))
 """
 
 
-def independent_ratio(fp32: Path, int8: Path, batch: int, threads: int, rounds: int, iterations: int):
-    done = subprocess.run([sys.executable, "-c", INDEPENDENT, str(fp32), str(int8), str(batch), str(threads),
-                           str(rounds), str(iterations)], check=True, capture_output=True, text=True)
+def independent_ratio(
+    fp32: Path, int8: Path, batch: int, threads: int, rounds: int, iterations: int
+):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            INDEPENDENT,
+            str(fp32),
+            str(int8),
+            str(batch),
+            str(threads),
+            str(rounds),
+            str(iterations),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     p50 = json.loads(done.stdout.strip().splitlines()[-1])  # the median of the rounds' ratios
     return float(np.median(np.asarray(p50["fp32"]) / np.asarray(p50["int8"]))), p50
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=None, help="default: onnxruntime's own count here")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="default: onnxruntime's own count here"
+    )
     parser.add_argument("--iterations", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=8, help="fresh sessions per model in the independent timing")
+    parser.add_argument(
+        "--rounds", type=int, default=8, help="fresh sessions per model in the independent timing"
+    )
     args = parser.parse_args()
     logging.getLogger("onnxdeploy").setLevel(logging.ERROR)
     threads = args.threads or default_threads()
     work = Path(tempfile.mkdtemp(prefix="onnxdeploy-quant-bench-"))
-    isa = sorted(f for f in cpu_flags() if f.startswith(("avx512_vnni", "avx_vnni", "amx", "avx2", "avx512f")))
-    print(f"CPU: {cpu_model()} ({', '.join(isa)}), {threads} thread(s), load average {os.getloadavg()[0]:.2f}")
-    print(f"{'model':<15} {'batch':>5} {'fp32 acc':>9} {'int8 acc':>9}  {'chosen':<22} {'claimed':>8} "
-          f"{'95% CI':>12} {'decides':>7} {'independent':>11} {'agreement':>9}")
+    isa = sorted(
+        f
+        for f in cpu_flags()
+        if f.startswith(("avx512_vnni", "avx_vnni", "amx", "avx2", "avx512f"))
+    )
+    print(
+        f"CPU: {cpu_model()} ({', '.join(isa)}), {threads} thread(s), load average {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"{'model':<15} {'batch':>5} {'fp32 acc':>9} {'int8 acc':>9}  {'chosen':<22} {'claimed':>8} "
+        f"{'95% CI':>12} {'decides':>7} {'independent':>11} {'agreement':>9}"
+    )
     agreements = []
     for name in ("digits_cnn", "resnet_tiny", "mobilenet_tiny"):
         torch.manual_seed(0)
@@ -99,20 +127,30 @@ def main() -> None:
         acc32 = onnx_accuracy(fp32, data.x_val, data.y_val)
         for batch in (1, 32):
             int8 = work / f"{name}.b{batch}.int8.onnx"
-            result = quantize(fp32, int8, calib=str(calib), timing=TimingPlan(iterations=args.iterations),
-                              acceptance=Acceptance(target_batch=batch, target_threads=threads, force_int8=True))
+            result = quantize(
+                fp32,
+                int8,
+                calib=str(calib),
+                timing=TimingPlan(iterations=args.iterations),
+                acceptance=Acceptance(target_batch=batch, target_threads=threads, force_int8=True),
+            )
             c = result.confirmation
             decides = "int8" if goal_met("speed", c.ci) else "fp32"
             ratio, _ = independent_ratio(fp32, int8, batch, threads, args.rounds, args.iterations)
             agreement = ratio / c.speedup
             agreements.append(agreement)
             acc8 = onnx_accuracy(int8, data.x_val, data.y_val)
-            print(f"{name:<15} {batch:>5} {acc32:>8.2f}% {acc8:>8.2f}%  {result.chosen[:22]:<22} "
-                  f"{c.speedup:>7.2f}x {c.ci[0]:>5.2f}-{c.ci[1]:<5.2f} {decides:>7} {ratio:>10.2f}x "
-                  f"{agreement:>9.3f}", flush=True)
+            print(
+                f"{name:<15} {batch:>5} {acc32:>8.2f}% {acc8:>8.2f}%  {result.chosen[:22]:<22} "
+                f"{c.speedup:>7.2f}x {c.ci[0]:>5.2f}-{c.ci[1]:<5.2f} {decides:>7} {ratio:>10.2f}x "
+                f"{agreement:>9.3f}",
+                flush=True,
+            )
     worst = max(abs(a - 1) for a in agreements)
-    print(f"agreement of quantize's claim with the independent timing: worst {worst:.1%} off "
-          f"({'within' if worst <= 0.05 else 'OUTSIDE'} the 5% goal); load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"agreement of quantize's claim with the independent timing: worst {worst:.1%} off "
+        f"({'within' if worst <= 0.05 else 'OUTSIDE'} the 5% goal); load average {os.getloadavg()[0]:.2f}"
+    )
 
 
 if __name__ == "__main__":

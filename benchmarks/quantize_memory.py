@@ -50,8 +50,12 @@ apply_config(Candidate("isa-default", method=sys.argv[4], reduce_range=True), sy
 
 def peak_rss_mb(code: str, *args: str) -> float:
     """Peak RSS the child process reports of itself at exit."""
-    report = "\nimport resource\nprint('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
-    out = subprocess.run([sys.executable, "-c", code + report, *args], check=True, capture_output=True, text=True)
+    report = (
+        "\nimport resource\nprint('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code + report, *args], check=True, capture_output=True, text=True
+    )
     return int(out.stdout.split("PEAK")[-1]) / 1024
 
 
@@ -69,15 +73,22 @@ def main() -> None:
     data.mkdir()
     rng = np.random.default_rng(0)
     for i in range(0, args.samples, 512):
-        np.savez(data / f"part{i:05d}.npz", input=rng.standard_normal((512, *ZOO["digits_cnn"].input_shape)).astype(np.float32))
+        np.savez(
+            data / f"part{i:05d}.npz",
+            input=rng.standard_normal((512, *ZOO["digits_cnn"].input_shape)).astype(np.float32),
+        )
     floor = peak_rss_mb("import onnxruntime.quantization, numpy")
-    print(f"calibration on {args.samples} samples of digits_cnn (per-channel); peak RSS of a process that only "
-          f"imports onnxruntime.quantization: {floor:.0f} MB")
+    print(
+        f"calibration on {args.samples} samples of digits_cnn (per-channel); peak RSS of a process that only "
+        f"imports onnxruntime.quantization: {floor:.0f} MB"
+    )
     for method in ("minmax", "percentile"):
         ours = peak_rss_mb(OURS, str(data), str(model), str(work / "ours.onnx"), method)
         base = peak_rss_mb(BASELINE, str(data), str(model), str(work / "base.onnx"), method)
-        print(f"  {method:<10} onnxruntime example recipe (all samples in a list): {base:6.0f} MB   "
-              f"onnxdeploy streaming reader: {ours:6.0f} MB   ratio {ours / base:.2f}")
+        print(
+            f"  {method:<10} onnxruntime example recipe (all samples in a list): {base:6.0f} MB   "
+            f"onnxdeploy streaming reader: {ours:6.0f} MB   ratio {ours / base:.2f}"
+        )
 
 
 if __name__ == "__main__":

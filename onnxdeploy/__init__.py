@@ -15,24 +15,39 @@ __version__ = "0.1.0"
 
 # name -> module that defines it; imported lazily so `import onnxdeploy` stays light. `quantize`,
 # `compress`, `gate` and `package` are subpackages that are also callable as their main function
-# (`onnxdeploy.quantize(...)` is `onnxdeploy.quantize.quantize(...)`), so they are listed as modules.
+# (`onnxdeploy.quantize(...)` is `onnxdeploy.quantize.quantize(...)`), so they are listed as
+# modules.
 _SUBPACKAGES = ("quantize", "compress", "gate", "package")
 _LAZY = {
-    "export": "onnxdeploy.exporter", "ExportResult": "onnxdeploy.exporter",
+    "export": "onnxdeploy.exporter",
+    "ExportResult": "onnxdeploy.exporter",
     "inspect_model": "onnxdeploy.inspect_model",
-    "prune_channels": "onnxdeploy.passes", "run_passes": "onnxdeploy.passes", "PassesResult": "onnxdeploy.passes",
-    "QuantizeConfig": "onnxdeploy.quantize", "Acceptance": "onnxdeploy.quantize",
-    "QuantizeResult": "onnxdeploy.quantize", "convert_fp16": "onnxdeploy.quantize",
-    "CompressConfig": "onnxdeploy.compress", "CompressResult": "onnxdeploy.compress",
+    "prune_channels": "onnxdeploy.passes",
+    "run_passes": "onnxdeploy.passes",
+    "PassesResult": "onnxdeploy.passes",
+    "QuantizeConfig": "onnxdeploy.quantize",
+    "Acceptance": "onnxdeploy.quantize",
+    "QuantizeResult": "onnxdeploy.quantize",
+    "convert_fp16": "onnxdeploy.quantize",
+    "CompressConfig": "onnxdeploy.compress",
+    "CompressResult": "onnxdeploy.compress",
     "compress_module": "onnxdeploy.compress",
-    "benchmark": "onnxdeploy.runtime_bench", "BenchResult": "onnxdeploy.runtime_bench",
-    "BenchRequest": "onnxdeploy.runtime_bench", "BenchRun": "onnxdeploy.runtime_bench",
-    "TimingPlan": "onnxdeploy.runtime_bench", "Where": "onnxdeploy.where",
+    "benchmark": "onnxdeploy.runtime_bench",
+    "BenchResult": "onnxdeploy.runtime_bench",
+    "BenchRequest": "onnxdeploy.runtime_bench",
+    "BenchRun": "onnxdeploy.runtime_bench",
+    "TimingPlan": "onnxdeploy.runtime_bench",
+    "Where": "onnxdeploy.where",
     "PackageResult": "onnxdeploy.package",
-    "Thresholds": "onnxdeploy.gate", "GateVerdict": "onnxdeploy.gate",
-    "run": "onnxdeploy.pipeline", "Recipe": "onnxdeploy.pipeline",
-    "Dataset": "onnxdeploy.data", "Split": "onnxdeploy.data", "InputSpec": "onnxdeploy.data",
-    "create_session": "onnxdeploy.runtime", "compare_outputs": "onnxdeploy.output_diff",
+    "Thresholds": "onnxdeploy.gate",
+    "GateVerdict": "onnxdeploy.gate",
+    "run": "onnxdeploy.pipeline",
+    "Recipe": "onnxdeploy.pipeline",
+    "Dataset": "onnxdeploy.data",
+    "Split": "onnxdeploy.data",
+    "InputSpec": "onnxdeploy.data",
+    "create_session": "onnxdeploy.runtime",
+    "compare_outputs": "onnxdeploy.output_diff",
 }
 
 

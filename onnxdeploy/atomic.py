@@ -41,26 +41,36 @@ def _same(a: Path, b: Path) -> bool:
 
 def refuse_overwrite(outputs, inputs) -> None:
     """UserError (exit 2) when an output path is one of the inputs (or another output): no command
-    ever overwrites what it reads. ``outputs`` and ``inputs`` are paths or None (ignored); inputs that
-    are not file names ("digits", "random") never match a real file and pass."""
+    ever overwrites what it reads. ``outputs`` and ``inputs`` are paths or None (ignored); inputs
+    that are not file names ("digits", "random") never match a real file and pass."""
     outs = [Path(o) for o in outputs if o is not None]
     ins = [Path(i) for i in inputs if i is not None]
     for index, out in enumerate(outs):
         for source in ins:
-            if _same(out, source) or (source.is_dir() and source.resolve() in out.resolve().parents
-                                      and out.suffix in (".npy", ".npz")):
-                raise UserError(f"{out}: the output would overwrite an input of this command ({source}); "
-                                "write it elsewhere")
-        for other in outs[index + 1:]:
+            if _same(out, source) or (
+                source.is_dir()
+                and source.resolve() in out.resolve().parents
+                and out.suffix in (".npy", ".npz")
+            ):
+                raise UserError(
+                    f"{out}: the output would overwrite an input of this command ({source}); "
+                    "write it elsewhere"
+                )
+        for other in outs[index + 1 :]:
             if _same(out, other):
-                raise UserError(f"{out}: given as two different outputs of this command; name them apart")
+                raise UserError(
+                    f"{out}: given as two different outputs of this command; name them apart"
+                )
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed."""
+    """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is
+    removed."""
     folder = ensure_writable_dir(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{Path(path).name}.", suffix=suffix or ".tmp", dir=folder)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{Path(path).name}.", suffix=suffix or ".tmp", dir=folder
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     try:

@@ -20,7 +20,13 @@ class OnnxDeployError(Exception):
 
     exit_code = 3
 
-    def __init__(self, message: str = "", *, param: str | tuple[str, ...] | None = None, result: object = None):
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        param: str | tuple[str, ...] | None = None,
+        result: object = None,
+    ):
         super().__init__(message)
         self.params: tuple[str, ...] = (param,) if isinstance(param, str) else tuple(param or ())
         self.result = result

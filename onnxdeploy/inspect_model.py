@@ -20,7 +20,10 @@ from onnxdeploy.onnx_io import check_model, file_bytes, graph_inputs, load_model
 def _dims(type_proto) -> list:
     if not type_proto.HasField("tensor_type") or not type_proto.tensor_type.HasField("shape"):
         return []
-    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in type_proto.tensor_type.shape.dim]
+    return [
+        d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+        for d in type_proto.tensor_type.shape.dim
+    ]
 
 
 def _dtype(type_proto) -> str:
@@ -51,28 +54,47 @@ class ModelSummary:
     macs: int
     macs_complete: bool
     metadata: dict = field(default_factory=dict)
-    checker: str = "ok"  # "ok", or the ONNX checker's first error: the file is described, and flagged
+    checker: str = (
+        "ok"  # "ok", or the ONNX checker's first error: the file is described, and flagged
+    )
 
     @property
     def valid(self) -> bool:
         return self.checker == "ok"
 
     def to_json(self) -> dict:
-        return {"path": self.path, "ir_version": self.ir_version, "opsets": self.opsets, "producer": self.producer,
-                "inputs": [vars(t) for t in self.inputs], "outputs": [vars(t) for t in self.outputs],
-                "op_histogram": self.op_histogram, "parameters": self.parameters, "file_bytes": self.file_bytes,
-                "macs": self.macs, "macs_complete": self.macs_complete, "metadata": self.metadata,
-                "checker": self.checker, "valid": self.valid}
+        return {
+            "path": self.path,
+            "ir_version": self.ir_version,
+            "opsets": self.opsets,
+            "producer": self.producer,
+            "inputs": [vars(t) for t in self.inputs],
+            "outputs": [vars(t) for t in self.outputs],
+            "op_histogram": self.op_histogram,
+            "parameters": self.parameters,
+            "file_bytes": self.file_bytes,
+            "macs": self.macs,
+            "macs_complete": self.macs_complete,
+            "metadata": self.metadata,
+            "checker": self.checker,
+            "valid": self.valid,
+        }
 
     def __str__(self) -> str:
         opsets = ", ".join(f"{d or 'ai.onnx'} v{v}" for d, v in self.opsets.items())
-        lines = [f"{self.path}: {self.file_bytes / 1024:.1f} KiB, IR v{self.ir_version}, {opsets}"
-                 + (f", producer {self.producer}" if self.producer else "")]
+        lines = [
+            f"{self.path}: {self.file_bytes / 1024:.1f} KiB, IR v{self.ir_version}, {opsets}"
+            + (f", producer {self.producer}" if self.producer else "")
+        ]
         for kind, tensors in (("input", self.inputs), ("output", self.outputs)):
             for t in tensors:
-                lines.append(f"  {kind:<6} {t.name:<24} {t.dtype:<8} [{', '.join(map(str, t.shape))}]")
-        lines.append(f"  parameters {self.parameters:,}   MACs/sample {self.macs:,}"
-                     + ("" if self.macs_complete else " (partial: some shapes unknown)"))
+                lines.append(
+                    f"  {kind:<6} {t.name:<24} {t.dtype:<8} [{', '.join(map(str, t.shape))}]"
+                )
+        lines.append(
+            f"  parameters {self.parameters:,}   MACs/sample {self.macs:,}"
+            + ("" if self.macs_complete else " (partial: some shapes unknown)")
+        )
         ops = sorted(self.op_histogram.items(), key=lambda kv: (-kv[1], kv[0]))
         lines.append("  ops: " + ", ".join(f"{op} x{n}" for op, n in ops))
         if not self.valid:
@@ -98,7 +120,8 @@ def _shape_map(model: onnx.ModelProto) -> dict[str, list]:
 
 
 def count_macs(model: onnx.ModelProto) -> tuple[int, bool]:
-    """Multiply-accumulates per sample of Conv, ConvTranspose, Gemm and MatMul; (macs, all_shapes_known)."""
+    """Multiply-accumulates per sample of Conv, ConvTranspose, Gemm and MatMul; (macs,
+    all_shapes_known)."""
     shapes = _shape_map(model)
     total, complete = 0, True
     for node in model.graph.node:
@@ -110,7 +133,9 @@ def count_macs(model: onnx.ModelProto) -> tuple[int, bool]:
             complete = False
             continue
         if node.op_type == "Conv":
-            total += int(np.prod(out)) * int(np.prod(weight[1:]))  # weight[1] is already C_in / group
+            total += int(np.prod(out)) * int(
+                np.prod(weight[1:])
+            )  # weight[1] is already C_in / group
         elif node.op_type == "ConvTranspose":
             total += int(np.prod(shapes.get(node.input[0], out))) * int(np.prod(weight[1:]))
         elif node.op_type == "Gemm":
@@ -152,10 +177,17 @@ def inspect_model(path: str | os.PathLike) -> ModelSummary:
     histogram = collections.Counter(n.op_type for n in model.graph.node)
     macs, complete = count_macs(model)
     return ModelSummary(
-        path=str(path), ir_version=model.ir_version,
-        opsets={o.domain: o.version for o in model.opset_import}, producer=model.producer_name,
+        path=str(path),
+        ir_version=model.ir_version,
+        opsets={o.domain: o.version for o in model.opset_import},
+        producer=model.producer_name,
         inputs=[TensorInfo(i.name, _dtype(i.type), _dims(i.type)) for i in graph_inputs(model)],
         outputs=[TensorInfo(o.name, _dtype(o.type), _dims(o.type)) for o in model.graph.output],
-        op_histogram=dict(sorted(histogram.items())), parameters=count_parameters(model),
-        file_bytes=file_bytes(path), macs=macs, macs_complete=complete,
-        metadata={p.key: p.value for p in model.metadata_props}, checker=checker)
+        op_histogram=dict(sorted(histogram.items())),
+        parameters=count_parameters(model),
+        file_bytes=file_bytes(path),
+        macs=macs,
+        macs_complete=complete,
+        metadata={p.key: p.value for p in model.metadata_props},
+        checker=checker,
+    )

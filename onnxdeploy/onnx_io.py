@@ -37,16 +37,24 @@ def _check_external_locations(model: onnx.ModelProto, path: Path) -> None:
                 "the model's folder; refusing to read it"
             )
         if not target.is_file():
-            raise UserError(f"{path}: external data file '{location}' for tensor '{tensor.name}' is missing")
+            raise UserError(
+                f"{path}: external data file '{location}' for tensor '{tensor.name}' is missing"
+            )
 
 
 def check_external_data(path: str | os.PathLike) -> None:
-    """Refuse a model whose external data lies outside its folder or is missing (before onnxruntime reads it)."""
+    """Refuse a model whose external data lies outside its folder or is missing (before onnxruntime
+    reads it)."""
     load_model(path, check=False, load_external=False)
 
 
-def load_model(path: str | os.PathLike, *, check: bool = True, full_check: bool = False,
-               load_external: bool = True) -> onnx.ModelProto:
+def load_model(
+    path: str | os.PathLike,
+    *,
+    check: bool = True,
+    full_check: bool = False,
+    load_external: bool = True,
+) -> onnx.ModelProto:
     """Load an ONNX model; UserError (exit 2) when the file is missing, not ONNX, or invalid.
 
     External data is checked (inside the model's folder, present) and, with ``load_external``, read.
@@ -59,7 +67,9 @@ def load_model(path: str | os.PathLike, *, check: bool = True, full_check: bool 
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf raises several unrelated types on garbage input
-        raise UserError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {str(exc)[:120]})") from exc
+        raise UserError(
+            f"{path}: not a readable ONNX model ({type(exc).__name__}: {str(exc)[:120]})"
+        ) from exc
     if not model.graph.node and not model.graph.output:
         raise UserError(f"{path}: not an ONNX model (no graph in the file)")
     _check_external_locations(model, path)
@@ -77,7 +87,8 @@ def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
 
 
 def tensor_bytes(model: onnx.ModelProto) -> int:
-    """Bytes of tensor data in memory (raw and typed fields), without serializing the model: protobuf
+    """Bytes of tensor data in memory (raw and typed fields), without serializing the model:
+    protobuf
     cannot even measure a message past 2 GiB (``ByteSize()`` itself fails)."""
     total = 0
     for tensor in onnx.external_data_helper._get_all_tensors(model):
@@ -120,27 +131,36 @@ def is_large(model: onnx.ModelProto) -> bool:
 
 
 def external_files(path: str | os.PathLike) -> list[str]:
-    """The external data files a model file references, as locations relative to its folder (sorted)."""
+    """The external data files a model file references, as locations relative to its folder
+    (sorted)."""
     model = onnx.load(str(path), load_external_data=False)
-    return sorted({{e.key: e.value for e in t.external_data}["location"] for t in _external_tensors(model)})
+    return sorted(
+        {{e.key: e.value for e in t.external_data}["location"] for t in _external_tensors(model)}
+    )
 
 
 def file_bytes(path: str | os.PathLike) -> int:
-    """Size on disk of a model file and the external data files it references (inside its folder)."""
+    """Size on disk of a model file and the external data files it references (inside its
+    folder)."""
     path = Path(path)
     files = {(path.parent / location).resolve() for location in external_files(path)}
     return path.stat().st_size + sum(f.stat().st_size for f in files if f.is_file())
 
 
-def check_model(model: onnx.ModelProto, path: str | os.PathLike = "<model>", *, full_check: bool = False) -> None:
+def check_model(
+    model: onnx.ModelProto, path: str | os.PathLike = "<model>", *, full_check: bool = False
+) -> None:
     """Run ``onnx.checker`` on a model in memory (a large one is checked by path when saved)."""
     if is_large(model):
         return
     _checked(lambda: onnx.checker.check_model(model, full_check=full_check), path)
 
 
-def check_model_file(file: str | os.PathLike, path: str | os.PathLike, *, full_check: bool = False) -> None:
-    """Run ``onnx.checker`` on a saved file (any size, external data included); errors name ``path``."""
+def check_model_file(
+    file: str | os.PathLike, path: str | os.PathLike, *, full_check: bool = False
+) -> None:
+    """Run ``onnx.checker`` on a saved file (any size, external data included); errors name
+    ``path``."""
     _checked(lambda: onnx.checker.check_model(str(file), full_check=full_check), path)
 
 
@@ -158,7 +178,8 @@ def _checked(check, path) -> None:
 
 @contextlib.contextmanager
 def staged_model(model: onnx.ModelProto, path: str | os.PathLike) -> Iterator[Path]:
-    """Write ``model`` under a temporary folder beside ``path`` and yield the staged file, to be checked
+    """Write ``model`` under a temporary folder beside ``path`` and yield the staged file, to be
+    checked
     and run by path; on success move it (and ``<name>.data`` for a large model, whose location names
     the final file) into place, data first; on error leave nothing behind and ``path`` untouched.
 
@@ -169,19 +190,28 @@ def staged_model(model: onnx.ModelProto, path: str | os.PathLike) -> Iterator[Pa
         folder = stage.parent
         staged, data_name = stage / path.name, path.name + ".data"
         large = is_large(model)
-        onnx.save_model(model, str(staged), save_as_external_data=large, all_tensors_to_one_file=True,
-                        location=data_name, size_threshold=1024)
+        onnx.save_model(
+            model,
+            str(staged),
+            save_as_external_data=large,
+            all_tensors_to_one_file=True,
+            location=data_name,
+            size_threshold=1024,
+        )
         yield staged
         stale = not large and (folder / data_name).is_file() and _uses_external(path)
         if large:
             publish(stage / data_name, folder / data_name)
         publish(staged, path)
-        if stale:  # the model this one replaced kept its weights in <name>.data; nothing reads it now
+        if (
+            stale
+        ):  # the model this one replaced kept its weights in <name>.data; nothing reads it now
             (folder / data_name).unlink(missing_ok=True)
 
 
 def keep_failed(staged: Path, failed: Path) -> None:
-    """Keep a staged model that failed a check as ``failed`` for debugging (its external data renamed
+    """Keep a staged model that failed a check as ``failed`` for debugging (its external data
+    renamed
     and pointed to along with it), atomically, replacing an older failed copy."""
     model = onnx.load(str(staged), load_external_data=False)
     data_name = failed.name + ".data"
@@ -218,7 +248,8 @@ def metadata(model: onnx.ModelProto) -> dict[str, str]:
 
 
 def set_metadata(model: onnx.ModelProto, updates: dict[str, str]) -> onnx.ModelProto:
-    """The model with ``updates`` merged into its metadata_props (other keys kept, one entry per key)."""
+    """The model with ``updates`` merged into its metadata_props (other keys kept, one entry per
+    key)."""
     merged = {**metadata(model), **updates}
     del model.metadata_props[:]
     onnx.helper.set_model_props(model, merged)

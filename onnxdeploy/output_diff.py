@@ -46,26 +46,46 @@ class CompareResult:
         return max((o.max_rel for o in self.outputs), default=0.0)
 
     def to_json(self) -> dict:
-        return {"passed": bool(self), "atol": self.atol, "rtol": self.rtol,
-                "max_abs": self.max_abs, "max_rel": self.max_rel,
-                "outputs": [asdict(o) for o in self.outputs]}
+        return {
+            "passed": bool(self),
+            "atol": self.atol,
+            "rtol": self.rtol,
+            "max_abs": self.max_abs,
+            "max_rel": self.max_rel,
+            "outputs": [asdict(o) for o in self.outputs],
+        }
 
     def __str__(self) -> str:
         from onnxdeploy.tables import text_table
 
-        rows = [[o.name, f"{o.max_abs:.3e}", f"{o.max_rel:.3e}", f"{o.required_atol:.3e}",
-                 "ok" if o.passed else ("NaN/Inf" if o.nonfinite else o.shape_mismatch or "FAIL")]
-                for o in self.outputs]
+        rows = [
+            [
+                o.name,
+                f"{o.max_abs:.3e}",
+                f"{o.max_rel:.3e}",
+                f"{o.required_atol:.3e}",
+                "ok" if o.passed else ("NaN/Inf" if o.nonfinite else o.shape_mismatch or "FAIL"),
+            ]
+            for o in self.outputs
+        ]
         table = text_table(["output", "max abs", "max rel", "needed atol", "result"], rows)
-        return f"{table}\ntolerance: atol={self.atol:g} rtol={self.rtol:g} -> {'PASS' if self else 'FAIL'}"
+        verdict = "PASS" if self else "FAIL"
+        return f"{table}\ntolerance: atol={self.atol:g} rtol={self.rtol:g} -> {verdict}"
 
 
 def _diff_one(name: str, ref: np.ndarray, got: np.ndarray, atol: float, rtol: float) -> OutputDiff:
     ref = np.asarray(ref)
     got = np.asarray(got)
     if ref.shape != got.shape:
-        return OutputDiff(name, float("inf"), float("inf"), float("inf"), float("inf"), False,
-                          shape_mismatch=f"shape {got.shape} != {ref.shape}")
+        return OutputDiff(
+            name,
+            float("inf"),
+            float("inf"),
+            float("inf"),
+            float("inf"),
+            False,
+            shape_mismatch=f"shape {got.shape} != {ref.shape}",
+        )
     ref64 = ref.astype(np.float64)
     got64 = got.astype(np.float64)
     nonfinite = not (np.all(np.isfinite(ref64)) and np.all(np.isfinite(got64)))
@@ -77,23 +97,48 @@ def _diff_one(name: str, ref: np.ndarray, got: np.ndarray, atol: float, rtol: fl
     rel_err = abs_err / np.maximum(np.abs(ref64), np.finfo(np.float32).tiny)
     required_atol = float(np.max(abs_err - rtol * np.abs(ref64)))
     passed = bool(np.all(abs_err <= atol + rtol * np.abs(ref64)))
-    return OutputDiff(name, float(abs_err.max()), float(rel_err.max()), float(abs_err.mean()),
-                      max(required_atol, 0.0), passed)
+    return OutputDiff(
+        name,
+        float(abs_err.max()),
+        float(rel_err.max()),
+        float(abs_err.mean()),
+        max(required_atol, 0.0),
+        passed,
+    )
 
 
-def compare_outputs(reference: Sequence[Mapping[str, np.ndarray]], candidate: Sequence[Mapping[str, np.ndarray]],
-                    *, atol: float = 1e-4, rtol: float = 1e-4) -> CompareResult:
+def compare_outputs(
+    reference: Sequence[Mapping[str, np.ndarray]],
+    candidate: Sequence[Mapping[str, np.ndarray]],
+    *,
+    atol: float = 1e-4,
+    rtol: float = 1e-4,
+) -> CompareResult:
     """Compare per-batch output dicts; the worst batch decides each output's numbers."""
     worst: dict[str, OutputDiff] = {}
     for ref_batch, got_batch in zip(reference, candidate, strict=True):
         for name, ref in ref_batch.items():
             if name not in got_batch:
-                diff = OutputDiff(name, float("inf"), float("inf"), float("inf"), float("inf"), False,
-                                  shape_mismatch="missing output")
+                diff = OutputDiff(
+                    name,
+                    float("inf"),
+                    float("inf"),
+                    float("inf"),
+                    float("inf"),
+                    False,
+                    shape_mismatch="missing output",
+                )
             else:
                 diff = _diff_one(name, ref, got_batch[name], atol, rtol)
             prev = worst.get(name)
-            if prev is None or (prev.passed and not diff.passed) or (
-                    prev.passed == diff.passed and not np.isnan(diff.max_abs) and diff.max_abs > prev.max_abs):
+            if (
+                prev is None
+                or (prev.passed and not diff.passed)
+                or (
+                    prev.passed == diff.passed
+                    and not np.isnan(diff.max_abs)
+                    and diff.max_abs > prev.max_abs
+                )
+            ):
                 worst[name] = diff
     return CompareResult(atol=atol, rtol=rtol, outputs=tuple(worst.values()))

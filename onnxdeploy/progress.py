@@ -13,8 +13,13 @@ from typing import Callable, Iterable, Iterator, TypeVar
 T = TypeVar("T")
 
 
-def track(items: Iterable[T], *, label: str, progress: Callable[[str], None] | None = None,
-          length: int | None = None) -> Iterator[T]:
+def track(
+    items: Iterable[T],
+    *,
+    label: str,
+    progress: Callable[[str], None] | None = None,
+    length: int | None = None,
+) -> Iterator[T]:
     """Iterate over ``items`` with a progress bar when ``progress`` offers one."""
     bar = getattr(progress, "bar", None)
     if bar is None:

@@ -14,7 +14,8 @@ from onnxdeploy.errors import UserError
 
 @dataclass(frozen=True)
 class Where:
-    """``Where()`` is this machine. ``Where(cluster="local" | "auto" | "host:port", targets=("arm",))``
+    """``Where()`` is this machine. ``Where(cluster="local" | "auto" | "host:port",
+    targets=("arm",))``
     runs on Ray; ``targets`` are custom resources the nodes advertise (timed work runs on a node of
     each; none: any node)."""
 
@@ -25,19 +26,26 @@ class Where:
         targets = (self.targets,) if isinstance(self.targets, str) else tuple(self.targets or ())
         object.__setattr__(self, "targets", targets)
         if targets and self.cluster is None:
-            raise UserError("target: targets are the nodes of a Ray fleet; give cluster too",
-                            param=("target", "cluster"))
+            raise UserError(
+                "target: targets are the nodes of a Ray fleet; give cluster too",
+                param=("target", "cluster"),
+            )
         if any(not isinstance(t, str) or not t for t in targets):
-            raise UserError(f"target {targets!r}: each target is a non-empty resource name", param="target")
+            raise UserError(
+                f"target {targets!r}: each target is a non-empty resource name", param="target"
+            )
 
     @property
     def is_local(self) -> bool:
         return self.cluster is None
 
     def single_target(self, what: str) -> str | None:
-        """The one target ``what`` times on (None: this machine or any node); UserError for several."""
+        """The one target ``what`` times on (None: this machine or any node); UserError for
+        several."""
         if len(self.targets) > 1:
-            raise UserError(f"{what} times on one target; got {', '.join(self.targets)}", param="target")
+            raise UserError(
+                f"{what} times on one target; got {', '.join(self.targets)}", param="target"
+            )
         return self.targets[0] if self.targets else None
 
     def first_target(self) -> "Where":
@@ -45,7 +53,8 @@ class Where:
         return Where(self.cluster, self.targets[:1])
 
     def connect(self, *, progress: Callable[[str], None] = lambda m: None):
-        """A context manager that yields ``ray`` connected for the block (reusing a connection already
+        """A context manager that yields ``ray`` connected for the block (reusing a connection
+        already
         made), or None for this machine (Ray never imported)."""
         from onnxdeploy.cluster.connect import maybe_connected
 

@@ -16,7 +16,10 @@ def _cuda_available() -> bool:
         return False
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         return False
-    return shutil.which("nvidia-smi") is not None and subprocess.run(["nvidia-smi"], capture_output=True).returncode == 0
+    return (
+        shutil.which("nvidia-smi") is not None
+        and subprocess.run(["nvidia-smi"], capture_output=True).returncode == 0
+    )
 
 
 HAS_CUDA = _cuda_available()
@@ -56,16 +59,40 @@ def _tiny_hf(tmp_path_factory, name: str, make):
 
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory):
-    return _tiny_hf(tmp_path_factory, "bert", lambda tf: tf.BertForSequenceClassification(tf.BertConfig(
-        vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
-        max_position_embeddings=64, num_labels=3)))
+    return _tiny_hf(
+        tmp_path_factory,
+        "bert",
+        lambda tf: tf.BertForSequenceClassification(
+            tf.BertConfig(
+                vocab_size=99,
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                intermediate_size=37,
+                max_position_embeddings=64,
+                num_labels=3,
+            )
+        ),
+    )
 
 
 @pytest.fixture(scope="module")
 def tiny_vit(tmp_path_factory):
-    return _tiny_hf(tmp_path_factory, "vit", lambda tf: tf.ViTForImageClassification(tf.ViTConfig(
-        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=37, num_labels=5)))
+    return _tiny_hf(
+        tmp_path_factory,
+        "vit",
+        lambda tf: tf.ViTForImageClassification(
+            tf.ViTConfig(
+                image_size=32,
+                patch_size=8,
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                intermediate_size=37,
+                num_labels=5,
+            )
+        ),
+    )
 
 
 @pytest.fixture
@@ -83,4 +110,6 @@ def small_model(tmp_path):
 
 def run_python(code: str) -> subprocess.CompletedProcess:
     env = dict(os.environ)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )

@@ -25,14 +25,19 @@ class GraphBuilder:
 
     def op(self, op_type, *inputs, outputs=1, **attrs):
         outs = [self.name(op_type.lower()) for _ in range(outputs)]
-        self.nodes.append(helper.make_node(op_type, list(inputs), outs, name=self.name(op_type + "_"), **attrs))
+        self.nodes.append(
+            helper.make_node(op_type, list(inputs), outs, name=self.name(op_type + "_"), **attrs)
+        )
         return outs[0] if outputs == 1 else outs
 
     def conv(self, x, cin, cout, *, k=3, pad=None, group=1, zero=(), bias=True, bias_value=None):
         pad = k // 2 if pad is None else pad
         w = self.rng.standard_normal((cout, cin // group, k, k)).astype(np.float32)
-        b = self.rng.standard_normal(cout).astype(np.float32) if bias_value is None else \
-            np.full(cout, bias_value, np.float32)
+        b = (
+            self.rng.standard_normal(cout).astype(np.float32)
+            if bias_value is None
+            else np.full(cout, bias_value, np.float32)
+        )
         for c in zero:
             w[c] = 0
             b[c] = 0
@@ -44,7 +49,14 @@ class GraphBuilder:
         beta = np.zeros(c, np.float32) if shift is None else np.asarray(shift, np.float32)
         mu = np.zeros(c, np.float32) if mean is None else np.asarray(mean, np.float32)
         var = self.rng.uniform(0.5, 2, c).astype(np.float32)
-        return self.op("BatchNormalization", x, self.const(scale), self.const(beta), self.const(mu), self.const(var))
+        return self.op(
+            "BatchNormalization",
+            x,
+            self.const(scale),
+            self.const(beta),
+            self.const(mu),
+            self.const(var),
+        )
 
     def gemm_weight(self, k, n, zero_out=()):
         w = self.rng.standard_normal((n, k)).astype(np.float32)
@@ -54,23 +66,33 @@ class GraphBuilder:
             b[c] = 0
         return self.const(w, "w"), self.const(b, "b")
 
-    def model(self, *outputs, opset=17, ir_version=8, initializers_as_inputs=False, output_shape=None):
+    def model(
+        self, *outputs, opset=17, ir_version=8, initializers_as_inputs=False, output_shape=None
+    ):
         outs = [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs]
         inputs = list(self.inputs)
         if initializers_as_inputs:
-            inputs += [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in self.inits]
+            inputs += [
+                helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in self.inits
+            ]
         graph = helper.make_graph(self.nodes, "g", inputs, outs, initializer=self.inits)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=ir_version)
+        model = helper.make_model(
+            graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=ir_version
+        )
         probe = onnx.ModelProto()
         probe.CopyFrom(model)
         del probe.graph.output[:]
-        probe.graph.output.extend(helper.make_tensor_value_info(f"{o}_probe", TensorProto.FLOAT, None) for o in outputs)
+        probe.graph.output.extend(
+            helper.make_tensor_value_info(f"{o}_probe", TensorProto.FLOAT, None) for o in outputs
+        )
         for o in outputs:
             probe.graph.node.append(helper.make_node("Identity", [o], [f"{o}_probe"]))
         inferred = {v.name: v for v in onnx.shape_inference.infer_shapes(probe).graph.value_info}
         for out in model.graph.output:
             out.CopyFrom(inferred[out.name])
             if output_shape is not None and not out.type.tensor_type.HasField("shape"):
-                out.CopyFrom(helper.make_tensor_value_info(out.name, TensorProto.FLOAT, output_shape))
+                out.CopyFrom(
+                    helper.make_tensor_value_info(out.name, TensorProto.FLOAT, output_shape)
+                )
         onnx.checker.check_model(model)
         return model

@@ -18,15 +18,17 @@ def test_spaces_unite_with_offsets_and_pin_through_unions():
     spaces = Spaces()
     a, b, c = spaces.new(), spaces.new(), spaces.new()
     out = Member(a, 0, 12, 1)
-    spaces.unite(Member(out.space, 0, 4, 1), Member(b, 0, 4, 1))   # concat: b at offset 0
-    spaces.unite(Member(out.space, 4, 8, 1), Member(c, 0, 8, 1))   # c at offset 4
+    spaces.unite(Member(out.space, 0, 4, 1), Member(b, 0, 4, 1))  # concat: b at offset 0
+    spaces.unite(Member(out.space, 4, 8, 1), Member(c, 0, 8, 1))  # c at offset 4
     assert spaces.resolve(Member(b, 0, 4, 1)) == (spaces.find(a)[0], 0)
     assert spaces.resolve(Member(c, 2, 1, 1)) == (spaces.find(a)[0], 6)
     spaces.pin(Member(c, 0, 8, 1), "graph output")
     assert spaces.is_pinned(spaces.find(b)[0])
     d = spaces.new()
     spaces.unite(Member(d, 0, 8, 1), Member(c, 0, 8, 1))
-    spaces.unite(Member(d, 0, 8, 1), Member(b, 0, 8, 1))  # same root at another offset: a contradiction
+    spaces.unite(
+        Member(d, 0, 8, 1), Member(b, 0, 8, 1)
+    )  # same root at another offset: a contradiction
     assert spaces.pinned[spaces.find(d)[0]]
 
 
@@ -80,7 +82,9 @@ def test_pass_results_are_per_call_not_instance_state(tmp_path):
 
 def test_prune_inside_a_plain_pass_manager_infers_shapes_itself():
     g = GraphBuilder(shape=(1, 3, 8, 8))
-    model = ir.from_proto(g.model(g.conv(g.op("Relu", g.conv("x", 3, 4, zero=[0, 3])), 4, 2)))  # no shape inference
+    model = ir.from_proto(
+        g.model(g.conv(g.op("Relu", g.conv("x", 3, 4, zero=[0, 3])), 4, 2))
+    )  # no shape inference
     result = ir.passes.PassManager([PruneChannelsPass()])(model)
     assert result.modified
     conv = [n for n in model.graph if n.op_type == "Conv"][0]
@@ -88,10 +92,16 @@ def test_prune_inside_a_plain_pass_manager_infers_shapes_itself():
 
 
 def test_precondition_error_names_the_pass():
-    model = ir.from_proto(onnx.helper.make_model(onnx.helper.make_graph(
-        [onnx.helper.make_node("Relu", ["x"], ["y"])], "g",
-        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, None)],
-        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)])))
+    model = ir.from_proto(
+        onnx.helper.make_model(
+            onnx.helper.make_graph(
+                [onnx.helper.make_node("Relu", ["x"], ["y"])],
+                "g",
+                [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, None)],
+                [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+            )
+        )
+    )
     with pytest.raises(ir.passes.PreconditionError, match="prune-channels: graph input"):
         PruneChannelsPass()(model)
 
@@ -106,8 +116,14 @@ def test_conv_transpose_removes_zero_inputs_and_outputs_exactly(tmp_path):
     h = g.op("Relu", g.conv("x", 3, 4, zero=[2]))
     w = g.rng.standard_normal((4, 5, 2, 2)).astype(np.float32)
     w[:, 1] = 0
-    up = g.op("ConvTranspose", h, g.const(w), g.const(np.r_[1, 0, 1, 1, 1].astype(np.float32)),
-              kernel_shape=[2, 2], strides=[2, 2])
+    up = g.op(
+        "ConvTranspose",
+        h,
+        g.const(w),
+        g.const(np.r_[1, 0, 1, 1, 1].astype(np.float32)),
+        kernel_shape=[2, 2],
+        strides=[2, 2],
+    )
     result = _save(tmp_path, g.model(g.conv(g.op("Relu", up), 5, 2)))
     assert result.comparison and result.passes["prune-channels"]["channels_removed"] == 2
     assert ("ConvTranspose", 5, 4) in [(l.op, l.before, l.after) for l in result.layers]
@@ -130,15 +146,25 @@ def test_resize_with_constant_scales_passes_channels_and_sizes_pin(tmp_path):
 def test_values_read_inside_a_subgraph_keep_their_channels(tmp_path):
     g = GraphBuilder(shape=(1, 3, 8, 8))
     h = g.op("Relu", g.conv("x", 3, 4, zero=[0]))
-    branch = onnx.helper.make_graph([onnx.helper.make_node("Identity", [h], ["b_out"])], "branch", [],
-                                    [onnx.helper.make_tensor_value_info("b_out", onnx.TensorProto.FLOAT, ["N", 4, 8, 8])])
+    branch = onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", [h], ["b_out"])],
+        "branch",
+        [],
+        [onnx.helper.make_tensor_value_info("b_out", onnx.TensorProto.FLOAT, ["N", 4, 8, 8])],
+    )
     cond = g.const(np.array(True))
-    g.nodes.append(onnx.helper.make_node("If", [cond], ["picked"], then_branch=branch, else_branch=branch))
+    g.nodes.append(
+        onnx.helper.make_node("If", [cond], ["picked"], then_branch=branch, else_branch=branch)
+    )
     y = g.conv(h, 4, 2)
     model = g.model(y)
-    model.graph.output.append(onnx.helper.make_tensor_value_info("picked", onnx.TensorProto.FLOAT, ["N", 4, 8, 8]))
+    model.graph.output.append(
+        onnx.helper.make_tensor_value_info("picked", onnx.TensorProto.FLOAT, ["N", 4, 8, 8])
+    )
     result = _save(tmp_path, model)
-    assert result.passes["prune-channels"] == {} and any("subgraph" in k.reason for k in result.kept)
+    assert result.passes["prune-channels"] == {} and any(
+        "subgraph" in k.reason for k in result.kept
+    )
 
 
 def test_explain_cli_prints_kept_reasons(cli, tmp_path):
@@ -180,8 +206,13 @@ def test_size_figures_count_external_data(tmp_path):
 
     g = GraphBuilder(shape=(1, 3, 8, 8))
     model = g.model(g.conv(g.op("Relu", g.conv("x", 3, 16, zero=(0, 1))), 16, 4))
-    onnx.save(model, str(tmp_path / "in.onnx"), save_as_external_data=True, location="in.onnx.data",
-              size_threshold=0)
+    onnx.save(
+        model,
+        str(tmp_path / "in.onnx"),
+        save_as_external_data=True,
+        location="in.onnx.data",
+        size_threshold=0,
+    )
     total = (tmp_path / "in.onnx").stat().st_size + (tmp_path / "in.onnx.data").stat().st_size
     assert inspect_model(tmp_path / "in.onnx").file_bytes == total
     result = prune_channels(tmp_path / "in.onnx", tmp_path / "out.onnx")
@@ -195,14 +226,24 @@ def test_fold_constants_says_modified_only_when_it_folded(tmp_path):
     from onnxdeploy.passes import run_passes
 
     def model(foldable: bool):
-        inits = [numpy_helper.from_array(np.ones((1, 4), np.float32), "a"),
-                 numpy_helper.from_array(np.full((1, 4), 2.0, np.float32), "b")]
-        nodes = ([helper.make_node("Add", ["a", "b"], ["c"]), helper.make_node("Mul", ["x", "c"], ["y"])]
-                 if foldable else [helper.make_node("Mul", ["x", "a"], ["y"])])
-        graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
-                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
-                                  initializer=inits if foldable else inits[:1])
+        inits = [
+            numpy_helper.from_array(np.ones((1, 4), np.float32), "a"),
+            numpy_helper.from_array(np.full((1, 4), 2.0, np.float32), "b"),
+        ]
+        nodes = (
+            [helper.make_node("Add", ["a", "b"], ["c"]), helper.make_node("Mul", ["x", "c"], ["y"])]
+            if foldable
+            else [helper.make_node("Mul", ["x", "a"], ["y"])]
+        )
+        graph = helper.make_graph(
+            nodes,
+            "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+            initializer=inits if foldable else inits[:1],
+        )
         return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
     fold = PASSES["fold-constants"]()
     assert not fold(ir.from_proto(model(False))).modified
     folded = fold(ir.from_proto(model(True)))

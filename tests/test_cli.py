@@ -41,7 +41,8 @@ def test_torch_free_core():
         "for name in onnxdeploy.cli.COMMANDS:\n"
         "    onnxdeploy.cli.main.get_command(None, name)\n"
         "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
-        "print('TORCH' if bad else 'CLEAN')\n")
+        "print('TORCH' if bad else 'CLEAN')\n"
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "CLEAN"
 
@@ -71,7 +72,7 @@ sys.path.insert(0, {str(tmp_path.parent)!r})
 import onnx
 from click.testing import CliRunner
 from onnxdeploy.cli import main
-sys.path.insert(0, {str(__import__('pathlib').Path(__file__).parent.parent)!r})
+sys.path.insert(0, {str(__import__("pathlib").Path(__file__).parent.parent)!r})
 from tests.onnx_graphs import GraphBuilder
 g = GraphBuilder()
 onnx.save(g.model(g.conv(g.op("Relu", g.conv("x", 3, 4, zero=(1,))), 4, 2)), "m.onnx")

@@ -33,11 +33,14 @@ def test_unknown_model_name(cli):
     assert_one_line_error(code, err, "unknown model 'no_such_net'", "digits_cnn")
 
 
-@pytest.mark.parametrize("ref, fragment", [
-    ("missing_file.py:make", "missing_file.py: no such file"),
-    ("no_such_pkg_xyz.mod:make", "cannot import module"),
-    (f"{TINY}:no_such_factory", "has no callable 'no_such_factory'"),
-])
+@pytest.mark.parametrize(
+    "ref, fragment",
+    [
+        ("missing_file.py:make", "missing_file.py: no such file"),
+        ("no_such_pkg_xyz.mod:make", "cannot import module"),
+        (f"{TINY}:no_such_factory", "has no callable 'no_such_factory'"),
+    ],
+)
 def test_bad_factory_paths(cli, ref, fragment):
     code, _, err = cli("export", ref, "--input-shape", "1x6", "-o", "x.onnx")
     assert_one_line_error(code, err, fragment)
@@ -88,8 +91,16 @@ def test_unwritable_output_folder(cli, tmp_path):
 
 def test_parity_failure_exits_1(cli, tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(TINY.parent))
-    code, _, err = cli("export", "tiny_models:lies_during_export", "--input-shape", "1x6", "--exporter",
-                       "torchscript", "-o", "out.onnx")
+    code, _, err = cli(
+        "export",
+        "tiny_models:lies_during_export",
+        "--input-shape",
+        "1x6",
+        "--exporter",
+        "torchscript",
+        "-o",
+        "out.onnx",
+    )
     assert code == 1
     assert "parity check failed" in err
     assert not (tmp_path / "out.onnx").exists()

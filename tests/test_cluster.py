@@ -19,9 +19,14 @@ pytestmark = pytest.mark.extra
 def cluster():
     from ray.cluster_utils import Cluster
 
-    c = Cluster(initialize_head=True, head_node_args={  # a lost node is noticed in ~1.5 s, not 30
-        "num_cpus": 1, "resources": {"avx2": 1},
-        "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 3}})
+    c = Cluster(
+        initialize_head=True,
+        head_node_args={  # a lost node is noticed in ~1.5 s, not 30
+            "num_cpus": 1,
+            "resources": {"avx2": 1},
+            "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 3},
+        },
+    )
     c.add_node(num_cpus=1, resources={"arm": 1})
     ray.init(address=c.address, logging_level=logging.WARNING, log_to_driver=False)
     yield c
@@ -49,17 +54,36 @@ def nodes_by_target():
     return found
 
 
-def test_every_cell_runs_once_per_target_on_that_targets_node_one_at_a_time(cli, cluster, models, tmp_path):
+def test_every_cell_runs_once_per_target_on_that_targets_node_one_at_a_time(
+    cli, cluster, models, tmp_path
+):
     from onnxdeploy.cluster.bench import overlaps
     from onnxdeploy.runtime_bench import load_results
 
-    code, out, err = cli("bench", *models, "--cluster", cluster.address, "--target", "avx2", "--target", "arm",
-                         "--batch", "1,2", "--iterations", "5", "--warmup", "1", "-o", "b.json")
+    code, out, err = cli(
+        "bench",
+        *models,
+        "--cluster",
+        cluster.address,
+        "--target",
+        "avx2",
+        "--target",
+        "arm",
+        "--batch",
+        "1,2",
+        "--iterations",
+        "5",
+        "--warmup",
+        "1",
+        "-o",
+        "b.json",
+    )
     assert code == 0, err
     results, env = load_results(tmp_path / "b.json")
     # 2 models x 2 batches x 2 targets, each model of a cell timed interleaved with the other
     assert sorted((r.target, r.model, r.batch) for r in results) == sorted(
-        (t, m, b) for t in ("avx2", "arm") for m in models for b in (1, 2))
+        (t, m, b) for t in ("avx2", "arm") for m in models for b in (1, 2)
+    )
     nodes = nodes_by_target()
     for r in results:
         assert r.node in nodes[r.target] and r.window[0] < r.window[1]
@@ -71,8 +95,22 @@ def test_every_cell_runs_once_per_target_on_that_targets_node_one_at_a_time(cli,
 
 
 def test_the_gate_reports_a_regression_as_its_targets(cli, cluster, models, tmp_path):
-    code, _, err = cli("bench", *models, "--cluster", cluster.address, "--target", "avx2", "--target", "arm",
-                       "--iterations", "30", "--warmup", "1", "-o", "base.json")
+    code, _, err = cli(
+        "bench",
+        *models,
+        "--cluster",
+        cluster.address,
+        "--target",
+        "avx2",
+        "--target",
+        "arm",
+        "--iterations",
+        "30",
+        "--warmup",
+        "1",
+        "-o",
+        "base.json",
+    )
     assert code == 0, err
     document = json.loads((tmp_path / "base.json").read_text())
     for entry in document["results"]:
@@ -85,12 +123,15 @@ def test_the_gate_reports_a_regression_as_its_targets(cli, cluster, models, tmp_
     rows = [line for line in out.splitlines() if " b1 t1" in line]
     slower = [line for line in rows if "REGRESSION" in line]
     assert slower and all("@arm" in line for line in slower)  # reported as that target's
-    assert [line for line in rows if "@avx2" in line] and not any("REGRESSION" in line for line in rows
-                                                                   if "@avx2" in line)
+    assert [line for line in rows if "@avx2" in line] and not any(
+        "REGRESSION" in line for line in rows if "@avx2" in line
+    )
 
 
 def test_a_target_no_node_advertises_is_exit_2_before_anything_runs(cli, cluster, models, tmp_path):
-    code, _, err = cli("bench", *models, "--cluster", cluster.address, "--target", "avx512", "-o", "x.json")
+    code, _, err = cli(
+        "bench", *models, "--cluster", cluster.address, "--target", "avx512", "-o", "x.json"
+    )
     assert code == 2 and "--target avx512: no alive node advertises" in err and "avx2" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "x.json").exists()
     code, _, err = cli("bench", *models, "--target", "arm")
@@ -100,9 +141,14 @@ def test_a_target_no_node_advertises_is_exit_2_before_anything_runs(cli, cluster
     assert code == 2 and "does not fit" in err and len(err.strip().splitlines()) == 1, err
 
 
-@pytest.mark.parametrize("address, fragment", [("127.0.0.1:1", "nothing answers there"),
-                                               ("nonsense", "expected host:port"),
-                                               ("auto", "RAY_ADDRESS is not set")])
+@pytest.mark.parametrize(
+    "address, fragment",
+    [
+        ("127.0.0.1:1", "nothing answers there"),
+        ("nonsense", "expected host:port"),
+        ("auto", "RAY_ADDRESS is not set"),
+    ],
+)
 def test_an_address_that_cannot_work_is_exit_2_at_once(models, monkeypatch, address, fragment):
     from onnxdeploy.cluster import connected
     from onnxdeploy.errors import UserError
@@ -114,25 +160,67 @@ def test_an_address_that_cannot_work_is_exit_2_at_once(models, monkeypatch, addr
     assert info.value.exit_code == 2
 
 
-def test_quantize_scores_candidates_on_the_cluster_and_times_on_the_target(cli, cluster, models, tmp_path):
+def test_quantize_scores_candidates_on_the_cluster_and_times_on_the_target(
+    cli, cluster, models, tmp_path
+):
     import numpy as np
 
-    np.savez(tmp_path / "c.npz", x=np.random.default_rng(0).standard_normal((64, 3, 8, 8)).astype(np.float32))
-    code, out, err = cli("quantize", models[1], "-o", "q.onnx", "--calib", "c.npz", "--calib-size", "32",
-                         "--max-drop", "100", "--force-int8", "--iterations", "5", "--cluster", cluster.address,
-                         "--target", "arm", "--json")
+    np.savez(
+        tmp_path / "c.npz",
+        x=np.random.default_rng(0).standard_normal((64, 3, 8, 8)).astype(np.float32),
+    )
+    code, out, err = cli(
+        "quantize",
+        models[1],
+        "-o",
+        "q.onnx",
+        "--calib",
+        "c.npz",
+        "--calib-size",
+        "32",
+        "--max-drop",
+        "100",
+        "--force-int8",
+        "--iterations",
+        "5",
+        "--cluster",
+        cluster.address,
+        "--target",
+        "arm",
+        "--json",
+    )
     assert code == 0, err
     report = json.loads(out)
     assert len(report["attempts"]) >= 3 and all(a["error"] is None for a in report["attempts"])
     assert all(a["p50_ms"] for a in report["attempts"] if a["passed"])  # timed (on the arm node)
     assert "done on the cluster" in err and "arm node" in err
     from onnxdeploy.runtime import default_threads
-    assert report["target_threads"] == default_threads()  # the arm node's default (the same machine here)
-    local = json.loads(cli("quantize", models[1], "-o", "l.onnx", "--calib", "c.npz", "--calib-size", "32",
-                           "--max-drop", "100", "--force-int8", "--iterations", "5", "--json")[1])
+
+    assert (
+        report["target_threads"] == default_threads()
+    )  # the arm node's default (the same machine here)
+    local = json.loads(
+        cli(
+            "quantize",
+            models[1],
+            "-o",
+            "l.onnx",
+            "--calib",
+            "c.npz",
+            "--calib-size",
+            "32",
+            "--max-drop",
+            "100",
+            "--force-int8",
+            "--iterations",
+            "5",
+            "--json",
+        )[1]
+    )
     # the same candidates, scored the same wherever they ran
-    assert [(a["config"]["name"], round(a["snr_db"], 3)) for a in report["attempts"]] == \
-        [(a["config"]["name"], round(a["snr_db"], 3)) for a in local["attempts"]]
+    assert [(a["config"]["name"], round(a["snr_db"], 3)) for a in report["attempts"]] == [
+        (a["config"]["name"], round(a["snr_db"], 3)) for a in local["attempts"]
+    ]
 
 
 def test_sensitivity_probes_fan_out_and_agree_with_the_serial_scan(cluster):
@@ -150,10 +238,12 @@ def test_sensitivity_probes_fan_out_and_agree_with_the_serial_scan(cluster):
 
     def accuracy(m):
         return evaluate(m, data.x_val[:200], data.y_val[:200])
+
     serial = sensitivity_scan(model, groups, accuracy, x_train=data.x_train[:256])
     messages = []
-    fanned = sensitivity_scan(model, groups, accuracy, x_train=data.x_train[:256], ray=ray,
-                              progress=messages.append)
+    fanned = sensitivity_scan(
+        model, groups, accuracy, x_train=data.x_train[:256], ray=ray, progress=messages.append
+    )
     assert serial[0] == fanned[0] and len(fanned[1]) == len(groups)
     for a, b in zip(serial[1], fanned[1]):
         assert a.keys() == b.keys() and all(abs(a[r] - b[r]) < 0.5 for r in a)
@@ -199,7 +289,9 @@ plot = false
 
 
 # last: it takes the arm nodes away
-def test_a_lost_node_has_its_cells_retried_then_missing_when_none_is_left(cluster, models, tmp_path, monkeypatch):
+def test_a_lost_node_has_its_cells_retried_then_missing_when_none_is_left(
+    cluster, models, tmp_path, monkeypatch
+):
     from onnxdeploy.cluster import cluster_benchmark
     from onnxdeploy.runtime_bench import BenchRequest, TimingPlan
 
@@ -208,13 +300,20 @@ def test_a_lost_node_has_its_cells_retried_then_missing_when_none_is_left(cluste
     cluster.wait_for_nodes()
     removed = []
 
-    def lose_a_node(message):  # the first finished cell: take away the node that will run the next ones
+    def lose_a_node(
+        message,
+    ):  # the first finished cell: take away the node that will run the next ones
         if not removed and message.startswith("[1/"):
             node = next(n for n in cluster.worker_nodes if n is not spare)
             removed.append(node)
             cluster.remove_node(node)
-    run = cluster_benchmark(ray, BenchRequest(models, batches=(1, 2, 3, 4), timing=TimingPlan(iterations=30, warmup=1)),
-                            targets=("arm",), progress=lose_a_node)
+
+    run = cluster_benchmark(
+        ray,
+        BenchRequest(models, batches=(1, 2, 3, 4), timing=TimingPlan(iterations=30, warmup=1)),
+        targets=("arm",),
+        progress=lose_a_node,
+    )
     assert removed and not run.missing and run.retried >= 1
     assert sorted(r.batch for r in run.results) == sorted([1, 2, 3, 4] * 2)
     assert {r.node for r in run.results} <= nodes_by_target()["arm"] | {removed[0].node_id}
@@ -222,6 +321,13 @@ def test_a_lost_node_has_its_cells_retried_then_missing_when_none_is_left(cluste
     def lose_the_last(message):
         if message.startswith("[1/") and spare in cluster.worker_nodes:
             cluster.remove_node(spare)
-    run = cluster_benchmark(ray, BenchRequest(models, batches=(1, 2, 3, 4), timing=TimingPlan(iterations=30, warmup=1)),
-                            targets=("arm",), progress=lose_the_last)
-    assert run.missing and len(run.results) < 8  # reported missing (the CLI exits 1 on it), not hung
+
+    run = cluster_benchmark(
+        ray,
+        BenchRequest(models, batches=(1, 2, 3, 4), timing=TimingPlan(iterations=30, warmup=1)),
+        targets=("arm",),
+        progress=lose_the_last,
+    )
+    assert (
+        run.missing and len(run.results) < 8
+    )  # reported missing (the CLI exits 1 on it), not hung

@@ -28,11 +28,15 @@ def test_magnitude_sparsity_reaches_the_target(scope):
     assert report["total"] == pytest.approx(zeros / total)
     if scope == "layer":
         assert all(abs(v - 0.8) < 0.02 for k, v in report.items() if k != "total")
-    assert not any("mask" in k or "orig" in k for k in model.state_dict())  # permanent, no masks left
+    assert not any(
+        "mask" in k or "orig" in k for k in model.state_dict()
+    )  # permanent, no masks left
 
 
 def _zero_rows(weight):
-    return set(torch.nonzero((weight.detach().reshape(weight.shape[0], -1) == 0).all(1)).flatten().tolist())
+    return set(
+        torch.nonzero((weight.detach().reshape(weight.shape[0], -1) == 0).all(1)).flatten().tolist()
+    )
 
 
 def test_structured_pruning_zeroes_whole_coupled_groups():
@@ -51,7 +55,10 @@ def test_structured_pruning_zeroes_whole_coupled_groups():
             expected = zeros if expected is None else expected
             assert zeros == expected  # both sides of the residual add lose the same channels
         for name in group.members:
-            assert set(torch.nonzero(modules[name].weight.detach() == 0).flatten().tolist()) >= expected
+            assert (
+                set(torch.nonzero(modules[name].weight.detach() == 0).flatten().tolist())
+                >= expected
+            )
     x = torch.randn(3, 1, 16, 16)
     assert model(x).shape == (3, 10)
 
@@ -77,8 +84,12 @@ def test_distillation_loss_matches_hand_computation():
     kl /= 2
     ce = float(F.cross_entropy(student, labels))
     expected = alpha * t * t * kl + (1 - alpha) * ce
-    assert float(distillation_loss(student, teacher, labels, temperature=t, alpha=alpha)) == pytest.approx(expected, rel=1e-5)
-    assert float(distillation_loss(student, teacher, labels, temperature=t, alpha=0.0)) == pytest.approx(ce, rel=1e-6)
+    assert float(
+        distillation_loss(student, teacher, labels, temperature=t, alpha=alpha)
+    ) == pytest.approx(expected, rel=1e-5)
+    assert float(
+        distillation_loss(student, teacher, labels, temperature=t, alpha=0.0)
+    ) == pytest.approx(ce, rel=1e-6)
 
 
 def test_fine_tuning_repairs_a_damaged_model_and_keeps_zeros():
@@ -87,6 +98,7 @@ def test_fine_tuning_repairs_a_damaged_model_and_keeps_zeros():
     data = entry.digits()
     model = entry.build()
     from onnxdeploy.models.train import train
+
     train(model, data.x_train, data.y_train, epochs=6)
     prune_uniform(model, 0.75)
     magnitude_prune(model, 0.6)
@@ -111,7 +123,9 @@ def test_compressed_checkpoint_round_trips_through_export_and_prune(tmp_path):
     entry = ZOO["resnet_tiny"]
     data = entry.digits()
     model = entry.build()
-    result = compress_module(model, data, CompressConfig(channel_ratio=0.5, sensitivity=False, epochs=1, distill=True))
+    result = compress_module(
+        model, data, CompressConfig(channel_ratio=0.5, sensitivity=False, epochs=1, distill=True)
+    )
     assert result.steps[-1].channels_zeroed > 0
     ckpt = tmp_path / "c.pt"
     torch.save(model.state_dict(), ckpt)
@@ -119,25 +133,56 @@ def test_compressed_checkpoint_round_trips_through_export_and_prune(tmp_path):
     export("resnet_tiny", tmp_path / "c.onnx", checkpoint=str(ckpt))
     report = prune_channels(tmp_path / "c.onnx", tmp_path / "p.onnx")
     assert report.comparison and report.comparison.max_abs < 1e-4
-    assert report.passes["prune-channels"]["channels_removed"] == sum(g.size // 2 for g in find_groups(model))
+    assert report.passes["prune-channels"]["channels_removed"] == sum(
+        g.size // 2 for g in find_groups(model)
+    )
     import onnxruntime as ort
+
     x = np.random.default_rng(0).standard_normal((5, 1, 16, 16)).astype(np.float32)
     y = ort.InferenceSession(str(tmp_path / "p.onnx")).run(None, {"input": x})[0]
-    np.testing.assert_allclose(y, model.eval()(torch.from_numpy(x)).detach().numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        y, model.eval()(torch.from_numpy(x)).detach().numpy(), rtol=1e-4, atol=1e-4
+    )
 
 
-@pytest.mark.parametrize("arrays, fragment", [
-    ({"x_train": np.zeros((4, 64), np.float32)}, "missing arrays"),
-    ({"x_train": np.zeros((4, 64), np.float32), "y_train": np.zeros(3, np.int64),
-      "x_val": np.zeros((2, 64), np.float32), "y_val": np.zeros(2, np.int64)}, "has 4 samples but y_train has 3"),
-    ({"x_train": np.zeros((4, 32), np.float32), "y_train": np.zeros(4, np.int64),
-      "x_val": np.zeros((2, 32), np.float32), "y_val": np.zeros(2, np.int64)}, "the model expects [64]"),
-    ({"x_train": np.zeros((4, 64), np.float32), "y_train": np.zeros(4, np.float32),
-      "x_val": np.zeros((2, 64), np.float32), "y_val": np.zeros(2, np.int64)}, "integer class labels"),
-])
+@pytest.mark.parametrize(
+    "arrays, fragment",
+    [
+        ({"x_train": np.zeros((4, 64), np.float32)}, "missing arrays"),
+        (
+            {
+                "x_train": np.zeros((4, 64), np.float32),
+                "y_train": np.zeros(3, np.int64),
+                "x_val": np.zeros((2, 64), np.float32),
+                "y_val": np.zeros(2, np.int64),
+            },
+            "has 4 samples but y_train has 3",
+        ),
+        (
+            {
+                "x_train": np.zeros((4, 32), np.float32),
+                "y_train": np.zeros(4, np.int64),
+                "x_val": np.zeros((2, 32), np.float32),
+                "y_val": np.zeros(2, np.int64),
+            },
+            "the model expects [64]",
+        ),
+        (
+            {
+                "x_train": np.zeros((4, 64), np.float32),
+                "y_train": np.zeros(4, np.float32),
+                "x_val": np.zeros((2, 64), np.float32),
+                "y_val": np.zeros(2, np.int64),
+            },
+            "integer class labels",
+        ),
+    ],
+)
 def test_bad_data_files_exit_2(cli, tmp_path, arrays, fragment):
     np.savez(tmp_path / "d.npz", **arrays)
-    code, _, err = cli("compress", "mlp", "--data", "d.npz", "--prune-channels", "0.5", "-o", "c.pt")
+    code, _, err = cli(
+        "compress", "mlp", "--data", "d.npz", "--prune-channels", "0.5", "-o", "c.pt"
+    )
     assert code == 2, err
     assert "d.npz" in err and fragment in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "c.pt").exists()
@@ -147,10 +192,23 @@ def test_compress_cli_with_npz_data(cli, tmp_path):
     entry = ZOO["mlp"]
     d = entry.digits()
     np.savez(tmp_path / "d.npz", x_train=d.x_train, y_train=d.y_train, x_val=d.x_val, y_val=d.y_val)
-    code, out, err = cli("--quiet", "compress", "mlp", "--data", "d.npz", "--sparsity", "0.5", "--epochs", "1",
-                         "--json", "-o", "c.pt")
+    code, out, err = cli(
+        "--quiet",
+        "compress",
+        "mlp",
+        "--data",
+        "d.npz",
+        "--sparsity",
+        "0.5",
+        "--epochs",
+        "1",
+        "--json",
+        "-o",
+        "c.pt",
+    )
     assert code == 0, err
     import json
+
     data = json.loads(out)
     assert data["layer_sparsity"]["total"] == pytest.approx(0.5, abs=0.01)
     assert (tmp_path / "c.pt").is_file()
@@ -158,13 +216,18 @@ def test_compress_cli_with_npz_data(cli, tmp_path):
 
 @pytest.mark.parametrize("mode, most", [("binary", 2), ("ternary", 3)])
 def test_low_bit_weights_are_exact_and_reported(mode, most, tmp_path):
-    from onnxdeploy.compress.lowbit import distinct_values_per_channel, low_bit_layers, quantize_weight
+    from onnxdeploy.compress.lowbit import (
+        distinct_values_per_channel,
+        low_bit_layers,
+        quantize_weight,
+    )
 
     torch.manual_seed(0)
     entry = ZOO["mlp"]
     data = entry.digits()
     model = entry.build()
     from onnxdeploy.models.train import train
+
     train(model, data.x_train, data.y_train, epochs=4)
     result = compress_module(model, data, CompressConfig(low_bit=mode, epochs=2, lr=2e-3))
     for layer in low_bit_layers(model):
@@ -195,23 +258,35 @@ def test_a_ternary_trained_layer_comes_out_as_int8_weights_equal_to_the_trained_
     model = entry.build()
     train(model, data.x_train, data.y_train, epochs=4)
     compress_module(model, data, CompressConfig(low_bit="ternary", epochs=1, lr=2e-3))
-    trained = {name: layer.weight.detach().numpy().copy() for name, layer in
-               ((n, m) for n, m in model.named_modules() if m in low_bit_layers(model))}
+    trained = {
+        name: layer.weight.detach().numpy().copy()
+        for name, layer in ((n, m) for n, m in model.named_modules() if m in low_bit_layers(model))
+    }
     torch.save(model.state_dict(), tmp_path / "t.pt")
     export("mlp", tmp_path / "t.onnx", checkpoint=str(tmp_path / "t.pt"))
     float_model = onnx.load(str(tmp_path / "t.onnx"))
     # an MLP is MatMul-dominated, but its ternary layers keep static QDQ (exact) first
     assert candidates(decide({"avx2"}), float_model, QuantizeConfig())[0].name == "isa-default"
-    result = quantize(tmp_path / "t.onnx", tmp_path / "q.onnx", calib="digits", eval_data="digits",
-                      config=QuantizeConfig(method="minmax", calib_size=128), timing=TimingPlan(iterations=5),
-                      acceptance=Acceptance(force_int8=True, max_drop=100))
-    assert len(result.low_bit) == len(trained) and all(w["kind"] == "ternary" for w in result.low_bit.values())
+    result = quantize(
+        tmp_path / "t.onnx",
+        tmp_path / "q.onnx",
+        calib="digits",
+        eval_data="digits",
+        config=QuantizeConfig(method="minmax", calib_size=128),
+        timing=TimingPlan(iterations=5),
+        acceptance=Acceptance(force_int8=True, max_drop=100),
+    )
+    assert len(result.low_bit) == len(trained) and all(
+        w["kind"] == "ternary" for w in result.low_bit.values()
+    )
     quantized = onnx.load(str(tmp_path / "q.onnx"))
     inits = {t.name: numpy_helper.to_array(t) for t in quantized.graph.initializer}
     for name, weight in trained.items():
         q, scale = inits[f"{name}.weight_quantized"], inits[f"{name}.weight_scale"]
         assert q.dtype == np.int8 and set(np.unique(q)) <= {-1, 0, 1}
-        axis = 0 if q.shape == weight.shape else 1  # Gemm(transB) keeps (out, in); MatMul holds (in, out)
+        axis = (
+            0 if q.shape == weight.shape else 1
+        )  # Gemm(transB) keeps (out, in); MatMul holds (in, out)
         restored = q.astype(np.float32) * np.expand_dims(scale, 1 - axis)
         assert np.array_equal(restored if axis == 0 else restored.T, weight)
         assert result.low_bit[f"{name}.weight"]["exact"]

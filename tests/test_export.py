@@ -67,7 +67,10 @@ def test_checkpoint_round_trip(tmp_path):
     y = ort.InferenceSession(str(out)).run(None, {"input": np.ones((1, 64), np.float32)})[0]
     np.testing.assert_allclose(y, model(torch.ones(1, 64)).detach().numpy(), rtol=1e-5)
     import hashlib
-    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}  # provenance a package manifest reads
+
+    meta = {
+        p.key: p.value for p in onnx.load(str(out)).metadata_props
+    }  # provenance a package manifest reads
     assert meta["onnxdeploy.checkpoint_sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
     assert "onnxdeploy.source_sha256" not in meta  # a zoo name is code, not a file
 
@@ -99,12 +102,24 @@ def test_factory_returning_non_module(tmp_path, monkeypatch):
 
 def test_two_inputs_with_repeated_input_shapes(cli, tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(TINY.parent))
-    code, out, err = cli("export", "tiny_models:two_inputs", "--input-shape", "1x4", "--input-shape", "1x5",
-                         "-o", "two.onnx", "--json")
+    code, out, err = cli(
+        "export",
+        "tiny_models:two_inputs",
+        "--input-shape",
+        "1x4",
+        "--input-shape",
+        "1x5",
+        "-o",
+        "two.onnx",
+        "--json",
+    )
     assert code == 0, err
     import json
+
     assert json.loads(out)["input_shapes"] == [[1, 4], [1, 5]]
     session = ort.InferenceSession(str(tmp_path / "two.onnx"))
     assert [i.name for i in session.get_inputs()] == ["input_0", "input_1"]
-    y = session.run(None, {"input_0": np.ones((7, 4), np.float32), "input_1": np.ones((7, 5), np.float32)})[0]
+    y = session.run(
+        None, {"input_0": np.ones((7, 4), np.float32), "input_1": np.ones((7, 5), np.float32)}
+    )[0]
     assert y.shape == (7, 3)

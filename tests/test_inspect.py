@@ -11,8 +11,15 @@ def legacy_opset9_model(path):
     """IR v3, opset 9, initializers also listed as graph inputs, unfused BatchNormalization."""
     rng = np.random.default_rng(0)
     w = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
-    bn = [numpy_helper.from_array(v.astype(np.float32), n) for n, v in
-          [("scale", np.ones(4)), ("bias", np.zeros(4)), ("mean", np.zeros(4)), ("var", np.ones(4))]]
+    bn = [
+        numpy_helper.from_array(v.astype(np.float32), n)
+        for n, v in [
+            ("scale", np.ones(4)),
+            ("bias", np.zeros(4)),
+            ("mean", np.zeros(4)),
+            ("var", np.ones(4)),
+        ]
+    ]
     fc = numpy_helper.from_array(rng.standard_normal((4 * 8 * 8, 5)).astype(np.float32), "fc")
     shape = numpy_helper.from_array(np.array([1, -1], np.int64), "shape")
     nodes = [
@@ -25,8 +32,13 @@ def legacy_opset9_model(path):
     inits = [w, *bn, fc, shape]
     inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])]
     inputs += [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in inits]
-    graph = helper.make_graph(nodes, "legacy", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])],
-                              initializer=inits)
+    graph = helper.make_graph(
+        nodes,
+        "legacy",
+        inputs,
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])],
+        initializer=inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)], ir_version=3)
     onnx.save(model, str(path))
     return path
@@ -38,7 +50,13 @@ def test_inspect_legacy_opset9_model(tmp_path):
     assert summary.opsets == {"": 9}
     assert [i.name for i in summary.inputs] == ["x"]  # initializers listed as inputs are not inputs
     assert summary.inputs[0].shape == [1, 3, 8, 8]
-    assert summary.op_histogram == {"BatchNormalization": 1, "Conv": 1, "MatMul": 1, "Relu": 1, "Reshape": 1}
+    assert summary.op_histogram == {
+        "BatchNormalization": 1,
+        "Conv": 1,
+        "MatMul": 1,
+        "Relu": 1,
+        "Reshape": 1,
+    }
     assert summary.parameters == 4 * 27 + 16 + 256 * 5 + 2
     assert summary.macs == 4 * 64 * 27 + 256 * 5
     assert summary.macs_complete
@@ -77,8 +95,6 @@ def test_external_data_outside_the_model_folder_is_refused(cli, tmp_path):
 
 
 def test_macs_come_from_a_copy_without_the_weights(tmp_path):
-    import onnx
-
     from onnxdeploy.inspect_model import count_macs
     from onnxdeploy.onnx_io import without_weights
     from tests.onnx_graphs import GraphBuilder
@@ -87,7 +103,10 @@ def test_macs_come_from_a_copy_without_the_weights(tmp_path):
     model = g.model(g.conv(g.op("Relu", g.conv("x", 3, 64)), 64, 64))
     light = without_weights(model)
     assert light.ByteSize() < model.ByteSize() / 4  # the 64x64x3x3 weights stayed behind
-    assert [(t.name, list(t.dims)) for t in light.graph.initializer] == \
-        [(t.name, list(t.dims)) for t in model.graph.initializer]
+    assert [(t.name, list(t.dims)) for t in light.graph.initializer] == [
+        (t.name, list(t.dims)) for t in model.graph.initializer
+    ]
     assert count_macs(light) == count_macs(model) and count_macs(model)[0] > 0
-    assert len(model.graph.initializer[0].raw_data or model.graph.initializer[0].float_data)  # input untouched
+    assert len(
+        model.graph.initializer[0].raw_data or model.graph.initializer[0].float_data
+    )  # input untouched

@@ -16,7 +16,9 @@ def test_within_tolerance_passes_and_reports_needed_atol():
 def test_nan_always_fails_even_when_both_sides_have_it():
     ref = [{"y": np.array([1.0, np.nan])}]
     assert not compare_outputs(ref, [{"y": np.array([1.0, np.nan])}], atol=1.0, rtol=1.0)
-    assert not compare_outputs([{"y": np.array([1.0, 2.0])}], [{"y": np.array([1.0, np.inf])}], atol=1e9, rtol=1.0)
+    assert not compare_outputs(
+        [{"y": np.array([1.0, 2.0])}], [{"y": np.array([1.0, np.inf])}], atol=1e9, rtol=1.0
+    )
 
 
 def test_shape_mismatch_and_missing_output_fail():

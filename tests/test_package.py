@@ -15,14 +15,22 @@ def test_package_round_trips_an_ort_file_and_writes_a_manifest(cli, small_model,
     assert code == 0, err
     report = json.loads(out)
     folder = tmp_path / "pkg"
-    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "model.onnx", "model.ort",
-                                                        "required_operators.config"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "manifest.json",
+        "model.onnx",
+        "model.ort",
+        "required_operators.config",
+    ]
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest == report["manifest"] and report["passed"] and manifest["round_trip"]["passed"]
     assert manifest["target"]["name"] == target and manifest["model"]["opsets"] == {"ai.onnx": 17}
     from onnxdeploy.hashing import sha256_file
+
     for name, entry in manifest["files"].items():
-        assert entry["sha256"] == sha256_file(folder / name) and entry["bytes"] == (folder / name).stat().st_size
+        assert (
+            entry["sha256"] == sha256_file(folder / name)
+            and entry["bytes"] == (folder / name).stat().st_size
+        )
     assert manifest["model"]["input_sha256"] == sha256_file(small_model)
     assert "Conv" in (folder / "required_operators.config").read_text() and report["operators"] >= 2
     # the ORT file runs and computes what the ONNX model computes
@@ -30,7 +38,9 @@ def test_package_round_trips_an_ort_file_and_writes_a_manifest(cli, small_model,
     (got,) = ort.InferenceSession(str(folder / "model.ort")).run(None, {"x": x})
     (want,) = ort.InferenceSession(str(small_model)).run(None, {"x": x})
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".pkg")]  # no staging folder left
+    assert not [
+        p for p in tmp_path.iterdir() if p.name.startswith(".pkg")
+    ]  # no staging folder left
 
 
 def test_manifest_hashes_follow_the_calibration_data(cli, small_model, tmp_path):
@@ -39,8 +49,21 @@ def test_manifest_hashes_follow_the_calibration_data(cli, small_model, tmp_path)
         np.savez(tmp_path / f"{name}.npz", x=rng.standard_normal((64, 3, 8, 8)).astype(np.float32))
     hashes = []
     for run, calib in enumerate(("a", "b", "a")):
-        code, _, err = cli("quantize", small_model, "-o", f"q{run}.onnx", "--calib", f"{calib}.npz",
-                           "--calib-size", "32", "--max-drop", "100", "--force-int8", "--iterations", "3")
+        code, _, err = cli(
+            "quantize",
+            small_model,
+            "-o",
+            f"q{run}.onnx",
+            "--calib",
+            f"{calib}.npz",
+            "--calib-size",
+            "32",
+            "--max-drop",
+            "100",
+            "--force-int8",
+            "--iterations",
+            "3",
+        )
         assert code == 0, err
         code, _, err = cli("package", f"q{run}.onnx", "-o", f"p{run}")
         assert code == 0, err
@@ -48,14 +71,20 @@ def test_manifest_hashes_follow_the_calibration_data(cli, small_model, tmp_path)
         quantization = manifest["provenance"]["quantization"]
         assert quantization["calibration"]["samples"] == 32 and quantization["target_threads"] >= 1
         hashes.append(quantization["calibration"]["sha256"])
-    assert hashes[0] != hashes[1] and hashes[0] == hashes[2]  # changes with the data, and only with it
+    assert (
+        hashes[0] != hashes[1] and hashes[0] == hashes[2]
+    )  # changes with the data, and only with it
 
 
 def test_package_errors_are_exit_2_and_write_nothing(cli, small_model, tmp_path):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("mine")
     code, _, err = cli("package", small_model, "-o", "full")
-    assert code == 2 and "not an empty folder" in err and (tmp_path / "full" / "keep.txt").read_text() == "mine"
+    assert (
+        code == 2
+        and "not an empty folder" in err
+        and (tmp_path / "full" / "keep.txt").read_text() == "mine"
+    )
     (tmp_path / "bad.onnx").write_bytes(b"not a model")
     code, _, err = cli("package", "bad.onnx", "-o", "out")
     assert code == 2 and "bad.onnx" in err and len(err.strip().splitlines()) == 1, err
@@ -72,11 +101,15 @@ def test_a_failed_round_trip_is_exit_1_and_writes_nothing(small_model, tmp_path,
     from onnxdeploy.package import build
 
     real = build._round_trip
-    monkeypatch.setattr(build, "_round_trip", lambda *a, **k: real(*a, **{**k, "atol": -1.0, "rtol": 0.0}))
+    monkeypatch.setattr(
+        build, "_round_trip", lambda *a, **k: real(*a, **{**k, "atol": -1.0, "rtol": 0.0})
+    )
     with pytest.raises(CheckFailed) as info:
         build.package(small_model, tmp_path / "pkg")
     assert "not written" in str(info.value) and not info.value.result.passed
-    assert not (tmp_path / "pkg").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".pkg")]
+    assert not (tmp_path / "pkg").exists() and not [
+        p for p in tmp_path.iterdir() if p.name.startswith(".pkg")
+    ]
 
 
 def test_manifest_lists_the_passes_applied(cli, small_model, tmp_path):

@@ -25,7 +25,12 @@ def test_fold_batchnorm_into_conv_and_gemm(tmp_path):
     h = g.op("Relu", g.bn(g.conv("x", 3, 4), 4, shift=[0.1, -0.2, 0.3, 0], mean=[0.5, 0, -1, 2]))
     flat = g.op("Flatten", g.op("GlobalAveragePool", h), axis=1)
     w, b = g.gemm_weight(4, 3)
-    y = g.bn(g.op("Gemm", flat, w, b, transB=1, alpha=0.5, beta=2.0), 3, shift=[1, 2, 3], mean=[0.1, 0.2, 0.3])
+    y = g.bn(
+        g.op("Gemm", flat, w, b, transB=1, alpha=0.5, beta=2.0),
+        3,
+        shift=[1, 2, 3],
+        mean=[0.1, 0.2, 0.3],
+    )
     result, out = run(tmp_path, g.model(y), ["fold-batchnorm"])
     assert result.passes["fold-batchnorm"] == {"batchnorm_folded": 2}
     assert "BatchNormalization" not in ops(out)

@@ -64,14 +64,14 @@ def test_batchnorm_shift_keeps_or_folds(tmp_path):
     c = g.conv("x", 3, 6, zero=(0, 1, 2))
     # channel 0: shift -1 -> ReLU gives 0 (removable); channels 1, 2: shift +1 -> constant 1 after ReLU
     h = g.op("Relu", g.bn(c, 6, shift=[-1, 1, 1, 0, 0, 0]))
-    padded = g.conv(h, 6, 2)            # padded 3x3 conv: a constant channel cannot be folded exactly
-    unpadded = g.conv(h, 6, 2, k=1)     # 1x1 conv: the constant folds into the bias
+    padded = g.conv(h, 6, 2)  # padded 3x3 conv: a constant channel cannot be folded exactly
+    unpadded = g.conv(h, 6, 2, k=1)  # 1x1 conv: the constant folds into the bias
     result, model = prune(tmp_path, g.model(padded, unpadded))
-    assert removed(result) == 1         # only channel 0 goes: channels 1, 2 feed the padded conv
+    assert removed(result) == 1  # only channel 0 goes: channels 1, 2 feed the padded conv
     g2 = GraphBuilder()
     h2 = g2.op("Relu", g2.bn(g2.conv("x", 3, 6, zero=(0, 1, 2)), 6, shift=[-1, 1, 1, 0, 0, 0]))
     result2, model2 = prune(tmp_path, g2.model(g2.conv(h2, 6, 2, k=1, pad=0)))
-    assert removed(result2) == 3        # folded into the 1x1 conv's bias
+    assert removed(result2) == 3  # folded into the 1x1 conv's bias
     assert weight_shapes(model2) == [[3, 3, 3, 3], [2, 3, 1, 1]]
 
 
@@ -79,15 +79,31 @@ def test_constant_channel_into_gemm_is_folded(tmp_path):
     g = GraphBuilder(shape=(1, 8))
     w, b = g.gemm_weight(8, 6, zero_out=(1, 4))
     h = g.op("Gemm", "x", w, b, transB=1)
-    h = g.op("Add", h, g.const(np.array([0, 2, 0, 0, 3, 0], np.float32)))  # channels 1, 4 become 2, 3
+    h = g.op(
+        "Add", h, g.const(np.array([0, 2, 0, 0, 3, 0], np.float32))
+    )  # channels 1, 4 become 2, 3
     w2, b2 = g.gemm_weight(6, 3)
     result, model = prune(tmp_path, g.model(g.op("Gemm", h, w2, b2, transB=1)))
     assert removed(result) == 2
     assert weight_shapes(model) == [[4, 8], [3, 4]]
 
 
-@pytest.mark.parametrize("activation", ["Relu", "LeakyRelu", "Clip", "Gelu", "Gelu-decomposed", "SiLU", "MulDiv",
-                                        "MaxPool", "AveragePool", "Tanh", "HardSwish"])
+@pytest.mark.parametrize(
+    "activation",
+    [
+        "Relu",
+        "LeakyRelu",
+        "Clip",
+        "Gelu",
+        "Gelu-decomposed",
+        "SiLU",
+        "MulDiv",
+        "MaxPool",
+        "AveragePool",
+        "Tanh",
+        "HardSwish",
+    ],
+)
 def test_zero_preserving_ops(tmp_path, activation):
     g = GraphBuilder()
     x = g.conv("x", 3, 6, zero=(2, 4))
@@ -97,12 +113,19 @@ def test_zero_preserving_ops(tmp_path, activation):
         y = g.op("Gelu", x)
     elif activation == "Gelu-decomposed":
         erf = g.op("Erf", g.op("Div", x, g.const(np.float32(math.sqrt(2)))))
-        y = g.op("Mul", g.op("Mul", x, g.const(np.float32(0.5))), g.op("Add", erf, g.const(np.float32(1))))
+        y = g.op(
+            "Mul",
+            g.op("Mul", x, g.const(np.float32(0.5))),
+            g.op("Add", erf, g.const(np.float32(1))),
+        )
     elif activation == "SiLU":
         y = g.op("Mul", x, g.op("Sigmoid", x))
     elif activation == "MulDiv":
-        y = g.op("Div", g.op("Mul", x, g.const(np.arange(1, 7, dtype=np.float32).reshape(6, 1, 1))),
-                 g.const(np.float32(3)))
+        y = g.op(
+            "Div",
+            g.op("Mul", x, g.const(np.arange(1, 7, dtype=np.float32).reshape(6, 1, 1))),
+            g.const(np.float32(3)),
+        )
     elif activation == "MaxPool":
         y = g.op("MaxPool", x, kernel_shape=[2, 2], strides=[2, 2])
     elif activation == "AveragePool":
@@ -117,7 +140,9 @@ def test_zero_preserving_ops(tmp_path, activation):
 
 def test_sigmoid_after_zero_channel_keeps_it(tmp_path):
     g = GraphBuilder()
-    y = g.conv(g.op("Sigmoid", g.conv("x", 3, 6, zero=(1,))), 6, 2)  # sigmoid(0) = 0.5 into a padded conv
+    y = g.conv(
+        g.op("Sigmoid", g.conv("x", 3, 6, zero=(1,))), 6, 2
+    )  # sigmoid(0) = 0.5 into a padded conv
     result, _ = prune(tmp_path, g.model(y))
     assert removed(result) == 0
 
@@ -133,7 +158,9 @@ def test_residual_add_group(tmp_path):
     g = GraphBuilder()
     stem = g.op("Relu", g.conv("x", 3, 6, zero=(0, 1)))
     branch = g.conv(g.op("Relu", g.conv(stem, 6, 6)), 6, 6, zero=(0, 3))
-    s = g.op("Relu", g.op("Add", stem, branch))  # channel 0 zero on both branches; 1 and 3 on one only
+    s = g.op(
+        "Relu", g.op("Add", stem, branch)
+    )  # channel 0 zero on both branches; 1 and 3 on one only
     result, model = prune(tmp_path, g.model(g.conv(s, 6, 2)))
     assert removed(result) == 1
     assert weight_shapes(model) == [[5, 3, 3, 3], [6, 5, 3, 3], [5, 6, 3, 3], [2, 5, 3, 3]]
@@ -157,7 +184,9 @@ def test_split_on_channels(tmp_path):
     result, model = prune(tmp_path, g.model(y))
     assert removed(result) == 2
     split = next(n for n in model.graph.node if n.op_type == "Split")
-    sizes = next(onnx.numpy_helper.to_array(t) for t in model.graph.initializer if t.name == split.input[1])
+    sizes = next(
+        onnx.numpy_helper.to_array(t) for t in model.graph.initializer if t.name == split.input[1]
+    )
     assert sizes.tolist() == [3, 3]
 
 
@@ -169,14 +198,29 @@ def test_slice_on_channels(tmp_path, opset):
         a = g.op("Slice", c, starts=[0], ends=[5], axes=[1])
         b = g.op("Slice", c, starts=[5], ends=[100], axes=[1])
     else:
-        a = g.op("Slice", c, g.const(np.array([0], np.int64)), g.const(np.array([5], np.int64)),
-                 g.const(np.array([1], np.int64)))
-        b = g.op("Slice", c, g.const(np.array([-3], np.int64)), g.const(np.array([2**62], np.int64)),
-                 g.const(np.array([1], np.int64)))
+        a = g.op(
+            "Slice",
+            c,
+            g.const(np.array([0], np.int64)),
+            g.const(np.array([5], np.int64)),
+            g.const(np.array([1], np.int64)),
+        )
+        b = g.op(
+            "Slice",
+            c,
+            g.const(np.array([-3], np.int64)),
+            g.const(np.array([2**62], np.int64)),
+            g.const(np.array([1], np.int64)),
+        )
     y = g.op("Add", g.conv(a, 5, 2), g.conv(b, 3, 2))
     legacy = opset == 9
-    model = g.model(y, opset=opset, ir_version=3 if legacy else 8, initializers_as_inputs=legacy,
-                    output_shape=[1, 2, 8, 8])
+    model = g.model(
+        y,
+        opset=opset,
+        ir_version=3 if legacy else 8,
+        initializers_as_inputs=legacy,
+        output_shape=[1, 2, 8, 8],
+    )
     result, model = prune(tmp_path, model)
     assert removed(result) == 3
     assert weight_shapes(model) == [[5, 3, 3, 3], [2, 3, 3, 3], [2, 2, 3, 3]]
@@ -186,8 +230,11 @@ def test_slice_on_channels(tmp_path, opset):
 def test_flatten_into_gemm_removes_channel_blocks(tmp_path, flatten_op):
     g = GraphBuilder(shape=(2, 3, 4, 4), dynamic_batch=False)
     c = g.op("Relu", g.conv("x", 3, 4, zero=(2,)))
-    flat = g.op("Flatten", c, axis=1) if flatten_op == "Flatten" else \
-        g.op("Reshape", c, g.const(np.array([2, 64], np.int64)))
+    flat = (
+        g.op("Flatten", c, axis=1)
+        if flatten_op == "Flatten"
+        else g.op("Reshape", c, g.const(np.array([2, 64], np.int64)))
+    )
     w, b = g.gemm_weight(64, 5)
     result, model = prune(tmp_path, g.model(g.op("Gemm", flat, w, b, transB=1)))
     assert removed(result) == 1
@@ -200,8 +247,12 @@ def test_transformer_ffn_hidden_units(tmp_path):
     w1[:, [0, 3, 9]] = 0
     h = g.op("MatMul", "x", g.const(w1))
     erf = g.op("Erf", g.op("Div", h, g.const(np.float32(math.sqrt(2)))))
-    gelu = g.op("Mul", g.op("Mul", h, g.const(np.float32(0.5))), g.op("Add", erf, g.const(np.float32(1))))
-    y = g.op("Add", g.op("MatMul", gelu, g.const(g.rng.standard_normal((16, 8)).astype(np.float32))), "x")
+    gelu = g.op(
+        "Mul", g.op("Mul", h, g.const(np.float32(0.5))), g.op("Add", erf, g.const(np.float32(1)))
+    )
+    y = g.op(
+        "Add", g.op("MatMul", gelu, g.const(g.rng.standard_normal((16, 8)).astype(np.float32))), "x"
+    )
     result, model = prune(tmp_path, g.model(y))
     assert removed(result) == 3
     assert weight_shapes(model) == [[8, 13], [13, 8]]
@@ -229,7 +280,9 @@ def test_legacy_opset9_ir3_unfused_batchnorm(tmp_path):
     pooled = g.op("GlobalAveragePool", h)
     flat = g.op("Flatten", pooled, axis=1)
     w, b = g.gemm_weight(6, 3)
-    model = g.model(g.op("Gemm", flat, w, b, transB=1), opset=9, ir_version=3, initializers_as_inputs=True)
+    model = g.model(
+        g.op("Gemm", flat, w, b, transB=1), opset=9, ir_version=3, initializers_as_inputs=True
+    )
     result, pruned = prune(tmp_path, model)
     assert removed(result) == 2
     assert pruned.ir_version == 3 and pruned.opset_import[0].version == 9
@@ -266,11 +319,14 @@ def test_failed_verification_writes_nothing(tmp_path, monkeypatch):
     onnx.save(model, str(tmp_path / "in.onnx"))
     real = apply.verify_equivalent
 
-    def broken(original, candidate, **kw):  # the staged candidate is corrupted before it is compared
+    def broken(
+        original, candidate, **kw
+    ):  # the staged candidate is corrupted before it is compared
         model = onnx.load(candidate)
         model.graph.initializer[0].raw_data = bytes(len(model.graph.initializer[0].raw_data))
         onnx.save(model, candidate)
         return real(original, candidate, **kw)
+
     monkeypatch.setattr(apply, "verify_equivalent", broken)
     with pytest.raises(CheckFailed, match="outputs changed"):
         prune_channels(tmp_path / "in.onnx", tmp_path / "out.onnx")
@@ -279,8 +335,12 @@ def test_failed_verification_writes_nothing(tmp_path, monkeypatch):
 
 def test_cli_json_report(cli, tmp_path):
     g = GraphBuilder()
-    onnx.save(g.model(g.conv(g.op("Relu", g.conv("x", 3, 8, zero=(1, 3))), 8, 4)), str(tmp_path / "in.onnx"))
+    onnx.save(
+        g.model(g.conv(g.op("Relu", g.conv("x", 3, 8, zero=(1, 3))), 8, 4)),
+        str(tmp_path / "in.onnx"),
+    )
     import json
+
     code, out, err = cli("prune-channels", "in.onnx", "-o", "out.onnx", "--json")
     assert code == 0, err
     data = json.loads(out)

@@ -11,8 +11,11 @@ from onnxdeploy.passes import prune_channels
 
 
 def cbr(cin, cout, k=3, groups=1):
-    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout),
-                         nn.ReLU())
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, k, padding=k // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(),
+    )
 
 
 class Fire(nn.Module):
@@ -65,9 +68,18 @@ def head(cin):
 
 
 FAMILIES = {
-    "squeezenet": (lambda: nn.Sequential(cbr(1, 16), Fire(16, 8, 16), head(32)), ["1.squeeze", "1.e1"]),
-    "densenet": (lambda: nn.Sequential(cbr(1, 8), Dense(8, 8), head(32)), ["1.layers.0", "1.layers.1"]),
-    "shufflenet": (lambda: nn.Sequential(cbr(1, 16), Shuffle(16), cbr(16, 16), head(16)), ["1.conv"]),
+    "squeezenet": (
+        lambda: nn.Sequential(cbr(1, 16), Fire(16, 8, 16), head(32)),
+        ["1.squeeze", "1.e1"],
+    ),
+    "densenet": (
+        lambda: nn.Sequential(cbr(1, 8), Dense(8, 8), head(32)),
+        ["1.layers.0", "1.layers.1"],
+    ),
+    "shufflenet": (
+        lambda: nn.Sequential(cbr(1, 16), Shuffle(16), cbr(16, 16), head(16)),
+        ["1.conv"],
+    ),
     "inception": (lambda: nn.Sequential(cbr(1, 16), Inception(16), head(24)), ["1.b1", "1.b3.0"]),
 }
 
@@ -96,6 +108,8 @@ def test_model_zoo_families(tmp_path, family):
     assert result.comparison and result.comparison.max_abs < 1e-4
     removed = result.passes["prune-channels"].get("channels_removed", 0)
     if family == "shufflenet":
-        assert removed == 0  # the shuffle's Reshape/Transpose mixes channel positions: kept, not guessed
+        assert (
+            removed == 0
+        )  # the shuffle's Reshape/Transpose mixes channel positions: kept, not guessed
     else:
         assert removed == zeroed

@@ -43,7 +43,9 @@ def random_net(draw):
     return g.model(g.conv(x, cin, 2)), expected
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(case=random_net())
 def test_random_nets_prune_exactly(tmp_path, case):
     model, expected = case

@@ -18,7 +18,13 @@ def trained(tmp_path_factory):
     """Each zoo model trained briefly and exported once for the whole module."""
     folder = tmp_path_factory.mktemp("zoo")
     paths = {}
-    for name, epochs in (("digits_cnn", 3), ("resnet_tiny", 3), ("mobilenet_tiny", 4), ("mlp", 8), ("vit_tiny", 8)):
+    for name, epochs in (
+        ("digits_cnn", 3),
+        ("resnet_tiny", 3),
+        ("mobilenet_tiny", 4),
+        ("mlp", 8),
+        ("vit_tiny", 8),
+    ):
         torch.manual_seed(0)
         entry = ZOO[name]
         data = entry.digits()
@@ -30,20 +36,33 @@ def trained(tmp_path_factory):
 
 
 def qdq_ops(path):
-    return {n.op_type for n in onnx.load(str(path)).graph.node} & {"QuantizeLinear", "DequantizeLinear"}
+    return {n.op_type for n in onnx.load(str(path)).graph.node} & {
+        "QuantizeLinear",
+        "DequantizeLinear",
+    }
 
 
 def int8_ops(path):
-    return {n.op_type for n in onnx.load(str(path)).graph.node} & {"QuantizeLinear", "DequantizeLinear",
-                                                                  "DynamicQuantizeLinear", "MatMulInteger"}
+    return {n.op_type for n in onnx.load(str(path)).graph.node} & {
+        "QuantizeLinear",
+        "DequantizeLinear",
+        "DynamicQuantizeLinear",
+        "MatMulInteger",
+    }
 
 
 @pytest.mark.parametrize("name", sorted(ZOO))
 def test_accuracy_within_bound_for_each_zoo_model(trained, tmp_path, name):
     out = tmp_path / "q.onnx"
-    result = quantize(trained[name], out, calib="digits", eval_data="digits",
-                      config=QuantizeConfig(calib_size=256), acceptance=Acceptance(force_int8=True),
-                      timing=TimingPlan(iterations=20))
+    result = quantize(
+        trained[name],
+        out,
+        calib="digits",
+        eval_data="digits",
+        config=QuantizeConfig(calib_size=256),
+        acceptance=Acceptance(force_int8=True),
+        timing=TimingPlan(iterations=20),
+    )
     assert result.metric == "accuracy"
     chosen = next(a for a in result.attempts if a.config.name == result.chosen)
     assert chosen.drop <= 1.0 and chosen.passed
@@ -55,7 +74,10 @@ def test_accuracy_within_bound_for_each_zoo_model(trained, tmp_path, name):
     else:
         assert qdq_ops(out) == {"QuantizeLinear", "DequantizeLinear"}
     import onnxruntime as ort
-    y = ort.InferenceSession(str(out)).run(None, {"input": np.zeros((2, *ZOO[name].input_shape), np.float32)})[0]
+
+    y = ort.InferenceSession(str(out)).run(
+        None, {"input": np.zeros((2, *ZOO[name].input_shape), np.float32)}
+    )[0]
     assert y.shape == (2, 10) and np.all(np.isfinite(y))
 
 
@@ -71,9 +93,15 @@ def test_isa_decision_is_a_pure_function_of_flags():
 def test_impossible_bound_tries_fallback_then_exits_1(trained, tmp_path):
     out = tmp_path / "q.onnx"
     with pytest.raises(CheckFailed) as info:
-        quantize(trained["mlp"], out, calib="digits", eval_data="digits",
-                 config=QuantizeConfig(calib_size=128), acceptance=Acceptance(max_drop=-1.0),
-                 timing=TimingPlan(iterations=10))
+        quantize(
+            trained["mlp"],
+            out,
+            calib="digits",
+            eval_data="digits",
+            config=QuantizeConfig(calib_size=128),
+            acceptance=Acceptance(max_drop=-1.0),
+            timing=TimingPlan(iterations=10),
+        )
     assert not out.exists()
     assert (tmp_path / "q.int8-failed.onnx").exists()
     assert "fallback-1" in str(info.value)  # nodes were excluded before giving up
@@ -88,29 +116,59 @@ def test_slower_int8_keeps_fp32_unless_forced(trained, tmp_path, monkeypatch):
 
     def int8_looks_slow(request, **kw):  # every model but the input file takes 4x its real time
         run = real(request, **kw)
-        slow = [r if r.model == str(trained["mlp"]) else
-                replace(r, stats=replace(r.stats, p50_ms=r.stats.p50_ms * 4), samples_ms=tuple(4 * s for s in r.samples_ms))
-                for r in run.results]
+        slow = [
+            r
+            if r.model == str(trained["mlp"])
+            else replace(
+                r,
+                stats=replace(r.stats, p50_ms=r.stats.p50_ms * 4),
+                samples_ms=tuple(4 * s for s in r.samples_ms),
+            )
+            for r in run.results
+        ]
         return replace(run, results=tuple(slow))
+
     monkeypatch.setattr(runtime_bench, "benchmark", int8_looks_slow)
     out = tmp_path / "q.onnx"
-    result = quantize(trained["mlp"], out, calib="digits", config=QuantizeConfig(calib_size=128),
-                      timing=TimingPlan(iterations=10))
+    result = quantize(
+        trained["mlp"],
+        out,
+        calib="digits",
+        config=QuantizeConfig(calib_size=128),
+        timing=TimingPlan(iterations=10),
+    )
     assert result.chosen == "fp32" and "no int8 configuration is measurably faster" in result.reason
     assert not qdq_ops(out)
-    forced = quantize(trained["mlp"], tmp_path / "f.onnx", calib="digits",
-                      config=QuantizeConfig(calib_size=128), acceptance=Acceptance(force_int8=True),
-                      timing=TimingPlan(iterations=10))
+    forced = quantize(
+        trained["mlp"],
+        tmp_path / "f.onnx",
+        calib="digits",
+        config=QuantizeConfig(calib_size=128),
+        acceptance=Acceptance(force_int8=True),
+        timing=TimingPlan(iterations=10),
+    )
     assert forced.chosen != "fp32" and any("SLOWER" in n for n in forced.notes)
 
 
 def test_cli_json_and_explain(cli, trained):
-    code, out, err = cli("quantize", trained["mlp"], "-o", "q.onnx", "--calib", "digits", "--calib-size", "64",
-                         "--json", "--force-int8")
+    code, out, err = cli(
+        "quantize",
+        trained["mlp"],
+        "-o",
+        "q.onnx",
+        "--calib",
+        "digits",
+        "--calib-size",
+        "64",
+        "--json",
+        "--force-int8",
+    )
     assert code == 0, err
     data = json.loads(out)
     assert data["attempts"] and data["bytes_after"] < data["bytes_before"]
-    code, out, _ = cli("quantize", trained["mlp"], "-o", "q.onnx", "--explain", "--target-cpu", "avx512-vnni")
+    code, out, _ = cli(
+        "quantize", trained["mlp"], "-o", "q.onnx", "--explain", "--target-cpu", "avx512-vnni"
+    )
     assert code == 0 and "reduce_range: False" in out
 
 
@@ -122,13 +180,16 @@ def test_fp16_keeps_float32_io(cli, trained, tmp_path):
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
 
 
-@pytest.mark.parametrize("arrays, fragment", [
-    ({"x": np.zeros((0, 3, 8, 8), np.float32)}, "empty calibration set"),
-    ({"y": np.zeros((4, 3, 8, 8), np.float32)}, "do not match the model's inputs"),
-    ({"x": np.zeros((4, 3, 7, 8), np.float32)}, "has shape [4, 3, 7, 8]"),
-    ({"x": np.zeros((4, 3, 8, 8), np.float64)}, "has dtype float64"),
-    ({"x": np.full((4, 3, 8, 8), np.nan, np.float32)}, "contains NaN or Inf"),
-])
+@pytest.mark.parametrize(
+    "arrays, fragment",
+    [
+        ({"x": np.zeros((0, 3, 8, 8), np.float32)}, "empty calibration set"),
+        ({"y": np.zeros((4, 3, 8, 8), np.float32)}, "do not match the model's inputs"),
+        ({"x": np.zeros((4, 3, 7, 8), np.float32)}, "has shape [4, 3, 7, 8]"),
+        ({"x": np.zeros((4, 3, 8, 8), np.float64)}, "has dtype float64"),
+        ({"x": np.full((4, 3, 8, 8), np.nan, np.float32)}, "contains NaN or Inf"),
+    ],
+)
 def test_bad_calibration_data(cli, small_model, tmp_path, arrays, fragment):
     np.savez(tmp_path / "c.npz", **arrays)
     code, _, err = cli("quantize", small_model, "-o", "q.onnx", "--calib", "c.npz")
@@ -139,7 +200,17 @@ def test_bad_calibration_data(cli, small_model, tmp_path, arrays, fragment):
 
 
 def test_already_quantized_and_invalid_models(cli, trained, tmp_path):
-    cli("quantize", trained["mlp"], "-o", "q.onnx", "--calib", "digits", "--calib-size", "64", "--force-int8")
+    cli(
+        "quantize",
+        trained["mlp"],
+        "-o",
+        "q.onnx",
+        "--calib",
+        "digits",
+        "--calib-size",
+        "64",
+        "--force-int8",
+    )
     code, _, err = cli("quantize", "q.onnx", "-o", "qq.onnx", "--calib", "digits")
     assert code == 2 and "already quantized" in err and not (tmp_path / "qq.onnx").exists()
     bad = onnx.load(str(trained["mlp"]))
@@ -155,7 +226,9 @@ def test_streaming_reader_serves_ranges_in_order_and_counts():
 
     specs = [InputSpec("x", (None, 2), np.dtype(np.float32))]
     data = np.arange(20, dtype=np.float32).reshape(10, 2)
-    reader = StreamingReader(lambda: batches(lambda: iter([("mem", {"x": data})]), specs, batch_size=3, limit=None))
+    reader = StreamingReader(
+        lambda: batches(lambda: iter([("mem", {"x": data})]), specs, batch_size=3, limit=None)
+    )
     assert len(reader) == 4
     seen = []
     for start in (0, 2):
@@ -174,8 +247,15 @@ def test_percentile_calibration_on_a_folder(tmp_path, trained):
     folder.mkdir()
     x = load_digits_split((64,)).x_train
     for i in range(0, 300, 100):
-        np.savez(folder / f"part{i}.npz", input=x[i:i + 100])
-    result = quantize(trained["mlp"], tmp_path / "q.onnx", calib=str(folder),
-                      config=QuantizeConfig(method="percentile", calib_size=250),
-                      acceptance=Acceptance(force_int8=True), timing=TimingPlan(iterations=10))
-    assert result.calib_samples == 224 and all(a.config.method == "percentile" for a in result.attempts)
+        np.savez(folder / f"part{i}.npz", input=x[i : i + 100])
+    result = quantize(
+        trained["mlp"],
+        tmp_path / "q.onnx",
+        calib=str(folder),
+        config=QuantizeConfig(method="percentile", calib_size=250),
+        acceptance=Acceptance(force_int8=True),
+        timing=TimingPlan(iterations=10),
+    )
+    assert result.calib_samples == 224 and all(
+        a.config.method == "percentile" for a in result.attempts
+    )

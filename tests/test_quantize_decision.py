@@ -9,14 +9,27 @@ from onnxdeploy.quantize.result import Attempt, Confirmation
 
 
 def attempt(name, *, p50=1.0, score=99.0, snr=30.0, passed=True, goal="speed", error=None):
-    config = Candidate(name, "minmax") if goal == "speed" else Candidate(name, "weight-only", bits=4)
-    return Attempt(config, score, 100.0 - score, snr, 0.99, passed, error=error, p50_ms=p50,
-                   speedup=None if p50 is None else 2.0 / p50)
+    config = (
+        Candidate(name, "minmax") if goal == "speed" else Candidate(name, "weight-only", bits=4)
+    )
+    return Attempt(
+        config,
+        score,
+        100.0 - score,
+        snr,
+        0.99,
+        passed,
+        error=error,
+        p50_ms=p50,
+        speedup=None if p50 is None else 2.0 / p50,
+    )
 
 
 def confirmation(low, high, speedup=None):
     speedup = speedup if speedup is not None else (low + high) / 2
-    return Confirmation(fp32_p50_ms=1.0, p50_ms=1.0 / speedup, speedup=speedup, ci=(low, high), rounds=4)
+    return Confirmation(
+        fp32_p50_ms=1.0, p50_ms=1.0 / speedup, speedup=speedup, ci=(low, high), rounds=4
+    )
 
 
 def test_the_fastest_passing_attempt_wins_when_it_is_clearly_faster():
@@ -25,8 +38,11 @@ def test_the_fastest_passing_attempt_wins_when_it_is_clearly_faster():
 
 
 def test_within_timing_noise_the_smaller_file_wins_then_the_more_accurate():
-    attempts = [attempt("big", p50=1.00, score=99.9), attempt("small", p50=1.02, score=98.0),
-                attempt("small_better", p50=1.01, score=98.5)]
+    attempts = [
+        attempt("big", p50=1.00, score=99.9),
+        attempt("small", p50=1.02, score=98.0),
+        attempt("small_better", p50=1.01, score=98.5),
+    ]
     sizes = {"big": 400, "small": 100, "small_better": 104}  # 104 is within 5% of 100
     assert fastest(attempts, sizes).config.name == "small_better"
     sizes["small_better"] = 106  # no longer as small
@@ -52,13 +68,16 @@ def test_nothing_passing_or_untimed_is_an_error_not_a_choice():
         fastest([attempt("e", error="onnxruntime could not apply it", passed=False)], {})
 
 
-@pytest.mark.parametrize("ci, speed_met, size_met", [
-    ((1.05, 1.20), True, True),    # measurably faster
-    ((0.95, 1.10), False, True),   # through 1.0: not measurably faster, not measurably slower
-    ((1.00, 1.10), False, True),   # touching 1.0 is not above it
-    ((0.80, 0.99), False, False),  # measurably slower
-    ((0.90, 1.00), False, True),   # the top at 1.0: not measurably slower
-])
+@pytest.mark.parametrize(
+    "ci, speed_met, size_met",
+    [
+        ((1.05, 1.20), True, True),  # measurably faster
+        ((0.95, 1.10), False, True),  # through 1.0: not measurably faster, not measurably slower
+        ((1.00, 1.10), False, True),  # touching 1.0 is not above it
+        ((0.80, 0.99), False, False),  # measurably slower
+        ((0.90, 1.00), False, True),  # the top at 1.0: not measurably slower
+    ],
+)
 def test_goals_read_the_whole_confidence_interval(ci, speed_met, size_met):
     assert goal_met("speed", ci) is speed_met
     assert goal_met("size", ci) is size_met
@@ -83,9 +102,11 @@ def test_int4_is_written_unless_measurably_slower():
     assert judge(int4, confirmation(0.85, 0.95), Acceptance()).keeps_fp32
 
 
-@pytest.mark.parametrize("count, sizes", [(0, []), (1, [1]), (3, [1, 2]), (4, [1, 2, 4]), (9, [1, 2, 4, 8])])
+@pytest.mark.parametrize(
+    "count, sizes", [(0, []), (1, [1]), (3, [1, 2]), (4, [1, 2, 4]), (9, [1, 2, 4, 8])]
+)
 def test_fallback_keeps_the_worst_1_2_4_nodes_in_fp32(count, sizes):
     ranked = [f"n{i}" for i in range(count)]
     order = fallback_order(ranked)
     assert [len(s) for s in order] == sizes
-    assert all(s == tuple(ranked[:len(s)]) for s in order)  # always the worst first
+    assert all(s == tuple(ranked[: len(s)]) for s in order)  # always the worst first

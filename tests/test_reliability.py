@@ -41,8 +41,13 @@ def _broken_models(folder):
     dangling.graph.node[0].input[0] = "nowhere"
     onnx.save(dangling, str(folder / "dangling.onnx"))
     models["dangling"] = folder / "dangling.onnx"
-    onnx.save(onnx.load(str(good)), str(folder / "ext.onnx"), save_as_external_data=True, location="ext.onnx.data",
-              size_threshold=0)
+    onnx.save(
+        onnx.load(str(good)),
+        str(folder / "ext.onnx"),
+        save_as_external_data=True,
+        location="ext.onnx.data",
+        size_threshold=0,
+    )
     outside = onnx.load(str(folder / "ext.onnx"), load_external_data=False)
     for tensor in outside.graph.initializer:
         for entry in tensor.external_data:
@@ -57,8 +62,13 @@ def _broken_models(folder):
     return models
 
 
-COMMANDS = [["inspect", "{m}"], ["bench", "{m}", "--iterations", "3"], ["prune-channels", "{m}", "-o", "out.onnx"],
-            ["optimize", "{m}", "-o", "out.onnx"], ["quantize", "{m}", "-o", "out.onnx", "--calib", "random"]]
+COMMANDS = [
+    ["inspect", "{m}"],
+    ["bench", "{m}", "--iterations", "3"],
+    ["prune-channels", "{m}", "-o", "out.onnx"],
+    ["optimize", "{m}", "-o", "out.onnx"],
+    ["quantize", "{m}", "-o", "out.onnx", "--calib", "random"],
+]
 
 
 def test_a_corpus_of_broken_models_is_exit_2_for_every_command(cli, tmp_path):
@@ -99,18 +109,35 @@ def test_deeply_nested_json_is_exit_2(cli, tmp_path):
     assert code == 2 and "Traceback" not in err, err
 
 
-SAMPLE = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-5, 10**6), st.text(max_size=3),
-                   st.none(), st.booleans())
-RESULT = st.fixed_dictionaries({"model": st.one_of(st.just("m.onnx"), SAMPLE), "provider": st.just("cpu"),
-                                "batch": st.one_of(st.just(1), SAMPLE), "threads": st.just(1),
-                                "samples_ms": st.one_of(st.lists(SAMPLE, max_size=12), SAMPLE)},
-                               optional={"stats": st.dictionaries(st.text(max_size=4), SAMPLE, max_size=3)})
-DOC = st.fixed_dictionaries({"schema": st.sampled_from(["onnxdeploy.bench/1", "onnxdeploy.bench/2", "x"]),
-                             "results": st.one_of(st.lists(RESULT, max_size=3), SAMPLE),
-                             "environment": st.one_of(st.just({}), SAMPLE)})
+SAMPLE = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-5, 10**6),
+    st.text(max_size=3),
+    st.none(),
+    st.booleans(),
+)
+RESULT = st.fixed_dictionaries(
+    {
+        "model": st.one_of(st.just("m.onnx"), SAMPLE),
+        "provider": st.just("cpu"),
+        "batch": st.one_of(st.just(1), SAMPLE),
+        "threads": st.just(1),
+        "samples_ms": st.one_of(st.lists(SAMPLE, max_size=12), SAMPLE),
+    },
+    optional={"stats": st.dictionaries(st.text(max_size=4), SAMPLE, max_size=3)},
+)
+DOC = st.fixed_dictionaries(
+    {
+        "schema": st.sampled_from(["onnxdeploy.bench/1", "onnxdeploy.bench/2", "x"]),
+        "results": st.one_of(st.lists(RESULT, max_size=3), SAMPLE),
+        "environment": st.one_of(st.just({}), SAMPLE),
+    }
+)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(doc=DOC)
 def test_fuzzed_gate_documents_never_break_the_gate(tmp_path, doc):
     base = bench_file(tmp_path / "base.json", noisy(10.0))
@@ -123,20 +150,32 @@ def test_fuzzed_gate_documents_never_break_the_gate(tmp_path, doc):
         assert all(e.current > 0 for e in verdict.entries)
 
 
-VALUE = st.one_of(st.integers(-10, 10), st.floats(allow_nan=True), st.text(max_size=4), st.booleans(),
-                  st.lists(st.integers(-2, 40), max_size=3))
-STAGE = st.fixed_dictionaries({"name": st.sampled_from(["train", "export", "bench", "quantize", "evaluate", "x"])},
-                              optional={k: VALUE for k in ("epochs", "batch", "iterations", "lr", "max_drop")})
+VALUE = st.one_of(
+    st.integers(-10, 10),
+    st.floats(allow_nan=True),
+    st.text(max_size=4),
+    st.booleans(),
+    st.lists(st.integers(-2, 40), max_size=3),
+)
+STAGE = st.fixed_dictionaries(
+    {"name": st.sampled_from(["train", "export", "bench", "quantize", "evaluate", "x"])},
+    optional={k: VALUE for k in ("epochs", "batch", "iterations", "lr", "max_drop")},
+)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(top=st.dictionaries(st.sampled_from(["model", "seed", "data", "colour"]), VALUE, max_size=3),
-       stages=st.lists(STAGE, max_size=4))
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    top=st.dictionaries(st.sampled_from(["model", "seed", "data", "colour"]), VALUE, max_size=3),
+    stages=st.lists(STAGE, max_size=4),
+)
 def test_fuzzed_recipes_are_accepted_or_refused_never_crash(tmp_path, top, stages):
     from onnxdeploy.pipeline import load_recipe
 
     def toml_value(v):
         return json.dumps(v) if not isinstance(v, float) or v == v else "nan"
+
     lines = [f"{k} = {toml_value(v)}" for k, v in top.items()]
     for stage in stages:
         lines += ["[[stage]]"] + [f"{k} = {toml_value(v)}" for k, v in stage.items()]
@@ -151,8 +190,13 @@ def test_fuzzed_recipes_are_accepted_or_refused_never_crash(tmp_path, top, stage
 
 
 def _cli(*args, preexec=None, timeout=120):
-    return subprocess.run([sys.executable, "-m", "onnxdeploy.cli", *map(str, args)], capture_output=True, text=True,
-                          preexec_fn=preexec, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "onnxdeploy.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        preexec_fn=preexec,
+        timeout=timeout,
+    )
 
 
 def test_a_full_disk_is_exit_2_and_keeps_the_old_output(tmp_path):
@@ -162,6 +206,7 @@ def test_a_full_disk_is_exit_2_and_keeps_the_old_output(tmp_path):
 
     def limit():  # files may grow to 1 kB only: the model does not fit
         resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+
     result = _cli("optimize", source, "-o", out, preexec=limit)
     assert result.returncode == 2, result.stderr
     assert "File too large" in result.stderr and len(result.stderr.strip().splitlines()) == 1
@@ -180,10 +225,13 @@ def test_outputs_never_overwrite_inputs(cli, tmp_path):
     _small_model(tmp_path / "m.onnx")
     before = (tmp_path / "m.onnx").read_bytes()
     bench_file(tmp_path / "b.json", noisy(10.0))
-    for args in (["bench", "m.onnx", "-o", "m.onnx"], ["bench", "m.onnx", "--md", "m.onnx"],
-                 ["prune-channels", "m.onnx", "-o", "./m.onnx"], ["quantize", "m.onnx", "-o", "m.onnx", "--calib",
-                                                                  "random"],
-                 ["gate", "--baseline", "b.json", "--current", "b.json", "--junit", "b.json"]):
+    for args in (
+        ["bench", "m.onnx", "-o", "m.onnx"],
+        ["bench", "m.onnx", "--md", "m.onnx"],
+        ["prune-channels", "m.onnx", "-o", "./m.onnx"],
+        ["quantize", "m.onnx", "-o", "m.onnx", "--calib", "random"],
+        ["gate", "--baseline", "b.json", "--current", "b.json", "--junit", "b.json"],
+    ):
         code, _, err = cli(*args)
         assert code == 2 and "would overwrite an input" in err, (args, err)
     assert (tmp_path / "m.onnx").read_bytes() == before
@@ -195,31 +243,54 @@ def test_sigkill_during_a_write_never_leaves_a_half_file(tmp_path):
     assert _cli("prune-channels", source, "-o", out).returncode == 0
     good = out.read_bytes()
     for delay in (0.3, 0.8, 1.2, 1.6, 2.0, 2.5):
-        proc = subprocess.Popen([sys.executable, "-m", "onnxdeploy.cli", "prune-channels", str(source), "-o", str(out)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "onnxdeploy.cli", "prune-channels", str(source), "-o", str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        assert out.read_bytes() == good  # the old output, or the same complete new one: never a half file
+        assert (
+            out.read_bytes() == good
+        )  # the old output, or the same complete new one: never a half file
         onnx.checker.check_model(str(out))
 
 
 def test_two_concurrent_runs_onto_one_output_both_finish_and_leave_a_valid_model(tmp_path):
     source = _small_model(tmp_path / "m.onnx", zero=(1, 2))
     out = tmp_path / "out.onnx"
-    procs = [subprocess.Popen([sys.executable, "-m", "onnxdeploy.cli", "prune-channels", str(source), "-o", str(out)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "onnxdeploy.cli", "prune-channels", str(source), "-o", str(out)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     codes = [p.wait(timeout=120) for p in procs]
     assert codes == [0, 0], [p.stderr.read() for p in procs]
     onnx.checker.check_model(str(out))
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-@pytest.mark.parametrize("value, fragment", [("nan", "finite"), ("inf", "finite"), ("1.5", "ambiguous"),
-                                             ("1", "ambiguous"), ("-5%", "finite number >= 0"), ("abc", "expected")])
+@pytest.mark.parametrize(
+    "value, fragment",
+    [
+        ("nan", "finite"),
+        ("inf", "finite"),
+        ("1.5", "ambiguous"),
+        ("1", "ambiguous"),
+        ("-5%", "finite number >= 0"),
+        ("abc", "expected"),
+    ],
+)
 def test_thresholds_are_written_one_way(cli, tmp_path, value, fragment):
     bench_file(tmp_path / "b.json", noisy(10.0))
-    code, _, err = cli("gate", "--baseline", "b.json", "--current", "b.json", "--latency-threshold", value)
+    code, _, err = cli(
+        "gate", "--baseline", "b.json", "--current", "b.json", "--latency-threshold", value
+    )
     assert code == 2 and fragment in err, err
 
 
@@ -239,7 +310,9 @@ def test_update_baseline_only_on_pass(cli, tmp_path):
     bench_file(tmp_path / "base.json", noisy(10.0))
     bench_file(tmp_path / "cur.json", noisy(30.0, seed=1))
     before = (tmp_path / "base.json").read_text()
-    code, _, err = cli("-q", "gate", "--baseline", "base.json", "--current", "cur.json", "--update-baseline")
+    code, _, err = cli(
+        "-q", "gate", "--baseline", "base.json", "--current", "cur.json", "--update-baseline"
+    )
     assert code == 1 and (tmp_path / "base.json").read_text() == before
     assert "FAIL" in err and "NOT updated" in err  # a failing verdict reaches stderr even with -q
     code, _, err = cli("gate", "--baseline", "base.json", "--current", "cur.json", "--force-update")
@@ -254,7 +327,9 @@ def test_outputs_take_the_umask_permissions(cli, tmp_path):
         code, _, err = cli("prune-channels", "m.onnx", "-o", "p.onnx")
         assert code == 0, err
         bench_file(tmp_path / "b.json", noisy(10.0))
-        code, _, err = cli("gate", "--baseline", "b.json", "--current", "b.json", "--junit", "j.xml")
+        code, _, err = cli(
+            "gate", "--baseline", "b.json", "--current", "b.json", "--junit", "j.xml"
+        )
     finally:
         os.umask(old)
     assert (tmp_path / "p.onnx").stat().st_mode & 0o777 == 0o644
@@ -279,4 +354,4 @@ def test_bootstrap_memory_is_bounded():
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert low <= np.median(a) / np.median(b) <= high
-    assert peak < 100 * 1024 ** 2
+    assert peak < 100 * 1024**2

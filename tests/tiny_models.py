@@ -64,7 +64,9 @@ class TinyTextModel(nn.Module):
         self.head = nn.Linear(dim, 3)
 
     def forward(self, input_ids, attention_mask):
-        h = torch.tanh(self.mix(self.embed(input_ids))) * attention_mask.unsqueeze(-1).to(torch.float32)
+        h = torch.tanh(self.mix(self.embed(input_ids))) * attention_mask.unsqueeze(-1).to(
+            torch.float32
+        )
         pooled = h.sum(1) / attention_mask.sum(1, keepdim=True).clamp(min=1).to(torch.float32)
         return {"last_hidden_state": h, "logits": self.head(pooled)}
 

@@ -51,8 +51,15 @@ class LazyGroup(click.Group):
         command = getattr(importlib.import_module(module_name), attr)
         if not any("--quiet" in getattr(p, "opts", ()) for p in command.params):
             # `onnxdeploy export ... -q` works as well as `onnxdeploy -q export ...`
-            command.params.append(click.Option(["-q", "--quiet"], is_flag=True, expose_value=False,
-                                               callback=_set_quiet, help="Print only errors and machine output."))
+            command.params.append(
+                click.Option(
+                    ["-q", "--quiet"],
+                    is_flag=True,
+                    expose_value=False,
+                    callback=_set_quiet,
+                    help="Print only errors and machine output.",
+                )
+            )
         return command
 
     def invoke(self, ctx):
@@ -78,19 +85,26 @@ class LazyGroup(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            click.echo(f"internal error: {type(exc).__name__}: {message} (rerun with --debug for the traceback)",
-                       err=True)
+            click.echo(
+                f"internal error: {type(exc).__name__}: {message} (rerun with --debug for the "
+                "traceback)",
+                err=True,
+            )
             ctx.exit(3)
 
-
     def _with_flags(self, ctx, exc: OnnxDeployError) -> str:
-        """The library names parameters (``calib_size``); say the subcommand's flags (``--calib-size``)."""
+        """The library names parameters (``calib_size``); say the subcommand's flags
+        (``--calib-size``)."""
         message = str(exc)
-        name = ctx.invoked_subcommand or (ctx.protected_args[0] if getattr(ctx, "protected_args", None) else None)
+        name = ctx.invoked_subcommand or (
+            ctx.protected_args[0] if getattr(ctx, "protected_args", None) else None
+        )
         command = self.get_command(ctx, name) if name else None
         if command is None or not exc.params:
             return message
-        flags = {p.name: max(p.opts, key=len) for p in command.params if isinstance(p, click.Option)}
+        flags = {
+            p.name: max(p.opts, key=len) for p in command.params if isinstance(p, click.Option)
+        }
         flags.update(getattr(command, "param_flags", {}))
         for param in exc.params:
             if param in flags:
@@ -98,18 +112,38 @@ class LazyGroup(click.Group):
         return message
 
 
-ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EACCES, errno.EPERM, errno.ENOMEM, errno.EROFS,
-                      errno.EDQUOT, errno.EISDIR, errno.ENOTDIR, errno.ENAMETOOLONG, errno.EMFILE, errno.ENOENT}
-OPTIONAL = {"torch": "torch", "matplotlib": "plot", "sklearn": "torch", "onnxscript": "torch", "transformers": "hf"}
+ENVIRONMENT_ERRNOS = {
+    errno.ENOSPC,
+    errno.EFBIG,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOMEM,
+    errno.EROFS,
+    errno.EDQUOT,
+    errno.EISDIR,
+    errno.ENOTDIR,
+    errno.ENAMETOOLONG,
+    errno.EMFILE,
+    errno.ENOENT,
+}
+OPTIONAL = {
+    "torch": "torch",
+    "matplotlib": "plot",
+    "sklearn": "torch",
+    "onnxscript": "torch",
+    "transformers": "hf",
+}
 
 
 def environment_problem(exc: BaseException) -> str | None:
-    """A one-line cause for limits of the machine or the install (exit 2), None for anything else (a bug)."""
+    """A one-line cause for limits of the machine or the install (exit 2), None for anything else
+    (a bug)."""
     if isinstance(exc, MemoryError):
         return "out of memory: the model or data does not fit this machine's memory"
     if isinstance(exc, ModuleNotFoundError) and exc.name and exc.name.split(".")[0] in OPTIONAL:
         package = exc.name.split(".")[0]
-        return f"this needs the optional package '{package}': pip install 'onnxdeploy[{OPTIONAL[package]}]'"
+        extra = OPTIONAL[package]
+        return f"this needs the optional package '{package}': pip install 'onnxdeploy[{extra}]'"
     if isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS:
         where = exc.filename or ""
         return f"{where}: {exc.strerror}" if where else str(exc.strerror or exc)
@@ -129,8 +163,11 @@ def main(ctx: click.Context, debug: bool, quiet: bool) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj.update(debug=debug, quiet=quiet)
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

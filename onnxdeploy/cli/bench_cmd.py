@@ -1,4 +1,5 @@
-"""``onnxdeploy bench``: time ONNX models on onnxruntime's CPU / CUDA / TensorRT providers (torch-free)."""
+"""``onnxdeploy bench``: time ONNX models on onnxruntime's CPU / CUDA / TensorRT providers
+(torch-free)."""
 
 from __future__ import annotations
 
@@ -11,28 +12,99 @@ from onnxdeploy.errors import UserError
 
 @click.command("bench")
 @click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--provider", "providers", multiple=True, default=["cpu"], show_default=True,
-              help="cpu, cuda or tensorrt; repeat or comma-separate.")
-@click.option("--batch", "batches", multiple=True, default=["1"], show_default=True, help="Batch sizes, e.g. 1,8,32.")
-@click.option("--threads", "threads", multiple=True, default=["1"], show_default=True, help="Intra-op threads (sweep: 1,2).")
-@click.option("--warmup", type=int, default=5, show_default=True, help="Minimum warm-up runs (then until stable).")
+@click.option(
+    "--provider",
+    "providers",
+    multiple=True,
+    default=["cpu"],
+    show_default=True,
+    help="cpu, cuda or tensorrt; repeat or comma-separate.",
+)
+@click.option(
+    "--batch",
+    "batches",
+    multiple=True,
+    default=["1"],
+    show_default=True,
+    help="Batch sizes, e.g. 1,8,32.",
+)
+@click.option(
+    "--threads",
+    "threads",
+    multiple=True,
+    default=["1"],
+    show_default=True,
+    help="Intra-op threads (sweep: 1,2).",
+)
+@click.option(
+    "--warmup",
+    type=int,
+    default=5,
+    show_default=True,
+    help="Minimum warm-up runs (then until stable).",
+)
 @click.option("--iterations", type=int, default=None, help="Timed runs per model (default 100).")
-@click.option("--duration", type=POSITIVE, default=None, help="Seconds of timing per configuration instead.")
-@click.option("--repeat", type=int, default=1, show_default=True, help="Fresh sessions per model, samples pooled.")
-@click.option("--input", "input_path", type=click.Path(dir_okay=False), help=".npz of real inputs keyed by name.")
+@click.option(
+    "--duration", type=POSITIVE, default=None, help="Seconds of timing per configuration instead."
+)
+@click.option(
+    "--repeat",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Fresh sessions per model, samples pooled.",
+)
+@click.option(
+    "--input",
+    "input_path",
+    type=click.Path(dir_okay=False),
+    help=".npz of real inputs keyed by name.",
+)
 @click.option("--shape", "shapes", multiple=True, help="Value for symbolic dims: name=1x3x224x224.")
-@click.option("--io-binding", is_flag=True, help="Bind inputs/outputs (always on for GPU providers).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write results JSON (schema onnxdeploy.bench/2).")
+@click.option(
+    "--io-binding", is_flag=True, help="Bind inputs/outputs (always on for GPU providers)."
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="Write results JSON (schema onnxdeploy.bench/2).",
+)
 @click.option("--md", "markdown", type=click.Path(dir_okay=False), help="Write a Markdown report.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write a PNG plot.")
 @click.option("--json", "as_json", is_flag=True, help="Print results JSON to stdout.")
-@click.option("--cluster", default=None, help="Run on Ray: an address, 'auto' (RAY_ADDRESS) or 'local' (start one "
-                                              "for this run). Needs the ray extra.")
-@click.option("--target", "targets", multiple=True,
-              help="With --cluster: a target (a custom resource its nodes advertise); every cell runs on one node "
-                   "of each. Repeatable; default: any node.")
-def bench_command(models, providers, batches, threads, warmup, iterations, duration, repeat, input_path, shapes,
-                  io_binding, output, markdown, plot, as_json, cluster, targets):
+@click.option(
+    "--cluster",
+    default=None,
+    help="Run on Ray: an address, 'auto' (RAY_ADDRESS) or 'local' (start one "
+    "for this run). Needs the ray extra.",
+)
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    help="With --cluster: a target (a custom resource its nodes advertise); every cell runs on "
+    "one node of each. Repeatable; default: any node.",
+)
+def bench_command(
+    models,
+    providers,
+    batches,
+    threads,
+    warmup,
+    iterations,
+    duration,
+    repeat,
+    input_path,
+    shapes,
+    io_binding,
+    output,
+    markdown,
+    plot,
+    as_json,
+    cluster,
+    targets,
+):
     """Time MODELS with onnxruntime; several models are interleaved and compared."""
     from onnxdeploy.atomic import refuse_overwrite
     from onnxdeploy.runtime_bench import BenchRequest, TimingPlan, benchmark
@@ -43,7 +115,9 @@ def bench_command(models, providers, batches, threads, warmup, iterations, durat
     refuse_overwrite([output, markdown, plot], [*models, input_path])
     source = click.get_current_context().get_parameter_source("batches")
     if input_path and source == click.core.ParameterSource.COMMANDLINE:
-        raise UserError("--batch: the batch comes from the arrays in --input; give one or the other")
+        raise UserError(
+            "--batch: the batch comes from the arrays in --input; give one or the other"
+        )
     if plot:
         check_plotting(plot)  # before minutes of timing, not after
     provider_list = [p.strip() for value in providers for p in value.split(",") if p.strip()]
@@ -51,12 +125,19 @@ def bench_command(models, providers, batches, threads, warmup, iterations, durat
         raise UserError("--provider: needs at least one of cpu, cuda, tensorrt")
     where = Where(cluster=cluster, targets=tuple(targets))
     if input_path and cluster:
-        raise UserError("--input: not with --cluster (inputs are generated on each node; use --shape)")
-    request = BenchRequest(tuple(models), providers=tuple(provider_list), batches=int_list("--batch", batches),
-                           threads=int_list("--threads", threads),
-                           timing=TimingPlan(iterations=iterations, duration=duration, warmup=warmup, repeat=repeat),
-                           inputs=load_inputs(input_path) if input_path else None,
-                           shapes=parse_shape_options(shapes), io_binding=io_binding)
+        raise UserError(
+            "--input: not with --cluster (inputs are generated on each node; use --shape)"
+        )
+    request = BenchRequest(
+        tuple(models),
+        providers=tuple(provider_list),
+        batches=int_list("--batch", batches),
+        threads=int_list("--threads", threads),
+        timing=TimingPlan(iterations=iterations, duration=duration, warmup=warmup, repeat=repeat),
+        inputs=load_inputs(input_path) if input_path else None,
+        shapes=parse_shape_options(shapes),
+        io_binding=io_binding,
+    )
     run = benchmark(request, where=where, progress=progress)
     if output:
         run.save(output)

@@ -10,46 +10,154 @@ from onnxdeploy.cli.output import emit_json, progress, say
 
 @click.command("compress")
 @click.argument("model")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to save the state_dict.")
-@click.option("--checkpoint", type=click.Path(), help="Trained weights (weights_only=True); trains first if omitted.")
-@click.option("--data", default="digits", show_default=True, help="digits, or an .npz with x_train, y_train, x_val, y_val.")
-@click.option("--input-shape", "input_shapes", multiple=True, help="Input shape for factory models, e.g. 1x3x32x32.")
-@click.option("--input", "inputs", multiple=True, help="Named typed input NAME:DTYPE:SHAPE, passed by name (as export).")
-@click.option("--dynamic", multiple=True, help="NAME:AXIS[,AXIS]: axes beyond the batch that vary (as export).")
-@click.option("--sparsity", type=NON_NEGATIVE, help="Unstructured magnitude sparsity target, e.g. 0.8.")
-@click.option("--scope", type=click.Choice(["global", "layer"]), default="global", show_default=True)
-@click.option("--prune-channels", "prune_channels", type=NON_NEGATIVE, help="Fraction of channels to zero, e.g. 0.5.")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Where to save the state_dict.",
+)
+@click.option(
+    "--checkpoint",
+    type=click.Path(),
+    help="Trained weights (weights_only=True); trains first if omitted.",
+)
+@click.option(
+    "--data",
+    default="digits",
+    show_default=True,
+    help="digits, or an .npz with x_train, y_train, x_val, y_val.",
+)
+@click.option(
+    "--input-shape",
+    "input_shapes",
+    multiple=True,
+    help="Input shape for factory models, e.g. 1x3x32x32.",
+)
+@click.option(
+    "--input",
+    "inputs",
+    multiple=True,
+    help="Named typed input NAME:DTYPE:SHAPE, passed by name (as export).",
+)
+@click.option(
+    "--dynamic",
+    multiple=True,
+    help="NAME:AXIS[,AXIS]: axes beyond the batch that vary (as export).",
+)
+@click.option(
+    "--sparsity", type=NON_NEGATIVE, help="Unstructured magnitude sparsity target, e.g. 0.8."
+)
+@click.option(
+    "--scope", type=click.Choice(["global", "layer"]), default="global", show_default=True
+)
+@click.option(
+    "--prune-channels",
+    "prune_channels",
+    type=NON_NEGATIVE,
+    help="Fraction of channels to zero, e.g. 0.5.",
+)
 @click.option("--criterion", type=click.Choice(["l1", "l2"]), default="l1", show_default=True)
-@click.option("--sensitivity/--uniform", default=True, show_default=True,
-              help="Allocate channels per group by a sensitivity scan, or the same ratio everywhere.")
-@click.option("--steps", type=int, default=1, show_default=True, help="Iterative schedule: prune, fine-tune, repeat.")
-@click.option("--epochs", type=int, default=3, show_default=True, help="Fine-tuning epochs after each step.")
+@click.option(
+    "--sensitivity/--uniform",
+    default=True,
+    show_default=True,
+    help="Allocate channels per group by a sensitivity scan, or the same ratio everywhere.",
+)
+@click.option(
+    "--steps",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Iterative schedule: prune, fine-tune, repeat.",
+)
+@click.option(
+    "--epochs", type=int, default=3, show_default=True, help="Fine-tuning epochs after each step."
+)
 @click.option("--lr", type=POSITIVE, default=1e-3, show_default=True)
-@click.option("--distill", is_flag=True, help="Fine-tune with knowledge distillation from the dense model.")
-@click.option("--teacher", type=click.Path(), help="Teacher checkpoint (same architecture); implies --distill.")
+@click.option(
+    "--distill", is_flag=True, help="Fine-tune with knowledge distillation from the dense model."
+)
+@click.option(
+    "--teacher",
+    type=click.Path(),
+    help="Teacher checkpoint (same architecture); implies --distill.",
+)
 @click.option("--temperature", type=POSITIVE, default=4.0, show_default=True)
 @click.option("--alpha", type=Finite(low=0, high=1), default=0.7, show_default=True)
-@click.option("--low-bit", type=click.Choice(["binary", "ternary"]), default=None,
-              help="Experimental: binary or ternary inner weights, straight-through fine-tuning.")
+@click.option(
+    "--low-bit",
+    type=click.Choice(["binary", "ternary"]),
+    default=None,
+    help="Experimental: binary or ternary inner weights, straight-through fine-tuning.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--cluster", default=None,
-              help="Run the sensitivity probes in parallel on Ray: an address, 'auto' or 'local' (the ray extra).")
+@click.option(
+    "--cluster",
+    default=None,
+    help="Run the sensitivity probes in parallel on Ray: an address, 'auto' or 'local' "
+    "(the ray extra).",
+)
 @click.option("--json", "as_json", is_flag=True)
-def compress_command(model, output, checkpoint, data, input_shapes, inputs, dynamic, sparsity, scope, prune_channels,
-                     criterion, sensitivity, steps, epochs, lr, distill, teacher, temperature, alpha, low_bit, seed,
-                     cluster, as_json):
+def compress_command(
+    model,
+    output,
+    checkpoint,
+    data,
+    input_shapes,
+    inputs,
+    dynamic,
+    sparsity,
+    scope,
+    prune_channels,
+    criterion,
+    sensitivity,
+    steps,
+    epochs,
+    lr,
+    distill,
+    teacher,
+    temperature,
+    alpha,
+    low_bit,
+    seed,
+    cluster,
+    as_json,
+):
     """Prune MODEL (magnitude and/or channels), fine-tune or distil, and save a checkpoint."""
     from onnxdeploy.compress.request import CompressConfig
     from onnxdeploy.where import Where
 
-    config = CompressConfig(channel_ratio=prune_channels, sparsity=sparsity, low_bit=low_bit, scope=scope,
-                            criterion=criterion, sensitivity=sensitivity, steps=steps, epochs=epochs, lr=lr,
-                            distill=distill, temperature=temperature, alpha=alpha, seed=seed)
+    config = CompressConfig(
+        channel_ratio=prune_channels,
+        sparsity=sparsity,
+        low_bit=low_bit,
+        scope=scope,
+        criterion=criterion,
+        sensitivity=sensitivity,
+        steps=steps,
+        epochs=epochs,
+        lr=lr,
+        distill=distill,
+        temperature=temperature,
+        alpha=alpha,
+        seed=seed,
+    )
     named, shapes = model_inputs(inputs, dynamic, None, input_shapes)
     from onnxdeploy.compress.api import compress  # torch: after the flags are checked
 
-    result = compress(model, output, config, checkpoint=checkpoint, data=data, input_shapes=shapes,
-                      inputs=named, teacher_checkpoint=teacher, where=Where(cluster=cluster), progress=progress)
+    result = compress(
+        model,
+        output,
+        config,
+        checkpoint=checkpoint,
+        data=data,
+        input_shapes=shapes,
+        inputs=named,
+        teacher_checkpoint=teacher,
+        where=Where(cluster=cluster),
+        progress=progress,
+    )
     if as_json:
         emit_json(result.to_json())
     else:
@@ -57,5 +165,8 @@ def compress_command(model, output, checkpoint, data, input_shapes, inputs, dyna
 
 
 # library parameter names -> this command's flags, where they differ
-compress_command.param_flags = {"channel_ratio": "--prune-channels", "input_shape": "--input-shape",
-                                "inputs": "--input"}
+compress_command.param_flags = {
+    "channel_ratio": "--prune-channels",
+    "input_shape": "--input-shape",
+    "inputs": "--input",
+}

@@ -11,30 +11,98 @@ from onnxdeploy.exporter import EXPORTERS, export
 
 @click.command("export")
 @click.argument("model")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the .onnx file.")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Where to write the .onnx file.",
+)
 @click.option("--checkpoint", type=click.Path(), help="state_dict to load (weights_only=True).")
-@click.option("--input-shape", "input_shapes", multiple=True,
-              help="float32 input shape such as 1x1x32x32, passed in order; repeat per input.")
-@click.option("--input", "inputs", multiple=True,
-              help="Named typed input NAME:DTYPE:SHAPE (float32, float16, int64, int32, bool), passed to forward "
-                   "by name; repeat per input, e.g. --input input_ids:int64:1x128.")
-@click.option("--dynamic", multiple=True, help="NAME:AXIS[,AXIS]: axes beyond the batch that vary, e.g. input_ids:1.")
-@click.option("--example-inputs", type=click.Path(dir_okay=False),
-              help=".npz of example arrays keyed by input name (instead of --input).")
-@click.option("--dynamic-batch/--static", default=True, show_default=True, help="Make dimension 0 symbolic.")
-@click.option("--opset", type=click.IntRange(min=7), default=None, help="ONNX opset (exporter default when omitted).")
-@click.option("--exporter", type=click.Choice(EXPORTERS), default="auto", show_default=True,
-              help="auto tries dynamo, then falls back to TorchScript and says why.")
-@click.option("--atol", type=NON_NEGATIVE, default=1e-4, show_default=True, help="Parity absolute tolerance.")
-@click.option("--rtol", type=POSITIVE, default=1e-4, show_default=True, help="Parity relative tolerance.")
+@click.option(
+    "--input-shape",
+    "input_shapes",
+    multiple=True,
+    help="float32 input shape such as 1x1x32x32, passed in order; repeat per input.",
+)
+@click.option(
+    "--input",
+    "inputs",
+    multiple=True,
+    help="Named typed input NAME:DTYPE:SHAPE (float32, float16, int64, int32, bool), passed to "
+    "forward by name; repeat per input, e.g. --input input_ids:int64:1x128.",
+)
+@click.option(
+    "--dynamic",
+    multiple=True,
+    help="NAME:AXIS[,AXIS]: axes beyond the batch that vary, e.g. input_ids:1.",
+)
+@click.option(
+    "--example-inputs",
+    type=click.Path(dir_okay=False),
+    help=".npz of example arrays keyed by input name (instead of --input).",
+)
+@click.option(
+    "--dynamic-batch/--static", default=True, show_default=True, help="Make dimension 0 symbolic."
+)
+@click.option(
+    "--opset",
+    type=click.IntRange(min=7),
+    default=None,
+    help="ONNX opset (exporter default when omitted).",
+)
+@click.option(
+    "--exporter",
+    type=click.Choice(EXPORTERS),
+    default="auto",
+    show_default=True,
+    help="auto tries dynamo, then falls back to TorchScript and says why.",
+)
+@click.option(
+    "--atol", type=NON_NEGATIVE, default=1e-4, show_default=True, help="Parity absolute tolerance."
+)
+@click.option(
+    "--rtol", type=POSITIVE, default=1e-4, show_default=True, help="Parity relative tolerance."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def export_command(model, output, checkpoint, input_shapes, inputs, dynamic, example_inputs, dynamic_batch, opset,
-                   exporter, atol, rtol, as_json):
-    """Export MODEL (zoo name, path/file.py:factory or package.module:factory) to ONNX and verify it."""
+def export_command(
+    model,
+    output,
+    checkpoint,
+    input_shapes,
+    inputs,
+    dynamic,
+    example_inputs,
+    dynamic_batch,
+    opset,
+    exporter,
+    atol,
+    rtol,
+    as_json,
+):
+    """Export MODEL (zoo name, path/file.py:factory or package.module:factory) to ONNX and verify
+    it."""
     named, shapes = model_inputs(inputs, dynamic, example_inputs, input_shapes)
-    finish(lambda: export(model, output, checkpoint=checkpoint, input_shapes=shapes, inputs=named,
-                          dynamic_batch=dynamic_batch, opset=opset, exporter=exporter, atol=atol, rtol=rtol,
-                          announce=announce, progress=progress), as_json)
+    finish(
+        lambda: export(
+            model,
+            output,
+            checkpoint=checkpoint,
+            input_shapes=shapes,
+            inputs=named,
+            dynamic_batch=dynamic_batch,
+            opset=opset,
+            exporter=exporter,
+            atol=atol,
+            rtol=rtol,
+            announce=announce,
+            progress=progress,
+        ),
+        as_json,
+    )
 
 
-export_command.param_flags = {"input_shape": "--input-shape", "inputs": "--input"}  # library names -> flags
+export_command.param_flags = {
+    "input_shape": "--input-shape",
+    "inputs": "--input",
+}  # library names -> flags

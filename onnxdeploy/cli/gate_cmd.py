@@ -1,4 +1,5 @@
-"""``onnxdeploy gate``: fail a pipeline when a model got slower, bigger or less accurate (torch-free)."""
+"""``onnxdeploy gate``: fail a pipeline when a model got slower, bigger or less accurate
+(torch-free)."""
 
 from __future__ import annotations
 
@@ -15,58 +16,120 @@ def fraction(option: str, text: str) -> float:
     """'10%' -> 0.10 and '0.1' -> 0.10: a percentage with its sign, or a plain fraction below 1.
 
     A plain number of 1 or more is refused as ambiguous (was '1.5' meant as 1.5% or 150%?), and so
-    is anything negative, NaN or infinite.
-    """
+    is anything negative, NaN or infinite."""
     cleaned = text.strip()
     percent = cleaned.endswith("%")
     try:
         number = float(cleaned[:-1] if percent else cleaned)
     except ValueError:
-        raise UserError(f"{option} '{text}': expected a percentage such as 10% or a fraction such as 0.1") from None
+        raise UserError(
+            f"{option} '{text}': expected a percentage such as 10% or a fraction such as 0.1"
+        ) from None
     if not math.isfinite(number) or number < 0:
         raise UserError(f"{option} '{text}': must be a finite number >= 0")
     if not percent and number >= 1:
-        raise UserError(f"{option} '{text}': ambiguous; write a percentage ({number:g}%) or a fraction below 1 "
-                        f"({number / 100:g})")
+        raise UserError(
+            f"{option} '{text}': ambiguous; write a percentage ({number:g}%) or a fraction below 1 "
+            f"({number / 100:g})"
+        )
     return number / 100 if percent else number
 
 
 @click.command("gate")
-@click.option("--baseline", required=True, type=click.Path(), help="Baseline results (bench JSON, run report or folder).")
+@click.option(
+    "--baseline",
+    required=True,
+    type=click.Path(),
+    help="Baseline results (bench JSON, run report or folder).",
+)
 @click.option("--current", required=True, type=click.Path(), help="Current results to judge.")
-@click.option("--latency-threshold", default="10%", show_default=True, help="Slowdown that counts (with significance).")
-@click.option("--percentile", "percentiles", multiple=True, type=click.Choice(["p50", "p90", "p99"]),
-              help="Latency percentiles to gate (default p50; repeatable).")
+@click.option(
+    "--latency-threshold",
+    default="10%",
+    show_default=True,
+    help="Slowdown that counts (with significance).",
+)
+@click.option(
+    "--percentile",
+    "percentiles",
+    multiple=True,
+    type=click.Choice(["p50", "p90", "p99"]),
+    help="Latency percentiles to gate (default p50; repeatable).",
+)
 @click.option("--throughput-threshold", default="10%", show_default=True)
-@click.option("--accuracy-drop", type=NON_NEGATIVE, default=0.5, show_default=True,
-              help="Points of accuracy that may be lost.")
+@click.option(
+    "--accuracy-drop",
+    type=NON_NEGATIVE,
+    default=0.5,
+    show_default=True,
+    help="Points of accuracy that may be lost.",
+)
 @click.option("--size-threshold", default="5%", show_default=True)
-@click.option("--alpha", type=Finite(low=0, high=1, low_open=True, high_open=True), default=0.01, show_default=True,
-              help="Significance level of the U test.")
+@click.option(
+    "--alpha",
+    type=Finite(low=0, high=1, low_open=True, high_open=True),
+    default=0.01,
+    show_default=True,
+    help="Significance level of the U test.",
+)
 @click.option("--baseline-model", help="Use only this model's entries from --baseline (file name).")
 @click.option("--current-model", help="Use only this model's entries from --current (file name).")
-@click.option("--strict-env", is_flag=True, help="Different CPU / onnxruntime between the two is an error.")
+@click.option(
+    "--strict-env", is_flag=True, help="Different CPU / onnxruntime between the two is an error."
+)
 @click.option("--junit", type=click.Path(dir_okay=False), help="Write JUnit XML.")
-@click.option("--update-baseline", is_flag=True, help="After a passing gate, promote current to baseline (atomically).")
-@click.option("--force-update", is_flag=True,
-              help="Promote current to baseline even when the gate fails (said loudly).")
+@click.option(
+    "--update-baseline",
+    is_flag=True,
+    help="After a passing gate, promote current to baseline (atomically).",
+)
+@click.option(
+    "--force-update",
+    is_flag=True,
+    help="Promote current to baseline even when the gate fails (said loudly).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def gate_command(ctx, baseline, current, latency_threshold, percentiles, throughput_threshold, accuracy_drop,
-                 size_threshold, alpha, baseline_model, current_model, strict_env, junit, update_baseline, force_update,
-                 as_json):
+def gate_command(
+    ctx,
+    baseline,
+    current,
+    latency_threshold,
+    percentiles,
+    throughput_threshold,
+    accuracy_drop,
+    size_threshold,
+    alpha,
+    baseline_model,
+    current_model,
+    strict_env,
+    junit,
+    update_baseline,
+    force_update,
+    as_json,
+):
     """Exit 0 when CURRENT holds against BASELINE, 1 on a regression, 2 on invalid input."""
     from onnxdeploy.atomic import refuse_overwrite
     from onnxdeploy.gate import Thresholds, gate, update_baseline as promote
     from onnxdeploy.gate.report import append_step_summary, table, write_junit
 
-    thresholds = Thresholds(latency=fraction("--latency-threshold", latency_threshold),
-                            throughput=fraction("--throughput-threshold", throughput_threshold),
-                            accuracy_drop=accuracy_drop, size=fraction("--size-threshold", size_threshold),
-                            alpha=alpha, percentiles=tuple(percentiles) or ("p50",))
+    thresholds = Thresholds(
+        latency=fraction("--latency-threshold", latency_threshold),
+        throughput=fraction("--throughput-threshold", throughput_threshold),
+        accuracy_drop=accuracy_drop,
+        size=fraction("--size-threshold", size_threshold),
+        alpha=alpha,
+        percentiles=tuple(percentiles) or ("p50",),
+    )
     refuse_overwrite([junit], [baseline, current])
-    verdict = gate(baseline, current, thresholds, strict_env=strict_env, baseline_model=baseline_model,
-                   current_model=current_model)
+    verdict = gate(
+        baseline,
+        current,
+        thresholds,
+        strict_env=strict_env,
+        baseline_model=baseline_model,
+        current_model=current_model,
+    )
     for warning in verdict.warnings:
         announce(warning)
     if junit:
@@ -81,8 +144,13 @@ def gate_command(ctx, baseline, current, latency_threshold, percentiles, through
     if update_baseline or force_update:
         if promote(baseline, current, verdict=verdict, force=force_update):
             if not verdict.passed:
-                announce(f"the gate FAILED and --force-update promoted {current} to baseline {baseline} anyway")
+                announce(
+                    f"the gate FAILED and --force-update promoted {current} to baseline {baseline} "
+                    "anyway"
+                )
             say(f"baseline updated: {current} -> {baseline}")
         else:
-            announce(f"the gate failed: baseline {baseline} NOT updated (--force-update promotes anyway)")
+            announce(
+                f"the gate failed: baseline {baseline} NOT updated (--force-update promotes anyway)"
+            )
     ctx.exit(verdict.exit_code)

@@ -1,4 +1,5 @@
-"""Parsing of option values several subcommands share (``--shape name=1x3x224x224``, ``--batch 1,8``)."""
+"""Parsing of option values several subcommands share (``--shape name=1x3x224x224``, ``--batch
+1,8``)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,14 @@ class Finite(click.ParamType):
 
     name = "number"
 
-    def __init__(self, *, low: float | None = None, high: float | None = None, low_open: bool = False,
-                 high_open: bool = False):
+    def __init__(
+        self,
+        *,
+        low: float | None = None,
+        high: float | None = None,
+        low_open: bool = False,
+        high_open: bool = False,
+    ):
         self.low, self.high, self.low_open, self.high_open = low, high, low_open, high_open
 
     def convert(self, value, param, ctx):
@@ -26,9 +33,15 @@ class Finite(click.ParamType):
         if not math.isfinite(number):
             self.fail(f"{value!r}: must be a finite number", param, ctx)
         if self.low is not None and (number < self.low or (self.low_open and number == self.low)):
-            self.fail(f"{number:g}: must be {'>' if self.low_open else '>='} {self.low:g}", param, ctx)
-        if self.high is not None and (number > self.high or (self.high_open and number == self.high)):
-            self.fail(f"{number:g}: must be {'<' if self.high_open else '<='} {self.high:g}", param, ctx)
+            self.fail(
+                f"{number:g}: must be {'>' if self.low_open else '>='} {self.low:g}", param, ctx
+            )
+        if self.high is not None and (
+            number > self.high or (self.high_open and number == self.high)
+        ):
+            self.fail(
+                f"{number:g}: must be {'<' if self.high_open else '<='} {self.high:g}", param, ctx
+            )
         return number
 
 
@@ -60,7 +73,8 @@ def int_list(option: str, values) -> list[int]:
 
 
 def model_inputs(inputs, dynamic, example_inputs, input_shapes):
-    """(ExportInputs or None, float shapes or None) from the input options; UserError when they clash."""
+    """(ExportInputs or None, float shapes or None) from the input options; UserError when they
+    clash."""
     from onnxdeploy.exporter import parse_input_shape
     from onnxdeploy.exporter.inputs import inputs_from_arrays, parse_dynamic, parse_input
 

@@ -37,8 +37,9 @@ def _bar(items, *, label: str, length: int | None = None):
         import contextlib
 
         return contextlib.nullcontext(items)
-    return click.progressbar(items, label=label, length=length, file=click.get_text_stream("stderr"),
-                             show_pos=True)
+    return click.progressbar(
+        items, label=label, length=length, file=click.get_text_stream("stderr"), show_pos=True
+    )
 
 
 progress.bar = _bar

@@ -1,4 +1,5 @@
-"""``onnxdeploy quantize``: int8 (static QDQ or dynamic), int4 weight-only or --fp16, with accuracy and
+"""``onnxdeploy quantize``: int8 (static QDQ or dynamic), int4 weight-only or --fp16, with accuracy
+and
 latency checks (torch-free)."""
 
 from __future__ import annotations
@@ -14,47 +15,148 @@ from onnxdeploy.quantize.request import BLOCK_SIZES, METHODS, WEIGHTS
 @click.command("quantize")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
-@click.option("--calib", default=None, help=".npy, .npz, a folder of them, 'digits' or 'random' (optional with "
-              "--method dynamic or --weights int4, which need no calibration: then it is only scored on).")
-@click.option("--eval", "eval_data", default=None, help="'digits' or .npz of inputs + 'labels' for top-1 accuracy.")
-@click.option("--method", type=click.Choice(METHODS), default=None,
-              help="Calibration method (default: minmax, others tried if accuracy needs it); dynamic: int8 "
-                   "MatMul/Gemm weights, activations quantized at run time.")
+@click.option(
+    "--calib",
+    default=None,
+    help=".npy, .npz, a folder of them, 'digits' or 'random' (optional with "
+    "--method dynamic or --weights int4, which need no calibration: then it is only scored on).",
+)
+@click.option(
+    "--eval",
+    "eval_data",
+    default=None,
+    help="'digits' or .npz of inputs + 'labels' for top-1 accuracy.",
+)
+@click.option(
+    "--method",
+    type=click.Choice(METHODS),
+    default=None,
+    help="Calibration method (default: minmax, others tried if accuracy needs it); dynamic: int8 "
+    "MatMul/Gemm weights, activations quantized at run time.",
+)
 @click.option("--percentile", type=float, default=99.999, show_default=True)
-@click.option("--per-channel/--per-tensor", "per_channel", default=None, help="Weight granularity (default: by CPU).")
-@click.option("--reduce-range/--full-range", "reduce_range", default=None, help="7-bit weights (default: by CPU).")
+@click.option(
+    "--per-channel/--per-tensor",
+    "per_channel",
+    default=None,
+    help="Weight granularity (default: by CPU).",
+)
+@click.option(
+    "--reduce-range/--full-range",
+    "reduce_range",
+    default=None,
+    help="7-bit weights (default: by CPU).",
+)
 @click.option("--calib-size", type=int, default=512, show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True, help="Calibration batch size.")
-@click.option("--activation-type", type=click.Choice(["int8", "uint8"]), default="int8", show_default=True)
-@click.option("--weight-type", type=click.Choice(["int8", "uint8"]), default="int8", show_default=True)
-@click.option("--exclude", multiple=True, help="Node names or op types to keep in fp32 (repeatable).")
-@click.option("--weights", type=click.Choice(WEIGHTS), default="int8", show_default=True,
-              help="int4: weight-only MatMulNBits blocks (smaller, for memory-bound targets; need not be faster).")
-@click.option("--block-size", type=click.Choice([str(b) for b in BLOCK_SIZES]), default="32", show_default=True,
-              help="Weights per int4 block.")
-@click.option("--max-drop", type=Finite(), default=1.0, show_default=True, help="Largest accuracy drop, in points.")
-@click.option("--min-snr", type=Finite(), default=None,
-              help="Also require this output SNR in dB (agreement alone is unstable on near-uniform logits).")
-@click.option("--target-batch", type=int, default=1, show_default=True, help="Batch size you deploy at.")
-@click.option("--target-threads", type=int, default=None,
-              help="Threads you deploy with (default: what onnxruntime uses here, one per physical core).")
-@click.option("--target-cpu", type=click.Choice(sorted(TARGET_CPUS)), default=None,
-              help="Quantize for another CPU than this one.")
+@click.option(
+    "--batch-size", type=int, default=32, show_default=True, help="Calibration batch size."
+)
+@click.option(
+    "--activation-type", type=click.Choice(["int8", "uint8"]), default="int8", show_default=True
+)
+@click.option(
+    "--weight-type", type=click.Choice(["int8", "uint8"]), default="int8", show_default=True
+)
+@click.option(
+    "--exclude", multiple=True, help="Node names or op types to keep in fp32 (repeatable)."
+)
+@click.option(
+    "--weights",
+    type=click.Choice(WEIGHTS),
+    default="int8",
+    show_default=True,
+    help="int4: weight-only MatMulNBits blocks (smaller, for memory-bound targets; "
+    "need not be faster).",
+)
+@click.option(
+    "--block-size",
+    type=click.Choice([str(b) for b in BLOCK_SIZES]),
+    default="32",
+    show_default=True,
+    help="Weights per int4 block.",
+)
+@click.option(
+    "--max-drop",
+    type=Finite(),
+    default=1.0,
+    show_default=True,
+    help="Largest accuracy drop, in points.",
+)
+@click.option(
+    "--min-snr",
+    type=Finite(),
+    default=None,
+    help="Also require this output SNR in dB (agreement alone is unstable on near-uniform logits).",
+)
+@click.option(
+    "--target-batch", type=int, default=1, show_default=True, help="Batch size you deploy at."
+)
+@click.option(
+    "--target-threads",
+    type=int,
+    default=None,
+    help="Threads you deploy with (default: what onnxruntime uses here, one per physical core).",
+)
+@click.option(
+    "--target-cpu",
+    type=click.Choice(sorted(TARGET_CPUS)),
+    default=None,
+    help="Quantize for another CPU than this one.",
+)
 @click.option("--force-int8", is_flag=True, help="Write int8 even when it is slower than fp32.")
-@click.option("--iterations", type=click.IntRange(min=1), default=100, show_default=True,
-              help="Timed runs per model for the latency check.")
+@click.option(
+    "--iterations",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Timed runs per model for the latency check.",
+)
 @click.option("--explain", is_flag=True, help="Print the CPU-based decision and exit.")
-@click.option("--fp16", is_flag=True, help="Convert to float16 for GPU targets instead (I/O stay float32).")
-@click.option("--cluster", default=None,
-              help="Score the candidates in parallel on Ray: an address, 'auto' or 'local' (the ray extra).")
-@click.option("--target", default=None,
-              help="With --cluster: time on a node of this target (a Ray resource), where the model deploys.")
+@click.option(
+    "--fp16", is_flag=True, help="Convert to float16 for GPU targets instead (I/O stay float32)."
+)
+@click.option(
+    "--cluster",
+    default=None,
+    help="Score the candidates in parallel on Ray: an address, 'auto' or 'local' (the ray extra).",
+)
+@click.option(
+    "--target",
+    default=None,
+    help="With --cluster: time on a node of this target (a Ray resource), where the model deploys.",
+)
 @click.option("--json", "as_json", is_flag=True)
-def quantize_command(model, output, calib, eval_data, method, percentile, per_channel, reduce_range, calib_size,
-                     batch_size, activation_type, weight_type, exclude, weights, block_size, max_drop, min_snr,
-                     target_batch, target_threads, target_cpu, force_int8, iterations, explain, fp16, cluster, target,
-                     as_json):
-    """Quantize MODEL to int8 with calibration data; keep accuracy within --max-drop; never slower unsaid."""
+def quantize_command(
+    model,
+    output,
+    calib,
+    eval_data,
+    method,
+    percentile,
+    per_channel,
+    reduce_range,
+    calib_size,
+    batch_size,
+    activation_type,
+    weight_type,
+    exclude,
+    weights,
+    block_size,
+    max_drop,
+    min_snr,
+    target_batch,
+    target_threads,
+    target_cpu,
+    force_int8,
+    iterations,
+    explain,
+    fp16,
+    cluster,
+    target,
+    as_json,
+):
+    """Quantize MODEL to int8 with calibration data; keep accuracy within --max-drop; never slower
+    unsaid."""
     from onnxdeploy.errors import UserError
     from onnxdeploy.quantize import Acceptance, QuantizeConfig, TimingPlan, convert_fp16, quantize
     from onnxdeploy.quantize.isa import decide, target_flags
@@ -63,27 +165,65 @@ def quantize_command(model, output, calib, eval_data, method, percentile, per_ch
     if explain:
         flags = target_flags(target_cpu)
         decision = decide(flags)
-        isa = ", ".join(sorted(f for f in flags if f.startswith(("avx", "amx", "asimd")))) or "none found"
-        say(f"CPU flags: {isa}\nper-channel weights: {decision.per_channel}, reduce_range: {decision.reduce_range}\n"
-            f"why: {decision.reason}")
+        isa = (
+            ", ".join(sorted(f for f in flags if f.startswith(("avx", "amx", "asimd"))))
+            or "none found"
+        )
+        say(
+            f"CPU flags: {isa}\nper-channel weights: {decision.per_channel}, reduce_range: "
+            f"{decision.reduce_range}\n"
+            f"why: {decision.reason}"
+        )
         return
     if fp16:
         finish(lambda: convert_fp16(model, output), as_json)
         return
-    config = QuantizeConfig(method=method, per_channel=per_channel, reduce_range=reduce_range, percentile=percentile,
-                            calib_size=calib_size, batch_size=batch_size, activation_type=activation_type,
-                            weight_type=weight_type, exclude=tuple(exclude), target_cpu=target_cpu, weights=weights,
-                            block_size=int(block_size))
-    acceptance = Acceptance(max_drop=max_drop, target_batch=target_batch, force_int8=force_int8,
-                            target_threads=target_threads, min_snr_db=min_snr)
+    config = QuantizeConfig(
+        method=method,
+        per_channel=per_channel,
+        reduce_range=reduce_range,
+        percentile=percentile,
+        calib_size=calib_size,
+        batch_size=batch_size,
+        activation_type=activation_type,
+        weight_type=weight_type,
+        exclude=tuple(exclude),
+        target_cpu=target_cpu,
+        weights=weights,
+        block_size=int(block_size),
+    )
+    acceptance = Acceptance(
+        max_drop=max_drop,
+        target_batch=target_batch,
+        force_int8=force_int8,
+        target_threads=target_threads,
+        min_snr_db=min_snr,
+    )
     if not calib:
         if method != "dynamic" and weights != "int4":
-            raise UserError("--calib is required (a .npy/.npz file or folder, 'digits', or 'random')")
+            raise UserError(
+                "--calib is required (a .npy/.npz file or folder, 'digits', or 'random')"
+            )
         calib = "random"
         if not eval_data:
-            announce("no --calib or --eval: scored against fp32 on random inputs (give data that looks like "
-                     "yours for a meaningful agreement)")
+            announce(
+                "no --calib or --eval: scored against fp32 on random inputs (give data that looks "
+                "like "
+                "yours for a meaningful agreement)"
+            )
     where = Where(cluster=cluster, targets=(target,) if target else ())
-    finish(lambda: quantize(model, output, calib=calib, eval_data=eval_data, config=config, acceptance=acceptance,
-                            timing=TimingPlan(iterations=iterations), where=where, progress=progress,
-                            announce=announce), as_json)
+    finish(
+        lambda: quantize(
+            model,
+            output,
+            calib=calib,
+            eval_data=eval_data,
+            config=config,
+            acceptance=acceptance,
+            timing=TimingPlan(iterations=iterations),
+            where=where,
+            progress=progress,
+            announce=announce,
+        ),
+        as_json,
+    )

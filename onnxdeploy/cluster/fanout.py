@@ -8,14 +8,22 @@ from typing import Callable, Sequence
 
 
 def unwrap(exc: BaseException) -> BaseException:
-    """The original error behind a Ray task error (a UserError raised on a node keeps its exit code and
+    """The original error behind a Ray task error (a UserError raised on a node keeps its exit code
+    and
     its one-line message, not the remote traceback)."""
     cause = getattr(exc, "cause", None)
     return cause if isinstance(cause, BaseException) else exc
 
 
-def fan_out(ray, fn: Callable, items: Sequence, *, shared: tuple = (), label: str = "tasks",
-            progress: Callable[[str], None] = lambda m: None) -> list:
+def fan_out(
+    ray,
+    fn: Callable,
+    items: Sequence,
+    *,
+    shared: tuple = (),
+    label: str = "tasks",
+    progress: Callable[[str], None] = lambda m: None,
+) -> list:
     """``[fn(item, *shared) for item in items]``, computed on the cluster."""
     remote = ray.remote(num_cpus=1)(fn)
     refs_shared = [ray.put(value) for value in shared]

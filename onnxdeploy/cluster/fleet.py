@@ -27,8 +27,11 @@ class Fleet:
         for info in ray.nodes():
             if not info.get("Alive"):
                 continue
-            custom = frozenset(name for name in info.get("Resources", {})
-                               if name not in RAY_RESOURCES and not name.startswith(("node:", "accelerator_type:")))
+            custom = frozenset(
+                name
+                for name in info.get("Resources", {})
+                if name not in RAY_RESOURCES and not name.startswith(("node:", "accelerator_type:"))
+            )
             nodes.append(Node(info["NodeID"], info.get("NodeManagerHostname", "?"), custom))
         return cls(tuple(sorted(nodes, key=lambda n: n.node_id)))
 
@@ -46,5 +49,7 @@ class Fleet:
         for target in targets:
             if not self.nodes_of(target):
                 offered = ", ".join(self.targets()) or "none"
-                raise UserError(f"--target {target}: no alive node advertises that resource (the nodes offer: "
-                                f"{offered}; start a node with ray start --resources '{{\"{target}\": 1}}')")
+                raise UserError(
+                    f"--target {target}: no alive node advertises that resource (the nodes offer: "
+                    f"{offered}; start a node with ray start --resources '{{\"{target}\": 1}}')"
+                )

@@ -2,10 +2,10 @@
 
 ``max_concurrency=1`` makes the actor a queue: two timed cells never run on one node at once, which
 no scheduler guarantees by itself (two timed runs on one node spoil both). The actor is named after
-its node and detached, so every onnxdeploy run on the cluster (a bench, a quantize) queues on the same
-one: the guarantee holds across runs too. Models arrive through Ray's object store as {relative path:
-bytes} (the .onnx file and its external data) and are written once per run into the actor's folder.
-"""
+its node and detached, so every onnxdeploy run on the cluster (a bench, a quantize) queues on the
+same one: the guarantee holds across runs too. Models arrive through Ray's object store as {relative
+path: bytes} (the .onnx file and its external data) and are written once per run into the actor's
+folder."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from pathlib import Path
 
 
 def model_files(path: str) -> dict[str, bytes]:
-    """The model file and the external data files it references (checked to lie inside its folder)."""
+    """The model file and the external data files it references (checked to lie inside its
+    folder)."""
     from onnxdeploy.onnx_io import check_external_data, external_files
 
     path = Path(path)
@@ -65,8 +66,11 @@ class NodeTimer:
         started = time.time()
         results = time_here(cell.with_models(paths))
         ended = time.time()
-        return {"node": ray.get_runtime_context().get_node_id(), "window": (started, ended),
-                "results": [r.to_json() for r in results]}
+        return {
+            "node": ray.get_runtime_context().get_node_id(),
+            "window": (started, ended),
+            "results": [r.to_json() for r in results],
+        }
 
     def close(self, run: str) -> None:
         """Forget one run's models (other runs may be using this node's timer)."""
@@ -80,10 +84,16 @@ class NodeTimer:
 
 
 def timer_actor(ray, node_id: str):
-    """The node's NodeTimer (created by the first run that needs it, shared by every later one), pinned
+    """The node's NodeTimer (created by the first run that needs it, shared by every later one),
+    pinned
     to ``node_id`` (hard affinity: never placed elsewhere)."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     remote = ray.remote(num_cpus=0, max_concurrency=1, max_restarts=0)(NodeTimer)
-    return remote.options(name=f"timer-{node_id}", namespace="onnxdeploy", get_if_exists=True, lifetime="detached",
-                          scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)).remote()
+    return remote.options(
+        name=f"timer-{node_id}",
+        namespace="onnxdeploy",
+        get_if_exists=True,
+        lifetime="detached",
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+    ).remote()

@@ -9,11 +9,18 @@ import importlib
 from onnxdeploy.compress.request import CompressConfig
 from onnxdeploy._callable import make_callable
 
-_LAZY = {"ChannelGroup": "onnxdeploy.compress.groups", "find_groups": "onnxdeploy.compress.groups",
-         "CRITERIA": "onnxdeploy.compress.structured", "GroupPruning": "onnxdeploy.compress.structured",
-         "channel_scores": "onnxdeploy.compress.structured", "prune_uniform": "onnxdeploy.compress.structured",
-         "zero_channels": "onnxdeploy.compress.structured", "CompressResult": "onnxdeploy.compress.api",
-         "compress": "onnxdeploy.compress.api", "compress_module": "onnxdeploy.compress.api"}
+_LAZY = {
+    "ChannelGroup": "onnxdeploy.compress.groups",
+    "find_groups": "onnxdeploy.compress.groups",
+    "CRITERIA": "onnxdeploy.compress.structured",
+    "GroupPruning": "onnxdeploy.compress.structured",
+    "channel_scores": "onnxdeploy.compress.structured",
+    "prune_uniform": "onnxdeploy.compress.structured",
+    "zero_channels": "onnxdeploy.compress.structured",
+    "CompressResult": "onnxdeploy.compress.api",
+    "compress": "onnxdeploy.compress.api",
+    "compress_module": "onnxdeploy.compress.api",
+}
 
 
 def __getattr__(name: str):

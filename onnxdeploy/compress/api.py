@@ -1,4 +1,5 @@
-"""``compress``: prune a trained model (magnitude and/or structured), fine-tune or distil, save it."""
+"""``compress``: prune a trained model (magnitude and/or structured), fine-tune or distil, save
+it."""
 
 from __future__ import annotations
 
@@ -47,19 +48,29 @@ class CompressResult:
         return self.steps[-1].accuracy if self.steps else self.dense_accuracy
 
     def to_json(self) -> dict:
-        return {"dense_accuracy": self.dense_accuracy, "final_accuracy": self.final_accuracy,
-                "steps": [asdict(s) for s in self.steps], "group_ratios": self.group_ratios,
-                "layer_sparsity": self.layer_sparsity, "output": self.output}
+        return {
+            "dense_accuracy": self.dense_accuracy,
+            "final_accuracy": self.final_accuracy,
+            "steps": [asdict(s) for s in self.steps],
+            "group_ratios": self.group_ratios,
+            "layer_sparsity": self.layer_sparsity,
+            "output": self.output,
+        }
 
     def __str__(self) -> str:
         from onnxdeploy.tables import text_table
 
         rows = [["dense", f"{self.dense_accuracy:.2f}%", "-", "-"]]
-        rows += [[s.name, f"{s.accuracy:.2f}%", f"{s.weight_sparsity:.1%}", str(s.channels_zeroed)]
-                 for s in self.steps]
+        rows += [
+            [s.name, f"{s.accuracy:.2f}%", f"{s.weight_sparsity:.1%}", str(s.channels_zeroed)]
+            for s in self.steps
+        ]
         lines = [text_table(["step", "accuracy", "sparsity", "channels"], rows)]
         if self.group_ratios:
-            lines.append("channel ratio per group: " + ", ".join(f"{k} {v:.2f}" for k, v in self.group_ratios.items()))
+            lines.append(
+                "channel ratio per group: "
+                + ", ".join(f"{k} {v:.2f}" for k, v in self.group_ratios.items())
+            )
         if self.output:
             lines.append(f"saved {self.output}")
         return "\n".join(lines)
@@ -74,26 +85,40 @@ def _zeroed_channels(model, groups) -> int:
     return count
 
 
-def compress_module(module: torch.nn.Module, data, config: CompressConfig, *,
-                    teacher: torch.nn.Module | None = None, progress: Callable[[str], None] = lambda m: None,
-                    ray=None) -> CompressResult:
+def compress_module(
+    module: torch.nn.Module,
+    data,
+    config: CompressConfig,
+    *,
+    teacher: torch.nn.Module | None = None,
+    progress: Callable[[str], None] = lambda m: None,
+    ray=None,
+) -> CompressResult:
     """Compress ``module`` in place on ``data`` (a Dataset: x_train, y_train, x_val, y_val) as
     ``config`` says; the sensitivity probes fan out on ``ray`` when given."""
     torch.manual_seed(config.seed)
 
     def accuracy(m):
         return evaluate(m, data.x_val, data.y_val)
+
     dense_accuracy = accuracy(module)
     teacher = (teacher or copy.deepcopy(module)) if config.distill else None
     groups, targets = _allocation(module, data, config, accuracy, progress, ray)
     done = []
     for step in range(1, config.steps + 1 if config.prunes else 1):
-        done += _prune_step(module, data, config, groups, targets, step, teacher, accuracy, progress)
+        done += _prune_step(
+            module, data, config, groups, targets, step, teacher, accuracy, progress
+        )
     if config.low_bit:
-        done += _low_bit_steps(module, data, config, teacher=teacher, accuracy=accuracy, progress=progress)
-    return CompressResult(dense_accuracy, tuple(done),
-                          {"+".join(g.producers): round(t, 4) for g, t in zip(groups, targets)},
-                          sparsity_report(module))
+        done += _low_bit_steps(
+            module, data, config, teacher=teacher, accuracy=accuracy, progress=progress
+        )
+    return CompressResult(
+        dense_accuracy,
+        tuple(done),
+        {"+".join(g.producers): round(t, 4) for g, t in zip(groups, targets)},
+        sparsity_report(module),
+    )
 
 
 def _allocation(module, data, config: CompressConfig, accuracy, progress, ray) -> tuple[list, list]:
@@ -102,18 +127,28 @@ def _allocation(module, data, config: CompressConfig, accuracy, progress, ray) -
         return [], []
     groups = find_groups(module, to_torch(take(data.x_train, slice(0, 2))))
     if not groups:
-        raise UserError("the model has no prunable channel groups (all reach ops that cannot shrink)")
+        raise UserError(
+            "the model has no prunable channel groups (all reach ops that cannot shrink)"
+        )
     if not config.sensitivity:
         return groups, [config.channel_ratio] * len(groups)
     progress(f"sensitivity scan over {len(groups)} channel groups")
-    _, scan = sensitivity_scan(module, groups, accuracy, criterion=config.criterion, x_train=data.x_train,
-                               progress=progress, ray=ray)
+    _, scan = sensitivity_scan(
+        module,
+        groups,
+        accuracy,
+        criterion=config.criterion,
+        x_train=data.x_train,
+        progress=progress,
+        ray=ray,
+    )
     costs = channel_costs(module, groups, data.x_val)
     return groups, allocate(scan, [g.size for g in groups], config.channel_ratio, costs)
 
 
-def _prune_step(module, data, config: CompressConfig, groups, targets, step: int, teacher, accuracy,
-                progress) -> list[CompressStep]:
+def _prune_step(
+    module, data, config: CompressConfig, groups, targets, step: int, teacher, accuracy, progress
+) -> list[CompressStep]:
     """Step ``step`` of ``config.steps``: prune a growing fraction, then fine-tune (or distil)."""
     started = time.perf_counter()
     fraction = step / config.steps
@@ -126,36 +161,72 @@ def _prune_step(module, data, config: CompressConfig, groups, targets, step: int
     label = f"step {step}/{config.steps}"
     progress(f"{label}: pruned, accuracy {pruned_acc:.2f}% before fine-tuning")
     _fine_tune(module, data, config, teacher, progress, seed=config.seed + step)
-    done = [CompressStep(f"{label} pruned", pruned_acc, sparsity_report(module)["total"],
-                         _zeroed_channels(module, groups), 0.0)]
+    done = [
+        CompressStep(
+            f"{label} pruned",
+            pruned_acc,
+            sparsity_report(module)["total"],
+            _zeroed_channels(module, groups),
+            0.0,
+        )
+    ]
     if config.epochs:
-        done.append(CompressStep(f"{label} {'distilled' if teacher else 'fine-tuned'}", accuracy(module),
-                                 sparsity_report(module)["total"], _zeroed_channels(module, groups),
-                                 round(time.perf_counter() - started, 2)))
+        done.append(
+            CompressStep(
+                f"{label} {'distilled' if teacher else 'fine-tuned'}",
+                accuracy(module),
+                sparsity_report(module)["total"],
+                _zeroed_channels(module, groups),
+                round(time.perf_counter() - started, 2),
+            )
+        )
     return done
 
 
 def _fine_tune(module, data, config: CompressConfig, teacher, progress, *, seed: int) -> None:
     if config.epochs:
-        fine_tune(module, data, epochs=config.epochs, lr=config.lr, seed=seed, teacher=teacher,
-                  temperature=config.temperature, alpha=config.alpha,
-                  on_epoch=lambda e, loss: progress(epoch_line(e, config.epochs, loss)))
+        fine_tune(
+            module,
+            data,
+            epochs=config.epochs,
+            lr=config.lr,
+            seed=seed,
+            teacher=teacher,
+            temperature=config.temperature,
+            alpha=config.alpha,
+            on_epoch=lambda e, loss: progress(epoch_line(e, config.epochs, loss)),
+        )
 
 
 def _low_bit_steps(module, data, config: CompressConfig, *, teacher, accuracy, progress):
-    """Quantize inner weights to binary/ternary and fine-tune through the straight-through estimator."""
+    """Quantize inner weights to binary/ternary and fine-tune through the straight-through
+    estimator."""
     from onnxdeploy.compress import lowbit
 
     started = time.perf_counter()
     mode = config.low_bit
     count = lowbit.attach(module, mode)
-    steps = [CompressStep(f"{mode} weights ({count} layers)", accuracy(module),
-                          sparsity_report(module)["total"], 0, 0.0)]
+    steps = [
+        CompressStep(
+            f"{mode} weights ({count} layers)",
+            accuracy(module),
+            sparsity_report(module)["total"],
+            0,
+            0.0,
+        )
+    ]
     progress(f"{mode} weights on {count} inner layers: {steps[0].accuracy:.2f}% before fine-tuning")
     _fine_tune(module, data, config, teacher, progress, seed=config.seed)
     lowbit.make_permanent(module)
-    steps.append(CompressStep(f"{mode} + STE fine-tuning", accuracy(module), sparsity_report(module)["total"], 0,
-                              round(time.perf_counter() - started, 2)))
+    steps.append(
+        CompressStep(
+            f"{mode} + STE fine-tuning",
+            accuracy(module),
+            sparsity_report(module)["total"],
+            0,
+            round(time.perf_counter() - started, 2),
+        )
+    )
     return steps
 
 
@@ -165,10 +236,20 @@ def save_checkpoint(module: torch.nn.Module, path: str | Path) -> None:
         torch.save(module.state_dict(), tmp)
 
 
-def compress(model: str, output: str | Path, config: CompressConfig, *, checkpoint: str | None = None,
-             data="digits", input_shapes: list[tuple[int, ...]] | None = None, inputs: list | None = None,
-             teacher_checkpoint: str | None = None, train_epochs: int | None = None, where: Where = HERE,
-             progress: Callable[[str], None] = lambda m: None) -> CompressResult:
+def compress(
+    model: str,
+    output: str | Path,
+    config: CompressConfig,
+    *,
+    checkpoint: str | None = None,
+    data="digits",
+    input_shapes: list[tuple[int, ...]] | None = None,
+    inputs: list | None = None,
+    teacher_checkpoint: str | None = None,
+    train_epochs: int | None = None,
+    where: Where = HERE,
+    progress: Callable[[str], None] = lambda m: None,
+) -> CompressResult:
     """Load ``model`` (zoo name or factory, optional checkpoint), compress it, save a state_dict.
 
     Without a checkpoint the dense model is trained first, since pruning needs trained weights.
@@ -183,8 +264,14 @@ def compress(model: str, output: str | Path, config: CompressConfig, *, checkpoi
         from onnxdeploy.cluster.connect import check_address
 
         check_address(where.cluster)  # before any training
-    refuse_overwrite([output], [checkpoint, teacher_checkpoint,
-                                data if isinstance(data, (str, Path)) and str(data) != "digits" else None])
+    refuse_overwrite(
+        [output],
+        [
+            checkpoint,
+            teacher_checkpoint,
+            data if isinstance(data, (str, Path)) and str(data) != "digits" else None,
+        ],
+    )
     ensure_writable_dir(output)
     source = load_source(model, checkpoint=checkpoint, input_shapes=input_shapes, inputs=inputs)
     dataset = load_dataset(data, input_specs(source), seed=config.seed)
@@ -193,13 +280,18 @@ def compress(model: str, output: str | Path, config: CompressConfig, *, checkpoi
         _train_first(model, module, dataset, train_epochs, config.seed, progress)
     teacher = None
     if teacher_checkpoint:
-        teacher = load_source(model, input_shapes=None if source.inputs else source.input_shapes,
-                              inputs=source.inputs or None).module
+        teacher = load_source(
+            model,
+            input_shapes=None if source.inputs else source.input_shapes,
+            inputs=source.inputs or None,
+        ).module
         load_state_checked(teacher, teacher_checkpoint)
         teacher.eval()
         config = replace(config, distill=True)
     with where.connect(progress=progress) as ray:  # the sensitivity probes fan out on it
-        result = compress_module(module, dataset, config, teacher=teacher, progress=progress, ray=ray)
+        result = compress_module(
+            module, dataset, config, teacher=teacher, progress=progress, ray=ray
+        )
     save_checkpoint(module, output)
     return replace(result, output=str(output))
 
@@ -212,5 +304,12 @@ def _train_first(model: str, module, dataset, epochs: int | None, seed: int, pro
     entry = ZOO.get(model)
     epochs = epochs or (entry.epochs if entry else 10)
     progress(f"no checkpoint: training {model} on {dataset.name} first ({epochs} epochs)")
-    train(module, dataset.x_train, dataset.y_train, epochs=epochs, lr=entry.lr if entry else 3e-3,
-          seed=seed, on_epoch=lambda e, loss: progress(epoch_line(e, epochs, loss)))
+    train(
+        module,
+        dataset.x_train,
+        dataset.y_train,
+        epochs=epochs,
+        lr=entry.lr if entry else 3e-3,
+        seed=seed,
+        on_epoch=lambda e, loss: progress(epoch_line(e, epochs, loss)),
+    )

@@ -10,16 +10,25 @@ from onnxdeploy.exporter.outputs import classifier_scores
 from onnxdeploy.models.batches import call
 
 
-def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, *,
-                      temperature: float = 4.0, alpha: float = 0.7) -> torch.Tensor:
+def distillation_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    temperature: float = 4.0,
+    alpha: float = 0.7,
+) -> torch.Tensor:
     """alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * cross-entropy (Hinton et al. 2015).
 
     The softened distributions are softmax(z / T); T^2 keeps the soft-target gradients on the
     same scale as the hard-label ones when T changes. At alpha = 0 this is cross-entropy.
     """
     t = temperature
-    soft = F.kl_div(F.log_softmax(student_logits / t, dim=1), F.softmax(teacher_logits / t, dim=1),
-                    reduction="batchmean")
+    soft = F.kl_div(
+        F.log_softmax(student_logits / t, dim=1),
+        F.softmax(teacher_logits / t, dim=1),
+        reduction="batchmean",
+    )
     return alpha * t * t * soft + (1 - alpha) * F.cross_entropy(student_logits, labels)
 
 
@@ -28,7 +37,9 @@ class ZeroMask:
     (Adam's momentum would otherwise revive pruned weights)."""
 
     def __init__(self, model: nn.Module):
-        self.masks = {name: (p != 0) for name, p in model.named_parameters() if bool((p == 0).any())}
+        self.masks = {
+            name: (p != 0) for name, p in model.named_parameters() if bool((p == 0).any())
+        }
 
     @torch.no_grad()
     def apply(self, model: nn.Module) -> None:
@@ -38,9 +49,20 @@ class ZeroMask:
                 p.mul_(mask)
 
 
-def fine_tune(model: nn.Module, data, *, epochs: int, lr: float = 1e-3, seed: int = 0, teacher: nn.Module | None = None,
-              temperature: float = 4.0, alpha: float = 0.7, on_epoch=None) -> nn.Module:
-    """Train ``model`` on ``data`` (x_train, y_train) keeping its zeros; distil from ``teacher`` if given."""
+def fine_tune(
+    model: nn.Module,
+    data,
+    *,
+    epochs: int,
+    lr: float = 1e-3,
+    seed: int = 0,
+    teacher: nn.Module | None = None,
+    temperature: float = 4.0,
+    alpha: float = 0.7,
+    on_epoch=None,
+) -> nn.Module:
+    """Train ``model`` on ``data`` (x_train, y_train) keeping its zeros; distil from ``teacher`` if
+    given."""
     from onnxdeploy.models.train import train
 
     mask = ZeroMask(model)
@@ -52,7 +74,17 @@ def fine_tune(model: nn.Module, data, *, epochs: int, lr: float = 1e-3, seed: in
             with torch.no_grad():
                 target = classifier_scores(call(teacher, xb))
             return distillation_loss(logits, target, yb, temperature=temperature, alpha=alpha)
-    train(model, data.x_train, data.y_train, epochs=epochs, lr=lr, seed=seed, loss_fn=loss_fn,
-          on_epoch=on_epoch, after_step=lambda: mask.apply(model))
+
+    train(
+        model,
+        data.x_train,
+        data.y_train,
+        epochs=epochs,
+        lr=lr,
+        seed=seed,
+        loss_fn=loss_fn,
+        on_epoch=on_epoch,
+        after_step=lambda: mask.apply(model),
+    )
     mask.apply(model)
     return model

@@ -18,10 +18,29 @@ from torch import nn
 
 from onnxdeploy.errors import UserError
 
-PASSTHROUGH_MODULES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Hardswish, nn.ELU, nn.Identity,
-                       nn.Dropout, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Flatten)
-PASSTHROUGH_FUNCTIONS = {torch.relu, torch.nn.functional.relu, torch.flatten, torch.nn.functional.gelu,
-                         torch.nn.functional.adaptive_avg_pool2d}
+PASSTHROUGH_MODULES = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Hardswish,
+    nn.ELU,
+    nn.Identity,
+    nn.Dropout,
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool2d,
+    nn.Flatten,
+)
+PASSTHROUGH_FUNCTIONS = {
+    torch.relu,
+    torch.nn.functional.relu,
+    torch.flatten,
+    torch.nn.functional.gelu,
+    torch.nn.functional.adaptive_avg_pool2d,
+}
 ADD_FUNCTIONS = {operator.add, operator.iadd, torch.add}
 
 
@@ -32,7 +51,7 @@ class ChannelGroup:
 
     size: int
     producers: list = field(default_factory=list)  # module names (Conv2d groups=1 / Linear)
-    members: list = field(default_factory=list)    # BatchNorm / depthwise conv names in the group
+    members: list = field(default_factory=list)  # BatchNorm / depthwise conv names in the group
     consumers: list = field(default_factory=list)  # module names reading the channels
     followers: dict = field(default_factory=dict)  # producer name -> BatchNorm name right after it
 
@@ -57,13 +76,14 @@ def find_groups(model: nn.Module, example_inputs=None) -> list[ChannelGroup]:
 
     torch.fx traces the models it can (our zoo, plain nn.Modules); models it cannot trace (control
     flow, keyword inputs, ModelOutputs: most Hugging Face models) go to Torch-Pruning's dependency
-    graph, which runs them on ``example_inputs``.
-    """
+    graph, which runs them on ``example_inputs``."""
     try:
         traced = torch.fx.symbolic_trace(model)
     except Exception as exc:
         if example_inputs is None:
-            raise UserError(f"cannot trace the model with torch.fx to find coupled channels: {exc}") from exc
+            raise UserError(
+                f"cannot trace the model with torch.fx to find coupled channels: {exc}"
+            ) from exc
         from onnxdeploy.compress.dependency import dependency_groups
         from onnxdeploy.exporter.outputs import classifier_scores
 
@@ -87,14 +107,23 @@ def find_groups(model: nn.Module, example_inputs=None) -> list[ChannelGroup]:
         if node.op == "call_module":
             module = modules[node.target]
             src = space_of.get(inputs[0]) if inputs else None
-            if isinstance(module, nn.Conv2d) and module.groups == 1 or isinstance(module, nn.Linear):
+            if (
+                isinstance(module, nn.Conv2d)
+                and module.groups == 1
+                or isinstance(module, nn.Linear)
+            ):
                 if src is not None:
                     info[src].consumers.append(node.target)
-                sid = new_space(module.out_channels if isinstance(module, nn.Conv2d) else module.out_features)
+                sid = new_space(
+                    module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
+                )
                 info[sid].producers.append(node.target)
                 space_of[node] = sid
-            elif isinstance(module, nn.Conv2d) and src is not None and \
-                    module.groups == module.in_channels == module.out_channels:
+            elif (
+                isinstance(module, nn.Conv2d)
+                and src is not None
+                and module.groups == module.in_channels == module.out_channels
+            ):
                 info[src].members.append(node.target)
                 space_of[node] = src
             elif isinstance(module, nn.BatchNorm2d | nn.BatchNorm1d) and src is not None:
@@ -107,11 +136,20 @@ def find_groups(model: nn.Module, example_inputs=None) -> list[ChannelGroup]:
                 space_of[node] = src
             else:
                 pinned.update(spaces_in)
-        elif node.op == "call_function" and node.target in ADD_FUNCTIONS and len(spaces_in) == 2 == len(inputs):
+        elif (
+            node.op == "call_function"
+            and node.target in ADD_FUNCTIONS
+            and len(spaces_in) == 2 == len(inputs)
+        ):
             uf.union(spaces_in[0], spaces_in[1])
             space_of[node] = spaces_in[0]
-        elif node.op in ("call_function", "call_method") and spaces_in and (
-                node.target in PASSTHROUGH_FUNCTIONS or node.target in ("relu", "flatten", "relu_")):
+        elif (
+            node.op in ("call_function", "call_method")
+            and spaces_in
+            and (
+                node.target in PASSTHROUGH_FUNCTIONS or node.target in ("relu", "flatten", "relu_")
+            )
+        ):
             space_of[node] = spaces_in[0]
         elif node.op in ("placeholder", "get_attr"):
             continue
@@ -128,4 +166,6 @@ def find_groups(model: nn.Module, example_inputs=None) -> list[ChannelGroup]:
         merged.members += group.members
         merged.consumers += group.consumers
         merged.followers.update(group.followers)
-    return [g for root, g in roots.items() if root not in pinned_roots and g.producers and g.consumers]
+    return [
+        g for root, g in roots.items() if root not in pinned_roots and g.producers and g.consumers
+    ]

@@ -61,7 +61,9 @@ def make_permanent(model: nn.Module) -> None:
     for layer in [m for m in model.modules() if parametrize.is_parametrized(m)]:
         mode = layer.parametrizations.weight[0].mode
         with torch.no_grad():
-            exact = quantize_weight(layer.parametrizations.weight.original, mode)  # w + (q - w) is not q in float
+            exact = quantize_weight(
+                layer.parametrizations.weight.original, mode
+            )  # w + (q - w) is not q in float
         parametrize.remove_parametrizations(layer, "weight", leave_parametrized=False)
         with torch.no_grad():
             layer.weight.copy_(exact)

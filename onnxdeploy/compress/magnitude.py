@@ -10,17 +10,22 @@ from onnxdeploy.errors import UserError
 
 def prunable_weights(model: nn.Module) -> dict[str, torch.Tensor]:
     """Conv and Linear weights by module name (biases and norms are too small to matter)."""
-    return {name: m.weight for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Conv1d, nn.Linear))}
+    return {
+        name: m.weight
+        for name, m in model.named_modules()
+        if isinstance(m, (nn.Conv2d, nn.Conv1d, nn.Linear))
+    }
 
 
 @torch.no_grad()
-def magnitude_prune(model: nn.Module, sparsity: float, *, scope: str = "global") -> dict[str, float]:
+def magnitude_prune(
+    model: nn.Module, sparsity: float, *, scope: str = "global"
+) -> dict[str, float]:
     """Zero the smallest-magnitude weights so exactly ``sparsity`` of them are zero.
 
     ``scope="global"`` ranks all layers together (layers with many small weights give more);
     ``"layer"`` applies the same fraction to each layer. Weights already zero count as pruned.
-    Returns the sparsity reached per layer.
-    """
+    Returns the sparsity reached per layer."""
     if not 0 <= sparsity < 1:
         raise UserError(f"sparsity {sparsity}: must be in [0, 1)", param="sparsity")
     if scope not in ("global", "layer"):
@@ -33,7 +38,7 @@ def magnitude_prune(model: nn.Module, sparsity: float, *, scope: str = "global")
         mask[torch.argsort(flat, stable=True)[:count]] = False
         offset = 0
         for w in weights.values():
-            w.mul_(mask[offset:offset + w.numel()].reshape(w.shape))
+            w.mul_(mask[offset : offset + w.numel()].reshape(w.shape))
             offset += w.numel()
     else:
         for w in weights.values():

@@ -36,11 +36,15 @@ class CompressConfig:
 
     def __post_init__(self) -> None:
         if self.sparsity is None and self.channel_ratio is None and self.low_bit is None:
-            raise UserError("nothing to do: give sparsity, channel_ratio and/or low_bit",
-                            param=("sparsity", "channel_ratio", "low_bit"))
+            raise UserError(
+                "nothing to do: give sparsity, channel_ratio and/or low_bit",
+                param=("sparsity", "channel_ratio", "low_bit"),
+            )
         if self.channel_ratio is not None and not 0 <= self.channel_ratio < 1:
-            raise UserError(f"channel_ratio {self.channel_ratio}: the ratio must be in [0, 1)",
-                            param="channel_ratio")
+            raise UserError(
+                f"channel_ratio {self.channel_ratio}: the ratio must be in [0, 1)",
+                param="channel_ratio",
+            )
         if self.sparsity is not None and not 0 <= self.sparsity < 1:
             raise UserError(f"sparsity {self.sparsity}: must be in [0, 1)", param="sparsity")
         if self.low_bit is not None and self.low_bit not in LOW_BITS:

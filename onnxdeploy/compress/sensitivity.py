@@ -22,7 +22,9 @@ STEP = 0.0625
 MAX_RATIO = 0.875
 
 
-def adapt_batchnorm(model: nn.Module, x_train, *, samples: int = 512, batch_size: int = 128) -> None:
+def adapt_batchnorm(
+    model: nn.Module, x_train, *, samples: int = 512, batch_size: int = 128
+) -> None:
     """Re-estimate BatchNorm statistics on a few training batches (forward only, no gradients).
 
     Pruning shifts the activation statistics the BN layers normalise with; a pruned model
@@ -47,8 +49,15 @@ def adapt_batchnorm(model: nn.Module, x_train, *, samples: int = 512, batch_size
         m.momentum = momentum
 
 
-def probe_group(group: ChannelGroup, model: nn.Module, evaluate: Callable[[nn.Module], float], criterion: str,
-                ratios, x_train, baseline: float) -> dict[float, float]:
+def probe_group(
+    group: ChannelGroup,
+    model: nn.Module,
+    evaluate: Callable[[nn.Module], float],
+    criterion: str,
+    ratios,
+    x_train,
+    baseline: float,
+) -> dict[float, float]:
     """One group pruned alone at each ratio (on a copy): {ratio: accuracy drop in points}."""
     drops = {}
     scores = channel_scores(model, group, criterion)
@@ -61,23 +70,38 @@ def probe_group(group: ChannelGroup, model: nn.Module, evaluate: Callable[[nn.Mo
     return drops
 
 
-def sensitivity_scan(model: nn.Module, groups: list[ChannelGroup], evaluate: Callable[[nn.Module], float], *,
-                     criterion: str = "l1", ratios=SCAN_RATIOS, x_train=None,
-                     progress: Callable[[str], None] | None = None, ray=None) -> tuple[float, list[dict[float, float]]]:
+def sensitivity_scan(
+    model: nn.Module,
+    groups: list[ChannelGroup],
+    evaluate: Callable[[nn.Module], float],
+    *,
+    criterion: str = "l1",
+    ratios=SCAN_RATIOS,
+    x_train=None,
+    progress: Callable[[str], None] | None = None,
+    ray=None,
+) -> tuple[float, list[dict[float, float]]]:
     """(baseline accuracy, per group {ratio: accuracy drop in points}); with ``x_train`` each probe
-    first re-estimates its BatchNorm statistics (adaptive BN). The probes are independent: with ``ray``
-    they run as parallel tasks on that cluster."""
+    first re-estimates its BatchNorm statistics (adaptive BN). The probes are independent: with
+    ``ray`` they run as parallel tasks on that cluster."""
     from onnxdeploy.progress import track
 
     baseline = evaluate(model)
     if ray is not None:
         from onnxdeploy.cluster.fanout import fan_out
 
-        return baseline, fan_out(ray, probe_group, groups, shared=(model, evaluate, criterion, ratios, x_train,
-                                                                   baseline),
-                                 label="sensitivity probes", progress=progress or (lambda m: None))
-    return baseline, [probe_group(group, model, evaluate, criterion, ratios, x_train, baseline)
-                      for group in track(groups, label="sensitivity scan", progress=progress)]
+        return baseline, fan_out(
+            ray,
+            probe_group,
+            groups,
+            shared=(model, evaluate, criterion, ratios, x_train, baseline),
+            label="sensitivity probes",
+            progress=progress or (lambda m: None),
+        )
+    return baseline, [
+        probe_group(group, model, evaluate, criterion, ratios, x_train, baseline)
+        for group in track(groups, label="sensitivity scan", progress=progress)
+    ]
 
 
 def _predicted_drop(drops: dict[float, float], ratio: float) -> float:
@@ -102,9 +126,20 @@ def channel_costs(model: nn.Module, groups: list[ChannelGroup], sample) -> list[
             if isinstance(module, nn.Conv2d):
                 macs[name] = per_out * module.weight[0].numel() * module.out_channels
             elif isinstance(module, nn.Linear):
-                macs[name] = output[0].numel() // module.out_features * module.in_features * module.out_features
+                macs[name] = (
+                    output[0].numel()
+                    // module.out_features
+                    * module.in_features
+                    * module.out_features
+                )
+
         return record
-    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+    handles = [
+        m.register_forward_hook(hook(n))
+        for n, m in model.named_modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
     try:
         with torch.no_grad():
             call(model.eval(), to_torch(take(sample, slice(0, 1))))
@@ -115,7 +150,9 @@ def channel_costs(model: nn.Module, groups: list[ChannelGroup], sample) -> list[
     costs = []
     for group in groups:
         cost = sum(macs.get(p, 0) / group.size for p in group.producers)
-        cost += sum(macs.get(m, 0) / group.size for m in group.members if isinstance(modules[m], nn.Conv2d))
+        cost += sum(
+            macs.get(m, 0) / group.size for m in group.members if isinstance(modules[m], nn.Conv2d)
+        )
         for c in group.consumers:
             module = modules[c]
             width = module.in_channels if isinstance(module, nn.Conv2d) else module.in_features
@@ -124,8 +161,12 @@ def channel_costs(model: nn.Module, groups: list[ChannelGroup], sample) -> list[
     return costs
 
 
-def allocate(scan: list[dict[float, float]], sizes: list[int], target: float,
-             costs: list[float] | None = None) -> list[float]:
+def allocate(
+    scan: list[dict[float, float]],
+    sizes: list[int],
+    target: float,
+    costs: list[float] | None = None,
+) -> list[float]:
     """Per-group ratios whose channel-weighted mean reaches ``target`` at the least predicted drop
     per MAC saved (``costs``: MACs per channel of each group).
 
@@ -143,8 +184,11 @@ def allocate(scan: list[dict[float, float]], sizes: list[int], target: float,
             if ratios[i] + STEP > cap + 1e-9:
                 continue
             saved = STEP * size * (costs[i] if costs else 1.0)
-            cost = (_predicted_drop(drops, ratios[i] + STEP) - _predicted_drop(drops, ratios[i])) / saved
-            # accuracy lost per MAC saved; ties (no measured drop) go to the group that saves most MACs
+            cost = (
+                _predicted_drop(drops, ratios[i] + STEP) - _predicted_drop(drops, ratios[i])
+            ) / saved
+            # accuracy lost per MAC saved; ties (no measured drop) go to the group that saves most
+            # MACs
             key = (round(cost, 12), -saved)
             if best_cost is None or key < best_cost:
                 best, best_cost = i, key

@@ -36,7 +36,8 @@ def _filter_norms(weight: torch.Tensor, criterion: str) -> np.ndarray:
 
 def channel_scores(model: nn.Module, group: ChannelGroup, criterion: str = "l1") -> np.ndarray:
     """Importance of each channel: summed filter norms of its producers, each scaled by the
-    magnitude its BatchNorm multiplies it by (a small-norm filter behind a large BN scale matters)."""
+    magnitude its BatchNorm multiplies it by (a small-norm filter behind a large BN scale
+    matters)."""
     if criterion not in CRITERIA:
         raise UserError(f"criterion '{criterion}': choose l1 or l2", param="criterion")
     modules = dict(model.named_modules())
@@ -72,14 +73,24 @@ def choose_channels(scores: np.ndarray, ratio: float) -> list[int]:
     return sorted(np.argsort(scores, kind="stable")[:count].tolist()) if count > 0 else []
 
 
-def prune_uniform(model: nn.Module, ratio: float, *, criterion: str = "l1", ratios: dict[int, float] | None = None,
-                  example_inputs=None) -> list[GroupPruning]:
+def prune_uniform(
+    model: nn.Module,
+    ratio: float,
+    *,
+    criterion: str = "l1",
+    ratios: dict[int, float] | None = None,
+    example_inputs=None,
+) -> list[GroupPruning]:
     """Zero ``ratio`` of the channels of every prunable group (or ``ratios[i]`` for group i)."""
     if not 0 <= ratio < 1:
-        raise UserError(f"channel_ratio {ratio}: the ratio must be in [0, 1)", param="channel_ratio")
+        raise UserError(
+            f"channel_ratio {ratio}: the ratio must be in [0, 1)", param="channel_ratio"
+        )
     done = []
     for i, group in enumerate(find_groups(model, example_inputs)):
-        chosen = choose_channels(channel_scores(model, group, criterion), (ratios or {}).get(i, ratio))
+        chosen = choose_channels(
+            channel_scores(model, group, criterion), (ratios or {}).get(i, ratio)
+        )
         zero_channels(model, group, chosen)
         done.append(GroupPruning(tuple(group.producers), group.size, tuple(chosen)))
     return done

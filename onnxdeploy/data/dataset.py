@@ -1,4 +1,5 @@
-"""Named, typed, labelled arrays: a ``Split`` (one set of samples) and a ``Dataset`` (train and val).
+"""Named, typed, labelled arrays: a ``Split`` (one set of samples) and a ``Dataset`` (train and
+val).
 
 Every consumer (training, compression, calibration, scoring, evaluation) takes these, so a
 model with several inputs of any dtype is one dict away, and top-1 means one thing everywhere.
@@ -31,7 +32,9 @@ class Split:
         if self.labels is not None:
             counts.add(len(self.labels))
         if len(counts) != 1:
-            raise UserError(f"{self.origin}: inputs and labels hold different sample counts {sorted(counts)}")
+            raise UserError(
+                f"{self.origin}: inputs and labels hold different sample counts {sorted(counts)}"
+            )
 
     def __len__(self) -> int:
         return len(next(iter(self.inputs.values())))
@@ -40,16 +43,22 @@ class Split:
     def x(self) -> np.ndarray:
         """The only input's array (models with one input)."""
         if len(self.inputs) != 1:
-            raise UserError(f"{self.origin}: {len(self.inputs)} inputs ({', '.join(self.inputs)}); this step takes one")
+            raise UserError(
+                f"{self.origin}: {len(self.inputs)} inputs ({', '.join(self.inputs)}); this step "
+                "takes one"
+            )
         return next(iter(self.inputs.values()))
 
     def renamed(self, names: list[str]) -> "Split":
-        """The same samples under the model's input names (a single unnamed input takes the model's name)."""
+        """The same samples under the model's input names (a single unnamed input takes the model's
+        name)."""
         if set(self.inputs) == set(names):
             return self
         if len(self.inputs) == 1 and len(names) == 1:
             return Split({names[0]: self.x}, self.labels, self.origin)
-        raise UserError(f"{self.origin}: arrays {sorted(self.inputs)} do not match the model's inputs {names}")
+        raise UserError(
+            f"{self.origin}: arrays {sorted(self.inputs)} do not match the model's inputs {names}"
+        )
 
 
 @dataclass(frozen=True)
@@ -99,4 +108,8 @@ def top1_accuracy(output: np.ndarray, labels: np.ndarray) -> float:
 
 def top1_agreement(output: np.ndarray, reference: np.ndarray) -> float:
     """How often the top-1 class equals the reference's, in percent."""
-    return 100.0 * float(np.mean(top1(output) == top1(reference))) if np.asarray(reference).size else 0.0
+    return (
+        100.0 * float(np.mean(top1(output) == top1(reference)))
+        if np.asarray(reference).size
+        else 0.0
+    )

@@ -1,4 +1,5 @@
-"""The built-in digits data set (scikit-learn's ``load_digits``: ships inside the package, no download).
+"""The built-in digits data set (scikit-learn's ``load_digits``: ships inside the package, no
+download).
 
 8x8 grey images of handwritten digits, resized to a model's input size with bilinear
 interpolation in numpy, so calibration and evaluation need no torch.
@@ -39,13 +40,20 @@ def _raw_digits() -> tuple[np.ndarray, np.ndarray]:
     try:
         from sklearn.datasets import load_digits
     except ImportError as exc:
-        raise UserError("the digits data needs scikit-learn: pip install 'onnxdeploy[torch]'") from exc
+        raise UserError(
+            "the digits data needs scikit-learn: pip install 'onnxdeploy[torch]'"
+        ) from exc
     bunch = load_digits()
     return bunch.images.astype(np.float32) / 16.0, bunch.target.astype(np.int64)
 
 
-def load_digits_split(input_shape: tuple[int, ...], *, val_fraction: float = 0.2, seed: int = 0,
-                      input_name: str = DEFAULT_INPUT) -> Dataset:
+def load_digits_split(
+    input_shape: tuple[int, ...],
+    *,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    input_name: str = DEFAULT_INPUT,
+) -> Dataset:
     """Digits shaped for a model whose per-sample input is ``input_shape`` ([C, H, W] or [F]).
 
     The split is seeded and stratified-free but fixed, so every stage of a run and every
@@ -61,7 +69,10 @@ def load_digits_split(input_shape: tuple[int, ...], *, val_fraction: float = 0.2
         if x.shape[1] != input_shape[0]:
             side = int(round(input_shape[0] ** 0.5))
             if side * side != input_shape[0]:
-                raise UserError(f"digits: cannot shape 8x8 images into a flat input of {input_shape[0]} features")
+                raise UserError(
+                    f"digits: cannot shape 8x8 images into a flat input of {input_shape[0]} "
+                    "features"
+                )
             x = resize_images(images, side, side).reshape(len(images), -1)
     else:
         raise UserError(f"digits: unsupported per-sample input shape {input_shape}")
@@ -69,5 +80,8 @@ def load_digits_split(input_shape: tuple[int, ...], *, val_fraction: float = 0.2
     order = np.random.default_rng(seed).permutation(len(x))
     n_val = int(round(len(x) * val_fraction))
     val, train = order[:n_val], order[n_val:]
-    return Dataset(Split({input_name: x[train]}, labels[train], "digits"),
-                   Split({input_name: x[val]}, labels[val], "digits"), "digits")
+    return Dataset(
+        Split({input_name: x[train]}, labels[train], "digits"),
+        Split({input_name: x[val]}, labels[val], "digits"),
+        "digits",
+    )

@@ -33,7 +33,9 @@ def read_array_file(path: Path, specs: Sequence[InputSpec]) -> dict[str, np.ndar
     """Arrays keyed by input name from one .npz, or one .npy for a single-input model."""
     if path.suffix == ".npy":
         if len(specs) != 1:
-            raise UserError(f"{path}: a .npy file feeds one input; the model has {len(specs)} (use .npz)")
+            raise UserError(
+                f"{path}: a .npy file feeds one input; the model has {len(specs)} (use .npz)"
+            )
         try:
             arrays = {specs[0].name: np.load(path, allow_pickle=False)}
         except Exception as exc:

@@ -6,18 +6,23 @@ from __future__ import annotations
 from onnxdeploy.errors import UserError
 
 
-def parse_shape(text: str, *, what: str, param: str | None = None,
-                example: str = "1x3x224x224") -> tuple[int, ...]:
+def parse_shape(
+    text: str, *, what: str, param: str | None = None, example: str = "1x3x224x224"
+) -> tuple[int, ...]:
     """``'1x1x32x32'`` -> ``(1, 1, 32, 32)``; UserError naming ``what`` on anything but positive
     integers joined by 'x'."""
     parts = str(text).strip().lower().split("x")
     if not str(text).strip() or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise UserError(f"{what} '{text}': expected positive integers joined by 'x', e.g. {example}",
-                        param=param)
+        raise UserError(
+            f"{what} '{text}': expected positive integers joined by 'x', e.g. {example}",
+            param=param,
+        )
     return tuple(int(p) for p in parts)
 
 
-def parse_named_shape(text: str, *, what: str, param: str | None = None) -> tuple[str, tuple[int, ...]]:
+def parse_named_shape(
+    text: str, *, what: str, param: str | None = None
+) -> tuple[str, tuple[int, ...]]:
     """``'input=1x3x224x224'`` -> ``('input', (1, 3, 224, 224))``."""
     name, sep, dims = str(text).partition("=")
     try:

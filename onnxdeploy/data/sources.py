@@ -49,7 +49,9 @@ def digits_dataset(specs: Sequence[InputSpec], *, seed: int = 0) -> Dataset:
         raise UserError(f"digits: the data feeds a model with one input; this one has {len(specs)}")
     shape = specs[0].sample_shape
     if not all(is_static(d) for d in shape):
-        raise UserError("digits: the model's input has symbolic non-batch dims; give a .npz instead")
+        raise UserError(
+            "digits: the model's input has symbolic non-batch dims; give a .npz instead"
+        )
     return load_digits_split(tuple(shape), seed=seed, input_name=specs[0].name)
 
 
@@ -71,15 +73,21 @@ def _training_split(arrays: dict, specs: Sequence[InputSpec], part: str, path: P
     else:
         missing = [f"{s.name}_{part}" for s in specs if f"{s.name}_{part}" not in arrays]
         if missing:
-            raise UserError(f"{path}: missing arrays {', '.join(['x_' + part] if len(specs) == 1 else missing)} "
-                            f"(has {', '.join(arrays) or 'none'})")
+            raise UserError(
+                f"{path}: missing arrays "
+                f"{', '.join(['x_' + part] if len(specs) == 1 else missing)} "
+                f"(has {', '.join(arrays) or 'none'})"
+            )
         inputs = {s.name: arrays[f"{s.name}_{part}"] for s in specs}
     labels = arrays.get(f"y_{part}")
     if labels is None:
         raise UserError(f"{path}: missing arrays y_{part} (has {', '.join(arrays)})")
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise UserError(f"{path}: y_{part} must be a 1-D array of integer class labels")
-    inputs = {k: v.astype(np.float32) if np.issubdtype(v.dtype, np.floating) else v for k, v in inputs.items()}
+    inputs = {
+        k: v.astype(np.float32) if np.issubdtype(v.dtype, np.floating) else v
+        for k, v in inputs.items()
+    }
     for spec in specs:
         x, key = inputs[spec.name], f"x_{part}" if len(specs) == 1 else f"{spec.name}_{part}"
         if len(x) != len(labels):
@@ -87,10 +95,18 @@ def _training_split(arrays: dict, specs: Sequence[InputSpec], part: str, path: P
         if len(x) == 0:
             raise UserError(f"{path}: {key} is empty")
         expected = spec.sample_shape
-        if x.ndim != len(spec.shape) or any(is_static(d) and d != a for d, a in zip(expected, x.shape[1:])):
+        if x.ndim != len(spec.shape) or any(
+            is_static(d) and d != a for d, a in zip(expected, x.shape[1:])
+        ):
             shown = [d if is_static(d) else "N" for d in expected]
-            raise UserError(f"{path}: {key} samples have shape {list(x.shape[1:])}, the model expects {shown}")
-    check_arrays(inputs, [InputSpec(s.name, s.shape, inputs[s.name].dtype) for s in specs], f"{path} ({part})")
+            raise UserError(
+                f"{path}: {key} samples have shape {list(x.shape[1:])}, the model expects {shown}"
+            )
+    check_arrays(
+        inputs,
+        [InputSpec(s.name, s.shape, inputs[s.name].dtype) for s in specs],
+        f"{path} ({part})",
+    )
     return Split(inputs, labels.astype(np.int64), path.name)
 
 
@@ -103,15 +119,22 @@ def load_dataset(data: DataLike, specs: Sequence[InputSpec], *, seed: int = 0) -
             check_arrays(split.inputs, specs, split.origin)
         return dataset
     if not isinstance(data, (str, os.PathLike)):
-        raise UserError(f"training data must be 'digits', an .npz path or a Dataset, not {type(data).__name__}")
+        raise UserError(
+            f"training data must be 'digits', an .npz path or a Dataset, not {type(data).__name__}"
+        )
     if str(data) == "digits":
         return digits_dataset(specs, seed=seed)
     path = Path(data)
     if not path.is_file():
-        raise UserError(f"{path}: data file not found (use 'digits' or an .npz with {', '.join(TRAINING_KEYS)})")
+        raise UserError(
+            f"{path}: data file not found (use 'digits' or an .npz with {', '.join(TRAINING_KEYS)})"
+        )
     arrays = load_npz(path, what="data")
-    return Dataset(_training_split(arrays, specs, "train", path), _training_split(arrays, specs, "val", path),
-                   path.name)
+    return Dataset(
+        _training_split(arrays, specs, "train", path),
+        _training_split(arrays, specs, "val", path),
+        path.name,
+    )
 
 
 def eval_split(data: DataLike, specs: Sequence[InputSpec], *, seed: int = 0) -> Split:
@@ -130,30 +153,52 @@ def eval_split(data: DataLike, specs: Sequence[InputSpec], *, seed: int = 0) -> 
     if labels is None:
         raise UserError(f"{path}: needs a 'labels' array beside the inputs for accuracy")
     if len(labels) != len(next(iter(arrays.values()))):
-        raise UserError(f"{path}: {len(labels)} labels for {len(next(iter(arrays.values())))} samples")
+        raise UserError(
+            f"{path}: {len(labels)} labels for {len(next(iter(arrays.values())))} samples"
+        )
     return Split(arrays, labels.astype(np.int64), str(path))
 
 
 def _random_chunks(specs: Sequence[InputSpec], seed: int) -> ChunkSource:
     for spec in specs:
         if not all(is_static(d) for d in spec.sample_shape):
-            logger.warning("random data: input '%s' has symbolic dims; drawing %d for each", spec.name, SYMBOLIC_DIM)
+            logger.warning(
+                "random data: input '%s' has symbolic dims; drawing %d for each",
+                spec.name,
+                SYMBOLIC_DIM,
+            )
 
     def chunks():
         rng = np.random.default_rng(seed)
         while True:
-            yield "random", {s.name: random_array((RANDOM_CHUNK, *[d if is_static(d) else SYMBOLIC_DIM
-                                                                   for d in s.sample_shape]),
-                                                  s.dtype, rng, origin="random", name=s.name) for s in specs}
+            yield (
+                "random",
+                {
+                    s.name: random_array(
+                        (
+                            RANDOM_CHUNK,
+                            *[d if is_static(d) else SYMBOLIC_DIM for d in s.sample_shape],
+                        ),
+                        s.dtype,
+                        rng,
+                        origin="random",
+                        name=s.name,
+                    )
+                    for s in specs
+                },
+            )
+
     return chunks
 
 
 def calibration_source(data: DataLike, specs: Sequence[InputSpec], *, seed: int = 0) -> ChunkSource:
     """A factory of iterators over (origin, arrays) chunks: "random" (endless, with a loud warning),
-    "digits" (its training split), a .npy/.npz file or a folder of them, a Dataset (its train split),
-    a Split or arrays. Files are read one at a time, when the stream reaches them."""
+    "digits" (its training split), a .npy/.npz file or a folder of them, a Dataset (its train
+    split), a Split or arrays. Files are read one at a time, when the stream reaches them."""
     if is_random(data):
-        logger.warning("calibrating on RANDOM data: the int8 model's accuracy on real inputs is unknown")
+        logger.warning(
+            "calibrating on RANDOM data: the int8 model's accuracy on real inputs is unknown"
+        )
         return _random_chunks(specs, seed)
     if isinstance(data, Dataset):
         split = _as_split(data.train, specs, data.name)
@@ -166,6 +211,8 @@ def calibration_source(data: DataLike, specs: Sequence[InputSpec], *, seed: int 
         return lambda: iter([("digits", dict(train.inputs))])
     path = Path(data)
     if not path.exists():
-        raise UserError(f"{path}: calibration data not found (a .npy, .npz, folder, 'digits' or 'random')")
+        raise UserError(
+            f"{path}: calibration data not found (a .npy, .npz, folder, 'digits' or 'random')"
+        )
     files = array_files(path)
     return lambda: ((str(f), read_array_file(f, specs)) for f in files)

@@ -7,14 +7,22 @@ from dataclasses import dataclass
 import numpy as np
 
 # onnxruntime's type strings (NodeArg.type) -> numpy dtypes
-ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-             "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8,
-             "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_}
+ORT_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+    "tensor(bool)": np.bool_,
+}
 
 
 @dataclass(frozen=True)
 class InputSpec:
-    """One named model input. ``shape`` holds ints for static dims, a name (str) or None for symbolic ones;
+    """One named model input. ``shape`` holds ints for static dims, a name (str) or None for
+    symbolic ones;
     ``dtype`` is None when the element type has no numpy equivalent (string tensors...)."""
 
     name: str
@@ -44,13 +52,17 @@ def specs_from_onnx(model) -> list[InputSpec]:
     specs = []
     for value in graph_inputs(model):
         tensor = value.type.tensor_type
-        dims = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or None)
-                     for d in tensor.shape.dim)
+        dims = tuple(
+            d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or None)
+            for d in tensor.shape.dim
+        )
         try:
             dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type))
         except (KeyError, TypeError, ValueError):
             dtype = None
-        specs.append(InputSpec(value.name, dims, None if dtype is None or dtype.kind in "OUS" else dtype))
+        specs.append(
+            InputSpec(value.name, dims, None if dtype is None or dtype.kind in "OUS" else dtype)
+        )
     return specs
 
 
@@ -64,7 +76,10 @@ def specs_from_node_args(args) -> list[InputSpec]:
     specs = []
     for arg in args:
         dtype = ORT_TYPES.get(arg.type)
-        dims = tuple(d if isinstance(d, int) and d > 0 else (d if isinstance(d, str) else None) for d in arg.shape)
+        dims = tuple(
+            d if isinstance(d, int) and d > 0 else (d if isinstance(d, str) else None)
+            for d in arg.shape
+        )
         specs.append(InputSpec(arg.name, dims, np.dtype(dtype) if dtype is not None else None))
     return specs
 
@@ -75,6 +90,7 @@ def default_input_names(count: int) -> list[str]:
 
 
 def specs_for_shapes(shapes, dtype=np.float32) -> list[InputSpec]:
-    """Float inputs of the given shapes under export's default names, with a free batch dimension."""
+    """Float inputs of the given shapes under export's default names, with a free batch
+    dimension."""
     names = default_input_names(len(shapes))
     return [InputSpec(n, (None, *tuple(s)[1:]), np.dtype(dtype)) for n, s in zip(names, shapes)]

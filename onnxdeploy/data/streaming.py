@@ -1,4 +1,5 @@
-"""Checked batches streamed from chunks of samples, so a large data set never sits in memory at once."""
+"""Checked batches streamed from chunks of samples, so a large data set never sits in memory at
+once."""
 
 from __future__ import annotations
 
@@ -12,20 +13,28 @@ from onnxdeploy.data.validation import check_arrays
 ChunkSource = Callable[[], Iterator[tuple[str, dict]]]  # a factory of (origin, arrays) iterators
 
 
-def batches(source: ChunkSource, specs: Sequence[InputSpec], *, batch_size: int, limit: int | None, skip: int = 0,
-            uniform: bool = False) -> Iterator[dict[str, np.ndarray]]:
+def batches(
+    source: ChunkSource,
+    specs: Sequence[InputSpec],
+    *,
+    batch_size: int,
+    limit: int | None,
+    skip: int = 0,
+    uniform: bool = False,
+) -> Iterator[dict[str, np.ndarray]]:
     """Checked batches of ``batch_size`` samples, after skipping ``skip``, up to ``limit`` samples.
 
     Batches are cut across chunk boundaries, so all are full but the last; ``uniform`` drops
     that last partial one when a full one exists (onnxruntime's histogram calibrators need
-    equal batch shapes).
-    """
+    equal batch shapes)."""
     pending: list[dict[str, np.ndarray]] = []
     pending_count, taken, seen, emitted = 0, 0, 0, 0
 
     def cut():
         merged = {k: np.concatenate([p[k] for p in pending]) for k in pending[0]}
-        return {k: v[:batch_size] for k, v in merged.items()}, {k: v[batch_size:] for k, v in merged.items()}
+        return {k: v[:batch_size] for k, v in merged.items()}, {
+            k: v[batch_size:] for k, v in merged.items()
+        }
 
     for origin, arrays in source():
         check_arrays(arrays, specs, origin)
@@ -57,7 +66,8 @@ def count_samples(source: ChunkSource) -> int:
 
 
 def fingerprint(stream: Iterator[dict[str, np.ndarray]]) -> str:
-    """sha256 of a stream of batches: input names, dtypes, shapes and bytes, in order (what a manifest
+    """sha256 of a stream of batches: input names, dtypes, shapes and bytes, in order (what a
+    manifest
     records so that a change in the data is seen)."""
     import hashlib
 

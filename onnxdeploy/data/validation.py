@@ -10,27 +10,42 @@ from onnxdeploy.data.specs import InputSpec, is_static
 from onnxdeploy.errors import UserError
 
 
-def check_arrays(arrays: Mapping[str, np.ndarray], specs: Sequence[InputSpec], origin: str, *,
-                 whole_batch: bool = False, finite: bool = True) -> None:
+def check_arrays(
+    arrays: Mapping[str, np.ndarray],
+    specs: Sequence[InputSpec],
+    origin: str,
+    *,
+    whole_batch: bool = False,
+    finite: bool = True,
+) -> None:
     """UserError naming ``origin`` for wrong names, ranks, static dims, dtypes, ragged sample counts
     or NaN/Inf. Dimension 0 (the batch) is checked only with ``whole_batch`` (feeds for one run);
     data sets hold any number of samples."""
     names = [s.name for s in specs]
     if set(arrays) != set(names):
-        raise UserError(f"{origin}: arrays {sorted(arrays)} do not match the model's inputs {names}")
+        raise UserError(
+            f"{origin}: arrays {sorted(arrays)} do not match the model's inputs {names}"
+        )
     counts = set()
     for spec in specs:
         array = np.asarray(arrays[spec.name])
         if array.ndim == 0:
-            raise UserError(f"{origin}: '{spec.name}' is a 0-d array; it needs a leading sample axis")
+            raise UserError(
+                f"{origin}: '{spec.name}' is a 0-d array; it needs a leading sample axis"
+            )
         counts.add(array.shape[0])
         dims = spec.shape if whole_batch else spec.shape[1:]
         got = array.shape if whole_batch else array.shape[1:]
         if array.ndim != len(spec.shape) or any(is_static(d) and d != a for d, a in zip(dims, got)):
             shape = [d if is_static(d) else (d or "N") for d in spec.shape]
-            raise UserError(f"{origin}: '{spec.name}' has shape {list(array.shape)}, the model expects {shape}")
+            raise UserError(
+                f"{origin}: '{spec.name}' has shape {list(array.shape)}, the model expects {shape}"
+            )
         if spec.dtype is not None and array.dtype != spec.dtype:
-            raise UserError(f"{origin}: '{spec.name}' has dtype {array.dtype}, the model expects {spec.dtype.name}")
+            raise UserError(
+                f"{origin}: '{spec.name}' has dtype {array.dtype}, the model expects "
+                f"{spec.dtype.name}"
+            )
         if finite and np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
             raise UserError(f"{origin}: '{spec.name}' contains NaN or Inf")
     if len(counts) > 1:

@@ -53,22 +53,44 @@ class ExportResult:
     inputs: tuple = ()  # ExportInput: name, dtype, example shape, dynamic axes
 
     def to_json(self) -> dict:
-        return {"output": self.output, "source": self.source, "exporter": self.exporter, "opset": self.opset,
-                "dynamic_batch": self.dynamic_batch, "input_shapes": [list(s) for s in self.input_shapes],
-                "parity_batches": list(self.parity_batches), "parity": self.parity.to_json(),
-                "file_bytes": self.file_bytes, "seconds": round(self.seconds, 3),
-                "fallback_reason": self.fallback_reason, "inputs": [i.to_json() for i in self.inputs]}
+        return {
+            "output": self.output,
+            "source": self.source,
+            "exporter": self.exporter,
+            "opset": self.opset,
+            "dynamic_batch": self.dynamic_batch,
+            "input_shapes": [list(s) for s in self.input_shapes],
+            "parity_batches": list(self.parity_batches),
+            "parity": self.parity.to_json(),
+            "file_bytes": self.file_bytes,
+            "seconds": round(self.seconds, 3),
+            "fallback_reason": self.fallback_reason,
+            "inputs": [i.to_json() for i in self.inputs],
+        }
 
     def __str__(self) -> str:
-        head = (f"exported {self.source} -> {self.output} ({self.file_bytes / 1024:.1f} KiB, opset {self.opset}, "
-                f"{self.exporter} exporter, {'dynamic' if self.dynamic_batch else 'static'} batch, {self.seconds:.1f} s)")
-        return f"{head}\nparity vs PyTorch at batch {', '.join(map(str, self.parity_batches))}:\n{self.parity}"
+        head = (
+            f"exported {self.source} -> {self.output} ({self.file_bytes / 1024:.1f} KiB, opset "
+            f"{self.opset}, "
+            f"{self.exporter} exporter, {'dynamic' if self.dynamic_batch else 'static'} batch, "
+            f"{self.seconds:.1f} s)"
+        )
+        batches = ", ".join(map(str, self.parity_batches))
+        return f"{head}\nparity vs PyTorch at batch {batches}:\n{self.parity}"
 
 
 @contextlib.contextmanager
 def _quiet_torch_exporter():
-    """The dynamo exporter logs warnings about optional ops (torchvision) that do not concern the user."""
-    names = ["torch.onnx", "torch.export", "torch._export", "torch.fx", "torch._dynamo", "onnxscript"]
+    """The dynamo exporter logs warnings about optional ops (torchvision) that do not concern the
+    user."""
+    names = [
+        "torch.onnx",
+        "torch.export",
+        "torch._export",
+        "torch.fx",
+        "torch._dynamo",
+        "onnxscript",
+    ]
     loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
@@ -83,13 +105,15 @@ def _quiet_torch_exporter():
 
 
 def _int_high(module) -> int:
-    """Token ids are drawn below the vocabulary size when the model says it (transformers configs do)."""
+    """Token ids are drawn below the vocabulary size when the model says it (transformers configs
+    do)."""
     vocab = getattr(getattr(module, "config", None), "vocab_size", None)
     return int(min(vocab, 1000)) if isinstance(vocab, int) and vocab > 0 else 10
 
 
 def _example_inputs(source: ModelSource, dynamic: bool) -> tuple:
-    """Tensors to trace with. A size-1 batch or dynamic axis becomes 2 so torch.export keeps it symbolic."""
+    """Tensors to trace with. A size-1 batch or dynamic axis becomes 2 so torch.export keeps it
+    symbolic."""
     import torch
 
     from onnxdeploy.data.synthetic import random_array
@@ -97,14 +121,20 @@ def _example_inputs(source: ModelSource, dynamic: bool) -> tuple:
     rng = np.random.default_rng(0)
     tensors = []
     for spec in source.inputs:
-        grow = [axis for axis in ((0,) if dynamic else ()) + tuple(spec.dynamic) if spec.shape[axis] == 1]
+        grow = [
+            axis
+            for axis in ((0,) if dynamic else ()) + tuple(spec.dynamic)
+            if spec.shape[axis] == 1
+        ]
         if spec.example is not None:
             array = spec.example
             for axis in grow:
                 array = np.concatenate([array, array], axis=axis)
         else:
             shape = tuple(2 if axis in grow else d for axis, d in enumerate(spec.shape))
-            array = random_array(shape, spec.dtype, rng, int_high=_int_high(source.module), name=spec.name)
+            array = random_array(
+                shape, spec.dtype, rng, int_high=_int_high(source.module), name=spec.name
+            )
         tensors.append(torch.from_numpy(np.ascontiguousarray(array)))
     return tuple(tensors)
 
@@ -115,36 +145,72 @@ def _call(source: ModelSource, tensors: tuple):
     return source.module(**dict(zip(names, tensors))) if source.by_name else source.module(*tensors)
 
 
-def _export_dynamo(source: ModelSource, path: Path, names, dynamic: bool, opset: int | None) -> None:
+def _export_dynamo(
+    source: ModelSource, path: Path, names, dynamic: bool, opset: int | None
+) -> None:
     import torch
 
     examples = _example_inputs(source, dynamic)
     dims: dict = {}
 
-    def dim(axis: int, length: int):  # inputs that share an axis length share its symbol (ids and mask)
-        return dims.setdefault((axis, length), torch.export.Dim("batch" if axis == 0 else f"dim{axis}_{length}"))
-    dynamic_shapes = tuple({axis: dim(axis, int(t.shape[axis])) for axis in ((0,) if dynamic else ()) + spec.dynamic}
-                           for spec, t in zip(source.inputs, examples))
+    def dim(
+        axis: int, length: int
+    ):  # inputs that share an axis length share its symbol (ids and mask)
+        return dims.setdefault(
+            (axis, length), torch.export.Dim("batch" if axis == 0 else f"dim{axis}_{length}")
+        )
+
+    dynamic_shapes = tuple(
+        {axis: dim(axis, int(t.shape[axis])) for axis in ((0,) if dynamic else ()) + spec.dynamic}
+        for spec, t in zip(source.inputs, examples)
+    )
     if not any(dynamic_shapes):
         dynamic_shapes = None
-    program = torch.onnx.export(source.module, examples, dynamo=True, input_names=names[0], output_names=names[1],
-                                dynamic_shapes=dynamic_shapes, opset_version=opset, verbose=False, optimize=True)
-    program.save(str(path), external_data=None)  # None: external data past 2 GiB, decided without serializing
+    program = torch.onnx.export(
+        source.module,
+        examples,
+        dynamo=True,
+        input_names=names[0],
+        output_names=names[1],
+        dynamic_shapes=dynamic_shapes,
+        opset_version=opset,
+        verbose=False,
+        optimize=True,
+    )
+    program.save(
+        str(path), external_data=None
+    )  # None: external data past 2 GiB, decided without serializing
 
 
-def _export_torchscript(source: ModelSource, path: Path, names, dynamic: bool, opset: int | None) -> None:
+def _export_torchscript(
+    source: ModelSource, path: Path, names, dynamic: bool, opset: int | None
+) -> None:
     import torch
 
-    axes = {spec.name: {**({0: "batch"} if dynamic else {}), **{a: f"{spec.name}_{a}" for a in spec.dynamic}}
-            for spec in source.inputs}
+    axes = {
+        spec.name: {
+            **({0: "batch"} if dynamic else {}),
+            **{a: f"{spec.name}_{a}" for a in spec.dynamic},
+        }
+        for spec in source.inputs
+    }
     axes.update({n: {0: "batch"} for n in names[1]} if dynamic else {})
-    torch.onnx.export(source.module, _example_inputs(source, dynamic), str(path), dynamo=False,
-                      input_names=names[0], output_names=names[1], dynamic_axes={k: v for k, v in axes.items() if v},
-                      opset_version=opset or 17, do_constant_folding=True)
+    torch.onnx.export(
+        source.module,
+        _example_inputs(source, dynamic),
+        str(path),
+        dynamo=False,
+        input_names=names[0],
+        output_names=names[1],
+        dynamic_axes={k: v for k, v in axes.items() if v},
+        opset_version=opset or 17,
+        do_constant_folding=True,
+    )
 
 
 def _output_names(source: ModelSource) -> tuple[list[str], bool]:
-    """(output names, whether forward's result needs flattening: anything but a tensor or a flat tuple)."""
+    """(output names, whether forward's result needs flattening: anything but a tensor or a flat
+    tuple)."""
     import torch
 
     shapes = " and ".join("x".join(map(str, s)) for s in source.input_shapes)
@@ -153,15 +219,24 @@ def _output_names(source: ModelSource) -> tuple[list[str], bool]:
             out = _call(source, _example_inputs(source, False))
     except SystemExit as exc:
         raise UserError(f"{source.reference}: forward() called sys.exit({exc.code!r})") from exc
-    except Exception as exc:  # the model cannot take inputs of these shapes: the user's input to fix
+    except (
+        Exception
+    ) as exc:  # the model cannot take inputs of these shapes: the user's input to fix
         first = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise UserError(f"{source.reference}: the model fails on inputs of shape {shapes} "
-                        f"({type(exc).__name__}: {first}); check input_shape", param="input_shape") from exc
+        raise UserError(
+            f"{source.reference}: the model fails on inputs of shape {shapes} "
+            f"({type(exc).__name__}: {first}); check input_shape",
+            param="input_shape",
+        ) from exc
     names = [name for name, _ in flatten_outputs(out)]
     if not names:
-        raise UserError(f"{source.reference}: forward() returned {type(out).__name__}, which holds no tensor")
+        raise UserError(
+            f"{source.reference}: forward() returned {type(out).__name__}, which holds no tensor"
+        )
     flat = is_tensor(out) or (isinstance(out, (tuple, list)) and all(is_tensor(t) for t in out))
-    return (["logits"] if len(names) == 1 else names), not flat  # one tensor, bare or in a 1-tuple: logits
+    return (
+        ["logits"] if len(names) == 1 else names
+    ), not flat  # one tensor, bare or in a 1-tuple: logits
 
 
 def _run_exporter(source, path, names, dynamic, opset, exporter, announce) -> tuple[str, str]:
@@ -172,52 +247,75 @@ def _run_exporter(source, path, names, dynamic, opset, exporter, announce) -> tu
             return "dynamo", ""
         except Exception as exc:
             if exporter == "dynamo":
-                raise UserError(f"{source.reference}: the dynamo exporter failed: {type(exc).__name__}: "
-                                f"{str(exc).strip().splitlines()[0][:300]}") from exc
+                raise UserError(
+                    f"{source.reference}: the dynamo exporter failed: {type(exc).__name__}: "
+                    f"{str(exc).strip().splitlines()[0][:300]}"
+                ) from exc
             reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"
             announce(f"dynamo exporter failed ({reason}); falling back to the TorchScript exporter")
     try:
         with _quiet_torch_exporter():
             _export_torchscript(source, path, names, dynamic, opset)
     except Exception as exc:
-        raise UserError(f"{source.reference}: the TorchScript exporter failed: {type(exc).__name__}: "
-                        f"{str(exc).strip().splitlines()[0][:300]}") from exc
+        raise UserError(
+            f"{source.reference}: the TorchScript exporter failed: {type(exc).__name__}: "
+            f"{str(exc).strip().splitlines()[0][:300]}"
+        ) from exc
     return "torchscript", reason if exporter == "auto" else ""
 
 
 def _strip_wrapper_prefix(model: onnx.ModelProto, prefix: str = "inner.") -> None:
-    """Weight and node names as the author wrote them, without the flattening wrapper's ``inner.``."""
+    """Weight and node names as the author wrote them, without the flattening wrapper's
+    ``inner.``."""
     graph = model.graph
-    taken = {v for n in graph.node for v in n.output} | {t.name for t in graph.initializer} | \
-        {i.name for i in graph.input}
-    renames = {name: name[len(prefix):] for name in taken
-               if name.startswith(prefix) and name[len(prefix):] not in taken}
+    taken = (
+        {v for n in graph.node for v in n.output}
+        | {t.name for t in graph.initializer}
+        | {i.name for i in graph.input}
+    )
+    renames = {
+        name: name[len(prefix) :]
+        for name in taken
+        if name.startswith(prefix) and name[len(prefix) :] not in taken
+    }
     for tensor in graph.initializer:
         tensor.name = renames.get(tensor.name, tensor.name)
     for node in graph.node:
         node.input[:] = [renames.get(v, v) for v in node.input]
         node.output[:] = [renames.get(v, v) for v in node.output]
-        node.name = node.name.replace("/inner/", "/", 1) if node.name.startswith("/inner/") else node.name
+        node.name = (
+            node.name.replace("/inner/", "/", 1) if node.name.startswith("/inner/") else node.name
+        )
     for value in list(graph.value_info) + list(graph.input) + list(graph.output):
         value.name = renames.get(value.name, value.name)
 
 
 def _source_hash(reference: str) -> str | None:
-    """sha256 of the model's source when it is a file or folder (``path.py:factory``, ``hf:DIR``); None
+    """sha256 of the model's source when it is a file or folder (``path.py:factory``, ``hf:DIR``);
+    None
     for zoo names and importable modules (their code version is onnxdeploy's or the package's)."""
     path = reference[3:] if reference.startswith("hf:") else reference.split(":")[0]
     return sha256_path(path) if path and os.path.exists(path) else None
 
 
-def _embed_metadata(path: Path, source: ModelSource, exporter: str, dynamic: bool) -> onnx.ModelProto:
+def _embed_metadata(
+    path: Path, source: ModelSource, exporter: str, dynamic: bool
+) -> onnx.ModelProto:
     """The exported model (external data read in) with our metadata and producer set."""
     model = onnx.load(str(path))
-    meta = {"onnxdeploy.version": onnxdeploy.__version__, "onnxdeploy.source": source.reference,
-            "onnxdeploy.exporter": exporter,
-            "onnxdeploy.input_spec": json.dumps({"shapes": [list(s) for s in source.input_shapes],
-                                                 "dtype": np.dtype(source.inputs[0].dtype).name,
-                                                 "dynamic_batch": dynamic,
-                                                 "inputs": [i.to_json() for i in source.inputs]})}
+    meta = {
+        "onnxdeploy.version": onnxdeploy.__version__,
+        "onnxdeploy.source": source.reference,
+        "onnxdeploy.exporter": exporter,
+        "onnxdeploy.input_spec": json.dumps(
+            {
+                "shapes": [list(s) for s in source.input_shapes],
+                "dtype": np.dtype(source.inputs[0].dtype).name,
+                "dynamic_batch": dynamic,
+                "inputs": [i.to_json() for i in source.inputs],
+            }
+        ),
+    }
     if source.checkpoint:
         meta["onnxdeploy.checkpoint"] = os.path.basename(source.checkpoint)
         meta["onnxdeploy.checkpoint_sha256"] = sha256_path(source.checkpoint) or ""
@@ -233,10 +331,22 @@ def _embed_metadata(path: Path, source: ModelSource, exporter: str, dynamic: boo
     return model
 
 
-def export(model: str, output: str | os.PathLike, *, checkpoint: str | None = None,
-           input_shapes: list[tuple[int, ...]] | None = None, inputs: list[ExportInput] | None = None,
-           dynamic_batch: bool = True, opset: int | None = None, exporter: str = "auto", atol: float = 1e-4,
-           rtol: float = 1e-4, module=None, announce=logger.warning, progress=silent) -> ExportResult:
+def export(
+    model: str,
+    output: str | os.PathLike,
+    *,
+    checkpoint: str | None = None,
+    input_shapes: list[tuple[int, ...]] | None = None,
+    inputs: list[ExportInput] | None = None,
+    dynamic_batch: bool = True,
+    opset: int | None = None,
+    exporter: str = "auto",
+    atol: float = 1e-4,
+    rtol: float = 1e-4,
+    module=None,
+    announce=logger.warning,
+    progress=silent,
+) -> ExportResult:
     """Export ``model`` to ``output`` and verify it; CheckFailed (exit 1) when parity fails.
 
     ``input_shapes`` are float32 inputs passed to forward in order; ``inputs`` (ExportInput: name,
@@ -247,9 +357,15 @@ def export(model: str, output: str | os.PathLike, *, checkpoint: str | None = No
     messages a user must see, such as an exporter fallback; ``progress`` the steps as they start.
     """
     if exporter not in EXPORTERS:
-        raise UserError(f"exporter '{exporter}': choose one of {', '.join(EXPORTERS)}", param="exporter")
+        raise UserError(
+            f"exporter '{exporter}': choose one of {', '.join(EXPORTERS)}", param="exporter"
+        )
     output = Path(output)
-    factory_file = model.rpartition(":")[0] if ":" in model and model.rpartition(":")[0].endswith(".py") else None
+    factory_file = (
+        model.rpartition(":")[0]
+        if ":" in model and model.rpartition(":")[0].endswith(".py")
+        else None
+    )
     failed = output.with_name(output.stem + ".parity-failed.onnx")
     refuse_overwrite([output, failed], [checkpoint, factory_file])
     ensure_writable_dir(output)
@@ -260,45 +376,84 @@ def export(model: str, output: str | os.PathLike, *, checkpoint: str | None = No
         if not input_shapes and not inputs:
             raise UserError(f"{model}: input_shapes are required with a prebuilt module")
         shapes = [tuple(i.shape) for i in inputs] if inputs else list(input_shapes)
-        source = ModelSource(module.eval(), shapes, model, checkpoint, list(inputs or []), bool(inputs))
+        source = ModelSource(
+            module.eval(), shapes, model, checkpoint, list(inputs or []), bool(inputs)
+        )
     else:
         source = load_source(model, checkpoint=checkpoint, input_shapes=input_shapes, inputs=inputs)
     if not source.inputs:
-        source.inputs = float_inputs(source.input_shapes, default_input_names(len(source.input_shapes)))
+        source.inputs = float_inputs(
+            source.input_shapes, default_input_names(len(source.input_shapes))
+        )
     output_names, structured = _output_names(source)
     names = ([i.name for i in source.inputs], output_names)
     wrapped = structured or source.by_name
-    if wrapped:  # exporters and the parity check see the outputs flattened and the inputs by position
-        source = dataclasses.replace(source, module=flat_module(source.module, names[0] if source.by_name else None))
+    if (
+        wrapped
+    ):  # exporters and the parity check see the outputs flattened and the inputs by position
+        source = dataclasses.replace(
+            source, module=flat_module(source.module, names[0] if source.by_name else None)
+        )
     raw_dir = Path(tempfile.mkdtemp(prefix=f".{output.name}.export.", dir=output.resolve().parent))
     try:
         progress(f"exporting {source.reference} ({exporter} exporter)")
-        used, fallback = _run_exporter(source, raw_dir / output.name, names, dynamic_batch, opset, exporter, announce)
+        used, fallback = _run_exporter(
+            source, raw_dir / output.name, names, dynamic_batch, opset, exporter, announce
+        )
         proto = _embed_metadata(raw_dir / output.name, source, used, dynamic_batch)
         if wrapped:
             _strip_wrapper_prefix(proto)
         opset_used = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
-        # staged beside the output under its final name (external data named for it), moved in only on success
+        # staged beside the output under its final name (external data named for it), moved in only
+        # on success
         with staged_model(proto, output) as staged:
             progress("checking the exported model (onnx.checker, full check)")
             try:
                 check_model_file(staged, output, full_check=True)
             except UserError as exc:
-                raise CheckFailed(f"{output}: exported model {str(exc).partition(': ')[2]}") from exc
+                raise CheckFailed(
+                    f"{output}: exported model {str(exc).partition(': ')[2]}"
+                ) from exc
             batches = [1, 7] if dynamic_batch else [source.input_shapes[0][0]]
             cases = parity_cases(source.inputs, batches)
-            progress(f"parity vs PyTorch at batch {', '.join(map(str, batches))}"
-                     + (f" and {len(cases) - len(batches)} more length(s)" if len(cases) > len(batches) else ""))
-            parity = check_parity(source.module, str(staged), cases, atol=atol, rtol=rtol,
-                                  int_high=_int_high(getattr(source.module, "inner", source.module)))
-            result = ExportResult(str(output), source.reference, used, opset_used, dynamic_batch,
-                                  tuple(source.input_shapes), tuple(batches), parity, file_bytes(staged),
-                                  time.perf_counter() - started, fallback, tuple(source.inputs))
+            progress(
+                f"parity vs PyTorch at batch {', '.join(map(str, batches))}"
+                + (
+                    f" and {len(cases) - len(batches)} more length(s)"
+                    if len(cases) > len(batches)
+                    else ""
+                )
+            )
+            parity = check_parity(
+                source.module,
+                str(staged),
+                cases,
+                atol=atol,
+                rtol=rtol,
+                int_high=_int_high(getattr(source.module, "inner", source.module)),
+            )
+            result = ExportResult(
+                str(output),
+                source.reference,
+                used,
+                opset_used,
+                dynamic_batch,
+                tuple(source.input_shapes),
+                tuple(batches),
+                parity,
+                file_bytes(staged),
+                time.perf_counter() - started,
+                fallback,
+                tuple(source.inputs),
+            )
             if not parity:
                 keep_failed(staged, failed)
-                raise CheckFailed(f"{output}: parity check failed (max abs {parity.max_abs:.3e}, max rel "
-                                  f"{parity.max_rel:.3e}); nothing written to {output.name}, model kept as "
-                                  f"{failed.name}\n{result}", result=result)
+                raise CheckFailed(
+                    f"{output}: parity check failed (max abs {parity.max_abs:.3e}, max rel "
+                    f"{parity.max_rel:.3e}); nothing written to {output.name}, model kept as "
+                    f"{failed.name}\n{result}",
+                    result=result,
+                )
     finally:
         shutil.rmtree(raw_dir, ignore_errors=True)
     return result

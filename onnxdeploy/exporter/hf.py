@@ -28,15 +28,22 @@ def _resolve(reference: str):
     try:
         import transformers
     except ImportError as exc:
-        raise UserError(f"{reference}: Hugging Face models need the optional package 'transformers': "
-                        "pip install 'onnxdeploy[hf]'") from exc
-    where = reference[len(PREFIX):]
+        raise UserError(
+            f"{reference}: Hugging Face models need the optional package 'transformers': "
+            "pip install 'onnxdeploy[hf]'"
+        ) from exc
+    where = reference[len(PREFIX) :]
     if not where:
-        raise UserError(f"{reference}: expected hf:PATH_OR_ID, e.g. hf:./my-bert or hf:google-bert/bert-base-uncased")
+        raise UserError(
+            f"{reference}: expected hf:PATH_OR_ID, e.g. hf:./my-bert or "
+            "hf:google-bert/bert-base-uncased"
+        )
     try:
         config = transformers.AutoConfig.from_pretrained(where)
     except (OSError, ValueError) as exc:
-        raise UserError(f"{reference}: no Hugging Face config there ({str(exc).splitlines()[0][:160]})") from exc
+        raise UserError(
+            f"{reference}: no Hugging Face config there ({str(exc).splitlines()[0][:160]})"
+        ) from exc
     architecture = (getattr(config, "architectures", None) or [None])[0]
     cls = getattr(transformers, architecture, None) if architecture else None
     if cls is None:
@@ -56,24 +63,33 @@ def load_hf(reference: str):
     try:
         module = cls.from_pretrained(where)
     except (OSError, ValueError) as exc:
-        raise UserError(f"{reference}: cannot load the weights ({str(exc).splitlines()[0][:160]})") from exc
+        raise UserError(
+            f"{reference}: cannot load the weights ({str(exc).splitlines()[0][:160]})"
+        ) from exc
     module.eval()
     return module, hf_inputs(type(module), config)
 
 
 def hf_inputs(cls, config) -> list[ExportInput]:
-    """Inputs from the model class: images (pixel_values) sized by the config, or token ids, attention mask
-    and (where forward takes it and the config has token types) token type ids, int64, sequence dynamic."""
+    """Inputs from the model class: images (pixel_values) sized by the config, or token ids,
+    attention mask
+    and (where forward takes it and the config has token types) token type ids, int64, sequence
+    dynamic."""
     main = getattr(cls, "main_input_name", "input_ids")
     if main == "pixel_values":
         size = getattr(config, "image_size", None)
         height, width = (size, size) if isinstance(size, int) else tuple(size or (IMAGE, IMAGE))
         channels = getattr(config, "num_channels", 3)
-        # a config without an image size (ResNet, ConvNeXt...) takes any size: height and width stay dynamic
+        # a config without an image size (ResNet, ConvNeXt...) takes any size: height and width
+        # stay dynamic
         dynamic = () if size else (2, 3)
-        return [ExportInput("pixel_values", np.dtype(np.float32), (1, channels, height, width), dynamic)]
+        return [
+            ExportInput("pixel_values", np.dtype(np.float32), (1, channels, height, width), dynamic)
+        ]
     if main != "input_ids":
-        raise UserError(f"{cls.__name__}: main input '{main}' is not supported yet (images and text are)")
+        raise UserError(
+            f"{cls.__name__}: main input '{main}' is not supported yet (images and text are)"
+        )
     accepted = inspect.signature(cls.forward).parameters
     names = ["input_ids", "attention_mask"]
     if "token_type_ids" in accepted and getattr(config, "type_vocab_size", 0):

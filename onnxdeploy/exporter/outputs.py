@@ -14,12 +14,15 @@ def is_tensor(value) -> bool:
 
 
 def flatten_outputs(out, prefix: str = "") -> list[tuple[str, object]]:
-    """(name, tensor) pairs in a stable order; UserError-free: unknown leaves are simply left out."""
+    """(name, tensor) pairs in a stable order; UserError-free: unknown leaves are simply left
+    out."""
     if is_tensor(out):
         return [(prefix or "logits", out)]
     if out is None:
         return []
-    if isinstance(out, dict) or (hasattr(out, "keys") and hasattr(out, "__getitem__") and not isinstance(out, tuple)):
+    if isinstance(out, dict) or (
+        hasattr(out, "keys") and hasattr(out, "__getitem__") and not isinstance(out, tuple)
+    ):
         items = [(str(k), out[k]) for k in out.keys()]
     elif isinstance(out, tuple) and hasattr(out, "_fields"):  # namedtuple
         items = [(name, getattr(out, name)) for name in out._fields]
@@ -38,7 +41,8 @@ def flatten_outputs(out, prefix: str = "") -> list[tuple[str, object]]:
 
 
 def classifier_scores(out):
-    """The tensor a classifier is judged by: ``logits`` when the output has one, else the first tensor."""
+    """The tensor a classifier is judged by: ``logits`` when the output has one, else the first
+    tensor."""
     flat = flatten_outputs(out)
     if not flat:
         raise TypeError(f"the model returned {type(out).__name__}, which holds no tensor")

@@ -6,11 +6,19 @@ from onnxdeploy.output_diff import CompareResult, compare_outputs
 
 
 def parity_cases(inputs, batches: list[int]) -> list[dict[str, tuple[int, ...]]]:
-    """Input shapes to compare at: each batch size, and for inputs with dynamic axes (a sequence length)
+    """Input shapes to compare at: each batch size, and for inputs with dynamic axes (a sequence
+    length)
     one more case at another length, so a length baked into the graph is caught."""
+
     def shapes(batch: int, grow: int = 0) -> dict[str, tuple[int, ...]]:
-        return {i.name: tuple(batch if axis == 0 else d + (grow if axis in i.dynamic else 0)
-                              for axis, d in enumerate(i.shape)) for i in inputs}
+        return {
+            i.name: tuple(
+                batch if axis == 0 else d + (grow if axis in i.dynamic else 0)
+                for axis, d in enumerate(i.shape)
+            )
+            for i in inputs
+        }
+
     cases = [shapes(b) for b in batches]
     longest = max((i.shape[a] for i in inputs for a in i.dynamic), default=0)
     if longest:
@@ -18,9 +26,18 @@ def parity_cases(inputs, batches: list[int]) -> list[dict[str, tuple[int, ...]]]
     return cases
 
 
-def check_parity(module, onnx_path: str, cases: list[dict[str, tuple[int, ...]]], *, atol: float, rtol: float,
-                 seed: int = 0, int_high: int = 10) -> CompareResult:
-    """Run both on the same seeded inputs for each case (shapes by input name) and compare every output.
+def check_parity(
+    module,
+    onnx_path: str,
+    cases: list[dict[str, tuple[int, ...]]],
+    *,
+    atol: float,
+    rtol: float,
+    seed: int = 0,
+    int_high: int = 10,
+) -> CompareResult:
+    """Run both on the same seeded inputs for each case (shapes by input name) and compare every
+    output.
 
     ``module`` takes the inputs in the model's input order and returns its outputs flattened.
     """

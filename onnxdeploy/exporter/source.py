@@ -1,5 +1,7 @@
-"""Turn a model reference (zoo name, ``file.py:factory``, ``pkg.module:factory``, ``hf:PATH_OR_ID``) and
-an optional checkpoint into a torch module in eval mode, with one-line errors for every way it can go wrong."""
+"""Turn a model reference (zoo name, ``file.py:factory``, ``pkg.module:factory``,
+``hf:PATH_OR_ID``) and
+an optional checkpoint into a torch module in eval mode, with one-line errors for every way it can
+go wrong."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from onnxdeploy.data.shapes import parse_shape
 from onnxdeploy.errors import UserError
 from onnxdeploy.exporter.hf import is_hf, load_hf
 from onnxdeploy.models import ZOO, get_zoo_entry
+
 
 def parse_input_shape(text: str) -> tuple[int, ...]:
     """``'1x1x32x32'`` -> ``(1, 1, 32, 32)``; UserError on anything else."""
@@ -35,7 +38,9 @@ class ModelSource:
 def _load_factory(reference: str):
     target, _, attr = reference.rpartition(":")
     if not target or not attr:
-        raise UserError(f"{reference}: expected a zoo name, path/to/file.py:factory or package.module:factory")
+        raise UserError(
+            f"{reference}: expected a zoo name, path/to/file.py:factory or package.module:factory"
+        )
     if target.endswith(".py") or "/" in target or "\\" in target:
         path = Path(target)
         if not path.is_file():
@@ -46,7 +51,9 @@ def _load_factory(reference: str):
         try:
             spec.loader.exec_module(module)
         except SystemExit as exc:
-            raise UserError(f"{target}: importing it called sys.exit({exc.code!r}); a model file must not exit") from exc
+            raise UserError(
+                f"{target}: importing it called sys.exit({exc.code!r}); a model file must not exit"
+            ) from exc
         except Exception as exc:
             raise UserError(f"{target}: importing it failed: {type(exc).__name__}: {exc}") from exc
     else:
@@ -60,9 +67,13 @@ def _load_factory(reference: str):
     try:
         return factory()
     except SystemExit as exc:
-        raise UserError(f"{reference}: the factory called sys.exit({exc.code!r}) instead of returning a model") from exc
+        raise UserError(
+            f"{reference}: the factory called sys.exit({exc.code!r}) instead of returning a model"
+        ) from exc
     except Exception as exc:
-        raise UserError(f"{reference}: calling the factory failed: {type(exc).__name__}: {exc}") from exc
+        raise UserError(
+            f"{reference}: calling the factory failed: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def load_checkpoint(module, checkpoint: str | Path) -> None:
@@ -78,24 +89,34 @@ def load_checkpoint(module, checkpoint: str | Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "Unsupported global" not in str(exc):
-            raise UserError(f"{path}: not a readable PyTorch checkpoint (corrupt or another format)") from exc
-        raise UserError(f"{path}: refused: the checkpoint holds pickled Python objects, not just tensors "
-                        "(loaded with weights_only=True; nothing in it was executed)") from exc
+            raise UserError(
+                f"{path}: not a readable PyTorch checkpoint (corrupt or another format)"
+            ) from exc
+        raise UserError(
+            f"{path}: refused: the checkpoint holds pickled Python objects, not just tensors "
+            "(loaded with weights_only=True; nothing in it was executed)"
+        ) from exc
     except Exception as exc:
-        raise UserError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__})") from exc
+        raise UserError(
+            f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__})"
+        ) from exc
     if isinstance(state, dict):
         for key in ("state_dict", "model"):
             if isinstance(state.get(key), dict):
                 state = state[key]
                 break
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise UserError(f"{path}: expected a state_dict of tensors (bare or under 'state_dict'/'model')")
+        raise UserError(
+            f"{path}: expected a state_dict of tensors (bare or under 'state_dict'/'model')"
+        )
     result = module.load_state_dict(state, strict=False)
     problems = []
     if result.missing_keys:
         problems.append(f"missing {len(result.missing_keys)} keys (e.g. {result.missing_keys[0]})")
     if result.unexpected_keys:
-        problems.append(f"{len(result.unexpected_keys)} unexpected keys (e.g. {result.unexpected_keys[0]})")
+        problems.append(
+            f"{len(result.unexpected_keys)} unexpected keys (e.g. {result.unexpected_keys[0]})"
+        )
     if problems:
         raise UserError(f"{path}: checkpoint does not match the model: {'; '.join(problems)}")
 
@@ -109,9 +130,15 @@ def load_state_checked(module, checkpoint):
         raise UserError(f"{checkpoint}: checkpoint does not match the model: {detail}") from exc
 
 
-def load_source(reference: str, *, checkpoint: str | None = None,
-                input_shapes: list[tuple[int, ...]] | None = None, inputs: list | None = None) -> ModelSource:
-    """Build the model named by ``reference``, load ``checkpoint`` into it, and settle its input shapes."""
+def load_source(
+    reference: str,
+    *,
+    checkpoint: str | None = None,
+    input_shapes: list[tuple[int, ...]] | None = None,
+    inputs: list | None = None,
+) -> ModelSource:
+    """Build the model named by ``reference``, load ``checkpoint`` into it, and settle its input
+    shapes."""
     import torch
 
     default_inputs = None
@@ -129,14 +156,25 @@ def load_source(reference: str, *, checkpoint: str | None = None,
         get_zoo_entry(reference)  # raises the "unknown model" error listing the zoo
         raise AssertionError("unreachable")
     if not isinstance(module, torch.nn.Module):
-        raise UserError(f"{reference}: the factory returned {type(module).__name__}, not a torch.nn.Module")
+        raise UserError(
+            f"{reference}: the factory returned {type(module).__name__}, not a torch.nn.Module"
+        )
     if checkpoint:
         load_state_checked(module, checkpoint)
     if not inputs and not input_shapes and default_inputs:
         inputs = default_inputs  # what the model itself says it takes, by name
     shapes = [tuple(i.shape) for i in inputs] if inputs else (input_shapes or default_shapes)
     if not shapes:
-        raise UserError(f"{reference}: input_shapes is required for a model outside the zoo", param="input_shapes")
+        raise UserError(
+            f"{reference}: input_shapes is required for a model outside the zoo",
+            param="input_shapes",
+        )
     module.eval()
-    return ModelSource(module, list(shapes), reference, str(checkpoint) if checkpoint else None,
-                       list(inputs or []), bool(inputs))
+    return ModelSource(
+        module,
+        list(shapes),
+        reference,
+        str(checkpoint) if checkpoint else None,
+        list(inputs or []),
+        bool(inputs),
+    )

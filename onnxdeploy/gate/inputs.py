@@ -16,17 +16,21 @@ from onnxdeploy.runtime_bench.result import BenchResult, load_results
 
 @dataclass
 class GateInput:
-    """Metrics keyed for matching: latency by (model, provider, batch, threads, target), the rest by model."""
+    """Metrics keyed for matching: latency by (model, provider, batch, threads, target), the rest
+    by model."""
 
     source: str
-    latency: dict = field(default_factory=dict)   # key -> BenchResult
+    latency: dict = field(default_factory=dict)  # key -> BenchResult
     accuracy: dict = field(default_factory=dict)  # model -> percent
-    size: dict = field(default_factory=dict)      # model -> bytes
+    size: dict = field(default_factory=dict)  # model -> bytes
     environment: dict = field(default_factory=dict)
 
 
-def add_bench_results(target: GateInput, results: list[BenchResult], names: dict[str, str] | None = None) -> None:
-    """Key ``results`` by (model file name, or its label in ``names``; provider; batch; threads; target,
+def add_bench_results(
+    target: GateInput, results: list[BenchResult], names: dict[str, str] | None = None
+) -> None:
+    """Key ``results`` by (model file name, or its label in ``names``; provider; batch; threads;
+    target,
     None off a cluster)."""
     for r in results:
         base = os.path.basename(r.model)
@@ -35,7 +39,8 @@ def add_bench_results(target: GateInput, results: list[BenchResult], names: dict
 
 
 def load_gate_input(path: str | os.PathLike) -> GateInput:
-    """Load any supported file (or a run folder); UserError naming the file when it is none of them."""
+    """Load any supported file (or a run folder); UserError naming the file when it is none of
+    them."""
     path = Path(path)
     if path.is_dir():
         path = path / "report.json"
@@ -45,17 +50,27 @@ def load_gate_input(path: str | os.PathLike) -> GateInput:
     if schema in BENCH_SCHEMAS:
         results, env = load_results(path)
         add_bench_results(result, results)
-        # a cluster run's coordinator is not where it timed (each node's environment is kept beside it)
+        # a cluster run's coordinator is not where it timed (each node's environment is kept beside
+        # it)
         result.environment = {} if data.get("environments") else env
     else:
         try:
             _load_other(result, data, path)
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
-            raise UserError(f"{path}: malformed {schema or 'results'} document ({type(exc).__name__}: {exc})") from exc
+            raise UserError(
+                f"{path}: malformed {schema or 'results'} document ({type(exc).__name__}: {exc})"
+            ) from exc
     for kind, values in (("accuracy", result.accuracy), ("size", result.size)):
         for label, value in values.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise UserError(f"{path}: {kind} of '{label}' is {value!r}, not a finite number >= 0")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                raise UserError(
+                    f"{path}: {kind} of '{label}' is {value!r}, not a finite number >= 0"
+                )
     return result
 
 
@@ -69,7 +84,9 @@ def _load_other(result: GateInput, data: dict, path: Path) -> None:
         result.environment = dict(data.get("environment", {}))
         bench_name = data.get("stages", {}).get("bench", {}).get("file", "bench.json")
         if not isinstance(bench_name, str) or Path(bench_name).name != bench_name:
-            raise UserError(f"{path}: the bench file must be a name inside the run folder, not {bench_name!r}")
+            raise UserError(
+                f"{path}: the bench file must be a name inside the run folder, not {bench_name!r}"
+            )
         if (path.parent / bench_name).is_file():
             results, _ = load_results(path.parent / bench_name)
             add_bench_results(result, results, names)
@@ -81,5 +98,7 @@ def _load_other(result: GateInput, data: dict, path: Path) -> None:
     elif "layers" in data and "file_bytes" in data:  # prune-channels --json
         result.size["pruned"] = data["file_bytes"]["after"]
     else:
-        raise UserError(f"{path}: not a bench result, run report, quantize or prune-channels JSON "
-                        f"(schema {schema!r})")
+        raise UserError(
+            f"{path}: not a bench result, run report, quantize or prune-channels JSON "
+            f"(schema {schema!r})"
+        )

@@ -25,7 +25,7 @@ def rankdata(values: np.ndarray) -> np.ndarray:
         stop = start
         while stop + 1 < len(values) and sorted_values[stop + 1] == sorted_values[start]:
             stop += 1
-        ranks[order[start:stop + 1]] = (start + stop) / 2 + 1
+        ranks[order[start : stop + 1]] = (start + stop) / 2 + 1
         start = stop + 1
     return ranks
 
@@ -44,7 +44,7 @@ def mann_whitney_u(a, b, *, alternative: str = "two-sided") -> tuple[float, floa
     u1 = float(ranks[:n1].sum() - n1 * (n1 + 1) / 2)
     n = n1 + n2
     _, counts = np.unique(np.concatenate([a, b]), return_counts=True)
-    tie_term = float(((counts ** 3) - counts).sum()) / (n * (n - 1)) if n > 1 else 0.0
+    tie_term = float(((counts**3) - counts).sum()) / (n * (n - 1)) if n > 1 else 0.0
     sigma = math.sqrt(n1 * n2 / 12.0 * ((n + 1) - tie_term))
     mu = n1 * n2 / 2.0
     if sigma == 0:

@@ -37,18 +37,47 @@ class ZooEntry:
         return load_digits_split(self.input_shape, seed=seed)
 
 
-ZOO: dict[str, ZooEntry] = {e.name: e for e in [
-    ZooEntry("digits_cnn", "onnxdeploy.models.zoo:DigitsCNN", (1, 16, 16), "conv-BN-ReLU stack with max pooling",
-             epochs=8),
-    ZooEntry("resnet_tiny", "onnxdeploy.models.zoo:ResNetTiny", (1, 16, 16),
-             "basic residual blocks with projection shortcuts", epochs=8),
-    ZooEntry("mobilenet_tiny", "onnxdeploy.models.zoo:MobileNetTiny", (1, 16, 16),
-             "inverted residuals: 1x1 expand, 3x3 depthwise, 1x1 project, residual add", epochs=10),
-    ZooEntry("mlp", "onnxdeploy.models.zoo:MLP", (64,), "three-layer perceptron on flattened 8x8 digits",
-             epochs=20),
-    ZooEntry("vit_tiny", "onnxdeploy.models.zoo:ViTTiny", (1, 16, 16),
-             "patch embedding, multi-head attention, LayerNorm, GELU MLP", epochs=20, lr=2e-3),
-]}
+ZOO: dict[str, ZooEntry] = {
+    e.name: e
+    for e in [
+        ZooEntry(
+            "digits_cnn",
+            "onnxdeploy.models.zoo:DigitsCNN",
+            (1, 16, 16),
+            "conv-BN-ReLU stack with max pooling",
+            epochs=8,
+        ),
+        ZooEntry(
+            "resnet_tiny",
+            "onnxdeploy.models.zoo:ResNetTiny",
+            (1, 16, 16),
+            "basic residual blocks with projection shortcuts",
+            epochs=8,
+        ),
+        ZooEntry(
+            "mobilenet_tiny",
+            "onnxdeploy.models.zoo:MobileNetTiny",
+            (1, 16, 16),
+            "inverted residuals: 1x1 expand, 3x3 depthwise, 1x1 project, residual add",
+            epochs=10,
+        ),
+        ZooEntry(
+            "mlp",
+            "onnxdeploy.models.zoo:MLP",
+            (64,),
+            "three-layer perceptron on flattened 8x8 digits",
+            epochs=20,
+        ),
+        ZooEntry(
+            "vit_tiny",
+            "onnxdeploy.models.zoo:ViTTiny",
+            (1, 16, 16),
+            "patch embedding, multi-head attention, LayerNorm, GELU MLP",
+            epochs=20,
+            lr=2e-3,
+        ),
+    ]
+}
 
 
 def get_zoo_entry(name: str) -> ZooEntry:

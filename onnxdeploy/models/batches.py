@@ -23,7 +23,11 @@ def take(x: Arrays, index) -> Arrays:
 def to_torch(x: Arrays):
     import torch
 
-    return {k: torch.as_tensor(v) for k, v in x.items()} if isinstance(x, Mapping) else torch.as_tensor(x)
+    return (
+        {k: torch.as_tensor(v) for k, v in x.items()}
+        if isinstance(x, Mapping)
+        else torch.as_tensor(x)
+    )
 
 
 def call(model, batch):

@@ -19,24 +19,37 @@ logger = logging.getLogger(__name__)
 def epoch_line(epoch: int, total: int, loss: float, *, width: int = 20) -> str:
     """A progress line that reads well in a terminal and in a CI log alike."""
     done = round(width * epoch / max(total, 1))
-    return f"  epoch {epoch:>{len(str(total))}}/{total} [{'#' * done}{'.' * (width - done)}] loss {loss:.4f}"
+    bar = "#" * done + "." * (width - done)
+    return f"  epoch {epoch:>{len(str(total))}}/{total} [{bar}] loss {loss:.4f}"
 
 
 def evaluate(model: nn.Module, x: Arrays, y: np.ndarray, *, batch_size: int = 256) -> float:
-    """Top-1 accuracy in percent (the data layer's one top-1); ``x`` is an array or a dict by input name."""
+    """Top-1 accuracy in percent (the data layer's one top-1); ``x`` is an array or a dict by input
+    name."""
     model.eval()
     correct = 0
     with torch.no_grad():
         for start in range(0, count(x), batch_size):
-            logits = classifier_scores(call(model, to_torch(take(x, slice(start, start + batch_size)))))
-            correct += int((top1(logits.numpy()) == y[start:start + batch_size]).sum())
+            logits = classifier_scores(
+                call(model, to_torch(take(x, slice(start, start + batch_size))))
+            )
+            correct += int((top1(logits.numpy()) == y[start : start + batch_size]).sum())
     return 100.0 * correct / max(count(x), 1)
 
 
-def train(model: nn.Module, x: Arrays, y: np.ndarray, *, epochs: int = 10, lr: float = 3e-3,
-          batch_size: int = 64, seed: int = 0, loss_fn: Callable | None = None,
-          on_epoch: Callable[[int, float], None] | None = None,
-          after_step: Callable[[], None] | None = None) -> nn.Module:
+def train(
+    model: nn.Module,
+    x: Arrays,
+    y: np.ndarray,
+    *,
+    epochs: int = 10,
+    lr: float = 3e-3,
+    batch_size: int = 64,
+    seed: int = 0,
+    loss_fn: Callable | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
+    after_step: Callable[[], None] | None = None,
+) -> nn.Module:
     """Train with AdamW and a one-cycle schedule; ``loss_fn(logits, x, y)`` overrides cross-entropy.
     ``x`` is an array (passed positionally) or a dict of arrays by input name (passed by name).
 
@@ -55,7 +68,7 @@ def train(model: nn.Module, x: Arrays, y: np.ndarray, *, epochs: int = 10, lr: f
         order = rng.permutation(samples)
         total = 0.0
         for start in range(0, samples, batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             xb, yb = to_torch(take(x, idx)), torch.from_numpy(y[idx])
             logits = classifier_scores(call(model, xb))
             loss = loss_fn(logits, xb, yb) if loss_fn else criterion(logits, yb)

@@ -11,9 +11,13 @@ import torch
 from torch import nn
 
 
-def conv_bn_relu(cin: int, cout: int, *, stride: int = 1, groups: int = 1, kernel: int = 3, relu: bool = True):
-    layers = [nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, groups=groups, bias=False),
-              nn.BatchNorm2d(cout)]
+def conv_bn_relu(
+    cin: int, cout: int, *, stride: int = 1, groups: int = 1, kernel: int = 3, relu: bool = True
+):
+    layers = [
+        nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+    ]
     if relu:
         layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
@@ -25,9 +29,14 @@ class DigitsCNN(nn.Module):
     def __init__(self, num_classes: int = 10, width: int = 32):
         super().__init__()
         self.features = nn.Sequential(
-            conv_bn_relu(1, width), conv_bn_relu(width, width), nn.MaxPool2d(2),
-            conv_bn_relu(width, 2 * width), conv_bn_relu(2 * width, 2 * width), nn.MaxPool2d(2),
-            conv_bn_relu(2 * width, 4 * width), nn.AdaptiveAvgPool2d(1),
+            conv_bn_relu(1, width),
+            conv_bn_relu(width, width),
+            nn.MaxPool2d(2),
+            conv_bn_relu(width, 2 * width),
+            conv_bn_relu(2 * width, 2 * width),
+            nn.MaxPool2d(2),
+            conv_bn_relu(2 * width, 4 * width),
+            nn.AdaptiveAvgPool2d(1),
         )
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(4 * width, num_classes))
 
@@ -40,7 +49,9 @@ class BasicBlock(nn.Module):
 
     def __init__(self, cin: int, cout: int, stride: int = 1):
         super().__init__()
-        self.body = nn.Sequential(conv_bn_relu(cin, cout, stride=stride), conv_bn_relu(cout, cout, relu=False))
+        self.body = nn.Sequential(
+            conv_bn_relu(cin, cout, stride=stride), conv_bn_relu(cout, cout, relu=False)
+        )
         self.shortcut = nn.Identity()
         if stride != 1 or cin != cout:
             self.shortcut = conv_bn_relu(cin, cout, stride=stride, kernel=1, relu=False)
@@ -54,9 +65,14 @@ class ResNetTiny(nn.Module):
     def __init__(self, num_classes: int = 10, width: int = 16):
         super().__init__()
         self.stem = conv_bn_relu(1, width)
-        self.layers = nn.Sequential(BasicBlock(width, width), BasicBlock(width, 2 * width, stride=2),
-                                    BasicBlock(2 * width, 4 * width, stride=2))
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, num_classes))
+        self.layers = nn.Sequential(
+            BasicBlock(width, width),
+            BasicBlock(width, 2 * width, stride=2),
+            BasicBlock(2 * width, 4 * width, stride=2),
+        )
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, num_classes)
+        )
 
     def forward(self, x):
         return self.head(self.layers(self.stem(x)))
@@ -84,9 +100,15 @@ class MobileNetTiny(nn.Module):
     def __init__(self, num_classes: int = 10, width: int = 16):
         super().__init__()
         self.stem = conv_bn_relu(1, width)
-        self.blocks = nn.Sequential(InvertedResidual(width, width), InvertedResidual(width, 2 * width, stride=2),
-                                    InvertedResidual(2 * width, 2 * width), InvertedResidual(2 * width, 4 * width, stride=2))
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, num_classes))
+        self.blocks = nn.Sequential(
+            InvertedResidual(width, width),
+            InvertedResidual(width, 2 * width, stride=2),
+            InvertedResidual(2 * width, 2 * width),
+            InvertedResidual(2 * width, 4 * width, stride=2),
+        )
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, num_classes)
+        )
 
     def forward(self, x):
         return self.head(self.blocks(self.stem(x)))
@@ -95,8 +117,13 @@ class MobileNetTiny(nn.Module):
 class MLP(nn.Module):
     def __init__(self, in_features: int = 64, hidden: int = 128, num_classes: int = 10):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                                 nn.Linear(hidden, num_classes))
+        self.net = nn.Sequential(
+            nn.Linear(in_features, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, num_classes),
+        )
 
     def forward(self, x):
         return self.net(x)
@@ -112,7 +139,9 @@ class EncoderBlock(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim))
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim)
+        )
 
     def forward(self, x):
         batch, tokens, dim = x.shape
@@ -125,8 +154,15 @@ class EncoderBlock(nn.Module):
 
 
 class ViTTiny(nn.Module):
-    def __init__(self, num_classes: int = 10, image: int = 16, patch: int = 4, dim: int = 32, depth: int = 2,
-                 heads: int = 2):
+    def __init__(
+        self,
+        num_classes: int = 10,
+        image: int = 16,
+        patch: int = 4,
+        dim: int = 32,
+        depth: int = 2,
+        heads: int = 2,
+    ):
         super().__init__()
         self.patch_embed = nn.Conv2d(1, dim, patch, stride=patch)
         self.pos = nn.Parameter(torch.zeros(1, (image // patch) ** 2, dim))

@@ -1,9 +1,12 @@
-"""``package``: convert a model to onnxruntime's ORT format for a target, write the operator config of
-a reduced onnxruntime build and a manifest, and check that the ORT file computes what the ONNX model does.
+"""``package``: convert a model to onnxruntime's ORT format for a target, write the operator config
+of
+a reduced onnxruntime build and a manifest, and check that the ORT file computes what the ONNX
+model does.
 
-The conversion and the config are onnxruntime's own (``onnxruntime.tools.convert_onnx_models_to_ort``);
-this module stages them, verifies the round trip and records the provenance. The package is built in a
-temporary folder beside the destination and renamed into place only when complete and verified.
+The conversion and the config are onnxruntime's own
+(``onnxruntime.tools.convert_onnx_models_to_ort``);
+this module stages them, verifies the round trip and records the provenance. The package is built
+in a temporary folder beside the destination and renamed into place only when complete and verified.
 """
 
 from __future__ import annotations
@@ -42,55 +45,86 @@ class PackageResult:
         return bool(self.comparison)
 
     def to_json(self) -> dict:
-        return {"folder": self.folder, "target": self.target, "files": self.files, "operators": self.operators,
-                "passed": self.passed, "comparison": self.comparison.to_json(), "manifest": self.manifest}
+        return {
+            "folder": self.folder,
+            "target": self.target,
+            "files": self.files,
+            "operators": self.operators,
+            "passed": self.passed,
+            "comparison": self.comparison.to_json(),
+            "manifest": self.manifest,
+        }
 
     def __str__(self) -> str:
         from onnxdeploy.tables import text_table
 
         rows = [[n, f"{f['bytes']:,}", f["sha256"][:16]] for n, f in self.files.items()]
-        lines = [f"package for {self.target} -> {self.folder}", text_table(["file", "bytes", "sha256"], rows)]
+        lines = [
+            f"package for {self.target} -> {self.folder}",
+            text_table(["file", "bytes", "sha256"], rows),
+        ]
         c = self.comparison
-        lines += [f"required operators: {self.operators} kinds (for a reduced onnxruntime build)",
-                  f"ORT format vs ONNX: max abs {c.max_abs:.3e}, max rel {c.max_rel:.3e} -> "
-                  f"{'PASS' if c else 'FAIL'}"]
+        lines += [
+            f"required operators: {self.operators} kinds (for a reduced onnxruntime build)",
+            f"ORT format vs ONNX: max abs {c.max_abs:.3e}, max rel {c.max_rel:.3e} -> "
+            f"{'PASS' if c else 'FAIL'}",
+        ]
         return "\n".join(lines)
 
 
 def _check_destination(folder: Path) -> None:
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise UserError(f"{folder}: exists and is not an empty folder; a package is never written over files")
+        raise UserError(
+            f"{folder}: exists and is not an empty folder; a package is never written over files"
+        )
 
 
 def _convert(onnx_path: Path, folder: Path, target) -> tuple[Path, Path]:
-    """The ORT-format model and the required-operators config, written by onnxruntime's converter."""
-    from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
+    """The ORT-format model and the required-operators config, written by onnxruntime's
+    converter."""
+    from onnxruntime.tools.convert_onnx_models_to_ort import (
+        OptimizationStyle,
+        convert_onnx_models_to_ort,
+    )
 
     with _quiet_converter(target.level):
-        convert_onnx_models_to_ort(onnx_path, output_dir=folder, optimization_styles=[OptimizationStyle[target.style]],
-                                   target_platform=target.platform)
+        convert_onnx_models_to_ort(
+            onnx_path,
+            output_dir=folder,
+            optimization_styles=[OptimizationStyle[target.style]],
+            target_platform=target.platform,
+        )
     ort_files = sorted(folder.glob(f"{MODEL_NAME}*.ort"))
     configs = sorted(folder.glob("*.config"))
     if len(ort_files) != 1 or len(configs) != 1:
-        raise RuntimeError(f"onnxruntime's converter wrote {[p.name for p in folder.iterdir()]}, expected one .ort "
-                           "and one .config")
+        raise RuntimeError(
+            f"onnxruntime's converter wrote {[p.name for p in folder.iterdir()]}, expected one "
+            ".ort "
+            "and one .config"
+        )
     ort_path = ort_files[0].rename(folder / f"{MODEL_NAME}.ort")
     config = configs[0].rename(folder / "required_operators.config")
     # its comment names the temporary path it was generated from; the package names its own file
     lines = config.read_text(encoding="utf-8").splitlines()
-    config.write_text("\n".join(f"# - {MODEL_NAME}.ort" if line.startswith("# - ") else line for line in lines) + "\n",
-                      encoding="utf-8")
+    config.write_text(
+        "\n".join(f"# - {MODEL_NAME}.ort" if line.startswith("# - ") else line for line in lines)
+        + "\n",
+        encoding="utf-8",
+    )
     return ort_path, config
 
 
 @contextlib.contextmanager
 def _quiet_converter(level: str):
-    """The converter narrates on stdout (kept clean for --json) and logs INFO lines; its optimization
+    """The converter narrates on stdout (kept clean for --json) and logs INFO lines; its
+    optimization
     level is read from an environment variable."""
     import logging
 
-    loggers = [logging.getLogger(name) for name in ("ort_format_model", "ort_format_model.utils",
-                                                     "convert_onnx_models_to_ort")]
+    loggers = [
+        logging.getLogger(name)
+        for name in ("ort_format_model", "ort_format_model.utils", "convert_onnx_models_to_ort")
+    ]
     levels = [log.level for log in loggers]
     saved = os.environ.get(LEVEL_VARIABLE)
     os.environ[LEVEL_VARIABLE] = level
@@ -117,8 +151,11 @@ def _operators(config: Path) -> int:
     return count
 
 
-def _round_trip(onnx_path: Path, ort_path: Path, model, target, *, atol: float, rtol: float) -> CompareResult:
-    """Outputs of the ORT-format model against the ONNX model's, on generated inputs at two batch sizes
+def _round_trip(
+    onnx_path: Path, ort_path: Path, model, target, *, atol: float, rtol: float
+) -> CompareResult:
+    """Outputs of the ORT-format model against the ONNX model's, on generated inputs at two batch
+    sizes
     (verification's own round trip; the packaged file runs as the target's runtime will run it)."""
     from onnxdeploy.data.synthetic import SYMBOLIC_DIM
     from onnxdeploy.passes.apply import symbolic_sizes
@@ -130,36 +167,58 @@ def _round_trip(onnx_path: Path, ort_path: Path, model, target, *, atol: float, 
     # the converter's own setting for ARM targets
     config = {"session.qdqisint8allowed": "1"} if target.platform == "arm" else {}
     packaged = create_session(str(ort_path), threads=None, config=config)
-    refs, gots = paired_outputs(reference, packaged, model_path=str(onnx_path), examples=examples,
-                                default_dim=SYMBOLIC_DIM)
+    refs, gots = paired_outputs(
+        reference, packaged, model_path=str(onnx_path), examples=examples, default_dim=SYMBOLIC_DIM
+    )
     return compare_outputs(refs, gots, atol=atol, rtol=rtol)
 
 
 def _describe_files(folder: Path) -> dict:
-    return {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
-            for p in sorted(folder.iterdir()) if p.is_file()}
+    return {
+        p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+        for p in sorted(folder.iterdir())
+        if p.is_file()
+    }
 
 
-def package(model_path: str | os.PathLike, folder: str | os.PathLike, *, target: str = "x86",
-            atol: float = 1e-4, rtol: float = 1e-3, progress: Callable[[str], None] = lambda m: None) -> PackageResult:
+def package(
+    model_path: str | os.PathLike,
+    folder: str | os.PathLike,
+    *,
+    target: str = "x86",
+    atol: float = 1e-4,
+    rtol: float = 1e-3,
+    progress: Callable[[str], None] = lambda m: None,
+) -> PackageResult:
     """Write ``folder`` (new or empty): ``model.onnx`` (+ external data), ``model.ort``,
-    ``required_operators.config`` and ``manifest.json``. CheckFailed (exit 1, nothing written) when the
-    ORT-format model's outputs differ from the ONNX model's beyond ``atol`` + ``rtol`` * |reference|."""
+    ``required_operators.config`` and ``manifest.json``. CheckFailed (exit 1, nothing written) when
+    the ORT-format model's outputs differ from the ONNX model's beyond ``atol`` + ``rtol`` *
+    |reference|."""
     spec = get_target(target)
     model_path, folder = Path(model_path), Path(folder)
     _check_destination(folder)
     ensure_writable_dir(folder)
-    model = load_model(model_path)  # a model that cannot be read is named by its path, before any work
+    model = load_model(
+        model_path
+    )  # a model that cannot be read is named by its path, before any work
     if is_large(model):
-        raise UserError(f"{model_path}: over 2 GiB of weights; the ORT format (a flatbuffer) holds at most 2 GiB")
+        raise UserError(
+            f"{model_path}: over 2 GiB of weights; the ORT format (a flatbuffer) holds at most 2 "
+            "GiB"
+        )
     from onnxdeploy.runtime import create_session
 
     create_session(str(model_path))
-    with atomic_dir(folder) as stage:  # built beside the destination, renamed into place when verified
+    with atomic_dir(
+        folder
+    ) as stage:  # built beside the destination, renamed into place when verified
         progress(f"copying {model_path} into the package")
         onnx_path = stage / f"{MODEL_NAME}.onnx"
         save_model(model, onnx_path)
-        progress(f"converting to ORT format for {spec.name} ({spec.platform}, {spec.style} optimizations)")
+        progress(
+            f"converting to ORT format for {spec.name} ({spec.platform}, {spec.style} "
+            "optimizations)"
+        )
         work = stage / ".convert"
         work.mkdir()
         ort_path, config = _convert(onnx_path, work, spec)
@@ -169,15 +228,25 @@ def package(model_path: str | os.PathLike, folder: str | os.PathLike, *, target:
         progress("loading the ORT file back and comparing its outputs with the ONNX model's")
         comparison = _round_trip(onnx_path, ort_path, model, spec, atol=atol, rtol=rtol)
         files, operators = _describe_files(stage), _operators(config)
-        manifest = build_manifest(model=model, model_path=str(model_path), target=spec, files=files,
-                                  round_trip={**comparison.to_json(), "passed": bool(comparison)},
-                                  operators=operators,
-                                  sizes={"onnx_with_external_data": file_bytes(onnx_path),
-                                         "ort": ort_path.stat().st_size})
+        manifest = build_manifest(
+            model=model,
+            model_path=str(model_path),
+            target=spec,
+            files=files,
+            round_trip={**comparison.to_json(), "passed": bool(comparison)},
+            operators=operators,
+            sizes={
+                "onnx_with_external_data": file_bytes(onnx_path),
+                "ort": ort_path.stat().st_size,
+            },
+        )
         result = PackageResult(str(folder), spec.name, files, operators, comparison, manifest)
         if not comparison:
-            raise CheckFailed(f"{folder}: not written: the ORT-format model's outputs differ from the ONNX "
-                              f"model's (max abs {comparison.max_abs:.3e})\n{comparison}", result=result)
+            raise CheckFailed(
+                f"{folder}: not written: the ORT-format model's outputs differ from the ONNX "
+                f"model's (max abs {comparison.max_abs:.3e})\n{comparison}",
+                result=result,
+            )
         write_json(stage / "manifest.json", manifest)
     return result
 

@@ -11,15 +11,16 @@ from onnxdeploy.errors import UserError
 class Target:
     name: str
     platform: str  # onnxruntime's target_platform: "amd64" or "arm"
-    style: str  # "Fixed": fully optimized for the CPU EP; "Runtime": optimizations replayed at load, so an
-    #             NNAPI/CoreML EP can still take the nodes it supports
+    # "Fixed": fully optimized for the CPU EP; "Runtime": optimizations replayed at load, so an
+    # NNAPI/CoreML EP can still take the nodes it supports
+    style: str
     level: str  # onnxruntime's optimization level for the saved graph
     cpu: str  # the --target-cpu of quantize that matches
 
 
-# x86 stops at "extended": the layout level adds NCHWc blocks sized to this CPU's vectors (8 floats on AVX2,
-# 16 on AVX-512), which would tie the package to the machine that made it. For ARM onnxruntime's converter
-# leaves NCHWc out itself, so "all" is portable there.
+# x86 stops at "extended": the layout level adds NCHWc blocks sized to this CPU's vectors (8 floats
+# on AVX2, 16 on AVX-512), which would tie the package to the machine that made it. For ARM
+# onnxruntime's converter leaves NCHWc out itself, so "all" is portable there.
 TARGETS = {
     "x86": Target("x86", "amd64", "Fixed", "extended", "avx2"),
     "arm64": Target("arm64", "arm", "Fixed", "all", "arm64"),

@@ -3,12 +3,19 @@
 Importing this package registers every pass; ``PASSES`` maps CLI names to pass classes.
 """
 
-from onnxdeploy.passes import cleanup, fold_batchnorm, transformer_fusion  # noqa: F401  (registration)
+# imported for their registration
+from onnxdeploy.passes import cleanup, fold_batchnorm, transformer_fusion  # noqa: F401
 from onnxdeploy.passes.apply import PassesResult, prune_channels, run_passes
 from onnxdeploy.passes.base import PASSES, GraphPass, register
 from onnxdeploy.passes.channel_pruning import PruneChannelsPass
 
-DEFAULT_PIPELINE = ("remove-identity", "fold-constants", "fold-batchnorm", "dedupe-initializers", "remove-unused")
+DEFAULT_PIPELINE = (
+    "remove-identity",
+    "fold-constants",
+    "fold-batchnorm",
+    "dedupe-initializers",
+    "remove-unused",
+)
 
 
 def make_passes(names) -> list[GraphPass]:
@@ -21,5 +28,14 @@ def make_passes(names) -> list[GraphPass]:
     return [PASSES[n]() for n in names]
 
 
-__all__ = ["DEFAULT_PIPELINE", "PASSES", "GraphPass", "PassesResult", "PruneChannelsPass", "make_passes",
-           "prune_channels", "register", "run_passes"]
+__all__ = [
+    "DEFAULT_PIPELINE",
+    "PASSES",
+    "GraphPass",
+    "PassesResult",
+    "PruneChannelsPass",
+    "make_passes",
+    "prune_channels",
+    "register",
+    "run_passes",
+]

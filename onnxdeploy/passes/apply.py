@@ -14,8 +14,15 @@ from onnxdeploy.atomic import refuse_overwrite
 from onnxdeploy.data.synthetic import SYMBOLIC_DIM
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.inspect_model import count_macs, count_parameters
-from onnxdeploy.onnx_io import (check_model_file, file_bytes, is_large, load_model, metadata, set_metadata,
-                                 staged_model)
+from onnxdeploy.onnx_io import (
+    check_model_file,
+    file_bytes,
+    is_large,
+    load_model,
+    metadata,
+    set_metadata,
+    staged_model,
+)
 from onnxdeploy.output_diff import CompareResult
 from onnxdeploy.passes.base import GraphPass
 from onnxdeploy.passes.verify import verify_equivalent
@@ -40,45 +47,75 @@ class PassesResult:
     comparison: CompareResult
     seconds: float
     notes: tuple = field(default_factory=tuple)
-    kept: tuple = field(default_factory=tuple)  # KeptChannels from prune-channels: what stayed and why
-    modified_by: tuple = field(default_factory=tuple)  # the passes whose result said they changed the model
+    kept: tuple = field(
+        default_factory=tuple
+    )  # KeptChannels from prune-channels: what stayed and why
+    modified_by: tuple = field(
+        default_factory=tuple
+    )  # the passes whose result said they changed the model
 
     @property
     def modified(self) -> bool:
         return bool(self.modified_by)
 
     def to_json(self) -> dict:
-        return {"input": self.input, "output": self.output, "passes": self.passes,
-                "layers": [{"layer": l, "op": op, "before": b, "after": a} for l, op, b, a in self.layers],
-                "params": {"before": self.params_before, "after": self.params_after},
-                "macs": {"before": self.macs_before, "after": self.macs_after},
-                "file_bytes": {"before": self.bytes_before, "after": self.bytes_after},
-                "comparison": self.comparison.to_json(), "seconds": round(self.seconds, 3), "notes": list(self.notes),
-                "kept": [asdict(k) for k in self.kept], "modified_by": list(self.modified_by)}
+        return {
+            "input": self.input,
+            "output": self.output,
+            "passes": self.passes,
+            "layers": [
+                {"layer": l, "op": op, "before": b, "after": a} for l, op, b, a in self.layers
+            ],
+            "params": {"before": self.params_before, "after": self.params_after},
+            "macs": {"before": self.macs_before, "after": self.macs_after},
+            "file_bytes": {"before": self.bytes_before, "after": self.bytes_after},
+            "comparison": self.comparison.to_json(),
+            "seconds": round(self.seconds, 3),
+            "notes": list(self.notes),
+            "kept": [asdict(k) for k in self.kept],
+            "modified_by": list(self.modified_by),
+        }
 
     def explain(self) -> str:
-        """Why channels were kept: one line per channel space that a rule pinned, most zero channels first."""
+        """Why channels were kept: one line per channel space that a rule pinned, most zero
+        channels first."""
         if not self.kept:
             return "no channel space was pinned: every zero channel could be removed"
-        return "\n".join(["kept channels (layers: zero of total, reason):"] + [f"  {k}" for k in self.kept])
+        return "\n".join(
+            ["kept channels (layers: zero of total, reason):"] + [f"  {k}" for k in self.kept]
+        )
 
     def __str__(self) -> str:
         lines = []
         if self.layers:
             from onnxdeploy.tables import text_table
 
-            lines.append(text_table(["layer", "op", "before", "after"],
-                                    [[layer, op, str(b), str(a)] for layer, op, b, a in self.layers]))
+            lines.append(
+                text_table(
+                    ["layer", "op", "before", "after"],
+                    [[layer, op, str(b), str(a)] for layer, op, b, a in self.layers],
+                )
+            )
         for name, stats in self.passes.items():
-            lines.append(f"{name}: " + (", ".join(f"{k} {v}" for k, v in stats.items()) if stats else "no change"))
+            lines.append(
+                f"{name}: "
+                + (", ".join(f"{k} {v}" for k, v in stats.items()) if stats else "no change")
+            )
 
         def ratio(before, after):
-            return f"{before:,} -> {after:,} ({after / before:.1%})" if before else f"{before:,} -> {after:,}"
-        lines += [f"parameters  {ratio(self.params_before, self.params_after)}",
-                  f"MACs/sample {ratio(self.macs_before, self.macs_after)}",
-                  f"file bytes  {ratio(self.bytes_before, self.bytes_after)}",
-                  f"outputs vs original: max abs {self.comparison.max_abs:.3e}, max rel "
-                  f"{self.comparison.max_rel:.3e} -> {'PASS' if self.comparison else 'FAIL'}"]
+            return (
+                f"{before:,} -> {after:,} ({after / before:.1%})"
+                if before
+                else f"{before:,} -> {after:,}"
+            )
+
+        lines += [
+            f"parameters  {ratio(self.params_before, self.params_after)}",
+            f"MACs/sample {ratio(self.macs_before, self.macs_after)}",
+            f"file bytes  {ratio(self.bytes_before, self.bytes_after)}",
+            f"outputs vs original: max abs {self.comparison.max_abs:.3e}, max rel "
+            f"{self.comparison.max_rel:.3e} -> {'PASS' if self.comparison else 'FAIL'}",
+        ]
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -100,15 +137,18 @@ def to_ir(model: onnx.ModelProto, path: str) -> ir.Model:
 
 
 def to_proto(model: ir.Model, *, legacy_inputs: bool) -> onnx.ModelProto:
-    # unused nodes and initializers go first: listed as graph inputs (IR v3) they would count as used
+    # unused nodes and initializers go first: listed as graph inputs (IR v3) they would count as
+    # used
     ir.passes.common.RemoveUnusedNodesPass()(model)
-    if all(node.domain in ("", "ai.onnx") for node in model.graph):  # onnx cannot infer contrib ops' shapes
-        ir.passes.common.ShapeInferencePass()(model)  # fresh shapes for the new channel counts (weights set aside)
+    if all(
+        node.domain in ("", "ai.onnx") for node in model.graph
+    ):  # onnx cannot infer contrib ops' shapes
+        ir.passes.common.ShapeInferencePass()(
+            model
+        )  # fresh shapes for the new channel counts (weights set aside)
     if legacy_inputs:
         ir.passes.common.AddInitializersToInputsPass()(model)
     return ir.to_proto(model)
-
-
 
 
 def symbolic_sizes(model: onnx.ModelProto, shapes: dict | None) -> tuple[dict, list[str]]:
@@ -120,7 +160,10 @@ def symbolic_sizes(model: onnx.ModelProto, shapes: dict | None) -> tuple[dict, l
 
     meta = metadata(model)
     try:
-        recorded = {i["name"]: tuple(i["shape"]) for i in json.loads(meta["onnxdeploy.input_spec"])["inputs"]}
+        recorded = {
+            i["name"]: tuple(i["shape"])
+            for i in json.loads(meta["onnxdeploy.input_spec"])["inputs"]
+        }
     except (KeyError, TypeError, ValueError):
         recorded = {}
     notes = []
@@ -132,25 +175,41 @@ def symbolic_sizes(model: onnx.ModelProto, shapes: dict | None) -> tuple[dict, l
         for axis, dim in symbolic:
             size = sizes[axis] if sizes and axis < len(sizes) else SYMBOLIC_DIM
             source = "the export's recorded shape" if sizes else "a default (give shapes to choose)"
-            notes.append(f"input '{spec.name}' dim {axis} ('{dim or '?'}') verified at {size}, {source}")
+            notes.append(
+                f"input '{spec.name}' dim {axis} ('{dim or '?'}') verified at {size}, {source}"
+            )
     return recorded, notes
 
 
 def _record_passes(model: onnx.ModelProto, stats: dict) -> onnx.ModelProto:
-    """Append the passes just applied to the model's ``onnxdeploy.passes`` metadata (its history)."""
+    """Append the passes just applied to the model's ``onnxdeploy.passes`` metadata (its
+    history)."""
     import json
 
     try:
         history = json.loads(metadata(model).get("onnxdeploy.passes", "[]"))
     except ValueError:
         history = []
-    return set_metadata(model, {"onnxdeploy.passes": json.dumps(history + [{"pass": name, "stats": s}
-                                                                           for name, s in stats.items()])})
+    return set_metadata(
+        model,
+        {
+            "onnxdeploy.passes": json.dumps(
+                history + [{"pass": name, "stats": s} for name, s in stats.items()]
+            )
+        },
+    )
 
 
-def run_passes(input_path: str | os.PathLike, output_path: str | os.PathLike, passes: list[GraphPass], *,
-               rtol: float = 1e-5, shapes: dict | None = None) -> PassesResult:
-    """Apply ``passes`` in order; CheckFailed (nothing written) if the outputs moved beyond ``rtol``."""
+def run_passes(
+    input_path: str | os.PathLike,
+    output_path: str | os.PathLike,
+    passes: list[GraphPass],
+    *,
+    rtol: float = 1e-5,
+    shapes: dict | None = None,
+) -> PassesResult:
+    """Apply ``passes`` in order; CheckFailed (nothing written) if the outputs moved beyond
+    ``rtol``."""
     started = time.perf_counter()
     input_path, output_path = str(input_path), str(output_path)
     refuse_overwrite([output_path], [input_path])
@@ -176,26 +235,51 @@ def run_passes(input_path: str | os.PathLike, output_path: str | os.PathLike, pa
     params_before, params_after = count_parameters(original), count_parameters(result_proto)
     macs_before, macs_after = count_macs(original)[0], count_macs(result_proto)[0]
     del original
-    # staged beside the output: checked and compared by path (any size), moved into place only if both pass
+    # staged beside the output: checked and compared by path (any size), moved into place only if
+    # both pass
     with staged_model(result_proto, output_path) as staged:
         check_model_file(staged, output_path, full_check=True)
-        comparison = verify_equivalent(input_path, str(staged), rtol=rtol, shapes=shapes, model_path=input_path,
-                                       examples=examples, default_dim=SYMBOLIC_DIM)
+        comparison = verify_equivalent(
+            input_path,
+            str(staged),
+            rtol=rtol,
+            shapes=shapes,
+            model_path=input_path,
+            examples=examples,
+            default_dim=SYMBOLIC_DIM,
+        )
         result = PassesResult(
-            input=input_path, output=output_path, passes=stats, layers=tuple(layers),
-            params_before=params_before, params_after=params_after, macs_before=macs_before, macs_after=macs_after,
-            bytes_before=file_bytes(input_path), bytes_after=file_bytes(staged),
-            comparison=comparison, seconds=time.perf_counter() - started, kept=tuple(kept), notes=tuple(notes),
-            modified_by=tuple(modified_by))
+            input=input_path,
+            output=output_path,
+            passes=stats,
+            layers=tuple(layers),
+            params_before=params_before,
+            params_after=params_after,
+            macs_before=macs_before,
+            macs_after=macs_after,
+            bytes_before=file_bytes(input_path),
+            bytes_after=file_bytes(staged),
+            comparison=comparison,
+            seconds=time.perf_counter() - started,
+            kept=tuple(kept),
+            notes=tuple(notes),
+            modified_by=tuple(modified_by),
+        )
         if not comparison:
-            raise CheckFailed(f"{input_path}: outputs changed beyond rtol {rtol:g} (max abs "
-                              f"{comparison.max_abs:.3e}, max rel {comparison.max_rel:.3e}); nothing written to "
-                              f"{output_path}\n{comparison}", result=result)
+            raise CheckFailed(
+                f"{input_path}: outputs changed beyond rtol {rtol:g} (max abs "
+                f"{comparison.max_abs:.3e}, max rel {comparison.max_rel:.3e}); nothing written to "
+                f"{output_path}\n{comparison}",
+                result=result,
+            )
     return result
 
 
-def prune_channels(input_path, output_path, *, rtol: float = 1e-5, shapes: dict | None = None) -> PassesResult:
-    """Remove exactly-zero channels from ``input_path`` and write the smaller model to ``output_path``."""
+def prune_channels(
+    input_path, output_path, *, rtol: float = 1e-5, shapes: dict | None = None
+) -> PassesResult:
+    """Remove exactly-zero channels from ``input_path`` and write the smaller model to
+    ``output_path``."""
     from onnxdeploy.passes.channel_pruning import PruneChannelsPass
 
     return run_passes(input_path, output_path, [PruneChannelsPass()], rtol=rtol, shapes=shapes)

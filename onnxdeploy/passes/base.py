@@ -20,11 +20,14 @@ class GraphPassResult(ir.passes.PassResult):
     """onnx_ir's PassResult with ``stats``: what this call changed, as counts."""
 
     stats: dict[str, int] = field(default_factory=dict)
-    notes: tuple[str, ...] = ()  # what a user should know about this call (nothing fused, a default used...)
+    notes: tuple[
+        str, ...
+    ] = ()  # what a user should know about this call (nothing fused, a default used...)
 
 
 def changed(model: ir.Model, stats: dict[str, int]) -> GraphPassResult:
-    """The result of a call that changed what ``stats`` counts (``modified`` when any count is non-zero)."""
+    """The result of a call that changed what ``stats`` counts (``modified`` when any count is
+    non-zero)."""
     stats = {k: v for k, v in stats.items() if v}
     return GraphPassResult(model, modified=bool(stats), stats=stats)
 
@@ -53,17 +56,28 @@ def const_array(value: ir.Value | None):
     if value.const_value is not None:
         return value.const_value.numpy()
     producer = value.producer()
-    if producer is not None and producer.op_type == "Identity" and producer.domain in ("", "ai.onnx"):
+    if (
+        producer is not None
+        and producer.op_type == "Identity"
+        and producer.domain in ("", "ai.onnx")
+    ):
         return const_array(producer.inputs[0])  # exporters route shared weights through Identity
-    if producer is not None and producer.op_type == "Constant" and producer.domain in ("", "ai.onnx"):
+    if (
+        producer is not None
+        and producer.op_type == "Constant"
+        and producer.domain in ("", "ai.onnx")
+    ):
         attr = producer.attributes.get("value")
         if attr is not None:
             return np.asarray(attr.value.numpy())
     return None
 
 
-def set_const_input(graph: ir.Graph, node: ir.Node, index: int, array, *, suffix: str = "pruned") -> None:
-    """Give ``node`` a new initializer at input ``index`` (a fresh one, since others may share the old)."""
+def set_const_input(
+    graph: ir.Graph, node: ir.Node, index: int, array, *, suffix: str = "pruned"
+) -> None:
+    """Give ``node`` a new initializer at input ``index`` (a fresh one, since others may share the
+    old)."""
     old = node.inputs[index]
     base = old.name if old is not None and old.name else f"{node.name}_in{index}"
     name, n = f"{base}_{suffix}", 1
@@ -71,7 +85,9 @@ def set_const_input(graph: ir.Graph, node: ir.Node, index: int, array, *, suffix
         n += 1
         name = f"{base}_{suffix}{n}"
     tensor = ir.tensor(array, name=name)
-    value = ir.Value(name=name, shape=ir.Shape(array.shape), type=ir.TensorType(tensor.dtype), const_value=tensor)
+    value = ir.Value(
+        name=name, shape=ir.Shape(array.shape), type=ir.TensorType(tensor.dtype), const_value=tensor
+    )
     graph.register_initializer(value)
     if index >= len(node.inputs):
         node.resize_inputs(index + 1)

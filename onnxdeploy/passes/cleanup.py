@@ -19,7 +19,8 @@ def _sizes(model: ir.Model) -> tuple[int, int]:
 
 
 class _Wrapped(GraphPass):
-    """Run ``make()``'s pass and count the nodes and initializers it removed (subgraphs included)."""
+    """Run ``make()``'s pass and count the nodes and initializers it removed (subgraphs
+    included)."""
 
     def make(self) -> ir.passes.PassBase:
         raise NotImplementedError
@@ -28,9 +29,18 @@ class _Wrapped(GraphPass):
         nodes, inits = _sizes(model)
         result = self.make()(model)
         nodes_after, inits_after = _sizes(result.model)
-        return GraphPassResult(result.model, modified=result.modified,
-                               stats={k: v for k, v in (("nodes_removed", nodes - nodes_after),
-                                                        ("initializers_removed", inits - inits_after)) if v})
+        return GraphPassResult(
+            result.model,
+            modified=result.modified,
+            stats={
+                k: v
+                for k, v in (
+                    ("nodes_removed", nodes - nodes_after),
+                    ("initializers_removed", inits - inits_after),
+                )
+                if v
+            },
+        )
 
 
 @register
@@ -43,7 +53,9 @@ class ShapeInference(_Wrapped):
 
     def call(self, model):
         result = super().call(model)
-        return GraphPassResult(result.model, modified=False)  # annotations only; the graph is the same
+        return GraphPassResult(
+            result.model, modified=False
+        )  # annotations only; the graph is the same
 
 
 def _remove_dropouts(model: ir.Model) -> int:
@@ -73,7 +85,9 @@ class RemoveIdentity(_Wrapped):
         before = _sizes(model)[0]
         dropouts = _remove_dropouts(model)
         result = super().call(model)
-        return changed(result.model, {"dropout_removed": dropouts, "nodes_removed": before - _sizes(model)[0]})
+        return changed(
+            result.model, {"dropout_removed": dropouts, "nodes_removed": before - _sizes(model)[0]}
+        )
 
 
 @register
@@ -109,6 +123,7 @@ class FoldConstants(_Wrapped):
             def call(self, model):
                 fold_constants(model)
                 return ir.passes.PassResult(model, modified=False)  # judged by the counts, below
+
         return _Fold()
 
     def call(self, model):
@@ -116,4 +131,6 @@ class FoldConstants(_Wrapped):
         unused ones dropped (its own flag is set even when nothing folded)."""
         before = _sizes(model)
         result = super().call(model)
-        return GraphPassResult(result.model, modified=_sizes(result.model) != before, stats=result.stats)
+        return GraphPassResult(
+            result.model, modified=_sizes(result.model) != before, stats=result.stats
+        )

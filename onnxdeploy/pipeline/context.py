@@ -23,21 +23,26 @@ class RunContext:
     input_shapes: list[tuple[int, ...]]
     seed: int = 0
     checkpoint: str | None = None
-    inputs: list = field(default_factory=list)  # named ExportInputs (Hugging Face models), else [] (shapes)
+    inputs: list = field(
+        default_factory=list
+    )  # named ExportInputs (Hugging Face models), else [] (shapes)
     data: Dataset | None = None
     module: object = None
     compressed: bool = False
     models: dict[str, Path] = field(default_factory=dict)
     summaries: dict[str, object] = field(default_factory=dict)
     results: dict[str, object] = field(default_factory=dict)
-    cluster: str | None = None  # a Ray address the run is connected to (bench, quantize, compress use it)
+    cluster: str | None = (
+        None  # a Ray address the run is connected to (bench, quantize, compress use it)
+    )
     targets: tuple = ()
     progress: Callable[[str], None] = print
     announce: Callable[[str], None] = print
 
     @property
     def ray(self):
-        """The Ray module when the run is on a cluster (``run`` connected it for every stage), else None."""
+        """The Ray module when the run is on a cluster (``run`` connected it for every stage), else
+        None."""
         if self.cluster is None:
             return None
         import ray
@@ -59,7 +64,8 @@ class RunContext:
 
     @property
     def model_inputs(self) -> dict:
-        """How export and load_source take this run's inputs: named ``inputs``, or ``input_shapes``."""
+        """How export and load_source take this run's inputs: named ``inputs``, or
+        ``input_shapes``."""
         return {"inputs": self.inputs} if self.inputs else {"input_shapes": self.input_shapes}
 
     @property

@@ -21,8 +21,17 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-TOP_LEVEL = {"model": str, "data": str, "seed": int, "checkpoint": str | None, "input_shape": str | None,
-             "runs_dir": str | None, "stage": list, "cluster": str | None, "targets": list[str]}
+TOP_LEVEL = {
+    "model": str,
+    "data": str,
+    "seed": int,
+    "checkpoint": str | None,
+    "input_shape": str | None,
+    "runs_dir": str | None,
+    "stage": list,
+    "cluster": str | None,
+    "targets": list[str],
+}
 
 
 @dataclass(frozen=True)
@@ -34,15 +43,29 @@ class Recipe:
     input_shape: str | None = None
     runs_dir: str | None = None
     stages: tuple[tuple[str, dict], ...] = field(default_factory=tuple)
-    cluster: str | None = None  # a Ray address, "auto" or "local": bench, quantize and compress fan out on it
-    targets: tuple[str, ...] = field(default_factory=tuple)  # Ray resources bench times on; quantize on the first
+    cluster: str | None = (
+        None  # a Ray address, "auto" or "local": bench, quantize and compress fan out on it
+    )
+    targets: tuple[str, ...] = field(
+        default_factory=tuple
+    )  # Ray resources bench times on; quantize on the first
     source: str = "built-in demo"
 
 
-# the demo's own choices, beside the stages' defaults (which are the API's): longer distillation at a
-# higher learning rate, and int8 decided for batch 32
-DEMO = Recipe(stages=(("train", {}), ("compress", {"epochs": 4, "lr": 3e-3}), ("export", {}), ("prune-channels", {}),
-                      ("quantize", {"target_batch": 32}), ("evaluate", {}), ("bench", {}), ("gate", {})))
+# the demo's own choices, beside the stages' defaults (which are the API's): longer distillation at
+# a higher learning rate, and int8 decided for batch 32
+DEMO = Recipe(
+    stages=(
+        ("train", {}),
+        ("compress", {"epochs": 4, "lr": 3e-3}),
+        ("export", {}),
+        ("prune-channels", {}),
+        ("quantize", {"target_batch": 32}),
+        ("evaluate", {}),
+        ("bench", {}),
+        ("gate", {}),
+    )
+)
 
 
 def _check_stage(source: str, index: int, table: dict) -> tuple[str, dict]:
@@ -55,9 +78,15 @@ def _check_stage(source: str, index: int, table: dict) -> tuple[str, dict]:
     allowed = STAGES[name].options()
     for key, value in options.items():
         if key not in allowed:
-            raise UserError(f"{source}: stage '{name}' has no option '{key}' (options: {', '.join(allowed) or 'none'})")
+            raise UserError(
+                f"{source}: stage '{name}' has no option '{key}' (options: "
+                f"{', '.join(allowed) or 'none'})"
+            )
         if not matches(value, allowed[key]):
-            raise UserError(f"{source}: stage '{name}' option '{key}' = {value!r}: expected {describe(allowed[key])}")
+            raise UserError(
+                f"{source}: stage '{name}' option '{key}' = {value!r}: expected "
+                f"{describe(allowed[key])}"
+            )
         _check_range(source, name, key, value)
     return name, options
 
@@ -67,39 +96,58 @@ def _check_range(source: str, name: str, key: str, value) -> None:
     values = value if isinstance(value, (list, tuple)) else [value]
     allowed = dict(STAGES[name].choices).get(key)
     if allowed is not None and value not in allowed:
-        raise UserError(f"{source}: stage '{name}' option '{key}' = {value!r}: choose from "
-                        f"{', '.join(map(str, allowed))}")
+        raise UserError(
+            f"{source}: stage '{name}' option '{key}' = {value!r}: choose from "
+            f"{', '.join(map(str, allowed))}"
+        )
     for v in values:
         if isinstance(v, float) and not math.isfinite(v):
-            raise UserError(f"{source}: stage '{name}' option '{key}' = {value!r}: must be a finite number")
+            raise UserError(
+                f"{source}: stage '{name}' option '{key}' = {value!r}: must be a finite number"
+            )
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             continue
         spec = STAGES[name]
         if key in spec.positive and v <= 0:
-            raise UserError(f"{source}: stage '{name}' option '{key}' = {value!r}: must be greater than 0")
+            raise UserError(
+                f"{source}: stage '{name}' option '{key}' = {value!r}: must be greater than 0"
+            )
         if key in spec.fractions and not 0 <= v < 1:
-            raise UserError(f"{source}: stage '{name}' option '{key}' = {value!r}: must be in [0, 1)")
-        if v < 0 and key not in ("max_drop",):  # max_drop < 0 demands a gain; every other number is a size
-            raise UserError(f"{source}: stage '{name}' option '{key}' = {value!r}: must not be negative")
+            raise UserError(
+                f"{source}: stage '{name}' option '{key}' = {value!r}: must be in [0, 1)"
+            )
+        if v < 0 and key not in (
+            "max_drop",
+        ):  # max_drop < 0 demands a gain; every other number is a size
+            raise UserError(
+                f"{source}: stage '{name}' option '{key}' = {value!r}: must not be negative"
+            )
     if isinstance(value, (list, tuple)) and not value:
         raise UserError(f"{source}: stage '{name}' option '{key}' is an empty list")
 
 
 def validate(recipe: Recipe) -> Recipe:
-    """Check stage names, options, repeats and order; UserError naming the recipe and the first problem."""
+    """Check stage names, options, repeats and order; UserError naming the recipe and the first
+    problem."""
     if recipe.targets and not recipe.cluster:
-        raise UserError(f"{recipe.source}: 'targets' are nodes of a Ray cluster; give 'cluster' too")
+        raise UserError(
+            f"{recipe.source}: 'targets' are nodes of a Ray cluster; give 'cluster' too"
+        )
     available = {"module"} if recipe.checkpoint else set()
     seen = set()
     for index, (name, options) in enumerate(recipe.stages):
         _check_stage(recipe.source, index, {"name": name, **options})
         if name in seen:
-            raise UserError(f"{recipe.source}: stage '{name}' appears twice; each stage runs once per recipe")
+            raise UserError(
+                f"{recipe.source}: stage '{name}' appears twice; each stage runs once per recipe"
+            )
         seen.add(name)
         spec = STAGES[name]
         missing = spec.needs - available
         if missing:
-            raise UserError(f"{recipe.source}: stage '{name}' needs {', '.join(sorted(missing))}: {spec.why}")
+            raise UserError(
+                f"{recipe.source}: stage '{name}' needs {', '.join(sorted(missing))}: {spec.why}"
+            )
         available |= spec.produces
     return recipe
 
@@ -115,15 +163,30 @@ def load_recipe(path: str | Path) -> Recipe:
         raise UserError(f"{path}: not valid TOML ({exc})") from exc
     unknown = set(data) - set(TOP_LEVEL)
     if unknown:
-        raise UserError(f"{path}: unknown keys {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(TOP_LEVEL))})")
+        raise UserError(
+            f"{path}: unknown keys {', '.join(sorted(unknown))} (allowed: "
+            f"{', '.join(sorted(TOP_LEVEL))})"
+        )
     for key, value in data.items():
         if not matches(value, TOP_LEVEL[key]):
             raise UserError(f"{path}: '{key}' = {value!r}: expected {describe(TOP_LEVEL[key])}")
     tables = data.get("stage", [])
     if not tables:
-        raise UserError(f"{path}: no [[stage]] tables; list the stages to run ({', '.join(STAGES)})")
+        raise UserError(
+            f"{path}: no [[stage]] tables; list the stages to run ({', '.join(STAGES)})"
+        )
     stages = tuple(_check_stage(str(path), i, t) for i, t in enumerate(tables))
-    return validate(Recipe(model=data.get("model", "digits_cnn"), data=data.get("data", "digits"),
-                           seed=data.get("seed", 0), checkpoint=data.get("checkpoint"),
-                           input_shape=data.get("input_shape"), runs_dir=data.get("runs_dir"), stages=stages,
-                           cluster=data.get("cluster"), targets=tuple(data.get("targets", ())), source=str(path)))
+    return validate(
+        Recipe(
+            model=data.get("model", "digits_cnn"),
+            data=data.get("data", "digits"),
+            seed=data.get("seed", 0),
+            checkpoint=data.get("checkpoint"),
+            input_shape=data.get("input_shape"),
+            runs_dir=data.get("runs_dir"),
+            stages=stages,
+            cluster=data.get("cluster"),
+            targets=tuple(data.get("targets", ())),
+            source=str(path),
+        )
+    )

@@ -15,8 +15,12 @@ def model_rows(report: dict) -> list[dict]:
     bench_rows = stages.get("bench", {}).get("results", [])
     rows = []
     for label, info in report["models"].items():
-        row = {"model": label, "file": info["file"], "size_kib": round(info["bytes"] / 1024, 1),
-               "accuracy": accuracy.get(label)}
+        row = {
+            "model": label,
+            "file": info["file"],
+            "size_kib": round(info["bytes"] / 1024, 1),
+            "accuracy": accuracy.get(label),
+        }
         for b in bench_rows:
             if b["model"] == label:
                 row[f"p50_ms@{b['batch']}"] = b["p50_ms"]
@@ -30,27 +34,52 @@ def format_table(rows: list[dict]) -> str:
 
 def markdown(report: dict) -> str:
     rows = model_rows(report)
-    lines = [f"# onnxdeploy run {report['run_id']}", "",
-             f"Model `{report['model']}` on data `{report['data']}`; recipe: {report['recipe']}; "
-             f"{report['seconds']:.1f} s in all; status: **{report['status']}**.", "", "## Models", ""]
+    lines = [
+        f"# onnxdeploy run {report['run_id']}",
+        "",
+        f"Model `{report['model']}` on data `{report['data']}`; recipe: {report['recipe']}; "
+        f"{report['seconds']:.1f} s in all; status: **{report['status']}**.",
+        "",
+        "## Models",
+        "",
+    ]
     if rows:
         lines += markdown_table(*dict_rows(rows))
     bench = report["stages"].get("bench", {})
     if bench.get("comparison"):
         lines += ["", "## Speed-up (p50, bootstrap 95% CI)", ""]
-        lines += markdown_table(("model", "vs", "batch", "speed-up", "95% CI"),
-                                [(c["model"], c["vs"], str(c["batch"]), f"{c['speedup']:.2f}x", c["ci95"])
-                                 for c in bench["comparison"]])
+        lines += markdown_table(
+            ("model", "vs", "batch", "speed-up", "95% CI"),
+            [
+                (c["model"], c["vs"], str(c["batch"]), f"{c['speedup']:.2f}x", c["ci95"])
+                for c in bench["comparison"]
+            ],
+        )
     if bench.get("plot"):
         lines += ["", f"![latency and throughput]({bench['plot']})"]
-    stage_rows = [(name, str(summary.get("seconds", "")),
-                   ", ".join(f"{k}={v}" for k, v in summary.items()
-                             if k not in ("seconds", "results") and not isinstance(v, (dict, list))))
-                  for name, summary in report["stages"].items()]
+    stage_rows = [
+        (
+            name,
+            str(summary.get("seconds", "")),
+            ", ".join(
+                f"{k}={v}"
+                for k, v in summary.items()
+                if k not in ("seconds", "results") and not isinstance(v, (dict, list))
+            ),
+        )
+        for name, summary in report["stages"].items()
+    ]
     lines += ["", "## Stages", "", *markdown_table(("stage", "seconds", "summary"), stage_rows)]
     env = report.get("environment", {})
-    lines += ["", "## Environment", "", f"{env.get('cpu')} ({env.get('cores')} cores, ISA {', '.join(env.get('isa', []))}), "
-              f"onnxruntime {env.get('onnxruntime')}, torch {env.get('torch')}, onnxdeploy {env.get('onnxdeploy')}", ""]
+    lines += [
+        "",
+        "## Environment",
+        "",
+        f"{env.get('cpu')} ({env.get('cores')} cores, ISA {', '.join(env.get('isa', []))}), "
+        f"onnxruntime {env.get('onnxruntime')}, torch {env.get('torch')}, onnxdeploy "
+        f"{env.get('onnxdeploy')}",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -31,7 +31,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RunResult:
-    """The run's folder, its report (``report.json``), and each stage's own result object by stage."""
+    """The run's folder, its report (``report.json``), and each stage's own result object by
+    stage."""
 
     run_dir: Path
     report: dict
@@ -45,8 +46,12 @@ class RunResult:
         return self.report
 
     def __str__(self) -> str:
-        notes = [f"{name}: {summary[key]}" for name, summary in self.report["stages"].items()
-                 for key in ("note", "reason") if summary.get(key)]
+        notes = [
+            f"{name}: {summary[key]}"
+            for name, summary in self.report["stages"].items()
+            for key in ("note", "reason")
+            if summary.get(key)
+        ]
         body = format_table(model_rows(self.report))
         if notes:
             body += "\n\n" + "\n".join(notes)
@@ -71,23 +76,33 @@ def _new_run_dir(runs_dir: Path) -> tuple[str, Path]:
 
 
 def _model_inputs(recipe: Recipe) -> tuple[list[tuple[int, ...]], list]:
-    """(input shapes, named ExportInputs or []): from input_shape, the zoo, or a Hugging Face model itself."""
+    """(input shapes, named ExportInputs or []): from input_shape, the zoo, or a Hugging Face model
+    itself."""
     if recipe.input_shape:
         return [parse_input_shape(recipe.input_shape)], []
     if recipe.model in ZOO:
         return ZOO[recipe.model].input_spec(), []
     if is_hf(recipe.model):
-        inputs = hf_model_inputs(recipe.model)  # from the config: the train stage loads the weights once
+        inputs = hf_model_inputs(
+            recipe.model
+        )  # from the config: the train stage loads the weights once
         return [tuple(i.shape) for i in inputs], inputs
-    raise UserError(f"{recipe.source}: 'input_shape' is required for model '{recipe.model}' outside the zoo")
+    raise UserError(
+        f"{recipe.source}: 'input_shape' is required for model '{recipe.model}' outside the zoo"
+    )
 
 
-def run(recipe: str | Path | Recipe | None = None, *, runs_dir: str | Path | None = None,
-        progress: Callable[[str], None] = logger.info, announce: Callable[[str], None] = logger.warning) -> RunResult:
+def run(
+    recipe: str | Path | Recipe | None = None,
+    *,
+    runs_dir: str | Path | None = None,
+    progress: Callable[[str], None] = logger.info,
+    announce: Callable[[str], None] = logger.warning,
+) -> RunResult:
     """Run ``recipe`` (a path, a Recipe, or None for the built-in demo) and return its report.
 
-    Raises the first failing stage's error after writing the failed run's report (folder <id>-failed).
-    """
+    Raises the first failing stage's error after writing the failed run's report (folder
+    <id>-failed)."""
     if recipe is None:
         recipe = DEMO
     elif not isinstance(recipe, Recipe):
@@ -96,38 +111,71 @@ def run(recipe: str | Path | Recipe | None = None, *, runs_dir: str | Path | Non
     started = time.perf_counter()
     shapes, inputs = _model_inputs(recipe)
     runs_dir = Path(runs_dir or recipe.runs_dir or "onnxdeploy-runs")
-    ctx = RunContext(run_dir=Path("."), model=recipe.model, input_shapes=shapes, seed=recipe.seed,
-                     checkpoint=recipe.checkpoint, inputs=inputs, progress=progress, announce=announce,
-                     cluster=recipe.cluster, targets=recipe.targets)
+    ctx = RunContext(
+        run_dir=Path("."),
+        model=recipe.model,
+        input_shapes=shapes,
+        seed=recipe.seed,
+        checkpoint=recipe.checkpoint,
+        inputs=inputs,
+        progress=progress,
+        announce=announce,
+        cluster=recipe.cluster,
+        targets=recipe.targets,
+    )
     data = load_dataset(recipe.data, input_specs(ctx), seed=recipe.seed)
     with ctx.where.connect(progress=progress):  # one connection for every stage
         return _run_stages(recipe, ctx, data, runs_dir, started, progress)
 
 
-def _run_stages(recipe: Recipe, ctx: RunContext, data, runs_dir: Path, started: float, progress) -> RunResult:
+def _run_stages(
+    recipe: Recipe, ctx: RunContext, data, runs_dir: Path, started: float, progress
+) -> RunResult:
     run_id, work = _new_run_dir(runs_dir)
     ctx.run_dir, ctx.data = work, data
     stages: dict[str, dict] = {}
-    report = {"schema": SCHEMA, "run_id": run_id, "model": recipe.model, "data": data.name, "recipe": recipe.source,
-              "started": dt.datetime.now().isoformat(timespec="seconds"), "status": "running", "stages": stages}
+    report = {
+        "schema": SCHEMA,
+        "run_id": run_id,
+        "model": recipe.model,
+        "data": data.name,
+        "recipe": recipe.source,
+        "started": dt.datetime.now().isoformat(timespec="seconds"),
+        "status": "running",
+        "stages": stages,
+    }
     error: BaseException | None = None
     for index, (name, options) in enumerate(recipe.stages, 1):
         progress(f"[{index}/{len(recipe.stages)}] {name}")
         stage_started = time.perf_counter()
         try:
             summary = STAGES[name].run(ctx, **options)
-        except (Exception, KeyboardInterrupt) as exc:  # any failure still leaves a failed-run report
+        except (
+            Exception,
+            KeyboardInterrupt,
+        ) as exc:  # any failure still leaves a failed-run report
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            stages[name] = {"error": message, "seconds": round(time.perf_counter() - stage_started, 2)}
+            stages[name] = {
+                "error": message,
+                "seconds": round(time.perf_counter() - stage_started, 2),
+            }
             error = exc
             break
         ctx.summaries[name] = summary
-        stages[name] = {**summary.to_json(), "seconds": round(time.perf_counter() - stage_started, 2)}
+        stages[name] = {
+            **summary.to_json(),
+            "seconds": round(time.perf_counter() - stage_started, 2),
+        }
     from onnxdeploy.runtime_bench.environment import environment
 
-    report.update(status="failed" if error else "passed", seconds=round(time.perf_counter() - started, 2),
-                  environment=environment(),
-                  models={label: {"file": p.name, "bytes": p.stat().st_size} for label, p in ctx.models.items()})
+    report.update(
+        status="failed" if error else "passed",
+        seconds=round(time.perf_counter() - started, 2),
+        environment=environment(),
+        models={
+            label: {"file": p.name, "bytes": p.stat().st_size} for label, p in ctx.models.items()
+        },
+    )
     write_report(work, report)
     final = runs_dir / (f"{run_id}-failed" if error else run_id)
     os.replace(work, final)

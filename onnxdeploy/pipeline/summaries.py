@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass, field
 
 @dataclass(frozen=True)
 class Summary:
-    """Base of every stage summary; ``to_json`` is its entry in ``report.json`` (None fields left out)."""
+    """Base of every stage summary; ``to_json`` is its entry in ``report.json`` (None fields left
+    out)."""
 
     def to_json(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}

@@ -1,5 +1,6 @@
 """Does a value from a recipe file fit a stage option's type hint? (int, float, bool, str, X | None,
-list[int], tuples): enough for TOML values, so a wrong type is refused before a minute of training."""
+list[int], tuples): enough for TOML values, so a wrong type is refused before a minute of
+training."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ def matches(value, hint) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if origin in (list, tuple):
         args = typing.get_args(hint)
-        return isinstance(value, (list, tuple)) and all(matches(v, args[0] if args else None) for v in value)
+        return isinstance(value, (list, tuple)) and all(
+            matches(v, args[0] if args else None) for v in value
+        )
     if isinstance(hint, type):
         return isinstance(value, hint)
     return True

@@ -9,7 +9,19 @@ from onnxdeploy.quantize.result import Attempt, Confirmation, Fp16Result, Quanti
 from onnxdeploy.runtime_bench.plan import TimingPlan
 from onnxdeploy._callable import make_callable
 
-__all__ = ["Acceptance", "Attempt", "Candidate", "Confirmation", "Fp16Result", "IsaDecision", "QuantizeConfig",
-           "QuantizeResult", "TimingPlan", "convert_fp16", "decide", "quantize"]
+__all__ = [
+    "Acceptance",
+    "Attempt",
+    "Candidate",
+    "Confirmation",
+    "Fp16Result",
+    "IsaDecision",
+    "QuantizeConfig",
+    "QuantizeResult",
+    "TimingPlan",
+    "convert_fp16",
+    "decide",
+    "quantize",
+]
 
 make_callable(__name__)  # onnxdeploy.quantize(...) is quantize.quantize(...)

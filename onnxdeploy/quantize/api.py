@@ -41,20 +41,30 @@ from onnxdeploy.where import HERE, Where
 
 logger = logging.getLogger(__name__)
 
-QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger",
-                 "DynamicQuantizeLinear"}
+QUANTIZED_OPS = {
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "QLinearConv",
+    "QLinearMatMul",
+    "ConvInteger",
+    "MatMulInteger",
+    "DynamicQuantizeLinear",
+}
 HOLDOUT = 256
 
 
 def _check_not_quantized(model: onnx.ModelProto, path: str) -> None:
     found = sorted({n.op_type for n in model.graph.node} & QUANTIZED_OPS)
     if found:
-        raise UserError(f"{path}: already quantized (has {', '.join(found)}); quantize the float model")
+        raise UserError(
+            f"{path}: already quantized (has {', '.join(found)}); quantize the float model"
+        )
 
 
 def _preprocess(src: str, dst: str, announce) -> str:
     """onnxruntime's pre-processing (shape inference, graph optimization); without symbolic shape
-    inference where that fails (dynamo exports with symbolic sequence dims), as is where both fail."""
+    inference where that fails (dynamo exports with symbolic sequence dims), as is where both
+    fail."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from onnxdeploy.quantize.ort_logs import Collected, collected
@@ -65,10 +75,14 @@ def _preprocess(src: str, dst: str, announce) -> str:
             with collected(Collected()):
                 quant_pre_process(src, dst, skip_symbolic_shape=not symbolic)
             break
-        except Exception as exc:  # noqa: BLE001 - reported below; quantization still works without it
+        # reported below; quantization still works without it
+        except Exception as exc:  # noqa: BLE001
             failures.append(f"{type(exc).__name__}: {str(exc)[:120]}")
     else:
-        announce(f"onnxruntime's quant_pre_process failed ({'; '.join(failures)}); quantizing the model as is")
+        announce(
+            f"onnxruntime's quant_pre_process failed ({'; '.join(failures)}); quantizing the model "
+            "as is"
+        )
         shutil.copy(src, dst)
     model = load_model(dst, check=False)
     for i, node in enumerate(model.graph.node):  # nodes need names to be excluded by name
@@ -79,42 +93,73 @@ def _preprocess(src: str, dst: str, announce) -> str:
 
 
 def _calibration(calib, specs, config: QuantizeConfig, has_eval: bool):
-    """(reader over uniform calibration batches, samples used, the chunk source, samples available, sha256
+    """(reader over uniform calibration batches, samples used, the chunk source, samples available,
+    sha256
     of the batches)."""
     source = datalayer.calibration_source(calib, specs)
-    total = config.calib_size + HOLDOUT if datalayer.is_random(calib) else datalayer.count_samples(source)
+    total = (
+        config.calib_size + HOLDOUT
+        if datalayer.is_random(calib)
+        else datalayer.count_samples(source)
+    )
     if total == 0:
         raise UserError(f"{datalayer.describe(calib)}: empty calibration set")
     n_calib = min(config.calib_size, total if has_eval else max(1, int(total * 0.8)))
-    full = n_calib // config.batch_size  # uniform batches: a last partial one only when it is the only one
+    full = (
+        n_calib // config.batch_size
+    )  # uniform batches: a last partial one only when it is the only one
 
     def make():
-        return datalayer.batches(source, specs, batch_size=config.batch_size, limit=n_calib, uniform=True)
+        return datalayer.batches(
+            source, specs, batch_size=config.batch_size, limit=n_calib, uniform=True
+        )
+
     reader = StreamingReader(make, batch_count=max(full, 1))
-    return reader, full * config.batch_size if full else n_calib, source, total, datalayer.fingerprint(make())
+    return (
+        reader,
+        full * config.batch_size if full else n_calib,
+        source,
+        total,
+        datalayer.fingerprint(make()),
+    )
 
 
 def _scoring_split(calib, eval_data, specs, source, n_calib: int, total: int) -> datalayer.Split:
     if eval_data is not None:
         return datalayer.eval_split(eval_data, specs)
-    held = list(datalayer.batches(source, specs, batch_size=10_000, limit=min(HOLDOUT, total - n_calib),
-                                  skip=n_calib))
+    held = list(
+        datalayer.batches(
+            source, specs, batch_size=10_000, limit=min(HOLDOUT, total - n_calib), skip=n_calib
+        )
+    )
     if not held:
-        raise UserError(f"{datalayer.describe(calib)}: too few samples to hold some out for scoring; give eval_data",
-                        param="eval_data")
+        raise UserError(
+            f"{datalayer.describe(calib)}: too few samples to hold some out for scoring; give "
+            "eval_data",
+            param="eval_data",
+        )
     return datalayer.Split(held[0], None, f"{datalayer.describe(calib)} (held out)")
 
 
-def quantize(model_path, output, *, calib: datalayer.DataLike, eval_data: datalayer.DataLike | None = None,
-             config: QuantizeConfig = QuantizeConfig(), acceptance: Acceptance = Acceptance(),
-             timing: TimingPlan = TimingPlan(), where: Where = HERE,
-             progress: Callable[[str], None] = lambda m: None,
-             announce: Callable[[str], None] = logger.warning) -> QuantizeResult:
-    """Quantize ``model_path`` to int8 QDQ and write the fastest model that keeps the accuracy bound.
+def quantize(
+    model_path,
+    output,
+    *,
+    calib: datalayer.DataLike,
+    eval_data: datalayer.DataLike | None = None,
+    config: QuantizeConfig = QuantizeConfig(),
+    acceptance: Acceptance = Acceptance(),
+    timing: TimingPlan = TimingPlan(),
+    where: Where = HERE,
+    progress: Callable[[str], None] = lambda m: None,
+    announce: Callable[[str], None] = logger.warning,
+) -> QuantizeResult:
+    """Quantize ``model_path`` to int8 QDQ and write the fastest model that keeps the accuracy
+    bound.
 
-    ``calib`` and ``eval_data`` are "digits", "random" (calibration only), a .npy/.npz file or folder,
-    or data in memory (a ``Dataset``, ``Split`` or dict of arrays by input name). Raises CheckFailed
-    (exit 1) carrying the failed ``QuantizeResult`` when no candidate keeps the bound.
+    ``calib`` and ``eval_data`` are "digits", "random" (calibration only), a .npy/.npz file or
+    folder, or data in memory (a ``Dataset``, ``Split`` or dict of arrays by input name). Raises
+    CheckFailed (exit 1) carrying the failed ``QuantizeResult`` when no candidate keeps the bound.
 
     The speed check times the passing candidates beside ``model_path`` itself, then re-times the
     chosen one against it on its own, in fresh sessions as deployed; that confirmation decides.
@@ -122,7 +167,9 @@ def quantize(model_path, output, *, calib: datalayer.DataLike, eval_data: datala
     node of that target, which also gives the default thread count.
     """
     model_path, output = str(model_path), str(output)
-    refuse_overwrite([output, failed_path(output)], [model_path, *_paths(calib), *_paths(eval_data)])
+    refuse_overwrite(
+        [output, failed_path(output)], [model_path, *_paths(calib), *_paths(eval_data)]
+    )
     ensure_writable_dir(output)
     model = load_model(model_path)
     _check_not_quantized(model, model_path)
@@ -131,21 +178,43 @@ def quantize(model_path, output, *, calib: datalayer.DataLike, eval_data: datala
         raise UserError(f"{model_path}: the model takes no inputs; there is nothing to calibrate")
     from onnxdeploy.runtime import create_session
 
-    create_session(model_path)  # a model onnxruntime refuses is named by its own path, before any work
+    create_session(
+        model_path
+    )  # a model onnxruntime refuses is named by its own path, before any work
     decision = decide(target_flags(config.target_cpu))
     tries = candidates(decision, model, config)
     target = where.single_target("quantize")
-    reader, n_calib, source, total, calib_sha = _calibration(calib, specs, config, eval_data is not None)
+    reader, n_calib, source, total, calib_sha = _calibration(
+        calib, specs, config, eval_data is not None
+    )
     split = _scoring_split(calib, eval_data, specs, source, n_calib, total)
     with where.connect(progress=progress) as ray:
         acceptance = _resolve_threads(acceptance, ray, target)
-        return _search(_Job(model_path, output, config, acceptance, timing, decision, tries, reader, n_calib,
-                            split, calib_sha, progress, announce, ray, where))
+        return _search(
+            _Job(
+                model_path,
+                output,
+                config,
+                acceptance,
+                timing,
+                decision,
+                tries,
+                reader,
+                n_calib,
+                split,
+                calib_sha,
+                progress,
+                announce,
+                ray,
+                where,
+            )
+        )
 
 
 def _resolve_threads(acceptance: Acceptance, ray, target: str | None) -> Acceptance:
     """The thread count to decide for, when not given: what onnxruntime uses where the model deploys
-    (a node of the target; else this machine). Exit 2 here, before any work, for a target with no node."""
+    (a node of the target; else this machine). Exit 2 here, before any work, for a target with no
+    node."""
     if acceptance.target_threads is not None:
         return acceptance
     if ray is not None and target is not None:
@@ -184,7 +253,8 @@ class _Job:
 
     @property
     def shapes(self) -> dict:
-        """Timing shapes: the target batch, other dims (a sequence length) as the scoring data has them."""
+        """Timing shapes: the target batch, other dims (a sequence length) as the scoring data has
+        them."""
         batch = self.acceptance.target_batch
         return {name: (batch, *array.shape[1:]) for name, array in self.split.inputs.items()}
 
@@ -195,22 +265,46 @@ def _search(job: _Job) -> QuantizeResult:
     try:
         pre = _preprocess(job.model_path, str(work / "pre.onnx"), job.announce)
         reference = outputs(pre, job.split)
-        state = search.SearchState(work, pre, job.split, reference, score(pre, job.split, reference), job.reader)
+        state = search.SearchState(
+            work, pre, job.split, reference, score(pre, job.split, reference), job.reader
+        )
         search.score_candidates(state, job.tries, acceptance, job.progress, ray=job.ray)
         if not any(a.passed for a in state.attempts):
             search.fall_back(state, acceptance, job.progress)
-        common = dict(metric=state.fp32.kind, fp32_score=state.fp32.value, isa_reason=job.decision.reason,
-                      target_batch=acceptance.target_batch, target_threads=acceptance.target_threads,
-                      bytes_before=file_bytes(job.model_path), calib_samples=job.calib_samples,
-                      eval_samples=len(job.split), calib_sha256=job.calib_sha256, notes=tuple(state.logs.summary()))
+        common = dict(
+            metric=state.fp32.kind,
+            fp32_score=state.fp32.value,
+            isa_reason=job.decision.reason,
+            target_batch=acceptance.target_batch,
+            target_threads=acceptance.target_threads,
+            bytes_before=file_bytes(job.model_path),
+            calib_samples=job.calib_samples,
+            eval_samples=len(job.split),
+            calib_sha256=job.calib_sha256,
+            notes=tuple(state.logs.summary()),
+        )
         if not any(a.passed for a in state.attempts):
             _fail(state, job, common)
         # the user's own file is the fp32 to beat, not quant_pre_process's rewrite of it
-        fp32_p50 = time_passing(state, job.model_path, acceptance, job.timing, job.shapes, where=job.where,
-                                progress=job.progress)
+        fp32_p50 = time_passing(
+            state,
+            job.model_path,
+            acceptance,
+            job.timing,
+            job.shapes,
+            where=job.where,
+            progress=job.progress,
+        )
         chosen = search.fastest(state)
-        confirmation = confirm(job.model_path, state.paths[chosen.config.name], acceptance, job.timing,
-                               job.shapes, where=job.where, progress=job.progress)
+        confirmation = confirm(
+            job.model_path,
+            state.paths[chosen.config.name],
+            acceptance,
+            job.timing,
+            job.shapes,
+            where=job.where,
+            progress=job.progress,
+        )
         return _decide(state, job, chosen, confirmation, fp32_p50, common)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -223,33 +317,58 @@ def failed_path(output: str) -> str:
 
 def _paths(data) -> list:
     """The files a data argument names (none for "digits", "random" or arrays)."""
-    return [data] if isinstance(data, (str, os.PathLike)) and str(data) not in ("digits", "random") else []
+    return (
+        [data]
+        if isinstance(data, (str, os.PathLike)) and str(data) not in ("digits", "random")
+        else []
+    )
 
 
 def _fail(state: search.SearchState, job: _Job, common: dict) -> None:
     output, acceptance = job.output, job.acceptance
     bound = f"the {state.fp32.kind} drop within {acceptance.max_drop} points" + (
-        f" and SNR at least {acceptance.min_snr_db} dB" if acceptance.min_snr_db is not None else "")
+        f" and SNR at least {acceptance.min_snr_db} dB" if acceptance.min_snr_db is not None else ""
+    )
     if not any(a.error is None for a in state.attempts):
-        result = QuantizeResult(output, "none", "onnxruntime could not apply any configuration (see the errors)",
-                                fp32_p50_ms=None, attempts=tuple(state.attempts), bytes_after=0, **common)
+        result = QuantizeResult(
+            output,
+            "none",
+            "onnxruntime could not apply any configuration (see the errors)",
+            fp32_p50_ms=None,
+            attempts=tuple(state.attempts),
+            bytes_after=0,
+            **common,
+        )
         raise CheckFailed(f"{output}: not written\n{result}", result=result)
     best = state.best()
     failed = failed_path(output)
     save_model(load_model(state.paths[best.config.name], check=False), failed)
-    result = QuantizeResult(failed, "none", f"no configuration kept {bound}; best attempt kept as {failed}",
-                            fp32_p50_ms=None, attempts=tuple(state.attempts), bytes_after=file_bytes(failed),
-                            **common)
+    result = QuantizeResult(
+        failed,
+        "none",
+        f"no configuration kept {bound}; best attempt kept as {failed}",
+        fp32_p50_ms=None,
+        attempts=tuple(state.attempts),
+        bytes_after=file_bytes(failed),
+        **common,
+    )
     raise CheckFailed(f"{output}: not written\n{result}", result=result)
 
 
 def _record(model: onnx.ModelProto, result_fields: dict) -> onnx.ModelProto:
-    """The model with ``onnxdeploy.quantize`` metadata: what was chosen, for which target, from which data."""
+    """The model with ``onnxdeploy.quantize`` metadata: what was chosen, for which target, from
+    which data."""
     return set_metadata(model, {"onnxdeploy.quantize": json.dumps(result_fields, sort_keys=True)})
 
 
-def _decide(state: search.SearchState, job: _Job, chosen: Attempt, confirmation: Confirmation,
-            fp32_p50: float, common: dict) -> QuantizeResult:
+def _decide(
+    state: search.SearchState,
+    job: _Job,
+    chosen: Attempt,
+    confirmation: Confirmation,
+    fp32_p50: float,
+    common: dict,
+) -> QuantizeResult:
     """Write the chosen model when its confirmed speed meets its goal (int8 measurably faster, int4
     not measurably slower), else fp32 (unless forced)."""
     verdict = judge(chosen, confirmation, job.acceptance)
@@ -257,74 +376,129 @@ def _decide(state: search.SearchState, job: _Job, chosen: Attempt, confirmation:
     record = _base_record(state, job)
     common.update(fp32_p50_ms=fp32_p50, attempts=tuple(state.attempts), confirmation=confirmation)
     if verdict.keeps_fp32:
-        save_model(_record(load_model(job.model_path, check=False), {**record, "chosen": "fp32",
-                                                                    "confirmation": confirmation.to_json()}),
-                   job.output)
+        save_model(
+            _record(
+                load_model(job.model_path, check=False),
+                {**record, "chosen": "fp32", "confirmation": confirmation.to_json()},
+            ),
+            job.output,
+        )
         reason = _fp32_reason(chosen, confirmation, job.where_timed)
         job.announce(reason)
-        return QuantizeResult(job.output, "fp32", reason, bytes_after=file_bytes(job.output), notes=tuple(notes),
-                              **common)
+        return QuantizeResult(
+            job.output,
+            "fp32",
+            reason,
+            bytes_after=file_bytes(job.output),
+            notes=tuple(notes),
+            **common,
+        )
     if verdict.forced:
         notes.append(_forced_note(chosen, confirmation, job.where_timed))
         job.announce(notes[-1])
     low_bit = _low_bit_report(state, chosen)
     if low_bit:
         notes.append(_low_bit_note(low_bit, chosen))
-    record.update(chosen=chosen.config.name, settings=chosen.config.describe(), low_bit=low_bit,
-                  config={k: v for k, v in asdict(chosen.config).items() if k != "name"},
-                  score=round(chosen.score, 4), cosine=round(chosen.cosine, 6),
-                  snr_db=round(chosen.snr_db, 2) if math.isfinite(chosen.snr_db) else None,
-                  speedup=round(confirmation.speedup, 3), confirmation=confirmation.to_json())
-    save_model(_record(load_model(state.paths[chosen.config.name], check=False), record), job.output)
+    record.update(
+        chosen=chosen.config.name,
+        settings=chosen.config.describe(),
+        low_bit=low_bit,
+        config={k: v for k, v in asdict(chosen.config).items() if k != "name"},
+        score=round(chosen.score, 4),
+        cosine=round(chosen.cosine, 6),
+        snr_db=round(chosen.snr_db, 2) if math.isfinite(chosen.snr_db) else None,
+        speedup=round(confirmation.speedup, 3),
+        confirmation=confirmation.to_json(),
+    )
+    save_model(
+        _record(load_model(state.paths[chosen.config.name], check=False), record), job.output
+    )
     low, high = confirmation.ci
-    reason = (f"fastest configuration within {job.acceptance.max_drop} points of fp32 {state.fp32.kind} "
-              f"({chosen.drop:+.2f} drop, SNR {chosen.snr_db:.1f} dB, {confirmation.speedup:.2f}x fp32 speed at "
-              f"{job.where_timed}, 95% CI {low:.2f}-{high:.2f}, confirmed against the input model)")
-    return QuantizeResult(job.output, chosen.config.name, reason, bytes_after=file_bytes(job.output),
-                          notes=tuple(notes), low_bit=low_bit, **common)
+    reason = (
+        f"fastest configuration within {job.acceptance.max_drop} points of fp32 {state.fp32.kind} "
+        f"({chosen.drop:+.2f} drop, SNR {chosen.snr_db:.1f} dB, {confirmation.speedup:.2f}x fp32 "
+        "speed at "
+        f"{job.where_timed}, 95% CI {low:.2f}-{high:.2f}, confirmed against the input model)"
+    )
+    return QuantizeResult(
+        job.output,
+        chosen.config.name,
+        reason,
+        bytes_after=file_bytes(job.output),
+        notes=tuple(notes),
+        low_bit=low_bit,
+        **common,
+    )
 
 
 def _base_record(state: search.SearchState, job: _Job) -> dict:
-    """The ``onnxdeploy.quantize`` metadata every written model carries: target, CPU, calibration data."""
-    return {"target_batch": job.acceptance.target_batch, "target_threads": job.acceptance.target_threads,
-            "isa": job.decision.reason, "target_cpu": job.config.target_cpu or "this machine",
-            "calibration": {"samples": job.calib_samples, "sha256": job.calib_sha256},
-            "fp32_score": round(state.fp32.value, 4), "metric": state.fp32.kind}
+    """The ``onnxdeploy.quantize`` metadata every written model carries: target, CPU, calibration
+    data."""
+    return {
+        "target_batch": job.acceptance.target_batch,
+        "target_threads": job.acceptance.target_threads,
+        "isa": job.decision.reason,
+        "target_cpu": job.config.target_cpu or "this machine",
+        "calibration": {"samples": job.calib_samples, "sha256": job.calib_sha256},
+        "fp32_score": round(state.fp32.value, 4),
+        "metric": state.fp32.kind,
+    }
 
 
 def _fp32_reason(chosen: Attempt, confirmation: Confirmation, where: str) -> str:
     low, high = confirmation.ci
-    what = ("no int8 configuration is measurably faster than" if chosen.config.goal == "speed" else
-            f"every int{chosen.config.bits} weight-only configuration is measurably slower than")
-    return (f"{what} fp32 at {where} on this CPU (best {chosen.config.name}: {confirmation.speedup:.2f}x, "
-            f"95% CI {low:.2f}-{high:.2f}, confirmed against the input model; "
-            f"{chosen.speedup:.2f}x in the search); wrote the fp32 model (force_int8 overrides)")
+    what = (
+        "no int8 configuration is measurably faster than"
+        if chosen.config.goal == "speed"
+        else f"every int{chosen.config.bits} weight-only configuration is measurably slower than"
+    )
+    return (
+        f"{what} fp32 at {where} on this CPU (best {chosen.config.name}: "
+        f"{confirmation.speedup:.2f}x, "
+        f"95% CI {low:.2f}-{high:.2f}, confirmed against the input model; "
+        f"{chosen.speedup:.2f}x in the search); wrote the fp32 model (force_int8 overrides)"
+    )
 
 
 def _forced_note(chosen: Attempt, confirmation: Confirmation, where: str) -> str:
     low, high = confirmation.ci
     word = "SLOWER than" if confirmation.speedup < 1.0 else "not measurably faster than"
-    return (f"{chosen.config.name} is {word} fp32 at {where} ({confirmation.speedup:.2f}x, 95% CI "
-            f"{low:.2f}-{high:.2f}); written because force_int8 was given")
+    return (
+        f"{chosen.config.name} is {word} fp32 at {where} ({confirmation.speedup:.2f}x, 95% CI "
+        f"{low:.2f}-{high:.2f}); written because force_int8 was given"
+    )
 
 
 def _low_bit_note(low_bit: dict, chosen: Attempt) -> str:
     exact = sum(1 for w in low_bit.values() if w["exact"])
-    rest = "" if exact == len(low_bit) else f"; the others are not exact under {chosen.config.describe()}"
-    return (f"{len(low_bit)} binary/ternary layer(s) found; {exact} stored exactly as int8 (scale a per "
-            f"channel, values -1/0/+1){rest}")
+    rest = (
+        ""
+        if exact == len(low_bit)
+        else f"; the others are not exact under {chosen.config.describe()}"
+    )
+    return (
+        f"{len(low_bit)} binary/ternary layer(s) found; {exact} stored exactly as int8 (scale a "
+        "per "
+        f"channel, values -1/0/+1){rest}"
+    )
 
 
 def _low_bit_report(state: search.SearchState, chosen: Attempt) -> dict:
-    """Binary/ternary weights of the float model and, in the chosen one, their int8 values and exactness."""
+    """Binary/ternary weights of the float model and, in the chosen one, their int8 values and
+    exactness."""
     from onnxdeploy.quantize.low_bit import exactness, find_low_bit
 
     float_model = load_model(state.fp32_path, check=False)
     weights = find_low_bit(float_model)
     if not weights:
         return {}
-    found = exactness(float_model, load_model(state.paths[chosen.config.name], check=False), weights)
-    return {w.name: {"kind": w.kind, **found.get(w.name, {"values": None, "exact": False})} for w in weights}
+    found = exactness(
+        float_model, load_model(state.paths[chosen.config.name], check=False), weights
+    )
+    return {
+        w.name: {"kind": w.kind, **found.get(w.name, {"values": None, "exact": False})}
+        for w in weights
+    }
 
 
 def convert_fp16(model_path: str, output: str, *, keep_io_types: bool = True) -> Fp16Result:
@@ -339,6 +513,8 @@ def convert_fp16(model_path: str, output: str, *, keep_io_types: bool = True) ->
     half = convert_float_to_float16(model, keep_io_types=keep_io_types)
     comparison = verify_equivalent(model, half, rtol=1e-2) if keep_io_types else None
     if comparison is not None and not comparison:
-        raise CheckFailed(f"{model_path}: float16 outputs differ beyond 1e-2 relative\n{comparison}")
+        raise CheckFailed(
+            f"{model_path}: float16 outputs differ beyond 1e-2 relative\n{comparison}"
+        )
     save_model(half, output)
     return Fp16Result(output, file_bytes(model_path), file_bytes(output), comparison)

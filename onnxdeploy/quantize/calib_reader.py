@@ -18,7 +18,9 @@ class StreamingReader(_ReaderBase):
     or histograms) and dropped before the next, so memory stays bounded on large sets.
     """
 
-    def __init__(self, make_batches: Callable[[], Iterator[dict]], *, batch_count: int | None = None):
+    def __init__(
+        self, make_batches: Callable[[], Iterator[dict]], *, batch_count: int | None = None
+    ):
         self._make = make_batches
         if batch_count is not None:
             self._batch_count = batch_count
@@ -37,7 +39,8 @@ class StreamingReader(_ReaderBase):
         return self.batch_count()
 
     def set_range(self, start_index: int, end_index: int) -> None:
-        """Serve batches [start_index, end_index); continuing from the last range reads nothing twice."""
+        """Serve batches [start_index, end_index); continuing from the last range reads nothing
+        twice."""
         if start_index < self._position:
             self._iter, self._position = self._make(), 0
         while self._position < start_index and next(self._iter, None) is not None:

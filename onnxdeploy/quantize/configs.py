@@ -8,8 +8,13 @@ import onnx
 
 from onnxdeploy.errors import UserError
 from onnxdeploy.onnx_io import load_model
-from onnxdeploy.quantize.graph_facts import (MATMUL_OPS, activation_matmuls, depthwise_nodes, matmul_share,
-                                              weighted_matmuls)
+from onnxdeploy.quantize.graph_facts import (
+    MATMUL_OPS,
+    activation_matmuls,
+    depthwise_nodes,
+    matmul_share,
+    weighted_matmuls,
+)
 from onnxdeploy.quantize.isa import IsaDecision
 from onnxdeploy.quantize.low_bit import find_low_bit, overrides
 from onnxdeploy.quantize.request import QuantizeConfig
@@ -19,9 +24,9 @@ from onnxdeploy.quantize.request import QuantizeConfig
 class Candidate:
     """One configuration the search tries (the user's fixed settings plus one alternative).
 
-    ``method`` is a calibration method (static QDQ), "dynamic" (int8 weights, activations quantized at
-    run time) or "weight-only" (``bits``-bit MatMulNBits blocks of ``block_size``). ``only_ops`` limits
-    static quantization to those op types (empty: every op onnxruntime can quantize).
+    ``method`` is a calibration method (static QDQ), "dynamic" (int8 weights, activations quantized
+    at run time) or "weight-only" (``bits``-bit MatMulNBits blocks of ``block_size``). ``only_ops``
+    limits static quantization to those op types (empty: every op onnxruntime can quantize).
     """
 
     name: str
@@ -40,19 +45,29 @@ class Candidate:
 
     @property
     def goal(self) -> str:
-        """What the candidate is for: "speed" (int8) or "size" (weight-only, which need not be faster)."""
+        """What the candidate is for: "speed" (int8) or "size" (weight-only, which need not be
+        faster)."""
         return "size" if self.method == "weight-only" else "speed"
 
     def describe(self) -> str:
         fp32 = f", {len(self.exclude_nodes)} node(s) fp32" if self.exclude_nodes else ""
         if self.method == "weight-only":
-            return (f"int{self.bits} weight-only MatMul, block {self.block_size}"
-                    + (", int8 compute" if self.accuracy_level == 4 else "") + fp32)
+            return (
+                f"int{self.bits} weight-only MatMul, block {self.block_size}"
+                + (", int8 compute" if self.accuracy_level == 4 else "")
+                + fp32
+            )
         if self.method == "dynamic":
-            return ("dynamic int8 MatMul/Gemm" + ("" if "Gather" in self.exclude_ops else " + embeddings")
-                    + (", reduce_range" if self.reduce_range else "") + fp32)
-        parts = [self.method + (f" {self.percentile}" if self.method == "percentile" else ""),
-                 "per-channel" if self.per_channel else "per-tensor"]
+            return (
+                "dynamic int8 MatMul/Gemm"
+                + ("" if "Gather" in self.exclude_ops else " + embeddings")
+                + (", reduce_range" if self.reduce_range else "")
+                + fp32
+            )
+        parts = [
+            self.method + (f" {self.percentile}" if self.method == "percentile" else ""),
+            "per-channel" if self.per_channel else "per-tensor",
+        ]
         if self.reduce_range:
             parts.append("reduce_range")
         if self.only_ops:
@@ -62,43 +77,73 @@ class Candidate:
         return ", ".join(parts) + fp32
 
 
-MATMUL_DOMINATED = 0.5  # share of multiply-adds in MatMul/Gemm above which dynamic int8 is tried first
+MATMUL_DOMINATED = (
+    0.5  # share of multiply-adds in MatMul/Gemm above which dynamic int8 is tried first
+)
 DYNAMIC_OPS = ("MatMul", "Gemm", "Attention", "Gather")  # Gather: constant embedding tables
 
 
-def candidates(decision: IsaDecision, model: onnx.ModelProto, request: QuantizeConfig) -> list[Candidate]:
+def candidates(
+    decision: IsaDecision, model: onnx.ModelProto, request: QuantizeConfig
+) -> list[Candidate]:
     """The configurations to try, most likely first, then alternatives the accuracy loop may need.
 
-    CNNs start from the ISA default (static QDQ); MatMul-dominated graphs (transformers, MLPs) without
-    binary/ternary weights from dynamic int8, then static QDQ of the weighted MatMul/Gemm only
-    (LayerNorm, Softmax and the attention score MatMuls stay fp32), then the CNN list. int4 weights
-    are weight-only, opt-in. Settings the request fixes are kept in every candidate.
+    CNNs start from the ISA default (static QDQ); MatMul-dominated graphs (transformers, MLPs)
+    without binary/ternary weights from dynamic int8, then static QDQ of the weighted MatMul/Gemm
+    only (LayerNorm, Softmax and the attention score MatMuls stay fp32), then the CNN list. int4
+    weights are weight-only, opt-in. Settings the request fixes are kept in every candidate.
     """
     op_types = {n.op_type for n in model.graph.node}
     node_names = {n.name for n in model.graph.node}
     unknown = [e for e in request.exclude if e not in op_types and e not in node_names]
     if unknown:
-        raise UserError(f"exclude {', '.join(unknown)}: no node or op type of that name in the model",
-                        param="exclude")
+        raise UserError(
+            f"exclude {', '.join(unknown)}: no node or op type of that name in the model",
+            param="exclude",
+        )
     exclude_ops = tuple(e for e in request.exclude if e in op_types)
     exclude_nodes = tuple(e for e in request.exclude if e not in op_types)
     if request.weights == "int4":
         if not weighted_matmuls(model):
-            raise UserError("weights int4: the model has no MatMul with a constant 2-D weight to store in int4 blocks",
-                            param="weights")
-        four = Candidate(f"int4-b{request.block_size}", "weight-only", per_channel=False, bits=4,
-                         block_size=request.block_size, exclude_nodes=exclude_nodes)
+            raise UserError(
+                "weights int4: the model has no MatMul with a constant 2-D weight to store in int4 "
+                "blocks",
+                param="weights",
+            )
+        four = Candidate(
+            f"int4-b{request.block_size}",
+            "weight-only",
+            per_channel=False,
+            bits=4,
+            block_size=request.block_size,
+            exclude_nodes=exclude_nodes,
+        )
         return [four, replace(four, name=four.name + "-int8-compute", accuracy_level=4)]
-    base = Candidate("isa-default", request.method or "minmax",
-                     decision.per_channel if request.per_channel is None else request.per_channel,
-                     decision.reduce_range if request.reduce_range is None else request.reduce_range,
-                     request.percentile, request.activation_type, request.weight_type, exclude_nodes, exclude_ops)
+    base = Candidate(
+        "isa-default",
+        request.method or "minmax",
+        decision.per_channel if request.per_channel is None else request.per_channel,
+        decision.reduce_range if request.reduce_range is None else request.reduce_range,
+        request.percentile,
+        request.activation_type,
+        request.weight_type,
+        exclude_nodes,
+        exclude_ops,
+    )
     dynamic = [replace(base, name="dynamic-int8", method="dynamic", per_channel=False)]
     if request.reduce_range is None and base.reduce_range:
         dynamic.append(replace(dynamic[0], name="dynamic-full-range", reduce_range=False))
-    if "Gather" in op_types and "Gather" not in exclude_ops:  # int8 embedding tables: smaller, a little noisier
-        dynamic.append(replace(dynamic[-1], name="dynamic-fp32-embeddings", exclude_ops=exclude_ops + ("Gather",)))
-    if request.method == "dynamic":  # int8 weights, activations quantized at run time: no calibration
+    if (
+        "Gather" in op_types and "Gather" not in exclude_ops
+    ):  # int8 embedding tables: smaller, a little noisier
+        dynamic.append(
+            replace(
+                dynamic[-1], name="dynamic-fp32-embeddings", exclude_ops=exclude_ops + ("Gather",)
+            )
+        )
+    if (
+        request.method == "dynamic"
+    ):  # int8 weights, activations quantized at run time: no calibration
         return dynamic
     tries = [base]
     if request.method is None:
@@ -109,31 +154,54 @@ def candidates(decision: IsaDecision, model: onnx.ModelProto, request: QuantizeC
         tries.append(replace(base, name="reduce-range", reduce_range=True))
     depthwise = depthwise_nodes(model)
     if depthwise:
-        tries.append(replace(base, name="depthwise-fp32", exclude_nodes=base.exclude_nodes + tuple(depthwise)))
+        tries.append(
+            replace(
+                base, name="depthwise-fp32", exclude_nodes=base.exclude_nodes + tuple(depthwise)
+            )
+        )
     # binary/ternary weights are stored exactly only by static QDQ: then it stays first
     if matmul_share(model) > MATMUL_DOMINATED and not find_low_bit(model):
-        weighted = replace(base, name="qdq-matmul-weights", only_ops=MATMUL_OPS,
-                           exclude_nodes=base.exclude_nodes + tuple(activation_matmuls(model)))
+        weighted = replace(
+            base,
+            name="qdq-matmul-weights",
+            only_ops=MATMUL_OPS,
+            exclude_nodes=base.exclude_nodes + tuple(activation_matmuls(model)),
+        )
         tries = (dynamic if request.method is None else []) + [weighted] + tries
     return tries
 
 
 def apply_config(config: Candidate, model_path: str, output_path: str, reader) -> None:
-    """Quantize with onnxruntime (its calibrators, QDQ insertion and MatMulNBits packing, not ours)."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
+    """Quantize with onnxruntime (its calibrators, QDQ insertion and MatMulNBits packing, not
+    ours)."""
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
 
     if config.method == "weight-only":
         _weight_only(config, model_path, output_path)
         return
     if config.method == "dynamic":
-        quantize_dynamic(model_path, output_path, weight_type=QuantType.QInt8, per_channel=False,
-                         reduce_range=config.reduce_range,
-                         op_types_to_quantize=[op for op in DYNAMIC_OPS if op not in config.exclude_ops],
-                         nodes_to_exclude=list(config.exclude_nodes) or None)
+        quantize_dynamic(
+            model_path,
+            output_path,
+            weight_type=QuantType.QInt8,
+            per_channel=False,
+            reduce_range=config.reduce_range,
+            op_types_to_quantize=[op for op in DYNAMIC_OPS if op not in config.exclude_ops],
+            nodes_to_exclude=list(config.exclude_nodes) or None,
+        )
         return
 
-    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-              "percentile": CalibrationMethod.Percentile}[config.method]
+    method = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }[config.method]
     types = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
     # Bounded memory: onnxruntime's strided calibration calls collect_data on chunks of `stride`
     # batches (ranges or histograms are merged, outputs dropped); the stride must divide the count.
@@ -149,10 +217,20 @@ def apply_config(config: Candidate, model_path: str, output_path: str, reader) -
         present = {node.op_type for node in float_model.graph.node}
         op_types = sorted(set(op_types or present) - set(config.exclude_ops))
     reader.rewind()
-    quantize_static(model_path, output_path, reader, quant_format=QuantFormat.QDQ, per_channel=config.per_channel,
-                    reduce_range=config.reduce_range, activation_type=types[config.activation_type],
-                    weight_type=types[config.weight_type], nodes_to_exclude=list(config.exclude_nodes) or None,
-                    op_types_to_quantize=op_types, calibrate_method=method, extra_options=extra)
+    quantize_static(
+        model_path,
+        output_path,
+        reader,
+        quant_format=QuantFormat.QDQ,
+        per_channel=config.per_channel,
+        reduce_range=config.reduce_range,
+        activation_type=types[config.activation_type],
+        weight_type=types[config.weight_type],
+        nodes_to_exclude=list(config.exclude_nodes) or None,
+        op_types_to_quantize=op_types,
+        calibrate_method=method,
+        extra_options=extra,
+    )
 
 
 def _weight_only(config: Candidate, model_path: str, output_path: str) -> None:
@@ -161,8 +239,16 @@ def _weight_only(config: Candidate, model_path: str, output_path: str) -> None:
 
     from onnxdeploy.onnx_io import is_large
 
-    quantizer = MatMulNBitsQuantizer(load_model(model_path, check=False), bits=config.bits, block_size=config.block_size,
-                                     is_symmetric=False, accuracy_level=config.accuracy_level or None,
-                                     nodes_to_exclude=list(config.exclude_nodes), op_types_to_quantize=("MatMul",))
+    quantizer = MatMulNBitsQuantizer(
+        load_model(model_path, check=False),
+        bits=config.bits,
+        block_size=config.block_size,
+        is_symmetric=False,
+        accuracy_level=config.accuracy_level or None,
+        nodes_to_exclude=list(config.exclude_nodes),
+        op_types_to_quantize=("MatMul",),
+    )
     quantizer.process()
-    quantizer.model.save_model_to_file(output_path, use_external_data_format=is_large(quantizer.model.model))
+    quantizer.model.save_model_to_file(
+        output_path, use_external_data_format=is_large(quantizer.model.model)
+    )

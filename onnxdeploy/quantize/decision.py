@@ -30,7 +30,8 @@ def fastest(attempts: Sequence[Attempt], sizes: Mapping[str, int]) -> Attempt:
 @dataclass(frozen=True)
 class Verdict:
     """``write_quantized``: whether the chosen model replaces fp32; ``met``: whether it met its goal
-    (int8 measurably faster; int4 weight-only not measurably slower); ``forced``: written although not."""
+    (int8 measurably faster; int4 weight-only not measurably slower); ``forced``: written although
+    not."""
 
     write_quantized: bool
     met: bool

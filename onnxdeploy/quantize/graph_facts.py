@@ -16,16 +16,22 @@ def _constants(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
     """Shapes of the graph's constant tensors: initializers and Constant node outputs."""
     shapes = {t.name: tuple(t.dims) for t in model.graph.initializer}
     for node in model.graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].type == onnx.AttributeProto.TENSOR:
+        if (
+            node.op_type == "Constant"
+            and node.attribute
+            and node.attribute[0].type == onnx.AttributeProto.TENSOR
+        ):
             shapes[node.output[0]] = tuple(node.attribute[0].t.dims)
     return shapes
 
 
 def _output_dims(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
-    """Static output dims by tensor name from onnx shape inference (symbolic or unknown dims count 1)."""
+    """Static output dims by tensor name from onnx shape inference (symbolic or unknown dims count
+    1)."""
     try:
         inferred = onnx.shape_inference.infer_shapes(without_weights(model))
-    except Exception:  # noqa: BLE001 - shapes only sharpen an estimate; without them every size counts 1
+    # noqa below: shapes only sharpen an estimate; without them every size counts 1
+    except Exception:  # noqa: BLE001
         return {}
     dims = {}
     for value in list(inferred.graph.value_info) + list(inferred.graph.output):
@@ -37,12 +43,16 @@ def _output_dims(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
 def matmul_share(model: onnx.ModelProto) -> float:
     """The share of multiply-adds in MatMul/Gemm with constant weights, against Conv (0 to 1).
 
-    Estimated per sample: weight elements times output positions (spatial for Conv, tokens for MatMul).
-    """
+    Estimated per sample: weight elements times output positions (spatial for Conv, tokens for
+    MatMul)."""
     constants, dims = _constants(model), _output_dims(model)
     matmul = conv = 0.0
     for node in model.graph.node:
-        if node.op_type not in (*MATMUL_OPS, "Conv") or len(node.input) < 2 or node.input[1] not in constants:
+        if (
+            node.op_type not in (*MATMUL_OPS, "Conv")
+            or len(node.input) < 2
+            or node.input[1] not in constants
+        ):
             continue
         out = dims.get(node.output[0], ())
         if node.op_type == "Conv":
@@ -55,15 +65,22 @@ def matmul_share(model: onnx.ModelProto) -> float:
 def activation_matmuls(model: onnx.ModelProto) -> list[str]:
     """Names of MatMul nodes with no constant operand (attention scores and their weighted sum)."""
     constants = _constants(model)
-    return [n.name for n in model.graph.node
-            if n.op_type == "MatMul" and not any(i in constants for i in n.input)]
+    return [
+        n.name
+        for n in model.graph.node
+        if n.op_type == "MatMul" and not any(i in constants for i in n.input)
+    ]
 
 
 def weighted_matmuls(model: onnx.ModelProto) -> list[str]:
-    """Names of MatMul nodes whose second operand is a constant 2-D weight (what int4 blocks can hold)."""
+    """Names of MatMul nodes whose second operand is a constant 2-D weight (what int4 blocks can
+    hold)."""
     constants = _constants(model)
-    return [n.name for n in model.graph.node
-            if n.op_type == "MatMul" and len(n.input) > 1 and len(constants.get(n.input[1], ())) == 2]
+    return [
+        n.name
+        for n in model.graph.node
+        if n.op_type == "MatMul" and len(n.input) > 1 and len(constants.get(n.input[1], ())) == 2
+    ]
 
 
 def depthwise_nodes(model: onnx.ModelProto) -> list[str]:

@@ -12,8 +12,12 @@ from dataclasses import dataclass
 
 from onnxdeploy.errors import UserError
 
-TARGET_CPUS = {"avx2": {"avx2"}, "avx512-vnni": {"avx2", "avx512f", "avx512_vnni"}, "amx": {"avx512_vnni", "amx_int8"},
-               "arm64": {"asimd", "asimddp"}}
+TARGET_CPUS = {
+    "avx2": {"avx2"},
+    "avx512-vnni": {"avx2", "avx512f", "avx512_vnni"},
+    "amx": {"avx512_vnni", "amx_int8"},
+    "arm64": {"asimd", "asimddp"},
+}
 
 
 @dataclass(frozen=True)
@@ -28,17 +32,35 @@ def decide(flags: set[str]) -> IsaDecision:
     """Default quantization settings for a CPU with these /proc/cpuinfo flags (a pure function)."""
     vnni = bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
     if vnni:
-        return IsaDecision(True, False, True, "CPU has VNNI (32-bit int8 accumulation): full-range per-channel "
-                                              "int8 weights are safe")
+        return IsaDecision(
+            True,
+            False,
+            True,
+            "CPU has VNNI (32-bit int8 accumulation): full-range per-channel int8 weights are safe",
+        )
     if "avx2" in flags or "avx512f" in flags:
-        return IsaDecision(True, True, False, "CPU has no VNNI: int8 pair sums saturate 16 bits with full-range "
-                                              "weights, so weights use 7 bits (reduce_range)")
+        return IsaDecision(
+            True,
+            True,
+            False,
+            "CPU has no VNNI: int8 pair sums saturate 16 bits with full-range "
+            "weights, so weights use 7 bits (reduce_range)",
+        )
     if "asimddp" in flags:
-        return IsaDecision(True, False, True, "ARM64 with dot-product instructions (sdot/udot accumulate in 32 "
-                                              "bits): full-range per-channel int8 weights are safe")
+        return IsaDecision(
+            True,
+            False,
+            True,
+            "ARM64 with dot-product instructions (sdot/udot accumulate in 32 "
+            "bits): full-range per-channel int8 weights are safe",
+        )
     if "asimd" in flags:
-        return IsaDecision(True, False, False, "ARM NEON: no u8 x s8 saturation issue; per-channel full range")
-    return IsaDecision(True, True, False, "unknown CPU features: using the safe choice, reduce_range")
+        return IsaDecision(
+            True, False, False, "ARM NEON: no u8 x s8 saturation issue; per-channel full range"
+        )
+    return IsaDecision(
+        True, True, False, "unknown CPU features: using the safe choice, reduce_range"
+    )
 
 
 def target_flags(target_cpu: str | None) -> set[str]:
@@ -48,5 +70,7 @@ def target_flags(target_cpu: str | None) -> set[str]:
 
         return cpu_flags()
     if target_cpu not in TARGET_CPUS:
-        raise UserError(f"target_cpu '{target_cpu}': choose from {', '.join(TARGET_CPUS)}", param="target_cpu")
+        raise UserError(
+            f"target_cpu '{target_cpu}': choose from {', '.join(TARGET_CPUS)}", param="target_cpu"
+        )
     return set(TARGET_CPUS[target_cpu])

@@ -38,8 +38,10 @@ class Collected:
 
     def summary(self) -> list[str]:
         """One line per kind of message, most frequent first."""
-        return [f"onnxruntime warned {n}x: {self.examples[kind]}" + (" (and similar)" if n > 1 else "")
-                for kind, n in self.counts.most_common()]
+        return [
+            f"onnxruntime warned {n}x: {self.examples[kind]}" + (" (and similar)" if n > 1 else "")
+            for kind, n in self.counts.most_common()
+        ]
 
 
 class _Handler(logging.Handler):
@@ -60,7 +62,10 @@ def collected(into: Collected):
     root.handlers[:] = [_Handler(into)]
     root.setLevel(logging.WARNING)
     try:
-        with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(io.StringIO()):
+        with (
+            warnings.catch_warnings(record=True) as caught,
+            contextlib.redirect_stdout(io.StringIO()),
+        ):
             warnings.simplefilter("always")
             yield into
         for w in caught:

@@ -8,7 +8,12 @@ from dataclasses import dataclass, field
 
 from onnxdeploy.errors import UserError
 
-METHODS = ("minmax", "entropy", "percentile", "dynamic")  # dynamic: int8 weights, activations at run time
+METHODS = (
+    "minmax",
+    "entropy",
+    "percentile",
+    "dynamic",
+)  # dynamic: int8 weights, activations at run time
 QUANT_TYPES = ("int8", "uint8")
 WEIGHTS = ("int8", "int4")  # int4: weight-only MatMulNBits blocks, for memory-bound targets
 BLOCK_SIZES = (16, 32, 64, 128, 256)
@@ -16,7 +21,8 @@ BLOCK_SIZES = (16, 32, 64, 128, 256)
 
 @dataclass(frozen=True)
 class QuantizeConfig:
-    """How to quantize. ``None`` leaves a setting to the CPU decision and lets the search try alternatives;
+    """How to quantize. ``None`` leaves a setting to the CPU decision and lets the search try
+    alternatives;
     a value fixes it in every candidate. ``exclude`` holds node names or op types kept in fp32."""
 
     method: str | None = None
@@ -35,31 +41,46 @@ class QuantizeConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "exclude", tuple(self.exclude))
         if self.method is not None and self.method not in METHODS:
-            raise UserError(f"method '{self.method}': choose from {', '.join(METHODS)}", param="method")
+            raise UserError(
+                f"method '{self.method}': choose from {', '.join(METHODS)}", param="method"
+            )
         for name in ("activation_type", "weight_type"):
             if getattr(self, name) not in QUANT_TYPES:
-                raise UserError(f"{name} '{getattr(self, name)}': choose from {', '.join(QUANT_TYPES)}", param=name)
+                raise UserError(
+                    f"{name} '{getattr(self, name)}': choose from {', '.join(QUANT_TYPES)}",
+                    param=name,
+                )
         for name in ("calib_size", "batch_size"):
             if getattr(self, name) <= 0:
                 raise UserError(f"{name} {getattr(self, name)}: must be positive", param=name)
         if self.weights not in WEIGHTS:
-            raise UserError(f"weights '{self.weights}': choose from {', '.join(WEIGHTS)}", param="weights")
+            raise UserError(
+                f"weights '{self.weights}': choose from {', '.join(WEIGHTS)}", param="weights"
+            )
         if self.block_size not in BLOCK_SIZES:
-            raise UserError(f"block_size {self.block_size}: choose from {', '.join(map(str, BLOCK_SIZES))}",
-                            param="block_size")
+            raise UserError(
+                f"block_size {self.block_size}: choose from {', '.join(map(str, BLOCK_SIZES))}",
+                param="block_size",
+            )
         if self.weights == "int4" and self.method is not None:
-            raise UserError(f"method '{self.method}' applies to int8; int4 weights are weight-only (no calibration)",
-                            param="method")
+            raise UserError(
+                f"method '{self.method}' applies to int8; int4 weights are weight-only (no "
+                "calibration)",
+                param="method",
+            )
         if not (math.isfinite(self.percentile) and 0 < self.percentile <= 100):
-            raise UserError(f"percentile {self.percentile}: must be in (0, 100]", param="percentile")
+            raise UserError(
+                f"percentile {self.percentile}: must be in (0, 100]", param="percentile"
+            )
 
 
 @dataclass(frozen=True)
 class Acceptance:
-    """Which quantized model may replace fp32: within ``max_drop`` points of accuracy (or agreement) and,
+    """Which quantized model may replace fp32: within ``max_drop`` points of accuracy (or
+    agreement) and,
     when given, at least ``min_snr_db`` output SNR; int8 measurably faster, int4 weight-only not
-    measurably slower, at ``target_batch`` and ``target_threads`` (None: onnxruntime's default on this
-    machine), unless ``force_int8``."""
+    measurably slower, at ``target_batch`` and ``target_threads`` (None: onnxruntime's default on
+    this machine), unless ``force_int8``."""
 
     max_drop: float = 1.0
     target_batch: int = 1
@@ -69,13 +90,21 @@ class Acceptance:
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.max_drop):
-            raise UserError(f"max_drop {self.max_drop}: must be a finite number of points", param="max_drop")
+            raise UserError(
+                f"max_drop {self.max_drop}: must be a finite number of points", param="max_drop"
+            )
         if self.target_batch <= 0:
-            raise UserError(f"target_batch {self.target_batch}: must be positive", param="target_batch")
+            raise UserError(
+                f"target_batch {self.target_batch}: must be positive", param="target_batch"
+            )
         if self.target_threads is not None and self.target_threads <= 0:
-            raise UserError(f"target_threads {self.target_threads}: must be positive", param="target_threads")
+            raise UserError(
+                f"target_threads {self.target_threads}: must be positive", param="target_threads"
+            )
         if self.min_snr_db is not None and not math.isfinite(self.min_snr_db):
-            raise UserError(f"min_snr_db {self.min_snr_db}: must be a finite number of dB", param="min_snr_db")
+            raise UserError(
+                f"min_snr_db {self.min_snr_db}: must be a finite number of dB", param="min_snr_db"
+            )
 
     def accepts(self, drop: float, snr_db: float) -> bool:
         return drop <= self.max_drop and (self.min_snr_db is None or snr_db >= self.min_snr_db)

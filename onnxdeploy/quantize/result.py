@@ -25,9 +25,9 @@ class Attempt:
 @dataclass(frozen=True)
 class Confirmation:
     """The chosen file re-timed against the user's fp32 model: fresh sessions, one at a time (as
-    deployed: spinning as onnxruntime's default), rounds alternating which goes first. ``speedup`` is
-    the median of the rounds' fp32/quantized p50 ratios, ``ci`` its bootstrap 95% CI over rounds; the
-    p50s are the medians of the sessions' p50s."""
+    deployed: spinning as onnxruntime's default), rounds alternating which goes first. ``speedup``
+    is the median of the rounds' fp32/quantized p50 ratios, ``ci`` its bootstrap 95% CI over rounds;
+    the p50s are the medians of the sessions' p50s."""
 
     fp32_p50_ms: float
     p50_ms: float
@@ -36,8 +36,13 @@ class Confirmation:
     rounds: int
 
     def to_json(self) -> dict:
-        return {"fp32_p50_ms": self.fp32_p50_ms, "p50_ms": self.p50_ms, "speedup": self.speedup,
-                "ci": list(self.ci), "rounds": self.rounds}
+        return {
+            "fp32_p50_ms": self.fp32_p50_ms,
+            "p50_ms": self.p50_ms,
+            "speedup": self.speedup,
+            "ci": list(self.ci),
+            "rounds": self.rounds,
+        }
 
 
 @dataclass(frozen=True)
@@ -68,40 +73,88 @@ class QuantizeResult:
     def to_json(self) -> dict:
         data = asdict(self)
         data["passed"] = self.passed
-        data["attempts"] = [{**asdict(a), "config": {**asdict(a.config), "description": a.config.describe()},
-                             **({"score": None, "drop": None, "snr_db": None, "cosine": None} if a.error else {})}
-                            for a in self.attempts]
+        data["attempts"] = [
+            {
+                **asdict(a),
+                "config": {**asdict(a.config), "description": a.config.describe()},
+                **(
+                    {"score": None, "drop": None, "snr_db": None, "cosine": None} if a.error else {}
+                ),
+            }
+            for a in self.attempts
+        ]
         return data
 
     def __str__(self) -> str:
         from onnxdeploy.tables import text_table
 
-        lines = [f"CPU: {self.isa_reason}",
-                 f"fp32 {self.metric} {self.fp32_score:.2f}%  (calibrated on {self.calib_samples} samples, "
-                 f"scored on {self.eval_samples})",
-                 text_table(["config", "settings", self.metric, "drop", "SNR dB", "cosine", "p50 ms", "vs fp32",
-                             "result"], [_attempt_row(a) for a in self.attempts])]
+        lines = [
+            f"CPU: {self.isa_reason}",
+            f"fp32 {self.metric} {self.fp32_score:.2f}%  (calibrated on {self.calib_samples} "
+            "samples, "
+            f"scored on {self.eval_samples})",
+            text_table(
+                [
+                    "config",
+                    "settings",
+                    self.metric,
+                    "drop",
+                    "SNR dB",
+                    "cosine",
+                    "p50 ms",
+                    "vs fp32",
+                    "result",
+                ],
+                [_attempt_row(a) for a in self.attempts],
+            ),
+        ]
         if self.fp32_p50_ms is not None:
-            lines.append(f"fp32 p50 at batch {self.target_batch}, {self.target_threads} thread(s): "
-                         f"{self.fp32_p50_ms:.4f} ms")
+            lines.append(
+                f"fp32 p50 at batch {self.target_batch}, {self.target_threads} thread(s): "
+                f"{self.fp32_p50_ms:.4f} ms"
+            )
         if self.confirmation is not None:
             c = self.confirmation
-            lines.append(f"confirmed on its own against the input model ({c.rounds} rounds of fresh sessions): "
-                         f"{c.fp32_p50_ms:.4f} ms -> {c.p50_ms:.4f} ms, {c.speedup:.2f}x "
-                         f"(95% CI {c.ci[0]:.2f}-{c.ci[1]:.2f})")
-        lines.append(f"chosen: {self.chosen} -> {self.output} ({self.bytes_before / 1024:.1f} KiB -> "
-                     f"{self.bytes_after / 1024:.1f} KiB): {self.reason}")
+            lines.append(
+                f"confirmed on its own against the input model ({c.rounds} rounds of fresh "
+                "sessions): "
+                f"{c.fp32_p50_ms:.4f} ms -> {c.p50_ms:.4f} ms, {c.speedup:.2f}x "
+                f"(95% CI {c.ci[0]:.2f}-{c.ci[1]:.2f})"
+            )
+        lines.append(
+            f"chosen: {self.chosen} -> {self.output} ({self.bytes_before / 1024:.1f} KiB -> "
+            f"{self.bytes_after / 1024:.1f} KiB): {self.reason}"
+        )
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
 
 def _attempt_row(a: Attempt) -> list[str]:
     if a.error:
-        return [a.config.name, a.config.describe()[:44], "-", "-", "-", "-", "-", "-", f"ERROR {a.error}"]
+        return [
+            a.config.name,
+            a.config.describe()[:44],
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+            f"ERROR {a.error}",
+        ]
     p50 = f"{a.p50_ms:.4f}" if a.p50_ms is not None else "-"
     speed = f"{a.speedup:.2f}x" if a.speedup is not None else "-"
-    return [a.config.name, a.config.describe()[:44], f"{a.score:.2f}%", f"{a.drop:.2f}", f"{a.snr_db:.1f}",
-            f"{a.cosine:.4f}", p50, speed, "pass" if a.passed else "FAIL"]
+    return [
+        a.config.name,
+        a.config.describe()[:44],
+        f"{a.score:.2f}%",
+        f"{a.drop:.2f}",
+        f"{a.snr_db:.1f}",
+        f"{a.cosine:.4f}",
+        p50,
+        speed,
+        "pass" if a.passed else "FAIL",
+    ]
 
 
 @dataclass(frozen=True)
@@ -115,9 +168,15 @@ class Fp16Result:
     comparison: object = None  # output_diff.CompareResult
 
     def to_json(self) -> dict:
-        return {"output": self.output, "bytes_before": self.bytes_before, "bytes_after": self.bytes_after,
-                "comparison": self.comparison.to_json() if self.comparison is not None else None}
+        return {
+            "output": self.output,
+            "bytes_before": self.bytes_before,
+            "bytes_after": self.bytes_after,
+            "comparison": self.comparison.to_json() if self.comparison is not None else None,
+        }
 
     def __str__(self) -> str:
-        return (f"float16 model -> {self.output} ({self.bytes_before / 1024:.1f} KiB -> "
-                f"{self.bytes_after / 1024:.1f} KiB)")
+        return (
+            f"float16 model -> {self.output} ({self.bytes_before / 1024:.1f} KiB -> "
+            f"{self.bytes_after / 1024:.1f} KiB)"
+        )

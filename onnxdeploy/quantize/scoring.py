@@ -1,5 +1,6 @@
 """How good is a quantized model: top-1 accuracy on labelled data, or agreement with fp32, and the
-output SNR and cosine similarity beside it (agreement alone is unstable when logits are near-uniform)."""
+output SNR and cosine similarity beside it (agreement alone is unstable when logits are
+near-uniform)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ def cosine(reference: np.ndarray, candidate: np.ndarray) -> float:
     b = candidate.reshape(len(candidate), -1).astype(np.float64)
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
     same = np.all(a == b, axis=1)
-    return float(np.mean(np.where(same, 1.0, np.sum(a * b, axis=1) / np.where(norms == 0, 1.0, norms))))
+    return float(
+        np.mean(np.where(same, 1.0, np.sum(a * b, axis=1) / np.where(norms == 0, 1.0, norms)))
+    )
 
 
 @dataclass(frozen=True)

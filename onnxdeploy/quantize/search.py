@@ -34,11 +34,25 @@ class SearchState:
     paths: dict = field(default_factory=dict)
     logs: Collected = field(default_factory=Collected)
 
-    def attempt(self, config: Candidate, acceptance: Acceptance, progress: Callable[[str], None]) -> Attempt:
+    def attempt(
+        self, config: Candidate, acceptance: Acceptance, progress: Callable[[str], None]
+    ) -> Attempt:
         path = str(self.work / f"{config.name}.onnx")
         progress(f"quantizing: {config.name} ({config.describe()})")
-        return self.record(try_candidate(config, self.fp32_path, path, self.reader, self.split, self.reference,
-                                         self.fp32.value, acceptance, self.logs), path)
+        return self.record(
+            try_candidate(
+                config,
+                self.fp32_path,
+                path,
+                self.reader,
+                self.split,
+                self.reference,
+                self.fp32.value,
+                acceptance,
+                self.logs,
+            ),
+            path,
+        )
 
     def record(self, result: Attempt, path: str) -> Attempt:
         self.attempts.append(result)
@@ -50,9 +64,19 @@ class SearchState:
         return max((a for a in self.attempts if a.error is None), key=lambda a: (a.score, a.snr_db))
 
 
-def try_candidate(config: Candidate, fp32_path: str, path: str, reader, split: Split, reference: np.ndarray,
-                  fp32_value: float, acceptance: Acceptance, logs: Collected) -> Attempt:
-    """Quantize ``fp32_path`` with ``config`` into ``path`` and score it; an error row when onnxruntime
+def try_candidate(
+    config: Candidate,
+    fp32_path: str,
+    path: str,
+    reader,
+    split: Split,
+    reference: np.ndarray,
+    fp32_value: float,
+    acceptance: Acceptance,
+    logs: Collected,
+) -> Attempt:
+    """Quantize ``fp32_path`` with ``config`` into ``path`` and score it; an error row when
+    onnxruntime
     cannot apply the configuration (the next one may)."""
     try:
         with collected(logs):
@@ -61,8 +85,15 @@ def try_candidate(config: Candidate, fp32_path: str, path: str, reader, split: S
         raise
     except Exception as exc:  # noqa: BLE001 - reported as this candidate's error
         message = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
-        return Attempt(config, float("nan"), float("nan"), float("nan"), float("nan"), False,
-                       error=f"{type(exc).__name__}: {message}")
+        return Attempt(
+            config,
+            float("nan"),
+            float("nan"),
+            float("nan"),
+            float("nan"),
+            False,
+            error=f"{type(exc).__name__}: {message}",
+        )
     s = score(path, split, reference)
     drop = fp32_value - s.value
     return Attempt(config, s.value, drop, s.snr_db, s.cosine, acceptance.accepts(drop, s.snr_db))
@@ -84,13 +115,23 @@ def _remote_candidate(config: Candidate, bundle: dict) -> tuple:
         logs = Collected()
         (folder / "out").mkdir()
         out = str(folder / "out" / f"{config.name}.onnx")
-        attempt = try_candidate(config, fp32_path, out, reader, bundle["split"], bundle["reference"],
-                                bundle["fp32_value"], bundle["acceptance"], logs)
+        attempt = try_candidate(
+            config,
+            fp32_path,
+            out,
+            reader,
+            bundle["split"],
+            bundle["reference"],
+            bundle["fp32_value"],
+            bundle["acceptance"],
+            logs,
+        )
         return attempt, (model_files(out) if attempt.error is None else None), logs
 
 
-def score_candidates(state: SearchState, tries: list[Candidate], acceptance: Acceptance, progress,
-                     ray=None) -> None:
+def score_candidates(
+    state: SearchState, tries: list[Candidate], acceptance: Acceptance, progress, ray=None
+) -> None:
     """Score every candidate: one after another, or as parallel tasks on a Ray cluster (``ray``)."""
     from onnxdeploy.progress import track
 
@@ -101,22 +142,40 @@ def score_candidates(state: SearchState, tries: list[Candidate], acceptance: Acc
     from onnxdeploy.cluster.fanout import fan_out
     from onnxdeploy.cluster.timer import model_files, write_files
 
-    bundle = {"fp32_files": model_files(state.fp32_path), "batches": list(state.reader.batches()),
-              "split": state.split, "reference": state.reference, "fp32_value": state.fp32.value,
-              "acceptance": acceptance}
-    outcomes = fan_out(ray, _remote_candidate, tries, shared=(bundle,), label="calibrating and scoring",
-                       progress=progress)
+    bundle = {
+        "fp32_files": model_files(state.fp32_path),
+        "batches": list(state.reader.batches()),
+        "split": state.split,
+        "reference": state.reference,
+        "fp32_value": state.fp32.value,
+        "acceptance": acceptance,
+    }
+    outcomes = fan_out(
+        ray,
+        _remote_candidate,
+        tries,
+        shared=(bundle,),
+        label="calibrating and scoring",
+        progress=progress,
+    )
     for attempt, files, logs in outcomes:
         state.logs.merge(logs)
-        state.record(attempt, write_files(state.work / attempt.config.name, files) if files is not None else "")
+        state.record(
+            attempt,
+            write_files(state.work / attempt.config.name, files) if files is not None else "",
+        )
 
 
 def fall_back(state: SearchState, acceptance: Acceptance, progress) -> None:
-    """Keep the nodes with the worst quantization error in fp32 (1, 2, 4... of them) until one passes."""
+    """Keep the nodes with the worst quantization error in fp32 (1, 2, 4... of them) until one
+    passes."""
     from onnxdeploy.quantize.fallback import worst_nodes
 
-    static = [a for a in state.attempts  # the error ranking reads QDQ pairs
-              if a.config.method not in ("dynamic", "weight-only") and a.error is None]
+    static = [
+        a
+        for a in state.attempts  # the error ranking reads QDQ pairs
+        if a.config.method not in ("dynamic", "weight-only") and a.error is None
+    ]
     if not static:
         return
     best = max(static, key=lambda a: (a.score, a.snr_db))
@@ -133,5 +192,7 @@ def fastest(state: SearchState) -> Attempt:
     from onnxdeploy.onnx_io import file_bytes
     from onnxdeploy.quantize.decision import fastest as choose
 
-    sizes = {a.config.name: file_bytes(state.paths[a.config.name]) for a in state.attempts if a.passed}
+    sizes = {
+        a.config.name: file_bytes(state.paths[a.config.name]) for a in state.attempts if a.passed
+    }
     return choose(state.attempts, sizes)

@@ -17,56 +17,108 @@ from onnxdeploy.runtime_bench.plan import TimingPlan
 from onnxdeploy.where import HERE, Where
 
 CONFIRM_ROUNDS = 8  # fresh sessions per model, back to back, order alternating (A B, B A, ...)
-CONFIRM_SECONDS = 0.2  # of sampling per session at least (at the default 100 iterations; scaled with
+CONFIRM_SECONDS = (
+    0.2  # of sampling per session at least (at the default 100 iterations; scaled with
+)
 # the plan's iterations): 100 runs of a tiny model last milliseconds
 
 
-def target_request(models: list[str], acceptance: Acceptance, timing: TimingPlan, shapes: dict,
-                   *, spinning: bool = False) -> BenchRequest:
+def target_request(
+    models: list[str],
+    acceptance: Acceptance,
+    timing: TimingPlan,
+    shapes: dict,
+    *,
+    spinning: bool = False,
+) -> BenchRequest:
     """A request at the target batch and threads (resolved by the caller); ``shapes`` size symbolic
     dims (a sequence length) as the scoring data has them, never left to guess."""
-    return BenchRequest(models, batches=acceptance.target_batch, threads=acceptance.target_threads,
-                        timing=timing, shapes=shapes, spinning=spinning)
+    return BenchRequest(
+        models,
+        batches=acceptance.target_batch,
+        threads=acceptance.target_threads,
+        timing=timing,
+        shapes=shapes,
+        spinning=spinning,
+    )
 
 
-def time_passing(state, fp32_model: str, acceptance: Acceptance, timing: TimingPlan, shapes: dict,
-                 *, where: Where = HERE, progress: Callable[[str], None] = lambda m: None) -> float:
-    """Time ``fp32_model`` (the user's file, as given) and every passing candidate side by side; fill in
+def time_passing(
+    state,
+    fp32_model: str,
+    acceptance: Acceptance,
+    timing: TimingPlan,
+    shapes: dict,
+    *,
+    where: Where = HERE,
+    progress: Callable[[str], None] = lambda m: None,
+) -> float:
+    """Time ``fp32_model`` (the user's file, as given) and every passing candidate side by side;
+    fill in
     their speed-ups. The fp32 p50."""
     passing = [a for a in state.attempts if a.passed]
-    progress(f"timing fp32 and {len(passing)} passing configuration(s) at batch {acceptance.target_batch}, "
-             f"{acceptance.target_threads} thread(s), side by side")
+    progress(
+        f"timing fp32 and {len(passing)} passing configuration(s) at batch "
+        f"{acceptance.target_batch}, "
+        f"{acceptance.target_threads} thread(s), side by side"
+    )
     paths = [fp32_model] + [state.paths[a.config.name] for a in passing]
-    run = runtime_bench.benchmark(target_request(paths, acceptance, timing, shapes), where=where, progress=progress).check()
+    run = runtime_bench.benchmark(
+        target_request(paths, acceptance, timing, shapes), where=where, progress=progress
+    ).check()
     fp32, timed = run.results[0], run.results[1:]
     by_name = {a.config.name: r for a, r in zip(passing, timed)}
 
     def timed_attempt(a):
         r = by_name[a.config.name]
-        return replace(a, p50_ms=r.stats.p50_ms, speedup=fp32.stats.p50_ms / r.stats.p50_ms,
-                       speedup_ci=bootstrap_ratio_ci(fp32.samples_ms, r.samples_ms))
+        return replace(
+            a,
+            p50_ms=r.stats.p50_ms,
+            speedup=fp32.stats.p50_ms / r.stats.p50_ms,
+            speedup_ci=bootstrap_ratio_ci(fp32.samples_ms, r.samples_ms),
+        )
+
     state.attempts[:] = [timed_attempt(a) if a.passed else a for a in state.attempts]
     return fp32.stats.p50_ms
 
 
-def confirm(fp32_model: str, candidate: str, acceptance: Acceptance, timing: TimingPlan, shapes: dict,
-            *, where: Where = HERE, rounds: int = CONFIRM_ROUNDS,
-            progress: Callable[[str], None] = lambda m: None) -> Confirmation:
-    """Re-time ``candidate`` against ``fp32_model``: in each of ``rounds`` rounds, each model in a fresh
-    session of its own (no other session alive, worker threads spinning as onnxruntime's default does),
-    back to back, alternating which goes first. The speed-up is the median of the rounds' ratios, its
-    CI a bootstrap over rounds: a fresh session's own speed varies, and that spread belongs in it."""
-    progress(f"confirming: the chosen model against {fp32_model}, {rounds} rounds of fresh sessions")
+def confirm(
+    fp32_model: str,
+    candidate: str,
+    acceptance: Acceptance,
+    timing: TimingPlan,
+    shapes: dict,
+    *,
+    where: Where = HERE,
+    rounds: int = CONFIRM_ROUNDS,
+    progress: Callable[[str], None] = lambda m: None,
+) -> Confirmation:
+    """Re-time ``candidate`` against ``fp32_model``: in each of ``rounds`` rounds, each model in a
+    fresh
+    session of its own (no other session alive, worker threads spinning as onnxruntime's default
+    does), back to back, alternating which goes first. The speed-up is the median of the rounds'
+    ratios, its CI a bootstrap over rounds: a fresh session's own speed varies, and that spread
+    belongs in it."""
+    progress(
+        f"confirming: the chosen model against {fp32_model}, {rounds} rounds of fresh sessions"
+    )
     p50: dict[str, list[float]] = {fp32_model: [], candidate: []}
     floor = CONFIRM_SECONDS * min(1.0, (timing.iterations or 100) / 100)
     timing = replace(timing, min_duration=max(timing.min_duration or 0.0, floor))
     for r in range(rounds):
-        for path in ((fp32_model, candidate) if r % 2 == 0 else (candidate, fp32_model)):
+        for path in (fp32_model, candidate) if r % 2 == 0 else (candidate, fp32_model):
             request = target_request([path], acceptance, timing, shapes, spinning=True)
-            p50[path].append(runtime_bench.benchmark(request, where=where).check().results[0].stats.p50_ms)
+            p50[path].append(
+                runtime_bench.benchmark(request, where=where).check().results[0].stats.p50_ms
+            )
     speedup, ci = paired_ratio_ci(p50[fp32_model], p50[candidate])
-    return Confirmation(fp32_p50_ms=float(np.median(p50[fp32_model])), p50_ms=float(np.median(p50[candidate])),
-                        speedup=speedup, ci=ci, rounds=rounds)
+    return Confirmation(
+        fp32_p50_ms=float(np.median(p50[fp32_model])),
+        p50_ms=float(np.median(p50[candidate])),
+        speedup=speedup,
+        ci=ci,
+        rounds=rounds,
+    )
 
 
 __all__ = ["confirm", "target_request", "time_passing"]

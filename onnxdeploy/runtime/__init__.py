@@ -6,5 +6,16 @@ from onnxdeploy.runtime.inference import first_output, onnx_accuracy, run_batche
 from onnxdeploy.runtime.runner import OrtRunner
 from onnxdeploy.runtime.sessions import PROVIDERS, create_session, default_threads, provider_chain
 
-__all__ = ["PROVIDERS", "OrtRunner", "check_feeds", "create_session", "default_threads", "feed_shape", "first_output",
-           "generated_feeds", "onnx_accuracy", "provider_chain", "run_batched"]
+__all__ = [
+    "PROVIDERS",
+    "OrtRunner",
+    "check_feeds",
+    "create_session",
+    "default_threads",
+    "feed_shape",
+    "first_output",
+    "generated_feeds",
+    "onnx_accuracy",
+    "provider_chain",
+    "run_batched",
+]

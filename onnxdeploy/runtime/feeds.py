@@ -1,4 +1,5 @@
-"""Inputs for one run of a session: generated from its signature, or real arrays checked against it."""
+"""Inputs for one run of a session: generated from its signature, or real arrays checked against
+it."""
 
 from __future__ import annotations
 
@@ -17,12 +18,21 @@ def _specs(inputs) -> list[InputSpec]:
     if hasattr(inputs, "get_inputs"):
         return specs_from_session(inputs)
     inputs = list(inputs)
-    return specs_from_node_args(inputs) if inputs and not isinstance(inputs[0], InputSpec) else inputs
+    return (
+        specs_from_node_args(inputs) if inputs and not isinstance(inputs[0], InputSpec) else inputs
+    )
 
 
-def feed_shape(spec: InputSpec, batch: int, *, model_path: str = "", example: tuple[int, ...] | None = None,
-               default_dim: int | None = None) -> tuple[int, ...]:
-    """Dimension 0 is the batch when symbolic; a symbolic dim elsewhere takes its size from ``example``
+def feed_shape(
+    spec: InputSpec,
+    batch: int,
+    *,
+    model_path: str = "",
+    example: tuple[int, ...] | None = None,
+    default_dim: int | None = None,
+) -> tuple[int, ...]:
+    """Dimension 0 is the batch when symbolic; a symbolic dim elsewhere takes its size from
+    ``example``
     (the shape the model was exported at), else ``default_dim``, else it needs an explicit shape."""
     shape = []
     for axis, dim in enumerate(spec.shape):
@@ -35,36 +45,68 @@ def feed_shape(spec: InputSpec, batch: int, *, model_path: str = "", example: tu
         elif default_dim is not None:
             shape.append(default_dim)
         else:
-            hint = "x".join(str(batch) if a == 0 else str(d) if is_static(d) else "N" for a, d in enumerate(spec.shape))
-            raise UserError(f"{model_path}: input '{spec.name}' has symbolic dimension {axis} ('{dim}'); "
-                            f"give it with shapes {spec.name}={hint}", param="shapes")
+            hint = "x".join(
+                str(batch) if a == 0 else str(d) if is_static(d) else "N"
+                for a, d in enumerate(spec.shape)
+            )
+            raise UserError(
+                f"{model_path}: input '{spec.name}' has symbolic dimension {axis} ('{dim}'); "
+                f"give it with shapes {spec.name}={hint}",
+                param="shapes",
+            )
     return tuple(shape)
 
 
-def generated_feeds(inputs, batch: int, *, shapes: Mapping[str, tuple[int, ...]] | None = None, seed: int = 0,
-                    model_path: str = "", int_high: int = 10, examples: Mapping[str, tuple[int, ...]] | None = None,
-                    default_dim: int | None = None) -> dict[str, np.ndarray]:
+def generated_feeds(
+    inputs,
+    batch: int,
+    *,
+    shapes: Mapping[str, tuple[int, ...]] | None = None,
+    seed: int = 0,
+    model_path: str = "",
+    int_high: int = 10,
+    examples: Mapping[str, tuple[int, ...]] | None = None,
+    default_dim: int | None = None,
+) -> dict[str, np.ndarray]:
     """Seeded inputs from a signature (a session, its NodeArgs or InputSpecs); ``shapes`` overrides.
-    Integer inputs are drawn in [0, int_high) (valid token ids), masks are ones with a padded tail."""
+    Integer inputs are drawn in [0, int_high) (valid token ids), masks are ones with a padded
+    tail."""
     rng = np.random.default_rng(seed)
     specs = _specs(inputs)
     if shapes:
         unknown = sorted(set(shapes) - {s.name for s in specs})
         if unknown:
-            raise UserError(f"{model_path}: shapes given for {', '.join(unknown)}, which the model does not take "
-                            f"(inputs: {', '.join(s.name for s in specs)})", param="shapes")
+            raise UserError(
+                f"{model_path}: shapes given for {', '.join(unknown)}, which the model does not "
+                "take "
+                f"(inputs: {', '.join(s.name for s in specs)})",
+                param="shapes",
+            )
     feeds = {}
     for spec in specs:
         if shapes and spec.name in shapes:
             shape = tuple(shapes[spec.name])
-            if len(shape) != len(spec.shape) or any(is_static(d) and d != s for d, s in zip(spec.shape, shape)):
+            if len(shape) != len(spec.shape) or any(
+                is_static(d) and d != s for d, s in zip(spec.shape, shape)
+            ):
                 expected = "x".join(str(d) if is_static(d) else "N" for d in spec.shape)
-                raise UserError(f"{model_path}: shapes {spec.name}={'x'.join(map(str, shape))} does not fit the "
-                                f"input's shape {expected}", param="shapes")
+                raise UserError(
+                    f"{model_path}: shapes {spec.name}={'x'.join(map(str, shape))} does not fit "
+                    "the "
+                    f"input's shape {expected}",
+                    param="shapes",
+                )
         else:
-            shape = feed_shape(spec, batch, model_path=model_path, example=(examples or {}).get(spec.name),
-                               default_dim=default_dim)
-        feeds[spec.name] = random_array(shape, spec.dtype, rng, origin=model_path, name=spec.name, int_high=int_high)
+            shape = feed_shape(
+                spec,
+                batch,
+                model_path=model_path,
+                example=(examples or {}).get(spec.name),
+                default_dim=default_dim,
+            )
+        feeds[spec.name] = random_array(
+            shape, spec.dtype, rng, origin=model_path, name=spec.name, int_high=int_high
+        )
     return feeds
 
 

@@ -1,4 +1,5 @@
-"""Run a model over whole arrays on the CPU, in batches: what evaluation and quantization scoring share."""
+"""Run a model over whole arrays on the CPU, in batches: what evaluation and quantization scoring
+share."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import numpy as np
 from onnxdeploy.data.dataset import Split
 
 
-def run_batched(model_path, inputs, *, batch_size: int = 256, threads: int | None = None) -> dict[str, np.ndarray]:
+def run_batched(
+    model_path, inputs, *, batch_size: int = 256, threads: int | None = None
+) -> dict[str, np.ndarray]:
     """Every output (by name, in the model's order) over all samples, run ``batch_size`` at a time;
     ``inputs`` is a Split, a dict by input name, or an array for the only input."""
     from onnxdeploy.runtime.sessions import create_session
@@ -18,9 +21,13 @@ def run_batched(model_path, inputs, *, batch_size: int = 256, threads: int | Non
     elif isinstance(inputs, np.ndarray):
         inputs = {session.get_inputs()[0].name: inputs}
     count = len(next(iter(inputs.values())))
-    chunks = [session.run(None, {k: v[i:i + batch_size] for k, v in inputs.items()})
-              for i in range(0, count, batch_size)]
-    return {o.name: np.concatenate([c[j] for c in chunks]) for j, o in enumerate(session.get_outputs())}
+    chunks = [
+        session.run(None, {k: v[i : i + batch_size] for k, v in inputs.items()})
+        for i in range(0, count, batch_size)
+    ]
+    return {
+        o.name: np.concatenate([c[j] for c in chunks]) for j, o in enumerate(session.get_outputs())
+    }
 
 
 def first_output(model_path, inputs, *, batch_size: int = 256) -> np.ndarray:
@@ -30,7 +37,8 @@ def first_output(model_path, inputs, *, batch_size: int = 256) -> np.ndarray:
 
 
 def onnx_accuracy(model_path, x, y=None, *, batch_size: int = 256) -> float:
-    """Top-1 accuracy in percent of the model's first output on a labelled Split (or arrays ``x``, ``y``)."""
+    """Top-1 accuracy in percent of the model's first output on a labelled Split (or arrays ``x``,
+    ``y``)."""
     from onnxdeploy.data.dataset import top1_accuracy
 
     if isinstance(x, Split):

@@ -22,8 +22,16 @@ logger = logging.getLogger(__name__)
 class OrtRunner:
     """``with OrtRunner(path, provider="cpu", threads=1) as r: r.infer(feeds)``."""
 
-    def __init__(self, model_path: str | os.PathLike, *, provider: str = "cpu", threads: int = 1,
-                 spinning: bool = False, io_binding: bool = False, profile: bool = False):
+    def __init__(
+        self,
+        model_path: str | os.PathLike,
+        *,
+        provider: str = "cpu",
+        threads: int = 1,
+        spinning: bool = False,
+        io_binding: bool = False,
+        profile: bool = False,
+    ):
         self.model_path = str(model_path)
         self.provider = provider
         self.threads = threads
@@ -37,8 +45,13 @@ class OrtRunner:
     def __enter__(self) -> "OrtRunner":
         provider_chain(self.provider)  # an unknown provider is refused before the file is read
         started = time.perf_counter()
-        self.session = create_session(self.model_path, provider=self.provider, threads=self.threads,
-                                      spinning=self.spinning, profiling=self.profile)
+        self.session = create_session(
+            self.model_path,
+            provider=self.provider,
+            threads=self.threads,
+            spinning=self.spinning,
+            profiling=self.profile,
+        )
         self.create_ms = (time.perf_counter() - started) * 1000
         return self
 
@@ -68,7 +81,9 @@ class OrtRunner:
         synchronises so the time is the device's, not the launch's.
         """
         if not self.io_binding:
-            return functools.partial(self.session.run, None, feeds)  # no Python frame of ours per call
+            return functools.partial(
+                self.session.run, None, feeds
+            )  # no Python frame of ours per call
         import onnxruntime as ort
 
         device = "cuda" if self.provider in ("cuda", "tensorrt") else "cpu"
@@ -84,4 +99,5 @@ class OrtRunner:
             binding.synchronize_inputs()
             session.run_with_iobinding(binding)
             binding.synchronize_outputs()
+
         return run_bound

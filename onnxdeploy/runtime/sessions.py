@@ -9,8 +9,11 @@ from pathlib import Path
 
 from onnxdeploy.errors import UserError
 
-PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
-             "tensorrt": "TensorrtExecutionProvider"}
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
 
 
 def provider_chain(provider: str) -> list[str]:
@@ -18,13 +21,22 @@ def provider_chain(provider: str) -> list[str]:
     import onnxruntime as ort
 
     if provider not in PROVIDERS:
-        raise UserError(f"provider '{provider}': choose from {', '.join(PROVIDERS)}", param="provider")
+        raise UserError(
+            f"provider '{provider}': choose from {', '.join(PROVIDERS)}", param="provider"
+        )
     wanted = PROVIDERS[provider]
     available = ort.get_available_providers()
     if wanted not in available:
-        hint = " (install onnxdeploy[gpu] for onnxruntime-gpu and check the CUDA driver)" if provider != "cpu" else ""
-        raise UserError(f"provider {provider}: {wanted} is not available in this onnxruntime "
-                        f"({ort.__version__}; available: {', '.join(available)}){hint}", param="provider")
+        hint = (
+            " (install onnxdeploy[gpu] for onnxruntime-gpu and check the CUDA driver)"
+            if provider != "cpu"
+            else ""
+        )
+        raise UserError(
+            f"provider {provider}: {wanted} is not available in this onnxruntime "
+            f"({ort.__version__}; available: {', '.join(available)}){hint}",
+            param="provider",
+        )
     chain = [wanted]
     if provider == "tensorrt":
         chain.append("CUDAExecutionProvider")
@@ -32,10 +44,19 @@ def provider_chain(provider: str) -> list[str]:
 
 
 def default_threads(cpuinfo_text: str | None = None, allowed: set[int] | None = None) -> int:
-    """The intra-op threads onnxruntime uses when left to itself: one per physical core this process may
-    run on (hyperthread siblings share a core). Read from /proc/cpuinfo; the logical CPU count elsewhere."""
-    allowed = allowed if allowed is not None else (set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                                                   else set(range(os.cpu_count() or 1)))
+    """The intra-op threads onnxruntime uses when left to itself: one per physical core this
+    process may
+    run on (hyperthread siblings share a core). Read from /proc/cpuinfo; the logical CPU count
+    elsewhere."""
+    allowed = (
+        allowed
+        if allowed is not None
+        else (
+            set(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else set(range(os.cpu_count() or 1))
+        )
+    )
     if cpuinfo_text is None:
         try:
             cpuinfo_text = Path("/proc/cpuinfo").read_text(encoding="utf-8")
@@ -53,18 +74,26 @@ def default_threads(cpuinfo_text: str | None = None, allowed: set[int] | None = 
     return len(cores) or max(1, len(allowed))
 
 
-def create_session(model, *, provider: str = "cpu", threads: int | None = 1, spinning: bool = False,
-                   profiling: bool = False, optimize: bool = True, log_severity: int = 3, label: str = "<model>",
-                   config: dict[str, str] | None = None):
+def create_session(
+    model,
+    *,
+    provider: str = "cpu",
+    threads: int | None = 1,
+    spinning: bool = False,
+    profiling: bool = False,
+    optimize: bool = True,
+    log_severity: int = 3,
+    label: str = "<model>",
+    config: dict[str, str] | None = None,
+):
     """An ``onnxruntime.InferenceSession`` for a path or an in-memory ``onnx.ModelProto``.
 
     ``threads=None`` leaves onnxruntime's default (every core). Spinning is off by default: an
     idle session's spinning workers steal cores from the one being timed. ``optimize=False``
     runs the graph as written (verification compares graphs, not onnxruntime's rewrites of them).
-    ``config`` adds session config entries. A ``.ort`` path is onnxruntime's own format (a flatbuffer,
-    no external data).
-    A session that silently fell back to another provider is a UserError; errors about an in-memory
-    model name it ``label``.
+    ``config`` adds session config entries. A ``.ort`` path is onnxruntime's own format (a
+    flatbuffer, no external data). A session that silently fell back to another provider is a
+    UserError; errors about an in-memory model name it ``label``.
     """
     import onnxruntime as ort
 
@@ -93,7 +122,9 @@ def create_session(model, *, provider: str = "cpu", threads: int | None = 1, spi
     try:
         session = ort.InferenceSession(source, options, providers=chain)
     except Exception as exc:
-        raise UserError(f"{label}: onnxruntime cannot load it: {str(exc).strip().splitlines()[0][:200]}") from exc
+        raise UserError(
+            f"{label}: onnxruntime cannot load it: {str(exc).strip().splitlines()[0][:200]}"
+        ) from exc
     active = session.get_providers()
     if active[0] != chain[0]:
         raise UserError(f"{label}: asked for {chain[0]} but the session runs on {active[0]}")

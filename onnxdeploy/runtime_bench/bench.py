@@ -13,7 +13,11 @@ import numpy as np
 from onnxdeploy.errors import UserError
 from onnxdeploy.progress import track
 from onnxdeploy.runtime import OrtRunner, check_feeds, generated_feeds
-from onnxdeploy.runtime_bench.memory import SessionMemory, process_gpu_memory_mb, process_peak_rss_mb
+from onnxdeploy.runtime_bench.memory import (
+    SessionMemory,
+    process_gpu_memory_mb,
+    process_peak_rss_mb,
+)
 from onnxdeploy.runtime_bench.request import BenchRequest
 from onnxdeploy.runtime_bench.result import BenchResult, BenchRun
 from onnxdeploy.runtime_bench.stats import LatencyStats
@@ -39,9 +43,11 @@ def _macs(path: str) -> int:
     return count_macs(load_model(path, check=False))[0]
 
 
-def benchmark(request: BenchRequest, *, where: Where = HERE,
-              progress: Callable[[str], None] | None = None) -> BenchRun:
-    """Time every model of ``request`` under each of its (provider, batch, threads) cells, the models
+def benchmark(
+    request: BenchRequest, *, where: Where = HERE, progress: Callable[[str], None] | None = None
+) -> BenchRun:
+    """Time every model of ``request`` under each of its (provider, batch, threads) cells, the
+    models
     interleaved within a cell; here, or on a cluster (every cell once on a node of each target).
 
     Models are read (a missing one is named) and providers checked before any timing. Returns the
@@ -52,17 +58,26 @@ def benchmark(request: BenchRequest, *, where: Where = HERE,
     if where.is_local:
         return BenchRun(tuple(time_here(request, progress=progress)), environment())
     if request.inputs is not None:
-        raise UserError("input: not with a cluster (inputs are generated on each node; give shapes)",
-                        param="input")
+        raise UserError(
+            "input: not with a cluster (inputs are generated on each node; give shapes)",
+            param="input",
+        )
     from onnxdeploy.onnx_io import load_model
 
-    for model in request.models:  # a missing or unreadable model is named before the cluster is touched
+    for (
+        model
+    ) in request.models:  # a missing or unreadable model is named before the cluster is touched
         load_model(model, check=False)
     from onnxdeploy.cluster.bench import cluster_benchmark
 
     with where.connect(progress=progress or (lambda m: None)) as ray:
-        return cluster_benchmark(ray, request, targets=where.targets, cluster=where.cluster,
-                                 progress=progress or (lambda m: None))
+        return cluster_benchmark(
+            ray,
+            request,
+            targets=where.targets,
+            cluster=where.cluster,
+            progress=progress or (lambda m: None),
+        )
 
 
 @dataclass
@@ -79,7 +94,9 @@ class _Pool:
     gpu_mb: float | None = None
 
 
-def time_here(request: BenchRequest, *, progress: Callable[[str], None] | None = None) -> list[BenchResult]:
+def time_here(
+    request: BenchRequest, *, progress: Callable[[str], None] | None = None
+) -> list[BenchResult]:
     """``benchmark`` on this machine: one BenchResult per (model, provider, batch, threads)."""
     from onnxdeploy.runtime import provider_chain
 
@@ -89,48 +106,79 @@ def time_here(request: BenchRequest, *, progress: Callable[[str], None] | None =
     results = []
     for provider, b, t in track(request.configurations, label="timing", progress=progress):
         if progress:
-            progress(f"timing {len(request.models)} model(s) on {provider} at batch {b}, {t} thread(s)")
+            progress(
+                f"timing {len(request.models)} model(s) on {provider} at batch {b}, {t} thread(s)"
+            )
         # by position, not by path: the same path may be timed twice (an A/A check)
         pools = [_Pool() for _ in request.models]
         for _ in range(request.timing.repeat):
             _one_round(request, provider, b, t, pools)
-        results += [_result(p, provider, t, pool, macs[p], request.io_binding)
-                    for p, pool in zip(request.models, pools)]
+        results += [
+            _result(p, provider, t, pool, macs[p], request.io_binding)
+            for p, pool in zip(request.models, pools)
+        ]
     return results
 
 
-def _result(path: str, provider: str, threads: int, pool: _Pool, macs: int, io_binding: bool) -> BenchResult:
+def _result(
+    path: str, provider: str, threads: int, pool: _Pool, macs: int, io_binding: bool
+) -> BenchResult:
     stats = LatencyStats.from_samples(pool.samples, pool.batch)
     if stats.robust_cv > HIGH_CV:
-        logger.warning("%s: latency varies a lot (robust CV %.0f%%); the machine is noisy, numbers are "
-                       "less reliable", path, stats.robust_cv * 100)
+        logger.warning(
+            "%s: latency varies a lot (robust CV %.0f%%); the machine is noisy, numbers are "
+            "less reliable",
+            path,
+            stats.robust_cv * 100,
+        )
     cpu_nodes = ()
     if provider != "cpu":
         from onnxdeploy.runtime_bench.placement import nodes_on_cpu
 
         cpu_nodes = tuple(nodes_on_cpu(path, provider, pool.feeds))
         if cpu_nodes:
-            logger.warning("%s: %d compute node(s) ran on the CPU, not %s: %s", path, len(cpu_nodes),
-                           provider, ", ".join(cpu_nodes[:5]))
+            logger.warning(
+                "%s: %d compute node(s) ran on the CPU, not %s: %s",
+                path,
+                len(cpu_nodes),
+                provider,
+                ", ".join(cpu_nodes[:5]),
+            )
     return BenchResult(
-        model=path, provider=provider, batch=pool.batch, threads=threads, stats=stats,
-        samples_ms=tuple(pool.samples), session_create_ms=float(np.median(pool.create)),
-        first_run_ms=float(np.median(pool.first)), warmup_iterations=pool.warm,
-        process_peak_rss_mb=process_peak_rss_mb(), macs_per_sample=macs,
-        io_binding=io_binding or provider != "cpu", process_gpu_memory_mb=pool.gpu_mb,
-        cpu_nodes=cpu_nodes, session_peak_mb=max(pool.session_mb) if pool.session_mb else None)
+        model=path,
+        provider=provider,
+        batch=pool.batch,
+        threads=threads,
+        stats=stats,
+        samples_ms=tuple(pool.samples),
+        session_create_ms=float(np.median(pool.create)),
+        first_run_ms=float(np.median(pool.first)),
+        warmup_iterations=pool.warm,
+        process_peak_rss_mb=process_peak_rss_mb(),
+        macs_per_sample=macs,
+        io_binding=io_binding or provider != "cpu",
+        process_gpu_memory_mb=pool.gpu_mb,
+        cpu_nodes=cpu_nodes,
+        session_peak_mb=max(pool.session_mb) if pool.session_mb else None,
+    )
 
 
 def _feeds(request: BenchRequest, runner: OrtRunner, batch: int) -> dict:
     if request.inputs is not None:
         check_feeds(runner.inputs, request.inputs, runner.model_path)
         return dict(request.inputs)
-    return generated_feeds(runner.inputs, batch, shapes=request.shapes, model_path=runner.model_path,
-                           examples=request.sizes)
+    return generated_feeds(
+        runner.inputs,
+        batch,
+        shapes=request.shapes,
+        model_path=runner.model_path,
+        examples=request.sizes,
+    )
 
 
 def _open(runner: OrtRunner, request: BenchRequest, batch: int, pool: _Pool):
-    """Create the session and run it once (its memory and first-run time measured); the timed call."""
+    """Create the session and run it once (its memory and first-run time measured); the timed
+    call."""
     with SessionMemory() as memory:
         runner.__enter__()
         feeds = _feeds(request, runner, batch)
@@ -146,11 +194,21 @@ def _open(runner: OrtRunner, request: BenchRequest, batch: int, pool: _Pool):
     return call
 
 
-def _one_round(request: BenchRequest, provider: str, batch: int, threads: int, pools: list[_Pool]) -> None:
+def _one_round(
+    request: BenchRequest, provider: str, batch: int, threads: int, pools: list[_Pool]
+) -> None:
     """Fresh sessions of every model, warmed up and sampled interleaved in one quiet window."""
     timing = request.timing
-    runners = [OrtRunner(p, provider=provider, threads=threads, io_binding=request.io_binding,
-                         spinning=request.spinning) for p in request.models]
+    runners = [
+        OrtRunner(
+            p,
+            provider=provider,
+            threads=threads,
+            io_binding=request.io_binding,
+            spinning=request.spinning,
+        )
+        for p in request.models
+    ]
     opened = []
     try:
         calls = []
@@ -160,8 +218,12 @@ def _one_round(request: BenchRequest, provider: str, batch: int, threads: int, p
         with quiet_window():  # no progress, redraw or garbage collection of ours among the samples
             for pool, call in zip(pools, calls):
                 pool.warm += warm_up(call, min_iterations=timing.warmup)
-            samples = interleaved_samples(calls, iterations=timing.iterations, duration=timing.duration,
-                                          min_duration=timing.min_duration)
+            samples = interleaved_samples(
+                calls,
+                iterations=timing.iterations,
+                duration=timing.duration,
+                min_duration=timing.min_duration,
+            )
         for pool, s in zip(pools, samples):
             pool.samples.extend(s)
         if provider != "cpu":  # while the sessions are open: what this process holds on the device

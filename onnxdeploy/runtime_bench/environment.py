@@ -11,8 +11,16 @@ import sys
 
 import onnxdeploy
 
-ISA_FLAGS = {"avx2": "avx2", "avx512f": "avx512f", "avx512_vnni": "avx512_vnni", "avx_vnni": "avx_vnni",
-             "amx_tile": "amx_tile", "amx_int8": "amx_int8", "fma": "fma", "neon": "asimd"}
+ISA_FLAGS = {
+    "avx2": "avx2",
+    "avx512f": "avx512f",
+    "avx512_vnni": "avx512_vnni",
+    "avx_vnni": "avx_vnni",
+    "amx_tile": "amx_tile",
+    "amx_int8": "amx_int8",
+    "fma": "fma",
+    "neon": "asimd",
+}
 
 
 def cpu_flags(cpuinfo_text: str | None = None) -> set[str]:
@@ -43,7 +51,9 @@ def cpu_model() -> str:
 
 def _git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
         return out.stdout.strip() if out.returncode == 0 else ""
     except (OSError, subprocess.SubprocessError):
         return ""
@@ -56,12 +66,17 @@ def environment() -> dict:
 
     flags = cpu_flags()
     env = {
-        "cpu": cpu_model(), "cores": os.cpu_count(), "machine": platform.machine(),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "machine": platform.machine(),
         "isa": sorted(name for name, flag in ISA_FLAGS.items() if flag in flags),
-        "python": sys.version.split()[0], "onnxruntime": ort.__version__,
-        "providers": ort.get_available_providers(), "onnxdeploy": onnxdeploy.__version__,
+        "python": sys.version.split()[0],
+        "onnxruntime": ort.__version__,
+        "providers": ort.get_available_providers(),
+        "onnxdeploy": onnxdeploy.__version__,
         "torch": _installed_version("torch"),
-        "gpu": _gpu_name(), "git_commit": _git_commit(),
+        "gpu": _gpu_name(),
+        "git_commit": _git_commit(),
     }
     return env
 
@@ -77,14 +92,21 @@ def _installed_version(package: str) -> str | None:
 
 
 def nvidia_smi(query: str, *, units: bool = True) -> str | None:
-    """First GPU's answer to ``nvidia-smi --query-gpu=QUERY`` (CSV, no header), or None without one."""
+    """First GPU's answer to ``nvidia-smi --query-gpu=QUERY`` (CSV, no header), or None without
+    one."""
     fmt = "csv,noheader" if units else "csv,noheader,nounits"
     try:
-        out = subprocess.run(["nvidia-smi", f"--query-gpu={query}", f"--format={fmt}"], capture_output=True,
-                             text=True, timeout=10)
+        out = subprocess.run(
+            ["nvidia-smi", f"--query-gpu={query}", f"--format={fmt}"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+    return (
+        out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+    )
 
 
 def _gpu_name() -> str | None:

@@ -1,6 +1,6 @@
 """Memory numbers that mean what their names say: a session's own peak, the process's lifetime peak,
-and this process's GPU memory while a session is open. Read from /proc and nvidia-smi; None where the
-platform does not say (imported lazily: ``resource`` is Unix-only)."""
+and this process's GPU memory while a session is open. Read from /proc and nvidia-smi; None where
+the platform does not say (imported lazily: ``resource`` is Unix-only)."""
 
 from __future__ import annotations
 
@@ -24,11 +24,14 @@ def rss_mb() -> float | None:
     return _status_mb("VmRSS")
 
 
-_LIFETIME_PEAK_MB = 0.0  # the process's peak before any watermark reset (resets also move ru_maxrss)
+_LIFETIME_PEAK_MB = (
+    0.0  # the process's peak before any watermark reset (resets also move ru_maxrss)
+)
 
 
 def reset_peak() -> bool:
-    """Restart the kernel's peak-RSS watermark (Linux >= 4.0: ``5`` to /proc/self/clear_refs); True if it did.
+    """Restart the kernel's peak-RSS watermark (Linux >= 4.0: ``5`` to /proc/self/clear_refs); True
+    if it did.
     The peak so far is remembered first, so ``process_peak_rss_mb`` stays the lifetime peak."""
     global _LIFETIME_PEAK_MB
     _LIFETIME_PEAK_MB = max(_LIFETIME_PEAK_MB, process_peak_rss_mb() or 0.0)
@@ -56,7 +59,8 @@ def process_peak_rss_mb() -> float | None:
 
 
 class SessionMemory:
-    """Peak memory a session adds while it is created and first run: ``with SessionMemory() as m: ...``,
+    """Peak memory a session adds while it is created and first run: ``with SessionMemory() as m:
+    ...``,
     then ``m.mb`` (None where the platform cannot say)."""
 
     def __enter__(self) -> "SessionMemory":
@@ -72,19 +76,25 @@ class SessionMemory:
 
 
 def process_gpu_memory_mb() -> float | None:
-    """GPU memory this process holds now (nvidia-smi's per-process accounting), None without a GPU."""
+    """GPU memory this process holds now (nvidia-smi's per-process accounting), None without a
+    GPU."""
     import subprocess
 
     try:
-        out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return parse_compute_apps(out.stdout, os.getpid()) if out.returncode == 0 else None
 
 
 def parse_compute_apps(text: str, pid: int) -> float | None:
-    """This pid's MiB from ``nvidia-smi --query-compute-apps=pid,used_memory`` CSV (summed over GPUs)."""
+    """This pid's MiB from ``nvidia-smi --query-compute-apps=pid,used_memory`` CSV (summed over
+    GPUs)."""
     total, found = 0.0, False
     for line in text.strip().splitlines():
         parts = [p.strip() for p in line.split(",")]

@@ -10,8 +10,21 @@ from __future__ import annotations
 import json
 import os
 
-CHEAP_ON_CPU = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Reshape", "Cast", "ConstantOfShape", "Range",
-                "Slice", "Expand", "Equal", "Where"}
+CHEAP_ON_CPU = {
+    "Shape",
+    "Gather",
+    "Unsqueeze",
+    "Squeeze",
+    "Concat",
+    "Reshape",
+    "Cast",
+    "ConstantOfShape",
+    "Range",
+    "Slice",
+    "Expand",
+    "Equal",
+    "Where",
+}
 
 
 def nodes_on_cpu(model_path: str, provider: str, feeds) -> list[str]:

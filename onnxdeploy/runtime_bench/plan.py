@@ -27,10 +27,16 @@ class TimingPlan:
         if self.iterations is not None and self.iterations <= 0:
             raise UserError(f"iterations {self.iterations}: must be positive", param="iterations")
         if self.duration is not None and not (math.isfinite(self.duration) and self.duration > 0):
-            raise UserError(f"duration {self.duration}: must be a positive number of seconds", param="duration")
-        if self.min_duration is not None and not (math.isfinite(self.min_duration) and self.min_duration >= 0):
-            raise UserError(f"min_duration {self.min_duration}: must be a non-negative number of seconds",
-                            param="min_duration")
+            raise UserError(
+                f"duration {self.duration}: must be a positive number of seconds", param="duration"
+            )
+        if self.min_duration is not None and not (
+            math.isfinite(self.min_duration) and self.min_duration >= 0
+        ):
+            raise UserError(
+                f"min_duration {self.min_duration}: must be a non-negative number of seconds",
+                param="min_duration",
+            )
         if self.warmup < 0:
             raise UserError(f"warmup {self.warmup}: must not be negative", param="warmup")
         if self.repeat < 1:

@@ -22,14 +22,15 @@ def _tuple(value, kind) -> tuple:
 
 @dataclass(frozen=True)
 class BenchRequest:
-    """Time ``models`` under every (provider, batch, threads) cell, the models interleaved within a cell.
+    """Time ``models`` under every (provider, batch, threads) cell, the models interleaved within a
+    cell.
 
-    ``inputs`` are real arrays by input name (the batch is theirs); otherwise inputs are generated from
-    each model's signature: ``shapes`` fixes whole input shapes, ``sizes`` gives the shape whose
-    symbolic non-batch dims (a sequence length) generated inputs take, while the batch still varies.
-    ``spinning`` keeps onnxruntime's worker threads spinning between runs, as its default session
-    does where a model is deployed; off by default, because an idle session's spinning workers steal
-    cores from the one being timed (only a request of one model should turn it on).
+    ``inputs`` are real arrays by input name (the batch is theirs); otherwise inputs are generated
+    from each model's signature: ``shapes`` fixes whole input shapes, ``sizes`` gives the shape
+    whose symbolic non-batch dims (a sequence length) generated inputs take, while the batch still
+    varies. ``spinning`` keeps onnxruntime's worker threads spinning between runs, as its default
+    session does where a model is deployed; off by default, because an idle session's spinning
+    workers steal cores from the one being timed (only a request of one model should turn it on).
     A single value is accepted wherever a sequence is (``batches=8``).
     """
 
@@ -48,14 +49,19 @@ class BenchRequest:
         for name, kind in (("models", str), ("providers", str), ("batches", int), ("threads", int)):
             object.__setattr__(self, name, _tuple(getattr(self, name), kind))
         if not self.models or not self.providers or not self.batches or not self.threads:
-            raise UserError("models, provider, batch and threads each need at least one value",
-                            param=("provider", "batch", "threads"))
+            raise UserError(
+                "models, provider, batch and threads each need at least one value",
+                param=("provider", "batch", "threads"),
+            )
         if any(b <= 0 for b in self.batches) or any(t <= 0 for t in self.threads):
-            raise UserError(f"batch {list(self.batches)} / threads {list(self.threads)}: must be positive",
-                            param=("batch", "threads"))
+            raise UserError(
+                f"batch {list(self.batches)} / threads {list(self.threads)}: must be positive",
+                param=("batch", "threads"),
+            )
         if self.inputs is not None and len(self.batches) > 1:
-            raise UserError("batch: the batch comes from the real inputs; give one or the other",
-                            param="batch")
+            raise UserError(
+                "batch: the batch comes from the real inputs; give one or the other", param="batch"
+            )
 
     @property
     def configurations(self) -> list[tuple[str, int, int]]:
@@ -64,8 +70,10 @@ class BenchRequest:
 
     def cells(self) -> list["BenchRequest"]:
         """One request per configuration (what a cluster node times at once)."""
-        return [replace(self, providers=(p,), batches=(b,), threads=(t,))
-                for p, b, t in self.configurations]
+        return [
+            replace(self, providers=(p,), batches=(b,), threads=(t,))
+            for p, b, t in self.configurations
+        ]
 
     def with_models(self, models: Sequence[str]) -> "BenchRequest":
         """The same request on other files (a node's local copies of the same models)."""

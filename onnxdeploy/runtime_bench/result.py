@@ -3,8 +3,8 @@
 Results file::
 
     {"schema": "onnxdeploy.bench/2",
-     "environment": {cpu, cores, isa, onnxruntime, providers, torch, gpu, onnxdeploy, git_commit, ...},
-     "results": [BenchResult.to_json(), ...]}
+     "environment": {cpu, cores, isa, onnxruntime, providers, torch, gpu, onnxdeploy, git_commit,
+     ...}, "results": [BenchResult.to_json(), ...]}
 
 Each result keys on (model, provider, batch, threads, target) and keeps its raw samples. A cluster
 run (``bench --cluster``) adds each result's ``target``, ``node`` and timed ``window``, and
@@ -43,11 +43,17 @@ class BenchResult:
     process_peak_rss_mb: float | None  # the whole process's lifetime peak, not this model's
     macs_per_sample: int = 0
     io_binding: bool = False
-    process_gpu_memory_mb: float | None = None  # this process's GPU memory while the session was open
+    process_gpu_memory_mb: float | None = (
+        None  # this process's GPU memory while the session was open
+    )
     cpu_nodes: tuple[str, ...] = field(default_factory=tuple)
-    session_peak_mb: float | None = None  # peak memory this model's session added (creation and first run)
-    target: str | None = None  # bench --cluster: the target (a Ray resource) and node it was timed on,
-    node: str | None = None    # and the wall-clock window (unix seconds) of its cell
+    session_peak_mb: float | None = (
+        None  # peak memory this model's session added (creation and first run)
+    )
+    target: str | None = (
+        None  # bench --cluster: the target (a Ray resource) and node it was timed on,
+    )
+    node: str | None = None  # and the wall-clock window (unix seconds) of its cell
     window: tuple[float, float] | None = None
 
     @property
@@ -77,7 +83,9 @@ class BenchResult:
         return cls(**data)
 
 
-def results_document(results: list[BenchResult], environment: dict, environments: dict | None = None) -> dict:
+def results_document(
+    results: list[BenchResult], environment: dict, environments: dict | None = None
+) -> dict:
     """The results file's content; ``environments`` (node id -> environment) for a cluster run."""
     data = {"schema": SCHEMA, "environment": environment, "results": [r.to_json() for r in results]}
     if environments:
@@ -85,13 +93,18 @@ def results_document(results: list[BenchResult], environment: dict, environments
     return data
 
 
-def save_results(path: str | Path, results: list[BenchResult], environment: dict,
-                 environments: dict | None = None) -> None:
+def save_results(
+    path: str | Path,
+    results: list[BenchResult],
+    environment: dict,
+    environments: dict | None = None,
+) -> None:
     write_json(path, results_document(results, environment, environments))
 
 
 def load_results(path: str | Path) -> tuple[list[BenchResult], dict]:
-    """Read a results file; UserError naming the file on a missing file, bad JSON or another schema."""
+    """Read a results file; UserError naming the file on a missing file, bad JSON or another
+    schema."""
     from onnxdeploy.files import read_json_object
 
     data = read_json_object(path)
@@ -105,21 +118,28 @@ def load_results(path: str | Path) -> tuple[list[BenchResult], dict]:
         try:
             result = BenchResult.from_json(entry)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise UserError(f"{path}: result {index} is malformed ({type(exc).__name__}: {exc})") from exc
+            raise UserError(
+                f"{path}: result {index} is malformed ({type(exc).__name__}: {exc})"
+            ) from exc
         check_result(result, f"{path}: result {index} ({result.model}, batch {result.batch})")
         results.append(result)
     return results, env
 
 
 def check_result(result: BenchResult, origin: str) -> None:
-    """Samples the gate can trust: at least one, every one a finite positive number of ms; a positive batch."""
+    """Samples the gate can trust: at least one, every one a finite positive number of ms; a
+    positive batch."""
     samples = result.samples_ms
-    if not samples or not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in samples):
+    if not samples or not all(
+        isinstance(s, (int, float)) and not isinstance(s, bool) for s in samples
+    ):
         raise UserError(f"{origin}: samples_ms must be a non-empty list of numbers")
     array = np.asarray(samples, dtype=np.float64)
     if not np.all(np.isfinite(array)) or np.any(array <= 0):
         bad = int(np.sum(~np.isfinite(array) | (array <= 0)))
-        raise UserError(f"{origin}: {bad} of {array.size} latency samples are NaN, Inf, zero or negative")
+        raise UserError(
+            f"{origin}: {bad} of {array.size} latency samples are NaN, Inf, zero or negative"
+        )
     if isinstance(result.batch, bool) or not isinstance(result.batch, int) or result.batch <= 0:
         raise UserError(f"{origin}: batch must be a positive integer, got {result.batch!r}")
     for name in ("model", "provider"):
@@ -152,8 +172,11 @@ class BenchRun:
 
         if self.missing:
             shown = ", ".join(self.missing[:4]) + ("..." if len(self.missing) > 4 else "")
-            raise CheckFailed(f"{len(self.missing)} cell(s) not timed: no node of their target was left "
-                              f"({shown})", result=self)
+            raise CheckFailed(
+                f"{len(self.missing)} cell(s) not timed: no node of their target was left "
+                f"({shown})",
+                result=self,
+            )
         return self
 
     def __str__(self) -> str:

@@ -33,15 +33,30 @@ class LatencyStats:
         mean = float(x.mean())
         std = float(x.std(ddof=1)) if x.size > 1 else 0.0
         mad = float(np.median(np.abs(x - p50)))
-        return cls(int(x.size), float(x.min()), mean, std, float(p50), float(p90), float(p95), float(p99),
-                   float(x.max()), std / mean if mean > 0 else 0.0, batch * 1000.0 / float(p50) if p50 > 0 else 0.0,
-                   1.4826 * mad / float(p50) if p50 > 0 else 0.0)
+        return cls(
+            int(x.size),
+            float(x.min()),
+            mean,
+            std,
+            float(p50),
+            float(p90),
+            float(p95),
+            float(p99),
+            float(x.max()),
+            std / mean if mean > 0 else 0.0,
+            batch * 1000.0 / float(p50) if p50 > 0 else 0.0,
+            1.4826 * mad / float(p50) if p50 > 0 else 0.0,
+        )
 
 
-BOOTSTRAP_CELLS = 1_000_000  # resampled values held at once per side: 8 MB of indices, 8 MB of values
+BOOTSTRAP_CELLS = (
+    1_000_000  # resampled values held at once per side: 8 MB of indices, 8 MB of values
+)
 
 
-def bootstrap_ratio_ci(a_ms, b_ms, *, confidence: float = 0.95, resamples: int = 2000, seed: int = 0):
+def bootstrap_ratio_ci(
+    a_ms, b_ms, *, confidence: float = 0.95, resamples: int = 2000, seed: int = 0
+):
     """Confidence interval of median(a) / median(b) by bootstrap over both samples.
 
     Resamples are drawn in chunks, so memory stays bounded (tens of MB) whatever the sample count.
@@ -62,14 +77,15 @@ def bootstrap_ratio_ci(a_ms, b_ms, *, confidence: float = 0.95, resamples: int =
     return float(low), float(high)
 
 
-def paired_ratio_ci(a_ms, b_ms, *, confidence: float = 0.95, resamples: int = 2000,
-                    seed: int = 0) -> tuple[float, tuple[float, float]]:
+def paired_ratio_ci(
+    a_ms, b_ms, *, confidence: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> tuple[float, tuple[float, float]]:
     """(median, CI) of the per-pair ratios a[i] / b[i], by bootstrap over the pairs.
 
     For measurements taken in pairs close in time (fresh sessions of two models, back to back): the
     pairing cancels the machine's drift between pairs, and resampling pairs, not samples, keeps the
-    session-to-session spread in the interval (samples within one session are not independent of it).
-    """
+    session-to-session spread in the interval (samples within one session are not independent of
+    it)."""
     ratios = np.asarray(a_ms, dtype=np.float64) / np.asarray(b_ms, dtype=np.float64)
     rng = np.random.default_rng(seed)
     medians = np.median(ratios[rng.integers(0, ratios.size, size=(resamples, ratios.size))], axis=1)

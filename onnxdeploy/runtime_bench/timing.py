@@ -15,18 +15,26 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-SETTLE_SECONDS = 0.05  # after output to a terminal: time for the terminal to draw it, before any sample
+SETTLE_SECONDS = (
+    0.05  # after output to a terminal: time for the terminal to draw it, before any sample
+)
 
 
 def _drain_output() -> bool:
-    """Flush our stdout/stderr and wait until a terminal on them has read what was written; True when
-    one of them is a terminal (its emulator then still draws: a process that competes for the cores)."""
+    """Flush our stdout/stderr and wait until a terminal on them has read what was written; True
+    when
+    one of them is a terminal (its emulator then still draws: a process that competes for the
+    cores)."""
     tty = False
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
             fd = stream.fileno()
-        except (AttributeError, OSError, ValueError):  # closed, or replaced by an object without a file
+        except (
+            AttributeError,
+            OSError,
+            ValueError,
+        ):  # closed, or replaced by an object without a file
             continue
         if os.isatty(fd):
             tty = True
@@ -55,8 +63,14 @@ def quiet_window(*, settle: float = SETTLE_SECONDS) -> Iterator[None]:
             gc.enable()
 
 
-def warm_up(run: Callable[[], object], *, min_iterations: int = 5, max_seconds: float = 2.0,
-            chunk: int = 5, tolerance: float = 0.05) -> int:
+def warm_up(
+    run: Callable[[], object],
+    *,
+    min_iterations: int = 5,
+    max_seconds: float = 2.0,
+    chunk: int = 5,
+    tolerance: float = 0.05,
+) -> int:
     """Run until the median of two consecutive chunks agrees within ``tolerance`` (bounded)."""
     for _ in range(min_iterations):
         run()
@@ -74,7 +88,9 @@ def warm_up(run: Callable[[], object], *, min_iterations: int = 5, max_seconds: 
 
 def time_calls(run: Callable[[], object], count: int) -> list[float]:
     """``count`` latencies in milliseconds."""
-    durations = [0] * count  # preallocated ints: nothing but the call and two clock reads inside the loop
+    durations = [
+        0
+    ] * count  # preallocated ints: nothing but the call and two clock reads inside the loop
     clock = time.perf_counter_ns
     for i in range(count):
         start = clock()
@@ -83,9 +99,14 @@ def time_calls(run: Callable[[], object], count: int) -> list[float]:
     return [d / 1e6 for d in durations]
 
 
-def interleaved_samples(runs: Sequence[Callable[[], object]], *, iterations: int | None = None,
-                        duration: float | None = None, round_size: int = 10,
-                        min_duration: float | None = None) -> list[list[float]]:
+def interleaved_samples(
+    runs: Sequence[Callable[[], object]],
+    *,
+    iterations: int | None = None,
+    duration: float | None = None,
+    round_size: int = 10,
+    min_duration: float | None = None,
+) -> list[list[float]]:
     """Sample every callable in rounds of ``round_size`` until each has ``iterations`` samples
     or ``duration`` seconds of total sampling have passed (at least one round), and in any case
     for at least ``min_duration`` seconds."""
@@ -96,10 +117,15 @@ def interleaved_samples(runs: Sequence[Callable[[], object]], *, iterations: int
 
     def counted() -> bool:
         return iterations is not None and all(len(s) >= iterations for s in samples)
+
     while True:
         extra = counted()  # past the count, still short of min_duration: a whole round more of each
         for i, run in enumerate(runs):
-            want = round_size if iterations is None or extra else min(round_size, iterations - len(samples[i]))
+            want = (
+                round_size
+                if iterations is None or extra
+                else min(round_size, iterations - len(samples[i]))
+            )
             if want > 0:
                 samples[i].extend(time_calls(run, want))
         now = time.perf_counter()

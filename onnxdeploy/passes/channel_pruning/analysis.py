@@ -17,7 +17,8 @@ __all__ = ["ChannelGraph", "analyse"]
 
 
 def _captured(node: ir.Node) -> set[ir.Value]:
-    """Outer values that the subgraphs of ``node`` (If/Loop/Scan bodies) read without naming them as inputs."""
+    """Outer values that the subgraphs of ``node`` (If/Loop/Scan bodies) read without naming them
+    as inputs."""
     found = set()
     for attr in node.attributes.values():
         if attr.type == ir.AttributeType.GRAPH:
@@ -47,7 +48,9 @@ def analyse(graph: ir.Graph) -> ChannelGraph:
                 cg.members.pop(out, None)
         for value in _captured(node):
             if value in cg.members:
-                cg.spaces.pin(cg.members[value], f"read inside a subgraph of {node.op_type} '{node.name}'")
+                cg.spaces.pin(
+                    cg.members[value], f"read inside a subgraph of {node.op_type} '{node.name}'"
+                )
     for out in graph.outputs:
         if out in cg.members:
             cg.spaces.pin(cg.members[out], f"graph output '{out.name}'")

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, eq=False)
 class ReaderEdit:
-    """``node`` mixes the channels of ``value`` (the next Conv/Gemm/MatMul): its weights lose their rows."""
+    """``node`` mixes the channels of ``value`` (the next Conv/Gemm/MatMul): its weights lose their
+    rows."""
 
     rule: "OpRule"
     node: ir.Node
@@ -26,7 +27,8 @@ class ReaderEdit:
 
 @dataclass(frozen=True, eq=False)
 class ProducerEdit:
-    """``node`` makes the channels of ``value`` (its output): its filters and bias lose the removed ones."""
+    """``node`` makes the channels of ``value`` (its output): its filters and bias lose the removed
+    ones."""
 
     rule: "OpRule"
     node: ir.Node
@@ -45,7 +47,8 @@ class LayoutEdit:
 
 @dataclass(frozen=True, eq=False)
 class ParamEdit:
-    """Input ``index`` of ``node`` holds one entry per channel of ``value`` along ``axis`` (BatchNorm, Mul...)."""
+    """Input ``index`` of ``node`` holds one entry per channel of ``value`` along ``axis``
+    (BatchNorm, Mul...)."""
 
     node: ir.Node
     index: int
@@ -75,16 +78,32 @@ class ChannelGraph:
     layouts: list[LayoutEdit] = field(default_factory=list)
     params: list[ParamEdit] = field(default_factory=list)
 
-    def new_member(self, value: ir.Value, length: int, axis: int, values: np.ndarray, block: int = 1) -> Member:
+    def new_member(
+        self, value: ir.Value, length: int, axis: int, values: np.ndarray, block: int = 1
+    ) -> Member:
         member = Member(self.spaces.new(), 0, length, axis, block)
         self.members[value] = member
         self.values[value] = values
         return member
 
-    def join(self, out: ir.Value, like: Member, values: np.ndarray, *, axis: int | None = None,
-             offset: int = 0, length: int | None = None, block: int | None = None) -> Member:
-        member = Member(like.space, like.offset + offset, like.length if length is None else length,
-                        like.axis if axis is None else axis, like.block if block is None else block)
+    def join(
+        self,
+        out: ir.Value,
+        like: Member,
+        values: np.ndarray,
+        *,
+        axis: int | None = None,
+        offset: int = 0,
+        length: int | None = None,
+        block: int | None = None,
+    ) -> Member:
+        member = Member(
+            like.space,
+            like.offset + offset,
+            like.length if length is None else length,
+            like.axis if axis is None else axis,
+            like.block if block is None else block,
+        )
         self.members[out] = member
         self.values[out] = values
         return member
@@ -112,7 +131,8 @@ def dim_of(value: ir.Value, axis: int):
 
 
 def tracked_input(cg: ChannelGraph, node):
-    """(input, its Member, its rank) when the first input is tracked with one feature per channel."""
+    """(input, its Member, its rank) when the first input is tracked with one feature per
+    channel."""
     x = node.inputs[0]
     xm, rank = cg.members.get(x), rank_of(x)
     if xm is None or rank is None or xm.block != 1:
@@ -121,7 +141,8 @@ def tracked_input(cg: ChannelGraph, node):
 
 
 def axes_of(node):
-    """The 'axes' of a reduce/squeeze op: an attribute before opset 13/18, a constant input after."""
+    """The 'axes' of a reduce/squeeze op: an attribute before opset 13/18, a constant input
+    after."""
     axes = attr_value(node, "axes")
     if axes is None and len(node.inputs) > 1 and node.inputs[1] is not None:
         axes = const_array(node.inputs[1])
@@ -133,7 +154,8 @@ def activations(node):
 
 
 def optional_const(node, index: int):
-    """(present, array) for an optional constant input: (False, None) when absent, (True, None) when not constant."""
+    """(present, array) for an optional constant input: (False, None) when absent, (True, None)
+    when not constant."""
     if len(node.inputs) <= index or node.inputs[index] is None:
         return False, None
     return True, const_array(node.inputs[index])

@@ -41,12 +41,12 @@ def plan_removal(cg: ChannelGraph) -> RemovalPlan:
             values = cg.values[value]
             for edit in readers[value]:
                 ok = (values == 0) | (np.isfinite(values) & edit.rule.can_fold(edit.node))
-                removable[off - low: off - low + member.length] &= ok
+                removable[off - low : off - low + member.length] &= ok
         changed = True
         while changed:  # never take a tensor to zero width
             changed = False
             for _, member, off in entries:
-                window = removable[off - low: off - low + member.length]
+                window = removable[off - low : off - low + member.length]
                 if member.length and window.all():
                     window[0] = False
                     changed = True
@@ -54,7 +54,7 @@ def plan_removal(cg: ChannelGraph) -> RemovalPlan:
             continue
         removed_counts[root] = int(removable.sum())
         for value, member, off in entries:
-            window = removable[off - low: off - low + member.length]
+            window = removable[off - low : off - low + member.length]
             if window.any():
                 keep[value] = np.flatnonzero(~window)
     return RemovalPlan(keep, removed_counts)

@@ -1,4 +1,5 @@
-"""``PruneChannelsPass``: remove channels that are exactly zero (or foldable constants) for every input."""
+"""``PruneChannelsPass``: remove channels that are exactly zero (or foldable constants) for every
+input."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ class KeptChannels:
     zero: int
 
     def __str__(self) -> str:
-        return f"{', '.join(self.layers)}: {self.zero} of {self.channels} channels zero, kept: {self.reason}"
+        layers = ", ".join(self.layers)
+        return f"{layers}: {self.zero} of {self.channels} channels zero, kept: {self.reason}"
 
 
 @dataclass
@@ -62,13 +64,21 @@ def kept_channels(cg: ChannelGraph) -> tuple[KeptChannels, ...]:
         size = max(off + cg.members[e.value].length for e, off in entries) - low
         zero = np.zeros(size, dtype=bool)
         for edit, off in entries:
-            zero[off - low: off - low + cg.members[edit.value].length] |= cg.values[edit.value] == 0
-        kept.append(KeptChannels(reason, tuple(layer_label(e.node) for e, _ in entries), size, int(zero.sum())))
+            zero[off - low : off - low + cg.members[edit.value].length] |= (
+                cg.values[edit.value] == 0
+            )
+        kept.append(
+            KeptChannels(
+                reason, tuple(layer_label(e.node) for e, _ in entries), size, int(zero.sum())
+            )
+        )
     return tuple(sorted(kept, key=lambda k: (-k.zero, k.layers)))
 
 
 def _has_shapes(graph: ir.Graph) -> bool:
-    return any(v.shape is not None for node in graph for v in node.outputs if not v.is_graph_output())
+    return any(
+        v.shape is not None for node in graph for v in node.outputs if not v.is_graph_output()
+    )
 
 
 @register
@@ -78,13 +88,17 @@ class PruneChannelsPass(GraphPass):
     channel it keeps."""
 
     name = "prune-channels"
-    description = "remove output channels that are exactly zero for every input (and fold constant ones)"
+    description = (
+        "remove output channels that are exactly zero for every input (and fold constant ones)"
+    )
 
     def requires(self, model: ir.Model) -> None:
         unknown = [v.name for v in model.graph.inputs if v.shape is None]
         if unknown:
-            raise ir.passes.PreconditionError(f"{self.name}: graph input(s) {', '.join(unknown)} have no shape; "
-                                              "their channels cannot be traced")
+            raise ir.passes.PreconditionError(
+                f"{self.name}: graph input(s) {', '.join(unknown)} have no shape; "
+                "their channels cannot be traced"
+            )
 
     def call(self, model: ir.Model) -> PruneChannelsResult:
         graph = model.graph
@@ -98,5 +112,10 @@ class PruneChannelsPass(GraphPass):
             return PruneChannelsResult(model, modified=False, kept=kept)
         layers = apply_plan(graph, channels, plan)
         clear_intermediate_shapes(graph)
-        stats = {"channels_removed": sum(plan.removed_per_space.values()), "layers_shrunk": len(layers)}
-        return PruneChannelsResult(model, modified=True, stats=stats, layers=tuple(layers), kept=kept)
+        stats = {
+            "channels_removed": sum(plan.removed_per_space.values()),
+            "layers_shrunk": len(layers),
+        }
+        return PruneChannelsResult(
+            model, modified=True, stats=stats, layers=tuple(layers), kept=kept
+        )

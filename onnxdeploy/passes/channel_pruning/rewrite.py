@@ -17,20 +17,32 @@ def apply_plan(graph: ir.Graph, cg: ChannelGraph, plan: RemovalPlan) -> list[Lay
     """Rewrite the graph; return a LayerChange for every layer that shrank."""
     keep = plan.keep
     layers = []
-    labels = {edit.node: layer_label(edit.node) for edit in cg.producers}  # before any weight is renamed
+    labels = {
+        edit.node: layer_label(edit.node) for edit in cg.producers
+    }  # before any weight is renamed
     for edit in cg.readers:
         if edit.value in keep:
             edit.rule.shrink_inputs(graph, edit, cg, keep[edit.value])
     for edit in cg.producers:
         if edit.value in keep:
-            layers.append(LayerChange(labels[edit.node], edit.node.op_type, cg.members[edit.value].length,
-                                      len(keep[edit.value])))
+            layers.append(
+                LayerChange(
+                    labels[edit.node],
+                    edit.node.op_type,
+                    cg.members[edit.value].length,
+                    len(keep[edit.value]),
+                )
+            )
             edit.rule.shrink_outputs(graph, edit, keep[edit.value])
     for param in cg.params:
         if param.value in keep:
             array = const_array(param.node.inputs[param.index])
-            set_const_input(graph, param.node, param.index,
-                            np.ascontiguousarray(np.take(array, keep[param.value], axis=param.axis)))
+            set_const_input(
+                graph,
+                param.node,
+                param.index,
+                np.ascontiguousarray(np.take(array, keep[param.value], axis=param.axis)),
+            )
     for edit in cg.layouts:
         if edit.value in keep:
             change = edit.rule.rewrite(graph, edit, cg, keep)

@@ -13,17 +13,22 @@ NEEDS_ONNX = "put an 'export' stage first"
 
 @stage("prune-channels", needs={"onnx"}, produces={"onnx"}, why=NEEDS_ONNX, positive={"rtol"})
 def prune_channels(ctx: RunContext, *, rtol: float = 1e-5) -> PruneSummary:
-    """Remove exactly-zero channels from the latest model (nothing, and says so, on a dense model)."""
+    """Remove exactly-zero channels from the latest model (nothing, and says so, on a dense
+    model)."""
     from onnxdeploy.passes import prune_channels as prune
 
     path = ctx.run_dir / "model.pruned.onnx"
     result = prune(ctx.latest_model, path, rtol=rtol)
     ctx.results["prune-channels"] = result
     removed = result.passes["prune-channels"].get("channels_removed", 0)
-    common = dict(channels_removed=removed, layers_shrunk=len(result.layers),
-                  macs_ratio=round(result.macs_after / max(result.macs_before, 1), 4),
-                  params_ratio=round(result.params_after / max(result.params_before, 1), 4),
-                  max_abs_diff=result.comparison.max_abs, max_rel_diff=result.comparison.max_rel)
+    common = dict(
+        channels_removed=removed,
+        layers_shrunk=len(result.layers),
+        macs_ratio=round(result.macs_after / max(result.macs_before, 1), 4),
+        params_ratio=round(result.params_after / max(result.params_before, 1), 4),
+        max_abs_diff=result.comparison.max_abs,
+        max_rel_diff=result.comparison.max_rel,
+    )
     if removed:
         ctx.models["pruned"] = path
         return PruneSummary(**common, model=path.name)
@@ -32,38 +37,86 @@ def prune_channels(ctx: RunContext, *, rtol: float = 1e-5) -> PruneSummary:
     return PruneSummary(**common, note="dense model: no zero channels to remove")
 
 
-@stage("quantize", needs={"onnx"}, produces={"onnx"}, why=NEEDS_ONNX,
-       positive={"target_batch", "target_threads", "calib_size", "iterations"},
-       choices={"method": METHODS, "weights": WEIGHTS})
-def quantize(ctx: RunContext, *, max_drop: float = Acceptance.max_drop, target_batch: int = Acceptance.target_batch,
-             target_threads: int | None = Acceptance.target_threads, calib_size: int = QuantizeConfig.calib_size,
-             force_int8: bool = Acceptance.force_int8, iterations: int = TimingPlan.iterations,
-             method: str | None = QuantizeConfig.method, weights: str = QuantizeConfig.weights,
-             min_snr_db: float | None = Acceptance.min_snr_db) -> QuantizeSummary:
-    """int8 (or int4 weights) of the latest model, calibrated on the training split, scored on the held-out
+@stage(
+    "quantize",
+    needs={"onnx"},
+    produces={"onnx"},
+    why=NEEDS_ONNX,
+    positive={"target_batch", "target_threads", "calib_size", "iterations"},
+    choices={"method": METHODS, "weights": WEIGHTS},
+)
+def quantize(
+    ctx: RunContext,
+    *,
+    max_drop: float = Acceptance.max_drop,
+    target_batch: int = Acceptance.target_batch,
+    target_threads: int | None = Acceptance.target_threads,
+    calib_size: int = QuantizeConfig.calib_size,
+    force_int8: bool = Acceptance.force_int8,
+    iterations: int = TimingPlan.iterations,
+    method: str | None = QuantizeConfig.method,
+    weights: str = QuantizeConfig.weights,
+    min_snr_db: float | None = Acceptance.min_snr_db,
+) -> QuantizeSummary:
+    """int8 (or int4 weights) of the latest model, calibrated on the training split, scored on the
+    held-out
     one, timed at ``target_batch`` and ``target_threads`` (default: onnxruntime's own thread count).
     Defaults are the API's (``Acceptance``, ``QuantizeConfig``, ``TimingPlan``)."""
     from onnxdeploy.quantize import quantize as quantize_model
 
     path = ctx.run_dir / "model.int8.onnx"
-    result = quantize_model(ctx.latest_model, path, calib=ctx.data.train, eval_data=ctx.data.val,
-                            config=QuantizeConfig(calib_size=calib_size, method=method, weights=weights),
-                            acceptance=Acceptance(max_drop=max_drop, target_batch=target_batch, force_int8=force_int8,
-                                                  target_threads=target_threads, min_snr_db=min_snr_db),
-                            timing=TimingPlan(iterations=iterations), where=ctx.where.first_target(), progress=ctx.progress,
-                            announce=ctx.announce)
+    result = quantize_model(
+        ctx.latest_model,
+        path,
+        calib=ctx.data.train,
+        eval_data=ctx.data.val,
+        config=QuantizeConfig(calib_size=calib_size, method=method, weights=weights),
+        acceptance=Acceptance(
+            max_drop=max_drop,
+            target_batch=target_batch,
+            force_int8=force_int8,
+            target_threads=target_threads,
+            min_snr_db=min_snr_db,
+        ),
+        timing=TimingPlan(iterations=iterations),
+        where=ctx.where.first_target(),
+        progress=ctx.progress,
+        announce=ctx.announce,
+    )
     ctx.results["quantize"] = result
     if result.chosen != "fp32":
         ctx.models["int8"] = path
     else:
         path.unlink(missing_ok=True)
-    attempts = [{"config": a.config.name, "settings": a.config.describe(), "passed": a.passed, "error": a.error}
-                | ({} if a.error else {"accuracy": round(a.score, 2), "drop": round(a.drop, 2),
-                                       "snr_db": round(a.snr_db, 1), "cosine": round(a.cosine, 5),
-                                       "speedup": round(a.speedup, 3) if a.speedup else None})
-                for a in result.attempts]
-    return QuantizeSummary(result.chosen, result.reason, round(result.fp32_score, 2), target_batch,
-                           result.target_threads, result.isa_reason, attempts)
+    attempts = [
+        {
+            "config": a.config.name,
+            "settings": a.config.describe(),
+            "passed": a.passed,
+            "error": a.error,
+        }
+        | (
+            {}
+            if a.error
+            else {
+                "accuracy": round(a.score, 2),
+                "drop": round(a.drop, 2),
+                "snr_db": round(a.snr_db, 1),
+                "cosine": round(a.cosine, 5),
+                "speedup": round(a.speedup, 3) if a.speedup else None,
+            }
+        )
+        for a in result.attempts
+    ]
+    return QuantizeSummary(
+        result.chosen,
+        result.reason,
+        round(result.fp32_score, 2),
+        target_batch,
+        result.target_threads,
+        result.isa_reason,
+        attempts,
+    )
 
 
 @stage("evaluate", needs={"onnx"}, produces={"accuracy"}, why=NEEDS_ONNX, positive={"batch_size"})
@@ -72,5 +125,8 @@ def evaluate(ctx: RunContext, *, batch_size: int = 256) -> EvaluateSummary:
     from onnxdeploy.runtime import onnx_accuracy
 
     val = ctx.data.val
-    accuracy = {label: round(onnx_accuracy(path, val, batch_size=batch_size), 2) for label, path in ctx.models.items()}
+    accuracy = {
+        label: round(onnx_accuracy(path, val, batch_size=batch_size), 2)
+        for label, path in ctx.models.items()
+    }
     return EvaluateSummary(len(val), accuracy)

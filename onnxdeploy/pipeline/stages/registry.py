@@ -19,7 +19,9 @@ class Stage:
     needs: frozenset
     produces: frozenset
     why: str  # what to put first when a need is missing
-    positive: frozenset = frozenset()  # options that must be > 0 (None still allowed where the type allows it)
+    positive: frozenset = (
+        frozenset()
+    )  # options that must be > 0 (None still allowed where the type allows it)
     fractions: frozenset = frozenset()  # options that must be in [0, 1)
     choices: tuple = ()  # (option, allowed values) pairs
 
@@ -32,12 +34,24 @@ class Stage:
         return {p: hints.get(p) for p in inspect.signature(self.run).parameters if p != "ctx"}
 
 
-def stage(name: str, *, needs=(), produces=(), why: str = "", positive=(), fractions=(), choices=None):
+def stage(
+    name: str, *, needs=(), produces=(), why: str = "", positive=(), fractions=(), choices=None
+):
     """Register ``run`` as the stage ``name``; ``positive`` options must be greater than zero,
     ``fractions`` in [0, 1), ``choices`` (option -> allowed values) one of theirs; every number must
     be finite and none negative."""
+
     def register(run):
-        STAGES[name] = Stage(name, run, frozenset(needs), frozenset(produces), why, frozenset(positive),
-                             frozenset(fractions), tuple((k, tuple(v)) for k, v in (choices or {}).items()))
+        STAGES[name] = Stage(
+            name,
+            run,
+            frozenset(needs),
+            frozenset(produces),
+            why,
+            frozenset(positive),
+            frozenset(fractions),
+            tuple((k, tuple(v)) for k, v in (choices or {}).items()),
+        )
         return run
+
     return register

@@ -10,7 +10,9 @@ from onnxdeploy.pipeline.summaries import CompressSummary, ExportSummary, TrainS
 
 
 @stage("train", produces={"module"}, positive={"epochs", "lr", "batch_size"})
-def train(ctx: RunContext, *, epochs: int | None = None, lr: float | None = None, batch_size: int = 64) -> TrainSummary:
+def train(
+    ctx: RunContext, *, epochs: int | None = None, lr: float | None = None, batch_size: int = 64
+) -> TrainSummary:
     """Train the model on the run's data (zoo defaults for epochs and learning rate)."""
     import torch
 
@@ -24,8 +26,16 @@ def train(ctx: RunContext, *, epochs: int | None = None, lr: float | None = None
     epochs = epochs if epochs is not None else (entry.epochs if entry else 10)
     lr = lr if lr is not None else (entry.lr if entry else 3e-3)
     data = ctx.data
-    train_model(source.module, data.x_train, data.y_train, epochs=epochs, lr=lr, batch_size=batch_size,
-                seed=ctx.seed, on_epoch=lambda e, loss: ctx.progress(epoch_line(e, epochs, loss)))
+    train_model(
+        source.module,
+        data.x_train,
+        data.y_train,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seed=ctx.seed,
+        on_epoch=lambda e, loss: ctx.progress(epoch_line(e, epochs, loss)),
+    )
     ctx.module = source.module
     accuracy = evaluate(source.module, data.x_val, data.y_val)
     checkpoint = ctx.run_dir / "model.pt"
@@ -34,30 +44,69 @@ def train(ctx: RunContext, *, epochs: int | None = None, lr: float | None = None
 
 
 @stage("export", produces={"onnx"})
-def export(ctx: RunContext, *, opset: int | None = None, exporter: str = "auto", dynamic_batch: bool = True,
-           atol: float = 1e-4, rtol: float = 1e-4) -> ExportSummary:
+def export(
+    ctx: RunContext,
+    *,
+    opset: int | None = None,
+    exporter: str = "auto",
+    dynamic_batch: bool = True,
+    atol: float = 1e-4,
+    rtol: float = 1e-4,
+) -> ExportSummary:
     """Export the trained (or checkpoint-loaded) model to ``model.onnx`` with a parity check."""
     from onnxdeploy.exporter import export as export_model
 
     path = ctx.run_dir / "model.onnx"
-    result = export_model(ctx.model, path, checkpoint=None if ctx.module is not None else ctx.checkpoint,
-                          **ctx.model_inputs, module=ctx.module, dynamic_batch=dynamic_batch,
-                          opset=opset, exporter=exporter, atol=atol, rtol=rtol, announce=ctx.announce)
+    result = export_model(
+        ctx.model,
+        path,
+        checkpoint=None if ctx.module is not None else ctx.checkpoint,
+        **ctx.model_inputs,
+        module=ctx.module,
+        dynamic_batch=dynamic_batch,
+        opset=opset,
+        exporter=exporter,
+        atol=atol,
+        rtol=rtol,
+        announce=ctx.announce,
+    )
     ctx.models["compressed" if ctx.compressed else "fp32"] = path
     ctx.results["export"] = result
-    return ExportSummary(path.name, result.exporter, result.opset, result.parity.max_abs, result.parity.max_rel,
-                         result.file_bytes, result.fallback_reason)
+    return ExportSummary(
+        path.name,
+        result.exporter,
+        result.opset,
+        result.parity.max_abs,
+        result.parity.max_rel,
+        result.file_bytes,
+        result.fallback_reason,
+    )
 
 
-@stage("compress", needs={"module"}, produces={"module", "onnx"}, positive={"lr", "steps", "temperature"},
-       fractions={"prune_channels", "sparsity"},
-       why="the compress stage needs a trained model: put 'train' first or set 'checkpoint'")
-def compress(ctx: RunContext, *, prune_channels: float | None = 0.5, sparsity: float | None = None,
-             distill: bool = True, epochs: int = CompressConfig.epochs, lr: float = CompressConfig.lr,
-             sensitivity: bool = CompressConfig.sensitivity, steps: int = CompressConfig.steps,
-             temperature: float = CompressConfig.temperature, alpha: float = CompressConfig.alpha,
-             criterion: str = CompressConfig.criterion) -> CompressSummary:
-    """Prune the trained model (channels, and/or weights) and fine-tune it, distilling from the dense one.
+@stage(
+    "compress",
+    needs={"module"},
+    produces={"module", "onnx"},
+    positive={"lr", "steps", "temperature"},
+    fractions={"prune_channels", "sparsity"},
+    why="the compress stage needs a trained model: put 'train' first or set 'checkpoint'",
+)
+def compress(
+    ctx: RunContext,
+    *,
+    prune_channels: float | None = 0.5,
+    sparsity: float | None = None,
+    distill: bool = True,
+    epochs: int = CompressConfig.epochs,
+    lr: float = CompressConfig.lr,
+    sensitivity: bool = CompressConfig.sensitivity,
+    steps: int = CompressConfig.steps,
+    temperature: float = CompressConfig.temperature,
+    alpha: float = CompressConfig.alpha,
+    criterion: str = CompressConfig.criterion,
+) -> CompressSummary:
+    """Prune the trained model (channels, and/or weights) and fine-tune it, distilling from the
+    dense one.
 
     What to do defaults to half the channels, distilled; how (epochs, lr...) to ``CompressConfig``'s
     defaults, the API's and the CLI's.
@@ -73,18 +122,38 @@ def compress(ctx: RunContext, *, prune_channels: float | None = 0.5, sparsity: f
         from onnxdeploy.exporter.source import load_source
 
         if not ctx.checkpoint:
-            raise UserError("the compress stage needs a trained model: put 'train' first or set 'checkpoint'")
+            raise UserError(
+                "the compress stage needs a trained model: put 'train' first or set 'checkpoint'"
+            )
         ctx.module = load_source(ctx.model, checkpoint=ctx.checkpoint, **ctx.model_inputs).module
     dense_path = ctx.run_dir / "model.dense.onnx"
-    export_model(ctx.model, dense_path, module=ctx.module, **ctx.model_inputs, announce=ctx.announce)
+    export_model(
+        ctx.model, dense_path, module=ctx.module, **ctx.model_inputs, announce=ctx.announce
+    )
     ctx.models["dense"] = dense_path
-    config = CompressConfig(channel_ratio=prune_channels, sparsity=sparsity, distill=distill, epochs=epochs,
-                            lr=lr, sensitivity=sensitivity, steps=steps, temperature=temperature, alpha=alpha,
-                            criterion=criterion, seed=ctx.seed)
+    config = CompressConfig(
+        channel_ratio=prune_channels,
+        sparsity=sparsity,
+        distill=distill,
+        epochs=epochs,
+        lr=lr,
+        sensitivity=sensitivity,
+        steps=steps,
+        temperature=temperature,
+        alpha=alpha,
+        criterion=criterion,
+        seed=ctx.seed,
+    )
     result = compress_module(ctx.module, ctx.data, config, progress=ctx.progress, ray=ctx.ray)
     ctx.results["compress"] = result
     ctx.compressed = True
     save_checkpoint(ctx.module, ctx.run_dir / "model.compressed.pt")
     torch.manual_seed(ctx.seed)
-    return CompressSummary(round(result.dense_accuracy, 2), round(result.final_accuracy, 2),
-                           result.steps[-1].channels_zeroed, distill, "model.compressed.pt", result.group_ratios)
+    return CompressSummary(
+        round(result.dense_accuracy, 2),
+        round(result.final_accuracy, 2),
+        result.steps[-1].channels_zeroed,
+        distill,
+        "model.compressed.pt",
+        result.group_ratios,
+    )

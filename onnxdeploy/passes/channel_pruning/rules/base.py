@@ -1,8 +1,7 @@
 """One class per op family holds that family's whole pruning rule: how it moves channel spaces and
 values (``analyse``), how it is rewritten when channels go (``shrink_inputs``, ``shrink_outputs``,
 ``rewrite``), and whether a constant input channel folds into its bias exactly (``can_fold``).
-
-Adding an op is one new class with ``@register``; the analysis, the plan and the rewrite find it
+ Adding an op is one new class with ``@register``; the analysis, the plan and the rewrite find it
 through the edits it records.
 """
 
@@ -13,8 +12,13 @@ from typing import ClassVar
 import numpy as np
 import onnx_ir as ir
 
-from onnxdeploy.passes.channel_pruning.channel_graph import (ChannelGraph, LayerChange, LayoutEdit, ProducerEdit,
-                                                            ReaderEdit)
+from onnxdeploy.passes.channel_pruning.channel_graph import (
+    ChannelGraph,
+    LayerChange,
+    LayoutEdit,
+    ProducerEdit,
+    ReaderEdit,
+)
 
 RULES: dict[str, "OpRule"] = {}
 
@@ -33,13 +37,17 @@ class OpRule:
         """Can a constant (non-zero) input channel be folded into this reader's bias exactly?"""
         return False
 
-    def shrink_inputs(self, graph: ir.Graph, edit: ReaderEdit, cg: ChannelGraph, keep: np.ndarray) -> None:
+    def shrink_inputs(
+        self, graph: ir.Graph, edit: ReaderEdit, cg: ChannelGraph, keep: np.ndarray
+    ) -> None:
         raise NotImplementedError(f"{type(self).__name__} reads no channels")
 
     def shrink_outputs(self, graph: ir.Graph, edit: ProducerEdit, keep: np.ndarray) -> None:
         raise NotImplementedError(f"{type(self).__name__} makes no channels")
 
-    def rewrite(self, graph: ir.Graph, edit: LayoutEdit, cg: ChannelGraph, keep: dict) -> LayerChange | None:
+    def rewrite(
+        self, graph: ir.Graph, edit: LayoutEdit, cg: ChannelGraph, keep: dict
+    ) -> LayerChange | None:
         raise NotImplementedError(f"{type(self).__name__} records no layout edit")
 
 
@@ -52,7 +60,8 @@ def register(cls: type[OpRule]) -> type[OpRule]:
 
 
 def layer_label(node: ir.Node) -> str:
-    """A readable layer name: the weight's name without '.weight' (as the author named it), else the node's."""
+    """A readable layer name: the weight's name without '.weight' (as the author named it), else
+    the node's."""
     weight = node.inputs[1] if len(node.inputs) > 1 else None
     if weight is not None and weight.name and weight.is_initializer():
         return weight.name.removesuffix(".weight")

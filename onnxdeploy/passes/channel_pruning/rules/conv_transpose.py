@@ -1,7 +1,6 @@
 """ConvTranspose: weight [C_in, C_out, kH, kW] (group 1). Input channels are its weight's rows,
 output channels its columns; a zero column with a zero bias makes a channel that is 0.0 everywhere.
-
-A constant non-zero input channel is not folded: each output position sums a different number
+ A constant non-zero input channel is not folded: each output position sums a different number
 of kernel taps at the borders, so the constant's contribution is not one bias value."""
 
 from __future__ import annotations
@@ -9,8 +8,13 @@ from __future__ import annotations
 import numpy as np
 
 from onnxdeploy.passes.base import const_array, set_const_input
-from onnxdeploy.passes.channel_pruning.channel_graph import (ChannelGraph, ProducerEdit, ReaderEdit, attr_value,
-                                                            optional_const)
+from onnxdeploy.passes.channel_pruning.channel_graph import (
+    ChannelGraph,
+    ProducerEdit,
+    ReaderEdit,
+    attr_value,
+    optional_const,
+)
 from onnxdeploy.passes.channel_pruning.rules.base import OpRule, register
 
 
@@ -21,13 +25,20 @@ class ConvTransposeRule(OpRule):
     def analyse(self, cg: ChannelGraph, node) -> bool:
         x, w = node.inputs[0], const_array(node.inputs[1])
         has_bias, bias = optional_const(node, 2)
-        if w is None or w.ndim < 3 or attr_value(node, "group", 1) != 1 or (has_bias and bias is None):
+        if (
+            w is None
+            or w.ndim < 3
+            or attr_value(node, "group", 1) != 1
+            or (has_bias and bias is None)
+        ):
             return False
         cin, cout = w.shape[0], w.shape[1]
         xm = cg.members.get(x)
         if xm is not None:
             if xm.axis != 1 or xm.block != 1 or xm.length != cin:
-                cg.spaces.pin(xm, f"ConvTranspose {node.name} reads channels it does not see on axis 1")
+                cg.spaces.pin(
+                    xm, f"ConvTranspose {node.name} reads channels it does not see on axis 1"
+                )
             else:
                 cg.readers.append(ReaderEdit(self, node, x))
         zero_column = ~np.any(np.moveaxis(w, 1, 0).reshape(cout, -1) != 0, axis=1)
@@ -37,7 +48,9 @@ class ConvTransposeRule(OpRule):
         return True
 
     def shrink_inputs(self, graph, edit: ReaderEdit, cg: ChannelGraph, keep: np.ndarray) -> None:
-        set_const_input(graph, edit.node, 1, np.ascontiguousarray(const_array(edit.node.inputs[1])[keep]))
+        set_const_input(
+            graph, edit.node, 1, np.ascontiguousarray(const_array(edit.node.inputs[1])[keep])
+        )
 
     def shrink_outputs(self, graph, edit: ProducerEdit, keep: np.ndarray) -> None:
         node = edit.node

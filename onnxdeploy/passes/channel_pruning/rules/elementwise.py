@@ -12,8 +12,13 @@ import math
 import numpy as np
 
 from onnxdeploy.passes.base import const_array
-from onnxdeploy.passes.channel_pruning.channel_graph import (ChannelGraph, ParamEdit, activations, attr_value,
-                                                            rank_of)
+from onnxdeploy.passes.channel_pruning.channel_graph import (
+    ChannelGraph,
+    ParamEdit,
+    activations,
+    attr_value,
+    rank_of,
+)
 from onnxdeploy.passes.channel_pruning.rules.base import OpRule, register
 from onnxdeploy.passes.channel_pruning.spaces import Member
 
@@ -26,15 +31,19 @@ UNARY = {
     "Relu": lambda v, n: np.maximum(v, 0),
     "LeakyRelu": lambda v, n: np.where(v >= 0, v, v * attr_value(n, "alpha", 0.01)),
     "Sigmoid": lambda v, n: 1 / (1 + np.exp(-v)),
-    "HardSigmoid": lambda v, n: np.clip(attr_value(n, "alpha", 0.2) * v + attr_value(n, "beta", 0.5), 0, 1),
+    "HardSigmoid": lambda v, n: np.clip(
+        attr_value(n, "alpha", 0.2) * v + attr_value(n, "beta", 0.5), 0, 1
+    ),
     "HardSwish": lambda v, n: v * np.clip(v / 6 + 0.5, 0, 1),
     "Tanh": lambda v, n: np.tanh(v),
     "Erf": lambda v, n: np.vectorize(math.erf)(v) if v.size else v,
     "Gelu": lambda v, n: _gelu(v),
     "Softplus": lambda v, n: np.log1p(np.exp(v)),
     "Elu": lambda v, n: np.where(v >= 0, v, attr_value(n, "alpha", 1.0) * (np.exp(v) - 1)),
-    "Selu": lambda v, n: attr_value(n, "gamma", 1.0507) * np.where(v > 0, v, attr_value(n, "alpha", 1.6733)
-                                                                   * (np.exp(v) - 1)),
+    "Selu": lambda v, n: (
+        attr_value(n, "gamma", 1.0507)
+        * np.where(v > 0, v, attr_value(n, "alpha", 1.6733) * (np.exp(v) - 1))
+    ),
     "Neg": lambda v, n: -v,
     "Abs": lambda v, n: np.abs(v),
     "Exp": lambda v, n: np.exp(v),
@@ -57,7 +66,11 @@ class UnaryRule(OpRule):
         if x not in cg.members or any(o.uses() or o.is_graph_output() for o in node.outputs[1:]):
             return False
         with np.errstate(all="ignore"):
-            cg.join(node.outputs[0], cg.members[x], UNARY[node.op_type](cg.values[x].astype(np.float64), node))
+            cg.join(
+                node.outputs[0],
+                cg.members[x],
+                UNARY[node.op_type](cg.values[x].astype(np.float64), node),
+            )
         return True
 
 
@@ -102,7 +115,11 @@ class BatchNormRule(OpRule):
     def analyse(self, cg: ChannelGraph, node) -> bool:
         x = node.inputs[0]
         params = [const_array(v) for v in node.inputs[1:5]]
-        if x not in cg.members or any(p is None for p in params) or any(o.uses() for o in node.outputs[1:]):
+        if (
+            x not in cg.members
+            or any(p is None for p in params)
+            or any(o.uses() for o in node.outputs[1:])
+        ):
             return False
         xm = cg.members[x]
         if xm.axis != 1 or xm.block != 1:
@@ -156,8 +173,12 @@ class BinaryRule(OpRule):
         if len(acts) == 2:
             (_, a), (_, b) = acts
             ma, mb = cg.members.get(a), cg.members.get(b)
-            if ma is None or mb is None or (ma.length, ma.axis, ma.block) != (mb.length, mb.axis, mb.block) \
-                    or rank_of(a) != rank_of(b):
+            if (
+                ma is None
+                or mb is None
+                or (ma.length, ma.axis, ma.block) != (mb.length, mb.axis, mb.block)
+                or rank_of(a) != rank_of(b)
+            ):
                 return False
             cg.spaces.unite(ma, mb)
             va, vb = cg.values[a], cg.values[b]
@@ -165,7 +186,11 @@ class BinaryRule(OpRule):
             index, x = acts[0]
             ma, rank = cg.members.get(x), rank_of(x)
             const_index = 1 - index
-            norm = _normalize_const(const_array(node.inputs[const_index]), ma, rank) if ma and rank else None
+            norm = (
+                _normalize_const(const_array(node.inputs[const_index]), ma, rank)
+                if ma and rank
+                else None
+            )
             if norm is None or (node.op_type == "Div" and index == 1):
                 return False
             kvec, param_axis = norm

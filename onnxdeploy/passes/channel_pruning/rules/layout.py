@@ -7,8 +7,15 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxdeploy.passes.base import const_array, set_const_input
-from onnxdeploy.passes.channel_pruning.channel_graph import (ChannelGraph, LayoutEdit, attr_value, axes_of, dim_of,
-                                                            rank_of, tracked_input)
+from onnxdeploy.passes.channel_pruning.channel_graph import (
+    ChannelGraph,
+    LayoutEdit,
+    attr_value,
+    axes_of,
+    dim_of,
+    rank_of,
+    tracked_input,
+)
 from onnxdeploy.passes.channel_pruning.rules.base import OpRule, register
 from onnxdeploy.passes.channel_pruning.spaces import Member
 
@@ -21,13 +28,19 @@ class ConcatRule(OpRule):
         ins = list(node.inputs)
         members = [cg.members.get(v) for v in ins]
         rank = rank_of(ins[0])
-        if any(m is None for m in members) or rank is None or len({(m.axis, m.block) for m in members}) != 1:
+        if (
+            any(m is None for m in members)
+            or rank is None
+            or len({(m.axis, m.block) for m in members}) != 1
+        ):
             return False
         axis = attr_value(node, "axis") % rank
         first = members[0]
         if axis == first.axis and first.block == 1:
             total = sum(m.length for m in members)
-            out = cg.new_member(node.outputs[0], total, axis, np.concatenate([cg.values[v] for v in ins]))
+            out = cg.new_member(
+                node.outputs[0], total, axis, np.concatenate([cg.values[v] for v in ins])
+            )
             offset = 0
             for m in members:
                 cg.spaces.unite(Member(out.space, out.offset + offset, m.length, axis), m)
@@ -37,7 +50,11 @@ class ConcatRule(OpRule):
             return False
         for m in members[1:]:
             cg.spaces.unite(first, m)
-        cg.join(node.outputs[0], first, np.where(np.all([cg.values[v] == 0 for v in ins], axis=0), 0.0, np.nan))
+        cg.join(
+            node.outputs[0],
+            first,
+            np.where(np.all([cg.values[v] == 0 for v in ins], axis=0), 0.0, np.nan),
+        )
         return True
 
 
@@ -55,8 +72,11 @@ class SplitRule(OpRule):
             for out in node.outputs:
                 cg.join(out, xm, cg.values[x])
             return True
-        sizes = const_array(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] is not None \
+        sizes = (
+            const_array(node.inputs[1])
+            if len(node.inputs) > 1 and node.inputs[1] is not None
             else attr_value(node, "split")
+        )
         if sizes is None:
             n = len(node.outputs)
             if xm.length % n:
@@ -64,7 +84,7 @@ class SplitRule(OpRule):
             sizes = [xm.length // n] * n
         offset = 0
         for out, size in zip(node.outputs, [int(s) for s in sizes]):
-            cg.join(out, xm, cg.values[x][offset:offset + size], offset=offset, length=size)
+            cg.join(out, xm, cg.values[x][offset : offset + size], offset=offset, length=size)
             offset += size
         cg.layouts.append(LayoutEdit(self, node, x))
         return True
@@ -79,14 +99,20 @@ class SplitRule(OpRule):
 
 
 def slice_params(node, rank: int):
-    """(starts, ends, axes, steps) of a Slice as int lists, from attributes (opset < 10) or constant inputs."""
+    """(starts, ends, axes, steps) of a Slice as int lists, from attributes (opset < 10) or
+    constant inputs."""
     if node.attributes.get("starts") is not None:
         starts, ends = list(attr_value(node, "starts")), list(attr_value(node, "ends"))
         axes, steps = list(attr_value(node, "axes", None) or range(len(starts))), [1] * len(starts)
     else:
-        values = [const_array(v) if v is not None else None for v in list(node.inputs[1:5]) + [None] * 4][:4]
-        if values[0] is None or values[1] is None or (len(node.inputs) > 3 and node.inputs[3] is not None
-                                                     and values[2] is None):
+        values = [
+            const_array(v) if v is not None else None for v in list(node.inputs[1:5]) + [None] * 4
+        ][:4]
+        if (
+            values[0] is None
+            or values[1] is None
+            or (len(node.inputs) > 3 and node.inputs[3] is not None and values[2] is None)
+        ):
             return None
         if len(node.inputs) > 4 and node.inputs[4] is not None and values[3] is None:
             return None
@@ -210,7 +236,11 @@ class ReduceRule(OpRule):
             return False
         keep = attr_value(node, "keepdims", 1)
         axis = xm.axis if keep else xm.axis - sum(a < xm.axis for a in axes)
-        v = cg.values[x] if node.op_type != "ReduceSum" else np.where(cg.values[x] == 0, 0.0, np.nan)
+        v = (
+            cg.values[x]
+            if node.op_type != "ReduceSum"
+            else np.where(cg.values[x] == 0, 0.0, np.nan)
+        )
         cg.join(node.outputs[0], xm, v, axis=axis)
         return True
 
@@ -222,12 +252,20 @@ class PadRule(OpRule):
     def analyse(self, cg: ChannelGraph, node) -> bool:
         x = node.inputs[0]
         xm, rank = cg.members.get(x), rank_of(x)
-        if xm is None or rank is None or attr_value(node, "mode", "constant") not in ("constant", b"constant"):
+        if (
+            xm is None
+            or rank is None
+            or attr_value(node, "mode", "constant") not in ("constant", b"constant")
+        ):
             return False
         pads = attr_value(node, "pads")
         if pads is None and len(node.inputs) > 1:
             pads = const_array(node.inputs[1])
-        fill = const_array(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] is not None else None
+        fill = (
+            const_array(node.inputs[2])
+            if len(node.inputs) > 2 and node.inputs[2] is not None
+            else None
+        )
         if pads is None or (fill is not None and float(fill) != 0) or len(node.inputs) > 3:
             return False
         pads = list(np.asarray(pads).reshape(-1))

@@ -9,8 +9,16 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxdeploy.passes.base import const_array, set_const_input
-from onnxdeploy.passes.channel_pruning.channel_graph import (ChannelGraph, LayerChange, LayoutEdit, ProducerEdit,
-                                                            ReaderEdit, attr_value, optional_const, rank_of)
+from onnxdeploy.passes.channel_pruning.channel_graph import (
+    ChannelGraph,
+    LayerChange,
+    LayoutEdit,
+    ProducerEdit,
+    ReaderEdit,
+    attr_value,
+    optional_const,
+    rank_of,
+)
 from onnxdeploy.passes.channel_pruning.rules.base import OpRule, feature_rows, layer_label, register
 
 
@@ -48,12 +56,27 @@ class ConvRule(OpRule):
             cg.new_member(out, cout, 1, np.where(zero_filter, bias_vec, np.nan))
             cg.producers.append(ProducerEdit(self, node, out))
             return True
-        if xm is None or cin_per_group != 1 or cout != group or xm.length != group or xm.block != 1 or xm.axis != 1:
-            return False  # grouped conv with several channels per group, or a channel multiplier: keep
+        if (
+            xm is None
+            or cin_per_group != 1
+            or cout != group
+            or xm.length != group
+            or xm.block != 1
+            or xm.axis != 1
+        ):
+            return (
+                False  # grouped conv with several channels per group, or a channel multiplier: keep
+            )
         v_in = cg.values[x]
-        through = np.where(v_in == 0, 0.0, np.nan) if _padded(node) else v_in * w.reshape(cout, -1).sum(axis=1)
+        through = (
+            np.where(v_in == 0, 0.0, np.nan)
+            if _padded(node)
+            else v_in * w.reshape(cout, -1).sum(axis=1)
+        )
         cg.join(out, xm, np.where(zero_filter, bias_vec, through + bias_vec))
-        cg.layouts.append(LayoutEdit(self, node, x))  # depthwise: one filter per channel, shrinks with it
+        cg.layouts.append(
+            LayoutEdit(self, node, x)
+        )  # depthwise: one filter per channel, shrinks with it
         return True
 
     def can_fold(self, node) -> bool:
@@ -78,7 +101,9 @@ class ConvRule(OpRule):
 
     def rewrite(self, graph, edit: LayoutEdit, cg: ChannelGraph, keep: dict) -> LayerChange:
         node, kept = edit.node, keep[edit.value]
-        change = LayerChange(layer_label(node), "Conv(depthwise)", cg.members[edit.value].length, len(kept))
+        change = LayerChange(
+            layer_label(node), "Conv(depthwise)", cg.members[edit.value].length, len(kept)
+        )
         set_const_input(graph, node, 1, np.ascontiguousarray(const_array(node.inputs[1])[kept]))
         _shrink_bias(graph, node, kept)
         node.attributes["group"] = ir.AttrInt64("group", len(kept))
@@ -88,8 +113,12 @@ class ConvRule(OpRule):
 def _shrink_bias(graph, node, keep: np.ndarray) -> None:
     has_bias, bias = optional_const(node, 2)
     if has_bias and bias.size > 1:
-        set_const_input(graph, node, 2, np.ascontiguousarray(
-            bias.reshape(-1)[keep].reshape(bias.shape[:-1] + (len(keep),))))
+        set_const_input(
+            graph,
+            node,
+            2,
+            np.ascontiguousarray(bias.reshape(-1)[keep].reshape(bias.shape[:-1] + (len(keep),))),
+        )
 
 
 class _MatrixRule(OpRule):
@@ -107,13 +136,22 @@ class _MatrixRule(OpRule):
         consts = _folded_constants(cg, edit.value, keep)
         if consts:
             alpha, beta = attr_value(node, "alpha", 1.0), attr_value(node, "beta", 1.0)
-            extra = sum(v * weight[feature_rows(np.array([c]), member.block)].sum(axis=0) for c, v in consts)
+            extra = sum(
+                v * weight[feature_rows(np.array([c]), member.block)].sum(axis=0) for c, v in consts
+            )
             _, c_in = optional_const(node, 2)
-            bias = np.broadcast_to(c_in.reshape(-1), (weight.shape[1],)) if c_in is not None else \
-                np.zeros(weight.shape[1])
-            set_const_input(graph, node, 2, (bias + alpha / beta * extra).astype(w.dtype), suffix="folded")
+            bias = (
+                np.broadcast_to(c_in.reshape(-1), (weight.shape[1],))
+                if c_in is not None
+                else np.zeros(weight.shape[1])
+            )
+            set_const_input(
+                graph, node, 2, (bias + alpha / beta * extra).astype(w.dtype), suffix="folded"
+            )
         rows = feature_rows(keep, member.block)
-        set_const_input(graph, node, 1, np.ascontiguousarray(weight[rows].T if transposed else weight[rows]))
+        set_const_input(
+            graph, node, 1, np.ascontiguousarray(weight[rows].T if transposed else weight[rows])
+        )
 
     def shrink_outputs(self, graph, edit: ProducerEdit, keep: np.ndarray) -> None:
         node = edit.node
@@ -144,7 +182,9 @@ class GemmRule(_MatrixRule):
                 cg.readers.append(ReaderEdit(self, node, a))
         beta = attr_value(node, "beta", 1.0)
         bias = np.broadcast_to(c.reshape(-1) * beta, (n_out,)) if c is not None else np.zeros(n_out)
-        cg.new_member(node.outputs[0], n_out, 1, np.where(~np.any(weight != 0, axis=0), bias, np.nan))
+        cg.new_member(
+            node.outputs[0], n_out, 1, np.where(~np.any(weight != 0, axis=0), bias, np.nan)
+        )
         cg.producers.append(ProducerEdit(self, node, node.outputs[0]))
         return True
 
@@ -167,6 +207,8 @@ class MatMulRule(_MatrixRule):
                 cg.spaces.pin(am, f"MatMul {node.name} reads features it cannot map to channels")
             else:
                 cg.readers.append(ReaderEdit(self, node, a))
-        cg.new_member(node.outputs[0], b.shape[1], rank - 1, np.where(~np.any(b != 0, axis=0), 0.0, np.nan))
+        cg.new_member(
+            node.outputs[0], b.shape[1], rank - 1, np.where(~np.any(b != 0, axis=0), 0.0, np.nan)
+        )
         cg.producers.append(ProducerEdit(self, node, node.outputs[0]))
         return True

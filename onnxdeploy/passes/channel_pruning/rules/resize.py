@@ -48,6 +48,8 @@ class ResizeRule(OpRule):
         v = cg.values[x]
         if attr_value(node, "coordinate_transformation_mode", "half_pixel") == "tf_crop_and_resize":
             fill = attr_value(node, "extrapolation_value", 0.0)
-            v = np.where((v == 0) & (fill == 0), 0.0, np.nan)  # points outside the box take the fill value
+            v = np.where(
+                (v == 0) & (fill == 0), 0.0, np.nan
+            )  # points outside the box take the fill value
         cg.join(node.outputs[0], xm, v)
         return True
