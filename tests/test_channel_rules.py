@@ -242,7 +242,7 @@ def test_fold_constants_says_modified_only_when_it_folded(tmp_path):
             [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
             initializer=inits if foldable else inits[:1],
         )
-        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
     fold = PASSES["fold-constants"]()
     assert not fold(ir.from_proto(model(False))).modified
