@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import click
 
-from onnxdeploy.cli.options import Finite
+from onnxdeploy.cli.options import POSITIVE, Finite
 from onnxdeploy.cli.output import announce, finish, progress, say
 from onnxdeploy.quantize.isa import TARGET_CPUS
 from onnxdeploy.quantize.request import BLOCK_SIZES, METHODS, WEIGHTS
@@ -48,6 +48,14 @@ from onnxdeploy.quantize.request import BLOCK_SIZES, METHODS, WEIGHTS
     help="7-bit weights (default: by CPU).",
 )
 @click.option("--calib-size", type=int, default=512, show_default=True)
+@click.option(
+    "--calib-memory",
+    "calib_memory",
+    type=POSITIVE,
+    default=None,
+    help="MB of activations calibration may hold at once (default: a quarter of the memory "
+    "available, 256-2048 MB); the calibration batch shrinks to fit.",
+)
 @click.option(
     "--batch-size", type=int, default=32, show_default=True, help="Calibration batch size."
 )
@@ -136,6 +144,7 @@ def quantize_command(
     per_channel,
     reduce_range,
     calib_size,
+    calib_memory,
     batch_size,
     activation_type,
     weight_type,
@@ -184,6 +193,7 @@ def quantize_command(
         reduce_range=reduce_range,
         percentile=percentile,
         calib_size=calib_size,
+        calib_memory_mb=calib_memory,
         batch_size=batch_size,
         activation_type=activation_type,
         weight_type=weight_type,

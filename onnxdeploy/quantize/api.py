@@ -28,6 +28,13 @@ from onnxdeploy.atomic import ensure_writable_dir, refuse_overwrite
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.onnx_io import file_bytes, load_model, save_model, set_metadata
 from onnxdeploy.quantize import search
+from onnxdeploy.quantize.calib_budget import (
+    CalibrationPlan,
+    activation_bytes,
+    machine_budget_mb,
+    plan,
+    stride_for,
+)
 from onnxdeploy.quantize.calib_reader import StreamingReader
 from onnxdeploy.quantize.configs import candidates
 from onnxdeploy.quantize.isa import decide, target_flags
@@ -92,10 +99,9 @@ def _preprocess(src: str, dst: str, announce) -> str:
     return dst
 
 
-def _calibration(calib, specs, config: QuantizeConfig, has_eval: bool):
-    """(reader over uniform calibration batches, samples used, the chunk source, samples available,
-    sha256
-    of the batches)."""
+def _calibration(calib, specs, config: QuantizeConfig, has_eval: bool, model: onnx.ModelProto):
+    """(reader over uniform calibration batches sized to the memory budget, samples used, the chunk
+    source, samples available, sha256 of the batches, the calibration plan)."""
     source = datalayer.calibration_source(calib, specs)
     total = (
         config.calib_size + HOLDOUT
@@ -105,23 +111,18 @@ def _calibration(calib, specs, config: QuantizeConfig, has_eval: bool):
     if total == 0:
         raise UserError(f"{datalayer.describe(calib)}: empty calibration set")
     n_calib = min(config.calib_size, total if has_eval else max(1, int(total * 0.8)))
-    full = (
-        n_calib // config.batch_size
-    )  # uniform batches: a last partial one only when it is the only one
+    budget = config.calib_memory_mb or machine_budget_mb()
+    sized = plan(activation_bytes(model), batch_size=config.batch_size, budget_mb=budget)
+    batch = sized.batch_size
+    full = n_calib // batch  # uniform batches: a last partial one only when it is the only one
 
     def make():
-        return datalayer.batches(
-            source, specs, batch_size=config.batch_size, limit=n_calib, uniform=True
-        )
+        return datalayer.batches(source, specs, batch_size=batch, limit=n_calib, uniform=True)
 
-    reader = StreamingReader(make, batch_count=max(full, 1))
-    return (
-        reader,
-        full * config.batch_size if full else n_calib,
-        source,
-        total,
-        datalayer.fingerprint(make()),
-    )
+    sized = stride_for(sized, max(full, 1))
+    reader = StreamingReader(make, batch_count=max(full, 1), stride=sized.stride)
+    used = full * batch if full else n_calib
+    return reader, used, source, total, datalayer.fingerprint(make()), sized
 
 
 def _scoring_split(calib, eval_data, specs, source, n_calib: int, total: int) -> datalayer.Split:
@@ -184,8 +185,8 @@ def quantize(
     decision = decide(target_flags(config.target_cpu))
     tries = candidates(decision, model, config)
     target = where.single_target("quantize")
-    reader, n_calib, source, total, calib_sha = _calibration(
-        calib, specs, config, eval_data is not None
+    reader, n_calib, source, total, calib_sha, calib_plan = _calibration(
+        calib, specs, config, eval_data is not None, model
     )
     split = _scoring_split(calib, eval_data, specs, source, n_calib, total)
     with where.connect(progress=progress) as ray:
@@ -207,6 +208,7 @@ def quantize(
                 announce,
                 ray,
                 where,
+                calib_plan,
             )
         )
 
@@ -246,6 +248,7 @@ class _Job:
     announce: Callable[[str], None]
     ray: object = None
     where: Where = HERE
+    calib_plan: CalibrationPlan | None = None
 
     @property
     def where_timed(self) -> str:
@@ -281,7 +284,7 @@ def _search(job: _Job) -> QuantizeResult:
             calib_samples=job.calib_samples,
             eval_samples=len(job.split),
             calib_sha256=job.calib_sha256,
-            notes=tuple(state.logs.summary()),
+            notes=(job.calib_plan.describe(), *state.logs.summary()) if job.calib_plan else tuple(state.logs.summary()),
         )
         if not any(a.passed for a in state.attempts):
             _fail(state, job, common)

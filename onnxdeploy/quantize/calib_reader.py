@@ -19,9 +19,14 @@ class StreamingReader(_ReaderBase):
     """
 
     def __init__(
-        self, make_batches: Callable[[], Iterator[dict]], *, batch_count: int | None = None
+        self,
+        make_batches: Callable[[], Iterator[dict]],
+        *,
+        batch_count: int | None = None,
+        stride: int | None = None,
     ):
         self._make = make_batches
+        self.stride = stride  # batches per collect_data chunk (None: the largest divisor up to 16)
         if batch_count is not None:
             self._batch_count = batch_count
         self._iter = make_batches()

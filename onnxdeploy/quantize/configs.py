@@ -205,8 +205,11 @@ def apply_config(config: Candidate, model_path: str, output_path: str, reader) -
     types = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
     # Bounded memory: onnxruntime's strided calibration calls collect_data on chunks of `stride`
     # batches (ranges or histograms are merged, outputs dropped); the stride must divide the count.
+    # The reader's stride was sized to the memory budget (quantize.calib_budget).
     count = reader.batch_count()
-    stride = max((k for k in range(1, 17) if count % k == 0), default=1)
+    stride = getattr(reader, "stride", None)
+    if not stride or count % stride:
+        stride = max((k for k in range(1, 17) if count % k == 0), default=1)
     extra = {"CalibPercentile": config.percentile, "CalibStridedMinMax": stride}
     float_model = load_model(model_path, check=False, load_external=False)
     low_bit = find_low_bit(float_model)

@@ -22,8 +22,9 @@ BLOCK_SIZES = (16, 32, 64, 128, 256)
 @dataclass(frozen=True)
 class QuantizeConfig:
     """How to quantize. ``None`` leaves a setting to the CPU decision and lets the search try
-    alternatives;
-    a value fixes it in every candidate. ``exclude`` holds node names or op types kept in fp32."""
+    alternatives; a value fixes it in every candidate. ``exclude`` holds node names or op types kept
+    in fp32. ``calib_memory_mb`` bounds the activations calibration holds at once (``batch_size``
+    shrinks and chunks are sized to fit); None: a quarter of the memory available, 256 MB-2 GB."""
 
     method: str | None = None
     per_channel: bool | None = None
@@ -37,6 +38,7 @@ class QuantizeConfig:
     target_cpu: str | None = None
     weights: str = "int8"
     block_size: int = 32
+    calib_memory_mb: float | None = None  # activations calibration may hold (None: from the machine)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "exclude", tuple(self.exclude))
@@ -67,6 +69,13 @@ class QuantizeConfig:
                 f"method '{self.method}' applies to int8; int4 weights are weight-only (no "
                 "calibration)",
                 param="method",
+            )
+        if self.calib_memory_mb is not None and not (
+            math.isfinite(self.calib_memory_mb) and self.calib_memory_mb > 0
+        ):
+            raise UserError(
+                f"calib_memory_mb {self.calib_memory_mb}: must be a positive number of MB",
+                param="calib_memory_mb",
             )
         if not (math.isfinite(self.percentile) and 0 < self.percentile <= 100):
             raise UserError(

@@ -20,6 +20,7 @@ class Attempt:
     p50_ms: float | None = None
     speedup: float | None = None
     speedup_ci: tuple[float, float] | None = None  # bootstrap 95% CI of fp32 p50 / int8 p50
+    calib_peak_mb: float | None = None  # peak memory calibrating and quantizing added (RSS)
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ class QuantizeResult:
                     "cosine",
                     "p50 ms",
                     "vs fp32",
+                    "calib MB",
                     "result",
                 ],
                 [_attempt_row(a) for a in self.attempts],
@@ -140,6 +142,7 @@ def _attempt_row(a: Attempt) -> list[str]:
             "-",
             "-",
             "-",
+            "-",
             f"ERROR {a.error}",
         ]
     p50 = f"{a.p50_ms:.4f}" if a.p50_ms is not None else "-"
@@ -153,6 +156,7 @@ def _attempt_row(a: Attempt) -> list[str]:
         f"{a.cosine:.4f}",
         p50,
         speed,
+        f"{a.calib_peak_mb:.0f}" if a.calib_peak_mb is not None else "-",
         "pass" if a.passed else "FAIL",
     ]
 

@@ -76,10 +76,12 @@ def try_candidate(
     logs: Collected,
 ) -> Attempt:
     """Quantize ``fp32_path`` with ``config`` into ``path`` and score it; an error row when
-    onnxruntime
-    cannot apply the configuration (the next one may)."""
+    onnxruntime cannot apply the configuration (the next one may). The memory calibration and
+    quantization added above what the process held before is measured (peak RSS)."""
+    from onnxdeploy.runtime_bench.memory import SessionMemory
+
     try:
-        with collected(logs):
+        with collected(logs), SessionMemory() as memory:
             apply_config(config, fp32_path, path, reader)
     except OnnxDeployError:
         raise
@@ -96,7 +98,8 @@ def try_candidate(
         )
     s = score(path, split, reference)
     drop = fp32_value - s.value
-    return Attempt(config, s.value, drop, s.snr_db, s.cosine, acceptance.accepts(drop, s.snr_db))
+    passed = acceptance.accepts(drop, s.snr_db)
+    return Attempt(config, s.value, drop, s.snr_db, s.cosine, passed, calib_peak_mb=memory.mb)
 
 
 def _remote_candidate(config: Candidate, bundle: dict) -> tuple:
@@ -111,7 +114,8 @@ def _remote_candidate(config: Candidate, bundle: dict) -> tuple:
         folder = Path(tmp)
         fp32_path = write_files(folder, bundle["fp32_files"])
         batches = bundle["batches"]
-        reader = StreamingReader(lambda: iter(batches), batch_count=len(batches))
+        reader = StreamingReader(lambda: iter(batches), batch_count=len(batches),
+                                 stride=bundle["stride"])
         logs = Collected()
         (folder / "out").mkdir()
         out = str(folder / "out" / f"{config.name}.onnx")
@@ -145,6 +149,7 @@ def score_candidates(
     bundle = {
         "fp32_files": model_files(state.fp32_path),
         "batches": list(state.reader.batches()),
+        "stride": state.reader.stride,
         "split": state.split,
         "reference": state.reference,
         "fp32_value": state.fp32.value,
