@@ -88,3 +88,16 @@ def test_calibration_peak_stays_within_the_budget_when_the_set_does_not(tmp_path
     assert bounded is not None and unbounded is not None
     assert bounded < budget + 80, bounded  # the budget plus onnxruntime's own sessions and model
     assert unbounded > 3 * bounded, (bounded, unbounded)  # what the budget saved, measured
+
+
+def test_batched_inference_sizes_its_batch_to_the_budget(tmp_path):
+    from onnxdeploy.runtime import run_batched
+    from onnxdeploy.runtime.budget import inference_batch
+
+    model = wide_convnet(tmp_path / "m.onnx")
+    assert inference_batch(model, budget_mb=40) == 9  # 40 MB // 4.0002 MB per sample
+    assert inference_batch(model, budget_mb=10_000) == 256 and inference_batch(model, budget_mb=1) == 1
+    x = np.random.default_rng(0).standard_normal((20, 3, 64, 64)).astype(np.float32)
+    whole = run_batched(tmp_path / "m.onnx", x, batch_size=20)
+    sized = run_batched(tmp_path / "m.onnx", x)  # the budget's batch, same numbers
+    assert np.allclose(whole[next(iter(whole))], sized[next(iter(sized))], atol=1e-5)

@@ -12,60 +12,10 @@ sizes them from memory itself, hence the hand-written estimate.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
-import onnx
+from onnxdeploy.runtime.budget import MB, activation_bytes, machine_budget_mb
 
-from onnxdeploy.onnx_io import without_weights
-
-MB = 1024 * 1024
 HOLD_FACTOR = 3  # outputs as returned, the per-tensor lists merged from them, and one reduction's copy
-BUDGET_SHARE = 0.25  # of the memory available when quantize starts
-BUDGET_MIN_MB, BUDGET_MAX_MB = 256, 2048
-
-
-def activation_bytes(model: onnx.ModelProto) -> int:
-    """Bytes of every float tensor one sample produces (the graph's values, symbolic dims as 1, the
-    batch as 1): what the calibrator's augmented model returns per sample."""
-    try:
-        inferred = onnx.shape_inference.infer_shapes(without_weights(model), strict_mode=False)
-    except Exception:  # noqa: BLE001 - without shapes the estimate is the graph outputs alone
-        inferred = model
-    initializers = {t.name for t in model.graph.initializer}
-    total = 0
-    for value in list(inferred.graph.value_info) + list(inferred.graph.output):
-        tensor = value.type.tensor_type
-        if value.name in initializers or tensor.elem_type not in (onnx.TensorProto.FLOAT,
-                                                                  onnx.TensorProto.FLOAT16):
-            continue
-        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1
-                for d in tensor.shape.dim]
-        if dims:
-            dims[0] = 1  # per sample
-        itemsize = 4 if tensor.elem_type == onnx.TensorProto.FLOAT else 2
-        total += int(np.prod(dims)) * itemsize
-    return total
-
-
-def available_mb(meminfo: str | None = None) -> float | None:
-    """MemAvailable from /proc/meminfo in MiB (None where the platform does not say)."""
-    try:
-        text = meminfo if meminfo is not None else Path("/proc/meminfo").read_text(encoding="utf-8")
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) / 1024
-    return None
-
-
-def machine_budget_mb(meminfo: str | None = None) -> float:
-    """A quarter of the memory available now, between 256 MiB and 2 GiB."""
-    available = available_mb(meminfo)
-    if available is None:
-        return float(BUDGET_MIN_MB * 4)
-    return float(min(BUDGET_MAX_MB, max(BUDGET_MIN_MB, available * BUDGET_SHARE)))
 
 
 @dataclass(frozen=True)

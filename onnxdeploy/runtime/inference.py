@@ -9,13 +9,19 @@ from onnxdeploy.data.dataset import Split
 
 
 def run_batched(
-    model_path, inputs, *, batch_size: int = 256, threads: int | None = None
+    model_path, inputs, *, batch_size: int | None = None, threads: int | None = None
 ) -> dict[str, np.ndarray]:
-    """Every output (by name, in the model's order) over all samples, run ``batch_size`` at a time;
+    """Every output (by name, in the model's order) over all samples, run ``batch_size`` at a time
+    (None: up to 256, as many as the machine's memory budget holds for this model's activations);
     ``inputs`` is a Split, a dict by input name, or an array for the only input."""
     from onnxdeploy.runtime.sessions import create_session
 
     session = create_session(model_path, threads=threads)
+    if batch_size is None:
+        from onnxdeploy.onnx_io import load_model
+        from onnxdeploy.runtime.budget import inference_batch
+
+        batch_size = inference_batch(load_model(model_path, check=False, load_external=False))
     if isinstance(inputs, Split):
         inputs = dict(inputs.inputs)
     elif isinstance(inputs, np.ndarray):
@@ -30,13 +36,13 @@ def run_batched(
     }
 
 
-def first_output(model_path, inputs, *, batch_size: int = 256) -> np.ndarray:
+def first_output(model_path, inputs, *, batch_size: int | None = None) -> np.ndarray:
     """A classifier's scores over all samples: the output named ``logits``, else the first one."""
     outputs = run_batched(model_path, inputs, batch_size=batch_size)
     return outputs["logits"] if "logits" in outputs else next(iter(outputs.values()))
 
 
-def onnx_accuracy(model_path, x, y=None, *, batch_size: int = 256) -> float:
+def onnx_accuracy(model_path, x, y=None, *, batch_size: int | None = None) -> float:
     """Top-1 accuracy in percent of the model's first output on a labelled Split (or arrays ``x``,
     ``y``)."""
     from onnxdeploy.data.dataset import top1_accuracy

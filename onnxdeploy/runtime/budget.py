@@ -1,0 +1,71 @@
+"""Memory budgets from the machine and the model: how much one sample's activations take, and
+how much of the memory available a batch may use (calibration and batched inference size their
+batches from these)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from onnxdeploy.onnx_io import without_weights
+
+MB = 1024 * 1024
+BUDGET_SHARE = 0.25  # of the memory available when the work starts
+BUDGET_MIN_MB, BUDGET_MAX_MB = 256, 2048
+
+
+def activation_bytes(model: onnx.ModelProto) -> int:
+    """Bytes of every float tensor one sample produces (the graph's values, symbolic dims as 1, the
+    batch as 1): what the calibrator's augmented model returns per sample."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(without_weights(model), strict_mode=False)
+    except Exception:  # noqa: BLE001 - without shapes the estimate is the graph outputs alone
+        inferred = model
+    initializers = {t.name for t in model.graph.initializer}
+    total = 0
+    for value in list(inferred.graph.value_info) + list(inferred.graph.output):
+        tensor = value.type.tensor_type
+        if value.name in initializers or tensor.elem_type not in (onnx.TensorProto.FLOAT,
+                                                                  onnx.TensorProto.FLOAT16):
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1
+                for d in tensor.shape.dim]
+        if dims:
+            dims[0] = 1  # per sample
+        itemsize = 4 if tensor.elem_type == onnx.TensorProto.FLOAT else 2
+        total += int(np.prod(dims)) * itemsize
+    return total
+
+
+def available_mb(meminfo: str | None = None) -> float | None:
+    """MemAvailable from /proc/meminfo in MiB (None where the platform does not say)."""
+    try:
+        text = meminfo if meminfo is not None else Path("/proc/meminfo").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
+def machine_budget_mb(meminfo: str | None = None) -> float:
+    """A quarter of the memory available now, between 256 MiB and 2 GiB."""
+    available = available_mb(meminfo)
+    if available is None:
+        return float(BUDGET_MIN_MB * 4)
+    return float(min(BUDGET_MAX_MB, max(BUDGET_MIN_MB, available * BUDGET_SHARE)))
+
+
+def inference_batch(model: onnx.ModelProto, *, most: int = 256, budget_mb: float | None = None) -> int:
+    """Samples per batch for batched inference: at most ``most``, and no more than the budget holds
+    if every activation of every sample were alive at once (an upper bound: onnxruntime frees them
+    as it goes)."""
+    per_sample_mb = activation_bytes(model) / MB
+    budget = budget_mb if budget_mb is not None else machine_budget_mb()
+    return max(1, min(most, int(budget // max(per_sample_mb, 1e-9))))
+
+
+__all__ = ["MB", "activation_bytes", "available_mb", "inference_batch", "machine_budget_mb"]
