@@ -3,7 +3,8 @@
 Both calibrate the same model on the same samples (a folder of .npz files) with MinMax. The
 baseline is the plain recipe from onnxruntime's examples: every sample loaded into a list,
 ``quantize_static`` with default options (it keeps every intermediate output until the end).
-Ours streams batches from the files and merges ranges every few batches. Each runs in its own
+Ours streams batches from the files, in batches and chunks sized to the memory budget as
+``quantize`` sizes them (``quantize.calib_budget``), and merges ranges or histograms chunk by chunk. Each runs in its own
 process; the peak RSS of that process is compared.
 
     python benchmarks/quantize_memory.py [--samples 4096]
@@ -41,9 +42,15 @@ from onnxdeploy.data import batches, calibration_source, specs_from_onnx
 from onnxdeploy.quantize.calib_reader import StreamingReader
 from onnxdeploy.quantize.configs import Candidate, apply_config
 import onnx
-specs = specs_from_onnx(onnx.load(sys.argv[2]))
+from onnxdeploy.quantize.calib_budget import activation_bytes, machine_budget_mb, plan, stride_for
+model = onnx.load(sys.argv[2])
+specs = specs_from_onnx(model)
 source = calibration_source(sys.argv[1], specs)
-reader = StreamingReader(lambda: batches(source, specs, batch_size=32, limit=None))
+sized = plan(activation_bytes(model), batch_size=32, budget_mb=machine_budget_mb())  # as quantize does
+count = sum(1 for _ in batches(source, specs, batch_size=sized.batch_size, limit=None, uniform=True))
+sized = stride_for(sized, count)
+reader = StreamingReader(lambda: batches(source, specs, batch_size=sized.batch_size, limit=None,
+                                         uniform=True), batch_count=count, stride=sized.stride)
 apply_config(Candidate("isa-default", method=sys.argv[4], reduce_range=True), sys.argv[2], sys.argv[3], reader)
 """
 
