@@ -251,6 +251,12 @@ class _Job:
     calib_plan: CalibrationPlan | None = None
 
     @property
+    def timed_on(self) -> Where:
+        """Where candidates are timed: a node of the target, or this machine when no target is
+        given (a cluster without one only scores there)."""
+        return self.where if self.where.targets else HERE
+
+    @property
     def where_timed(self) -> str:
         return f"batch {self.acceptance.target_batch}, {self.acceptance.target_threads} thread(s)"
 
@@ -295,7 +301,7 @@ def _search(job: _Job) -> QuantizeResult:
             acceptance,
             job.timing,
             job.shapes,
-            where=job.where,
+            where=job.timed_on,
             progress=job.progress,
         )
         chosen = search.fastest(state)
@@ -305,7 +311,7 @@ def _search(job: _Job) -> QuantizeResult:
             acceptance,
             job.timing,
             job.shapes,
-            where=job.where,
+            where=job.timed_on,
             progress=job.progress,
         )
         return _decide(state, job, chosen, confirmation, fp32_p50, common)
