@@ -295,14 +295,15 @@ def test_a_lost_node_has_its_cells_retried_then_missing_when_none_is_left(
     from onnxdeploy.cluster import cluster_benchmark
     from onnxdeploy.runtime_bench import BenchRequest, TimingPlan
 
+    # each cell lasts long enough that a node taken away after the first one still has cells queued
+    SLOW_CELLS = TimingPlan(iterations=30, warmup=1, min_duration=0.5)
     monkeypatch.chdir(tmp_path)
     spare = cluster.add_node(num_cpus=1, resources={"arm": 1})
     cluster.wait_for_nodes()
     removed = []
 
-    def lose_a_node(
-        message,
-    ):  # the first finished cell: take away the node that will run the next ones
+    def lose_a_node(message):
+        # the first finished cell: take away the node that will run the next ones
         if not removed and message.startswith("[1/"):
             node = next(n for n in cluster.worker_nodes if n is not spare)
             removed.append(node)
@@ -310,7 +311,7 @@ def test_a_lost_node_has_its_cells_retried_then_missing_when_none_is_left(
 
     run = cluster_benchmark(
         ray,
-        BenchRequest(models, batches=(1, 2, 3, 4), timing=TimingPlan(iterations=30, warmup=1)),
+        BenchRequest(models, batches=(1, 2, 3, 4), timing=SLOW_CELLS),
         targets=("arm",),
         progress=lose_a_node,
     )
@@ -324,7 +325,7 @@ def test_a_lost_node_has_its_cells_retried_then_missing_when_none_is_left(
 
     run = cluster_benchmark(
         ray,
-        BenchRequest(models, batches=(1, 2, 3, 4), timing=TimingPlan(iterations=30, warmup=1)),
+        BenchRequest(models, batches=(1, 2, 3, 4), timing=SLOW_CELLS),
         targets=("arm",),
         progress=lose_the_last,
     )

@@ -290,7 +290,9 @@ def _search(job: _Job) -> QuantizeResult:
             calib_samples=job.calib_samples,
             eval_samples=len(job.split),
             calib_sha256=job.calib_sha256,
-            notes=(job.calib_plan.describe(), *state.logs.summary()) if job.calib_plan else tuple(state.logs.summary()),
+            notes=(job.calib_plan.describe(), *state.logs.summary())
+            if job.calib_plan
+            else tuple(state.logs.summary()),
         )
         if not any(a.passed for a in state.attempts):
             _fail(state, job, common)

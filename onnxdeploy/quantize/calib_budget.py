@@ -15,7 +15,9 @@ from dataclasses import dataclass
 
 from onnxdeploy.runtime.budget import MB, activation_bytes, machine_budget_mb
 
-HOLD_FACTOR = 3  # outputs as returned, the per-tensor lists merged from them, and one reduction's copy
+HOLD_FACTOR = (
+    3  # outputs as returned, the per-tensor lists merged from them, and one reduction's copy
+)
 
 
 @dataclass(frozen=True)
@@ -32,9 +34,15 @@ class CalibrationPlan:
         return self.batch_size * self.stride * self.per_sample_mb * HOLD_FACTOR
 
     def describe(self) -> str:
-        return (f"calibration in batches of {self.batch_size}, {self.stride} batch(es) per chunk: "
-                f"~{self.chunk_mb:.0f} MB of activations held at once (budget {self.budget_mb:.0f} MB,"
-                f" {self.per_sample_mb:.1f} MB per sample)")
+        return (
+            f"calibration in batches of {self.batch_size}, {self.stride} batch(es) per chunk: "
+            f"~{_mb(self.chunk_mb)} MB of activations held at once (budget "
+            f"{self.budget_mb:.0f} MB, {_mb(self.per_sample_mb)} MB per sample)"
+        )
+
+
+def _mb(value: float) -> str:
+    return f"{value:.0f}" if value >= 10 else f"{value:.2g}"
 
 
 def plan(per_sample_bytes: int, *, batch_size: int, budget_mb: float) -> CalibrationPlan:
@@ -45,14 +53,23 @@ def plan(per_sample_bytes: int, *, batch_size: int, budget_mb: float) -> Calibra
     return CalibrationPlan(max(1, min(batch_size, fits)), 1, per_sample_mb, budget_mb)
 
 
-def stride_for(calibration: CalibrationPlan, batch_count: int, *, most: int = 16) -> CalibrationPlan:
+def stride_for(
+    calibration: CalibrationPlan, batch_count: int, *, most: int = 16
+) -> CalibrationPlan:
     """The most batches per chunk (dividing ``batch_count``, as onnxruntime requires, at most
     ``most``) whose activations stay within the budget; 1 when even one batch is all it holds."""
     per_batch = calibration.batch_size * calibration.per_sample_mb * HOLD_FACTOR
-    fits = [k for k in range(1, most + 1)
-            if batch_count % k == 0 and k * per_batch <= calibration.budget_mb]
-    return CalibrationPlan(calibration.batch_size, max(fits, default=1), calibration.per_sample_mb,
-                           calibration.budget_mb)
+    fits = [
+        k
+        for k in range(1, most + 1)
+        if batch_count % k == 0 and k * per_batch <= calibration.budget_mb
+    ]
+    return CalibrationPlan(
+        calibration.batch_size,
+        max(fits, default=1),
+        calibration.per_sample_mb,
+        calibration.budget_mb,
+    )
 
 
 __all__ = ["CalibrationPlan", "activation_bytes", "machine_budget_mb", "plan", "stride_for"]

@@ -38,7 +38,9 @@ class QuantizeConfig:
     target_cpu: str | None = None
     weights: str = "int8"
     block_size: int = 32
-    calib_memory_mb: float | None = None  # activations calibration may hold (None: from the machine)
+    calib_memory_mb: float | None = (
+        None  # activations calibration may hold (None: from the machine)
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "exclude", tuple(self.exclude))

@@ -114,8 +114,9 @@ def _remote_candidate(config: Candidate, bundle: dict) -> tuple:
         folder = Path(tmp)
         fp32_path = write_files(folder, bundle["fp32_files"])
         batches = bundle["batches"]
-        reader = StreamingReader(lambda: iter(batches), batch_count=len(batches),
-                                 stride=bundle["stride"])
+        reader = StreamingReader(
+            lambda: iter(batches), batch_count=len(batches), stride=bundle["stride"]
+        )
         logs = Collected()
         (folder / "out").mkdir()
         out = str(folder / "out" / f"{config.name}.onnx")

@@ -27,11 +27,15 @@ def activation_bytes(model: onnx.ModelProto) -> int:
     total = 0
     for value in list(inferred.graph.value_info) + list(inferred.graph.output):
         tensor = value.type.tensor_type
-        if value.name in initializers or tensor.elem_type not in (onnx.TensorProto.FLOAT,
-                                                                  onnx.TensorProto.FLOAT16):
+        if value.name in initializers or tensor.elem_type not in (
+            onnx.TensorProto.FLOAT,
+            onnx.TensorProto.FLOAT16,
+        ):
             continue
-        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1
-                for d in tensor.shape.dim]
+        dims = [
+            d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1
+            for d in tensor.shape.dim
+        ]
         if dims:
             dims[0] = 1  # per sample
         itemsize = 4 if tensor.elem_type == onnx.TensorProto.FLOAT else 2
@@ -59,7 +63,9 @@ def machine_budget_mb(meminfo: str | None = None) -> float:
     return float(min(BUDGET_MAX_MB, max(BUDGET_MIN_MB, available * BUDGET_SHARE)))
 
 
-def inference_batch(model: onnx.ModelProto, *, most: int = 256, budget_mb: float | None = None) -> int:
+def inference_batch(
+    model: onnx.ModelProto, *, most: int = 256, budget_mb: float | None = None
+) -> int:
     """Samples per batch for batched inference: at most ``most``, and no more than the budget holds
     if every activation of every sample were alive at once (an upper bound: onnxruntime frees them
     as it goes)."""
