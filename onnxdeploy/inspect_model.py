@@ -14,7 +14,14 @@ import numpy as np
 import onnx
 
 from onnxdeploy.errors import UserError
-from onnxdeploy.onnx_io import check_model, file_bytes, graph_inputs, load_model, without_weights
+from onnxdeploy.onnx_io import (
+    check_model,
+    file_bytes,
+    graph_inputs,
+    inferred_values,
+    load_model,
+    static_dims,
+)
 
 
 def _dims(type_proto) -> list:
@@ -104,17 +111,15 @@ class ModelSummary:
 
 def _shape_map(model: onnx.ModelProto) -> dict[str, list]:
     """Value name -> shape with the batch (and other symbolic dims) taken as 1."""
-    try:
-        inferred = onnx.shape_inference.infer_shapes(without_weights(model), strict_mode=False)
-    except Exception:
-        inferred = model
+    values = inferred_values(model)
+    if values is None:  # without inferred shapes, what the graph itself declares
+        values = [*model.graph.value_info, *model.graph.output]
     shapes = {}
-    graph = inferred.graph
-    for vi in list(graph.value_info) + list(graph.input) + list(graph.output):
-        dims = _dims(vi.type)
+    for vi in [*values, *model.graph.input]:
+        dims = static_dims(vi)
         if dims:
-            shapes[vi.name] = [d if isinstance(d, int) and d > 0 else 1 for d in dims]
-    for init in graph.initializer:
+            shapes[vi.name] = dims
+    for init in model.graph.initializer:
         shapes[init.name] = list(init.dims)
     return shapes
 

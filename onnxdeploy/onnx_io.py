@@ -125,6 +125,24 @@ def without_weights(model: onnx.ModelProto) -> onnx.ModelProto:
     return light
 
 
+def inferred_values(model: onnx.ModelProto) -> list[onnx.ValueInfoProto] | None:
+    """The graph's intermediate values and outputs with the types and shapes onnx shape inference
+    gives them (run on ``without_weights(model)``); None when inference fails."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(without_weights(model), strict_mode=False)
+    except Exception:  # noqa: BLE001 - each caller says what it does without shapes
+        return None
+    return [*inferred.graph.value_info, *inferred.graph.output]
+
+
+def static_dims(value: onnx.ValueInfoProto) -> list[int]:
+    """A value's dims with symbolic or unknown ones taken as 1 ([] without a shape)."""
+    return [
+        d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1
+        for d in value.type.tensor_type.shape.dim
+    ]
+
+
 def is_large(model: onnx.ModelProto) -> bool:
     """Too big for one protobuf message: saved with external data, checked and run by path."""
     return tensor_bytes(model) > PROTOBUF_LIMIT

@@ -7,7 +7,7 @@ import math
 
 import onnx
 
-from onnxdeploy.onnx_io import without_weights
+from onnxdeploy.onnx_io import inferred_values, static_dims
 
 MATMUL_OPS = ("MatMul", "Gemm")
 
@@ -28,16 +28,10 @@ def _constants(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
 def _output_dims(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
     """Static output dims by tensor name from onnx shape inference (symbolic or unknown dims count
     1)."""
-    try:
-        inferred = onnx.shape_inference.infer_shapes(without_weights(model))
-    # noqa below: shapes only sharpen an estimate; without them every size counts 1
-    except Exception:  # noqa: BLE001
+    values = inferred_values(model)
+    if values is None:  # shapes only sharpen an estimate; without them every size counts 1
         return {}
-    dims = {}
-    for value in list(inferred.graph.value_info) + list(inferred.graph.output):
-        shape = value.type.tensor_type.shape
-        dims[value.name] = tuple(d.dim_value if d.HasField("dim_value") else 1 for d in shape.dim)
-    return dims
+    return {value.name: tuple(static_dims(value)) for value in values}
 
 
 def matmul_share(model: onnx.ModelProto) -> float:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from onnxdeploy.onnx_io import without_weights
+from onnxdeploy.onnx_io import inferred_values, static_dims
 
 MB = 1024 * 1024
 BUDGET_SHARE = 0.25  # of the memory available when the work starts
@@ -19,23 +19,19 @@ BUDGET_MIN_MB, BUDGET_MAX_MB = 256, 2048
 def activation_bytes(model: onnx.ModelProto) -> int:
     """Bytes of every float tensor one sample produces (the graph's values, symbolic dims as 1, the
     batch as 1): what the calibrator's augmented model returns per sample."""
-    try:
-        inferred = onnx.shape_inference.infer_shapes(without_weights(model), strict_mode=False)
-    except Exception:  # noqa: BLE001 - without shapes the estimate is the graph outputs alone
-        inferred = model
+    values = inferred_values(model)
+    if values is None:  # without shapes the estimate is what the graph itself declares
+        values = [*model.graph.value_info, *model.graph.output]
     initializers = {t.name for t in model.graph.initializer}
     total = 0
-    for value in list(inferred.graph.value_info) + list(inferred.graph.output):
+    for value in values:
         tensor = value.type.tensor_type
         if value.name in initializers or tensor.elem_type not in (
             onnx.TensorProto.FLOAT,
             onnx.TensorProto.FLOAT16,
         ):
             continue
-        dims = [
-            d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1
-            for d in tensor.shape.dim
-        ]
+        dims = static_dims(value)
         if dims:
             dims[0] = 1  # per sample
         itemsize = 4 if tensor.elem_type == onnx.TensorProto.FLOAT else 2
