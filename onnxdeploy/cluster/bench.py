@@ -69,9 +69,8 @@ def cluster_benchmark(
             ray.cancel(ref)
         raise
     finally:
-        for (
-            actor
-        ) in actors.values():  # the timers stay (other runs queue on them); this run's files go
+        # the timers stay (other runs queue on them); this run's files go
+        for actor in actors.values():
             try:
                 ray.get(actor.close.remote(run_id), timeout=10)
             # a lost node's actor cannot clean up; its node is gone

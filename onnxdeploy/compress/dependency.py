@@ -113,9 +113,8 @@ def _convert(group, order) -> ChannelGroup | None:
         if name in members and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))
     )
     followers = {}
-    for (
-        producer
-    ) in producers:  # the BatchNorm right after a producer scales its channels' importance
+    # the BatchNorm right after a producer scales its channels' importance
+    for producer in producers:
         after = [name for i, name in norms if i > position[producer]]
         if after:
             followers[producer] = after[0]

@@ -64,19 +64,15 @@ def benchmark(
         )
     from onnxdeploy.onnx_io import load_model
 
-    for (
-        model
-    ) in request.models:  # a missing or unreadable model is named before the cluster is touched
+    # a missing or unreadable model is named before the cluster is touched
+    for model in request.models:
         load_model(model, check=False)
     from onnxdeploy.cluster.bench import cluster_benchmark
 
-    with where.connect(progress=progress or (lambda m: None)) as ray:
+    notes = progress or (lambda m: None)
+    with where.connect(progress=notes) as ray:
         return cluster_benchmark(
-            ray,
-            request,
-            targets=where.targets,
-            cluster=where.cluster,
-            progress=progress or (lambda m: None),
+            ray, request, targets=where.targets, cluster=where.cluster, progress=notes
         )
 
 
