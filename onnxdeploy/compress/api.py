@@ -80,8 +80,10 @@ def _zeroed_channels(model, groups) -> int:
     modules = dict(model.named_modules())
     count = 0
     for group in groups:
-        w = modules[group.producers[0]].weight.detach()
-        count += int((w.reshape(w.shape[0], -1) == 0).all(dim=1).sum())
+        name = group.producers[0]
+        w = modules[name].weight.detach()
+        zero = (w.reshape(w.shape[0], -1) == 0).all(dim=1)
+        count += sum(bool(zero[own]) for _, own in group.pairs(name))
     return count
 
 
@@ -116,7 +118,7 @@ def compress_module(
     return CompressResult(
         dense_accuracy,
         tuple(done),
-        {"+".join(g.producers): round(t, 4) for g, t in zip(groups, targets)},
+        {g.label: round(t, 4) for g, t in zip(groups, targets)},
         sparsity_report(module),
     )
 

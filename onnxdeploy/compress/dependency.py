@@ -1,12 +1,15 @@
-"""Coupled channel groups from Torch-Pruning's dependency graph, for models torch.fx cannot trace
-(Hugging Face models with control flow, keyword inputs and ModelOutputs).
+"""Coupled channel groups from Torch-Pruning's dependency graph.
 
-Torch-Pruning is the well-kept library for exactly this; we keep only the groups whose every member
-is a Conv2d, Linear, BatchNorm, an elementwise op (one channel in, the same channel out) or a
-reshape that leaves channels whole (leading dims merged, a pooled map flattened): the cases
-``prune-channels`` removes exactly on the ONNX side. Groups that run through another reshape
-(attention heads), a LayerNorm or GroupNorm (their statistics mix channels), a concat or split are
-left whole."""
+Torch-Pruning is the well-kept library for exactly this: it follows channels through residual
+adds, squeeze-excitation gates (the gate's channels are the gated map's), concatenations (each
+producer owns a slice of the result: DenseNet, YOLO necks) and splits/chunks (ShuffleNet, C2f),
+and records for every coupled slice which of the root's channels it carries (``root_idxs``). We
+keep the groups whose every member is a Conv2d, Linear, BatchNorm, a depthwise conv, an elementwise
+op, a concat/split/slice, or a reshape that leaves channels whole (leading dims merged, a pooled map
+flattened): the cases ``prune-channels`` removes exactly on the ONNX side. Groups that reach the
+model's outputs (a detection head's boxes and scores stay whole), or run through another reshape
+(attention heads, a channel shuffle), a LayerNorm or GroupNorm (their statistics mix channels), a
+grouped conv or a bare parameter are left whole."""
 
 from __future__ import annotations
 
@@ -15,7 +18,8 @@ from torch import nn
 from onnxdeploy.compress.groups import ChannelGroup
 from onnxdeploy.errors import UserError
 
-KEPT_PSEUDO_OPS = ("_ElementWiseOp",)
+# Torch-Pruning's stand-ins for functional ops: their index mapping is already in ``root_idxs``
+INDEX_OPS = ("_ElementWiseOp", "_ConcatOp", "_SplitOp", "_SliceOp", "_UnbindOp", "_ExpandOp")
 
 
 def _in_order(model: nn.Module) -> dict[nn.Module, tuple[int, str]]:
@@ -31,13 +35,13 @@ def dependency_groups(
         import torch_pruning as tp
     except ImportError as exc:
         raise UserError(
-            "this model cannot be traced with torch.fx; its channel groups need Torch-Pruning: "
-            "pip install 'onnxdeploy[torch]'"
+            "finding coupled channels needs Torch-Pruning: pip install 'onnxdeploy[torch]'"
         ) from exc
     try:
         graph = tp.DependencyGraph().build_dependency(
             model, example_inputs=example_inputs, output_transform=output_transform
         )
+        found = list(graph.get_all_groups(root_module_types=[nn.Conv2d, nn.Linear]))
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         raise UserError(
@@ -45,67 +49,87 @@ def dependency_groups(
         ) from exc
     order = _in_order(model)
     groups = []
-    for group in graph.get_all_groups(root_module_types=[nn.Conv2d, nn.Linear]):
-        found = _convert(group, order)
-        if found is not None and found.producers and found.consumers:
-            groups.append(found)
+    for group in found:
+        converted = _convert(group, order)
+        if converted is not None and converted.producers and converted.consumers:
+            groups.append(converted)
     return groups
 
 
-def _keeps_channels(node, size: int) -> bool:
-    """A reshape that leaves channels whole: leading dims merged or split with the channel axis
-    last on
-    both sides (Linear on [B, S, C]), or a pooled [N, C, 1, 1] map flattened to [N, C]. Read from
-    the autograd node: its saved input sizes, and its gradient's (the output's) shape."""
+def _keeps_channels(node, channel_last: bool) -> bool:
+    """A reshape that leaves channels whole: a pooled [N, C, 1, 1] map flattened to [N, C], or, for
+    channels on the last axis (a Linear's [B, S, C]), leading dims merged or split. Read from the
+    autograd node: its saved input sizes, and its gradient's (the output's) shape."""
     grad_fn = getattr(node, "grad_fn", None)
     before = getattr(grad_fn, "_saved_self_sym_sizes", None)
     metadata = getattr(grad_fn, "_input_metadata", None)
     if not before or not metadata:
         return False
     before, after = [int(s) for s in before], [int(s) for s in metadata[0].shape]
-    if before[-1] == after[-1] == size:
-        return True
-    return (
-        len(before) >= 3
-        and all(s == 1 for s in before[2:])
-        and after == before[:2]
-        and before[1] == size
-    )
+    if channel_last:
+        return len(before) >= 2 and len(after) >= 2 and before[-1] == after[-1]
+    return len(before) >= 3 and all(s == 1 for s in before[2:]) and after == before[:2]
+
+
+def _width(module: nn.Module, role: str) -> int:
+    """How many channels the module holds on the side the group touches."""
+    if isinstance(module, nn.Linear):
+        return module.out_features if role != "consumer" else module.in_features
+    if isinstance(module, nn.Conv2d):
+        return module.out_channels if role != "consumer" else module.in_channels
+    return module.num_features
+
+
+def _role(module: nn.Module, handler: str) -> str | None:
+    """producer, consumer or member for a module we zero exactly; None for anything else."""
+    groups = getattr(module, "groups", 1)
+    if isinstance(module, nn.Conv2d) and groups == module.in_channels == module.out_channels > 1:
+        return "member"  # depthwise: one filter per channel
+    if isinstance(module, (nn.Conv2d, nn.Linear)) and groups == 1:
+        return "producer" if handler == "prune_out_channels" else "consumer"
+    if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        return "member"
+    return None  # LayerNorm, GroupNorm, grouped convs, embeddings, attention: not exact
 
 
 def _convert(group, order) -> ChannelGroup | None:
     """Our ChannelGroup for one Torch-Pruning group, or None when it holds anything not removed
     exactly."""
-    size = None
-    producers, members, consumers = [], [], []
-    for dep, idxs in group:
-        module, handler = dep.target.module, getattr(dep.handler, "__name__", "")
-        if size is None:
-            size = len(idxs)
-        if sorted(idxs) != list(range(size)) or len(idxs) != size:
-            return None  # channels at an offset (concat, split): kept whole
-        if type(module).__name__ in KEPT_PSEUDO_OPS:
+    size = len(group[0].idxs)
+    channel_last = isinstance(group[0].dep.target.module, nn.Linear)
+    roles: dict[str, list[str]] = {"producer": [], "member": [], "consumer": []}
+    pairs: dict[str, set] = {}
+    for item in group:
+        dep, idxs = item.dep, item.idxs
+        module, kind = dep.target.module, type(dep.target.module).__name__
+        if kind == "_OutputOp":
+            return None  # the model's outputs keep every channel
+        if kind in INDEX_OPS or (
+            kind == "_ReshapeOp" and _keeps_channels(dep.target, channel_last)
+        ):
             continue
-        if type(module).__name__ == "_ReshapeOp" and _keeps_channels(dep.target, size):
-            continue
-        if module not in order:
+        role = _role(module, getattr(dep.handler, "__name__", "")) if module in order else None
+        if role is None or max(idxs, default=0) >= _width(module, role):
+            # the second: Torch-Pruning's index mapping lost its way (seen on YOLO's C2f, where a
+            # residual chain runs through a chunk and a concat): never zero channels by guess
             return None
         name = order[module][1]
-        if (
-            isinstance(module, nn.Conv2d)
-            and module.groups == module.in_channels == module.out_channels > 1
-        ):
-            members.append(name)  # depthwise: one filter per channel
-        elif isinstance(module, (nn.Conv2d, nn.Linear)) and (getattr(module, "groups", 1) == 1):
-            (producers if handler == "prune_out_channels" else consumers).append(name)
-        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            members.append(name)
-        else:
-            # LayerNorm, GroupNorm, reshapes, embeddings, attention...: not exact on the ONNX side
-            return None
-    producers, members, consumers = (
-        list(dict.fromkeys(x)) for x in (producers, members, consumers)
+        roles[role].append(name)
+        if role != "consumer":
+            pairs.setdefault(name, set()).update(zip(item.root_idxs, idxs))
+    producers, members, consumers = (list(dict.fromkeys(roles[r])) for r in roles)
+    slices = {
+        name: tuple(sorted(found))
+        for name, found in pairs.items()
+        if sorted(found) != [(i, i) for i in range(size)]
+    }
+    return ChannelGroup(
+        size, producers, members, consumers, _followers(producers, members, order), slices
     )
+
+
+def _followers(producers, members, order) -> dict[str, str]:
+    """The BatchNorm right after each producer (it scales its channels' importance)."""
     position = {name: i for i, name in order.values()}
     norms = sorted(
         (i, name)
@@ -113,9 +137,8 @@ def _convert(group, order) -> ChannelGroup | None:
         if name in members and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))
     )
     followers = {}
-    # the BatchNorm right after a producer scales its channels' importance
     for producer in producers:
         after = [name for i, name in norms if i > position[producer]]
         if after:
             followers[producer] = after[0]
-    return ChannelGroup(size or 0, producers, members, consumers, followers)
+    return followers

@@ -10,6 +10,7 @@ model's outputs) are left out, so their channels are never pruned.
 
 from __future__ import annotations
 
+import logging
 import operator
 from dataclasses import dataclass, field
 
@@ -17,6 +18,8 @@ import torch
 from torch import nn
 
 from onnxdeploy.errors import UserError
+
+logger = logging.getLogger(__name__)
 
 PASSTHROUGH_MODULES = (
     nn.ReLU,
@@ -54,6 +57,24 @@ class ChannelGroup:
     members: list = field(default_factory=list)  # BatchNorm / depthwise conv names in the group
     consumers: list = field(default_factory=list)  # module names reading the channels
     followers: dict = field(default_factory=dict)  # producer name -> BatchNorm name right after it
+    # module name -> ((group channel, the module's own channel), ...) where the two differ: a slice
+    # of a concatenation, one part of a split; a module missing here holds channel i as its i
+    slices: dict = field(default_factory=dict)
+
+    def pairs(self, name: str) -> list[tuple[int, int]]:
+        """(group channel, channel in module ``name``) for every channel of the group it holds."""
+        found = self.slices.get(name)
+        return list(found) if found is not None else [(i, i) for i in range(self.size)]
+
+    def channels_of(self, name: str, channels) -> list[int]:
+        """The channels of module ``name`` that carry the group's ``channels``."""
+        wanted = {int(c) for c in channels}
+        return sorted(own for mine, own in self.pairs(name) if mine in wanted)
+
+    @property
+    def label(self) -> str:
+        """The group's name in reports: its producers joined by '+'."""
+        return "+".join(self.producers)
 
 
 class _UnionFind:
@@ -74,20 +95,39 @@ class _UnionFind:
 def find_groups(model: nn.Module, example_inputs=None) -> list[ChannelGroup]:
     """The prunable channel groups of ``model`` (pinned ones left out).
 
-    torch.fx traces the models it can (our zoo, plain nn.Modules); models it cannot trace (control
-    flow, keyword inputs, ModelOutputs: most Hugging Face models) go to Torch-Pruning's dependency
-    graph, which runs them on ``example_inputs``."""
-    try:
-        traced = torch.fx.symbolic_trace(model)
-    except Exception as exc:
-        if example_inputs is None:
-            raise UserError(
-                f"cannot trace the model with torch.fx to find coupled channels: {exc}"
-            ) from exc
+    With ``example_inputs`` (what ``compress`` always passes) Torch-Pruning's dependency graph runs
+    the model and follows channels through squeeze-excitation gates, concatenations and splits too
+    (``compress.dependency``). Where it cannot build the graph, and without example inputs, torch.fx
+    traces the model and keeps those blocks whole (a warning says so)."""
+    if example_inputs is not None:
         from onnxdeploy.compress.dependency import dependency_groups
         from onnxdeploy.exporter.outputs import classifier_scores
 
-        return dependency_groups(model, example_inputs, output_transform=classifier_scores)
+        try:
+            return dependency_groups(model, example_inputs, output_transform=classifier_scores)
+        except UserError as exc:
+            try:
+                traced = torch.fx.symbolic_trace(model)
+            except Exception:
+                raise exc from None
+            logger.warning(
+                "%s; coupled channels from torch.fx instead, which keeps concatenations, splits "
+                "and gates whole",
+                exc,
+            )
+            return _fx_groups(traced)
+    try:
+        traced = torch.fx.symbolic_trace(model)
+    except Exception as exc:
+        raise UserError(
+            f"cannot trace the model with torch.fx to find coupled channels: {exc}"
+        ) from exc
+    return _fx_groups(traced)
+
+
+def _fx_groups(traced) -> list[ChannelGroup]:
+    """Groups read off a torch.fx trace: conv/linear producers, BatchNorm and depthwise members,
+    residual adds; any other op that reads a group's channels pins it."""
     modules = dict(traced.named_modules())
     space_of, size_of, pinned = {}, {}, set()
     uf = _UnionFind()

@@ -45,23 +45,26 @@ def channel_scores(model: nn.Module, group: ChannelGroup, criterion: str = "l1")
     for name in group.producers:
         norms = _filter_norms(modules[name].weight, criterion)
         bn_name = group.followers.get(name)
+        gain = {}
         if bn_name is not None:
             bn = modules[bn_name]
-            gain = (bn.weight.detach().abs() / torch.sqrt(bn.running_var + bn.eps)).double().numpy()
-            norms = norms * gain
-        scores += norms
+            scale = (bn.weight.detach().abs() / torch.sqrt(bn.running_var + bn.eps)).double()
+            gain = {mine: float(scale[own]) for mine, own in group.pairs(bn_name)}
+        for mine, own in group.pairs(name):
+            scores[mine] += norms[own] * gain.get(mine, 1.0)
     return scores
 
 
 @torch.no_grad()
 def zero_channels(model: nn.Module, group: ChannelGroup, channels) -> None:
     """Make ``channels`` of ``group`` exactly zero in every parameter slice that carries them."""
-    index = torch.as_tensor(list(channels), dtype=torch.long)
-    if index.numel() == 0:
+    channels = list(channels)
+    if not channels:
         return
     modules = dict(model.named_modules())
     for name in group.producers + group.members:
         module = modules[name]
+        index = torch.as_tensor(group.channels_of(name, channels), dtype=torch.long)
         module.weight[index] = 0
         if getattr(module, "bias", None) is not None:
             module.bias[index] = 0
