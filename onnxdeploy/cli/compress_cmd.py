@@ -26,7 +26,7 @@ from onnxdeploy.cli.output import emit_json, progress, say
     "--data",
     default="digits",
     show_default=True,
-    help="digits, or an .npz with x_train, y_train, x_val, y_val.",
+    help="digits, or an .npz with x_train, y_train, x_val, y_val (without y_*: label-free, with --distill).",
 )
 @click.option(
     "--input-shape",

@@ -42,6 +42,9 @@ class CompressResult:
     group_ratios: dict = field(default_factory=dict)
     layer_sparsity: dict = field(default_factory=dict)
     output: str | None = None
+    # what "accuracy" measures: top-1 on labels, or, without labels, the output fidelity to the
+    # dense model (compress.label_free)
+    metric: str = "top-1"
 
     @property
     def final_accuracy(self) -> float:
@@ -55,6 +58,7 @@ class CompressResult:
             "group_ratios": self.group_ratios,
             "layer_sparsity": self.layer_sparsity,
             "output": self.output,
+            "metric": self.metric,
         }
 
     def __str__(self) -> str:
@@ -65,7 +69,7 @@ class CompressResult:
             [s.name, f"{s.accuracy:.2f}%", f"{s.weight_sparsity:.1%}", str(s.channels_zeroed)]
             for s in self.steps
         ]
-        lines = [text_table(["step", "accuracy", "sparsity", "channels"], rows)]
+        lines = [text_table(["step", self.metric, "sparsity", "channels"], rows)]
         if self.group_ratios:
             lines.append(
                 "channel ratio per group: "
@@ -99,12 +103,9 @@ def compress_module(
     """Compress ``module`` in place on ``data`` (a Dataset: x_train, y_train, x_val, y_val) as
     ``config`` says; the sensitivity probes fan out on ``ray`` when given."""
     torch.manual_seed(config.seed)
-
-    def accuracy(m):
-        return evaluate(m, data.x_val, data.y_val)
-
-    dense_accuracy = accuracy(module)
     teacher = (teacher or copy.deepcopy(module)) if config.distill else None
+    metric, accuracy = _metric(data, teacher)
+    dense_accuracy = accuracy(module)
     groups, targets = _allocation(module, data, config, accuracy, progress, ray)
     done = []
     for step in range(1, config.steps + 1 if config.prunes else 1):
@@ -120,7 +121,23 @@ def compress_module(
         tuple(done),
         {g.label: round(t, 4) for g, t in zip(groups, targets)},
         sparsity_report(module),
+        metric=metric,
     )
+
+
+def _metric(data, teacher) -> tuple[str, Callable]:
+    """What accuracy means here: top-1 on the labels, or, where the data has none, the output
+    fidelity to the dense model (the teacher of label-free distillation)."""
+    if data.y_val is not None:
+        return "top-1", lambda m: evaluate(m, data.x_val, data.y_val)
+    if teacher is None:
+        raise UserError(
+            f"{data.name}: no labels (y_train, y_val); compress without labels distils from the "
+            "dense model: add --distill"
+        )
+    from onnxdeploy.compress.label_free import output_fidelity
+
+    return "fidelity", lambda m: output_fidelity(m, teacher, data.x_val)
 
 
 def _allocation(module, data, config: CompressConfig, accuracy, progress, ray) -> tuple[list, list]:
@@ -279,6 +296,10 @@ def compress(
     dataset = load_dataset(data, input_specs(source), seed=config.seed)
     module = source.module
     if checkpoint is None:
+        if dataset.y_train is None:
+            raise UserError(
+                f"{dataset.name}: no labels, so {model} cannot be trained first: give --checkpoint"
+            )
         _train_first(model, module, dataset, train_epochs, config.seed, progress)
     teacher = None
     if teacher_checkpoint:

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from onnxdeploy.compress.label_free import matching_loss
+from onnxdeploy.errors import UserError
 from onnxdeploy.exporter.outputs import classifier_scores
 from onnxdeploy.models.batches import call
 
@@ -62,12 +64,28 @@ def fine_tune(
     on_epoch=None,
 ) -> nn.Module:
     """Train ``model`` on ``data`` (x_train, y_train) keeping its zeros; distil from ``teacher`` if
-    given."""
+    given: on its soft labels beside the hard ones, or, where ``data`` has no labels, on all of its
+    outputs (label-free)."""
     from onnxdeploy.models.train import train
 
     mask = ZeroMask(model)
-    loss_fn = None
-    if teacher is not None:
+    loss_fn, options = None, {}
+    if data.y_train is None:
+        if teacher is None:
+            raise UserError(
+                f"{data.name}: no labels (y_train): fine-tuning without labels needs distillation "
+                "from the dense model (--distill)"
+            )
+        teacher.eval()
+
+        def loss_fn(out, xb, yb):
+            with torch.no_grad():
+                target = call(teacher, xb)
+            return matching_loss(out, target)
+
+        # eval mode: a detector's head returns its deployed outputs only there (the teacher's form)
+        options = {"scores": lambda out: out, "train_mode": False}
+    elif teacher is not None:
         teacher.eval()
 
         def loss_fn(logits, xb, yb):
@@ -85,6 +103,7 @@ def fine_tune(
         loss_fn=loss_fn,
         on_epoch=on_epoch,
         after_step=lambda: mask.apply(model),
+        **options,
     )
     mask.apply(model)
     return model

@@ -80,9 +80,7 @@ def _training_split(arrays: dict, specs: Sequence[InputSpec], part: str, path: P
             )
         inputs = {s.name: arrays[f"{s.name}_{part}"] for s in specs}
     labels = arrays.get(f"y_{part}")
-    if labels is None:
-        raise UserError(f"{path}: missing arrays y_{part} (has {', '.join(arrays)})")
-    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+    if labels is not None and (labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer)):
         raise UserError(f"{path}: y_{part} must be a 1-D array of integer class labels")
     inputs = {
         k: v.astype(np.float32) if np.issubdtype(v.dtype, np.floating) else v
@@ -90,7 +88,7 @@ def _training_split(arrays: dict, specs: Sequence[InputSpec], part: str, path: P
     }
     for spec in specs:
         x, key = inputs[spec.name], f"x_{part}" if len(specs) == 1 else f"{spec.name}_{part}"
-        if len(x) != len(labels):
+        if labels is not None and len(x) != len(labels):
             raise UserError(f"{path}: {key} has {len(x)} samples but y_{part} has {len(labels)}")
         if len(x) == 0:
             raise UserError(f"{path}: {key} is empty")
@@ -107,12 +105,13 @@ def _training_split(arrays: dict, specs: Sequence[InputSpec], part: str, path: P
         [InputSpec(s.name, s.shape, inputs[s.name].dtype) for s in specs],
         f"{path} ({part})",
     )
-    return Split(inputs, labels.astype(np.int64), path.name)
+    return Split(inputs, None if labels is None else labels.astype(np.int64), path.name)
 
 
 def load_dataset(data: DataLike, specs: Sequence[InputSpec], *, seed: int = 0) -> Dataset:
-    """Labelled train and val splits: "digits", an .npz with x_train, y_train, x_val, y_val
-    (or ``<input>_train``/``<input>_val`` per named input), or a Dataset."""
+    """Train and val splits: "digits", an .npz with x_train, y_train, x_val, y_val (or
+    ``<input>_train``/``<input>_val`` per named input; without y_train and y_val the splits carry
+    no labels, for label-free distillation), or a Dataset."""
     if isinstance(data, Dataset):
         dataset = data.renamed([s.name for s in specs])
         for split in (dataset.train, dataset.val):
@@ -130,6 +129,11 @@ def load_dataset(data: DataLike, specs: Sequence[InputSpec], *, seed: int = 0) -
             f"{path}: data file not found (use 'digits' or an .npz with {', '.join(TRAINING_KEYS)})"
         )
     arrays = load_npz(path, what="data")
+    if ("y_train" in arrays) != ("y_val" in arrays):
+        raise UserError(
+            f"{path}: labels for one split only ({'y_train' if 'y_train' in arrays else 'y_val'}); "
+            "give y_train and y_val, or neither for label-free distillation"
+        )
     return Dataset(
         _training_split(arrays, specs, "train", path),
         _training_split(arrays, specs, "val", path),

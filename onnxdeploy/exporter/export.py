@@ -239,6 +239,20 @@ def _output_names(source: ModelSource) -> tuple[list[str], bool]:
     ), not flat  # one tensor, bare or in a 1-tuple: logits
 
 
+def _outputs_per_sample(source: ModelSource, names: list[str]) -> bool:
+    """Whether forward returns a different set of outputs at a larger batch (a list with one entry
+    per image, as torchvision's detectors do): such a graph cannot have a dynamic batch."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            out = _call(source, _example_inputs(source, True))
+    except Exception:  # noqa: BLE001 - the exporter reports a model that fails at batch 2
+        return False
+    found = [name for name, _ in flatten_outputs(out)]
+    return (["logits"] if len(found) == 1 else found) != names
+
+
 def _run_exporter(source, path, names, dynamic, opset, exporter, announce) -> tuple[str, str]:
     if exporter in ("auto", "dynamo"):
         try:
@@ -386,6 +400,13 @@ def export(
             source.input_shapes, default_input_names(len(source.input_shapes))
         )
     output_names, structured = _output_names(source)
+    if dynamic_batch and _outputs_per_sample(source, output_names):
+        dynamic_batch = False
+        announce(
+            f"{source.reference}: forward() returns one set of outputs per sample (a detector's "
+            f"boxes, scores and labels per image): exported with a static batch of "
+            f"{source.input_shapes[0][0]}"
+        )
     names = ([i.name for i in source.inputs], output_names)
     wrapped = structured or source.by_name
     if (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from onnxdeploy.output_diff import CompareResult, compare_outputs
 
 
@@ -54,6 +56,30 @@ def check_parity(
         with torch.no_grad():
             out = module(*[torch.from_numpy(feeds[n]) for n in input_names])
         outs = out if isinstance(out, (tuple, list)) else [out]
-        reference.append({n: t.detach().numpy() for n, t in zip(output_names, outs, strict=True)})
-        candidate.append(dict(zip(output_names, session.run(None, feeds), strict=True)))
+        reference.append(
+            detections_in_order({n: t.detach().numpy() for n, t in zip(output_names, outs)})
+        )
+        candidate.append(detections_in_order(dict(zip(output_names, session.run(None, feeds)))))
     return compare_outputs(reference, candidate, atol=atol, rtol=rtol)
+
+
+def detections_in_order(outputs: dict) -> dict:
+    """Each image's detections (``<prefix>boxes``/``scores``/``labels``, as torchvision's detectors
+    return them) sorted by score, then label, then box: NMS and top-k keep tied detections in an
+    order that differs between PyTorch and onnxruntime, and the set, not the order, is the result.
+    """
+    outputs = dict(outputs)
+    for name in [n for n in outputs if n.endswith("scores")]:
+        prefix = name[: -len("scores")]
+        boxes, labels = outputs.get(prefix + "boxes"), outputs.get(prefix + "labels")
+        scores = outputs[name]
+        if boxes is None or scores.ndim != 1 or boxes.shape[:1] != scores.shape:
+            continue
+        keys = [boxes[:, i] for i in reversed(range(boxes.shape[1]))]
+        if labels is not None and labels.shape == scores.shape:
+            keys.append(labels)
+        order = np.lexsort(keys + [-scores])
+        outputs[name], outputs[prefix + "boxes"] = scores[order], boxes[order]
+        if labels is not None and labels.shape == scores.shape:
+            outputs[prefix + "labels"] = labels[order]
+    return outputs

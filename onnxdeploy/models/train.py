@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from onnxdeploy.data.dataset import top1
+from onnxdeploy.errors import UserError
 from onnxdeploy.exporter.outputs import classifier_scores
 from onnxdeploy.models.batches import Arrays, call, count, take, to_torch
 
@@ -40,7 +41,7 @@ def evaluate(model: nn.Module, x: Arrays, y: np.ndarray, *, batch_size: int = 25
 def train(
     model: nn.Module,
     x: Arrays,
-    y: np.ndarray,
+    y: np.ndarray | None,
     *,
     epochs: int = 10,
     lr: float = 3e-3,
@@ -49,13 +50,20 @@ def train(
     loss_fn: Callable | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
     after_step: Callable[[], None] | None = None,
+    scores: Callable = classifier_scores,
+    train_mode: bool = True,
 ) -> nn.Module:
-    """Train with AdamW and a one-cycle schedule; ``loss_fn(logits, x, y)`` overrides cross-entropy.
-    ``x`` is an array (passed positionally) or a dict of arrays by input name (passed by name).
+    """Train with AdamW and a one-cycle schedule; ``loss_fn(scores(out), x, y)`` overrides
+    cross-entropy (and is needed where ``y`` is None: label-free distillation passes the whole
+    output with ``scores=lambda out: out``). ``x`` is an array (passed positionally) or a dict of
+    arrays by input name (passed by name). ``train_mode=False`` keeps the model in eval mode while
+    it learns (BatchNorm statistics frozen, outputs in their deployed form).
 
     ``on_epoch(epoch, mean_loss)`` lets the caller show progress; ``after_step()`` runs after each
     optimizer step (pruning uses it to keep pruned weights at zero).
     """
+    if y is None and loss_fn is None:
+        raise UserError("training without labels needs a loss (label-free distillation)")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
@@ -64,13 +72,14 @@ def train(
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max(steps, 1))
     criterion = nn.CrossEntropyLoss()
     for epoch in range(epochs):
-        model.train()
+        model.train(train_mode)
         order = rng.permutation(samples)
         total = 0.0
         for start in range(0, samples, batch_size):
             idx = order[start : start + batch_size]
-            xb, yb = to_torch(take(x, idx)), torch.from_numpy(y[idx])
-            logits = classifier_scores(call(model, xb))
+            xb = to_torch(take(x, idx))
+            yb = torch.from_numpy(y[idx]) if y is not None else None
+            logits = scores(call(model, xb))
             loss = loss_fn(logits, xb, yb) if loss_fn else criterion(logits, yb)
             optimizer.zero_grad()
             loss.backward()

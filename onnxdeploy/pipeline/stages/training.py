@@ -26,6 +26,8 @@ def train(
     epochs = epochs if epochs is not None else (entry.epochs if entry else 10)
     lr = lr if lr is not None else (entry.lr if entry else 3e-3)
     data = ctx.data
+    if data.y_train is None:
+        raise UserError(f"{data.name}: no labels (y_train, y_val): the train stage needs them")
     train_model(
         source.module,
         data.x_train,
