@@ -137,7 +137,11 @@ class GroupedBlock(nn.Module):
 
 def _classifier(body: nn.Module, c: int) -> nn.Sequential:
     return nn.Sequential(
-        cbr(3, c, 3), body, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(body_width(body, c), 10)
+        cbr(3, c, 3),
+        body,
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(body_width(body, c), 10),
     )
 
 

@@ -66,8 +66,20 @@ def test_no_labels_without_distill_is_a_user_error(tmp_path, unlabelled):
     out = tmp_path / "small.pt"
     result = CliRunner().invoke(
         main,
-        ["compress", MODEL, "--checkpoint", str(checkpoint), "--data", str(data),
-         "--input-shape", "1x3x16x16", "--prune-channels", "0.5", "-o", str(out)],
+        [
+            "compress",
+            MODEL,
+            "--checkpoint",
+            str(checkpoint),
+            "--data",
+            str(data),
+            "--input-shape",
+            "1x3x16x16",
+            "--prune-channels",
+            "0.5",
+            "-o",
+            str(out),
+        ],
     )
     assert result.exit_code == 2, result.output
     assert "--distill" in result.output and not out.exists()

@@ -110,11 +110,17 @@ def compress_module(
     done = []
     for step in range(1, config.steps + 1 if config.prunes else 1):
         done += _prune_step(
-            module, data, config, groups, targets, step, teacher, accuracy, progress
+            module, data, config, groups, targets, step, teacher, accuracy, progress, metric
         )
     if config.low_bit:
         done += _low_bit_steps(
-            module, data, config, teacher=teacher, accuracy=accuracy, progress=progress
+            module,
+            data,
+            config,
+            teacher=teacher,
+            accuracy=accuracy,
+            progress=progress,
+            metric=metric,
         )
     return CompressResult(
         dense_accuracy,
@@ -166,7 +172,16 @@ def _allocation(module, data, config: CompressConfig, accuracy, progress, ray) -
 
 
 def _prune_step(
-    module, data, config: CompressConfig, groups, targets, step: int, teacher, accuracy, progress
+    module,
+    data,
+    config: CompressConfig,
+    groups,
+    targets,
+    step: int,
+    teacher,
+    accuracy,
+    progress,
+    metric="top-1",
 ) -> list[CompressStep]:
     """Step ``step`` of ``config.steps``: prune a growing fraction, then fine-tune (or distil)."""
     started = time.perf_counter()
@@ -178,7 +193,7 @@ def _prune_step(
         magnitude_prune(module, config.sparsity * fraction, scope=config.scope)
     pruned_acc = accuracy(module)
     label = f"step {step}/{config.steps}"
-    progress(f"{label}: pruned, accuracy {pruned_acc:.2f}% before fine-tuning")
+    progress(f"{label}: pruned, {metric} {pruned_acc:.2f}% before fine-tuning")
     _fine_tune(module, data, config, teacher, progress, seed=config.seed + step)
     done = [
         CompressStep(
@@ -217,7 +232,9 @@ def _fine_tune(module, data, config: CompressConfig, teacher, progress, *, seed:
         )
 
 
-def _low_bit_steps(module, data, config: CompressConfig, *, teacher, accuracy, progress):
+def _low_bit_steps(
+    module, data, config: CompressConfig, *, teacher, accuracy, progress, metric="top-1"
+):
     """Quantize inner weights to binary/ternary and fine-tune through the straight-through
     estimator."""
     from onnxdeploy.compress import lowbit
@@ -234,7 +251,10 @@ def _low_bit_steps(module, data, config: CompressConfig, *, teacher, accuracy, p
             0.0,
         )
     ]
-    progress(f"{mode} weights on {count} inner layers: {steps[0].accuracy:.2f}% before fine-tuning")
+    progress(
+        f"{mode} weights on {count} inner layers: {metric} {steps[0].accuracy:.2f}% before "
+        "fine-tuning"
+    )
     _fine_tune(module, data, config, teacher, progress, seed=config.seed)
     lowbit.make_permanent(module)
     steps.append(
