@@ -84,7 +84,9 @@ def fine_tune(
             return matching_loss(out, target)
 
         # eval mode: a detector's head returns its deployed outputs only there (the teacher's form)
-        options = {"scores": lambda out: out, "train_mode": False}
+        # the gradient's norm capped: a detector's decoded boxes (pixels through a softmax over
+        # distance bins) gave steps that undid the first epoch's progress on YOLOv8n
+        options = {"scores": lambda out: out, "train_mode": False, "clip_norm": 1.0}
     elif teacher is not None:
         teacher.eval()
 

@@ -30,11 +30,17 @@ def output_tensors(out) -> list[torch.Tensor]:
     return tensors
 
 
+# a ten-thousandth of the output's mean square joins its spread in every denominator: an output
+# that does not vary at all (anchor grids, constants) would otherwise divide by zero
+FLOOR = 1e-4
+
+
 def _spread(t: torch.Tensor) -> torch.Tensor:
     """How much ``t`` varies from sample to sample: the per-element variance over the batch,
     averaged (a constant offset between channels, box pixels beside probabilities near 0.5, is
-    not signal)."""
-    return t.var(dim=0, unbiased=False).mean() if len(t) > 1 else t.var(unbiased=False)
+    not signal), plus ``FLOOR`` times its mean square."""
+    spread = t.var(dim=0, unbiased=False).mean() if len(t) > 1 else t.var(unbiased=False)
+    return spread + FLOOR * (t**2).mean()
 
 
 def matching_loss(student_out, teacher_out) -> torch.Tensor:
@@ -73,13 +79,15 @@ class _Moments:
 
     def fidelity(self) -> float:
         spread = float((self.squares - self.sums**2 / max(self.count, 1)).sum())
+        spread += FLOOR * float(self.squares.sum())
         return float(np.clip(1.0 - self.error / max(spread, EPS), 0.0, 1.0))
 
 
 @torch.no_grad()
 def output_fidelity(model: nn.Module, teacher: nn.Module, x: Arrays, *, batch_size=32) -> float:
-    """100 x (1 - the squared error over the teacher's sample-to-sample spread), averaged over the
-    outputs and floored at 0: the share of the teacher's input-dependent signal the model keeps."""
+    """100 x (1 - the squared error over the teacher's sample-to-sample spread, ``FLOOR`` of its
+    mean square added), averaged over the outputs and floored at 0: the share of the teacher's
+    input-dependent signal the model keeps."""
     if count(x) < 2:
         raise UserError("the output fidelity needs at least 2 validation samples")
     model.eval()

@@ -52,12 +52,14 @@ def train(
     after_step: Callable[[], None] | None = None,
     scores: Callable = classifier_scores,
     train_mode: bool = True,
+    clip_norm: float | None = None,
 ) -> nn.Module:
     """Train with AdamW and a one-cycle schedule; ``loss_fn(scores(out), x, y)`` overrides
     cross-entropy (and is needed where ``y`` is None: label-free distillation passes the whole
     output with ``scores=lambda out: out``). ``x`` is an array (passed positionally) or a dict of
     arrays by input name (passed by name). ``train_mode=False`` keeps the model in eval mode while
-    it learns (BatchNorm statistics frozen, outputs in their deployed form).
+    it learns (BatchNorm statistics frozen, outputs in their deployed form); ``clip_norm`` caps
+    the gradient's norm per step.
 
     ``on_epoch(epoch, mean_loss)`` lets the caller show progress; ``after_step()`` runs after each
     optimizer step (pruning uses it to keep pruned weights at zero).
@@ -83,6 +85,8 @@ def train(
             loss = loss_fn(logits, xb, yb) if loss_fn else criterion(logits, yb)
             optimizer.zero_grad()
             loss.backward()
+            if clip_norm is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
             optimizer.step()
             scheduler.step()
             if after_step:
