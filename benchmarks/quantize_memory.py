@@ -1,13 +1,17 @@
 """Calibration memory: onnxdeploy's streaming calibration vs onnxruntime's defaults, peak RSS.
 
-Both calibrate the same model on the same samples (a folder of .npz files) with MinMax. The
-baseline is the plain recipe from onnxruntime's examples: every sample loaded into a list,
+Both calibrate the same model on the same samples (a folder of .npz files), with MinMax and with
+Percentile. The baseline is the plain recipe from onnxruntime's examples: every sample loaded into a list,
 ``quantize_static`` with default options (it keeps every intermediate output until the end).
 Ours streams batches from the files, in batches and chunks sized to the memory budget as
 ``quantize`` sizes them (``quantize.calib_budget``), and merges ranges or histograms chunk by chunk. Each runs in its own
-process; the peak RSS of that process is compared.
+process; the peak RSS of that process (watched from outside every 50 ms, and its own
+getrusage at exit) and its wall time are compared. A process that passes ``--cap-mb`` is stopped
+there and reported as over the cap, so a baseline that would be OOM-killed cannot take the machine
+with it.
 
-    python benchmarks/quantize_memory.py [--samples 4096]
+    python benchmarks/quantize_memory.py [--samples 4096]                       # digits_cnn
+    python benchmarks/quantize_memory.py --model resnet50 --samples 512 [--cap-mb 12000]
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import argparse
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -55,47 +60,118 @@ apply_config(Candidate("isa-default", method=sys.argv[4], reduce_range=True), sy
 """
 
 
-def peak_rss_mb(code: str, *args: str) -> float:
-    """Peak RSS the child process reports of itself at exit."""
+def _rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def run_watched(code: str, *args: str, cap_mb: float = float("inf")) -> tuple[float, float, bool]:
+    """(peak RSS in MB, wall seconds, whether it was stopped at ``cap_mb``) of ``code`` in a child."""
     report = (
         "\nimport resource\nprint('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code + report, *args], check=True, capture_output=True, text=True
+    started = time.perf_counter()
+    child = subprocess.Popen(
+        [sys.executable, "-c", code + report, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    return int(out.stdout.split("PEAK")[-1]) / 1024
+    peak, stopped = 0.0, False
+    while child.poll() is None:
+        peak = max(peak, _rss_mb(child.pid))
+        if peak > cap_mb:
+            child.kill()
+            stopped = True
+            break
+        time.sleep(0.05)
+    out, err = child.communicate()
+    wall = time.perf_counter() - started
+    if not stopped and child.returncode != 0:
+        raise RuntimeError(f"child failed ({child.returncode}): {err.strip()[-500:]}")
+    if "PEAK" in out:
+        peak = max(peak, int(out.split("PEAK")[-1]) / 1024)
+    return peak, wall, stopped
+
+
+def peak_rss_mb(code: str, *args: str) -> float:
+    """Peak RSS of ``code`` run in a child process."""
+    return run_watched(code, *args)[0]
+
+
+def _model(name: str, work: Path) -> tuple[Path, tuple[int, ...]]:
+    from onnxdeploy.exporter import export
+    from onnxdeploy.models import ZOO
+
+    path = work / f"{name}.onnx"
+    if name == "resnet50":
+        sys.path.insert(0, str(Path(__file__).parent))
+        from prune_channels import resnet50
+
+        shape = (3, 224, 224)
+        export(name, path, module=resnet50().eval(), input_shapes=[(1, *shape)], atol=1e-3)
+        return path, shape
+    export(name, path)
+    return path, tuple(ZOO[name].input_shape)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=4096)
+    parser.add_argument("--model", default="digits_cnn", help="digits_cnn or resnet50 (224x224)")
+    parser.add_argument("--cap-mb", type=float, default=12000, help="stop a process past this RSS")
+    parser.add_argument("--methods", default="minmax,percentile")
     args = parser.parse_args()
-    from onnxdeploy.exporter import export
-    from onnxdeploy.models import ZOO
+    from onnxdeploy.runtime_bench.environment import cpu_model
 
     work = Path(tempfile.mkdtemp(prefix="onnxdeploy-calib-mem-"))
-    model = work / "digits_cnn.onnx"
-    export("digits_cnn", model)
+    model, shape = _model(args.model, work)
     data = work / "calib"
     data.mkdir()
     rng = np.random.default_rng(0)
-    for i in range(0, args.samples, 512):
+    for i in range(0, args.samples, 64):
+        part = min(64, args.samples - i)
         np.savez(
             data / f"part{i:05d}.npz",
-            input=rng.standard_normal((512, *ZOO["digits_cnn"].input_shape)).astype(np.float32),
+            input=rng.standard_normal((part, *shape)).astype(np.float32),
         )
     floor = peak_rss_mb("import onnxruntime.quantization, numpy")
     print(
-        f"calibration on {args.samples} samples of digits_cnn (per-channel); peak RSS of a process that only "
-        f"imports onnxruntime.quantization: {floor:.0f} MB"
+        f"{cpu_model()}: calibration of {args.model} on {args.samples} samples (per-channel); a "
+        f"process that only imports onnxruntime.quantization peaks at {floor:.0f} MB; cap "
+        f"{args.cap_mb:.0f} MB"
     )
-    for method in ("minmax", "percentile"):
-        ours = peak_rss_mb(OURS, str(data), str(model), str(work / "ours.onnx"), method)
-        base = peak_rss_mb(BASELINE, str(data), str(model), str(work / "base.onnx"), method)
-        print(
-            f"  {method:<10} onnxruntime example recipe (all samples in a list): {base:6.0f} MB   "
-            f"onnxdeploy streaming reader: {ours:6.0f} MB   ratio {ours / base:.2f}"
-        )
+    print(f"{'method':<11} {'side':<44} {'peak MB':>9} {'wall s':>8}")
+    for method in args.methods.split(","):
+        rows = []
+        for side, code in (
+            ("onnxruntime example recipe (samples in a list)", BASELINE),
+            ("onnxdeploy streaming reader, planned batches", OURS),
+        ):
+            out = str(work / f"{method}.{len(rows)}.onnx")
+            peak, wall, stopped = run_watched(
+                code, str(data), str(model), out, method, cap_mb=args.cap_mb
+            )
+            shown = f">{args.cap_mb:.0f}" if stopped else f"{peak:.0f}"
+            print(
+                f"{method:<11} {side:<44} {shown:>9} {wall:>8.1f}" + (" stopped" if stopped else "")
+            )
+            rows.append((peak, wall, stopped))
+        (base, base_wall, base_stopped), (ours, ours_wall, _) = rows
+        if not base_stopped:
+            print(
+                f"{'':<11} ours / baseline: memory {ours / base:.2f}x, wall {ours_wall / base_wall:.2f}x"
+            )
+        else:
+            print(
+                f"{'':<11} ours / baseline: memory < {ours / args.cap_mb:.2f}x (baseline stopped)"
+            )
 
 
 if __name__ == "__main__":

@@ -291,3 +291,14 @@ def test_a_ternary_trained_layer_comes_out_as_int8_weights_equal_to_the_trained_
         assert np.array_equal(restored if axis == 0 else restored.T, weight)
         assert result.low_bit[f"{name}.weight"]["exact"]
     assert any("stored exactly as int8" in n for n in result.notes)
+
+
+def test_choose_channels_takes_evenly_from_blocks():
+    import numpy as np
+
+    from onnxdeploy.compress.structured import choose_channels
+
+    scores = np.array([5, 1, 2, 6, 0.1, 0.2, 0.3, 9], dtype=float)
+    assert choose_channels(scores, 0.5) == [1, 4, 5, 6]
+    assert choose_channels(scores, 0.5, blocks=2) == [1, 2, 4, 5]  # two from each half
+    assert choose_channels(scores, 0.9, blocks=4) == [1, 2, 4, 6]  # one of each pair at most

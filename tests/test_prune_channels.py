@@ -347,3 +347,40 @@ def test_cli_json_report(cli, tmp_path):
     assert data["layers"][0]["before"] == 8 and data["layers"][0]["after"] == 6
     assert data["params"]["after"] < data["params"]["before"]
     assert data["comparison"]["passed"] is True
+
+
+def test_grouped_conv_loses_as_many_channels_in_every_group(tmp_path):
+    """A grouped conv (4 groups of 3) keeps equal groups: of the zero channels 0, 1 (group 0) and 3
+    (group 1) feeding it, one per group could go but groups 2 and 3 have none, so none goes; its
+    own zero filters 0 and 3 and 6 and 9 (one per group) all go."""
+    g = GraphBuilder()
+    h = g.op("Relu", g.conv("x", 3, 12, zero=(0, 1, 3)))
+    grouped = g.op("Relu", g.conv(h, 12, 12, group=4, zero=(0, 3, 6, 9)))
+    result, model = prune(tmp_path, g.model(g.conv(grouped, 12, 2, k=1)))
+    assert removed(result) == 4
+    assert weight_shapes(model) == [[12, 3, 3, 3], [8, 3, 3, 3], [2, 8, 1, 1]]
+    conv = [n for n in model.graph.node if n.op_type == "Conv"][1]
+    assert [a.i for a in conv.attribute if a.name == "group"] == [4]
+
+
+def test_grouped_conv_inputs_go_evenly(tmp_path):
+    """One zero input channel in each group of the grouped conv: all go, and each group's filters
+    lose the matching column."""
+    g = GraphBuilder()
+    h = g.op("Relu", g.conv("x", 3, 8, zero=(1, 2, 5, 7)))
+    grouped = g.conv(h, 8, 4, group=2)  # 2 groups of 4 inputs, 2 filters each
+    result, model = prune(tmp_path, g.model(grouped))
+    assert removed(result) == 4
+    assert weight_shapes(model) == [[4, 3, 3, 3], [4, 2, 3, 3]]
+
+
+def test_even_blocks_trims_to_the_poorest_block():
+    from onnxdeploy.passes.channel_pruning.plan import _even_blocks
+
+    window = np.array([1, 1, 0, 1, 0, 0, 1, 1, 1], dtype=bool)
+    assert _even_blocks(window, 3)
+    assert window.reshape(3, 3).sum(axis=1).tolist() == [1, 1, 1]
+    assert window.tolist() == [1, 0, 0, 1, 0, 0, 1, 0, 0]
+    full = np.ones(4, dtype=bool)
+    _even_blocks(full, 2)
+    assert full.reshape(2, 2).sum(axis=1).tolist() == [1, 1]  # never a whole block

@@ -187,7 +187,8 @@ def _prune_step(
     started = time.perf_counter()
     fraction = step / config.steps
     for group, target in zip(groups, targets):
-        chosen = choose_channels(channel_scores(module, group, config.criterion), target * fraction)
+        scores = channel_scores(module, group, config.criterion)
+        chosen = choose_channels(scores, target * fraction, blocks=group.blocks)
         zero_channels(module, group, chosen)
     if config.sparsity:
         magnitude_prune(module, config.sparsity * fraction, scope=config.scope)

@@ -8,10 +8,13 @@ keep the groups whose every member is a Conv2d, Linear, BatchNorm, a depthwise c
 op, a concat/split/slice, or a reshape that leaves channels whole (leading dims merged, a pooled map
 flattened): the cases ``prune-channels`` removes exactly on the ONNX side. Groups that reach the
 model's outputs (a detection head's boxes and scores stay whole), or run through another reshape
-(attention heads, a channel shuffle), a LayerNorm or GroupNorm (their statistics mix channels), a
-grouped conv or a bare parameter are left whole."""
+(attention heads, a channel shuffle), a LayerNorm or GroupNorm (their statistics mix channels) or
+a bare parameter are left whole. A grouped conv's channels prune in equal numbers per group
+(``ChannelGroup.blocks``), so it stays a grouped conv."""
 
 from __future__ import annotations
+
+import math
 
 from torch import nn
 
@@ -85,11 +88,12 @@ def _role(module: nn.Module, handler: str) -> str | None:
     groups = getattr(module, "groups", 1)
     if isinstance(module, nn.Conv2d) and groups == module.in_channels == module.out_channels > 1:
         return "member"  # depthwise: one filter per channel
-    if isinstance(module, (nn.Conv2d, nn.Linear)) and groups == 1:
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        # a grouped conv too: its filters are its output channels, its groups' columns its inputs
         return "producer" if handler == "prune_out_channels" else "consumer"
     if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
         return "member"
-    return None  # LayerNorm, GroupNorm, grouped convs, embeddings, attention: not exact
+    return None  # LayerNorm, GroupNorm, embeddings, attention: not exact
 
 
 def _convert(group, order) -> ChannelGroup | None:
@@ -99,6 +103,7 @@ def _convert(group, order) -> ChannelGroup | None:
     channel_last = isinstance(group[0].dep.target.module, nn.Linear)
     roles: dict[str, list[str]] = {"producer": [], "member": [], "consumer": []}
     pairs: dict[str, set] = {}
+    grouped = set()  # the group counts of the grouped convs that make or read these channels
     for item in group:
         dep, idxs = item.dep, item.idxs
         module, kind = dep.target.module, type(dep.target.module).__name__
@@ -115,6 +120,8 @@ def _convert(group, order) -> ChannelGroup | None:
             return None
         name = order[module][1]
         roles[role].append(name)
+        if role != "member" and getattr(module, "groups", 1) > 1:
+            grouped.add(module.groups)
         if role != "consumer":
             pairs.setdefault(name, set()).update(zip(item.root_idxs, idxs))
     producers, members, consumers = (list(dict.fromkeys(roles[r])) for r in roles)
@@ -123,8 +130,17 @@ def _convert(group, order) -> ChannelGroup | None:
         for name, found in pairs.items()
         if sorted(found) != [(i, i) for i in range(size)]
     }
+    blocks = math.lcm(1, *grouped)
+    if grouped and (slices or size % blocks):
+        return None  # a grouped conv over a slice: its groups cannot be kept even
     return ChannelGroup(
-        size, producers, members, consumers, _followers(producers, members, order), slices
+        size,
+        producers,
+        members,
+        consumers,
+        _followers(producers, members, order),
+        slices,
+        blocks,
     )
 
 

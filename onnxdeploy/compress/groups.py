@@ -60,6 +60,8 @@ class ChannelGroup:
     # module name -> ((group channel, the module's own channel), ...) where the two differ: a slice
     # of a concatenation, one part of a split; a module missing here holds channel i as its i
     slices: dict = field(default_factory=dict)
+    # equal consecutive blocks that must each lose as many channels: a grouped conv's groups
+    blocks: int = 1
 
     def pairs(self, name: str) -> list[tuple[int, int]]:
         """(group channel, channel in module ``name``) for every channel of the group it holds."""

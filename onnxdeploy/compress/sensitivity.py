@@ -63,7 +63,7 @@ def probe_group(
     scores = channel_scores(model, group, criterion)
     for ratio in ratios:
         trial = copy.deepcopy(model)
-        zero_channels(trial, group, choose_channels(scores, ratio))
+        zero_channels(trial, group, choose_channels(scores, ratio, blocks=group.blocks))
         if x_train is not None:
             adapt_batchnorm(trial, x_train)
         drops[ratio] = max(baseline - evaluate(trial), 0.0)

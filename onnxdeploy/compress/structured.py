@@ -70,10 +70,19 @@ def zero_channels(model: nn.Module, group: ChannelGroup, channels) -> None:
             module.bias[index] = 0
 
 
-def choose_channels(scores: np.ndarray, ratio: float) -> list[int]:
-    """The ``ratio`` lowest-scoring channels, never all of them."""
-    count = min(int(round(ratio * len(scores))), len(scores) - 1)
-    return sorted(np.argsort(scores, kind="stable")[:count].tolist()) if count > 0 else []
+def choose_channels(scores: np.ndarray, ratio: float, *, blocks: int = 1) -> list[int]:
+    """The ``ratio`` lowest-scoring channels, never all of them; with ``blocks`` > 1 the same
+    number from each of that many equal consecutive blocks (the groups of a grouped conv, which
+    stays a valid grouped conv only when every group loses alike), never a whole block."""
+    size = len(scores) // blocks
+    count = min(int(round(ratio * size)), size - 1)
+    if count <= 0:
+        return []
+    chosen = []
+    for start in range(0, blocks * size, size):
+        block = scores[start : start + size]
+        chosen += (start + np.argsort(block, kind="stable")[:count]).tolist()
+    return sorted(chosen)
 
 
 def prune_uniform(
@@ -92,7 +101,9 @@ def prune_uniform(
     done = []
     for i, group in enumerate(find_groups(model, example_inputs)):
         chosen = choose_channels(
-            channel_scores(model, group, criterion), (ratios or {}).get(i, ratio)
+            channel_scores(model, group, criterion),
+            (ratios or {}).get(i, ratio),
+            blocks=group.blocks,
         )
         zero_channels(model, group, chosen)
         done.append(GroupPruning(tuple(group.producers), group.size, tuple(chosen)))

@@ -77,6 +77,9 @@ class ChannelGraph:
     producers: list[ProducerEdit] = field(default_factory=list)
     layouts: list[LayoutEdit] = field(default_factory=list)
     params: list[ParamEdit] = field(default_factory=list)
+    # (tensor, n): its channels form n equal consecutive blocks that must each lose as many (the
+    # input and output of a grouped conv, which stays a valid grouped conv only then)
+    blocks: list[tuple[ir.Value, int]] = field(default_factory=list)
 
     def new_member(
         self, value: ir.Value, length: int, axis: int, values: np.ndarray, block: int = 1

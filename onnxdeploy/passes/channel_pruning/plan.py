@@ -30,6 +30,9 @@ def plan_removal(cg: ChannelGraph) -> RemovalPlan:
     readers = defaultdict(list)
     for edit in cg.readers:
         readers[edit.value].append(edit)
+    blocks = defaultdict(list)
+    for value, count in cg.blocks:
+        blocks[cg.spaces.resolve(cg.members[value])[0]].append((value, count))
     keep, removed_counts = {}, {}
     for root, entries in by_root.items():
         if cg.spaces.is_pinned(root):
@@ -43,13 +46,17 @@ def plan_removal(cg: ChannelGraph) -> RemovalPlan:
                 ok = (values == 0) | (np.isfinite(values) & edit.rule.can_fold(edit.node))
                 removable[off - low : off - low + member.length] &= ok
         changed = True
-        while changed:  # never take a tensor to zero width
+        while changed:  # never take a tensor to zero width; blocks lose alike
             changed = False
             for _, member, off in entries:
                 window = removable[off - low : off - low + member.length]
                 if member.length and window.all():
                     window[0] = False
                     changed = True
+            for value, count in blocks.get(root, ()):
+                member, off = cg.members[value], cg.spaces.resolve(cg.members[value])[1]
+                window = removable[off - low : off - low + member.length]
+                changed |= _even_blocks(window, count)
         if not removable.any():
             continue
         removed_counts[root] = int(removable.sum())
@@ -58,3 +65,17 @@ def plan_removal(cg: ChannelGraph) -> RemovalPlan:
             if window.any():
                 keep[value] = np.flatnonzero(~window)
     return RemovalPlan(keep, removed_counts)
+
+
+def _even_blocks(window: np.ndarray, count: int) -> bool:
+    """Keep removable channels (in place) until each of ``count`` equal blocks of ``window`` loses
+    as many, and none loses all; True when anything changed."""
+    per_block = window.reshape(count, -1)
+    allowed = min(int(per_block.sum(axis=1).min()), per_block.shape[1] - 1)
+    changed = False
+    for block in per_block:
+        extra = np.flatnonzero(block)[allowed:]
+        if len(extra):
+            block[extra] = False
+            changed = True
+    return changed

@@ -56,17 +56,10 @@ class ConvRule(OpRule):
             cg.new_member(out, cout, 1, np.where(zero_filter, bias_vec, np.nan))
             cg.producers.append(ProducerEdit(self, node, out))
             return True
-        if (
-            xm is None
-            or cin_per_group != 1
-            or cout != group
-            or xm.length != group
-            or xm.block != 1
-            or xm.axis != 1
-        ):
-            return (
-                False  # grouped conv with several channels per group, or a channel multiplier: keep
-            )
+        if cin_per_group > 1:
+            return self._grouped(cg, node, zero_filter, bias_vec)
+        if xm is None or cout != group or xm.length != group or xm.block != 1 or xm.axis != 1:
+            return False  # a channel multiplier: keep
         v_in = cg.values[x]
         through = (
             np.where(v_in == 0, 0.0, np.nan)
@@ -79,13 +72,44 @@ class ConvRule(OpRule):
         )  # depthwise: one filter per channel, shrinks with it
         return True
 
+    def _grouped(self, cg: ChannelGraph, node, zero_filter, bias_vec) -> bool:
+        """A grouped conv with several channels per group (ResNeXt, RegNet): it reads its input's
+        channels and makes new ones like a plain conv, as long as every group loses as many
+        input channels, and as many filters, as the others."""
+        x, out, group = node.inputs[0], node.outputs[0], attr_value(node, "group", 1)
+        xm, cout = cg.members.get(x), len(zero_filter)
+        if cout % group:
+            return False
+        if xm is not None:
+            if xm.axis != 1 or xm.block != 1 or xm.length % group:
+                cg.spaces.pin(xm, f"Conv {node.name} reads channels it does not see on axis 1")
+            else:
+                cg.readers.append(ReaderEdit(self, node, x))
+                cg.blocks.append((x, group))
+        cg.new_member(out, cout, 1, np.where(zero_filter, bias_vec, np.nan))
+        cg.producers.append(ProducerEdit(self, node, out))
+        cg.blocks.append((out, group))
+        return True
+
     def can_fold(self, node) -> bool:
-        # a padded Conv sees the constant in the interior and zeros at the border: not exact
-        return not _padded(node)
+        # a padded Conv sees the constant in the interior and zeros at the border: not exact; a
+        # grouped one would need the constant per group
+        return not _padded(node) and attr_value(node, "group", 1) == 1
 
     def shrink_inputs(self, graph, edit: ReaderEdit, cg: ChannelGraph, keep: np.ndarray) -> None:
         node = edit.node
         w = const_array(node.inputs[1])
+        group = attr_value(node, "group", 1)
+        if group > 1:  # each group's filters lose the columns of that group's removed inputs
+            width, rows = cg.members[edit.value].length // group, w.shape[0] // group
+            parts = [
+                w[g * rows : (g + 1) * rows][
+                    :, keep[(keep >= g * width) & (keep < (g + 1) * width)] - g * width
+                ]
+                for g in range(group)
+            ]
+            set_const_input(graph, node, 1, np.ascontiguousarray(np.concatenate(parts)))
+            return
         consts = _folded_constants(cg, edit.value, keep)
         if consts:
             has_bias, bias = optional_const(node, 2)
