@@ -60,11 +60,13 @@ apply_config(Candidate("isa-default", method=sys.argv[4], reduce_range=True), sy
 """
 
 
-def _rss_mb(pid: int) -> float:
+def _rss_mb(pid: int | str) -> float:
+    """The process' peak resident set so far (VmHWM: since its exec, unlike getrusage's ru_maxrss,
+    which keeps the parent's peak across exec)."""
     try:
         with open(f"/proc/{pid}/status") as status:
             for line in status:
-                if line.startswith("VmRSS:"):
+                if line.startswith("VmHWM:"):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
@@ -74,7 +76,9 @@ def _rss_mb(pid: int) -> float:
 def run_watched(code: str, *args: str, cap_mb: float = float("inf")) -> tuple[float, float, bool]:
     """(peak RSS in MB, wall seconds, whether it was stopped at ``cap_mb``) of ``code`` in a child."""
     report = (
-        "\nimport resource\nprint('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "\nfor line in open('/proc/self/status'):\n"
+        "    if line.startswith('VmHWM:'):\n"
+        "        print('PEAK', line.split()[1])\n"
     )
     started = time.perf_counter()
     child = subprocess.Popen(

@@ -31,7 +31,8 @@ def test_activation_bytes_counts_every_float_value_per_sample(tmp_path):
 
 
 @pytest.mark.parametrize("per_sample_mb, batch, budget, expected_batch", [
-    (10, 32, 100, 3),     # 100 // (10 * 3)
+    (1, 32, 100, 12),     # a batch takes at most an eighth of the budget: 100 / 8 // 1
+    (10, 32, 100, 1),     # 100 / 8 < 10: one sample
     (0.01, 32, 100, 32),  # small models keep the asked batch
     (500, 32, 100, 1),    # never below one sample
 ])
@@ -80,7 +81,8 @@ def test_calibration_peak_stays_within_the_budget_when_the_set_does_not(tmp_path
     model = wide_convnet(tmp_path / "m.onnx")
     budget = 48.0
     sized = stride_for(plan(activation_bytes(model), batch_size=32, budget_mb=budget), 64 // 3)
-    assert sized.batch_size == 3 and sized.stride == 1  # 4 MiB x 3 held per sample: 36 MB
+    # a batch takes at most an eighth (6 MB): one 4 MiB sample; 3 per chunk, x 3 held: 36 MB
+    assert sized.batch_size == 1 and sized.stride == 3
     total_mb = 64 * activation_bytes(model) * HOLD_FACTOR / 2**20
     assert total_mb > 10 * budget  # the whole set's activations would not fit
     bounded = _calibration_peak(tmp_path / "m.onnx", tmp_path / "b.onnx", sized.batch_size, sized.stride)

@@ -57,6 +57,26 @@ from onnxdeploy.cli.output import emit_json, progress, say
     type=NON_NEGATIVE,
     help="Fraction of channels to zero, e.g. 0.5.",
 )
+@click.option(
+    "--target-latency",
+    type=Finite(low=0, high=1, low_open=True, high_open=True),
+    help="Instead of --prune-channels: this fraction of the dense model's latency as deployed "
+    "(exported, pruned, timed here at --target-batch/--target-threads), e.g. 0.5.",
+)
+@click.option(
+    "--target-macs",
+    type=Finite(low=0, high=1, low_open=True, high_open=True),
+    help="Instead of --prune-channels: this fraction of the dense model's MACs.",
+)
+@click.option(
+    "--target-batch", type=int, default=1, show_default=True, help="Batch size you deploy at."
+)
+@click.option(
+    "--target-threads",
+    type=int,
+    default=None,
+    help="Threads you deploy with (default: what onnxruntime uses here, one per physical core).",
+)
 @click.option("--criterion", type=click.Choice(["l1", "l2"]), default="l1", show_default=True)
 @click.option(
     "--sensitivity/--uniform",
@@ -110,6 +130,10 @@ def compress_command(
     sparsity,
     scope,
     prune_channels,
+    target_latency,
+    target_macs,
+    target_batch,
+    target_threads,
     criterion,
     sensitivity,
     steps,
@@ -130,6 +154,10 @@ def compress_command(
 
     config = CompressConfig(
         channel_ratio=prune_channels,
+        target_latency=target_latency,
+        target_macs=target_macs,
+        target_batch=target_batch,
+        target_threads=target_threads,
         sparsity=sparsity,
         low_bit=low_bit,
         scope=scope,

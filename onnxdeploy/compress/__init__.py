@@ -17,7 +17,7 @@ _LAZY = {
     "channel_scores": "onnxdeploy.compress.structured",
     "prune_uniform": "onnxdeploy.compress.structured",
     "zero_channels": "onnxdeploy.compress.structured",
-    "CompressResult": "onnxdeploy.compress.api",
+    "CompressResult": "onnxdeploy.compress.result",
     "compress": "onnxdeploy.compress.api",
     "compress_module": "onnxdeploy.compress.api",
 }

@@ -5,79 +5,25 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 from onnxdeploy.atomic import atomic_path
+from onnxdeploy.compress.deployed import Deployment
 from onnxdeploy.compress.finetune import fine_tune
 from onnxdeploy.compress.groups import find_groups
 from onnxdeploy.compress.magnitude import magnitude_prune, sparsity_report
 from onnxdeploy.compress.request import CompressConfig
+from onnxdeploy.compress.result import CompressResult, CompressStep
 from onnxdeploy.compress.sensitivity import allocate, channel_costs, sensitivity_scan
 from onnxdeploy.compress.structured import channel_scores, choose_channels, zero_channels
 from onnxdeploy.errors import UserError
 from onnxdeploy.models.batches import take, to_torch
 from onnxdeploy.models.train import epoch_line, evaluate
 from onnxdeploy.where import HERE, Where
-
-
-@dataclass(frozen=True)
-class CompressStep:
-    name: str
-    accuracy: float
-    weight_sparsity: float
-    channels_zeroed: int
-    seconds: float
-
-
-@dataclass(frozen=True)
-class CompressResult:
-    """Accuracy and sparsity after each step, the per-group channel allocation, and the output."""
-
-    dense_accuracy: float
-    steps: tuple[CompressStep, ...]
-    group_ratios: dict = field(default_factory=dict)
-    layer_sparsity: dict = field(default_factory=dict)
-    output: str | None = None
-    # what "accuracy" measures: top-1 on labels, or, without labels, the output fidelity to the
-    # dense model (compress.label_free)
-    metric: str = "top-1"
-
-    @property
-    def final_accuracy(self) -> float:
-        return self.steps[-1].accuracy if self.steps else self.dense_accuracy
-
-    def to_json(self) -> dict:
-        return {
-            "dense_accuracy": self.dense_accuracy,
-            "final_accuracy": self.final_accuracy,
-            "steps": [asdict(s) for s in self.steps],
-            "group_ratios": self.group_ratios,
-            "layer_sparsity": self.layer_sparsity,
-            "output": self.output,
-            "metric": self.metric,
-        }
-
-    def __str__(self) -> str:
-        from onnxdeploy.tables import text_table
-
-        rows = [["dense", f"{self.dense_accuracy:.2f}%", "-", "-"]]
-        rows += [
-            [s.name, f"{s.accuracy:.2f}%", f"{s.weight_sparsity:.1%}", str(s.channels_zeroed)]
-            for s in self.steps
-        ]
-        lines = [text_table(["step", self.metric, "sparsity", "channels"], rows)]
-        if self.group_ratios:
-            lines.append(
-                "channel ratio per group: "
-                + ", ".join(f"{k} {v:.2f}" for k, v in self.group_ratios.items())
-            )
-        if self.output:
-            lines.append(f"saved {self.output}")
-        return "\n".join(lines)
 
 
 def _zeroed_channels(model, groups) -> int:
@@ -99,14 +45,18 @@ def compress_module(
     teacher: torch.nn.Module | None = None,
     progress: Callable[[str], None] = lambda m: None,
     ray=None,
+    dense_ms: float | None = None,
 ) -> CompressResult:
     """Compress ``module`` in place on ``data`` (a Dataset: x_train, y_train, x_val, y_val) as
-    ``config`` says; the sensitivity probes fan out on ``ray`` when given."""
+    ``config`` says; the sensitivity probes fan out on ``ray`` when given. A latency target needs
+    ``dense_ms``, the dense model's deployed latency (``compress`` measures it)."""
     torch.manual_seed(config.seed)
     teacher = (teacher or copy.deepcopy(module)) if config.distill else None
     metric, accuracy = _metric(data, teacher)
     dense_accuracy = accuracy(module)
-    groups, targets = _allocation(module, data, config, accuracy, progress, ray)
+    groups, targets, plan = _allocation(
+        module, data, config, accuracy, progress, ray, dense_ms=dense_ms
+    )
     done = []
     for step in range(1, config.steps + 1 if config.prunes else 1):
         done += _prune_step(
@@ -128,6 +78,7 @@ def compress_module(
         {g.label: round(t, 4) for g, t in zip(groups, targets)},
         sparsity_report(module),
         metric=metric,
+        target=plan,
     )
 
 
@@ -146,29 +97,41 @@ def _metric(data, teacher) -> tuple[str, Callable]:
     return "fidelity", lambda m: output_fidelity(m, teacher, data.x_val)
 
 
-def _allocation(module, data, config: CompressConfig, accuracy, progress, ray) -> tuple[list, list]:
-    """The coupled channel groups and the fraction of each to zero (by sensitivity, or uniform)."""
-    if not config.channel_ratio:
-        return [], []
+def _allocation(
+    module, data, config: CompressConfig, accuracy, progress, ray, dense_ms=None
+) -> tuple[list, list, object]:
+    """The coupled channel groups, the fraction of each to zero (to a latency or MACs target, by
+    sensitivity, or uniform) and the target's prediction (None without a target)."""
+    if not (config.channel_ratio or config.target):
+        return [], [], None
     groups = find_groups(module, to_torch(take(data.x_train, slice(0, 2))))
     if not groups:
         raise UserError(
             "the model has no prunable channel groups (all reach ops that cannot shrink)"
         )
-    if not config.sensitivity:
-        return groups, [config.channel_ratio] * len(groups)
-    progress(f"sensitivity scan over {len(groups)} channel groups")
-    _, scan = sensitivity_scan(
-        module,
-        groups,
-        accuracy,
-        criterion=config.criterion,
-        x_train=data.x_train,
-        progress=progress,
-        ray=ray,
-    )
+    scan = None
+    if config.sensitivity:
+        progress(f"sensitivity scan over {len(groups)} channel groups")
+        _, scan = sensitivity_scan(
+            module,
+            groups,
+            accuracy,
+            criterion=config.criterion,
+            x_train=data.x_train,
+            progress=progress,
+            ray=ray,
+        )
+    if config.target:
+        from onnxdeploy.compress.targets import plan_target
+
+        ratios, plan = plan_target(
+            module, groups, data.x_val, config, scan, dense_ms=dense_ms, progress=progress
+        )
+        return groups, ratios, plan
+    if scan is None:
+        return groups, [config.channel_ratio] * len(groups), None
     costs = channel_costs(module, groups, data.x_val)
-    return groups, allocate(scan, [g.size for g in groups], config.channel_ratio, costs)
+    return groups, allocate(scan, [g.size for g in groups], config.channel_ratio, costs), None
 
 
 def _prune_step(
@@ -332,12 +295,42 @@ def compress(
         load_state_checked(teacher, teacher_checkpoint)
         teacher.eval()
         config = replace(config, distill=True)
-    with where.connect(progress=progress) as ray:  # the sensitivity probes fan out on it
-        result = compress_module(
-            module, dataset, config, teacher=teacher, progress=progress, ray=ray
-        )
+    with Deployment(source) as deployed:
+        dense_path, dense_ms = None, None
+        if config.target:
+            progress("exporting the dense model to measure what the target is a fraction of")
+            dense_path = deployed.export(module, "dense", prune=False)
+        if config.target_latency is not None:
+            (dense_ms,) = deployed.latency_ms(
+                [dense_path], batch=config.target_batch, threads=config.threads
+            )
+        with where.connect(progress=progress) as ray:  # the sensitivity probes fan out on it
+            result = compress_module(
+                module,
+                dataset,
+                config,
+                teacher=teacher,
+                progress=progress,
+                ray=ray,
+                dense_ms=dense_ms,
+            )
+        if config.target:
+            result = replace(result, target=_measured(deployed, module, dense_path, result.target))
     save_checkpoint(module, output)
     return replace(result, output=str(output))
+
+
+def _measured(deployed, module, dense_path, plan):
+    """The target's plan with the deployed, pruned model's ratio to the dense one, measured."""
+    pruned_path = deployed.export(module, "pruned", prune=True)
+    if plan.kind == "macs":
+        ratio = deployed.macs(pruned_path) / deployed.macs(dense_path)
+    else:
+        dense, pruned = deployed.latency_ms(
+            [dense_path, pruned_path], batch=plan.batch, threads=plan.threads
+        )
+        ratio = pruned / dense
+    return replace(plan, measured_ratio=ratio)
 
 
 def _train_first(model: str, module, dataset, epochs: int | None, seed: int, progress) -> None:

@@ -18,7 +18,12 @@ class CompressConfig:
     (structured; allocated per group by a sensitivity scan unless ``sensitivity`` is False),
     ``sparsity`` that fraction of weights (unstructured, ``scope`` global or per layer), ``low_bit``
     trains binary/ternary inner weights. ``steps`` prune-then-fine-tune rounds of ``epochs`` each;
-    ``distill`` fine-tunes from the dense model's soft targets (``temperature``, ``alpha``)."""
+    ``distill`` fine-tunes from the dense model's soft targets (``temperature``, ``alpha``).
+
+    Instead of ``channel_ratio``, ``target_latency`` asks for that fraction of the dense model's
+    latency as deployed (exported, zero channels removed, timed at ``target_batch`` and
+    ``target_threads`` on this CPU), and ``target_macs`` for that fraction of its MACs: each
+    group's ratio then follows from per-layer latencies measured here (``compress.latency``)."""
 
     channel_ratio: float | None = None
     sparsity: float | None = None
@@ -33,12 +38,43 @@ class CompressConfig:
     temperature: float = 4.0
     alpha: float = 0.7
     seed: int = 0
+    target_latency: float | None = None
+    target_macs: float | None = None
+    target_batch: int = 1
+    target_threads: int | None = None  # None: what onnxruntime uses here (one per core)
 
     def __post_init__(self) -> None:
-        if self.sparsity is None and self.channel_ratio is None and self.low_bit is None:
+        if (
+            self.sparsity is None
+            and self.channel_ratio is None
+            and self.low_bit is None
+            and self.target is None
+        ):
             raise UserError(
-                "nothing to do: give sparsity, channel_ratio and/or low_bit",
+                "nothing to do: give sparsity, channel_ratio (or target_latency / target_macs) "
+                "and/or low_bit",
                 param=("sparsity", "channel_ratio", "low_bit"),
+            )
+        given = [
+            name
+            for name in ("channel_ratio", "target_latency", "target_macs")
+            if getattr(self, name) is not None
+        ]
+        if len(given) > 1:
+            raise UserError(
+                f"give one of channel_ratio, target_latency, target_macs (got {', '.join(given)})",
+                param=tuple(given),
+            )
+        for name in ("target_latency", "target_macs"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and 0 < value < 1):
+                raise UserError(
+                    f"{name} {value}: a fraction of the dense model's, in (0, 1)", param=name
+                )
+        if self.target_batch < 1 or (self.target_threads is not None and self.target_threads < 1):
+            raise UserError(
+                "target_batch and target_threads must be >= 1",
+                param=("target_batch", "target_threads"),
             )
         if self.channel_ratio is not None and not 0 <= self.channel_ratio < 1:
             raise UserError(
@@ -61,9 +97,25 @@ class CompressConfig:
             raise UserError(f"alpha {self.alpha}: must be in [0, 1]", param="alpha")
 
     @property
+    def target(self) -> tuple[str, float] | None:
+        """("latency" or "macs", the fraction) when channels are allocated to a target."""
+        if self.target_latency is not None:
+            return "latency", self.target_latency
+        if self.target_macs is not None:
+            return "macs", self.target_macs
+        return None
+
+    @property
+    def threads(self) -> int:
+        """The threads a latency target is measured with."""
+        from onnxdeploy.runtime.sessions import default_threads
+
+        return self.target_threads or default_threads()
+
+    @property
     def prunes(self) -> bool:
         """Whether there are pruning steps (channels or weights), not only low-bit training."""
-        return bool(self.sparsity or self.channel_ratio)
+        return bool(self.sparsity or self.channel_ratio or self.target)
 
 
 __all__ = ["CompressConfig", "LOW_BITS", "SCOPES"]

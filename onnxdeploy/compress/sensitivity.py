@@ -104,7 +104,7 @@ def sensitivity_scan(
     ]
 
 
-def _predicted_drop(drops: dict[float, float], ratio: float) -> float:
+def predicted_drop(drops: dict[float, float], ratio: float) -> float:
     xs = [0.0, *sorted(drops)]
     ys = [0.0, *(drops[r] for r in sorted(drops))]
     if ratio <= xs[-1]:
@@ -185,7 +185,7 @@ def allocate(
                 continue
             saved = STEP * size * (costs[i] if costs else 1.0)
             cost = (
-                _predicted_drop(drops, ratios[i] + STEP) - _predicted_drop(drops, ratios[i])
+                predicted_drop(drops, ratios[i] + STEP) - predicted_drop(drops, ratios[i])
             ) / saved
             # accuracy lost per MAC saved; ties (no measured drop) go to the group that saves most
             # MACs

@@ -30,6 +30,7 @@ class CompressSummary(Summary):
     distill: bool
     checkpoint: str
     group_ratios: dict
+    target: dict | None = None  # a latency/MACs target: its prediction (compress.targets)
 
 
 @dataclass(frozen=True)

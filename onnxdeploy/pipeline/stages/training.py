@@ -89,8 +89,8 @@ def export(
     "compress",
     needs={"module"},
     produces={"module", "onnx"},
-    positive={"lr", "steps", "temperature"},
-    fractions={"prune_channels", "sparsity"},
+    positive={"lr", "steps", "temperature", "target_latency", "target_macs", "target_batch"},
+    fractions={"prune_channels", "sparsity", "target_latency", "target_macs"},
     why="the compress stage needs a trained model: put 'train' first or set 'checkpoint'",
 )
 def compress(
@@ -106,6 +106,10 @@ def compress(
     temperature: float = CompressConfig.temperature,
     alpha: float = CompressConfig.alpha,
     criterion: str = CompressConfig.criterion,
+    target_latency: float | None = None,
+    target_macs: float | None = None,
+    target_batch: int = CompressConfig.target_batch,
+    target_threads: int | None = None,
 ) -> CompressSummary:
     """Prune the trained model (channels, and/or weights) and fine-tune it, distilling from the
     dense one.
@@ -113,7 +117,9 @@ def compress(
     What to do defaults to half the channels, distilled; how (epochs, lr...) to ``CompressConfig``'s
     defaults, the API's and the CLI's.
 
-    The dense model is exported first as ``model.dense.onnx`` so the report compares against it.
+    The dense model is exported first as ``model.dense.onnx`` so the report compares against it
+    (and, for ``target_latency``, so what the target is a fraction of is measured on it; the
+    run's bench stage then measures the result).
     """
     import torch
 
@@ -133,8 +139,13 @@ def compress(
         ctx.model, dense_path, module=ctx.module, **ctx.model_inputs, announce=ctx.announce
     )
     ctx.models["dense"] = dense_path
+    targeted = target_latency is not None or target_macs is not None
     config = CompressConfig(
-        channel_ratio=prune_channels,
+        channel_ratio=None if targeted else prune_channels,
+        target_latency=target_latency,
+        target_macs=target_macs,
+        target_batch=target_batch,
+        target_threads=target_threads,
         sparsity=sparsity,
         distill=distill,
         epochs=epochs,
@@ -146,7 +157,16 @@ def compress(
         criterion=criterion,
         seed=ctx.seed,
     )
-    result = compress_module(ctx.module, ctx.data, config, progress=ctx.progress, ray=ctx.ray)
+    dense_ms = None
+    if target_latency is not None:
+        from onnxdeploy.compress.deployed import Deployment
+
+        (dense_ms,) = Deployment.latency_ms(
+            [dense_path], batch=config.target_batch, threads=config.threads
+        )
+    result = compress_module(
+        ctx.module, ctx.data, config, progress=ctx.progress, ray=ctx.ray, dense_ms=dense_ms
+    )
     ctx.results["compress"] = result
     ctx.compressed = True
     save_checkpoint(ctx.module, ctx.run_dir / "model.compressed.pt")
@@ -158,4 +178,5 @@ def compress(
         distill,
         "model.compressed.pt",
         result.group_ratios,
+        result.target.to_json() if result.target else None,
     )
