@@ -4,12 +4,18 @@ prune-channels, beside Torch-Pruning 1.6's MetaPruner at the same ratio (physica
 exported), and the dense model. Parameters, and onnxruntime latency at batch 1 and 8 of all three
 timed side by side (interleaved) in one run; speed-up = dense p50 / pruned p50.
 
+With ``--quantize``, the pruned model then goes through our ``quantize`` (default candidates,
+decided for batch 1) and through raw onnxruntime ``quantize_static`` (QDQ, per-channel, MinMax) on
+the same calibration images, each in its own process with its peak RSS watched; both int8 files
+are timed beside the pruned fp32 one at batch 1 and 8.
+
 These packages need their own CUDA build of torch, which runs on the CPU here (see the README's
 "Real vision models" section):
 
     python -m venv ~/vision && ~/vision/bin/pip install torch==2.14.1 torchvision==0.29.1 timm \
         ultralytics torch-pruning && ~/vision/bin/pip install --no-deps -e .
     ~/vision/bin/python benchmarks/vision.py [--models mobilenet_v3_large,densenet121] [--ratio 0.5]
+        [--quantize --calib-size 128]
 """
 
 from __future__ import annotations
@@ -108,11 +114,58 @@ def _export(name, module, path, size) -> None:
     export(name, path, module=module, input_shapes=[(1, 3, size, size)], atol=1e-3, rtol=1e-3)
 
 
+RAW_QUANTIZE = """
+import sys, glob, numpy as np
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
+class Reader(CalibrationDataReader):
+    def __init__(self, files, name):
+        self.items = iter([{name: x[None]} for f in files for x in np.load(f)["input"]])
+    def get_next(self):
+        return next(self.items, None)
+import onnx
+name = onnx.load(sys.argv[1], load_external_data=False).graph.input[0].name
+quant_pre_process(sys.argv[1], sys.argv[2] + ".pre.onnx")
+quantize_static(sys.argv[2] + ".pre.onnx", sys.argv[2], Reader(sorted(glob.glob(sys.argv[3] + "/*.npz")), name),
+                quant_format=QuantFormat.QDQ, per_channel=True)
+"""
+
+
+def quantize_both(pruned: Path, work: Path, size: int, calib_size: int) -> tuple[list, list]:
+    """(paths of our int8 and raw quantize_static's, their (peak MB, wall s)), same images."""
+    import sys
+
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from quantize_memory import run_watched
+
+    data = work / f"{pruned.stem}.calib"
+    data.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(0, calib_size, 32):
+        part = rng.random((min(32, calib_size - i), 3, size, size), dtype=np.float32)
+        np.savez(data / f"part{i:05d}.npz", input=part)
+    ours, raw = work / f"{pruned.stem}.int8.onnx", work / f"{pruned.stem}.raw-int8.onnx"
+    cli = "import sys\nfrom onnxdeploy.cli import main\nmain(sys.argv[1:], standalone_mode=False)"
+    measured = [
+        run_watched(
+            cli,
+            *("-q", "quantize", str(pruned), "-o", str(ours), "--calib", str(data)),
+            *("--calib-size", str(calib_size), "--target-batch", "1"),
+        ),
+        run_watched(RAW_QUANTIZE, str(pruned), str(raw), str(data)),
+    ]
+    return [ours, raw], [(peak, wall) for peak, wall, _ in measured]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ratio", type=float, default=0.5)
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--models", default=None, help=f"comma list of: {', '.join(MODELS)}")
+    parser.add_argument("--quantize", action="store_true", help="quantize the pruned models too")
+    parser.add_argument("--calib-size", type=int, default=128)
     args = parser.parse_args()
     logging.getLogger("onnxdeploy").setLevel(logging.ERROR)
     from onnxdeploy.compress import prune_uniform
@@ -163,6 +216,43 @@ def main() -> None:
             )
         if isinstance(theirs, str):
             print(f"{'':<22} Torch-Pruning failed: {theirs}")
+        if args.quantize:
+            _quantize_rows(name, paths["ours"], work, size, args)
+
+
+def _quantize_rows(name: str, pruned: Path, work: Path, size: int, args) -> None:
+    from onnxdeploy.runtime_bench import BenchRequest, TimingPlan, benchmark
+
+    (ours, raw), costs = quantize_both(pruned, work, size, args.calib_size)
+    (our_mb, our_s), (raw_mb, raw_s) = costs
+    print(
+        f"{'':<22} quantize on {args.calib_size} images: ours {our_mb:.0f} MB peak, {our_s:.0f} s; "
+        f"raw quantize_static {raw_mb:.0f} MB, {raw_s:.0f} s"
+    )
+    for batch in (1, 8):
+        fp32, mine, plain = benchmark(
+            BenchRequest(
+                [str(pruned), str(ours), str(raw)],
+                batches=batch,
+                threads=1,
+                timing=TimingPlan(iterations=args.iterations),
+            )
+        ).results
+        base = fp32.stats.p50_ms
+        print(
+            f"{'':<22} batch {batch}: pruned fp32 {base:.2f} ms; ours (written: "
+            f"{'int8' if _is_quantized(ours) else 'fp32 kept'}) {base / mine.stats.p50_ms:.2f}x; "
+            f"raw int8 {base / plain.stats.p50_ms:.2f}x"
+        )
+
+
+def _is_quantized(path: Path) -> bool:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return any(
+        n.op_type in ("QuantizeLinear", "QLinearConv", "MatMulNBits") for n in model.graph.node
+    )
 
 
 if __name__ == "__main__":

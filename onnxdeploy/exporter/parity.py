@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from onnxdeploy.errors import CheckFailed
 from onnxdeploy.output_diff import CompareResult, compare_outputs
 
 
@@ -56,10 +57,18 @@ def check_parity(
         with torch.no_grad():
             out = module(*[torch.from_numpy(feeds[n]) for n in input_names])
         outs = out if isinstance(out, (tuple, list)) else [out]
+        if len(outs) != len(output_names):
+            raise CheckFailed(
+                f"{onnx_path}: at input shapes {shapes} the model returns {len(outs)} outputs, the "
+                f"exported graph {len(output_names)}: its outputs depend on the input"
+            )
         reference.append(
-            detections_in_order({n: t.detach().numpy() for n, t in zip(output_names, outs)})
+            detections_in_order(
+                {n: t.detach().numpy() for n, t in zip(output_names, outs, strict=True)}
+            )
         )
-        candidate.append(detections_in_order(dict(zip(output_names, session.run(None, feeds)))))
+        got = session.run(None, feeds)
+        candidate.append(detections_in_order(dict(zip(output_names, got, strict=True))))
     return compare_outputs(reference, candidate, atol=atol, rtol=rtol)
 
 
