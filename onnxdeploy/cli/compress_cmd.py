@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from onnxdeploy.cli.options import NON_NEGATIVE, POSITIVE, Finite, model_inputs
+from onnxdeploy.cli.options import NON_NEGATIVE, POSITIVE, Finite, model_inputs, target_options
 from onnxdeploy.cli.output import emit_json, progress, say
 
 
@@ -68,15 +68,7 @@ from onnxdeploy.cli.output import emit_json, progress, say
     type=Finite(low=0, high=1, low_open=True, high_open=True),
     help="Instead of --prune-channels: this fraction of the dense model's MACs.",
 )
-@click.option(
-    "--target-batch", type=int, default=1, show_default=True, help="Batch size you deploy at."
-)
-@click.option(
-    "--target-threads",
-    type=int,
-    default=None,
-    help="Threads you deploy with (default: what onnxruntime uses here, one per physical core).",
-)
+@target_options
 @click.option("--criterion", type=click.Choice(["l1", "l2"]), default="l1", show_default=True)
 @click.option(
     "--sensitivity/--uniform",

@@ -91,3 +91,18 @@ def model_inputs(inputs, dynamic, example_inputs, input_shapes):
     if named:
         return parse_dynamic(dynamic, named), None
     return None, [parse_input_shape(s) for s in input_shapes] or None
+
+
+def target_options(command):
+    """--target-batch and --target-threads: where a result is timed as it will be deployed (quantize
+    decides by it, compress prunes to a latency measured there)."""
+    command = click.option(
+        "--target-threads",
+        type=int,
+        default=None,
+        help="Threads you deploy with (default: what onnxruntime uses here, one per physical "
+        "core).",
+    )(command)
+    return click.option(
+        "--target-batch", type=int, default=1, show_default=True, help="Batch size you deploy at."
+    )(command)

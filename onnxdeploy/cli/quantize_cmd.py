@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import click
 
-from onnxdeploy.cli.options import POSITIVE, Finite
+from onnxdeploy.cli.options import POSITIVE, Finite, target_options
 from onnxdeploy.cli.output import announce, finish, progress, say
 from onnxdeploy.quantize.isa import TARGET_CPUS
 from onnxdeploy.quantize.request import BLOCK_SIZES, METHODS, WEIGHTS
@@ -96,15 +96,7 @@ from onnxdeploy.quantize.request import BLOCK_SIZES, METHODS, WEIGHTS
     default=None,
     help="Also require this output SNR in dB (agreement alone is unstable on near-uniform logits).",
 )
-@click.option(
-    "--target-batch", type=int, default=1, show_default=True, help="Batch size you deploy at."
-)
-@click.option(
-    "--target-threads",
-    type=int,
-    default=None,
-    help="Threads you deploy with (default: what onnxruntime uses here, one per physical core).",
-)
+@target_options
 @click.option(
     "--target-cpu",
     type=click.Choice(sorted(TARGET_CPUS)),

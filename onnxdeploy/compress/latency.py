@@ -81,23 +81,25 @@ def _links(groups: list[ChannelGroup], modules: dict) -> dict[str, dict[str, lis
     return links
 
 
-def _recorded_inputs(model: nn.Module, names, sample) -> dict[str, tuple[int, ...]]:
-    """The input shape each named layer sees on ``sample``."""
-    shapes, modules = {}, dict(model.named_modules())
-
-    def hook(name):
-        def record(module, inputs, output):
-            shapes[name] = tuple(inputs[0].shape)
-
-        return record
-
-    handles = [modules[n].register_forward_hook(hook(n)) for n in names]
+def _on_forward(model: nn.Module, names, sample, record) -> None:
+    """Run ``sample`` through ``model`` calling ``record(name, module, inputs, output)`` for each
+    named layer."""
+    modules = dict(model.named_modules())
+    handles = [
+        modules[n].register_forward_hook(lambda m, i, o, n=n: record(n, m, i, o)) for n in names
+    ]
     try:
         with torch.no_grad():
             call(model.eval(), to_torch(sample))
     finally:
         for handle in handles:
             handle.remove()
+
+
+def _recorded_inputs(model: nn.Module, names, sample) -> dict[str, tuple[int, ...]]:
+    """The input shape each named layer sees on ``sample``."""
+    shapes = {}
+    _on_forward(model, names, sample, lambda n, m, i, o: shapes.__setitem__(n, tuple(i[0].shape)))
     return shapes
 
 
@@ -234,25 +236,15 @@ def mac_model(model: nn.Module, groups: list[ChannelGroup], sample) -> LatencyMo
 
 
 def _layer_macs(model: nn.Module, names, sample) -> dict[str, float]:
-    """MACs of each named Conv2d/Linear on ``sample``, from its output size and weight."""
-    macs, modules = {}, dict(model.named_modules())
+    """MACs of each named Conv2d/Linear on ``sample``: its output size times what one output
+    element reads."""
+    macs = {}
 
-    def hook(name):
-        def record(module, inputs, output):
-            per_output = module.weight[0].numel() if isinstance(module, nn.Conv2d) else 0
-            if isinstance(module, nn.Linear):
-                per_output = module.in_features
-            macs[name] = float(output.numel() * per_output)
+    def record(name, module, inputs, output):
+        reads = module.in_features if isinstance(module, nn.Linear) else module.weight[0].numel()
+        macs[name] = float(output.numel() * reads)
 
-        return record
-
-    handles = [modules[n].register_forward_hook(hook(n)) for n in names]
-    try:
-        with torch.no_grad():
-            call(model.eval(), to_torch(sample))
-    finally:
-        for handle in handles:
-            handle.remove()
+    _on_forward(model, names, sample, record)
     return macs
 
 
