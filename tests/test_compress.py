@@ -302,3 +302,18 @@ def test_choose_channels_takes_evenly_from_blocks():
     assert choose_channels(scores, 0.5) == [1, 4, 5, 6]
     assert choose_channels(scores, 0.5, blocks=2) == [1, 2, 4, 5]  # two from each half
     assert choose_channels(scores, 0.9, blocks=4) == [1, 2, 4, 6]  # one of each pair at most
+
+
+def test_pruned_widths_are_kept_to_multiples_of_round_to():
+    import numpy as np
+
+    from onnxdeploy.compress.structured import choose_channels, kept_channels
+
+    assert kept_channels(72, 0.48) == 37  # unrounded: an odd width
+    assert kept_channels(72, 0.48, 8) == 40  # the nearest multiple of 8
+    assert kept_channels(72, 0.48, 16) == 32
+    assert kept_channels(24, 0.9, 8) == 8  # at least one multiple
+    assert kept_channels(6, 0.5, 8) == 3  # narrower than one multiple: not rounded
+    assert kept_channels(16, 0.05, 8) == 16  # nothing pruned stays nothing pruned
+    scores = np.arange(72, dtype=float)
+    assert choose_channels(scores, 0.48, round_to=8) == list(range(32))

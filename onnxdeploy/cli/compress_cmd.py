@@ -6,6 +6,7 @@ import click
 
 from onnxdeploy.cli.options import NON_NEGATIVE, POSITIVE, Finite, model_inputs, target_options
 from onnxdeploy.cli.output import emit_json, progress, say
+from onnxdeploy.compress.request import CompressConfig
 
 
 @click.command("compress")
@@ -69,6 +70,14 @@ from onnxdeploy.cli.output import emit_json, progress, say
     help="Instead of --prune-channels: this fraction of the dense model's MACs.",
 )
 @target_options
+@click.option(
+    "--round-to",
+    type=click.IntRange(min=1),
+    default=CompressConfig.round_to,
+    show_default=True,
+    help="Keep a multiple of this many channels per pruned layer (CPU kernels work in SIMD "
+    "blocks: odd widths can run slower than dense); 1 for any width.",
+)
 @click.option("--criterion", type=click.Choice(["l1", "l2"]), default="l1", show_default=True)
 @click.option(
     "--sensitivity/--uniform",
@@ -126,6 +135,7 @@ def compress_command(
     target_macs,
     target_batch,
     target_threads,
+    round_to,
     criterion,
     sensitivity,
     steps,
@@ -150,6 +160,7 @@ def compress_command(
         target_macs=target_macs,
         target_batch=target_batch,
         target_threads=target_threads,
+        round_to=round_to,
         sparsity=sparsity,
         low_bit=low_bit,
         scope=scope,

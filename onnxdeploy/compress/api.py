@@ -151,7 +151,9 @@ def _prune_step(
     fraction = step / config.steps
     for group, target in zip(groups, targets):
         scores = channel_scores(module, group, config.criterion)
-        chosen = choose_channels(scores, target * fraction, blocks=group.blocks)
+        chosen = choose_channels(
+            scores, target * fraction, blocks=group.blocks, round_to=config.round_to
+        )
         zero_channels(module, group, chosen)
     if config.sparsity:
         magnitude_prune(module, config.sparsity * fraction, scope=config.scope)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import numpy as np
 import onnx
 import onnx.helper as oh
@@ -22,6 +24,7 @@ import torch
 from torch import nn
 
 from onnxdeploy.compress.groups import ChannelGroup
+from onnxdeploy.compress.structured import kept_channels
 from onnxdeploy.models.batches import call, take, to_torch
 
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
@@ -55,8 +58,19 @@ class LatencyModel:
 
     dense_ms: float
     layers: tuple[LayerCost, ...]
+    sizes: tuple[int, ...] = ()  # each group's channels, to round ratios as pruning does
+    round_tos: tuple[int, ...] = ()  # each group's rounding (1 for a grouped conv's groups)
+
+    def effective(self, ratios) -> list[float]:
+        """The ratios pruning really applies: kept widths rounded (``kept_channels``)."""
+        if not self.sizes:
+            return list(ratios)
+        return [
+            1 - kept_channels(n, r, k) / n for n, r, k in zip(self.sizes, ratios, self.round_tos)
+        ]
 
     def predict(self, ratios) -> float:
+        ratios = self.effective(ratios)
         full = sum(layer.at(1.0, 1.0) for layer in self.layers)
         kept = sum(
             layer.at(_kept(layer.inputs, ratios), _kept(layer.outputs, ratios))
@@ -103,19 +117,29 @@ def _recorded_inputs(model: nn.Module, names, sample) -> dict[str, tuple[int, ..
     return shapes
 
 
-def _one_layer(module: nn.Module, shape, k_in: float, k_out: float) -> onnx.ModelProto | None:
-    """A one-node model of ``module`` with its widths scaled (kept multiples of its groups)."""
+def _width(full: int, fraction: float, step: int) -> int:
+    """``fraction`` of ``full`` channels as pruning leaves them: a multiple of ``step``, at least
+    one."""
+    if full <= step:
+        return max(1, round(full * fraction))
+    return min(full, max(step, round(full * fraction / step) * step))
+
+
+def _one_layer(
+    module: nn.Module, shape, k_in: float, k_out: float, round_to: int = 1
+) -> onnx.ModelProto | None:
+    """A one-node model of ``module`` with its widths scaled as pruning leaves them (multiples of
+    ``round_to`` and of its groups)."""
     rng = np.random.default_rng(0)
     if isinstance(module, nn.Conv2d):
         groups = module.groups
         depthwise = groups == module.in_channels == module.out_channels > 1
-        cin = max(1, round(module.in_channels * k_in))
         if depthwise:
-            cin = cout = groups = cin
+            cin = cout = groups = _width(module.in_channels, k_in, round_to)
         else:
-            step = groups
-            cin = max(step, round(module.in_channels * k_in / step) * step)
-            cout = max(step, round(module.out_channels * k_out / step) * step)
+            step = math.lcm(groups, round_to)
+            cin = _width(module.in_channels, k_in, step)
+            cout = _width(module.out_channels, k_out, step)
         weight = rng.standard_normal((cout, cin // groups, *module.kernel_size), dtype=np.float32)
         x_shape = [shape[0], cin, *shape[2:]]
         pads = list(module.padding) * 2 if not isinstance(module.padding, str) else None
@@ -131,8 +155,8 @@ def _one_layer(module: nn.Module, shape, k_in: float, k_out: float) -> onnx.Mode
             group=groups,
         )
     elif isinstance(module, nn.Linear):
-        cin = max(1, round(module.in_features * k_in))
-        cout = max(1, round(module.out_features * k_out))
+        cin = _width(module.in_features, k_in, round_to)
+        cout = _width(module.out_features, k_out, round_to)
         weight = rng.standard_normal((cin, cout), dtype=np.float32)
         x_shape = [*shape[:-1], cin]
         node = oh.make_node("MatMul", ["x", "w"], ["y"])
@@ -169,6 +193,7 @@ def latency_model(
     *,
     threads: int = 1,
     iterations: int = 15,
+    round_to: int = 1,
     progress=lambda m: None,
 ) -> LatencyModel:
     """Time every layer the groups touch at the grid's widths on ``sample`` (a batch of inputs at
@@ -186,7 +211,7 @@ def latency_model(
         cache: dict = {}
         for i, k_in in enumerate(WIDTHS):
             for j, k_out in enumerate(WIDTHS):
-                proto = _one_layer(module, shape, k_in, k_out)
+                proto = _one_layer(module, shape, k_in, k_out, round_to)
                 if proto is None:
                     break
                 key = tuple(proto.graph.initializer[0].dims)
@@ -205,10 +230,12 @@ def latency_model(
                 tuple((g, min(1.0, size / width_out)) for g, size in link["out"]),
             )
         )
-    return LatencyModel(dense_ms, tuple(layers))
+    return LatencyModel(dense_ms, tuple(layers), *_rounding(groups, round_to))
 
 
-def mac_model(model: nn.Module, groups: list[ChannelGroup], sample) -> LatencyModel:
+def mac_model(
+    model: nn.Module, groups: list[ChannelGroup], sample, *, round_to: int = 1
+) -> LatencyModel:
     """The same predictor counting MACs instead of milliseconds (``--target-macs``): each layer's
     MACs scale with both widths, a depthwise conv's with its one width."""
     modules = dict(model.named_modules())
@@ -232,7 +259,15 @@ def mac_model(model: nn.Module, groups: list[ChannelGroup], sample) -> LatencyMo
                 axis,
             )
         )
-    return LatencyModel(float(sum(macs.values())), tuple(layers))
+    return LatencyModel(float(sum(macs.values())), tuple(layers), *_rounding(groups, round_to))
+
+
+def _rounding(groups: list[ChannelGroup], round_to: int) -> tuple[tuple, tuple]:
+    """Each group's size and the rounding ``choose_channels`` applies to it."""
+    return (
+        tuple(g.size for g in groups),
+        tuple(round_to if g.blocks == 1 else 1 for g in groups),
+    )
 
 
 def _layer_macs(model: nn.Module, names, sample) -> dict[str, float]:

@@ -42,6 +42,9 @@ class CompressConfig:
     target_macs: float | None = None
     target_batch: int = 1
     target_threads: int | None = None  # None: what onnxruntime uses here (one per core)
+    # pruned layers keep a multiple of this many channels (onnxruntime's CPU kernels work in SIMD
+    # blocks; an odd width can make a pruned layer slower than the dense one); 1: any width
+    round_to: int = 8
 
     def __post_init__(self) -> None:
         if (
@@ -71,6 +74,8 @@ class CompressConfig:
                 raise UserError(
                     f"{name} {value}: a fraction of the dense model's, in (0, 1)", param=name
                 )
+        if self.round_to < 1:
+            raise UserError(f"round_to {self.round_to}: must be >= 1", param="round_to")
         if self.target_batch < 1 or (self.target_threads is not None and self.target_threads < 1):
             raise UserError(
                 "target_batch and target_threads must be >= 1",

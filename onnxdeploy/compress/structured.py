@@ -70,12 +70,28 @@ def zero_channels(model: nn.Module, group: ChannelGroup, channels) -> None:
             module.bias[index] = 0
 
 
-def choose_channels(scores: np.ndarray, ratio: float, *, blocks: int = 1) -> list[int]:
+def kept_channels(size: int, ratio: float, round_to: int = 1) -> int:
+    """How many of ``size`` channels pruning ``ratio`` of them keeps: at least one, and with
+    ``round_to`` > 1 the nearest multiple of it (at least one multiple) when ``size`` exceeds it."""
+    count = min(int(round(ratio * size)), size - 1)
+    kept = size - max(count, 0)
+    if round_to > 1 and size > round_to and count > 0:
+        kept = min(size, max(round_to, int(round(kept / round_to)) * round_to))
+    return kept
+
+
+def choose_channels(
+    scores: np.ndarray, ratio: float, *, blocks: int = 1, round_to: int = 1
+) -> list[int]:
     """The ``ratio`` lowest-scoring channels, never all of them; with ``blocks`` > 1 the same
     number from each of that many equal consecutive blocks (the groups of a grouped conv, which
-    stays a valid grouped conv only when every group loses alike), never a whole block."""
+    stays a valid grouped conv only when every group loses alike), never a whole block.
+
+    ``round_to`` > 1 keeps a multiple of it (the nearest, at least one multiple): onnxruntime's
+    CPU kernels work in blocks of SIMD lanes, and a layer left with an odd width falls off them
+    (MobileNetV3 pruned to 48% ran 2.8x slower than pruned to 50%)."""
     size = len(scores) // blocks
-    count = min(int(round(ratio * size)), size - 1)
+    count = size - kept_channels(size, ratio, round_to if blocks == 1 else 1)
     if count <= 0:
         return []
     chosen = []
@@ -92,8 +108,10 @@ def prune_uniform(
     criterion: str = "l1",
     ratios: dict[int, float] | None = None,
     example_inputs=None,
+    round_to: int = 8,
 ) -> list[GroupPruning]:
-    """Zero ``ratio`` of the channels of every prunable group (or ``ratios[i]`` for group i)."""
+    """Zero ``ratio`` of the channels of every prunable group (or ``ratios[i]`` for group i),
+    keeping a multiple of ``round_to`` channels in each (``choose_channels``)."""
     if not 0 <= ratio < 1:
         raise UserError(
             f"channel_ratio {ratio}: the ratio must be in [0, 1)", param="channel_ratio"
@@ -104,6 +122,7 @@ def prune_uniform(
             channel_scores(model, group, criterion),
             (ratios or {}).get(i, ratio),
             blocks=group.blocks,
+            round_to=round_to,
         )
         zero_channels(model, group, chosen)
         done.append(GroupPruning(tuple(group.producers), group.size, tuple(chosen)))

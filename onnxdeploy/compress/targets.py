@@ -111,10 +111,16 @@ def plan_target(
                 param="target_latency",
             )
         predictor = latency_model(
-            model, groups, sample, dense_ms, threads=config.threads, progress=progress
+            model,
+            groups,
+            sample,
+            dense_ms,
+            threads=config.threads,
+            round_to=config.round_to,
+            progress=progress,
         )
     else:
-        predictor = mac_model(model, groups, sample)
+        predictor = mac_model(model, groups, sample, round_to=config.round_to)
     ratios = allocate_for_latency(predictor, fraction * predictor.dense_ms, groups, scan)
     plan = TargetPlan(
         kind,

@@ -110,6 +110,7 @@ def compress(
     target_macs: float | None = None,
     target_batch: int = CompressConfig.target_batch,
     target_threads: int | None = None,
+    round_to: int = CompressConfig.round_to,
 ) -> CompressSummary:
     """Prune the trained model (channels, and/or weights) and fine-tune it, distilling from the
     dense one.
@@ -146,6 +147,7 @@ def compress(
         target_macs=target_macs,
         target_batch=target_batch,
         target_threads=target_threads,
+        round_to=round_to,
         sparsity=sparsity,
         distill=distill,
         epochs=epochs,
