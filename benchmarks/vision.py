@@ -58,7 +58,7 @@ def _yolo(config: str):
     return build
 
 
-# name -> (build, input size, layers Torch-Pruning must leave whole)
+# name -> (build, input size)
 MODELS = {
     "resnet50": (_torchvision("resnet50"), 224),
     "mobilenet_v3_large": (_torchvision("mobilenet_v3_large"), 224),

@@ -87,14 +87,18 @@ def _metric(data, teacher) -> tuple[str, Callable]:
     fidelity to the dense model (the teacher of label-free distillation)."""
     if data.y_val is not None:
         return "top-1", lambda m: evaluate(m, data.x_val, data.y_val)
-    if teacher is None:
+    _check_labels(data, distill=teacher is not None)
+    from onnxdeploy.compress.label_free import output_fidelity
+
+    return "fidelity", lambda m: output_fidelity(m, teacher, data.x_val)
+
+
+def _check_labels(data, *, distill: bool) -> None:
+    if data.y_val is None and not distill:
         raise UserError(
             f"{data.name}: no labels (y_train, y_val); compress without labels distils from the "
             "dense model: add --distill"
         )
-    from onnxdeploy.compress.label_free import output_fidelity
-
-    return "fidelity", lambda m: output_fidelity(m, teacher, data.x_val)
 
 
 def _allocation(
@@ -258,7 +262,9 @@ def compress(
     """Load ``model`` (zoo name or factory, optional checkpoint), compress it, save a state_dict.
 
     Without a checkpoint the dense model is trained first, since pruning needs trained weights.
-    ``where`` on a cluster runs the sensitivity probes in parallel there.
+    ``where`` on a cluster runs the sensitivity probes in parallel there. A latency or MACs
+    target (``config.target``) is measured here, on the dense and the pruned model as deployed
+    (exported, zero channels removed), before and after.
     """
     from onnxdeploy.atomic import ensure_writable_dir, refuse_overwrite
     from onnxdeploy.data import load_dataset
@@ -281,6 +287,7 @@ def compress(
     source = load_source(model, checkpoint=checkpoint, input_shapes=input_shapes, inputs=inputs)
     dataset = load_dataset(data, input_specs(source), seed=config.seed)
     module = source.module
+    _check_labels(dataset, distill=config.distill or bool(teacher_checkpoint))
     if checkpoint is None:
         if dataset.y_train is None:
             raise UserError(
