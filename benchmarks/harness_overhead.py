@@ -79,7 +79,10 @@ def small_cnn(path: Path) -> None:
             init("b3", 10),
         ],
     )
-    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
+        str(path),
+    )
 
 
 def _bench_p50(model: Path, threads: int, iterations: int, *, quiet: bool, folder: Path) -> float:

@@ -73,13 +73,17 @@ def _rss_mb(pid: int | str) -> float:
     return 0.0
 
 
+# what a child prints of its own peak RSS at its end (VmHWM: since its exec)
+REPORT = (
+    "\nfor line in open('/proc/self/status'):\n"
+    "    if line.startswith('VmHWM:'):\n"
+    "        print('PEAK', line.split()[1])\n"
+)
+
+
 def run_watched(code: str, *args: str, cap_mb: float = float("inf")) -> tuple[float, float, bool]:
     """(peak RSS in MB, wall seconds, whether it was stopped at ``cap_mb``) of ``code`` in a child."""
-    report = (
-        "\nfor line in open('/proc/self/status'):\n"
-        "    if line.startswith('VmHWM:'):\n"
-        "        print('PEAK', line.split()[1])\n"
-    )
+    report = REPORT
     started = time.perf_counter()
     child = subprocess.Popen(
         [sys.executable, "-c", code + report, *args],
