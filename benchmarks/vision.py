@@ -268,3 +268,7 @@ def _chosen(path: Path) -> str:
     if "onnxdeploy.quantize" not in meta:
         return "fp32"
     return json.loads(meta["onnxdeploy.quantize"]).get("chosen") or "fp32"
+
+
+if __name__ == "__main__":
+    main()
