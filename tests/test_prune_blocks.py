@@ -86,3 +86,20 @@ def test_torch_pruning_index_mistakes_are_not_trusted():
         for name in group.producers + group.members:
             width = getattr(modules[name], "out_channels", None) or modules[name].num_features
             assert all(own < width for _, own in group.pairs(name))
+
+
+def test_a_runaway_dependency_walk_is_stopped():
+    """Torch-Pruning's walk can double its index lists without end (YOLO11's attention: 18 GB);
+    within our search a group past 4x its root's channels stops, and only there."""
+    from torch_pruning.dependency.group import Group
+
+    from onnxdeploy.compress.dependency import _bounded_walk, _RunAway
+
+    group = Group()
+    with _bounded_walk(nodes=10):
+        group.add_dep("root", list(range(4)))
+        group.add_dep("next", list(range(16)))  # 4x the root: still allowed
+        with pytest.raises(_RunAway):
+            group.add_dep("far", list(range(17)))
+    group.add_dep("after", list(range(100)))  # Torch-Pruning's own add_dep again
+    assert len(group.items) == 3

@@ -14,12 +14,16 @@ a bare parameter are left whole. A grouped conv's channels prune in equal number
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 
 from torch import nn
 
 from onnxdeploy.compress.groups import ChannelGroup
 from onnxdeploy.errors import UserError
+
+logger = logging.getLogger(__name__)
 
 # Torch-Pruning's stand-ins for functional ops: their index mapping is already in ``root_idxs``
 INDEX_OPS = ("_ElementWiseOp", "_ConcatOp", "_SplitOp", "_SliceOp", "_UnbindOp", "_ExpandOp")
@@ -40,16 +44,26 @@ def dependency_groups(
         raise UserError(
             "finding coupled channels needs Torch-Pruning: pip install 'onnxdeploy[torch]'"
         ) from exc
+    runaway: list[str] = []
     try:
         graph = tp.DependencyGraph().build_dependency(
             model, example_inputs=example_inputs, output_transform=output_transform
         )
-        found = list(graph.get_all_groups(root_module_types=[nn.Conv2d, nn.Linear]))
+        with _bounded_walk(len(graph.module2node)):
+            found = list(_all_groups(graph, runaway))
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         raise UserError(
             f"cannot build the channel dependency graph: {type(exc).__name__}: {first}"
         ) from exc
+    if runaway:
+        logger.warning(
+            "Torch-Pruning's channel walk ran away from %d layer(s) (%s%s): their channels are "
+            "kept whole",
+            len(runaway),
+            ", ".join(runaway[:3]),
+            "..." if len(runaway) > 3 else "",
+        )
     order = _in_order(model)
     groups = []
     for group in found:
@@ -57,6 +71,62 @@ def dependency_groups(
         if converted is not None and converted.producers and converted.consumers:
             groups.append(converted)
     return groups
+
+
+class _RunAway(Exception):
+    """A group walk that outgrew its bounds."""
+
+
+@contextlib.contextmanager
+def _bounded_walk(nodes: int):
+    """Stop any one group walk of Torch-Pruning past ``20 * nodes`` dependencies or index lists 4x
+    its root's channels. Its walk can run away: on YOLO11's attention block (a positional-encoding
+    conv whose channels pass reshapes into heads) the index lists doubled round after round, to a
+    million entries and 18 GB before the OOM killer. No such group could be removed exactly anyway
+    (only a pooled map flattens channels whole). Torch-Pruning has no bound of its own, so its
+    ``Group.add_dep`` is wrapped for the duration of our call."""
+    from torch_pruning.dependency.group import Group
+
+    original = Group.add_dep
+
+    def add_dep(self, dep, idxs):
+        root = len(self._group[0].idxs) if self._group else len(idxs)
+        if len(self._group) > 20 * nodes or len(idxs) > 4 * max(root, 1):
+            raise _RunAway
+        return original(self, dep, idxs)
+
+    Group.add_dep = add_dep
+    try:
+        yield
+    finally:
+        Group.add_dep = original
+
+
+def _all_groups(graph, runaway: list[str]):
+    """Torch-Pruning's ``get_all_groups`` (a group per Conv2d/Linear root not already in one),
+    skipping the roots whose walk runs away (their names go to ``runaway``) instead of ending."""
+    visited = set()
+    ignored = set(map(id, graph.IGNORED_LAYERS_IN_TRACING))
+    for module in list(graph.module2node):
+        if (
+            not isinstance(module, (nn.Conv2d, nn.Linear))
+            or id(module) in visited
+            or id(module) in ignored
+        ):
+            continue
+        pruner = graph.get_pruner_of_module(module)
+        if pruner is None or pruner.get_out_channels(module) is None:
+            continue
+        channels = list(range(pruner.get_out_channels(module)))
+        try:
+            group = graph.get_pruning_group(module, pruner.prune_out_channels, channels)
+        except _RunAway:
+            runaway.append(graph._module2name.get(module, type(module).__name__))
+            continue
+        for item in group:
+            if graph.is_out_channel_pruning_fn(item.dep.handler):
+                visited.add(id(item.dep.target.module))
+        yield group
 
 
 def _keeps_channels(node, channel_last: bool) -> bool:
