@@ -93,19 +93,29 @@ def torch_pruning_copy(model, example, ratio: float):
     """Torch-Pruning's MetaPruner at ``ratio`` (its README's recipe), or the error it raised."""
     import torch_pruning as tp
 
+    from onnxdeploy.compress.dependency import _bounded_walk, _RunAway
+
     try:
-        pruner = tp.pruner.MetaPruner(
-            model,
-            example,
-            importance=tp.importance.MagnitudeImportance(p=1),
-            pruning_ratio=ratio,
-            ignored_layers=_heads(model),
-            output_transform=_first_tensor,
-        )
-        pruner.step()
-        return model
+        # bounded as our own search is: unbounded, its walk on YOLO11's attention took 18 GB
+        with _bounded_walk(sum(1 for _ in model.modules()) * 4):
+            return _meta_prune(tp, model, example, ratio)
+    except _RunAway:
+        return "its channel walk ran away (stopped past 4x a root's channels; 18 GB unbounded)"
     except Exception as exc:  # a peer's failure is a result of the benchmark, printed
         return f"{type(exc).__name__}: {str(exc)[:60]}"
+
+
+def _meta_prune(tp, model, example, ratio: float):
+    pruner = tp.pruner.MetaPruner(
+        model,
+        example,
+        importance=tp.importance.MagnitudeImportance(p=1),
+        pruning_ratio=ratio,
+        ignored_layers=_heads(model),
+        output_transform=_first_tensor,
+    )
+    pruner.step()
+    return model
 
 
 def _export(name, module, path, size) -> None:
