@@ -103,3 +103,22 @@ def test_batched_inference_sizes_its_batch_to_the_budget(tmp_path):
     whole = run_batched(tmp_path / "m.onnx", x, batch_size=20)
     sized = run_batched(tmp_path / "m.onnx", x)  # the budget's batch, same numbers
     assert np.allclose(whole[next(iter(whole))], sized[next(iter(sized))], atol=1e-5)
+
+
+def test_the_fallback_ranking_reads_one_chunk_of_batches():
+    """qdq_loss_debug keeps every activation it sees: the ranking stops after the reader's stride."""
+    from onnxdeploy.quantize.fallback import FirstBatches
+
+    class Counting:
+        def __init__(self):
+            self.calls = 0
+
+        def get_next(self):
+            self.calls += 1
+            return {"x": self.calls}
+
+    reader = Counting()
+    limited = FirstBatches(reader, 3)
+    assert [limited.get_next() for _ in range(5)] == [{"x": 1}, {"x": 2}, {"x": 3}, None, None]
+    assert reader.calls == 3
+    assert list(FirstBatches(Counting(), 2)) == [{"x": 1}, {"x": 2}]  # as collect_activations reads
