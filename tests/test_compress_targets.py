@@ -89,6 +89,7 @@ def test_compress_to_a_latency_target_reports_prediction_and_measurement(tmp_pat
     result = compress("digits_cnn", tmp_path / "small.pt", config, train_epochs=1)
     plan = result.target
     assert plan.kind == "latency" and plan.batch == 8
-    assert plan.predicted_ratio == pytest.approx(0.6, abs=0.1)
+    # the allocation reaches the target by its own prediction (how far below depends on timings)
+    assert 0 < plan.predicted_ratio <= 0.6 + 1e-6
     assert 0 < plan.measured_ratio < 1.5  # measured on a shared machine: present and sane
     assert result.to_json()["target"]["measured_ratio"] == plan.measured_ratio
