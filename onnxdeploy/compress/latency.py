@@ -241,7 +241,7 @@ def mac_model(
     modules = dict(model.named_modules())
     links = _links(groups, modules)
     every = [n for n, m in modules.items() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    macs = _layer_macs(model, every, sample)
+    macs = layer_macs(model, every, sample)
     layers = []
     for name, link in links.items():
         module = modules[name]
@@ -270,7 +270,7 @@ def _rounding(groups: list[ChannelGroup], round_to: int) -> tuple[tuple, tuple]:
     )
 
 
-def _layer_macs(model: nn.Module, names, sample) -> dict[str, float]:
+def layer_macs(model: nn.Module, names, sample) -> dict[str, float]:
     """MACs of each named Conv2d/Linear on ``sample``: its output size times what one output
     element reads."""
     macs = {}

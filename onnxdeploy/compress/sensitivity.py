@@ -116,36 +116,10 @@ def predicted_drop(drops: dict[float, float], ratio: float) -> float:
 def channel_costs(model: nn.Module, groups: list[ChannelGroup], sample) -> list[float]:
     """MACs per sample that one channel of each group costs (its filter in the producers, its
     input slice in the consumers, its depthwise filter), measured with forward hooks."""
-    import torch
+    from onnxdeploy.compress.latency import layer_macs
 
-    macs = {}
-
-    def hook(name):
-        def record(module, inputs, output):
-            per_out = output[0].numel() // output.shape[1] if output.dim() > 2 else 1
-            if isinstance(module, nn.Conv2d):
-                macs[name] = per_out * module.weight[0].numel() * module.out_channels
-            elif isinstance(module, nn.Linear):
-                macs[name] = (
-                    output[0].numel()
-                    // module.out_features
-                    * module.in_features
-                    * module.out_features
-                )
-
-        return record
-
-    handles = [
-        m.register_forward_hook(hook(n))
-        for n, m in model.named_modules()
-        if isinstance(m, (nn.Conv2d, nn.Linear))
-    ]
-    try:
-        with torch.no_grad():
-            call(model.eval(), to_torch(take(sample, slice(0, 1))))
-    finally:
-        for h in handles:
-            h.remove()
+    names = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    macs = layer_macs(model, names, take(sample, slice(0, 1)))
     modules = dict(model.named_modules())
     costs = []
     for group in groups:
