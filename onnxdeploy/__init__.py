@@ -48,6 +48,8 @@ _LAZY = {
     "InputSpec": "onnxdeploy.data",
     "create_session": "onnxdeploy.runtime",
     "compare_outputs": "onnxdeploy.output_diff",
+    "write_html_report": "onnxdeploy.html_report",
+    "HtmlReport": "onnxdeploy.html_report",
 }
 
 

@@ -185,7 +185,7 @@ def test_ci_example_calls_existing_commands():
     called = {
         m.group(1) for run in runs for m in re.finditer(r"onnxdeploy (?:-\S+ )*([a-z-]+)", run)
     }
-    assert called >= {"export", "prune-channels", "quantize", "bench", "gate"}
+    assert called >= {"export", "prune-channels", "quantize", "bench", "gate", "report"}
     assert called <= set(COMMANDS)
     from onnxdeploy.cli import main
 

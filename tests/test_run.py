@@ -53,6 +53,11 @@ def test_run_end_to_end_reduced(cli, tmp_path):
     assert {r["batch"] for r in report["stages"]["bench"]["results"]} == {1, 8}
     assert (runs[0] / "model.onnx").is_file() and (runs[0] / "report.md").is_file()
     assert "accuracy" in (runs[0] / "report.md").read_text()
+    html = (runs[0] / "report.html").read_text()  # one page: pruning per layer, latency charts
+    pruning = html[html.index('<section id="pruning">') : html.index('<section id="gate">')]
+    layers = report["stages"]["prune-channels"]["layers"]
+    assert layers and all(f"<td>{layer['layer']}</td>" in pruning for layer in layers)
+    assert html.count("box = quartiles") == 2  # batch 1 and batch 8
     assert "pruned" in out
 
 

@@ -30,6 +30,7 @@ COMMANDS = {
     "quantize": "onnxdeploy.cli.quantize_cmd:quantize_command",
     "gate": "onnxdeploy.cli.gate_cmd:gate_command",
     "package": "onnxdeploy.cli.package_cmd:package_command",
+    "report": "onnxdeploy.cli.report_cmd:report_command",
 }
 
 

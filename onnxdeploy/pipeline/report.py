@@ -84,5 +84,9 @@ def markdown(report: dict) -> str:
 
 
 def write_report(run_dir, report: dict) -> None:
+    """report.json, report.md and report.html (one self-contained page) in ``run_dir``."""
+    from onnxdeploy.html_report import write_html_report
+
     write_json(run_dir / "report.json", report)
     write_text(run_dir / "report.md", markdown(report))
+    write_html_report([run_dir], run_dir / "report.html")

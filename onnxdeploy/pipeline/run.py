@@ -55,7 +55,7 @@ class RunResult:
         body = format_table(model_rows(self.report))
         if notes:
             body += "\n\n" + "\n".join(notes)
-        return f"{body}\n\nreport: {self.run_dir / 'report.md'}"
+        return f"{body}\n\nreport: {self.run_dir / 'report.html'} (and report.md, report.json)"
 
 
 def _new_run_dir(runs_dir: Path) -> tuple[str, Path]:

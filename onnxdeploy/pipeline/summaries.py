@@ -54,6 +54,9 @@ class PruneSummary(Summary):
     max_rel_diff: float
     model: str | None = None
     note: str | None = None
+    layers: list | None = None  # per layer that shrank: layer, op, channels before and after
+    params: dict | None = None  # before/after, as prune-channels --json has them
+    macs: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -88,3 +91,4 @@ class GateSummary(Summary):
     regressions: int | None = None
     warnings: list = field(default_factory=list)
     entries: int | None = None
+    verdict: dict | None = None  # GateVerdict.to_json(): every entry with its ratio, CI and p-value

@@ -118,4 +118,12 @@ class Acceptance:
             )
 
     def accepts(self, drop: float, snr_db: float) -> bool:
-        return drop <= self.max_drop and (self.min_snr_db is None or snr_db >= self.min_snr_db)
+        return self.rejection(drop, snr_db) is None
+
+    def rejection(self, drop: float, snr_db: float) -> str | None:
+        """Why a candidate with this drop and SNR fails the quality floor; None when it passes."""
+        if not drop <= self.max_drop:
+            return f"drop {drop:.2f} points > max {self.max_drop:g}"
+        if self.min_snr_db is not None and not snr_db >= self.min_snr_db:
+            return f"SNR {snr_db:.1f} dB < min {self.min_snr_db:g} dB"
+        return None

@@ -21,6 +21,7 @@ class Attempt:
     speedup: float | None = None
     speedup_ci: tuple[float, float] | None = None  # bootstrap 95% CI of fp32 p50 / int8 p50
     calib_peak_mb: float | None = None  # peak memory calibrating and quantizing added (RSS)
+    rejected: str | None = None  # why it failed the quality floor (None: it passed, or errored)
 
 
 @dataclass(frozen=True)

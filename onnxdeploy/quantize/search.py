@@ -98,8 +98,17 @@ def try_candidate(
         )
     s = score(path, split, reference)
     drop = fp32_value - s.value
-    passed = acceptance.accepts(drop, s.snr_db)
-    return Attempt(config, s.value, drop, s.snr_db, s.cosine, passed, calib_peak_mb=memory.mb)
+    rejected = acceptance.rejection(drop, s.snr_db)
+    return Attempt(
+        config,
+        s.value,
+        drop,
+        s.snr_db,
+        s.cosine,
+        rejected is None,
+        calib_peak_mb=memory.mb,
+        rejected=rejected,
+    )
 
 
 def _remote_candidate(config: Candidate, bundle: dict) -> tuple:

@@ -148,5 +148,10 @@ def gate(
     if regressions and fail_on_regression:
         raise CheckFailed(note)
     return GateSummary(
-        note, previous.name, len(regressions), list(verdict.warnings), len(verdict.entries)
+        note,
+        previous.name,
+        len(regressions),
+        list(verdict.warnings),
+        len(verdict.entries),
+        verdict.to_json(),
     )

@@ -28,6 +28,9 @@ def prune_channels(ctx: RunContext, *, rtol: float = 1e-5) -> PruneSummary:
         params_ratio=round(result.params_after / max(result.params_before, 1), 4),
         max_abs_diff=result.comparison.max_abs,
         max_rel_diff=result.comparison.max_rel,
+        layers=[{"layer": l, "op": op, "before": b, "after": a} for l, op, b, a in result.layers],
+        params={"before": result.params_before, "after": result.params_after},
+        macs={"before": result.macs_before, "after": result.macs_after},
     )
     if removed:
         ctx.models["pruned"] = path
@@ -94,6 +97,7 @@ def quantize(
             "settings": a.config.describe(),
             "passed": a.passed,
             "error": a.error,
+            "rejected": a.rejected,
         }
         | (
             {}
