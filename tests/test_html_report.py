@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from onnxdeploy.errors import UserError
-from onnxdeploy.html_report import kind_of, load, render, write_html_report
+from onnxdeploy.html_report import kind_of, load, render
 from onnxdeploy.html_report.svg import Axis, Box, box_plot
 from onnxdeploy.runtime_bench.result import BenchResult, save_results
 from onnxdeploy.runtime_bench.stats import LatencyStats

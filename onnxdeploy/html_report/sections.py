@@ -222,11 +222,11 @@ def gate(c: ReportContent) -> str:
             f'<p>{_badge(view.passed)} {escape(view.note)} <span class="muted">({escape(view.source)})</span></p>'
         )
         if view.thresholds:
-            body.append(
-                '<p class="muted">thresholds: '
-                + escape(", ".join(f"{k} {v}" for k, v in view.thresholds.items()))
-                + "</p>"
+            shown = ", ".join(
+                f"{k} {', '.join(map(str, v)) if isinstance(v, list) else v}"
+                for k, v in view.thresholds.items()
             )
+            body.append(f'<p class="muted">thresholds: {escape(shown)}</p>')
         body += [f'<p class="fail">warning: {escape(w)}</p>' for w in view.warnings]
         if view.entries:
             rows = [
