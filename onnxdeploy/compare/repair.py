@@ -1,0 +1,197 @@
+"""``compare --fix``: grow fp32 islands around the diverging nodes until the candidate holds, shrink
+them back to the fewest nodes that still hold, write the repaired model and time what it costs."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+from onnxdeploy.atomic import refuse_overwrite
+from onnxdeploy.compare.api import compare_report
+from onnxdeploy.compare.graph import graph_facts, module_path
+from onnxdeploy.compare.islands import fp16_with_blocked, with_fp32_islands
+from onnxdeploy.compare.request import CompareRequest, is_onnx
+from onnxdeploy.compare.result import CompareReport
+from onnxdeploy.errors import CheckFailed, UserError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RepairResult:
+    output: str
+    tensors: tuple[str, ...]  # the reference tensors whose producers went back to fp32
+    labels: tuple[str, ...]  # those nodes by module path (or node name)
+    before: CompareReport
+    after: CompareReport
+    evaluated: int  # repaired models tried
+    candidate_p50_ms: float | None = None
+    repaired_p50_ms: float | None = None
+    speed_ci: tuple[float, float] | None = None  # bootstrap 95% CI of candidate p50 / repaired p50
+
+    @property
+    def passed(self) -> bool:
+        return holds(self.after)
+
+    def to_json(self) -> dict:
+        return {
+            "output": self.output,
+            "passed": self.passed,
+            "fp32_nodes": [
+                {"tensor": t, "label": lbl} for t, lbl in zip(self.tensors, self.labels)
+            ],
+            "evaluated": self.evaluated,
+            "before": self.before.to_json(),
+            "after": self.after.to_json(),
+            "speed": {
+                "candidate_p50_ms": self.candidate_p50_ms,
+                "repaired_p50_ms": self.repaired_p50_ms,
+                "speed_ratio": (
+                    self.candidate_p50_ms / self.repaired_p50_ms
+                    if self.candidate_p50_ms and self.repaired_p50_ms
+                    else None
+                ),
+                "ci95": list(self.speed_ci) if self.speed_ci else None,
+            },
+        }
+
+    def __str__(self) -> str:
+        lines = [
+            f"before: {self.before.verdict()}",
+            f"after:  {self.after.verdict()}",
+            f"fp32 nodes ({len(self.tensors)}, from {self.evaluated} repaired models tried): "
+            + ", ".join(self.labels),
+        ]
+        if self.candidate_p50_ms and self.repaired_p50_ms:
+            ratio = self.candidate_p50_ms / self.repaired_p50_ms
+            ci = f", 95% CI {self.speed_ci[0]:.2f}-{self.speed_ci[1]:.2f}" if self.speed_ci else ""
+            lines.append(
+                f"speed: p50 {self.candidate_p50_ms:.4f} ms -> {self.repaired_p50_ms:.4f} ms "
+                f"({ratio:.2f}x the candidate's speed{ci})"
+            )
+        lines.append(f"wrote {self.output}")
+        return "\n".join(lines)
+
+
+def holds(report: CompareReport) -> bool:
+    """Every output within tolerance and no node making NaN or Inf on its own."""
+    return report.passed and not any(n.diff.nan or n.diff.inf for n in report.nodes)
+
+
+def _next_node(report: CompareReport, island: list[str]) -> str | None:
+    """The first diverging node not yet in fp32; where none diverges alone but the outputs fail,
+    the worst one."""
+    for node in report.nodes:
+        if not node.diff.passed and node.tensor not in island:
+            return node.tensor
+    for node in report.worst():
+        if node.tensor not in island and node.diff.snr_db != float("inf"):
+            return node.tensor
+    return None
+
+
+def repair(
+    request: CompareRequest,
+    output: str,
+    *,
+    max_nodes: int = 16,
+    time_it: bool = True,
+    progress: Callable[[str], None] = logger.info,
+) -> RepairResult:
+    """Put the fewest candidate nodes back to fp32 so the candidate holds against its reference;
+    CheckFailed (carrying the result) when ``max_nodes`` are not enough."""
+    from onnxdeploy.onnx_io import load_model, save_model
+
+    if not is_onnx(request.reference):
+        raise UserError(
+            f"{request.reference}: --fix needs an ONNX reference (export the model first)"
+        )
+    refuse_overwrite([output], [request.reference, request.candidate])
+    request = replace(request, layerwise=True)
+    ref, cand = graph_facts(request.reference), graph_facts(request.candidate)
+    reference_model = load_model(request.reference)
+    candidate_model = load_model(
+        request.candidate, check=False
+    )  # fp16 converters write casts out of order
+    before = compare_report(request, progress=progress)
+    kind = before.kind
+    request = replace(request, tolerance=before.tolerance)  # repaired models are held to the same
+    keep_io = all(i.type.tensor_type.elem_type == 1 for i in candidate_model.graph.input)
+    folder = Path(tempfile.mkdtemp(prefix="onnxdeploy-fix-"))
+    evaluated = 0
+
+    def build(tensors: list[str]):
+        if kind == "fp16":
+            names = [ref.nodes[ref.producer[t]].name for t in tensors]
+            return fp16_with_blocked(reference_model, names, keep_io_types=keep_io)
+        return with_fp32_islands(candidate_model, cand, ref, reference_model, tensors)
+
+    def evaluate(tensors: list[str]) -> CompareReport:
+        nonlocal evaluated
+        evaluated += 1
+        path = folder / f"try{evaluated}.onnx"
+        save_model(build(tensors), path)
+        return compare_report(replace(request, candidate=str(path)), progress=lambda _m: None)
+
+    try:
+        island: list[str] = []
+        report = before
+        while not holds(report):
+            tensor = _next_node(report, island)
+            if tensor is None or len(island) >= max_nodes:
+                break
+            island.append(tensor)
+            progress(f"fp32 island: {len(island)} node(s), adding {tensor}")
+            report = evaluate(island)
+        if holds(report):
+            for tensor in list(island)[::-1]:  # the fewest nodes: drop each one that is not needed
+                trial = [t for t in island if t != tensor]
+                if trial and holds(trial_report := evaluate(trial)):
+                    island, report = trial, trial_report
+        labels = tuple(_label(ref, t) for t in island)
+        result = RepairResult(output, tuple(island), labels, before, report, evaluated)
+        if not holds(report):
+            raise CheckFailed(
+                f"{request.candidate}: {len(island)} node(s) back in fp32 did not make it hold "
+                f"({report.verdict()})",
+                result=result,
+            )
+        save_model(build(island), output)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    if time_it:
+        result = _timed(result, request)
+    return result
+
+
+def _label(ref, tensor: str) -> str:
+    node = ref.nodes[ref.producer[tensor]]
+    return module_path(node) or node.name or tensor
+
+
+def _timed(result: RepairResult, request: CompareRequest) -> RepairResult:
+    """The candidate and the repaired model timed side by side with the bench harness."""
+    from onnxdeploy.runtime_bench import BenchRequest, TimingPlan, benchmark
+    from onnxdeploy.runtime_bench.report import comparisons
+
+    run = benchmark(
+        BenchRequest(
+            models=(request.candidate, result.output),
+            batches=(request.batch,),
+            threads=(request.threads,),
+            timing=TimingPlan(iterations=100, min_duration=1.0),
+            shapes=request.shapes,
+        )
+    )
+    base, repaired = run.results[0], run.results[1]
+    (comparison,) = comparisons(list(run.results))
+    return replace(
+        result,
+        candidate_p50_ms=base.stats.p50_ms,
+        repaired_p50_ms=repaired.stats.p50_ms,
+        speed_ci=(comparison.ci_low, comparison.ci_high),
+    )
