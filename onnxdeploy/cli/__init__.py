@@ -31,6 +31,7 @@ COMMANDS = {
     "gate": "onnxdeploy.cli.gate_cmd:gate_command",
     "package": "onnxdeploy.cli.package_cmd:package_command",
     "report": "onnxdeploy.cli.report_cmd:report_command",
+    "compare": "onnxdeploy.cli.compare_cmd:compare_command",
 }
 
 

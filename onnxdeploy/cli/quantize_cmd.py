@@ -113,7 +113,10 @@ from onnxdeploy.quantize.request import BLOCK_SIZES, METHODS, WEIGHTS
 )
 @click.option("--explain", is_flag=True, help="Print the CPU-based decision and exit.")
 @click.option(
-    "--fp16", is_flag=True, help="Convert to float16 for GPU targets instead (I/O stay float32)."
+    "--fp16",
+    is_flag=True,
+    help="Convert to float16 for GPU targets instead (I/O stay float32); nodes that overflow or "
+    "lose precision in fp16 on the data (--calib file, else generated inputs) stay fp32.",
 )
 @click.option(
     "--cluster",
@@ -176,8 +179,11 @@ def quantize_command(
             f"why: {decision.reason}"
         )
         return
-    if fp16:
-        finish(lambda: convert_fp16(model, output), as_json)
+    if fp16:  # checked layer-wise on --calib when it is a file of inputs, else on generated ones
+        from pathlib import Path
+
+        check = calib if calib and Path(calib).is_file() else None
+        finish(lambda: convert_fp16(model, output, inputs=check, progress=progress), as_json)
         return
     config = QuantizeConfig(
         method=method,

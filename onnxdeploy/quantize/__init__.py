@@ -1,7 +1,8 @@
 """Static int8 quantization on onnxruntime.quantization: calibration readers, ISA-aware defaults,
 an accuracy-aware search and a latency check (torch-free)."""
 
-from onnxdeploy.quantize.api import convert_fp16, quantize
+from onnxdeploy.quantize.api import quantize
+from onnxdeploy.quantize.fp16 import convert_fp16
 from onnxdeploy.quantize.configs import Candidate
 from onnxdeploy.quantize.isa import IsaDecision, decide
 from onnxdeploy.quantize.request import Acceptance, QuantizeConfig

@@ -40,7 +40,7 @@ from onnxdeploy.quantize.configs import candidates
 from onnxdeploy.quantize.isa import decide, target_flags
 from onnxdeploy.quantize.request import Acceptance, QuantizeConfig
 from onnxdeploy.quantize.decision import judge
-from onnxdeploy.quantize.result import Attempt, Confirmation, Fp16Result, QuantizeResult
+from onnxdeploy.quantize.result import Attempt, Confirmation, QuantizeResult
 from onnxdeploy.quantize.scoring import outputs, score
 from onnxdeploy.quantize.timing import confirm, time_passing
 from onnxdeploy.runtime_bench.plan import TimingPlan
@@ -510,22 +510,3 @@ def _low_bit_report(state: search.SearchState, chosen: Attempt) -> dict:
         w.name: {"kind": w.kind, **found.get(w.name, {"values": None, "exact": False})}
         for w in weights
     }
-
-
-def convert_fp16(model_path: str, output: str, *, keep_io_types: bool = True) -> Fp16Result:
-    """float16 weights and compute for GPU targets; inputs and outputs stay float32 unless asked."""
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    from onnxdeploy.passes.verify import verify_equivalent
-
-    refuse_overwrite([output], [model_path])
-    model = load_model(model_path)
-    _check_not_quantized(model, model_path)
-    half = convert_float_to_float16(model, keep_io_types=keep_io_types)
-    comparison = verify_equivalent(model, half, rtol=1e-2) if keep_io_types else None
-    if comparison is not None and not comparison:
-        raise CheckFailed(
-            f"{model_path}: float16 outputs differ beyond 1e-2 relative\n{comparison}"
-        )
-    save_model(half, output)
-    return Fp16Result(output, file_bytes(model_path), file_bytes(output), comparison)

@@ -164,24 +164,38 @@ def _attempt_row(a: Attempt) -> list[str]:
 
 @dataclass(frozen=True)
 class Fp16Result:
-    """``convert_fp16``: the written file, its size before and after, and the float32-I/O comparison
-    with the input model (None when the I/O types changed too)."""
+    """``convert_fp16``: the written file, its size before and after, the nodes kept in fp32 (by
+    module path where the export recorded it) and the layer-wise check of the written model
+    against the input (``compare.CompareReport``; None when the I/O types changed too)."""
 
     output: str
     bytes_before: int
     bytes_after: int
-    comparison: object = None  # output_diff.CompareResult
+    comparison: object = None  # compare.CompareReport of the written model
+    kept_fp32: tuple[str, ...] = ()
+    diverged: tuple[str, ...] = ()  # nodes a plain conversion made diverge (before the repair)
 
     def to_json(self) -> dict:
         return {
             "output": self.output,
             "bytes_before": self.bytes_before,
             "bytes_after": self.bytes_after,
+            "kept_fp32": list(self.kept_fp32),
+            "diverged_in_plain_fp16": list(self.diverged),
             "comparison": self.comparison.to_json() if self.comparison is not None else None,
         }
 
     def __str__(self) -> str:
-        return (
+        lines = [
             f"float16 model -> {self.output} ({self.bytes_before / 1024:.1f} KiB -> "
             f"{self.bytes_after / 1024:.1f} KiB)"
-        )
+        ]
+        if self.diverged:
+            lines.append(
+                f"plain fp16 diverged at {len(self.diverged)} node(s): {', '.join(self.diverged[:8])}"
+            )
+        if self.kept_fp32:
+            lines.append(f"kept in fp32 ({len(self.kept_fp32)}): {', '.join(self.kept_fp32)}")
+        if self.comparison is not None:
+            lines.append(f"check on CPU: {self.comparison.verdict()}")
+        return "\n".join(lines)

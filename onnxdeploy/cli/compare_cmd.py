@@ -1,0 +1,158 @@
+"""``onnxdeploy compare``: where a candidate diverges from its reference, and ``--fix`` to repair it
+(torch-free unless the reference is a PyTorch model)."""
+
+from __future__ import annotations
+
+import click
+
+from onnxdeploy.cli.options import POSITIVE, Finite
+from onnxdeploy.cli.output import emit_json, progress, say
+
+
+@click.command("compare")
+@click.argument("reference")
+@click.argument("candidate", type=click.Path(dir_okay=False))
+@click.option(
+    "--checkpoint", help="Weights for a PyTorch reference (file.py:factory, hf:DIR, zoo)."
+)
+@click.option(
+    "--input",
+    "inputs",
+    type=click.Path(dir_okay=False),
+    help=".npz of real inputs by name (default: generated, seeded).",
+)
+@click.option("--batch", type=int, default=1, show_default=True, help="Batch of generated inputs.")
+@click.option(
+    "--shape", "shapes", multiple=True, help="Value for symbolic input dims: name=1x3x224x224."
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--provider",
+    default="cpu",
+    show_default=True,
+    help="Where the candidate runs (cpu, cuda, tensorrt).",
+)
+@click.option(
+    "--atol",
+    type=Finite(),
+    default=None,
+    help="Absolute tolerance (default: by the candidate's kind).",
+)
+@click.option("--rtol", type=Finite(), default=None, help="Relative tolerance.")
+@click.option(
+    "--min-snr",
+    type=Finite(),
+    default=None,
+    help="Pass on SNR (dB) instead of atol/rtol (default for int8/int4/fp16).",
+)
+@click.option(
+    "--layerwise",
+    is_flag=True,
+    help="Compare every tensor both graphs share, each node fed the reference's inputs.",
+)
+@click.option("--top-k", type=int, default=10, show_default=True, help="Worst nodes to list.")
+@click.option(
+    "--memory-budget",
+    type=POSITIVE,
+    default=None,
+    help="MB of tensors kept in memory (past it: spilled to a temporary folder).",
+)
+@click.option("--threads", type=int, default=1, show_default=True)
+@click.option(
+    "--fix", is_flag=True, help="Put the fewest nodes back to fp32 until it holds; write -o."
+)
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), help="Where --fix writes the repaired model."
+)
+@click.option("--max-fix-nodes", type=int, default=16, show_default=True)
+@click.option(
+    "--md", "markdown", type=click.Path(dir_okay=False), help="Also write the report as Markdown."
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the report as JSON (for onnxdeploy report)."
+)
+def compare_command(
+    reference,
+    candidate,
+    checkpoint,
+    inputs,
+    batch,
+    shapes,
+    seed,
+    provider,
+    atol,
+    rtol,
+    min_snr,
+    layerwise,
+    top_k,
+    memory_budget,
+    threads,
+    fix,
+    output,
+    max_fix_nodes,
+    markdown,
+    as_json,
+):
+    """Compare CANDIDATE (ONNX: fp32, int8, int4, fp16, pruned) with REFERENCE (ONNX or a PyTorch
+    model): every output; with --layerwise the first diverging node and the worst; exit 1 past
+    the tolerance, with the tolerance that would have passed."""
+    from onnxdeploy.atomic import refuse_overwrite, write_text
+    from onnxdeploy.cli.options import parse_shape_options
+    from onnxdeploy.compare import (
+        DEFAULT_TOLERANCE,
+        CompareRequest,
+        Tolerance,
+        candidate_kind,
+        compare_report,
+    )
+    from onnxdeploy.errors import CheckFailed, UserError
+    from onnxdeploy.onnx_io import load_model
+
+    if fix and not output:
+        raise UserError("--fix: give -o for the repaired model")
+    if output and not fix:
+        raise UserError("-o: only with --fix")
+    refuse_overwrite([output, markdown], [reference, candidate, inputs])
+    tolerance = None
+    if atol is not None or rtol is not None or min_snr is not None:
+        base = DEFAULT_TOLERANCE["fp32"]
+        tolerance = Tolerance(
+            atol=base.atol if atol is None else atol,
+            rtol=base.rtol if rtol is None else rtol,
+            min_snr_db=min_snr,
+        )
+    request = CompareRequest(
+        reference,
+        candidate,
+        checkpoint=checkpoint,
+        inputs=inputs,
+        batch=batch,
+        seed=seed,
+        shapes=parse_shape_options(shapes),
+        provider=provider,
+        tolerance=tolerance,
+        layerwise=layerwise or fix,
+        top_k=top_k,
+        memory_budget_mb=memory_budget,
+        threads=threads,
+    )
+    candidate_kind(
+        load_model(candidate, check=False, load_external=False)
+    )  # a broken file: exit 2 now
+    if fix:
+        from onnxdeploy.compare.repair import repair
+
+        try:
+            result = repair(request, output, max_nodes=max_fix_nodes, progress=progress)
+        except CheckFailed as exc:
+            if as_json and exc.result is not None:
+                emit_json(exc.result.to_json())
+            raise
+        emit_json(result.to_json()) if as_json else say(str(result))
+        return
+    report = compare_report(request, progress=progress)
+    if markdown:
+        write_text(markdown, report.markdown())
+    emit_json(report.to_json()) if as_json else say(str(report))
+    if not report.passed:
+        raise CheckFailed(f"{candidate}: {report.verdict()}")
