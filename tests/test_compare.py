@@ -108,9 +108,14 @@ def test_badly_quantized_matmul_found_through_qdq_pairs(tmp_path):
     )
     _perturb(bad, weight_dq.input[1], scale=8.0)  # MatMul_2's weight scale: every weight 8x off
     onnx.save(bad, tmp_path / "qbad.onnx")
-    report = compare_report(CompareRequest(ref, str(tmp_path / "qbad.onnx"), layerwise=True))
-    assert not report.passed and report.first_divergence.node == "MatMul_2"
-    assert [n.node for n in report.nodes if not n.diff.passed][0] == "MatMul_2"
+    for slice_nodes in (1, 2, 5, 64):  # where the slices cut (between a Q and its DQ too)
+        report = compare_report(
+            CompareRequest(
+                ref, str(tmp_path / "qbad.onnx"), layerwise=True, slice_nodes=slice_nodes
+            )
+        )
+        assert not report.passed and report.first_divergence.node == "MatMul_2"
+        assert [n.node for n in report.nodes if not n.diff.passed][0] == "MatMul_2"
 
     fixed = repair(
         CompareRequest(ref, str(tmp_path / "qbad.onnx")),

@@ -57,6 +57,13 @@ from onnxdeploy.cli.output import emit_json, progress, say
     default=None,
     help="MB of tensors kept in memory (past it: spilled to a temporary folder).",
 )
+@click.option(
+    "--slice-nodes",
+    type=int,
+    default=64,
+    show_default=True,
+    help="Nodes per slice the graphs run in (fewer: less memory, more sessions).",
+)
 @click.option("--threads", type=int, default=1, show_default=True)
 @click.option(
     "--fix", is_flag=True, help="Put the fewest nodes back to fp32 until it holds; write -o."
@@ -86,6 +93,7 @@ def compare_command(
     layerwise,
     top_k,
     memory_budget,
+    slice_nodes,
     threads,
     fix,
     output,
@@ -134,6 +142,7 @@ def compare_command(
         layerwise=layerwise or fix,
         top_k=top_k,
         memory_budget_mb=memory_budget,
+        slice_nodes=slice_nodes,
         threads=threads,
     )
     candidate_kind(

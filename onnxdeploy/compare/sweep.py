@@ -194,12 +194,11 @@ def candidate_sweep(
             needed = {i for n in part for i in node_inputs(n)} - made - cand.initializers.keys()
             feeds = {}
             for name in needed:
-                if name.endswith(REF):
-                    source = name[: -len(REF)]
+                source = name[: -len(REF)] if name.endswith(REF) else None
+                if source in feed:  # else computed here (a copied Q/DQ's output): our own value
                     dtype = onnx.helper.tensor_dtype_to_np_dtype(cand.types.get(source, 1))
-                    with np.errstate(
-                        over="ignore"
-                    ):  # past fp16's range: Inf, as fp16 would hold it
+                    # past fp16's range the value becomes Inf, as an fp16 tensor would hold it
+                    with np.errstate(over="ignore"):
                         feeds[name] = np.asarray(ref_store[source]).astype(dtype, copy=False)
                 else:
                     feeds[name] = np.asarray(own[name])
