@@ -83,29 +83,40 @@ REPORT = (
 
 def run_watched(code: str, *args: str, cap_mb: float = float("inf")) -> tuple[float, float, bool]:
     """(peak RSS in MB, wall seconds, whether it was stopped at ``cap_mb``) of ``code`` in a child."""
+    peak, wall, stopped, _ = run_watched_output(code, *args, cap_mb=cap_mb)
+    return peak, wall, stopped
+
+
+def run_watched_output(
+    code: str, *args: str, cap_mb: float = float("inf")
+) -> tuple[float, float, bool, str]:
+    """``run_watched`` and what the child printed."""
     report = REPORT
     started = time.perf_counter()
-    child = subprocess.Popen(
-        [sys.executable, "-c", code + report, *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    peak, stopped = 0.0, False
-    while child.poll() is None:
-        peak = max(peak, _rss_mb(child.pid))
-        if peak > cap_mb:
-            child.kill()
-            stopped = True
-            break
-        time.sleep(0.05)
-    out, err = child.communicate()
+    with tempfile.TemporaryFile("w+") as log:  # a file, not a pipe: a chatty child never blocks
+        child = subprocess.Popen(
+            [sys.executable, "-c", code + report, *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        peak, stopped = 0.0, False
+        while child.poll() is None:
+            peak = max(peak, _rss_mb(child.pid))
+            if peak > cap_mb:
+                child.kill()
+                stopped = True
+                break
+            time.sleep(0.05)
+        child.wait()
+        log.seek(0)
+        out = log.read()
     wall = time.perf_counter() - started
     if not stopped and child.returncode != 0:
-        raise RuntimeError(f"child failed ({child.returncode}): {err.strip()[-500:]}")
+        raise RuntimeError(f"child failed ({child.returncode}): {out.strip()[-800:]}")
     if "PEAK" in out:
-        peak = max(peak, int(out.split("PEAK")[-1]) / 1024)
-    return peak, wall, stopped
+        peak = max(peak, int(out.split("PEAK")[-1].split()[0]) / 1024)
+    return peak, wall, stopped, out
 
 
 def peak_rss_mb(code: str, *args: str) -> float:

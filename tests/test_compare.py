@@ -309,3 +309,36 @@ def test_pytorch_reference_names_the_module_path(cli, tmp_path):
     first = json.loads(out)["first_divergence"]
     assert first["module"].startswith("encoder.1"), first
     assert torch is not None
+
+
+def test_scalar_tensors_cross_slice_boundaries(tmp_path):
+    """A 0-d tensor (a Gather of a shape) fed to the next slice stays 0-d (np.ascontiguousarray
+    would make it 1-d and the Concat after its Unsqueeze fail)."""
+    const = {
+        "zero": np.array(0, np.int64),
+        "axes": np.array([0], np.int64),
+        "rest": np.array([-1], np.int64),
+    }
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"], name="shape"),
+        helper.make_node("Gather", ["shape", "zero"], ["batch"], name="gather"),
+        helper.make_node("Unsqueeze", ["batch", "axes"], ["batch1"], name="unsqueeze"),
+        helper.make_node("Concat", ["batch1", "rest"], ["target"], name="concat", axis=0),
+        helper.make_node("Reshape", ["x", "target"], ["flat"], name="reshape"),
+        helper.make_node("Relu", ["flat"], ["y"], name="relu"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "scalars",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(v, k) for k, v in const.items()],
+    )
+    path = tmp_path / "m.onnx"
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path
+    )
+    report = compare_report(
+        CompareRequest(str(path), str(path), layerwise=True, slice_nodes=1, batch=2)
+    )
+    assert report.passed and report.matched >= 2 and report.first_divergence is None

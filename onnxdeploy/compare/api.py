@@ -64,11 +64,11 @@ def output_diffs(
 def _run_onnx(
     path: str, feeds: dict, provider: str = "cpu", threads: int = 1
 ) -> dict[str, np.ndarray]:
-    from onnxdeploy.runtime import create_session
+    from onnxdeploy.runtime import create_session, run_checked
 
     session = create_session(path, provider=provider, threads=threads, label=path)
     names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, feeds)))
+    return dict(zip(names, run_checked(session, names, feeds, label=path)))
 
 
 def compare(
@@ -86,7 +86,7 @@ def compare_report(
     request: CompareRequest, *, progress: Callable[[str], None] = logger.info
 ) -> CompareReport:
     """The comparison, whether or not it passes."""
-    from onnxdeploy.runtime import create_session
+    from onnxdeploy.runtime import create_session, run_checked
 
     started = time.perf_counter()
     cand = graph_facts(request.candidate)
@@ -100,7 +100,7 @@ def compare_report(
     )
     feeds = _feeds(request, session)
     names = [o.name for o in session.get_outputs()]
-    candidate_out = dict(zip(names, session.run(names, feeds)))
+    candidate_out = dict(zip(names, run_checked(session, names, feeds, label=request.candidate)))
     del session
     store = TensorStore(request.budget_bytes())
     try:

@@ -37,15 +37,15 @@ def node_inputs(node: onnx.NodeProto) -> list[str]:
 
 
 def module_path(node: onnx.NodeProto) -> str:
-    """The innermost ``torch.nn.Module`` path the exporter recorded for ``node`` ("" when none)."""
-    for prop in node.metadata_props:
-        if prop.key == SCOPES_KEY:
-            try:
-                scopes = ast.literal_eval(prop.value)
-            except (ValueError, SyntaxError):
-                return ""
-            modules = [s for s in scopes[:-1] if s]  # the last scope is the op itself
-            return modules[-1] if modules else ""
+    """The innermost ``torch.nn.Module`` path the exporter recorded for ``node`` ("" when none):
+    the dynamo exporter's name scopes, else the TorchScript exporter's node name
+    (``/encoder/layer.1/intermediate/dense/MatMul`` -> ``encoder.layer.1.intermediate.dense``)."""
+    scopes = module_scopes(node)
+    if scopes:
+        return scopes[-1]
+    parts = node.name.split("/")
+    if node.name.startswith("/") and len(parts) > 2:
+        return ".".join(p for p in parts[1:-1] if p)
     return ""
 
 

@@ -62,16 +62,22 @@ def _onnx_type(array: np.ndarray) -> int:
     return helper.np_dtype_to_tensor_dtype(array.dtype)
 
 
-def _run_slice(facts, nodes, feeds: dict, outputs: list[str], threads: int) -> dict:
-    from onnxdeploy.runtime import create_session
+def _run_slice(
+    facts, nodes, feeds: dict, outputs: list[str], threads: int, *, optimize: bool
+) -> dict:
+    """Run ``nodes`` as a model; with ``optimize``, as onnxruntime deploys it (fusions on)."""
+    from onnxdeploy.runtime import create_session, run_checked
 
     if not outputs:
         return {}
     inputs = {name: (_onnx_type(v), v.shape) for name, v in feeds.items()}
     model = sub_model(facts, nodes, inputs, outputs)
-    session = create_session(model, threads=threads, label="compare slice")
-    values = session.run(outputs, {k: np.ascontiguousarray(v) for k, v in feeds.items()})
-    return dict(zip(outputs, values))
+    arrays = {k: np.asarray(v, order="C") for k, v in feeds.items()}  # 0-d stays 0-d
+    label = (
+        f"{facts.folder}: a slice of {len(nodes)} nodes from {nodes[0].name or nodes[0].op_type}"
+    )
+    session = create_session(model, threads=threads, label=label, optimize=optimize)
+    return dict(zip(outputs, run_checked(session, outputs, arrays, label=label)))
 
 
 def reference_sweep(
@@ -96,7 +102,8 @@ def reference_sweep(
             needed = {i for n in nodes for i in node_inputs(n)} - produced - ref.initializers.keys()
             slice_feeds = {n: np.asarray(store[n] if n in store else own[n]) for n in needed}
             outs = [o for o in produced if o in wanted or last.get(o, -1) >= end]
-            for name, value in _run_slice(ref, nodes, slice_feeds, sorted(outs), threads).items():
+            values = _run_slice(ref, nodes, slice_feeds, sorted(outs), threads, optimize=False)
+            for name, value in values.items():
                 (store if name in wanted else own)[name] = value
             for name in own.names():
                 if last.get(name, -1) < end:
@@ -203,7 +210,7 @@ def candidate_sweep(
                 else:
                     feeds[name] = np.asarray(own[name])
             outs = sorted(o for o in made if o in compared or last.get(o, -1) >= end)
-            values = _run_slice(cand, part, feeds, outs, threads)
+            values = _run_slice(cand, part, feeds, outs, threads, optimize=True)
             for name, value in values.items():
                 if name in compared:
                     reference = compared[name]

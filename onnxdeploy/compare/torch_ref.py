@@ -53,7 +53,7 @@ def torch_reference(
     for path, sub in module.named_modules():
         if path in targets:
             handles.append(sub.register_forward_hook(hook(path)))
-    tensors = [torch.from_numpy(np.ascontiguousarray(v)) for v in feeds.values()]
+    tensors = [torch.from_numpy(np.array(v, order="C")) for v in feeds.values()]
     try:
         with torch.no_grad():
             out = module(**dict(zip(feeds, tensors))) if source.by_name else module(*tensors)

@@ -129,3 +129,18 @@ def create_session(
     if active[0] != chain[0]:
         raise UserError(f"{label}: asked for {chain[0]} but the session runs on {active[0]}")
     return session
+
+
+def run_checked(session, outputs, feeds, *, label: str = "<model>") -> list:
+    """``session.run``, with onnxruntime's own failures (a kernel that refuses these inputs, a
+    shape the graph cannot take) as UserError naming ``label``: the model or its inputs are wrong,
+    not us."""
+    try:
+        return session.run(outputs, feeds)
+    except Exception as exc:
+        if not type(exc).__module__.startswith("onnxruntime"):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            f"{label}: onnxruntime cannot run it on these inputs: {first[:300]}"
+        ) from exc
