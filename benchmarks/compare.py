@@ -301,14 +301,12 @@ def main() -> None:
         f"seq {args.seq}; one process per tool, peak RSS (VmHWM)"
     )
     print(
-        f"{'case':5} {'tool':44} {'peak MB':>8} {'wall s':>7}  {'first diverging node':32} found  detail"
+        f"{'case':5} {'tool':50} {'peak MB':>8} {'wall s':>7}  found  first diverging node; detail"
     )
     for case, tool, peak, wall, stopped, first, planted, detail in rows:
         cap = " (stopped at cap)" if stopped else ""
-        print(
-            f"{case:5} {tool:44} {peak:8.0f} {wall:7.1f}  {str(first):32} {'yes' if first == planted else 'no':5}  "
-            f"{detail}{cap}"
-        )
+        found = "yes" if first == planted else "no"
+        print(f"{case:5} {tool:50} {peak:8.0f} {wall:7.1f}  {found:5}  {first}; {detail}{cap}")
     print(f"\nplanted: int8 at {int8_node}, fp16 at {fp16_node}; files in {work}")
 
 
