@@ -342,3 +342,16 @@ def test_scalar_tensors_cross_slice_boundaries(tmp_path):
         CompareRequest(str(path), str(path), layerwise=True, slice_nodes=1, batch=2)
     )
     assert report.passed and report.matched >= 2 and report.first_divergence is None
+
+
+@pytest.mark.gpu
+def test_candidate_on_cuda_layerwise(tmp_path):
+    """The candidate (and its slices) on the CUDA provider against the CPU reference."""
+    ref = _conv_chain(str(tmp_path / "ref.onnx"))
+    report = compare_report(
+        CompareRequest(
+            ref, ref, provider="cuda", layerwise=True, tolerance=Tolerance(min_snr_db=40)
+        )
+    )
+    assert report.provider == "cuda" and report.passed and report.first_divergence is None
+    assert report.matched >= 6

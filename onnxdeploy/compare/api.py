@@ -130,6 +130,7 @@ def compare_report(
                         threads=request.threads,
                         modules=scopes,
                         feeds=feeds,
+                        provider=request.provider,
                     )
                 )
                 matched = len(scopes)
@@ -191,5 +192,6 @@ def _layerwise_onnx(request, cand, feeds, store, tolerance, progress):
         feeds=feeds,
         slice_nodes=request.slice_nodes,
         threads=request.threads,
+        provider=request.provider,
     )
     return tuple(nodes), len(shared)

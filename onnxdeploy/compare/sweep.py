@@ -63,7 +63,14 @@ def _onnx_type(array: np.ndarray) -> int:
 
 
 def _run_slice(
-    facts, nodes, feeds: dict, outputs: list[str], threads: int, *, optimize: bool
+    facts,
+    nodes,
+    feeds: dict,
+    outputs: list[str],
+    threads: int,
+    *,
+    optimize: bool,
+    provider: str = "cpu",
 ) -> dict:
     """Run ``nodes`` as a model; with ``optimize``, as onnxruntime deploys it (fusions on)."""
     from onnxdeploy.runtime import create_session, run_checked
@@ -76,7 +83,9 @@ def _run_slice(
     label = (
         f"{facts.folder}: a slice of {len(nodes)} nodes from {nodes[0].name or nodes[0].op_type}"
     )
-    session = create_session(model, threads=threads, label=label, optimize=optimize)
+    session = create_session(
+        model, provider=provider, threads=threads, label=label, optimize=optimize
+    )
     return dict(zip(outputs, run_checked(session, outputs, arrays, label=label)))
 
 
@@ -172,6 +181,7 @@ def candidate_sweep(
     feeds: dict[str, np.ndarray] | None = None,
     slice_nodes: int = 64,
     threads: int = 1,
+    provider: str = "cpu",
     progress: Callable[[str], None] | None = None,
 ) -> list[NodeDiff]:
     """Each ``compare`` tensor (default: ``feed``) the candidate computes, with every ``feed``
@@ -210,7 +220,7 @@ def candidate_sweep(
                 else:
                     feeds[name] = np.asarray(own[name])
             outs = sorted(o for o in made if o in compared or last.get(o, -1) >= end)
-            values = _run_slice(cand, part, feeds, outs, threads, optimize=True)
+            values = _run_slice(cand, part, feeds, outs, threads, optimize=True, provider=provider)
             for name, value in values.items():
                 if name in compared:
                     reference = compared[name]
