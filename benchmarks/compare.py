@@ -240,19 +240,19 @@ def main() -> None:
             )
         )
         saved = work / f"{case}.ref_outputs.json"
-        peak1, wall1, stop1, _ = run_watched_output(
-            POLYGRAPHY,
-            str(ref),
-            "--onnxrt",
-            "--onnx-outputs",
-            "mark",
-            "all",
-            "--load-inputs",
-            str(inputs_json),
-            "--save-outputs",
-            str(saved),
-            cap_mb=args.cap_mb,
-        )
+
+        def polygraphy(model, *extra):  # as its users run it: every tensor marked
+            marked = (
+                "--onnxrt",
+                "--onnx-outputs",
+                "mark",
+                "all",
+                "--load-inputs",
+                str(inputs_json),
+            )
+            return run_watched_output(POLYGRAPHY, str(model), *marked, *extra, cap_mb=args.cap_mb)
+
+        peak1, wall1, stop1, _ = polygraphy(ref, "--save-outputs", str(saved))
         for label, extra in (
             ("defaults", []),
             (
@@ -263,20 +263,7 @@ def main() -> None:
             peak2, wall2, stop2, log = (
                 (0.0, 0.0, True, "")
                 if stop1
-                else run_watched_output(
-                    POLYGRAPHY,
-                    str(cand),
-                    "--onnxrt",
-                    "--onnx-outputs",
-                    "mark",
-                    "all",
-                    "--load-inputs",
-                    str(inputs_json),
-                    "--load-outputs",
-                    str(saved),
-                    *extra,
-                    cap_mb=args.cap_mb,
-                )
+                else polygraphy(cand, "--load-outputs", str(saved), *extra)
             )
             failed = len(set(re.findall(r"FAILED \| Output: '([^']+)'", log)))
             compared = len(set(re.findall(r"Output: '([^']+)'", log)))

@@ -10,6 +10,7 @@ import pytest
 
 from onnxdeploy.errors import UserError
 from onnxdeploy.html_report import kind_of, load, render
+from onnxdeploy.html_report.sections import SECTIONS
 from onnxdeploy.html_report.svg import Axis, Box, box_plot
 from onnxdeploy.runtime_bench.result import BenchResult, save_results
 from onnxdeploy.runtime_bench.stats import LatencyStats
@@ -94,16 +95,7 @@ def test_bench_json_becomes_cards_distributions_and_speedups(tmp_path):
     )
     html = render(content)
     page = _parse(html)
-    for section in (
-        "summary",
-        "latency",
-        "quantize",
-        "pruning",
-        "gate",
-        "compare",
-        "environment",
-        "provenance",
-    ):
+    for section, _ in SECTIONS:
         assert section in page.ids
     assert html.count("box = quartiles") == 1  # one chart: one (provider, batch, threads)
     assert "vs dense @ b1" in html and "abc123" in html and "Test CPU" in html

@@ -7,6 +7,8 @@ import subprocess
 
 import pytest
 
+from onnxdeploy.html_report.sections import SECTIONS as REPORT_SECTIONS
+
 pytestmark = [pytest.mark.browser, pytest.mark.extra]
 
 CHROMIUM = next(
@@ -17,16 +19,7 @@ CHROMIUM = next(
     ),
     None,
 )
-SECTIONS = (
-    "summary",
-    "latency",
-    "quantize",
-    "pruning",
-    "gate",
-    "compare",
-    "environment",
-    "provenance",
-)
+SECTIONS = [anchor for anchor, _ in REPORT_SECTIONS]  # the page's own list: one home
 
 
 def chromium(tmp_path, page, *flags) -> tuple[str, list[str]]:

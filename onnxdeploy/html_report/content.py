@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from onnxdeploy.gate.verdict import EntryVerdict
+
 
 @dataclass(frozen=True)
 class Speedup:
@@ -74,25 +76,12 @@ class PruneView:
 
 
 @dataclass(frozen=True)
-class GateEntry:
-    name: str
-    metric: str
-    baseline: float
-    current: float
-    ratio: float
-    ci_low: float | None
-    ci_high: float | None
-    p_value: float | None
-    verdict: str
-
-
-@dataclass(frozen=True)
 class GateView:
     source: str
     passed: bool | None  # None: nothing was gated (a first run)
     note: str
     thresholds: dict
-    entries: tuple[GateEntry, ...]
+    entries: tuple[EntryVerdict, ...]  # the gate's own entries, regressions first
     warnings: tuple[str, ...]
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from onnxdeploy.errors import UserError
 from onnxdeploy.files import read_json_object
+from onnxdeploy.gate.verdict import EntryVerdict
 from onnxdeploy.hashing import sha256_file
 from onnxdeploy.html_report.content import (
     CompareView,
-    GateEntry,
     GateView,
     LatencySeries,
     ModelCard,
@@ -214,7 +214,7 @@ def _load_gate(data: dict, path: Path, content: ReportContent, note: str = "") -
     entries = []
     for e in data.get("entries", []):
         entries.append(
-            GateEntry(
+            EntryVerdict(
                 str(e["name"]),
                 str(e["metric"]),
                 float(e["baseline"]),
