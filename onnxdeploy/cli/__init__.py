@@ -32,6 +32,7 @@ COMMANDS = {
     "package": "onnxdeploy.cli.package_cmd:package_command",
     "report": "onnxdeploy.cli.report_cmd:report_command",
     "compare": "onnxdeploy.cli.compare_cmd:compare_command",
+    "generate": "onnxdeploy.cli.generate_cmd:generate_command",
 }
 
 

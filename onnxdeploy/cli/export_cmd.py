@@ -64,6 +64,16 @@ from onnxdeploy.exporter import EXPORTERS, export
 @click.option(
     "--rtol", type=POSITIVE, default=1e-4, show_default=True, help="Parity relative tolerance."
 )
+@click.option(
+    "--task",
+    type=click.Choice(
+        ["auto", "text-generation-with-past", "text-generation", "feature-extraction"]
+    ),
+    default="auto",
+    show_default=True,
+    help="auto: a Hugging Face causal LM gets its KV cache (text-generation-with-past), any other "
+    "model its plain graph; text-generation: logits without a cache; feature-extraction: hidden states.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def export_command(
     model,
@@ -78,11 +88,27 @@ def export_command(
     exporter,
     atol,
     rtol,
+    task,
     as_json,
 ):
     """Export MODEL (zoo name, path/file.py:factory or package.module:factory) to ONNX and verify
     it."""
+    from onnxdeploy.exporter.tasks import export_with_past, feature_extractor, resolve_task
+
+    task = resolve_task(model, task)
+    if task == "text-generation-with-past":
+        finish(
+            lambda: export_with_past(
+                model, output, checkpoint=checkpoint, opset=opset, progress=progress
+            ),
+            as_json,
+        )
+        return
+    module = None
     named, shapes = model_inputs(inputs, dynamic, example_inputs, input_shapes)
+    if task == "feature-extraction":
+        module, hf_named = feature_extractor(model)
+        named = named or hf_named
     finish(
         lambda: export(
             model,
@@ -95,6 +121,7 @@ def export_command(
             exporter=exporter,
             atol=atol,
             rtol=rtol,
+            module=module,
             announce=announce,
             progress=progress,
         ),

@@ -1,0 +1,338 @@
+"""Causal language models to one ONNX graph with a KV cache (prefill and decode alike), verified by
+generating: greedy tokens from prompts of different lengths, batched with left padding, must equal
+``transformers``' ``generate(do_sample=False)`` token for token.
+
+Inputs and outputs carry optimum's names (``input_ids``, ``attention_mask``, ``position_ids``,
+``past_key_values.{i}.key/value`` -> ``logits``, ``present.{i}.key/value``), so the runtimes users
+have can drive the graph; batch, sequence and past length are dynamic; grouped-query attention
+keeps its K/V heads (no repeated heads in the cache). The cache goes through ``transformers``'
+own ``DynamicCache``; the TorchScript exporter traces it (torch.export does not take every family's
+cache yet).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from onnxdeploy.errors import CheckFailed, UserError
+
+logger = logging.getLogger(__name__)
+
+TASKS = ("auto", "text-generation-with-past", "text-generation", "feature-extraction")
+PARITY_STEPS = 16
+PROMPT_LENGTHS = (7, 4)  # two prompts of different lengths, batched with left padding
+
+
+@dataclass(frozen=True)
+class GenerationParity:
+    steps: int
+    prompts: int
+    tokens_equal: bool
+    first_mismatch: tuple[int, int] | None  # (prompt, step)
+    max_logits_abs: float  # per-step logits, ONNX vs PyTorch
+
+    def to_json(self) -> dict:
+        return {
+            "steps": self.steps,
+            "prompts": self.prompts,
+            "tokens_equal": self.tokens_equal,
+            "first_mismatch": list(self.first_mismatch) if self.first_mismatch else None,
+            "max_logits_abs": self.max_logits_abs,
+        }
+
+
+@dataclass(frozen=True)
+class DecoderExport:
+    output: str
+    source: str
+    family: str
+    layers: int
+    kv_heads: int
+    head_dim: int
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    parity: GenerationParity
+    file_bytes: int
+    seconds: float
+
+    def to_json(self) -> dict:
+        return {
+            "output": self.output,
+            "source": self.source,
+            "task": "text-generation-with-past",
+            "family": self.family,
+            "layers": self.layers,
+            "kv_heads": self.kv_heads,
+            "head_dim": self.head_dim,
+            "inputs": list(self.inputs),
+            "outputs": list(self.outputs),
+            "parity": self.parity.to_json(),
+            "file_bytes": self.file_bytes,
+            "seconds": round(self.seconds, 2),
+        }
+
+    def __str__(self) -> str:
+        p = self.parity
+        verdict = (
+            "equal"
+            if p.tokens_equal
+            else f"DIFFER at prompt {p.first_mismatch[0]}, step {p.first_mismatch[1]}"
+        )
+        return (
+            f"{self.family} decoder with KV cache -> {self.output} ({self.file_bytes / 2**20:.1f} MiB, "
+            f"{self.layers} layers, {self.kv_heads} KV heads of {self.head_dim})\n"
+            f"generation parity: greedy tokens over {p.steps} steps from {p.prompts} prompts (batched, "
+            f"left-padded) vs transformers generate: {verdict}; per-step logits max abs {p.max_logits_abs:.2e}"
+        )
+
+
+def is_causal_lm_class(name: str) -> bool:
+    """``transformers``' causal LM heads: ``*ForCausalLM``, and GPT-2's older ``*LMHeadModel``."""
+    return name.endswith(("ForCausalLM", "LMHeadModel")) and "DoubleHeads" not in name
+
+
+def is_causal_lm(module) -> bool:
+    return is_causal_lm_class(type(module).__name__) and hasattr(module, "config")
+
+
+def cache_layout(config) -> tuple[int, int, int]:
+    """(layers, KV heads, head size) from a ``transformers`` config."""
+    layers = config.num_hidden_layers
+    heads = config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return layers, kv_heads, head_dim
+
+
+def _with_past(module):
+    """The model as forward(input_ids, attention_mask, [position_ids], *past) -> (logits,
+    *present), the cache rebuilt in ``transformers``' DynamicCache."""
+    import torch
+    from transformers import DynamicCache
+
+    layers = cache_layout(module.config)[0]
+
+    class WithPast(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = module
+
+        def forward(self, input_ids, attention_mask, position_ids, *past):
+            cache = DynamicCache(config=module.config)
+            for i in range(layers):
+                cache.update(past[2 * i], past[2 * i + 1], i)
+            out = self.model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                past_key_values=cache,
+                use_cache=True,
+            )
+            present = []
+            for layer in out.past_key_values.layers:
+                present += [layer.keys, layer.values]
+            return (out.logits, *present)
+
+    return WithPast().eval()
+
+
+def _names(layers: int) -> tuple[list[str], list[str], dict]:
+    past = [f"past_key_values.{i}.{k}" for i in range(layers) for k in ("key", "value")]
+    present = [f"present.{i}.{k}" for i in range(layers) for k in ("key", "value")]
+    inputs = ["input_ids", "attention_mask", "position_ids", *past]
+    outputs = ["logits", *present]
+    axes = {
+        "input_ids": {0: "batch", 1: "sequence"},
+        "attention_mask": {0: "batch", 1: "total_sequence"},
+        "position_ids": {0: "batch", 1: "sequence"},
+        "logits": {0: "batch", 1: "sequence"},
+        **{n: {0: "batch", 2: "past_sequence"} for n in past},
+        **{n: {0: "batch", 2: "total_sequence"} for n in present},
+    }
+    return inputs, outputs, axes
+
+
+def _pad_id(pad, eos, vocab: int) -> int:
+    """The id written into padded positions (masked out, so any id inside the vocabulary will do):
+    the model's pad token, else its end token, else 0; never an id past the vocabulary (a tiny
+    GPT-2 config keeps 50256 as its end token)."""
+    for candidate in (pad, eos[0] if isinstance(eos, list) and eos else eos, 0):
+        if isinstance(candidate, int) and 0 <= candidate < vocab:
+            return candidate
+    return 0
+
+
+def _metadata(module, reference: str) -> dict[str, str]:
+    import onnxdeploy
+
+    config = module.config
+    generation = getattr(module, "generation_config", None)
+    eos = getattr(generation, "eos_token_id", None) if generation else None
+    eos = config.eos_token_id if eos is None else eos
+    pad = getattr(generation, "pad_token_id", None) if generation else None
+    layers, kv_heads, head_dim = cache_layout(config)
+    info = {
+        "task": "text-generation-with-past",
+        "family": config.model_type,
+        "vocab_size": config.vocab_size,
+        "max_positions": getattr(config, "max_position_embeddings", None)
+        or getattr(config, "n_positions", None),
+        "eos_token_id": eos,
+        "pad_token_id": _pad_id(pad, eos, config.vocab_size),
+        "layers": layers,
+        "kv_heads": kv_heads,
+        "head_dim": head_dim,
+    }
+    return {
+        "onnxdeploy.version": onnxdeploy.__version__,
+        "onnxdeploy.source": reference,
+        "onnxdeploy.exporter": "torchscript",
+        "onnxdeploy.generation": json.dumps(info),
+    }
+
+
+def export_decoder(
+    module,
+    reference: str,
+    output: str | Path,
+    *,
+    opset: int | None = None,
+    progress: Callable[[str], None] = logger.info,
+) -> DecoderExport:
+    """Export the causal LM ``module`` with its KV cache to ``output`` and verify it by generating;
+    CheckFailed (the graph kept as ``<name>.parity-failed.onnx``) when tokens differ."""
+    import onnx
+    import torch
+
+    from onnxdeploy.atomic import refuse_overwrite
+    from onnxdeploy.onnx_io import check_model_file, file_bytes, staged_model
+
+    output = Path(output)
+    failed = output.with_name(output.stem + ".parity-failed.onnx")
+    refuse_overwrite([output, failed], [])
+    started = time.perf_counter()
+    module = module.eval()
+    layers, kv_heads, head_dim = cache_layout(module.config)
+    inputs, outputs, axes = _names(layers)
+    batch, seq, past_len = 2, 3, 4
+    example = (
+        torch.randint(0, module.config.vocab_size, (batch, seq)),
+        torch.ones(batch, past_len + seq, dtype=torch.long),
+        torch.arange(past_len, past_len + seq).expand(batch, seq).contiguous(),
+        *[torch.randn(batch, kv_heads, past_len, head_dim) for _ in range(2 * layers)],
+    )
+    progress(f"exporting {reference} with its KV cache ({layers} layers, {kv_heads} KV heads)")
+    raw = output.with_name(f".{output.name}.raw.onnx")
+    try:
+        with torch.no_grad():
+            torch.onnx.export(
+                _with_past(module),
+                example,
+                str(raw),
+                input_names=inputs,
+                output_names=outputs,
+                dynamic_axes=axes,
+                opset_version=opset or 17,
+                dynamo=False,
+            )
+        model = onnx.load(str(raw))
+    except Exception as exc:  # noqa: BLE001 - the exporter's own failure, named
+        raise UserError(
+            f"{reference}: the decoder could not be exported with a KV cache ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+        ) from exc
+    finally:
+        raw.unlink(missing_ok=True)
+    for key, value in _metadata(module, reference).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    model.producer_name = "onnxdeploy"
+    with staged_model(model, output) as staged:
+        check_model_file(staged, output, full_check=False)
+        progress(
+            f"generation parity: {PARITY_STEPS} greedy steps from {len(PROMPT_LENGTHS)} prompts vs transformers"
+        )
+        parity = generation_parity(module, str(staged))
+        result = DecoderExport(
+            str(output),
+            reference,
+            module.config.model_type,
+            layers,
+            kv_heads,
+            head_dim,
+            tuple(inputs),
+            tuple(outputs),
+            parity,
+            file_bytes(staged),
+            time.perf_counter() - started,
+        )
+        if not parity.tokens_equal:
+            staged.replace(failed)
+            raise CheckFailed(
+                f"{output}: {str(result).splitlines()[1]}; kept as {failed}", result=result
+            )
+    return result
+
+
+def generation_parity(
+    module, onnx_path: str, *, steps: int = PARITY_STEPS, seed: int = 0
+) -> GenerationParity:
+    """Greedy tokens and per-step logits of the ONNX graph (our Generator) against ``transformers``'
+    ``generate`` on the same left-padded batch."""
+    import torch
+
+    from onnxdeploy.generate import Generator
+
+    generator = Generator(onnx_path)
+    sig = generator.signature
+    rng = np.random.default_rng(seed)
+    high = min(module.config.vocab_size, sig.vocab_size or module.config.vocab_size)
+    avoid = set(sig.eos_token_id) | {sig.pad_token_id}
+    prompts = []
+    for length in PROMPT_LENGTHS:
+        ids = [int(t) for t in rng.integers(0, high, length * 2) if int(t) not in avoid][:length]
+        prompts.append(ids)
+    ours = generator.generate(prompts, steps, keep_logits=True)
+    longest = max(PROMPT_LENGTHS)
+    ids = torch.full((len(prompts), longest), sig.pad_token_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, prompt in enumerate(prompts):
+        ids[row, longest - len(prompt) :] = torch.tensor(prompt)
+        mask[row, longest - len(prompt) :] = 1
+    with torch.no_grad():
+        theirs = module.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=steps,
+            do_sample=False,
+            pad_token_id=sig.pad_token_id,
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
+    new = theirs.sequences[:, longest:].tolist()
+    mismatch = None
+    for row, tokens in enumerate(new):
+        expected = []
+        for token in tokens:
+            expected.append(token)
+            if token in sig.eos_token_id:
+                break
+        got = list(ours.tokens[row])
+        for step in range(max(len(expected), len(got))):
+            if step >= len(expected) or step >= len(got) or expected[step] != got[step]:
+                mismatch = mismatch or (row, step)
+                break
+    steps_compared = min(len(ours.logits), len(theirs.logits))
+    worst = 0.0
+    for step in range(steps_compared):
+        live = [r for r in range(len(prompts)) if step < len(ours.tokens[r])]
+        if live:
+            diff = np.abs(ours.logits[step][live] - theirs.logits[step][live].float().numpy())
+            worst = max(worst, float(diff.max()))
+    return GenerationParity(steps, len(prompts), mismatch is None, mismatch, worst)

@@ -1,0 +1,71 @@
+"""``export --task``: what graph a model is exported as. ``auto`` gives a Hugging Face causal LM its
+KV cache (``text-generation-with-past``) and every other model the plain graph; ``text-generation``
+is the causal LM without a cache (logits of the whole sequence); ``feature-extraction`` the base
+model's hidden states."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from onnxdeploy.errors import UserError
+from onnxdeploy.exporter.decoder import TASKS, export_decoder, is_causal_lm, is_causal_lm_class
+from onnxdeploy.exporter.hf import is_hf
+
+
+def resolve_task(model: str, task: str) -> str:
+    """``task`` with ``auto`` settled from the model's config (no weights loaded)."""
+    if task not in TASKS:
+        raise UserError(f"task '{task}': choose one of {', '.join(TASKS)}", param="task")
+    if task != "auto":
+        return task
+    if is_hf(model):
+        from onnxdeploy.exporter.hf import _resolve
+
+        cls = _resolve(model)[0]
+        if is_causal_lm_class(cls.__name__):
+            return "text-generation-with-past"
+    return "default"
+
+
+def _module(model: str, checkpoint: str | None):
+    from onnxdeploy.exporter.source import load_source
+
+    return load_source(model, checkpoint=checkpoint, input_shapes=[(1, 8)]).module
+
+
+def export_with_past(
+    model: str,
+    output: str | Path,
+    *,
+    checkpoint: str | None = None,
+    opset: int | None = None,
+    progress: Callable[[str], None] = lambda _m: None,
+):
+    """A causal LM (``hf:DIR``, or ``file.py:factory`` returning a ``transformers`` causal LM) as a
+    decoder with its KV cache, verified by generating."""
+    module = _module(model, checkpoint)
+    if not is_causal_lm(module):
+        raise UserError(
+            f"{model}: --task text-generation-with-past needs a transformers causal LM "
+            f"(a *ForCausalLM with a config); got {type(module).__name__}"
+        )
+    return export_decoder(module, model, output, opset=opset, progress=progress)
+
+
+def feature_extractor(model: str):
+    """(base model without its head, its inputs) for ``hf:`` models."""
+    if not is_hf(model):
+        raise UserError(f"{model}: --task feature-extraction is for hf: models")
+    import transformers
+
+    from onnxdeploy.exporter.hf import _resolve, hf_inputs
+
+    _, config, where = _resolve(model)
+    try:
+        module = transformers.AutoModel.from_pretrained(where).eval()
+    except (OSError, ValueError) as exc:
+        raise UserError(
+            f"{model}: cannot load the weights ({str(exc).splitlines()[0][:160]})"
+        ) from exc
+    return module, hf_inputs(type(module), config)

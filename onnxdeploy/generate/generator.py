@@ -1,0 +1,194 @@
+"""Generate tokens with a decoder-with-past ONNX graph in onnxruntime.
+
+The cache never leaves onnxruntime between steps: each step's ``present.*`` OrtValues are fed back
+as the next step's ``past_key_values.*`` (``run_with_ort_values``); only the last position's logits
+come back to numpy. Prompts of different lengths are left-padded, with the attention mask and
+position ids ``transformers`` uses (cumsum of the mask - 1), so greedy tokens match its
+``generate``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from onnxdeploy.errors import UserError
+from onnxdeploy.generate.sampling import Sampling, choose
+from onnxdeploy.generate.signature import DecoderSignature, read_signature
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    tokens: tuple[tuple[int, ...], ...]  # the new tokens of each prompt (up to its end token)
+    prompt_lengths: tuple[int, ...]
+    prefill_ms: float  # time to first token
+    step_ms: tuple[float, ...]  # each decode step after it
+    logits: tuple = ()  # with keep_logits: each step's last-position logits [batch, vocab]
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        total = sum(self.step_ms)
+        return len(self.step_ms) * len(self.tokens) / (total / 1000) if total else float("nan")
+
+    def to_json(self) -> dict:
+        return {
+            "tokens": [list(t) for t in self.tokens],
+            "prompt_lengths": list(self.prompt_lengths),
+            "time_to_first_token_ms": round(self.prefill_ms, 3),
+            "decode_tokens_per_s": round(self.decode_tokens_per_s, 2),
+            "step_ms": [round(s, 4) for s in self.step_ms],
+        }
+
+    def __str__(self) -> str:
+        lines = [" ".join(map(str, t)) for t in self.tokens]
+        lines.append(
+            f"time to first token {self.prefill_ms:.2f} ms; decode {self.decode_tokens_per_s:.1f} tokens/s "
+            f"({len(self.step_ms)} steps x {len(self.tokens)} sequence(s))"
+        )
+        return "\n".join(lines)
+
+
+@dataclass
+class Generator:
+    """``Generator("model.onnx").generate([[1, 2, 3]], max_new_tokens=16)``."""
+
+    path: str
+    threads: int | None = None
+    provider: str = "cpu"
+    session: object = field(init=False, repr=False)
+    signature: DecoderSignature = field(init=False)
+
+    def __post_init__(self) -> None:
+        from onnxdeploy.runtime import create_session
+
+        self.session = create_session(
+            self.path, provider=self.provider, threads=self.threads, label=self.path
+        )
+        self.signature = read_signature(self.session, self.path)
+        self._outputs = [o.name for o in self.session.get_outputs()]
+        if "logits" not in self._outputs:
+            raise UserError(f"{self.path}: a decoder must output 'logits'")
+
+    def check_prompts(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> None:
+        """UserError for an empty prompt, ids past the vocabulary, or a context past the model's
+        maximum, before anything runs."""
+        sig = self.signature
+        if not prompts:
+            raise UserError("prompt: give at least one prompt", param="prompt")
+        for index, prompt in enumerate(prompts):
+            if len(prompt) == 0:
+                raise UserError(f"prompt {index}: empty; give at least one token", param="prompt")
+            bad = [
+                t for t in prompt if t < 0 or (sig.vocab_size is not None and t >= sig.vocab_size)
+            ]
+            if bad:
+                raise UserError(
+                    f"prompt {index}: token id(s) {bad[:5]} outside the vocabulary (0..{(sig.vocab_size or 0) - 1})",
+                    param="prompt",
+                )
+            if sig.max_positions is not None and len(prompt) + max_new_tokens > sig.max_positions:
+                raise UserError(
+                    f"prompt {index}: {len(prompt)} tokens + {max_new_tokens} new exceed the model's "
+                    f"maximum context of {sig.max_positions}",
+                    param="max_new_tokens",
+                )
+        if max_new_tokens <= 0:
+            raise UserError(
+                f"max_new_tokens {max_new_tokens}: must be positive", param="max_new_tokens"
+            )
+
+    def _empty_cache(self, batch: int) -> dict:
+        import onnxruntime as ort
+
+        sig = self.signature
+        shape = (batch, sig.kv_heads, 0, sig.head_dim)
+        return {
+            n: ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, sig.cache_dtype))
+            for n in sig.past_names()
+        }
+
+    def generate(
+        self,
+        prompts: Sequence[Sequence[int]],
+        max_new_tokens: int = 32,
+        *,
+        sampling: Sampling = Sampling(),
+        stop_at_eos: bool = True,
+        on_token: Callable[[int, int], None] | None = None,
+        keep_logits: bool = False,
+    ) -> GenerationResult:
+        """New tokens for each prompt; ``on_token(sequence, token)`` as each is chosen."""
+        import onnxruntime as ort
+
+        self.check_prompts(prompts, max_new_tokens)
+        sig = self.signature
+        batch, longest = len(prompts), max(len(p) for p in prompts)
+        ids = np.full((batch, longest), sig.pad_token_id, np.int64)
+        mask = np.zeros((batch, longest), np.int64)
+        for row, prompt in enumerate(prompts):
+            ids[row, longest - len(prompt) :] = prompt
+            mask[row, longest - len(prompt) :] = 1
+        rng = np.random.default_rng(sampling.seed)
+        cache = self._empty_cache(batch)
+        out_tokens: list[list[int]] = [[] for _ in prompts]
+        done = np.zeros(batch, bool)
+        step_ms: list[float] = []
+        prefill_ms = 0.0
+        kept: list[np.ndarray] = []
+        feed_ids = ids
+        for step in range(max_new_tokens):
+            positions = np.cumsum(mask, axis=1) - 1
+            positions[mask == 0] = 1
+            feeds = {
+                "input_ids": ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(feed_ids)),
+                "attention_mask": ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(mask)),
+                **cache,
+            }
+            if sig.position_ids:
+                current = positions[:, -feed_ids.shape[1] :]
+                feeds["position_ids"] = ort.OrtValue.ortvalue_from_numpy(
+                    np.ascontiguousarray(current)
+                )
+            started = time.perf_counter()
+            try:
+                values = self.session.run_with_ort_values(self._outputs, feeds)
+            except Exception as exc:  # onnxruntime's own failure: the graph or its inputs
+                if not type(exc).__module__.startswith("onnxruntime"):
+                    raise
+                first = str(exc).strip().splitlines()[0][:300]
+                raise UserError(
+                    f"{self.path}: onnxruntime cannot run step {step}: {first}"
+                ) from exc
+            out = dict(zip(self._outputs, values))
+            logits = out["logits"].numpy()[:, -1, :]
+            if keep_logits:
+                kept.append(logits.copy())
+            token = choose(logits, sampling, rng)
+            elapsed = (time.perf_counter() - started) * 1000
+            if step == 0:
+                prefill_ms = elapsed
+            else:
+                step_ms.append(elapsed)
+            token = np.where(done, sig.pad_token_id, token)
+            for row in range(batch):
+                if not done[row]:
+                    out_tokens[row].append(int(token[row]))
+                    if on_token:
+                        on_token(row, int(token[row]))
+                    if stop_at_eos and int(token[row]) in sig.eos_token_id:
+                        done[row] = True
+            if done.all():
+                break
+            cache = {p: out[q] for p, q in zip(sig.past_names(), sig.present_names())}
+            feed_ids = token.astype(np.int64)[:, None]
+            mask = np.concatenate([mask, np.ones((batch, 1), np.int64)], axis=1)
+        return GenerationResult(
+            tuple(tuple(t) for t in out_tokens),
+            tuple(len(p) for p in prompts),
+            prefill_ms,
+            tuple(step_ms),
+            tuple(kept),
+        )

@@ -1,0 +1,76 @@
+"""What a decoder-with-past ONNX graph takes and returns, read from its inputs, outputs and the
+``onnxdeploy.generation`` metadata the export wrote (optimum's names, so graphs exported elsewhere
+read the same way)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from onnxdeploy.errors import UserError
+
+META_KEY = "onnxdeploy.generation"
+PAST = re.compile(r"^past_key_values\.(\d+)\.(key|value)$")
+
+
+@dataclass(frozen=True)
+class DecoderSignature:
+    layers: int
+    kv_heads: int
+    head_dim: int
+    cache_dtype: np.dtype
+    position_ids: bool
+    vocab_size: int | None = None
+    max_positions: int | None = None
+    eos_token_id: tuple[int, ...] = ()
+    pad_token_id: int = 0
+
+    def past_names(self) -> list[str]:
+        return [
+            f"past_key_values.{i}.{kind}" for i in range(self.layers) for kind in ("key", "value")
+        ]
+
+    def present_names(self) -> list[str]:
+        return [f"present.{i}.{kind}" for i in range(self.layers) for kind in ("key", "value")]
+
+
+_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(bfloat16)": np.float32,
+}
+
+
+def read_signature(session, path: str) -> DecoderSignature:
+    """The decoder's cache layout from ``session``; UserError naming ``path`` when the graph has no
+    KV cache (exported with ``--task text-generation``, say)."""
+    inputs = {i.name: i for i in session.get_inputs()}
+    pasts = sorted((int(m.group(1)), m.group(2)) for name in inputs if (m := PAST.match(name)))
+    if not pasts or "input_ids" not in inputs:
+        raise UserError(
+            f"{path}: not a decoder with a KV cache (no input_ids and past_key_values.N.key/value "
+            "inputs); export it with --task text-generation-with-past"
+        )
+    first = inputs["past_key_values.0.key"]
+    kv_heads, head_dim = first.shape[1], first.shape[3]
+    if not isinstance(kv_heads, int) or not isinstance(head_dim, int):
+        raise UserError(
+            f"{path}: past_key_values.0.key must have static heads and head size, has {first.shape}"
+        )
+    meta = session.get_modelmeta().custom_metadata_map
+    info = json.loads(meta.get(META_KEY, "{}"))
+    eos = info.get("eos_token_id")
+    return DecoderSignature(
+        layers=max(i for i, _ in pasts) + 1,
+        kv_heads=kv_heads,
+        head_dim=head_dim,
+        cache_dtype=np.dtype(_DTYPES.get(first.type, np.float32)),
+        position_ids="position_ids" in inputs,
+        vocab_size=info.get("vocab_size"),
+        max_positions=info.get("max_positions"),
+        eos_token_id=tuple(eos if isinstance(eos, list) else ([] if eos is None else [eos])),
+        pad_token_id=int(info.get("pad_token_id") or 0),
+    )

@@ -1,0 +1,181 @@
+"""Decoders with a KV cache: export for every family, greedy generation equal to transformers,
+prefill/decode consistent with the full-sequence graph, and the generate command's prompt checks."""
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+pytestmark = pytest.mark.extra
+transformers = pytest.importorskip("transformers")
+torch = pytest.importorskip("torch")
+
+COMMON = dict(
+    vocab_size=256,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    max_position_embeddings=64,
+)
+FAMILIES = {
+    "gpt2": lambda: transformers.GPT2Config(
+        vocab_size=256, n_embd=64, n_layer=2, n_head=4, n_positions=64
+    ),
+    "llama": lambda: transformers.LlamaConfig(**COMMON, num_key_value_heads=2),
+    "qwen2": lambda: transformers.Qwen2Config(**COMMON, num_key_value_heads=2),
+    "phi3": lambda: transformers.Phi3Config(**COMMON, num_key_value_heads=2, pad_token_id=0),
+    "mistral": lambda: transformers.MistralConfig(**COMMON, num_key_value_heads=2),
+    "gemma": lambda: transformers.GemmaConfig(**COMMON, num_key_value_heads=1, head_dim=16),
+}
+
+
+def _save(tmp_path, family):
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(FAMILIES[family]()).eval()
+    folder = tmp_path / family
+    model.save_pretrained(folder)
+    return folder, model
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_decoder_exports_with_cache_and_generates_like_transformers(cli, tmp_path, family):
+    folder, model = _save(tmp_path, family)
+    code, out, err = cli("export", f"hf:{folder}", "-o", "m.onnx", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["task"] == "text-generation-with-past"
+    assert result["parity"]["tokens_equal"] and result["parity"]["steps"] == 16
+    assert result["parity"]["max_logits_abs"] < 1e-3
+    graph = onnx.load(tmp_path / "m.onnx", load_external_data=False).graph
+    layers, kv_heads = 2, {"gemma": 1, "gpt2": 4}.get(family, 2)
+    names = [i.name for i in graph.input]
+    assert names[:3] == ["input_ids", "attention_mask", "position_ids"]
+    assert names[3:] == [
+        f"past_key_values.{i}.{k}" for i in range(layers) for k in ("key", "value")
+    ]
+    assert [o.name for o in graph.output] == ["logits"] + [
+        f"present.{i}.{k}" for i in range(layers) for k in ("key", "value")
+    ]
+    past = graph.input[3].type.tensor_type.shape.dim
+    assert (
+        past[0].dim_param and past[2].dim_param and past[1].dim_value == kv_heads
+    )  # grouped, not repeated
+    assert all(d.dim_param for d in graph.input[0].type.tensor_type.shape.dim)  # batch and sequence
+
+
+def test_greedy_tokens_equal_transformers_at_batch_two_with_padding(tmp_path):
+    from onnxdeploy.exporter.decoder import export_decoder
+    from onnxdeploy.generate import Generator
+
+    _, model = _save(tmp_path, "llama")
+    export_decoder(model, "llama", tmp_path / "m.onnx")
+    prompts = [[5, 17, 99, 3, 250], [8, 1, 44, 120, 7, 63, 2, 90, 11]]
+    ours = Generator(str(tmp_path / "m.onnx")).generate(prompts, 16, stop_at_eos=False)
+    ids = torch.zeros((2, 9), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, prompt in enumerate(prompts):
+        ids[row, 9 - len(prompt) :] = torch.tensor(prompt)
+        mask[row, 9 - len(prompt) :] = 1
+    with torch.no_grad():
+        theirs = model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=16,
+            min_new_tokens=16,
+            do_sample=False,
+            pad_token_id=0,
+            eos_token_id=None,
+        )
+    # min_new_tokens only masks the end token; where neither side meets it the tokens must agree
+    expected = theirs[:, 9:].tolist()
+    assert [list(t) for t in ours.tokens] == expected
+    assert ours.prefill_ms > 0 and len(ours.step_ms) == 15
+
+
+def test_prefill_and_decode_agree_with_the_full_sequence_graph(cli, tmp_path):
+    folder, model = _save(tmp_path, "qwen2")
+    assert cli("export", f"hf:{folder}", "-o", "past.onnx")[0] == 0
+    code, _, err = cli("export", f"hf:{folder}", "-o", "full.onnx", "--task", "text-generation")
+    assert code == 0, err
+    full = ort.InferenceSession(str(tmp_path / "full.onnx"))
+    past = ort.InferenceSession(str(tmp_path / "past.onnx"))
+    ids = np.array([[3, 14, 15, 92, 65, 35]], np.int64)
+    n = ids.shape[1]
+    reference = full.run(["logits"], {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0]
+    empty = {i.name: np.zeros((1, 2, 0, 16), np.float32) for i in past.get_inputs()[3:]}
+    names = [o.name for o in past.get_outputs()]
+
+    def run(tokens, mask, positions, cache):
+        out = past.run(
+            names, {"input_ids": tokens, "attention_mask": mask, "position_ids": positions, **cache}
+        )
+        return out[0], {
+            f"past_key_values.{k[len('present.') :]}": v for k, v in zip(names[1:], out[1:])
+        }
+
+    prefill, _ = run(
+        ids, np.ones_like(ids), np.arange(n)[None], empty
+    )  # prefill only, past length 0
+    np.testing.assert_allclose(prefill, reference, atol=1e-4)
+    head, cache = run(ids[:, :-1], np.ones((1, n - 1), np.int64), np.arange(n - 1)[None], empty)
+    step, _ = run(ids[:, -1:], np.ones((1, n), np.int64), np.array([[n - 1]]), cache)  # decode only
+    np.testing.assert_allclose(head, reference[:, :-1], atol=1e-4)
+    np.testing.assert_allclose(step[:, 0], reference[:, -1], atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--prompt-ids", "1,2,999"], "outside the vocabulary"),
+        (["--prompt-ids", ""], "empty"),
+        (["--prompt-ids", "1,2,3", "--max-new-tokens", "80"], "maximum context of 64"),
+        (["--prompt-ids", "1,x"], "comma-separated token ids"),
+        (["--prompt", "hello"], "needs a tokenizer"),
+        (["--prompt-ids", "1,2", "--top-p", "0"], "--top-p 0.0: must be in (0, 1]"),
+    ],
+)
+def test_bad_prompts_exit_2_with_one_line(cli, tmp_path, args, fragment, decoder_onnx):
+    code, _, err = cli("generate", str(decoder_onnx), *args)
+    assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_generate_command_streams_greedy_tokens(cli, decoder_onnx):
+    from onnxdeploy.generate import Generator
+
+    expected = Generator(str(decoder_onnx)).generate([[4, 8, 15]], 6, stop_at_eos=True).tokens[0]
+    code, out, err = cli(
+        "generate", str(decoder_onnx), "--prompt-ids", "4,8,15", "--max-new-tokens", "6"
+    )
+    assert code == 0, err
+    assert out.splitlines()[0].split() == [str(t) for t in expected]
+    code, out, _ = cli(
+        "generate",
+        str(decoder_onnx),
+        "--prompt-ids",
+        "4,8,15",
+        "--prompt-ids",
+        "9",
+        "--max-new-tokens",
+        "4",
+        "--temperature",
+        "0.8",
+        "--top-k",
+        "5",
+        "--seed",
+        "3",
+        "--json",
+    )
+    data = json.loads(out)
+    assert len(data["tokens"]) == 2 and data["time_to_first_token_ms"] > 0
+
+
+@pytest.fixture(scope="module")
+def decoder_onnx(tmp_path_factory):
+    from onnxdeploy.exporter.decoder import export_decoder
+
+    folder = tmp_path_factory.mktemp("decoder")
+    _, model = _save(folder, "llama")
+    return export_decoder(model, "llama", folder / "m.onnx").output
