@@ -179,3 +179,60 @@ def decoder_onnx(tmp_path_factory):
     folder = tmp_path_factory.mktemp("decoder")
     _, model = _save(folder, "llama")
     return export_decoder(model, "llama", folder / "m.onnx").output
+
+
+@pytest.fixture(scope="module")
+def toy_lm(tmp_path_factory):
+    """A tiny Llama trained for a few steps on arithmetic sequences: peaked next-token
+    distributions, so agreement and KL measure quantization rather than noise."""
+    from onnxdeploy.exporter.decoder import export_decoder
+
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=64,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        eos_token_id=63,
+        bos_token_id=62,
+        pad_token_id=0,
+    )
+    model = transformers.LlamaForCausalLM(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(200):
+        start, step = torch.randint(1, 61, (16, 1)), torch.randint(1, 4, (16, 1))
+        batch = (start + step * torch.arange(48)) % 60 + 1
+        model(input_ids=batch, labels=batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    folder = tmp_path_factory.mktemp("toy")
+    return export_decoder(model.eval(), "toy", folder / "toy.onnx").output
+
+
+def test_int4_search_keeps_the_quality_floor_on_a_trained_model(cli, tmp_path, toy_lm):
+    code, out, err = cli("quantize", toy_lm, "-o", "q.onnx", "--weights", "int4", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    chosen = next(a for a in result["attempts"] if a["candidate"]["name"] == result["chosen"])
+    assert chosen["agreement"] >= 90 and chosen["kl"] <= 0.1 and chosen["decode_tokens_per_s"] > 0
+    assert {a["candidate"]["name"] for a in result["attempts"]} >= {
+        "int4-b32-acc4",
+        "int4-b128-acc4",
+        "int8-dynamic",
+    }
+    ops = {n.op_type for n in onnx.load(tmp_path / "q.onnx").graph.node}
+    assert ops & {"MatMulNBits", "MatMulInteger", "DynamicQuantizeMatMul"}
+    from onnxdeploy.generate import Generator
+
+    tokens = (
+        Generator(str(tmp_path / "q.onnx"))
+        .generate([[5, 7, 9, 11]], 8, stop_at_eos=False)
+        .tokens[0]
+    )
+    assert list(tokens[:4]) == [13, 15, 17, 19]  # the quantized model still continues the sequence
+    code, out, err = cli("quantize", toy_lm, "-o", "none.onnx", "--max-kl", "0", "--json")
+    assert code == 1 and "no candidate kept" in err
+    assert len(json.loads(out)["attempts"]) >= 6 and not (tmp_path / "none.onnx").exists()

@@ -128,6 +128,20 @@ from onnxdeploy.quantize.request import BLOCK_SIZES, METHODS, WEIGHTS
     default=None,
     help="With --cluster: time on a node of this target (a Ray resource), where the model deploys.",
 )
+@click.option(
+    "--min-agreement",
+    type=Finite(low=0),
+    default=90.0,
+    show_default=True,
+    help="Decoders with a KV cache: least teacher-forced next-token top-1 agreement with fp32 (%).",
+)
+@click.option(
+    "--max-kl",
+    type=Finite(low=0),
+    default=0.1,
+    show_default=True,
+    help="Decoders with a KV cache: most mean KL(fp32 || quantized) per token (nats).",
+)
 @click.option("--json", "as_json", is_flag=True)
 def quantize_command(
     model,
@@ -157,6 +171,8 @@ def quantize_command(
     fp16,
     cluster,
     target,
+    min_agreement,
+    max_kl,
     as_json,
 ):
     """Quantize MODEL to int8 with calibration data; keep accuracy within --max-drop; never slower
@@ -177,6 +193,23 @@ def quantize_command(
             f"CPU flags: {isa}\nper-channel weights: {decision.per_channel}, reduce_range: "
             f"{decision.reduce_range}\n"
             f"why: {decision.reason}"
+        )
+        return
+    if not fp16 and _is_decoder(model):  # a KV-cache decoder: scored as a language model
+        from onnxdeploy.quantize.generative import quantize_decoder
+
+        finish(
+            lambda: quantize_decoder(
+                model,
+                output,
+                sequences=_token_sequences(calib),
+                min_agreement=min_agreement,
+                max_kl=max_kl,
+                target_batch=target_batch,
+                target_threads=target_threads,
+                progress=progress,
+            ),
+            as_json,
         )
         return
     if fp16:  # checked layer-wise on --calib when it is a file of inputs, else on generated ones
@@ -235,3 +268,35 @@ def quantize_command(
         ),
         as_json,
     )
+
+
+def _is_decoder(model: str) -> bool:
+    """A graph with ``past_key_values.*`` inputs (read without its weights)."""
+    from pathlib import Path
+
+    import onnx
+
+    if not Path(model).is_file():
+        return False
+    try:
+        graph = onnx.load(model, load_external_data=False).graph
+    except Exception:  # noqa: BLE001 - not ONNX: quantize's own checks say so
+        return False
+    return any(i.name.startswith("past_key_values.") for i in graph.input)
+
+
+def _token_sequences(calib):
+    """Token sequences for scoring a decoder: an .npz with ``input_ids`` [sequences, length]; None
+    (fp32 generates its own) without --calib."""
+    if calib is None:
+        return None
+    from onnxdeploy.data.readers import load_npz
+    from onnxdeploy.errors import UserError
+
+    arrays = load_npz(calib, what="token sequences")
+    ids = arrays.get("input_ids")
+    if ids is None or ids.ndim != 2 or ids.dtype.kind not in "iu":
+        raise UserError(
+            f"{calib}: a decoder is scored on token ids: an integer array 'input_ids' [sequences, length]"
+        )
+    return ids.astype("int64")

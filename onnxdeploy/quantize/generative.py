@@ -1,0 +1,335 @@
+"""Quantizing a decoder with a KV cache: candidates from onnxruntime's quantizers (int4 weight-only
+MatMulNBits in blocks of 32/64/128 at accuracy levels 0 and 4, RTN and HQQ, with or without the
+``lm_head``; int8 dynamic), each scored the way a language model is used and timed the way it runs.
+
+Quality: teacher-forced next-token top-1 agreement and mean KL(fp32 || candidate) over token
+sequences (the user's, or ones fp32 itself generated from seeded prompts), and how many greedy
+tokens match fp32's before the first difference. Speed: decode tokens/s and time to first token at
+the target batch and threads, every model timed in the same rounds, interleaved. The fastest
+candidate within ``min_agreement`` and ``max_kl`` is written; exit 1 with every attempt when none is.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from onnxdeploy.errors import CheckFailed, UserError
+
+logger = logging.getLogger(__name__)
+
+NOISE = 1.03  # tokens/s within 3% are a tie: the smaller file wins
+
+
+@dataclass(frozen=True)
+class LmCandidate:
+    name: str
+    weights: str  # "int4" or "int8-dynamic"
+    block_size: int = 0
+    accuracy_level: int = 0
+    algorithm: str = "rtn"  # rtn or hqq
+    lm_head: bool = True  # quantize the output projection too
+
+    def describe(self) -> str:
+        if self.weights == "int8-dynamic":
+            return "int8 dynamic (MatMul weights, activations at run time)"
+        head = "" if self.lm_head else ", lm_head fp32"
+        return f"int4 {self.algorithm} block {self.block_size}, accuracy level {self.accuracy_level}{head}"
+
+
+DEFAULT_CANDIDATES = (
+    LmCandidate("int4-b32-acc4", "int4", 32, 4),
+    LmCandidate("int4-b64-acc4", "int4", 64, 4),
+    LmCandidate("int4-b128-acc4", "int4", 128, 4),
+    LmCandidate("int4-b32-acc0", "int4", 32, 0),
+    LmCandidate("int4-b64-hqq", "int4", 64, 4, "hqq"),
+    LmCandidate("int4-b32-acc4-head-fp32", "int4", 32, 4, lm_head=False),
+    LmCandidate("int8-dynamic", "int8-dynamic"),
+)
+
+
+@dataclass(frozen=True)
+class LmAttempt:
+    candidate: LmCandidate
+    agreement: float | None  # percent of positions whose argmax equals fp32's
+    kl: float | None  # mean KL(fp32 || candidate), nats
+    greedy_match: float | None  # mean greedy tokens equal to fp32's before the first difference
+    decode_tokens_per_s: float | None = None
+    prefill_ms: float | None = None
+    bytes: int | None = None
+    passed: bool = False
+    why: str = ""
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["candidate"] = {**asdict(self.candidate), "description": self.candidate.describe()}
+        return data
+
+
+@dataclass(frozen=True)
+class LmQuantizeResult:
+    output: str
+    chosen: str  # a candidate's name, or "none"
+    reason: str
+    attempts: tuple[LmAttempt, ...]
+    fp32_decode_tokens_per_s: float
+    fp32_prefill_ms: float
+    fp32_bytes: int
+    min_agreement: float
+    max_kl: float
+    target_batch: int
+    sequences: int
+    source: str  # where the scoring sequences came from
+
+    @property
+    def passed(self) -> bool:
+        return self.chosen != "none"
+
+    def to_json(self) -> dict:
+        return {
+            "output": self.output,
+            "chosen": self.chosen,
+            "reason": self.reason,
+            "passed": self.passed,
+            "metric": "agreement",
+            "fp32_decode_tokens_per_s": self.fp32_decode_tokens_per_s,
+            "fp32_prefill_ms": self.fp32_prefill_ms,
+            "fp32_bytes": self.fp32_bytes,
+            "min_agreement": self.min_agreement,
+            "max_kl": self.max_kl,
+            "target_batch": self.target_batch,
+            "sequences": self.sequences,
+            "scored_on": self.source,
+            "attempts": [a.to_json() for a in self.attempts],
+        }
+
+    def __str__(self) -> str:
+        from onnxdeploy.tables import text_table
+
+        def num(value, fmt):
+            return "-" if value is None else format(value, fmt)
+
+        rows = [
+            [
+                a.candidate.name,
+                num(a.agreement, ".2f"),
+                num(a.kl, ".4f"),
+                num(a.greedy_match, ".1f"),
+                num(a.decode_tokens_per_s, ".1f"),
+                num(a.prefill_ms, ".2f"),
+                num(a.bytes / 2**20 if a.bytes else None, ".2f"),
+                "yes" if a.passed else "no",
+                a.why,
+            ]
+            for a in self.attempts
+        ]
+        table = text_table(
+            [
+                "candidate",
+                "agree %",
+                "KL",
+                "greedy =",
+                "decode tok/s",
+                "TTFT ms",
+                "MiB",
+                "passed",
+                "why",
+            ],
+            rows,
+        )
+        return (
+            f"fp32: decode {self.fp32_decode_tokens_per_s:.1f} tokens/s, time to first token "
+            f"{self.fp32_prefill_ms:.2f} ms, {self.fp32_bytes / 2**20:.2f} MiB; scored on {self.sequences} "
+            f"sequences ({self.source})\n{table}\n{self.chosen}: {self.reason}"
+        )
+
+
+def _lm_head(model_path: str) -> list[str]:
+    """The MatMul that produces ``logits`` (the output projection), by node name."""
+    import onnx
+
+    model = onnx.load(model_path, load_external_data=False)
+    producer = {o: n for n in model.graph.node for o in n.output}
+    node = producer.get("logits")
+    while node is not None and node.op_type not in ("MatMul", "Gemm"):
+        node = producer.get(node.input[0]) if node.input else None
+    return [node.name] if node is not None else []
+
+
+def apply_candidate(candidate: LmCandidate, model_path: str, output: str) -> None:
+    """``candidate`` applied by onnxruntime's quantizers."""
+    from onnxdeploy.onnx_io import is_large, load_model
+
+    if candidate.weights == "int8-dynamic":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(
+            model_path, output, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"]
+        )
+        return
+    from onnxruntime.quantization import matmul_nbits_quantizer as nbits
+
+    exclude = [] if candidate.lm_head else _lm_head(model_path)
+    algo = (
+        nbits.HQQWeightOnlyQuantConfig(block_size=candidate.block_size, bits=4)
+        if candidate.algorithm == "hqq"
+        else nbits.DefaultWeightOnlyQuantConfig(
+            block_size=candidate.block_size,
+            is_symmetric=False,
+            accuracy_level=candidate.accuracy_level or None,
+        )
+    )
+    quantizer = nbits.MatMulNBitsQuantizer(
+        load_model(model_path, check=False),
+        bits=4,
+        block_size=candidate.block_size,
+        is_symmetric=False,
+        accuracy_level=candidate.accuracy_level or None,
+        nodes_to_exclude=exclude,
+        op_types_to_quantize=("MatMul",),
+        algo_config=algo,
+    )
+    quantizer.process()
+    quantizer.model.save_model_to_file(
+        output, use_external_data_format=is_large(quantizer.model.model)
+    )
+
+
+def quantize_decoder(
+    model_path: str,
+    output: str,
+    *,
+    sequences: np.ndarray | None = None,
+    candidates: tuple[LmCandidate, ...] = DEFAULT_CANDIDATES,
+    min_agreement: float = 90.0,
+    max_kl: float = 0.1,
+    target_batch: int = 1,
+    target_threads: int | None = None,
+    prompt_length: int = 16,
+    new_tokens: int = 32,
+    progress: Callable[[str], None] = logger.info,
+) -> LmQuantizeResult:
+    """Try ``candidates`` on the decoder at ``model_path``; write the fastest that keeps the quality
+    floor to ``output``; CheckFailed (carrying the result) when none does."""
+    from onnxdeploy.atomic import atomic_path, refuse_overwrite
+    from onnxdeploy.generate import Generator
+    from onnxdeploy.onnx_io import file_bytes
+    from onnxdeploy.quantize.lm_quality import fp32_sequences, quality, timed
+
+    refuse_overwrite([output], [model_path])
+    if not 0 <= min_agreement <= 100 or not max_kl >= 0:
+        raise UserError(
+            f"min_agreement {min_agreement} / max_kl {max_kl}: agreement in 0-100, KL >= 0"
+        )
+    reference = Generator(model_path, threads=target_threads)
+    source = "the user's token sequences"
+    if sequences is None:
+        progress("no text given: scoring on sequences fp32 generates from seeded prompts")
+        sequences = fp32_sequences(reference, prompt_length=prompt_length, new_tokens=new_tokens)
+        source = "sequences fp32 generated from seeded prompts"
+    folder = Path(tempfile.mkdtemp(prefix="onnxdeploy-lm-quant-"))
+    try:
+        paths, attempts = {}, []
+        for candidate in candidates:
+            progress(f"quantizing: {candidate.name} ({candidate.describe()})")
+            path = folder / f"{candidate.name}.onnx"
+            try:
+                apply_candidate(candidate, model_path, str(path))
+            except Exception as exc:  # noqa: BLE001 - reported as this candidate's error
+                attempts.append(
+                    LmAttempt(
+                        candidate, None, None, None, why=f"{type(exc).__name__}: {str(exc)[:120]}"
+                    )
+                )
+                continue
+            agreement, kl, match = quality(
+                reference, Generator(str(path), threads=target_threads), sequences, prompt_length
+            )
+            passed = agreement >= min_agreement and kl <= max_kl
+            why = (
+                ""
+                if passed
+                else (
+                    f"agreement {agreement:.1f}% < {min_agreement:g}%"
+                    if agreement < min_agreement
+                    else f"KL {kl:.3f} > {max_kl:g}"
+                )
+            )
+            paths[candidate.name] = path
+            attempts.append(
+                LmAttempt(
+                    candidate, agreement, kl, match, bytes=file_bytes(path), passed=passed, why=why
+                )
+            )
+        timed_names = [a.candidate.name for a in attempts if a.passed]
+        progress(
+            f"timing fp32 and {len(timed_names)} passing candidate(s): decode and prefill, interleaved"
+        )
+        speeds = timed(
+            {"fp32": model_path, **{n: str(paths[n]) for n in timed_names}},
+            batch=target_batch,
+            threads=target_threads,
+            prompt_length=prompt_length,
+            new_tokens=new_tokens,
+        )
+        attempts = [
+            replace(
+                a,
+                decode_tokens_per_s=speeds[a.candidate.name][0],
+                prefill_ms=speeds[a.candidate.name][1],
+            )
+            if a.candidate.name in speeds
+            else a
+            for a in attempts
+        ]
+        fp32_tps, fp32_ttft = speeds["fp32"]
+        passing = [a for a in attempts if a.passed]
+        if not passing:
+            result = LmQuantizeResult(
+                output,
+                "none",
+                f"no candidate kept agreement >= {min_agreement:g}% and KL <= {max_kl:g}",
+                tuple(attempts),
+                fp32_tps,
+                fp32_ttft,
+                file_bytes(model_path),
+                min_agreement,
+                max_kl,
+                target_batch,
+                len(sequences),
+                source,
+            )
+            raise CheckFailed(f"{model_path}: {result.reason}\n{result}", result=result)
+        best = max(a.decode_tokens_per_s for a in passing)
+        tied = [a for a in passing if a.decode_tokens_per_s * NOISE >= best]
+        chosen = min(tied, key=lambda a: (a.bytes, -a.agreement))
+        with atomic_path(output) as tmp:
+            shutil.copyfile(paths[chosen.candidate.name], tmp)
+        reason = (
+            f"fastest within the floor (agreement {chosen.agreement:.1f}% >= {min_agreement:g}%, KL "
+            f"{chosen.kl:.4f} <= {max_kl:g}): decode {chosen.decode_tokens_per_s:.1f} tokens/s vs fp32 "
+            f"{fp32_tps:.1f} ({chosen.decode_tokens_per_s / fp32_tps:.2f}x) at batch {target_batch}, "
+            f"{chosen.bytes / 2**20:.2f} MiB vs {file_bytes(model_path) / 2**20:.2f}"
+        )
+        return LmQuantizeResult(
+            output,
+            chosen.candidate.name,
+            reason,
+            tuple(attempts),
+            fp32_tps,
+            fp32_ttft,
+            file_bytes(model_path),
+            min_agreement,
+            max_kl,
+            target_batch,
+            len(sequences),
+            source,
+        )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,108 @@
+"""How a quantized decoder compares with its fp32 self: teacher-forced next-token agreement and KL
+on token sequences, greedy tokens matched, and decode/prefill speed timed side by side."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def fp32_sequences(
+    generator, *, prompt_length: int, new_tokens: int, count: int = 4, seed: int = 0
+) -> np.ndarray:
+    """[count, prompt_length + new_tokens] tokens: seeded prompts and fp32's greedy continuation."""
+    sig = generator.signature
+    vocab = sig.vocab_size or 1000
+    avoid = set(sig.eos_token_id) | {sig.pad_token_id}
+    rng = np.random.default_rng(seed)
+    prompts = []
+    while len(prompts) < count:
+        draw = [int(t) for t in rng.integers(0, vocab, prompt_length * 2) if int(t) not in avoid]
+        if len(draw) >= prompt_length:
+            prompts.append(draw[:prompt_length])
+    out = generator.generate(prompts, new_tokens, stop_at_eos=False)
+    return np.array([p + list(t) for p, t in zip(prompts, out.tokens)], np.int64)
+
+
+def sequence_logits(generator, sequence: np.ndarray) -> np.ndarray:
+    """Logits [length, vocab] of one sequence run whole (past length 0)."""
+    sig = generator.signature
+    ids = sequence[None].astype(np.int64)
+    feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    if sig.position_ids:
+        feeds["position_ids"] = np.arange(ids.shape[1], dtype=np.int64)[None]
+    empty = np.zeros((1, sig.kv_heads, 0, sig.head_dim), sig.cache_dtype)
+    feeds.update({name: empty for name in sig.past_names()})
+    return generator.session.run(["logits"], feeds)[0][0]
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64)
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def quality(
+    reference, candidate, sequences: np.ndarray, prompt_length: int
+) -> tuple[float, float, float]:
+    """(top-1 agreement %, mean KL(reference || candidate) in nats, mean greedy tokens equal
+    before the first difference), one sequence at a time so the logits stay small."""
+    agree, kls = [], []
+    for sequence in sequences:
+        ref = _log_softmax(sequence_logits(reference, sequence))
+        got = _log_softmax(sequence_logits(candidate, sequence))
+        agree.append(ref.argmax(-1) == got.argmax(-1))
+        kls.append((np.exp(ref) * (ref - got)).sum(-1))
+    prompts = [list(s[:prompt_length]) for s in sequences]
+    steps = max(1, sequences.shape[1] - prompt_length)
+    a = reference.generate(prompts, steps, stop_at_eos=False).tokens
+    b = candidate.generate(prompts, steps, stop_at_eos=False).tokens
+    matches = []
+    for x, y in zip(a, b):
+        same = 0
+        while same < min(len(x), len(y)) and x[same] == y[same]:
+            same += 1
+        matches.append(same)
+    return (
+        100.0 * float(np.mean(np.concatenate(agree))),
+        float(np.mean(np.concatenate(kls))),
+        float(np.mean(matches)),
+    )
+
+
+def timed(
+    models: dict[str, str],
+    *,
+    batch: int,
+    threads: int | None,
+    prompt_length: int,
+    new_tokens: int,
+    rounds: int = 3,
+) -> dict[str, tuple[float, float]]:
+    """name -> (decode tokens/s, time to first token ms): each model warmed up, then ``rounds`` of
+    one generation each, the order rotated every round; medians of the per-step times."""
+    from onnxdeploy.generate import Generator
+
+    generators = {name: Generator(path, threads=threads) for name, path in models.items()}
+    rng = np.random.default_rng(1)
+    first = next(iter(generators.values())).signature
+    vocab = first.vocab_size or 1000
+    avoid = set(first.eos_token_id)
+    prompt = [int(t) for t in rng.integers(0, vocab, prompt_length * 2) if int(t) not in avoid][
+        :prompt_length
+    ]
+    prompts = [prompt] * batch
+    steps: dict[str, list[float]] = {n: [] for n in generators}
+    firsts: dict[str, list[float]] = {n: [] for n in generators}
+    for generator in generators.values():
+        generator.generate(prompts, 4, stop_at_eos=False)  # warm-up: allocations, thread pool
+    names = list(generators)
+    for round_index in range(rounds):
+        order = names[round_index % len(names) :] + names[: round_index % len(names)]
+        for name in order:
+            result = generators[name].generate(prompts, new_tokens, stop_at_eos=False)
+            steps[name] += result.step_ms
+            firsts[name].append(result.prefill_ms)
+    return {
+        name: (batch * 1000.0 / float(np.median(steps[name])), float(np.median(firsts[name])))
+        for name in names
+    }
