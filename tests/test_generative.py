@@ -236,3 +236,42 @@ def test_int4_search_keeps_the_quality_floor_on_a_trained_model(cli, tmp_path, t
     code, out, err = cli("quantize", toy_lm, "-o", "none.onnx", "--max-kl", "0", "--json")
     assert code == 1 and "no candidate kept" in err
     assert len(json.loads(out)["attempts"]) >= 6 and not (tmp_path / "none.onnx").exists()
+
+
+def test_generation_bench_read_by_the_gate(cli, tmp_path, decoder_onnx):
+    from dataclasses import asdict
+
+    from onnxdeploy.runtime_bench.stats import LatencyStats
+
+    code, out, err = cli(
+        "bench",
+        decoder_onnx,
+        "--generate",
+        "--prompt-len",
+        "8",
+        "--new-tokens",
+        "8",
+        "--rounds",
+        "5",
+        "-o",
+        "gen.json",
+    )
+    assert code == 0, err
+    assert "decode tok/s" in out and "TTFT ms p50" in out
+    data = json.loads((tmp_path / "gen.json").read_text())
+    by_model = {r["model"]: r for r in data["results"]}
+    decode, prefill = by_model[f"{decoder_onnx}#decode"], by_model[f"{decoder_onnx}#prefill"]
+    assert (
+        len(decode["samples_ms"]) == 5 * 7 and len(prefill["samples_ms"]) == 5
+    )  # raw per-token samples
+    assert decode["process_peak_rss_mb"] > 0
+    code, out, err = cli("gate", "--baseline", "gen.json", "--current", "gen.json")
+    assert code == 0, err  # A/A
+    slow = [s * 1.3 for s in decode["samples_ms"]]
+    decode["samples_ms"], decode["stats"] = (
+        slow,
+        asdict(LatencyStats.from_samples(slow, decode["batch"])),
+    )
+    (tmp_path / "slow.json").write_text(json.dumps(data))
+    code, out, err = cli("gate", "--baseline", "gen.json", "--current", "slow.json")
+    assert code == 1 and "regression" in (out + err)

@@ -86,6 +86,20 @@ from onnxdeploy.errors import UserError
     help="With --cluster: a target (a custom resource its nodes advertise); every cell runs on "
     "one node of each. Repeatable; default: any node.",
 )
+@click.option(
+    "--generate",
+    is_flag=True,
+    help="Decoders with a KV cache: time generation (time to first token, decode tokens/s).",
+)
+@click.option("--prompt-len", type=int, default=128, show_default=True, help="With --generate.")
+@click.option("--new-tokens", type=int, default=64, show_default=True, help="With --generate.")
+@click.option(
+    "--rounds",
+    type=int,
+    default=10,
+    show_default=True,
+    help="With --generate: generations per model.",
+)
 def bench_command(
     models,
     providers,
@@ -104,6 +118,10 @@ def bench_command(
     as_json,
     cluster,
     targets,
+    generate,
+    prompt_len,
+    new_tokens,
+    rounds,
 ):
     """Time MODELS with onnxruntime; several models are interleaved and compared."""
     from onnxdeploy.atomic import refuse_overwrite
@@ -138,7 +156,10 @@ def bench_command(
         shapes=parse_shape_options(shapes),
         io_binding=io_binding,
     )
-    run = benchmark(request, where=where, progress=progress)
+    if generate:
+        run = _generation_run(request, prompt_len, new_tokens, rounds, cluster)
+    else:
+        run = benchmark(request, where=where, progress=progress)
     if output:
         run.save(output)
     if markdown:
@@ -150,3 +171,29 @@ def bench_command(
     else:
         say(str(run))
     run.check()
+
+
+def _generation_run(request, prompt_len: int, new_tokens: int, rounds: int, cluster):
+    """``--generate``: decode and prefill results per model, as a BenchRun."""
+    from onnxdeploy.generate.bench import bench_generation, summary
+    from onnxdeploy.runtime_bench.environment import environment
+    from onnxdeploy.runtime_bench.result import BenchRun
+
+    if (
+        cluster
+        or request.providers != ("cpu",)
+        or len(request.batches) > 1
+        or len(request.threads) > 1
+    ):
+        raise UserError("--generate: one --batch and one --threads, on the cpu provider, here")
+    results = bench_generation(
+        list(request.models),
+        prompt_len=prompt_len,
+        new_tokens=new_tokens,
+        batch=request.batches[0],
+        threads=request.threads[0],
+        rounds=rounds,
+        progress=progress,
+    )
+    say(summary(results, prompt_len))
+    return BenchRun(tuple(results), environment())

@@ -90,10 +90,11 @@ def comparisons(results: list[BenchResult]) -> list[Comparison]:
     bootstrap
     95% CI (the models of one configuration were timed interleaved, on one node)."""
     by_config = defaultdict(list)
-    for r in results:
-        by_config[(r.provider, r.batch, r.threads, r.target)].append(r)
+    for r in results:  # bench --generate's decode and prefill series compare only with their kind
+        kind = r.model.rpartition("#")[2] if r.model.endswith(("#decode", "#prefill")) else ""
+        by_config[(r.provider, r.batch, r.threads, r.target, kind)].append(r)
     found = []
-    for (provider, batch, threads, _), group in by_config.items():
+    for (provider, batch, threads, _, _), group in by_config.items():
         base = group[0]
         for other in group[1:]:
             low, high = bootstrap_ratio_ci(base.samples_ms, other.samples_ms)
