@@ -275,3 +275,40 @@ def test_generation_bench_read_by_the_gate(cli, tmp_path, decoder_onnx):
     (tmp_path / "slow.json").write_text(json.dumps(data))
     code, out, err = cli("gate", "--baseline", "gen.json", "--current", "slow.json")
     assert code == 1 and "regression" in (out + err)
+
+
+def test_package_ships_a_decoder_with_genai_config(cli, tmp_path, toy_lm):
+    code, out, err = cli("package", toy_lm, "-o", "pkg", "--json")
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "pkg" / "manifest.json").read_text())
+    assert "genai_config.json" in manifest["files"]
+    config = json.loads((tmp_path / "pkg" / "genai_config.json").read_text())
+    decoder = config["model"]["decoder"]
+    assert (
+        decoder["inputs"]["past_key_names"] == "past_key_values.%d.key"
+        and decoder["num_key_value_heads"] == 2
+    )
+    assert (
+        config["model"]["vocab_size"] == 64
+        and config["search"]["past_present_share_buffer"] is False
+    )
+
+
+def test_onnxruntime_genai_runs_our_decoder(cli, tmp_path, toy_lm):
+    og = pytest.importorskip("onnxruntime_genai")
+    from onnxdeploy.generate import Generator
+
+    assert cli("package", toy_lm, "-o", "pkg")[0] == 0
+    model = og.Model(str(tmp_path / "pkg"))
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=4 + 10, do_sample=False)
+    generator = og.Generator(model, params)
+    generator.append_tokens([5, 7, 9, 11])
+    theirs = []
+    while not generator.is_done():
+        generator.generate_next_token()
+        theirs.append(int(generator.get_next_tokens()[0]))
+    ours = Generator(str(tmp_path / "pkg" / "model.onnx")).generate(
+        [[5, 7, 9, 11]], 10, stop_at_eos=False
+    )
+    assert theirs == list(ours.tokens[0])

@@ -189,6 +189,9 @@ def _metadata(module, reference: str) -> dict[str, str]:
         "layers": layers,
         "kv_heads": kv_heads,
         "head_dim": head_dim,
+        "attention_heads": config.num_attention_heads,
+        "hidden_size": config.hidden_size,
+        "bos_token_id": getattr(config, "bos_token_id", None),
     }
     return {
         "onnxdeploy.version": onnxdeploy.__version__,

@@ -74,3 +74,19 @@ def read_signature(session, path: str) -> DecoderSignature:
         eos_token_id=tuple(eos if isinstance(eos, list) else ([] if eos is None else [eos])),
         pad_token_id=int(info.get("pad_token_id") or 0),
     )
+
+
+def example_shapes(graph, *, batch: int = 1, past: int = 3, sequence: int = 4) -> dict | None:
+    """Consistent input shapes for a decoder-with-past ``graph`` (an ONNX GraphProto): the past,
+    the new tokens and the attention mask over both must agree, which independent symbolic dims
+    drawn one by one do not. None for any other graph."""
+    shapes = {}
+    for value in graph.input:
+        dims = [d.dim_value for d in value.type.tensor_type.shape.dim]
+        if PAST.match(value.name):
+            shapes[value.name] = (batch, dims[1], past, dims[3])
+        elif value.name == "attention_mask":
+            shapes[value.name] = (batch, past + sequence)
+        elif value.name in ("input_ids", "position_ids"):
+            shapes[value.name] = (batch, sequence)
+    return shapes if any(PAST.match(n) for n in shapes) else None

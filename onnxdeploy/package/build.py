@@ -167,8 +167,15 @@ def _round_trip(
     # the converter's own setting for ARM targets
     config = {"session.qdqisint8allowed": "1"} if target.platform == "arm" else {}
     packaged = create_session(str(ort_path), threads=None, config=config)
+    from onnxdeploy.generate.signature import example_shapes
+
     refs, gots = paired_outputs(
-        reference, packaged, model_path=str(onnx_path), examples=examples, default_dim=SYMBOLIC_DIM
+        reference,
+        packaged,
+        model_path=str(onnx_path),
+        examples=examples,
+        default_dim=SYMBOLIC_DIM,
+        shapes=example_shapes(model.graph),  # a decoder's past, tokens and mask must agree
     )
     return compare_outputs(refs, gots, atol=atol, rtol=rtol)
 
@@ -227,6 +234,7 @@ def package(
         shutil.rmtree(work)
         progress("loading the ORT file back and comparing its outputs with the ONNX model's")
         comparison = _round_trip(onnx_path, ort_path, model, spec, atol=atol, rtol=rtol)
+        _generation_files(model, model_path, stage, progress)
         files, operators = _describe_files(stage), _operators(config)
         manifest = build_manifest(
             model=model,
@@ -249,6 +257,21 @@ def package(
             )
         write_json(stage / "manifest.json", manifest)
     return result
+
+
+def _generation_files(model, model_path: Path, stage: Path, progress) -> None:
+    """A decoder with its cache also gets ``genai_config.json`` (onnxruntime-genai runs it) and
+    the tokenizer files found beside the model."""
+    from onnxdeploy.generate.genai import genai_config
+
+    config = genai_config(model, filename=f"{MODEL_NAME}.onnx")
+    if config is None:
+        return
+    progress("decoder with a KV cache: writing genai_config.json for onnxruntime-genai")
+    write_json(stage / "genai_config.json", config)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (model_path.parent / name).is_file():
+            shutil.copyfile(model_path.parent / name, stage / name)
 
 
 __all__ = ["PackageResult", "package"]
