@@ -7,6 +7,7 @@ import click
 from onnxdeploy.cli.options import NON_NEGATIVE, POSITIVE, model_inputs
 from onnxdeploy.cli.output import announce, finish, progress
 from onnxdeploy.exporter import EXPORTERS, export
+from onnxdeploy.exporter.decoder import TASKS
 
 
 @click.command("export")
@@ -66,13 +67,13 @@ from onnxdeploy.exporter import EXPORTERS, export
 )
 @click.option(
     "--task",
-    type=click.Choice(
-        ["auto", "text-generation-with-past", "text-generation", "feature-extraction"]
-    ),
+    type=click.Choice(list(TASKS)),
     default="auto",
     show_default=True,
-    help="auto: a Hugging Face causal LM gets its KV cache (text-generation-with-past), any other "
-    "model its plain graph; text-generation: logits without a cache; feature-extraction: hidden states.",
+    help="auto: a Hugging Face causal LM gets its KV cache (text-generation-with-past), an "
+    "encoder-decoder an encoder and a decoder-with-past graph (text2text-generation-with-past), any "
+    "other model its plain graph; text-generation: logits without a cache; feature-extraction: "
+    "hidden states.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def export_command(
@@ -93,9 +94,22 @@ def export_command(
 ):
     """Export MODEL (zoo name, path/file.py:factory or package.module:factory) to ONNX and verify
     it."""
-    from onnxdeploy.exporter.tasks import export_with_past, feature_extractor, resolve_task
+    from onnxdeploy.exporter.tasks import (
+        export_encoder_decoder,
+        export_with_past,
+        feature_extractor,
+        resolve_task,
+    )
 
     task = resolve_task(model, task)
+    if task == "text2text-generation-with-past":
+        finish(
+            lambda: export_encoder_decoder(
+                model, output, checkpoint=checkpoint, opset=opset, progress=progress
+            ),
+            as_json,
+        )
+        return
     if task == "text-generation-with-past":
         finish(
             lambda: export_with_past(

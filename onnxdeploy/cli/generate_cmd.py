@@ -15,6 +15,8 @@ def _model_file(model: str) -> tuple[Path, Path | None]:
     from onnxdeploy.errors import UserError
 
     path = Path(model)
+    if path.suffix == ".json" and path.is_file():
+        return path, path.parent
     if path.is_dir():
         found = sorted(path.glob("*.onnx"))
         preferred = [p for p in found if p.name in ("model.onnx", "decoder_model_merged.onnx")]
@@ -80,7 +82,8 @@ def _ids(text: str) -> list[int]:
 def generate_command(
     model, prompts, prompt_ids, max_new_tokens, temperature, top_k, top_p, seed, threads, as_json
 ):
-    """Generate from MODEL (a decoder .onnx with a KV cache, or its folder), greedy by default."""
+    """Generate from MODEL (a decoder .onnx with a KV cache, its folder, or an encoder-decoder's
+    .json from export), greedy by default."""
     from onnxdeploy.errors import UserError
     from onnxdeploy.generate import Generator, Sampling
 
@@ -94,17 +97,22 @@ def generate_command(
     batch = (
         [tokenizer(p)["input_ids"] for p in prompts] if tokenizer else [_ids(p) for p in prompt_ids]
     )
-    generator = Generator(str(path), threads=threads)
-    generator.check_prompts(batch, max_new_tokens)
-    stream = len(batch) == 1 and not as_json and not is_quiet()
+    if path.suffix == ".json":  # an encoder-decoder export: encoder + decoder graphs
+        from onnxdeploy.generate.seq2seq import Seq2SeqGenerator
+
+        generator = Seq2SeqGenerator(str(path), threads=threads)
+        stream = False  # printed when done
+    else:
+        generator = Generator(str(path), threads=threads)
+        generator.check_prompts(batch, max_new_tokens)
+        stream = len(batch) == 1 and not as_json and not is_quiet()
 
     def show(_row: int, token: int) -> None:
         text = tokenizer.decode([token]) if tokenizer else f"{token} "
         click.echo(text, nl=False)
 
-    result = generator.generate(
-        batch, max_new_tokens, sampling=sampling, on_token=show if stream else None
-    )
+    extra = {"on_token": show} if stream else {}
+    result = generator.generate(batch, max_new_tokens, sampling=sampling, **extra)
     if as_json:
         data = result.to_json()
         if tokenizer:

@@ -25,7 +25,13 @@ from onnxdeploy.errors import CheckFailed, UserError
 
 logger = logging.getLogger(__name__)
 
-TASKS = ("auto", "text-generation-with-past", "text-generation", "feature-extraction")
+TASKS = (
+    "auto",
+    "text-generation-with-past",
+    "text2text-generation-with-past",
+    "text-generation",
+    "feature-extraction",
+)
 PARITY_STEPS = 16
 PROMPT_LENGTHS = (7, 4)  # two prompts of different lengths, batched with left padding
 

@@ -22,9 +22,13 @@ def resolve_task(model: str, task: str) -> str:
     if is_hf(model):
         from onnxdeploy.exporter.hf import _resolve
 
-        cls = _resolve(model)[0]
+        cls, config, _ = _resolve(model)
         if is_causal_lm_class(cls.__name__):
             return "text-generation-with-past"
+        if getattr(config, "is_encoder_decoder", False) and cls.__name__.endswith(
+            "ForConditionalGeneration"
+        ):
+            return "text2text-generation-with-past"
     return "default"
 
 
@@ -51,6 +55,27 @@ def export_with_past(
             f"(a *ForCausalLM with a config); got {type(module).__name__}"
         )
     return export_decoder(module, model, output, opset=opset, progress=progress)
+
+
+def export_encoder_decoder(
+    model: str,
+    output: str | Path,
+    *,
+    checkpoint: str | None = None,
+    opset: int | None = None,
+    progress: Callable[[str], None] = lambda _m: None,
+):
+    """T5, BART, Whisper (or a factory returning one): encoder and decoder-with-past graphs side by
+    side with their JSON, verified by generating."""
+    from onnxdeploy.exporter.seq2seq import export_seq2seq, is_seq2seq
+
+    module = _module(model, checkpoint)
+    if not is_seq2seq(module):
+        raise UserError(
+            f"{model}: --task text2text-generation-with-past needs a transformers encoder-decoder "
+            f"(T5, BART, Whisper...); got {type(module).__name__}"
+        )
+    return export_seq2seq(module, model, output, opset=opset, progress=progress)
 
 
 def feature_extractor(model: str):

@@ -1,0 +1,256 @@
+"""Generation speed, side by side in one run: transformers ``generate`` (KV cache), onnxruntime-genai's
+model builder (fp32, int4) and onnxdeploy (fp32, int8, int4 chosen by its search), on a random-init
+Llama of about 56M parameters (hidden 512, 8 layers, 8 heads with 4 KV heads, intermediate 1408,
+vocabulary 32000). 2 threads everywhere, a 32-token prompt, 64 new tokens, greedy; rounds
+interleaved across systems, medians reported.
+
+Per system: decode tokens/s (63 tokens after the first), time to first token, file size, and how
+many greedy tokens equal transformers' before the first difference (64 = all). Goal (issue 20):
+ours fp32 >= 1.5x transformers' tokens/s and >= 0.9x genai fp32; ours int4 >= genai int4's
+tokens/s with at least its token agreement.
+
+    python benchmarks/generative.py [--rounds 5] [--layers 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+# this folder's transformers.py must not shadow the package (python puts the script's folder first)
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+THREADS = 2
+
+
+def _model(work: Path, layers: int):
+    import torch
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=32000,
+        hidden_size=512,
+        intermediate_size=1408,
+        num_hidden_layers=layers,
+        num_attention_heads=8,
+        num_key_value_heads=4,
+        max_position_embeddings=2048,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
+    model = transformers.LlamaForCausalLM(config).eval()
+    folder = work / "llama"
+    model.save_pretrained(folder)
+    # onnxruntime-genai's builder wants a tokenizer: a word-level one over the same 32000 ids
+    tokenizer = Tokenizer(models.WordLevel({f"t{i}": i for i in range(32000)}, unk_token="t0"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, unk_token="t0", bos_token="t1", eos_token="t2", pad_token="t0"
+    ).save_pretrained(folder)
+    return model, folder
+
+
+def _torch_timing(model, prompt, new_tokens):
+    import torch
+
+    ids = torch.tensor([prompt])
+    with torch.no_grad():
+        started = time.perf_counter()
+        model.generate(input_ids=ids, max_new_tokens=1, do_sample=False, pad_token_id=0)
+        first = time.perf_counter() - started
+        started = time.perf_counter()
+        out = model.generate(
+            input_ids=ids,
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            do_sample=False,
+            pad_token_id=0,
+        )
+        total = time.perf_counter() - started
+    return first * 1000, (new_tokens - 1) / max(total - first, 1e-9), out[0, len(prompt) :].tolist()
+
+
+def _genai_build(folder: Path, out: Path, precision: str) -> Path:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "onnxruntime_genai.models.builder",
+            "-i",
+            str(folder),
+            "-o",
+            str(out),
+            "-p",
+            precision,
+            "-e",
+            "cpu",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    config_path = out / "genai_config.json"
+    config = json.loads(config_path.read_text())
+    config["model"]["decoder"]["session_options"]["intra_op_num_threads"] = THREADS
+    config_path.write_text(json.dumps(config, indent=2))
+    return out
+
+
+def _genai_timing(model, prompt, new_tokens):
+    import onnxruntime_genai as og
+
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=len(prompt) + new_tokens, do_sample=False)
+    generator = og.Generator(model, params)
+    started = time.perf_counter()
+    generator.append_tokens(prompt)
+    generator.generate_next_token()
+    first = time.perf_counter() - started
+    tokens = [int(generator.get_next_tokens()[0])]
+    started = time.perf_counter()
+    while not generator.is_done():
+        generator.generate_next_token()
+        tokens.append(int(generator.get_next_tokens()[0]))
+    rest = time.perf_counter() - started
+    return first * 1000, (len(tokens) - 1) / max(rest, 1e-9), tokens
+
+
+def _ours_timing(generator, prompt, new_tokens):
+    result = generator.generate([prompt], new_tokens, stop_at_eos=False)
+    return (
+        result.prefill_ms,
+        (len(result.step_ms)) / (sum(result.step_ms) / 1000),
+        list(result.tokens[0]),
+    )
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.glob("*.onnx*"))
+    return path.stat().st_size + sum(
+        p.stat().st_size for p in path.parent.glob(path.name + ".data")
+    )
+
+
+def _matched(tokens, reference) -> int:
+    same = 0
+    while same < min(len(tokens), len(reference)) and tokens[same] == reference[same]:
+        same += 1
+    return same
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--layers", type=int, default=8)
+    parser.add_argument("--prompt", type=int, default=32)
+    parser.add_argument("--new-tokens", type=int, default=64)
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(THREADS)
+    from onnxdeploy.exporter.decoder import export_decoder
+    from onnxdeploy.generate import Generator
+    from onnxdeploy.quantize.generative import DEFAULT_CANDIDATES, apply_candidate, quantize_decoder
+
+    work = Path(tempfile.mkdtemp(prefix="bench-generative-"))
+    model, folder = _model(work, args.layers)
+    params = sum(p.numel() for p in model.parameters())
+    ours32 = work / "ours" / "model.onnx"
+    ours32.parent.mkdir()
+    export_decoder(model, "llama", ours32)
+    ours8 = work / "ours" / "model.int8.onnx"
+    apply_candidate(
+        next(c for c in DEFAULT_CANDIDATES if c.name == "int8-dynamic"), str(ours32), str(ours8)
+    )
+    int4_only = tuple(c for c in DEFAULT_CANDIDATES if c.weights == "int4")
+    ours4 = work / "ours" / "model.int4.onnx"
+    # random weights: quality is noise (no floor); the search picks the fastest int4 setting on this CPU
+    search = quantize_decoder(
+        str(ours32),
+        str(ours4),
+        candidates=int4_only,
+        min_agreement=0.0,
+        max_kl=1e9,
+        target_threads=THREADS,
+        prompt_length=args.prompt,
+        new_tokens=args.new_tokens,
+    )
+    import onnxruntime_genai as og
+
+    genai32 = og.Model(str(_genai_build(folder, work / "genai32", "fp32")))
+    genai4 = og.Model(str(_genai_build(folder, work / "genai4", "int4")))
+    rng = np.random.default_rng(0)
+    prompt = [int(t) for t in rng.integers(3, 32000, args.prompt)]
+    systems = {
+        "transformers generate (KV cache)": (
+            lambda: _torch_timing(model, prompt, args.new_tokens),
+            None,
+        ),
+        "onnxruntime-genai builder fp32": (
+            lambda: _genai_timing(genai32, prompt, args.new_tokens),
+            work / "genai32",
+        ),
+        "onnxruntime-genai builder int4": (
+            lambda: _genai_timing(genai4, prompt, args.new_tokens),
+            work / "genai4",
+        ),
+    }
+    for name, path in (
+        ("onnxdeploy fp32", ours32),
+        ("onnxdeploy int8 dynamic", ours8),
+        (f"onnxdeploy int4 ({search.chosen})", ours4),
+    ):
+        generator = Generator(str(path), threads=THREADS)
+        systems[name] = ((lambda g=generator: _ours_timing(g, prompt, args.new_tokens)), path)
+    for run, _ in systems.values():  # warm-up
+        run()
+    samples = {name: [] for name in systems}
+    tokens = {}
+    names = list(systems)
+    for index in range(args.rounds):
+        for name in names[index % len(names) :] + names[: index % len(names)]:
+            ttft, tps, out = systems[name][0]()
+            samples[name].append((ttft, tps))
+            tokens[name] = out
+    reference = tokens["transformers generate (KV cache)"]
+    print(
+        f"\nLlama {params / 1e6:.1f}M parameters (random init), {THREADS} threads, prompt {args.prompt}, "
+        f"{args.new_tokens} new tokens, greedy; medians of {args.rounds} interleaved rounds"
+    )
+    header = f"{'system':44} {'decode tok/s':>12} {'TTFT ms':>8} {'size MB':>8}  tokens = torch's"
+    print(header)
+    rows = {}
+    for name in names:
+        ttft = float(np.median([s[0] for s in samples[name]]))
+        tps = float(np.median([s[1] for s in samples[name]]))
+        path = systems[name][1]
+        size = _size(path) / 1e6 if path else float("nan")
+        rows[name] = tps
+        print(
+            f"{name:44} {tps:12.1f} {ttft:8.2f} {size:8.1f}  {_matched(tokens[name], reference)}/{len(reference)}"
+        )
+    torch_tps, genai32_tps, genai4_tps = (rows[n] for n in names[:3])
+    print(
+        f"\nours fp32 / transformers: {rows['onnxdeploy fp32'] / torch_tps:.2f}x (goal >= 1.5x); "
+        f"ours fp32 / genai fp32: {rows['onnxdeploy fp32'] / genai32_tps:.2f}x (goal >= 0.9x); "
+        f"ours int4 / genai int4: {rows[names[-1]] / genai4_tps:.2f}x (goal >= 1.0x)"
+    )
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,302 @@
+"""Encoder-decoder models (T5, BART, Whisper) as two graphs side by side, plus a JSON saying how they
+connect, verified by generating greedy tokens equal to ``transformers``' ``generate``.
+
+``<stem>.encoder.onnx``: ``input_ids`` + ``attention_mask`` (or Whisper's ``input_features``) ->
+``encoder_hidden_states`` and every decoder layer's cross-attention keys and values
+(``present.{i}.encoder.key/value``): computed once per input, where optimum's layout recomputes them
+in a first decoder graph. ``<stem>.decoder.onnx``: ``input_ids``, ``encoder_attention_mask``,
+``encoder_hidden_states``, ``past_key_values.{i}.decoder.*`` (self-attention, past length 0 at
+the first step) and ``past_key_values.{i}.encoder.*`` -> ``logits``, ``present.{i}.decoder.*``.
+Both go through ``transformers``' own ``EncoderDecoderCache``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from onnxdeploy.errors import CheckFailed, UserError
+
+logger = logging.getLogger(__name__)
+SCHEMA = "onnxdeploy.seq2seq/1"
+
+
+def is_seq2seq(module) -> bool:
+    return bool(getattr(getattr(module, "config", None), "is_encoder_decoder", False))
+
+
+def _layout(config) -> tuple[int, int, int]:
+    """(decoder layers, heads, head size)."""
+    layers = getattr(config, "num_decoder_layers", None) or getattr(config, "decoder_layers", None)
+    heads = getattr(config, "decoder_attention_heads", None) or config.num_heads
+    head_dim = getattr(config, "d_kv", None) or config.d_model // heads
+    return layers, heads, head_dim
+
+
+def _main_input(module) -> str:
+    return (
+        "input_features"
+        if getattr(module, "main_input_name", "input_ids") == "input_features"
+        else "input_ids"
+    )
+
+
+@dataclass(frozen=True)
+class Seq2SeqExport:
+    encoder: str
+    decoder: str
+    manifest: str
+    family: str
+    layers: int
+    tokens_equal: bool
+    steps: int
+    first_mismatch: tuple[int, int] | None
+    seconds: float
+
+    def to_json(self) -> dict:
+        return {
+            "task": "text2text-generation-with-past",
+            "encoder": self.encoder,
+            "decoder": self.decoder,
+            "manifest": self.manifest,
+            "family": self.family,
+            "layers": self.layers,
+            "parity": {
+                "tokens_equal": self.tokens_equal,
+                "steps": self.steps,
+                "first_mismatch": list(self.first_mismatch) if self.first_mismatch else None,
+            },
+            "seconds": round(self.seconds, 2),
+        }
+
+    def __str__(self) -> str:
+        verdict = (
+            "equal"
+            if self.tokens_equal
+            else f"DIFFER at input {self.first_mismatch[0]}, step {self.first_mismatch[1]}"
+        )
+        return (
+            f"{self.family} encoder-decoder -> {self.encoder} + {self.decoder} ({self.manifest})\n"
+            f"generation parity: greedy tokens over {self.steps} steps vs transformers generate: {verdict}"
+        )
+
+
+def _wrappers(module):
+    import torch
+    from transformers import DynamicCache, EncoderDecoderCache
+
+    layers = _layout(module.config)[0]
+    main = _main_input(module)
+    start = module.config.decoder_start_token_id
+
+    class Encoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = module
+
+        def forward(self, features, attention_mask=None):
+            kwargs = {main: features} | (
+                {"attention_mask": attention_mask} if attention_mask is not None else {}
+            )
+            encoded = self.model.get_encoder()(**kwargs)
+            cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+            first = torch.full((features.shape[0], 1), start, dtype=torch.long)
+            self.model(
+                encoder_outputs=encoded,
+                attention_mask=attention_mask,
+                decoder_input_ids=first,
+                past_key_values=cache,
+                use_cache=True,
+            )
+            cross = []
+            for layer in cache.cross_attention_cache.layers:
+                cross += [layer.keys, layer.values]
+            return (encoded.last_hidden_state, *cross)
+
+    class Decoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = module
+
+        def forward(self, input_ids, encoder_attention_mask, encoder_hidden_states, *past):
+            own, cross = DynamicCache(), DynamicCache()
+            for i in range(layers):
+                own.update(past[4 * i], past[4 * i + 1], i)
+                cross.update(past[4 * i + 2], past[4 * i + 3], i)
+            cache = EncoderDecoderCache(own, cross)
+            for i in range(layers):
+                cache.is_updated[i] = True  # cross-attention reads the cached keys and values
+            mask = encoder_attention_mask if main == "input_ids" else None
+            out = self.model(
+                encoder_outputs=(encoder_hidden_states,),
+                attention_mask=mask,
+                decoder_input_ids=input_ids,
+                past_key_values=cache,
+                use_cache=True,
+            )
+            present = []
+            for layer in out.past_key_values.self_attention_cache.layers:
+                present += [layer.keys, layer.values]
+            return (out.logits, *present)
+
+    return Encoder().eval(), Decoder().eval()
+
+
+def _example(module, batch: int = 2):
+    import torch
+
+    config = module.config
+    if _main_input(module) == "input_features":
+        frames = 2 * config.max_source_positions
+        return torch.randn(batch, config.num_mel_bins, frames), None
+    return torch.randint(3, config.vocab_size, (batch, 6)), torch.ones(batch, 6, dtype=torch.long)
+
+
+def export_seq2seq(
+    module,
+    reference: str,
+    output: str | Path,
+    *,
+    opset: int | None = None,
+    progress: Callable[[str], None] = logger.info,
+) -> Seq2SeqExport:
+    """Write ``<stem>.encoder.onnx``, ``<stem>.decoder.onnx`` and ``<stem>.json`` beside ``output``
+    and verify them by generating; CheckFailed when the tokens differ."""
+    import torch
+
+    from onnxdeploy.atomic import refuse_overwrite, write_json
+
+    output = Path(output)
+    stem = output.name[: -len(".onnx")] if output.name.endswith(".onnx") else output.name
+    encoder_path = output.with_name(f"{stem}.encoder.onnx")
+    decoder_path = output.with_name(f"{stem}.decoder.onnx")
+    manifest_path = output.with_name(f"{stem}.json")
+    refuse_overwrite([encoder_path, decoder_path, manifest_path], [])
+    started = time.perf_counter()
+    module = module.eval()
+    layers, heads, head_dim = _layout(module.config)
+    main = _main_input(module)
+    encoder, decoder = _wrappers(module)
+    features, mask = _example(module)
+    batch, source = features.shape[0], None
+    cross_names = [f"present.{i}.encoder.{k}" for i in range(layers) for k in ("key", "value")]
+    enc_inputs = [main] + (["attention_mask"] if mask is not None else [])
+    enc_axes = {
+        main: {0: "batch"} | ({1: "encoder_sequence"} if main == "input_ids" else {}),
+        "encoder_hidden_states": {0: "batch", 1: "encoder_sequence"},
+        **{n: {0: "batch", 2: "encoder_sequence"} for n in cross_names},
+    }
+    if mask is not None:
+        enc_axes["attention_mask"] = {0: "batch", 1: "encoder_sequence"}
+    progress(f"exporting the {module.config.model_type} encoder (with the cross-attention cache)")
+    try:
+        with torch.no_grad():
+            torch.onnx.export(
+                encoder,
+                (features, mask) if mask is not None else (features,),
+                str(encoder_path),
+                input_names=enc_inputs,
+                output_names=["encoder_hidden_states", *cross_names],
+                dynamic_axes=enc_axes,
+                opset_version=opset or 17,
+                dynamo=False,
+            )
+            hidden, *cross = encoder(features, mask)
+            source = hidden.shape[1]
+            past = []
+            for i in range(layers):
+                past += [
+                    torch.randn(batch, heads, 3, head_dim),
+                    torch.randn(batch, heads, 3, head_dim),
+                    cross[2 * i],
+                    cross[2 * i + 1],
+                ]
+            names = [
+                f"past_key_values.{i}.{side}.{k}"
+                for i in range(layers)
+                for side in ("decoder", "encoder")
+                for k in ("key", "value")
+            ]
+            present = [f"present.{i}.decoder.{k}" for i in range(layers) for k in ("key", "value")]
+            dec_axes = {
+                "input_ids": {0: "batch", 1: "sequence"},
+                "encoder_attention_mask": {0: "batch", 1: "encoder_sequence"},
+                "encoder_hidden_states": {0: "batch", 1: "encoder_sequence"},
+                "logits": {0: "batch", 1: "sequence"},
+                **{
+                    n: {0: "batch", 2: "encoder_sequence" if ".encoder." in n else "past_sequence"}
+                    for n in names
+                },
+                **{n: {0: "batch", 2: "total_sequence"} for n in present},
+            }
+            progress(f"exporting the {module.config.model_type} decoder with its KV cache")
+            torch.onnx.export(
+                decoder,
+                (
+                    torch.randint(3, module.config.vocab_size, (batch, 1)),
+                    torch.ones(batch, source, dtype=torch.long),
+                    hidden,
+                    *past,
+                ),
+                str(decoder_path),
+                input_names=[
+                    "input_ids",
+                    "encoder_attention_mask",
+                    "encoder_hidden_states",
+                    *names,
+                ],
+                output_names=["logits", *present],
+                dynamic_axes=dec_axes,
+                opset_version=opset or 17,
+                dynamo=False,
+            )
+    except Exception as exc:  # noqa: BLE001 - say which part failed
+        part = "decoder" if encoder_path.exists() else "encoder"
+        encoder_path.unlink(missing_ok=True)
+        decoder_path.unlink(missing_ok=True)
+        raise UserError(
+            f"{reference}: the {part} could not be exported ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+        ) from exc
+    generation = module.generation_config
+    manifest = {
+        "schema": SCHEMA,
+        "family": module.config.model_type,
+        "encoder": encoder_path.name,
+        "decoder": decoder_path.name,
+        "main_input": main,
+        "layers": layers,
+        "heads": heads,
+        "head_dim": head_dim,
+        "vocab_size": module.config.vocab_size,
+        "decoder_start_token_id": module.config.decoder_start_token_id,
+        "eos_token_id": generation.eos_token_id,
+        "pad_token_id": generation.pad_token_id or 0,
+        "forced_bos_token_id": getattr(generation, "forced_bos_token_id", None),
+        "forced_eos_token_id": getattr(generation, "forced_eos_token_id", None),
+        "max_positions": getattr(module.config, "max_target_positions", None),
+    }
+    write_json(manifest_path, manifest)
+    from onnxdeploy.exporter.seq2seq_parity import seq2seq_parity
+
+    progress("generation parity vs transformers generate")
+    equal, steps, mismatch = seq2seq_parity(module, manifest_path)
+    result = Seq2SeqExport(
+        str(encoder_path),
+        str(decoder_path),
+        str(manifest_path),
+        module.config.model_type,
+        layers,
+        equal,
+        steps,
+        mismatch,
+        time.perf_counter() - started,
+    )
+    if not equal:
+        raise CheckFailed(f"{manifest_path}: {str(result).splitlines()[1]}", result=result)
+    return result
+
+
+__all__ = ["SCHEMA", "Seq2SeqExport", "export_seq2seq", "is_seq2seq"]

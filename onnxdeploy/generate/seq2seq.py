@@ -1,0 +1,136 @@
+"""Generate with an encoder graph and a decoder-with-past graph (``export`` of T5, BART, Whisper):
+the encoder runs once (hidden states and every layer's cross-attention keys and values), then the
+decoder step by step, its self-attention cache fed back as OrtValues."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from onnxdeploy.errors import UserError
+from onnxdeploy.generate.generator import GenerationResult
+from onnxdeploy.generate.sampling import Sampling, choose
+
+
+@dataclass
+class Seq2SeqGenerator:
+    """``Seq2SeqGenerator("t5.json").generate([[5, 6, 7]], 16)``; Whisper takes ``features``."""
+
+    manifest: str
+    threads: int | None = None
+    info: dict = field(init=False)
+
+    def __post_init__(self) -> None:
+        from onnxdeploy.files import read_json_object
+        from onnxdeploy.runtime import create_session
+
+        self.info = read_json_object(self.manifest)
+        if self.info.get("schema") != "onnxdeploy.seq2seq/1":
+            raise UserError(
+                f"{self.manifest}: not an encoder-decoder manifest written by onnxdeploy export"
+            )
+        folder = Path(self.manifest).parent
+        self.encoder = create_session(str(folder / self.info["encoder"]), threads=self.threads)
+        self.decoder = create_session(str(folder / self.info["decoder"]), threads=self.threads)
+        self._outputs = [o.name for o in self.decoder.get_outputs()]
+        self._inputs = {i.name for i in self.decoder.get_inputs()}  # Whisper's decoder takes no mask
+        eos = self.info.get("eos_token_id")
+        self.eos = set(eos if isinstance(eos, list) else ([] if eos is None else [eos]))
+
+    def _encode(self, inputs) -> tuple[dict, int]:
+        if self.info["main_input"] == "input_features":
+            features = np.asarray(inputs, np.float32)
+            out = self.encoder.run(None, {"input_features": features})
+            mask = np.ones((features.shape[0], out[0].shape[1]), np.int64)
+        else:
+            if not inputs or any(len(p) == 0 for p in inputs):
+                raise UserError("prompt: every input needs at least one token", param="prompt")
+            vocab = self.info["vocab_size"]
+            bad = [t for p in inputs for t in p if not 0 <= t < vocab]
+            if bad:
+                raise UserError(
+                    f"prompt: token id(s) {bad[:5]} outside the vocabulary (0..{vocab - 1})",
+                    param="prompt",
+                )
+            longest = max(len(p) for p in inputs)
+            ids = np.full((len(inputs), longest), self.info.get("pad_token_id") or 0, np.int64)
+            mask = np.zeros_like(ids)
+            for row, prompt in enumerate(inputs):  # right-padded, as encoders' tokenizers pad
+                ids[row, : len(prompt)] = prompt
+                mask[row, : len(prompt)] = 1
+            out = self.encoder.run(None, {"input_ids": ids, "attention_mask": mask})
+        names = [o.name for o in self.encoder.get_outputs()]
+        values = dict(zip(names, out))
+        feeds = {
+            "encoder_hidden_states": values["encoder_hidden_states"],
+            "encoder_attention_mask": mask,
+        }
+        for i in range(self.info["layers"]):
+            for kind in ("key", "value"):
+                feeds[f"past_key_values.{i}.encoder.{kind}"] = values[f"present.{i}.encoder.{kind}"]
+        return feeds, out[0].shape[0]
+
+    def generate(
+        self,
+        inputs: Sequence[Sequence[int]] | np.ndarray,
+        max_new_tokens: int = 32,
+        *,
+        sampling: Sampling = Sampling(),
+        stop_at_eos: bool = True,
+    ) -> GenerationResult:
+        import onnxruntime as ort
+
+        started = time.perf_counter()
+        fixed, batch = self._encode(inputs)
+        fixed = {
+            k: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v))
+            for k, v in fixed.items()
+            if k in self._inputs  # Whisper's decoder takes no encoder mask
+        }
+        layers, heads, head_dim = self.info["layers"], self.info["heads"], self.info["head_dim"]
+        empty = np.zeros((batch, heads, 0, head_dim), np.float32)
+        own = {
+            f"past_key_values.{i}.decoder.{k}": ort.OrtValue.ortvalue_from_numpy(empty)
+            for i in range(layers)
+            for k in ("key", "value")
+        }
+        token = np.full((batch, 1), self.info["decoder_start_token_id"], np.int64)
+        rng = np.random.default_rng(sampling.seed)
+        tokens: list[list[int]] = [[] for _ in range(batch)]
+        done = np.zeros(batch, bool)
+        step_ms, first_ms = [], 0.0
+        for step in range(max_new_tokens):
+            feeds = {"input_ids": ort.OrtValue.ortvalue_from_numpy(token), **fixed, **own}
+            out = dict(zip(self._outputs, self.decoder.run_with_ort_values(self._outputs, feeds)))
+            chosen = choose(out["logits"].numpy()[:, -1, :], sampling, rng)
+            if step == 0 and self.info.get("forced_bos_token_id") is not None:
+                chosen = np.full(batch, self.info["forced_bos_token_id"])
+            if step == max_new_tokens - 1 and self.info.get("forced_eos_token_id") is not None:
+                chosen = np.full(batch, self.info["forced_eos_token_id"])  # BART's last token
+            elapsed = (time.perf_counter() - started) * 1000
+            started = time.perf_counter()
+            if step == 0:
+                first_ms = elapsed  # the encoder and the first decoder step: time to first token
+            else:
+                step_ms.append(elapsed)
+            for row in range(batch):
+                if not done[row]:
+                    tokens[row].append(int(chosen[row]))
+                    done[row] = stop_at_eos and int(chosen[row]) in self.eos
+            if done.all():
+                break
+            own = {
+                name.replace("present.", "past_key_values.", 1): out[name]
+                for name in self._outputs[1:]
+            }
+            token = chosen.astype(np.int64)[:, None]
+        lengths = (
+            tuple(len(p) for p in inputs)
+            if self.info["main_input"] == "input_ids"
+            else (0,) * batch
+        )
+        return GenerationResult(tuple(tuple(t) for t in tokens), lengths, first_ms, tuple(step_ms))
