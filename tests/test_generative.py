@@ -223,7 +223,10 @@ def test_int4_search_keeps_the_quality_floor_on_a_trained_model(cli, tmp_path, t
         "int4-b128-acc4",
         "int8-dynamic",
     }
-    ops = {n.op_type for n in onnx.load(tmp_path / "q.onnx").graph.node}
+    written = onnx.load(tmp_path / "q.onnx")
+    record = json.loads({p.key: p.value for p in written.metadata_props}["onnxdeploy.quantize"])
+    assert record["configuration"] == result["chosen"] and record["agreement"] >= 90
+    ops = {n.op_type for n in written.graph.node}
     assert ops & {"MatMulNBits", "MatMulInteger", "DynamicQuantizeMatMul"}
     from onnxdeploy.generate import Generator
 

@@ -201,6 +201,30 @@ def apply_candidate(candidate: LmCandidate, model_path: str, output: str) -> Non
     )
 
 
+def _write(
+    path: Path, output: str, chosen: LmAttempt, min_agreement: float, max_kl: float, source: str
+) -> None:
+    """The chosen model, its quality numbers in its ``onnxdeploy.quantize`` metadata."""
+    import json
+
+    from onnxdeploy.onnx_io import load_model, save_model, set_metadata
+
+    record = {
+        "configuration": chosen.candidate.name,
+        "description": chosen.candidate.describe(),
+        "agreement": round(chosen.agreement, 3),
+        "kl": round(chosen.kl, 6),
+        "greedy_match": chosen.greedy_match,
+        "decode_tokens_per_s": chosen.decode_tokens_per_s,
+        "floor": {"min_agreement": min_agreement, "max_kl": max_kl},
+        "scored_on": source,
+    }
+    save_model(
+        set_metadata(load_model(path, check=False), {"onnxdeploy.quantize": json.dumps(record)}),
+        output,
+    )
+
+
 def quantize_decoder(
     model_path: str,
     output: str,
@@ -217,7 +241,7 @@ def quantize_decoder(
 ) -> LmQuantizeResult:
     """Try ``candidates`` on the decoder at ``model_path``; write the fastest that keeps the quality
     floor to ``output``; CheckFailed (carrying the result) when none does."""
-    from onnxdeploy.atomic import atomic_path, refuse_overwrite
+    from onnxdeploy.atomic import refuse_overwrite
     from onnxdeploy.generate import Generator
     from onnxdeploy.onnx_io import file_bytes
     from onnxdeploy.quantize.lm_quality import fp32_sequences, quality, timed
@@ -309,8 +333,7 @@ def quantize_decoder(
         best = max(a.decode_tokens_per_s for a in passing)
         tied = [a for a in passing if a.decode_tokens_per_s * NOISE >= best]
         chosen = min(tied, key=lambda a: (a.bytes, -a.agreement))
-        with atomic_path(output) as tmp:
-            shutil.copyfile(paths[chosen.candidate.name], tmp)
+        _write(paths[chosen.candidate.name], output, chosen, min_agreement, max_kl, source)
         reason = (
             f"fastest within the floor (agreement {chosen.agreement:.1f}% >= {min_agreement:g}%, KL "
             f"{chosen.kl:.4f} <= {max_kl:g}): decode {chosen.decode_tokens_per_s:.1f} tokens/s vs fp32 "
