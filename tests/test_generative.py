@@ -236,6 +236,11 @@ def test_int4_search_keeps_the_quality_floor_on_a_trained_model(cli, tmp_path, t
         .tokens[0]
     )
     assert list(tokens[:4]) == [13, 15, 17, 19]  # the quantized model still continues the sequence
+    (tmp_path / "q.json").write_text(out)
+    code, _, err = cli("gate", "--baseline", "q.json", "--current", "q.json")
+    assert code == 0, err  # gateable: agreement as accuracy, file size
+    code, _, err = cli("report", "q.json", "-o", "q.html")
+    assert code == 0 and 'class="chosen"' in (tmp_path / "q.html").read_text(), err
     code, out, err = cli("quantize", toy_lm, "-o", "none.onnx", "--max-kl", "0", "--json")
     assert code == 1 and "no candidate kept" in err
     assert len(json.loads(out)["attempts"]) >= 6 and not (tmp_path / "none.onnx").exists()

@@ -90,6 +90,13 @@ def _load_other(result: GateInput, data: dict, path: Path) -> None:
         if (path.parent / bench_name).is_file():
             results, _ = load_results(path.parent / bench_name)
             add_bench_results(result, results, names)
+    elif "attempts" in data and "min_agreement" in data:  # quantize --json of a KV-cache decoder
+        chosen = next(
+            (a for a in data["attempts"] if a["candidate"]["name"] == data["chosen"]), None
+        )
+        if chosen is not None:  # agreement with fp32 is its accuracy; the gate's drop is in points
+            result.accuracy["decoder"] = chosen["agreement"]
+            result.size["decoder"] = chosen["bytes"]
     elif "attempts" in data and "chosen" in data:  # quantize --json
         chosen = next((a for a in data["attempts"] if a["config"]["name"] == data["chosen"]), None)
         label = "int8" if chosen else "fp32"

@@ -36,6 +36,18 @@ def _normalised(raw: dict) -> dict:
     """The run summary names a candidate by ``config`` (a string) and its score ``accuracy``;
     ``quantize --json`` nests the candidate (``config.name``) and calls the score ``score``."""
     config = raw.get("config")
+    if isinstance(raw.get("candidate"), dict):  # a KV-cache decoder's attempt: agreement with fp32
+        candidate = raw["candidate"]
+        agreement = raw.get("agreement")
+        return {
+            **raw,
+            "name": str(candidate.get("name")),
+            "settings": str(candidate.get("description", "")),
+            "score": agreement,
+            "drop": None if agreement is None else 100.0 - agreement,
+            "rejected": raw.get("why") or None,
+            "speedup": raw.get("speedup"),
+        }
     if isinstance(config, dict):
         name, settings = str(config.get("name")), str(config.get("description", ""))
     else:
@@ -50,7 +62,11 @@ def _normalised(raw: dict) -> dict:
 
 def quantize_view(data: dict, source: str) -> QuantizeView:
     chosen = str(data.get("chosen", ""))
+    fp32_tps = data.get("fp32_decode_tokens_per_s")
     attempts = [_normalised(a) for a in data.get("attempts", [])]
+    for a in attempts:  # a decoder's speed-up is in decode tokens/s
+        if fp32_tps and a.get("decode_tokens_per_s"):
+            a["speedup"] = a["decode_tokens_per_s"] / fp32_tps
     chosen_speedup = next(
         (_number(a.get("speedup")) for a in attempts if a["name"] == chosen), None
     )
