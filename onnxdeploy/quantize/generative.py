@@ -1,6 +1,6 @@
 """Quantizing a decoder with a KV cache: candidates from onnxruntime's quantizers (int4 weight-only
-MatMulNBits in blocks of 32/64/128 at accuracy levels 0 and 4, RTN and HQQ, with or without the
-``lm_head``; int8 dynamic), each scored the way a language model is used and timed the way it runs.
+MatMulNBits in blocks of 32/64/128 at accuracy levels 0 and 4, RTN and HQQ, the ``lm_head`` in int4,
+int8 blocks or fp32; int8 dynamic), each scored the way a language model is used and timed the way it runs.
 
 Quality: teacher-forced next-token top-1 agreement and mean KL(fp32 || candidate) over token
 sequences (the user's, or ones fp32 itself generated from seeded prompts), and how many greedy
@@ -34,12 +34,12 @@ class LmCandidate:
     block_size: int = 0
     accuracy_level: int = 0
     algorithm: str = "rtn"  # rtn or hqq
-    lm_head: bool = True  # quantize the output projection too
+    lm_head: str = "int4"  # the output projection: int4 like the rest, int8 blocks, or fp32
 
     def describe(self) -> str:
         if self.weights == "int8-dynamic":
             return "int8 dynamic (MatMul weights, activations at run time)"
-        head = "" if self.lm_head else ", lm_head fp32"
+        head = "" if self.lm_head == "int4" else f", lm_head {self.lm_head}"
         return f"int4 {self.algorithm} block {self.block_size}, accuracy level {self.accuracy_level}{head}"
 
 
@@ -49,7 +49,8 @@ DEFAULT_CANDIDATES = (
     LmCandidate("int4-b128-acc4", "int4", 128, 4),
     LmCandidate("int4-b32-acc0", "int4", 32, 0),
     LmCandidate("int4-b64-hqq", "int4", 64, 4, "hqq"),
-    LmCandidate("int4-b32-acc4-head-fp32", "int4", 32, 4, lm_head=False),
+    LmCandidate("int4-b32-acc4-head-int8", "int4", 32, 4, lm_head="int8"),
+    LmCandidate("int4-b32-acc4-head-fp32", "int4", 32, 4, lm_head="fp32"),
     LmCandidate("int8-dynamic", "int8-dynamic"),
 )
 
@@ -164,7 +165,7 @@ def _lm_head(model_path: str) -> list[str]:
 
 def apply_candidate(candidate: LmCandidate, model_path: str, output: str) -> None:
     """``candidate`` applied by onnxruntime's quantizers."""
-    from onnxdeploy.onnx_io import is_large, load_model
+    from onnxdeploy.onnx_io import load_model, save_model
 
     if candidate.weights == "int8-dynamic":
         from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -175,7 +176,8 @@ def apply_candidate(candidate: LmCandidate, model_path: str, output: str) -> Non
         return
     from onnxruntime.quantization import matmul_nbits_quantizer as nbits
 
-    exclude = [] if candidate.lm_head else _lm_head(model_path)
+    head = _lm_head(model_path)
+    exclude = [] if candidate.lm_head == "int4" else head
     algo = (
         nbits.HQQWeightOnlyQuantConfig(block_size=candidate.block_size, bits=4)
         if candidate.algorithm == "hqq"
@@ -196,9 +198,20 @@ def apply_candidate(candidate: LmCandidate, model_path: str, output: str) -> Non
         algo_config=algo,
     )
     quantizer.process()
-    quantizer.model.save_model_to_file(
-        output, use_external_data_format=is_large(quantizer.model.model)
-    )
+    model = quantizer.model.model
+    if candidate.lm_head == "int8" and head:  # a second pass: the output projection in 8-bit blocks
+        second = nbits.MatMulNBitsQuantizer(
+            model,
+            bits=8,
+            block_size=candidate.block_size,
+            is_symmetric=False,
+            accuracy_level=candidate.accuracy_level or None,
+            nodes_to_include=head,
+            op_types_to_quantize=("MatMul",),
+        )
+        second.process()
+        model = second.model.model
+    save_model(model, output)
 
 
 def _write(
