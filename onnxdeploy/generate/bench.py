@@ -51,29 +51,34 @@ def bench_generation(
         raise UserError(
             "generate: needs --new-tokens >= 2, --prompt-len >= 1, --rounds >= 5, --batch >= 1"
         )
-    generators, created = {}, {}
-    for model in models:
-        started = time.perf_counter()
-        generators[model] = Generator(model, threads=threads)
-        created[model] = (time.perf_counter() - started) * 1000
-        generators[model].check_prompts(
-            _prompts(generators[model].signature, prompt_len, 1), new_tokens
+    import gc
+
+    created: dict[str, float] = {}
+    signatures = {}
+    for model in models:  # every model checked before any timing
+        signatures[model] = Generator(model, threads=threads, spinning=False).signature
+        Generator(model, threads=threads, spinning=False).check_prompts(
+            _prompts(signatures[model], prompt_len, 1), new_tokens
         )
     steps = {m: [] for m in models}
     firsts = {m: [] for m in models}
     peaks = {m: 0.0 for m in models}
-    for model, generator in generators.items():  # warm-up, untimed: allocations, thread pool
-        generator.generate(_prompts(generator.signature, prompt_len, batch), 2, stop_at_eos=False)
     for index in range(rounds):
         order = models[index % len(models) :] + models[: index % len(models)]
         for model in order:
-            generator = generators[model]
-            result = generator.generate(
-                _prompts(generator.signature, prompt_len, batch), new_tokens, stop_at_eos=False
-            )
+            # a fresh session per round, the only one alive, spinning as deployed (an idle
+            # session's spinning workers would steal the cores from the one being timed)
+            started = time.perf_counter()
+            generator = Generator(model, threads=threads)
+            created.setdefault(model, (time.perf_counter() - started) * 1000)
+            prompts = _prompts(signatures[model], prompt_len, batch)
+            generator.generate(prompts, 2, stop_at_eos=False)  # warm-up, untimed
+            result = generator.generate(prompts, new_tokens, stop_at_eos=False)
             steps[model] += list(result.step_ms)
             firsts[model].append(result.prefill_ms)
             peaks[model] = max(peaks[model], rss_mb() or 0.0)
+            del generator
+            gc.collect()
         if progress:
             progress(f"generation round {index + 1}/{rounds}")
     used = threads or default_threads()

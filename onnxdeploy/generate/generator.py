@@ -58,16 +58,22 @@ class Generator:
     path: str
     threads: int | None = None
     provider: str = "cpu"
+    spinning: bool = True  # onnxruntime's default; off where several sessions share the cores
     session: object = field(init=False, repr=False)
     signature: DecoderSignature = field(init=False)
 
     def __post_init__(self) -> None:
         from onnxdeploy.runtime import create_session
 
-        # spinning on, as onnxruntime runs by default: a decode step is ~2,000 small ops, and
-        # waking the pool for each one cost ~30% of a step on a 2-core machine (measured)
+        # spinning on by default, as onnxruntime runs: a decode step is ~2,000 small ops, and waking
+        # the pool for each one cost ~30% of a step on a 2-core machine (measured). Timing keeps
+        # one spinning session alive at a time (an idle one's spinning steals the cores).
         self.session = create_session(
-            self.path, provider=self.provider, threads=self.threads, label=self.path, spinning=True
+            self.path,
+            provider=self.provider,
+            threads=self.threads,
+            label=self.path,
+            spinning=self.spinning,
         )
         self.signature = read_signature(self.session, self.path)
         self._outputs = [o.name for o in self.session.get_outputs()]

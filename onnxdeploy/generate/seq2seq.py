@@ -37,7 +37,9 @@ class Seq2SeqGenerator:
         self.encoder = create_session(str(folder / self.info["encoder"]), threads=self.threads)
         self.decoder = create_session(str(folder / self.info["decoder"]), threads=self.threads)
         self._outputs = [o.name for o in self.decoder.get_outputs()]
-        self._inputs = {i.name for i in self.decoder.get_inputs()}  # Whisper's decoder takes no mask
+        self._inputs = {
+            i.name for i in self.decoder.get_inputs()
+        }  # Whisper's decoder takes no mask
         eos = self.info.get("eos_token_id")
         self.eos = set(eos if isinstance(eos, list) else ([] if eos is None else [eos]))
 

@@ -264,7 +264,7 @@ def quantize_decoder(
         raise UserError(
             f"min_agreement {min_agreement} / max_kl {max_kl}: agreement in 0-100, KL >= 0"
         )
-    reference = Generator(model_path, threads=target_threads)
+    reference = Generator(model_path, threads=target_threads, spinning=False)  # scoring, not timing
     source = "the user's token sequences"
     if sequences is None:
         progress("no text given: scoring on sequences fp32 generates from seeded prompts")
@@ -286,7 +286,10 @@ def quantize_decoder(
                 )
                 continue
             agreement, kl, match = quality(
-                reference, Generator(str(path), threads=target_threads), sequences, prompt_length
+                reference,
+                Generator(str(path), threads=target_threads, spinning=False),
+                sequences,
+                prompt_length,
             )
             passed = agreement >= min_agreement and kl <= max_kl
             why = (

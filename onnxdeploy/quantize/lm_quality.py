@@ -78,30 +78,34 @@ def timed(
     new_tokens: int,
     rounds: int = 3,
 ) -> dict[str, tuple[float, float]]:
-    """name -> (decode tokens/s, time to first token ms): each model warmed up, then ``rounds`` of
-    one generation each, the order rotated every round; medians of the per-step times."""
+    """name -> (decode tokens/s, time to first token ms): ``rounds`` of one generation per model,
+    the order rotated every round, each in a fresh session (spinning, as deployed) that is the
+    only one alive, after one untimed warm-up generation; medians of the per-step times."""
+    import gc
+
     from onnxdeploy.generate import Generator
 
-    generators = {name: Generator(path, threads=threads) for name, path in models.items()}
-    rng = np.random.default_rng(1)
-    first = next(iter(generators.values())).signature
+    first = Generator(next(iter(models.values())), threads=threads, spinning=False).signature
     vocab = first.vocab_size or 1000
     avoid = set(first.eos_token_id)
+    rng = np.random.default_rng(1)
     prompt = [int(t) for t in rng.integers(0, vocab, prompt_length * 2) if int(t) not in avoid][
         :prompt_length
     ]
     prompts = [prompt] * batch
-    steps: dict[str, list[float]] = {n: [] for n in generators}
-    firsts: dict[str, list[float]] = {n: [] for n in generators}
-    for generator in generators.values():
-        generator.generate(prompts, 4, stop_at_eos=False)  # warm-up: allocations, thread pool
-    names = list(generators)
+    steps: dict[str, list[float]] = {n: [] for n in models}
+    firsts: dict[str, list[float]] = {n: [] for n in models}
+    names = list(models)
     for round_index in range(rounds):
         order = names[round_index % len(names) :] + names[: round_index % len(names)]
         for name in order:
-            result = generators[name].generate(prompts, new_tokens, stop_at_eos=False)
+            generator = Generator(models[name], threads=threads)
+            generator.generate(prompts, 4, stop_at_eos=False)  # warm-up: allocations, thread pool
+            result = generator.generate(prompts, new_tokens, stop_at_eos=False)
             steps[name] += result.step_ms
             firsts[name].append(result.prefill_ms)
+            del generator
+            gc.collect()  # its thread pool is gone before the next one is timed
     return {
         name: (batch * 1000.0 / float(np.median(steps[name])), float(np.median(firsts[name])))
         for name in names
