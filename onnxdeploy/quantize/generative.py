@@ -33,7 +33,7 @@ class LmCandidate:
     weights: str  # "int4" or "int8-dynamic"
     block_size: int = 0
     accuracy_level: int = 0
-    algorithm: str = "rtn"  # rtn or hqq
+    algorithm: str = "rtn"  # rtn, hqq or kquant (onnxruntime's; GPTQ there needs neural-compressor)
     lm_head: str = "int4"  # the output projection: int4 like the rest, int8 blocks, or fp32
 
     def describe(self) -> str:
@@ -48,7 +48,9 @@ DEFAULT_CANDIDATES = (
     LmCandidate("int4-b64-acc4", "int4", 64, 4),
     LmCandidate("int4-b128-acc4", "int4", 128, 4),
     LmCandidate("int4-b32-acc0", "int4", 32, 0),
+    LmCandidate("int4-b32-acc1", "int4", 32, 1),
     LmCandidate("int4-b64-hqq", "int4", 64, 4, "hqq"),
+    LmCandidate("int4-b32-kquant", "int4", 32, 4, "kquant"),
     LmCandidate("int4-b32-acc4-head-int8", "int4", 32, 4, lm_head="int8"),
     LmCandidate("int4-b32-acc4-head-fp32", "int4", 32, 4, lm_head="fp32"),
     LmCandidate("int8-dynamic", "int8-dynamic"),
@@ -181,6 +183,8 @@ def apply_candidate(candidate: LmCandidate, model_path: str, output: str) -> Non
     algo = (
         nbits.HQQWeightOnlyQuantConfig(block_size=candidate.block_size, bits=4)
         if candidate.algorithm == "hqq"
+        else nbits.KQuantWeightOnlyQuantConfig(op_types_to_quantize=("MatMul",))
+        if candidate.algorithm == "kquant"
         else nbits.DefaultWeightOnlyQuantConfig(
             block_size=candidate.block_size,
             is_symmetric=False,
