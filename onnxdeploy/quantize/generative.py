@@ -11,6 +11,8 @@ candidate within ``min_agreement`` and ``max_kl`` is written; exit 1 with every 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import shutil
 import tempfile
@@ -281,7 +283,9 @@ def quantize_decoder(
             progress(f"quantizing: {candidate.name} ({candidate.describe()})")
             path = folder / f"{candidate.name}.onnx"
             try:
-                apply_candidate(candidate, model_path, str(path))
+                # onnxruntime's k-quant prints a progress bar on stdout, where --json goes
+                with contextlib.redirect_stdout(io.StringIO()):
+                    apply_candidate(candidate, model_path, str(path))
             except Exception as exc:  # noqa: BLE001 - reported as this candidate's error
                 attempts.append(
                     LmAttempt(
