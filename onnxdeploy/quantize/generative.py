@@ -338,11 +338,12 @@ def quantize_decoder(
         ]
         fp32_tps, fp32_ttft = speeds["fp32"]
         passing = [a for a in attempts if a.passed]
-        if not passing:
-            result = LmQuantizeResult(
+
+        def result(chosen: str, reason: str) -> LmQuantizeResult:
+            return LmQuantizeResult(
                 output,
-                "none",
-                f"no candidate kept agreement >= {min_agreement:g}% and KL <= {max_kl:g}",
+                chosen,
+                reason,
                 tuple(attempts),
                 fp32_tps,
                 fp32_ttft,
@@ -353,7 +354,12 @@ def quantize_decoder(
                 len(sequences),
                 source,
             )
-            raise CheckFailed(f"{model_path}: {result.reason}\n{result}", result=result)
+
+        if not passing:
+            failed = result(
+                "none", f"no candidate kept agreement >= {min_agreement:g}% and KL <= {max_kl:g}"
+            )
+            raise CheckFailed(f"{model_path}: {failed.reason}\n{failed}", result=failed)
         best = max(a.decode_tokens_per_s for a in passing)
         tied = [a for a in passing if a.decode_tokens_per_s * NOISE >= best]
         chosen = min(tied, key=lambda a: (a.bytes, -a.agreement))
@@ -364,19 +370,6 @@ def quantize_decoder(
             f"{fp32_tps:.1f} ({chosen.decode_tokens_per_s / fp32_tps:.2f}x) at batch {target_batch}, "
             f"{chosen.bytes / 2**20:.2f} MiB vs {file_bytes(model_path) / 2**20:.2f}"
         )
-        return LmQuantizeResult(
-            output,
-            chosen.candidate.name,
-            reason,
-            tuple(attempts),
-            fp32_tps,
-            fp32_ttft,
-            file_bytes(model_path),
-            min_agreement,
-            max_kl,
-            target_batch,
-            len(sequences),
-            source,
-        )
+        return result(chosen.candidate.name, reason)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
