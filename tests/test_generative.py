@@ -218,11 +218,16 @@ def test_int4_search_keeps_the_quality_floor_on_a_trained_model(cli, tmp_path, t
     result = json.loads(out)
     chosen = next(a for a in result["attempts"] if a["candidate"]["name"] == result["chosen"])
     assert chosen["agreement"] >= 90 and chosen["kl"] <= 0.1 and chosen["decode_tokens_per_s"] > 0
-    assert {a["candidate"]["name"] for a in result["attempts"]} >= {
+    by_name = {a["candidate"]["name"]: a for a in result["attempts"]}
+    assert set(by_name) >= {
         "int4-b32-acc4",
         "int4-b128-acc4",
         "int8-dynamic",
+        "int4-b32-kquant",
+        "int4-b32-acc4-head-int8",
+        "int4-b32-acc4-emb-int8",
     }
+    assert by_name["int4-b32-acc4-emb-int8"]["passed"]  # embeddings in int8 blocks keep the floor
     written = onnx.load(tmp_path / "q.onnx")
     record = json.loads({p.key: p.value for p in written.metadata_props}["onnxdeploy.quantize"])
     assert record["configuration"] == result["chosen"] and record["agreement"] >= 90

@@ -33,6 +33,9 @@ TASKS = (
     "feature-extraction",
 )
 PARITY_STEPS = 16
+# 21: onnxruntime's GatherBlockQuantized (embeddings in int8/int4 blocks) needs it; 17 and its
+# ReduceMean-with-axes made the quantizer's opset bump produce an invalid graph
+DECODER_OPSET = 21
 PROMPT_LENGTHS = (7, 4)  # two prompts of different lengths, batched with left padding
 
 
@@ -248,7 +251,7 @@ def export_decoder(
                 input_names=inputs,
                 output_names=outputs,
                 dynamic_axes=axes,
-                opset_version=opset or 17,
+                opset_version=opset or DECODER_OPSET,
                 dynamo=False,
             )
         model = onnx.load(str(raw))

@@ -37,11 +37,15 @@ class LmCandidate:
     accuracy_level: int = 0
     algorithm: str = "rtn"  # rtn, hqq or kquant (onnxruntime's; GPTQ there needs neural-compressor)
     lm_head: str = "int4"  # the output projection: int4 like the rest, int8 blocks, or fp32
+    embeddings: str = (
+        "fp32"  # the token embedding table: fp32, or int8 blocks (GatherBlockQuantized)
+    )
 
     def describe(self) -> str:
         if self.weights == "int8-dynamic":
             return "int8 dynamic (MatMul weights, activations at run time)"
         head = "" if self.lm_head == "int4" else f", lm_head {self.lm_head}"
+        head += "" if self.embeddings == "fp32" else f", embeddings {self.embeddings}"
         return f"int4 {self.algorithm} block {self.block_size}, accuracy level {self.accuracy_level}{head}"
 
 
@@ -55,6 +59,7 @@ DEFAULT_CANDIDATES = (
     LmCandidate("int4-b32-kquant", "int4", 32, 4, "kquant"),
     LmCandidate("int4-b32-acc4-head-int8", "int4", 32, 4, lm_head="int8"),
     LmCandidate("int4-b32-acc4-head-fp32", "int4", 32, 4, lm_head="fp32"),
+    LmCandidate("int4-b32-acc4-emb-int8", "int4", 32, 4, embeddings="int8"),
     LmCandidate("int8-dynamic", "int8-dynamic"),
 )
 
@@ -217,7 +222,31 @@ def apply_candidate(candidate: LmCandidate, model_path: str, output: str) -> Non
         )
         second.process()
         model = second.model.model
+    if candidate.embeddings == "int8":
+        model = _embeddings_int8(model, candidate)
     save_model(model, output)
+
+
+def _embeddings_int8(model, candidate: LmCandidate):
+    """The token embedding Gather in 8-bit blocks along the hidden axis (GatherBlockQuantized)."""
+    from onnxruntime.quantization import matmul_nbits_quantizer as nbits
+
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 21:
+        raise UserError(
+            f"embeddings in int8 blocks need opset >= 21 (this graph has {opset}); re-export it "
+            "(decoders export at 21)"
+        )
+    quantizer = nbits.MatMulNBitsQuantizer(
+        model,
+        bits=8,
+        block_size=candidate.block_size,
+        is_symmetric=False,
+        op_types_to_quantize=("Gather",),
+        quant_axes=(("Gather", 1),),
+    )
+    quantizer.process()
+    return quantizer.model.model
 
 
 def _write(
