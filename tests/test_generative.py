@@ -423,3 +423,45 @@ def test_bart_and_whisper_encoder_decoder_generation_parity(tmp_path, family):
     assert result.tokens_equal and result.steps == 16
     manifest = json.loads((tmp_path / f"{family}.json").read_text())
     assert manifest["main_input"] == ("input_features" if family == "whisper" else "input_ids")
+
+
+def test_factory_with_task_and_text_prompt_through_the_folders_tokenizer(cli, tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    (tmp_path / "lm.py").write_text(
+        "import torch, transformers\n"
+        "def build():\n"
+        "    torch.manual_seed(0)\n"
+        "    return transformers.LlamaForCausalLM(transformers.LlamaConfig(vocab_size=256, hidden_size=64,\n"
+        "        intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,\n"
+        "        max_position_embeddings=64))\n"
+    )
+    (tmp_path / "out").mkdir()
+    code, out, err = cli(
+        "export",
+        "lm.py:build",
+        "--task",
+        "text-generation-with-past",
+        "-o",
+        "out/model.onnx",
+        "--json",
+    )
+    assert code == 0, err
+    assert json.loads(out)["parity"]["tokens_equal"]
+    tokenizer = Tokenizer(models.WordLevel({f"t{i}": i for i in range(256)}, unk_token="t0"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, unk_token="t0"
+    ).save_pretrained(tmp_path / "out")
+    code, out, err = cli(
+        "generate", "out", "--prompt", "t5 t7 t9", "--max-new-tokens", "5", "--json"
+    )
+    assert code == 0, err
+    data = json.loads(out)
+    assert len(data["tokens"][0]) == 5 and data["text"][0].split() == [
+        f"t{t}" for t in data["tokens"][0]
+    ]
+    code, _, err = cli(
+        "export", "lm.py:build", "--task", "text2text-generation-with-past", "-o", "x.onnx"
+    )
+    assert code == 2 and "needs a transformers encoder-decoder" in err
