@@ -1,0 +1,133 @@
+"""The candidates ``quantize`` tries on a decoder with a KV cache, and how onnxruntime's quantizers
+apply each: int4 weight-only MatMulNBits (RTN, HQQ, k-quant; the lm_head in int4, int8 blocks or
+fp32; the embeddings in int8 blocks) and int8 dynamic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from onnxdeploy.errors import UserError
+
+
+@dataclass(frozen=True)
+class LmCandidate:
+    name: str
+    weights: str  # "int4" or "int8-dynamic"
+    block_size: int = 0
+    accuracy_level: int = 0
+    algorithm: str = "rtn"  # rtn, hqq or kquant (onnxruntime's; GPTQ there needs neural-compressor)
+    lm_head: str = "int4"  # the output projection: int4 like the rest, int8 blocks, or fp32
+    embeddings: str = (
+        "fp32"  # the token embedding table: fp32, or int8 blocks (GatherBlockQuantized)
+    )
+
+    def describe(self) -> str:
+        if self.weights == "int8-dynamic":
+            return "int8 dynamic (MatMul weights, activations at run time)"
+        head = "" if self.lm_head == "int4" else f", lm_head {self.lm_head}"
+        head += "" if self.embeddings == "fp32" else f", embeddings {self.embeddings}"
+        return f"int4 {self.algorithm} block {self.block_size}, accuracy level {self.accuracy_level}{head}"
+
+
+DEFAULT_CANDIDATES = (
+    LmCandidate("int4-b32-acc4", "int4", 32, 4),
+    LmCandidate("int4-b64-acc4", "int4", 64, 4),
+    LmCandidate("int4-b128-acc4", "int4", 128, 4),
+    LmCandidate("int4-b32-acc0", "int4", 32, 0),
+    LmCandidate("int4-b32-acc1", "int4", 32, 1),
+    LmCandidate("int4-b64-hqq", "int4", 64, 4, "hqq"),
+    LmCandidate("int4-b32-kquant", "int4", 32, 4, "kquant"),
+    LmCandidate("int4-b32-acc4-head-int8", "int4", 32, 4, lm_head="int8"),
+    LmCandidate("int4-b32-acc4-head-fp32", "int4", 32, 4, lm_head="fp32"),
+    LmCandidate("int4-b32-acc4-emb-int8", "int4", 32, 4, embeddings="int8"),
+    LmCandidate("int8-dynamic", "int8-dynamic"),
+)
+
+
+def _lm_head(model_path: str) -> list[str]:
+    """The MatMul that produces ``logits`` (the output projection), by node name."""
+    import onnx
+
+    model = onnx.load(model_path, load_external_data=False)
+    producer = {o: n for n in model.graph.node for o in n.output}
+    node = producer.get("logits")
+    while node is not None and node.op_type not in ("MatMul", "Gemm"):
+        node = producer.get(node.input[0]) if node.input else None
+    return [node.name] if node is not None else []
+
+
+def apply_candidate(candidate: LmCandidate, model_path: str, output: str) -> None:
+    """``candidate`` applied by onnxruntime's quantizers."""
+    from onnxdeploy.onnx_io import load_model, save_model
+
+    if candidate.weights == "int8-dynamic":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(
+            model_path, output, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"]
+        )
+        return
+    from onnxruntime.quantization import matmul_nbits_quantizer as nbits
+
+    head = _lm_head(model_path)
+    exclude = [] if candidate.lm_head == "int4" else head
+    algo = (
+        nbits.HQQWeightOnlyQuantConfig(block_size=candidate.block_size, bits=4)
+        if candidate.algorithm == "hqq"
+        else nbits.KQuantWeightOnlyQuantConfig(op_types_to_quantize=("MatMul",))
+        if candidate.algorithm == "kquant"
+        else nbits.DefaultWeightOnlyQuantConfig(
+            block_size=candidate.block_size,
+            is_symmetric=False,
+            accuracy_level=candidate.accuracy_level or None,
+        )
+    )
+    quantizer = nbits.MatMulNBitsQuantizer(
+        load_model(model_path, check=False),
+        bits=4,
+        block_size=candidate.block_size,
+        is_symmetric=False,
+        accuracy_level=candidate.accuracy_level or None,
+        nodes_to_exclude=exclude,
+        op_types_to_quantize=("MatMul",),
+        algo_config=algo,
+    )
+    quantizer.process()
+    model = quantizer.model.model
+    if candidate.lm_head == "int8" and head:  # a second pass: the output projection in 8-bit blocks
+        second = nbits.MatMulNBitsQuantizer(
+            model,
+            bits=8,
+            block_size=candidate.block_size,
+            is_symmetric=False,
+            accuracy_level=candidate.accuracy_level or None,
+            nodes_to_include=head,
+            op_types_to_quantize=("MatMul",),
+        )
+        second.process()
+        model = second.model.model
+    if candidate.embeddings == "int8":
+        model = _embeddings_int8(model, candidate)
+    save_model(model, output)
+
+
+def _embeddings_int8(model, candidate: LmCandidate):
+    """The token embedding Gather in 8-bit blocks along the hidden axis (GatherBlockQuantized)."""
+    from onnxruntime.quantization import matmul_nbits_quantizer as nbits
+
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 21:
+        raise UserError(
+            f"embeddings in int8 blocks need opset >= 21 (this graph has {opset}); re-export it "
+            "(decoders export at 21)"
+        )
+    quantizer = nbits.MatMulNBitsQuantizer(
+        model,
+        bits=8,
+        block_size=candidate.block_size,
+        is_symmetric=False,
+        op_types_to_quantize=("Gather",),
+        quant_axes=(("Gather", 1),),
+    )
+    quantizer.process()
+    return quantizer.model.model
