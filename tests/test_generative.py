@@ -242,6 +242,10 @@ def test_int4_search_keeps_the_quality_floor_on_a_trained_model(cli, tmp_path, t
     )
     assert list(tokens[:4]) == [13, 15, 17, 19]  # the quantized model still continues the sequence
     (tmp_path / "q.json").write_text(out)
+    code, compared, err = cli("compare", toy_lm, "q.onnx", "--layerwise", "--json")
+    assert code == 0, err  # a decoder's inputs are generated consistently (past, tokens, mask)
+    compared = json.loads(compared)
+    assert compared["kind"] == "int4" and compared["layerwise"]["matched"] > 20
     code, _, err = cli("gate", "--baseline", "q.json", "--current", "q.json")
     assert code == 0, err  # gateable: agreement as accuracy, file size
     code, _, err = cli("report", "q.json", "-o", "q.html")

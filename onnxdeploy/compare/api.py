@@ -21,7 +21,7 @@ from onnxdeploy.errors import CheckFailed
 logger = logging.getLogger(__name__)
 
 
-def _feeds(request: CompareRequest, session) -> dict[str, np.ndarray]:
+def _feeds(request: CompareRequest, session, graph) -> dict[str, np.ndarray]:
     from onnxdeploy.data.readers import read_array_file
     from onnxdeploy.data.specs import specs_from_session
     from onnxdeploy.data.validation import check_arrays
@@ -32,10 +32,14 @@ def _feeds(request: CompareRequest, session) -> dict[str, np.ndarray]:
         arrays = read_array_file(Path(request.inputs), specs)
         check_arrays(arrays, specs, request.inputs, finite=True)
         return arrays
+    from onnxdeploy.generate.signature import example_shapes
+
+    # a decoder's past, new tokens and mask must agree: its shapes come together, not dim by dim
+    shapes = request.shapes or example_shapes(graph, batch=request.batch)
     return generated_feeds(
         session,
         request.batch,
-        shapes=request.shapes,
+        shapes=shapes,
         seed=request.seed,
         model_path=request.candidate,
     )
@@ -98,7 +102,7 @@ def compare_report(
         threads=request.threads,
         label=request.candidate,
     )
-    feeds = _feeds(request, session)
+    feeds = _feeds(request, session, cand.model.graph)
     names = [o.name for o in session.get_outputs()]
     candidate_out = dict(zip(names, run_checked(session, names, feeds, label=request.candidate)))
     del session
