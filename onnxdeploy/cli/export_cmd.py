@@ -95,25 +95,17 @@ def export_command(
     """Export MODEL (zoo name, path/file.py:factory or package.module:factory) to ONNX and verify
     it."""
     from onnxdeploy.exporter.tasks import (
-        export_encoder_decoder,
-        export_with_past,
+        GENERATIVE,
+        export_generative,
         feature_extractor,
         resolve_task,
     )
 
     task = resolve_task(model, task)
-    if task == "text2text-generation-with-past":
+    if task in GENERATIVE:
         finish(
-            lambda: export_encoder_decoder(
-                model, output, checkpoint=checkpoint, opset=opset, progress=progress
-            ),
-            as_json,
-        )
-        return
-    if task == "text-generation-with-past":
-        finish(
-            lambda: export_with_past(
-                model, output, checkpoint=checkpoint, opset=opset, progress=progress
+            lambda: export_generative(
+                model, output, task, checkpoint=checkpoint, opset=opset, progress=progress
             ),
             as_json,
         )

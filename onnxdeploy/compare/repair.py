@@ -37,10 +37,6 @@ class RepairResult:
     def passed(self) -> bool:
         return holds(self.after)
 
-    @property
-    def count(self) -> int:
-        return len(self.tensors)
-
     def to_json(self) -> dict:
         return {
             "output": self.output,

@@ -105,6 +105,11 @@ def cache_layout(config) -> tuple[int, int, int]:
     return layers, kv_heads, head_dim
 
 
+def cache_tensors(cache) -> list:
+    """Every layer's keys and values of a ``transformers`` cache, flat: k0, v0, k1, v1, ..."""
+    return [t for layer in cache.layers for t in (layer.keys, layer.values)]
+
+
 def _with_past(module):
     """The model as forward(input_ids, attention_mask, [position_ids], *past) -> (logits,
     *present), the cache rebuilt in ``transformers``' DynamicCache."""
@@ -129,10 +134,7 @@ def _with_past(module):
                 past_key_values=cache,
                 use_cache=True,
             )
-            present = []
-            for layer in out.past_key_values.layers:
-                present += [layer.keys, layer.values]
-            return (out.logits, *present)
+            return (out.logits, *cache_tensors(out.past_key_values))
 
     return WithPast().eval()
 

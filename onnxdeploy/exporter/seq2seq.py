@@ -88,6 +88,8 @@ def _wrappers(module):
     import torch
     from transformers import DynamicCache, EncoderDecoderCache
 
+    from onnxdeploy.exporter.decoder import cache_tensors
+
     layers = _layout(module.config)[0]
     main = _main_input(module)
     start = module.config.decoder_start_token_id
@@ -111,10 +113,7 @@ def _wrappers(module):
                 past_key_values=cache,
                 use_cache=True,
             )
-            cross = []
-            for layer in cache.cross_attention_cache.layers:
-                cross += [layer.keys, layer.values]
-            return (encoded.last_hidden_state, *cross)
+            return (encoded.last_hidden_state, *cache_tensors(cache.cross_attention_cache))
 
     class Decoder(torch.nn.Module):
         def __init__(self):
@@ -137,10 +136,7 @@ def _wrappers(module):
                 past_key_values=cache,
                 use_cache=True,
             )
-            present = []
-            for layer in out.past_key_values.self_attention_cache.layers:
-                present += [layer.keys, layer.values]
-            return (out.logits, *present)
+            return (out.logits, *cache_tensors(out.past_key_values.self_attention_cache))
 
     return Encoder().eval(), Decoder().eval()
 

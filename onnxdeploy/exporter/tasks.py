@@ -10,6 +10,7 @@ from typing import Callable
 
 from onnxdeploy.errors import UserError
 from onnxdeploy.exporter.decoder import TASKS, export_decoder, is_causal_lm, is_causal_lm_class
+from onnxdeploy.exporter.seq2seq import export_seq2seq, is_seq2seq
 from onnxdeploy.exporter.hf import is_hf
 
 
@@ -38,44 +39,38 @@ def _module(model: str, checkpoint: str | None):
     return load_source(model, checkpoint=checkpoint, input_shapes=[(1, 8)]).module
 
 
-def export_with_past(
+# task -> (does the module fit, what it must be, the exporter that writes and verifies it)
+GENERATIVE = {
+    "text-generation-with-past": (
+        is_causal_lm,
+        "a transformers causal LM (a *ForCausalLM with a config)",
+        export_decoder,
+    ),
+    "text2text-generation-with-past": (
+        is_seq2seq,
+        "a transformers encoder-decoder (T5, BART, Whisper...)",
+        export_seq2seq,
+    ),
+}
+
+
+def export_generative(
     model: str,
     output: str | Path,
+    task: str,
     *,
     checkpoint: str | None = None,
     opset: int | None = None,
     progress: Callable[[str], None] = lambda _m: None,
 ):
-    """A causal LM (``hf:DIR``, or ``file.py:factory`` returning a ``transformers`` causal LM) as a
-    decoder with its KV cache, verified by generating."""
+    """A causal LM as one decoder graph with its KV cache, or an encoder-decoder (T5, BART,
+    Whisper) as encoder and decoder-with-past graphs with their JSON; from ``hf:DIR`` or a
+    ``file.py:factory`` returning the ``transformers`` model; verified by generating."""
+    fits, needs, exporter = GENERATIVE[task]
     module = _module(model, checkpoint)
-    if not is_causal_lm(module):
-        raise UserError(
-            f"{model}: --task text-generation-with-past needs a transformers causal LM "
-            f"(a *ForCausalLM with a config); got {type(module).__name__}"
-        )
-    return export_decoder(module, model, output, opset=opset, progress=progress)
-
-
-def export_encoder_decoder(
-    model: str,
-    output: str | Path,
-    *,
-    checkpoint: str | None = None,
-    opset: int | None = None,
-    progress: Callable[[str], None] = lambda _m: None,
-):
-    """T5, BART, Whisper (or a factory returning one): encoder and decoder-with-past graphs side by
-    side with their JSON, verified by generating."""
-    from onnxdeploy.exporter.seq2seq import export_seq2seq, is_seq2seq
-
-    module = _module(model, checkpoint)
-    if not is_seq2seq(module):
-        raise UserError(
-            f"{model}: --task text2text-generation-with-past needs a transformers encoder-decoder "
-            f"(T5, BART, Whisper...); got {type(module).__name__}"
-        )
-    return export_seq2seq(module, model, output, opset=opset, progress=progress)
+    if not fits(module):
+        raise UserError(f"{model}: --task {task} needs {needs}; got {type(module).__name__}")
+    return exporter(module, model, output, opset=opset, progress=progress)
 
 
 def feature_extractor(model: str):

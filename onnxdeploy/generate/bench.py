@@ -56,10 +56,9 @@ def bench_generation(
     created: dict[str, float] = {}
     signatures = {}
     for model in models:  # every model checked before any timing
-        signatures[model] = Generator(model, threads=threads, spinning=False).signature
-        Generator(model, threads=threads, spinning=False).check_prompts(
-            _prompts(signatures[model], prompt_len, 1), new_tokens
-        )
+        checker = Generator(model, threads=threads, spinning=False)
+        checker.check_prompts(_prompts(checker.signature, prompt_len, 1), new_tokens)
+        signatures[model] = checker.signature
     steps = {m: [] for m in models}
     firsts = {m: [] for m in models}
     peaks = {m: 0.0 for m in models}

@@ -18,6 +18,7 @@ import numpy as np
 from onnxdeploy.errors import UserError
 from onnxdeploy.generate.sampling import Sampling, choose
 from onnxdeploy.generate.signature import DecoderSignature, read_signature
+from onnxdeploy.runtime.sessions import onnxruntime_failures
 
 
 @dataclass(frozen=True)
@@ -161,15 +162,8 @@ class Generator:
                     np.ascontiguousarray(current)
                 )
             started = time.perf_counter()
-            try:
+            with onnxruntime_failures(self.path, f"onnxruntime cannot run step {step}"):
                 values = self.session.run_with_ort_values(self._outputs, feeds)
-            except Exception as exc:  # onnxruntime's own failure: the graph or its inputs
-                if not type(exc).__module__.startswith("onnxruntime"):
-                    raise
-                first = str(exc).strip().splitlines()[0][:300]
-                raise UserError(
-                    f"{self.path}: onnxruntime cannot run step {step}: {first}"
-                ) from exc
             out = dict(zip(self._outputs, values))
             logits = out["logits"].numpy()[:, -1, :]
             if keep_logits:

@@ -14,6 +14,7 @@ import numpy as np
 from onnxdeploy.errors import UserError
 from onnxdeploy.generate.generator import GenerationResult
 from onnxdeploy.generate.sampling import Sampling, choose
+from onnxdeploy.runtime.sessions import onnxruntime_failures
 
 
 @dataclass
@@ -46,7 +47,8 @@ class Seq2SeqGenerator:
     def _encode(self, inputs) -> tuple[dict, int]:
         if self.info["main_input"] == "input_features":
             features = np.asarray(inputs, np.float32)
-            out = self.encoder.run(None, {"input_features": features})
+            with onnxruntime_failures(self.manifest, "onnxruntime cannot run the encoder"):
+                out = self.encoder.run(None, {"input_features": features})
             mask = np.ones((features.shape[0], out[0].shape[1]), np.int64)
         else:
             if not inputs or any(len(p) == 0 for p in inputs):
@@ -64,7 +66,8 @@ class Seq2SeqGenerator:
             for row, prompt in enumerate(inputs):  # right-padded, as encoders' tokenizers pad
                 ids[row, : len(prompt)] = prompt
                 mask[row, : len(prompt)] = 1
-            out = self.encoder.run(None, {"input_ids": ids, "attention_mask": mask})
+            with onnxruntime_failures(self.manifest, "onnxruntime cannot run the encoder"):
+                out = self.encoder.run(None, {"input_ids": ids, "attention_mask": mask})
         names = [o.name for o in self.encoder.get_outputs()]
         values = dict(zip(names, out))
         feeds = {
@@ -107,7 +110,9 @@ class Seq2SeqGenerator:
         step_ms, first_ms = [], 0.0
         for step in range(max_new_tokens):
             feeds = {"input_ids": ort.OrtValue.ortvalue_from_numpy(token), **fixed, **own}
-            out = dict(zip(self._outputs, self.decoder.run_with_ort_values(self._outputs, feeds)))
+            with onnxruntime_failures(self.manifest, f"onnxruntime cannot run decoder step {step}"):
+                values = self.decoder.run_with_ort_values(self._outputs, feeds)
+            out = dict(zip(self._outputs, values))
             chosen = choose(out["logits"].numpy()[:, -1, :], sampling, rng)
             if step == 0 and self.info.get("forced_bos_token_id") is not None:
                 chosen = np.full(batch, self.info["forced_bos_token_id"])

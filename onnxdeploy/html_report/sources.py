@@ -92,8 +92,9 @@ def _model_counts(path: Path) -> tuple[int | None, int | None]:
     return count_parameters(model), macs or None
 
 
-def _bench(results, labels: dict, content: ReportContent, files: dict) -> None:
-    """Latency series, per-model p50s and speed-ups (bootstrap CI) from BenchResults."""
+def _bench(results, labels: dict, content: ReportContent) -> dict:
+    """Latency series into ``content``; per model label its file, p50s, MACs and speed-ups
+    (bootstrap CI) from BenchResults."""
     from onnxdeploy.runtime_bench.report import comparisons
 
     def label(model: str) -> str:
@@ -105,9 +106,7 @@ def _bench(results, labels: dict, content: ReportContent, files: dict) -> None:
         content.latency.append(
             LatencySeries(name, r.provider, r.batch, r.threads, tuple(r.samples_ms))
         )
-        card = cards.setdefault(
-            name, {"file": files.get(name, r.model), "p50_ms": {}, "speedups": []}
-        )
+        card = cards.setdefault(name, {"file": r.model, "p50_ms": {}, "speedups": []})
         card["p50_ms"][r.batch] = r.stats.p50_ms
         card["macs"] = r.macs_per_sample or None
     for c in comparisons(results):
@@ -192,8 +191,7 @@ def _load_bench(data: dict, path: Path, content: ReportContent) -> None:
     from onnxdeploy.runtime_bench.result import load_results
 
     results, _ = load_results(path)
-    files = {Path(r.model).stem: r.model for r in results}
-    for label, card in _bench(results, {}, content, files).items():
+    for label, card in _bench(results, {}, content).items():
         model = Path(card["file"])
         size = model.stat().st_size if model.is_file() else None
         content.cards.append(

@@ -22,16 +22,15 @@ logger = logging.getLogger(__name__)
 CHECK_SAMPLES = 32  # samples of the user's data the layer-wise check runs on
 
 
-def _check_inputs(model_path: str, inputs: str | None, folder: Path) -> str | None:
-    """The first samples of ``inputs`` (.npz/.npy keyed by input name) as an .npz for compare."""
+def _check_inputs(model, inputs: str | None, folder: Path) -> str | None:
+    """The first samples of ``inputs`` (.npz/.npy keyed by ``model``'s input names) as an .npz for
+    compare."""
     if inputs is None:
         return None
     from onnxdeploy.data.readers import read_array_file
-    from onnxdeploy.data.specs import specs_from_session
-    from onnxdeploy.runtime import create_session
+    from onnxdeploy.data.specs import specs_from_onnx
 
-    specs = specs_from_session(create_session(model_path, label=model_path))
-    arrays = read_array_file(Path(inputs), specs)
+    arrays = read_array_file(Path(inputs), specs_from_onnx(model))
     path = folder / "check.npz"
     np.savez(path, **{k: v[:CHECK_SAMPLES] for k, v in arrays.items()})
     return str(path)
@@ -68,7 +67,7 @@ def convert_fp16(
         request = CompareRequest(
             model_path,
             str(plain),
-            inputs=_check_inputs(model_path, inputs, folder),
+            inputs=_check_inputs(model, inputs, folder),
             batch=batch,
             tolerance=DEFAULT_TOLERANCE["fp16"],
             layerwise=True,

@@ -227,6 +227,7 @@ def quantize_decoder(
         )
         speeds = timed(
             {"fp32": model_path, **{n: str(paths[n]) for n in timed_names}},
+            reference.signature,
             batch=target_batch,
             threads=target_threads,
             prompt_length=prompt_length,

@@ -82,38 +82,38 @@ def apply_candidate(candidate: LmCandidate, model_path: str, output: str) -> Non
             accuracy_level=candidate.accuracy_level or None,
         )
     )
-    quantizer = nbits.MatMulNBitsQuantizer(
+    model = _nbits_pass(
         load_model(model_path, check=False),
+        candidate,
         bits=4,
-        block_size=candidate.block_size,
-        is_symmetric=False,
-        accuracy_level=candidate.accuracy_level or None,
         nodes_to_exclude=exclude,
         op_types_to_quantize=("MatMul",),
         algo_config=algo,
     )
-    quantizer.process()
-    model = quantizer.model.model
     if candidate.lm_head == "int8" and head:  # a second pass: the output projection in 8-bit blocks
-        second = nbits.MatMulNBitsQuantizer(
-            model,
-            bits=8,
-            block_size=candidate.block_size,
-            is_symmetric=False,
-            accuracy_level=candidate.accuracy_level or None,
-            nodes_to_include=head,
-            op_types_to_quantize=("MatMul",),
+        model = _nbits_pass(
+            model, candidate, bits=8, nodes_to_include=head, op_types_to_quantize=("MatMul",)
         )
-        second.process()
-        model = second.model.model
     if candidate.embeddings == "int8":
         model = _embeddings_int8(model, candidate)
     save_model(model, output)
 
 
+def _nbits_pass(model, candidate: LmCandidate, *, bits: int, **options):
+    """One pass of onnxruntime's MatMulNBitsQuantizer over ``model`` at the candidate's block size
+    and accuracy level (asymmetric), ``options`` choosing the nodes; the quantized model."""
+    from onnxruntime.quantization import matmul_nbits_quantizer as nbits
+
+    options.setdefault("accuracy_level", candidate.accuracy_level or None)
+    quantizer = nbits.MatMulNBitsQuantizer(
+        model, bits=bits, block_size=candidate.block_size, is_symmetric=False, **options
+    )
+    quantizer.process()
+    return quantizer.model.model
+
+
 def _embeddings_int8(model, candidate: LmCandidate):
     """The token embedding Gather in 8-bit blocks along the hidden axis (GatherBlockQuantized)."""
-    from onnxruntime.quantization import matmul_nbits_quantizer as nbits
 
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < 21:
@@ -121,13 +121,11 @@ def _embeddings_int8(model, candidate: LmCandidate):
             f"embeddings in int8 blocks need opset >= 21 (this graph has {opset}); re-export it "
             "(decoders export at 21)"
         )
-    quantizer = nbits.MatMulNBitsQuantizer(
+    return _nbits_pass(
         model,
+        candidate,
         bits=8,
-        block_size=candidate.block_size,
-        is_symmetric=False,
+        accuracy_level=None,
         op_types_to_quantize=("Gather",),
         quant_axes=(("Gather", 1),),
     )
-    quantizer.process()
-    return quantizer.model.model

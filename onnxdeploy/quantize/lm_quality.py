@@ -71,6 +71,7 @@ def quality(
 
 def timed(
     models: dict[str, str],
+    signature,
     *,
     batch: int,
     threads: int | None,
@@ -78,16 +79,16 @@ def timed(
     new_tokens: int,
     rounds: int = 3,
 ) -> dict[str, tuple[float, float]]:
-    """name -> (decode tokens/s, time to first token ms): ``rounds`` of one generation per model,
+    """name -> (decode tokens/s, time to first token ms) of decoders sharing ``signature`` (their
+    vocabulary and end tokens): ``rounds`` of one generation per model,
     the order rotated every round, each in a fresh session (spinning, as deployed) that is the
     only one alive, after one untimed warm-up generation; medians of the per-step times."""
     import gc
 
     from onnxdeploy.generate import Generator
 
-    first = Generator(next(iter(models.values())), threads=threads, spinning=False).signature
-    vocab = first.vocab_size or 1000
-    avoid = set(first.eos_token_id)
+    vocab = signature.vocab_size or 1000
+    avoid = set(signature.eos_token_id)
     rng = np.random.default_rng(1)
     prompt = [int(t) for t in rng.integers(0, vocab, prompt_length * 2) if int(t) not in avoid][
         :prompt_length

@@ -4,6 +4,8 @@ turned into one-line errors that name the model."""
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 from pathlib import Path
 
@@ -131,16 +133,21 @@ def create_session(
     return session
 
 
-def run_checked(session, outputs, feeds, *, label: str = "<model>") -> list:
-    """``session.run``, with onnxruntime's own failures (a kernel that refuses these inputs, a
-    shape the graph cannot take) as UserError naming ``label``: the model or its inputs are wrong,
-    not us."""
+@contextlib.contextmanager
+def onnxruntime_failures(label: str, what: str = "onnxruntime cannot run it on these inputs"):
+    """onnxruntime's own failures inside the block (a kernel that refuses these inputs, a shape
+    the graph cannot take) as UserError naming ``label``: the model or its inputs are wrong, not
+    us. Anything else passes through."""
     try:
-        return session.run(outputs, feeds)
+        yield
     except Exception as exc:
         if not type(exc).__module__.startswith("onnxruntime"):
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(
-            f"{label}: onnxruntime cannot run it on these inputs: {first[:300]}"
-        ) from exc
+        raise UserError(f"{label}: {what}: {first[:300]}") from exc
+
+
+def run_checked(session, outputs, feeds, *, label: str = "<model>") -> list:
+    """``session.run`` inside ``onnxruntime_failures``."""
+    with onnxruntime_failures(label):
+        return session.run(outputs, feeds)
