@@ -137,7 +137,7 @@ def _load_run(folder: Path, content: ReportContent) -> None:
     bench_file = folder / stages.get("bench", {}).get("file", "bench.json")
     if bench_file.is_file():
         results, _ = load_results(bench_file)
-        bench_cards = _bench(results, labels, content, {})
+        bench_cards = _bench(results, labels, content)
         content.provenance.append(Provenance(bench_file.name, "bench", sha256_file(bench_file)))
     accuracy = stages.get("evaluate", {}).get("accuracy", {})
     for label, info in models.items():
