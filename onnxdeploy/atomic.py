@@ -39,19 +39,31 @@ def _same(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve()
 
 
+# files a folder input never reads: our own ONNX outputs and their external data
+_NOT_READ_FROM_FOLDERS = (".onnx", ".onnx.data")
+
+
+def _replaces_folder_file(out: Path, folder: Path) -> bool:
+    """Whether writing ``out`` inside the input ``folder`` would change what the folder gives: an
+    existing file of it (a model folder's weights, config or tokenizer), or a new array where a data
+    folder reads every ``.npy``/``.npz``. Our own ONNX files there are outputs, not inputs."""
+    if not folder.is_dir() or folder.resolve() not in out.resolve().parents:
+        return False
+    if out.suffix in (".npy", ".npz"):
+        return True
+    return (out.exists() or out.is_symlink()) and not out.name.endswith(_NOT_READ_FROM_FOLDERS)
+
+
 def refuse_overwrite(outputs, inputs) -> None:
-    """UserError (exit 2) when an output path is one of the inputs (or another output): no command
-    ever overwrites what it reads. ``outputs`` and ``inputs`` are paths or None (ignored); inputs
-    that are not file names ("digits", "random") never match a real file and pass."""
+    """UserError (exit 2) when an output path is one of the inputs (or another output), or would
+    replace a file inside an input folder: no command ever overwrites what it reads. ``outputs``
+    and ``inputs`` are paths or None (ignored); inputs that are not file names ("digits",
+    "random") never match a real file and pass."""
     outs = [Path(o) for o in outputs if o is not None]
     ins = [Path(i) for i in inputs if i is not None]
     for index, out in enumerate(outs):
         for source in ins:
-            if _same(out, source) or (
-                source.is_dir()
-                and source.resolve() in out.resolve().parents
-                and out.suffix in (".npy", ".npz")
-            ):
+            if _same(out, source) or _replaces_folder_file(out, source):
                 raise UserError(
                     f"{out}: the output would overwrite an input of this command ({source}); "
                     "write it elsewhere"

@@ -157,6 +157,12 @@ def external_files(path: str | os.PathLike) -> list[str]:
     )
 
 
+def data_files(*paths: str | os.PathLike) -> list[Path]:
+    """Where saving each model path may put its external data (``<name>.data`` beside it): side
+    outputs that, like the model file, must not replace an input."""
+    return [Path(p).with_name(Path(p).name + ".data") for p in paths]
+
+
 def file_bytes(path: str | os.PathLike) -> int:
     """Size on disk of a model file and the external data files it references (inside its
     folder)."""

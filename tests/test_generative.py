@@ -469,3 +469,33 @@ def test_factory_with_task_and_text_prompt_through_the_folders_tokenizer(cli, tm
         "export", "lm.py:build", "--task", "text2text-generation-with-past", "-o", "x.onnx"
     )
     assert code == 2 and "needs a transformers encoder-decoder" in err
+
+
+def _tree(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_no_output_replaces_a_file_the_model_folder_reads(cli, tmp_path):
+    """An hf: folder's weights, config and tokenizer are inputs, as are the side files an output
+    derives (an encoder-decoder's JSON, external data): each such -o is exit 2, the folder unchanged.
+    A new ONNX file inside the folder is fine."""
+    folder, _ = _save(tmp_path, "gpt2")
+    torch.manual_seed(0)
+    _t5().save_pretrained(tmp_path / "t5")
+    before = {name: _tree(tmp_path / name) for name in ("gpt2", "t5")}
+    for args in (
+        ["export", "hf:gpt2", "-o", "gpt2/model.safetensors"],
+        ["export", "hf:gpt2", "-o", "gpt2/config.json"],
+        ["export", "hf:gpt2", "--task", "feature-extraction", "-o", "gpt2/config.json"],
+        ["export", "hf:gpt2", "--task", "text-generation", "-o", "gpt2/generation_config.json"],
+        ["export", "hf:t5", "-o", "t5/config.onnx"],  # would write t5/config.json
+        ["compare", "hf:gpt2", "m.onnx", "--md", "gpt2/config.json"],
+    ):
+        code, _, err = cli(*args)
+        assert code == 2 and "would overwrite an input" in err, (args, err)
+        assert len(err.strip().splitlines()) == 1, err
+    assert {name: _tree(tmp_path / name) for name in ("gpt2", "t5")} == before
+    code, _, err = cli("export", "hf:gpt2", "-o", "gpt2/model.onnx")
+    assert code == 0, err
+    assert (folder / "model.onnx").is_file()
+    assert {k: v for k, v in _tree(folder).items() if k.name != "model.onnx"} == before["gpt2"]

@@ -114,13 +114,14 @@ def compare_command(
         compare_report,
     )
     from onnxdeploy.errors import CheckFailed, UserError
+    from onnxdeploy.exporter.source import files_read
     from onnxdeploy.onnx_io import load_model
 
     if fix and not output:
         raise UserError("--fix: give -o for the repaired model")
     if output and not fix:
         raise UserError("-o: only with --fix")
-    refuse_overwrite([output, markdown], [reference, candidate, inputs])
+    refuse_overwrite([output, markdown], [*files_read(reference, checkpoint), candidate, inputs])
     tolerance = None
     if atol is not None or rtol is not None or min_snr is not None:
         base = DEFAULT_TOLERANCE["fp32"]

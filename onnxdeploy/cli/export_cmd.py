@@ -7,6 +7,7 @@ import click
 from onnxdeploy.cli.options import NON_NEGATIVE, POSITIVE, model_inputs
 from onnxdeploy.cli.output import announce, finish, progress
 from onnxdeploy.exporter import EXPORTERS, export
+from onnxdeploy.exporter.export import refuse_export_overwrite
 from onnxdeploy.exporter.decoder import TASKS
 
 
@@ -113,6 +114,7 @@ def export_command(
     module = None
     named, shapes = model_inputs(inputs, dynamic, example_inputs, input_shapes)
     if task == "feature-extraction":
+        refuse_export_overwrite(model, output, checkpoint)  # before the weights load
         module, hf_named = feature_extractor(model)
         named = named or hf_named
     finish(

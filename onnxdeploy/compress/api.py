@@ -269,7 +269,7 @@ def compress(
     from onnxdeploy.atomic import ensure_writable_dir, refuse_overwrite
     from onnxdeploy.data import load_dataset
     from onnxdeploy.exporter.inputs import input_specs
-    from onnxdeploy.exporter.source import load_source, load_state_checked
+    from onnxdeploy.exporter.source import files_read, load_source, load_state_checked
 
     if where.cluster is not None:
         from onnxdeploy.cluster.connect import check_address
@@ -278,7 +278,7 @@ def compress(
     refuse_overwrite(
         [output],
         [
-            checkpoint,
+            *files_read(model, checkpoint),
             teacher_checkpoint,
             data if isinstance(data, (str, Path)) and str(data) != "digits" else None,
         ],

@@ -21,6 +21,7 @@ from typing import Callable
 
 
 from onnxdeploy.errors import CheckFailed, UserError
+from onnxdeploy.onnx_io import data_files
 from onnxdeploy.exporter.decoder_parity import (
     PARITY_STEPS,
     PROMPT_LENGTHS,
@@ -197,6 +198,14 @@ def _metadata(module, reference: str) -> dict[str, str]:
     }
 
 
+def decoder_outputs(output: str | Path) -> list[Path]:
+    """Every file ``export_decoder`` may write for ``output``: the model, its parity-failed copy,
+    their external data."""
+    output = Path(output)
+    failed = output.with_name(output.stem + ".parity-failed.onnx")
+    return [output, failed, *data_files(output, failed)]
+
+
 def export_decoder(
     module,
     reference: str,
@@ -215,7 +224,7 @@ def export_decoder(
 
     output = Path(output)
     failed = output.with_name(output.stem + ".parity-failed.onnx")
-    refuse_overwrite([output, failed], [])
+    refuse_overwrite(decoder_outputs(output), [])
     started = time.perf_counter()
     module = module.eval()
     layers, kv_heads, head_dim = cache_layout(module.config)

@@ -25,8 +25,14 @@ from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.exporter.inputs import ExportInput, float_inputs
 from onnxdeploy.exporter.outputs import is_tensor, flat_module, flatten_outputs
 from onnxdeploy.exporter.parity import check_parity, parity_cases
-from onnxdeploy.exporter.source import ModelSource, load_source
-from onnxdeploy.onnx_io import check_model_file, file_bytes, keep_failed, staged_model
+from onnxdeploy.exporter.source import ModelSource, files_read, load_source
+from onnxdeploy.onnx_io import (
+    check_model_file,
+    data_files,
+    file_bytes,
+    keep_failed,
+    staged_model,
+)
 from onnxdeploy.output_diff import CompareResult
 from onnxdeploy.progress import silent
 
@@ -345,6 +351,15 @@ def _embed_metadata(
     return model
 
 
+def refuse_export_overwrite(model: str, output: str | Path, checkpoint: str | None) -> Path:
+    """Exit 2 when anything ``export`` may write (the model, its parity-failed copy, their external
+    data) would replace a file the model reference reads; returns the parity-failed path."""
+    output = Path(output)
+    failed = output.with_name(output.stem + ".parity-failed.onnx")
+    refuse_overwrite([output, failed, *data_files(output, failed)], files_read(model, checkpoint))
+    return failed
+
+
 def export(
     model: str,
     output: str | os.PathLike,
@@ -375,13 +390,7 @@ def export(
             f"exporter '{exporter}': choose one of {', '.join(EXPORTERS)}", param="exporter"
         )
     output = Path(output)
-    factory_file = (
-        model.rpartition(":")[0]
-        if ":" in model and model.rpartition(":")[0].endswith(".py")
-        else None
-    )
-    failed = output.with_name(output.stem + ".parity-failed.onnx")
-    refuse_overwrite([output, failed], [checkpoint, factory_file])
+    failed = refuse_export_overwrite(model, output, checkpoint)
     ensure_writable_dir(output)
     started = time.perf_counter()
     if inputs and input_shapes:

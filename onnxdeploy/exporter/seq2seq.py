@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from onnxdeploy.errors import CheckFailed, UserError
+from onnxdeploy.onnx_io import data_files
 
 logger = logging.getLogger(__name__)
 SCHEMA = "onnxdeploy.seq2seq/1"
@@ -151,6 +152,23 @@ def _example(module, batch: int = 2):
     return torch.randint(3, config.vocab_size, (batch, 6)), torch.ones(batch, 6, dtype=torch.long)
 
 
+def _paths(output: str | Path) -> tuple[Path, Path, Path]:
+    """(encoder, decoder, JSON) written beside ``output``: ``<stem>.encoder.onnx``..."""
+    output = Path(output)
+    stem = output.name[: -len(".onnx")] if output.name.endswith(".onnx") else output.name
+    return (
+        output.with_name(f"{stem}.encoder.onnx"),
+        output.with_name(f"{stem}.decoder.onnx"),
+        output.with_name(f"{stem}.json"),
+    )
+
+
+def seq2seq_outputs(output: str | Path) -> list[Path]:
+    """Every file ``export_seq2seq`` may write for ``output`` (external data included)."""
+    encoder, decoder, manifest = _paths(output)
+    return [encoder, decoder, manifest, *data_files(encoder, decoder)]
+
+
 def export_seq2seq(
     module,
     reference: str,
@@ -165,12 +183,8 @@ def export_seq2seq(
 
     from onnxdeploy.atomic import refuse_overwrite, write_json
 
-    output = Path(output)
-    stem = output.name[: -len(".onnx")] if output.name.endswith(".onnx") else output.name
-    encoder_path = output.with_name(f"{stem}.encoder.onnx")
-    decoder_path = output.with_name(f"{stem}.decoder.onnx")
-    manifest_path = output.with_name(f"{stem}.json")
-    refuse_overwrite([encoder_path, decoder_path, manifest_path], [])
+    encoder_path, decoder_path, manifest_path = _paths(output)
+    refuse_overwrite(seq2seq_outputs(output), [])
     started = time.perf_counter()
     module = module.eval()
     layers, heads, head_dim = _layout(module.config)

@@ -22,6 +22,20 @@ def parse_input_shape(text: str) -> tuple[int, ...]:
     return parse_shape(text, what="input_shape", param="input_shape")
 
 
+def files_read(reference: str, checkpoint: str | None = None) -> list[Path]:
+    """The files and folders a model reference reads (an ``hf:`` folder with its weights, config
+    and tokenizer, a ``file.py`` factory, an ONNX file, the checkpoint): what no output may
+    replace."""
+    if is_hf(reference):
+        where = Path(reference[3:])
+        paths = [where] if reference[3:] and where.exists() else []
+    elif ":" in reference and reference.rpartition(":")[0].endswith(".py"):
+        paths = [Path(reference.rpartition(":")[0])]
+    else:
+        paths = [Path(reference)] if Path(reference).exists() else []
+    return paths + ([Path(checkpoint)] if checkpoint else [])
+
+
 @dataclass
 class ModelSource:
     """A loaded torch module and what we know of its inputs (``inputs`` are named and typed when the

@@ -9,9 +9,17 @@ from pathlib import Path
 from typing import Callable
 
 from onnxdeploy.errors import UserError
-from onnxdeploy.exporter.decoder import TASKS, export_decoder, is_causal_lm, is_causal_lm_class
-from onnxdeploy.exporter.seq2seq import export_seq2seq, is_seq2seq
+from onnxdeploy.atomic import refuse_overwrite
+from onnxdeploy.exporter.decoder import (
+    TASKS,
+    decoder_outputs,
+    export_decoder,
+    is_causal_lm,
+    is_causal_lm_class,
+)
 from onnxdeploy.exporter.hf import is_hf
+from onnxdeploy.exporter.seq2seq import export_seq2seq, is_seq2seq, seq2seq_outputs
+from onnxdeploy.exporter.source import files_read
 
 
 def resolve_task(model: str, task: str) -> str:
@@ -39,17 +47,20 @@ def _module(model: str, checkpoint: str | None):
     return load_source(model, checkpoint=checkpoint, input_shapes=[(1, 8)]).module
 
 
-# task -> (does the module fit, what it must be, the exporter that writes and verifies it)
+# task -> (does the module fit, what it must be, the exporter that writes and verifies it, the
+# files it writes for an output path)
 GENERATIVE = {
     "text-generation-with-past": (
         is_causal_lm,
         "a transformers causal LM (a *ForCausalLM with a config)",
         export_decoder,
+        decoder_outputs,
     ),
     "text2text-generation-with-past": (
         is_seq2seq,
         "a transformers encoder-decoder (T5, BART, Whisper...)",
         export_seq2seq,
+        seq2seq_outputs,
     ),
 }
 
@@ -66,7 +77,8 @@ def export_generative(
     """A causal LM as one decoder graph with its KV cache, or an encoder-decoder (T5, BART,
     Whisper) as encoder and decoder-with-past graphs with their JSON; from ``hf:DIR`` or a
     ``file.py:factory`` returning the ``transformers`` model; verified by generating."""
-    fits, needs, exporter = GENERATIVE[task]
+    fits, needs, exporter, writes = GENERATIVE[task]
+    refuse_overwrite(writes(output), files_read(model, checkpoint))
     module = _module(model, checkpoint)
     if not fits(module):
         raise UserError(f"{model}: --task {task} needs {needs}; got {type(module).__name__}")
