@@ -142,3 +142,17 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 def write_json(path: str | os.PathLike, data: object) -> None:
     """Write ``data`` as indented JSON to ``path`` atomically."""
     write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+@contextlib.contextmanager
+def working_directory(path: str | os.PathLike) -> Iterator[None]:
+    """Run a library call that writes into the working directory (onnxruntime's symbolic shape
+    inference does when it gives up) inside ``path``, one of our temp folders, never the user's.
+    ``contextlib.chdir`` is 3.11+; the process's working directory is global, so only for calls
+    made from one thread."""
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)

@@ -241,3 +241,22 @@ def test_default_threads_counts_physical_cores():
     )
     assert default_threads(two_cores_four_threads, allowed={0, 1, 2, 3}) == 2
     assert default_threads(two_cores_four_threads, allowed={0}) == 1
+
+
+def test_a_candidate_onnxruntime_cannot_run_is_an_error_row_and_the_search_goes_on(
+    cli, bert, equal_timings
+):
+    """onnxruntime's QOperator quantizer writes uint8 Gathers into BERT that its own loader refuses:
+    that candidate is an error row naming the candidate (never our temp file), not the end."""
+    code, out, err = cli(
+        "quantize", bert / "bert.onnx", "-o", "q.onnx", "--calib", bert / "calib.npz",
+        "--calib-size", "64", "--batch-size", "16", "--max-drop", "100", "--force-int8",
+        "--quant-format", "qoperator", "--json",
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    failed = [a for a in report["attempts"] if a["error"]]
+    assert failed and all(a["config"]["quant_format"] == "qoperator" for a in failed)
+    assert all("onnxdeploy-quant-" not in a["error"] for a in failed)
+    assert any("cannot run what it wrote" in a["error"] for a in failed)
+    assert report["chosen"] not in {a["config"]["name"] for a in failed}

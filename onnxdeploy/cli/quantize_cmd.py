@@ -60,7 +60,17 @@ from onnxdeploy.quantize.request import BLOCK_SIZES, METHODS, WEIGHTS
     "--batch-size", type=int, default=32, show_default=True, help="Calibration batch size."
 )
 @click.option(
-    "--activation-type", type=click.Choice(["int8", "uint8"]), default="int8", show_default=True
+    "--activation-type",
+    type=click.Choice(["int8", "uint8"]),
+    default=None,
+    help="Fix the activation type (default: the CPU's fast kernel first, uint8 on x86 and int8 on "
+    "arm64, the other tried too; --explain shows the table).",
+)
+@click.option(
+    "--quant-format",
+    type=click.Choice(["qdq", "qoperator"]),
+    default=None,
+    help="Fix the static int8 format (default: QDQ first, QOperator tried too).",
 )
 @click.option(
     "--weight-type", type=click.Choice(["int8", "uint8"]), default="int8", show_default=True
@@ -156,6 +166,7 @@ def quantize_command(
     calib_memory,
     batch_size,
     activation_type,
+    quant_format,
     weight_type,
     exclude,
     weights,
@@ -179,7 +190,7 @@ def quantize_command(
     unsaid."""
     from onnxdeploy.errors import UserError
     from onnxdeploy.quantize import Acceptance, QuantizeConfig, TimingPlan, convert_fp16, quantize
-    from onnxdeploy.quantize.isa import decide, target_flags
+    from onnxdeploy.quantize.isa import decide, explain_text, target_flags
     from onnxdeploy.where import Where
 
     if explain:
@@ -190,9 +201,9 @@ def quantize_command(
             or "none found"
         )
         say(
-            f"CPU flags: {isa}\nper-channel weights: {decision.per_channel}, reduce_range: "
-            f"{decision.reduce_range}\n"
-            f"why: {decision.reason}"
+            f"CPU flags: {isa}\nfirst candidate: {decision.types}, per-channel weights: "
+            f"{decision.per_channel}, reduce_range: {decision.reduce_range}\n"
+            f"why: {decision.reason}\n\n{explain_text()}"
         )
         return
     if not fp16 and _is_decoder(model):  # a KV-cache decoder: scored as a language model
@@ -227,6 +238,7 @@ def quantize_command(
         calib_memory_mb=calib_memory,
         batch_size=batch_size,
         activation_type=activation_type,
+        quant_format=quant_format,
         weight_type=weight_type,
         exclude=tuple(exclude),
         target_cpu=target_cpu,

@@ -24,7 +24,7 @@ from typing import Callable
 import onnx
 
 from onnxdeploy import data as datalayer
-from onnxdeploy.atomic import ensure_writable_dir, refuse_overwrite
+from onnxdeploy.atomic import ensure_writable_dir, refuse_overwrite, working_directory
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.onnx_io import file_bytes, load_model, save_model, set_metadata
 from onnxdeploy.quantize import search
@@ -77,10 +77,14 @@ def _preprocess(src: str, dst: str, announce) -> str:
     from onnxdeploy.quantize.ort_logs import Collected, collected
 
     failures = []
+    src, dst = os.path.abspath(src), os.path.abspath(dst)
     for symbolic in (True, False):
         try:
-            with collected(Collected()):
-                quant_pre_process(src, dst, skip_symbolic_shape=not symbolic)
+            # onnxruntime's symbolic shape inference saves sym_shape_infer_temp.onnx and a
+            # <uuid>.data file in the working directory when it gives up: it runs in our temp
+            # folder (dst's), never the user's. auto_merge as onnxruntime's transformer tools call it.
+            with collected(Collected()), working_directory(os.path.dirname(dst)):
+                quant_pre_process(src, dst, skip_symbolic_shape=not symbolic, auto_merge=True)
             break
         # reported below; quantization still works without it
         except Exception as exc:  # noqa: BLE001
@@ -290,9 +294,9 @@ def _search(job: _Job) -> QuantizeResult:
             calib_samples=job.calib_samples,
             eval_samples=len(job.split),
             calib_sha256=job.calib_sha256,
-            notes=(job.calib_plan.describe(), *state.logs.summary())
+            notes=(job.calib_plan.describe(), *state.notes())
             if job.calib_plan
-            else tuple(state.logs.summary()),
+            else tuple(state.notes()),
         )
         if not any(a.passed for a in state.attempts):
             _fail(state, job, common)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import onnx
 
@@ -12,6 +14,7 @@ from onnxdeploy.quantize.graph_facts import (
     MATMUL_OPS,
     activation_matmuls,
     depthwise_nodes,
+    end_layers,
     matmul_share,
     weighted_matmuls,
 )
@@ -42,6 +45,10 @@ class Candidate:
     bits: int = 8
     block_size: int = 32
     accuracy_level: int = 0  # weight-only: 0 float compute, 4 int8 compute
+    quant_format: str = "qdq"  # static: "qdq" (QuantizeLinear/DequantizeLinear) or "qoperator"
+    # an accuracy alternative (percentile ranges, layers kept fp32): never faster than the
+    # candidates before it, so tried only while none of them has passed
+    rescue: bool = False
 
     @property
     def goal(self) -> str:
@@ -66,8 +73,11 @@ class Candidate:
             )
         parts = [
             self.method + (f" {self.percentile}" if self.method == "percentile" else ""),
+            TYPE_NAMES[self.activation_type] + TYPE_NAMES[self.weight_type],
             "per-channel" if self.per_channel else "per-tensor",
         ]
+        if self.quant_format == "qoperator":
+            parts.append("QOperator")
         if self.reduce_range:
             parts.append("reduce_range")
         if self.only_ops:
@@ -77,6 +87,7 @@ class Candidate:
         return ", ".join(parts) + fp32
 
 
+TYPE_NAMES = {"uint8": "u8", "int8": "s8"}
 MATMUL_DOMINATED = (
     0.5  # share of multiply-adds in MatMul/Gemm above which dynamic int8 is tried first
 )
@@ -86,10 +97,14 @@ DYNAMIC_OPS = ("MatMul", "Gemm", "Attention", "Gather")  # Gather: constant embe
 def candidates(
     decision: IsaDecision, model: onnx.ModelProto, request: QuantizeConfig
 ) -> list[Candidate]:
-    """The configurations to try, most likely first, then alternatives the accuracy loop may need.
+    """The configurations to try, likely-fastest first, then accuracy alternatives (``rescue``:
+    tried only while none before them passed, since none of them can be faster).
 
-    CNNs start from the ISA default (static QDQ); MatMul-dominated graphs (transformers, MLPs)
-    without binary/ternary weights from dynamic int8, then static QDQ of the weighted MatMul/Gemm
+    CNNs start from the ISA default (static QDQ, u8s8 on x86, s8s8 on arm64), then the other
+    speed variants timing decides among (per-tensor weights, the other activation type, the
+    QOperator format), then percentile ranges, the first and last layer in fp32, u8u8 (x86
+    without VNNI) and depthwise convs in fp32. MatMul-dominated graphs (transformers, MLPs) without
+    binary/ternary weights start from dynamic int8, then static QDQ of the weighted MatMul/Gemm
     only (LayerNorm, Softmax and the attention score MatMuls stay fp32), then the CNN list. int4
     weights are weight-only, opt-in. Settings the request fixes are kept in every candidate.
     """
@@ -125,10 +140,11 @@ def candidates(
         decision.per_channel if request.per_channel is None else request.per_channel,
         decision.reduce_range if request.reduce_range is None else request.reduce_range,
         request.percentile,
-        request.activation_type,
+        request.activation_type or decision.activation_type,
         request.weight_type,
         exclude_nodes,
         exclude_ops,
+        quant_format=request.quant_format or "qdq",
     )
     dynamic = [replace(base, name="dynamic-int8", method="dynamic", per_channel=False)]
     if request.reduce_range is None and base.reduce_range:
@@ -145,22 +161,14 @@ def candidates(
         request.method == "dynamic"
     ):  # int8 weights, activations quantized at run time: no calibration
         return dynamic
-    tries = [base]
-    if request.method is None:
-        tries.append(replace(base, name="percentile", method="percentile"))
-    if request.per_channel is None:
-        tries.append(replace(base, name="per-tensor", per_channel=False))
-    if request.reduce_range is None and not base.reduce_range:
-        tries.append(replace(base, name="reduce-range", reduce_range=True))
-    depthwise = depthwise_nodes(model)
-    if depthwise:
-        tries.append(
-            replace(
-                base, name="depthwise-fp32", exclude_nodes=base.exclude_nodes + tuple(depthwise)
-            )
-        )
     # binary/ternary weights are stored exactly only by static QDQ: then it stays first
-    if matmul_share(model) > MATMUL_DOMINATED and not find_low_bit(model):
+    matmul_heavy = matmul_share(model) > MATMUL_DOMINATED and not find_low_bit(model)
+    tries = [
+        base,
+        *_speed_variants(base, decision, request, qoperator=not matmul_heavy),
+        *_rescues(base, decision, request, model),
+    ]
+    if matmul_heavy:
         weighted = replace(
             base,
             name="qdq-matmul-weights",
@@ -171,9 +179,65 @@ def candidates(
     return tries
 
 
-def apply_config(config: Candidate, model_path: str, output_path: str, reader) -> None:
+def _speed_variants(
+    base: Candidate, decision: IsaDecision, request: QuantizeConfig, *, qoperator: bool
+) -> list[Candidate]:
+    """Variants of the ISA default that may be faster on the target: timing decides. QOperator
+    (QLinearConv...) is for conv nets: on transformers onnxruntime's QOperator quantizer writes
+    uint8 Gathers its own loader refuses, and dynamic int8 is their fast path."""
+    found = []
+    if request.per_channel is None:
+        found.append(replace(base, name="per-tensor", per_channel=False))
+    if request.activation_type is None:
+        other = decision.other_activation_type
+        name = TYPE_NAMES[other] + TYPE_NAMES[base.weight_type]
+        found.append(replace(base, name=name, activation_type=other))
+    if request.quant_format is None and qoperator:
+        found.append(replace(base, name="qoperator", quant_format="qoperator"))
+    return found
+
+
+def _rescues(
+    base: Candidate, decision: IsaDecision, request: QuantizeConfig, model: onnx.ModelProto
+) -> list[Candidate]:
+    """Accuracy alternatives, tried only while no candidate before them passes."""
+    rescue = replace(base, rescue=True)
+    found = []
+    if request.method is None:
+        found.append(replace(rescue, name="percentile", method="percentile"))
+    ends = [n for n in end_layers(model) if n not in base.exclude_nodes]
+    if ends:
+        found.append(
+            replace(rescue, name="ends-fp32", exclude_nodes=base.exclude_nodes + tuple(ends))
+        )
+    if (
+        decision.arch == "x86"
+        and not decision.has_vnni
+        and request.activation_type is None
+        and request.weight_type == "int8"
+    ):  # onnxruntime's docs: u8u8 when u8s8 loses accuracy on x86 without VNNI
+        found.append(
+            replace(rescue, name="u8u8", activation_type="uint8", weight_type="uint8")
+        )
+    depthwise = depthwise_nodes(model)
+    if depthwise:
+        found.append(
+            replace(
+                rescue,
+                name="depthwise-fp32",
+                exclude_nodes=base.exclude_nodes + tuple(depthwise),
+            )
+        )
+    return found
+
+
+def apply_config(
+    config: Candidate, model_path: str, output_path: str, reader, *, ranges_dir=None
+) -> None:
     """Quantize with onnxruntime (its calibrators, QDQ insertion and MatMulNBits packing, not
-    ours)."""
+    ours). With ``ranges_dir``, the ranges one calibration computes are kept there (onnxruntime's
+    calibration cache) and every later static candidate with the same method and ops reuses them:
+    one calibration pass per method, not one per candidate."""
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -219,12 +283,18 @@ def apply_config(config: Candidate, model_path: str, output_path: str, reader) -
     if config.exclude_ops:
         present = {node.op_type for node in float_model.graph.node}
         op_types = sorted(set(op_types or present) - set(config.exclude_ops))
+    cache = {}
+    if ranges_dir is not None and _has_calibration_cache():
+        key = f"{config.method}-{config.percentile}-{'.'.join(op_types or ['all'])}"
+        cache["calibration_cache_path"] = str(
+            Path(ranges_dir) / f"ranges-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+        )
     reader.rewind()
     quantize_static(
         model_path,
         output_path,
         reader,
-        quant_format=QuantFormat.QDQ,
+        quant_format=QuantFormat.QOperator if config.quant_format == "qoperator" else QuantFormat.QDQ,
         per_channel=config.per_channel,
         reduce_range=config.reduce_range,
         activation_type=types[config.activation_type],
@@ -233,7 +303,18 @@ def apply_config(config: Candidate, model_path: str, output_path: str, reader) -
         op_types_to_quantize=op_types,
         calibrate_method=method,
         extra_options=extra,
+        **cache,
     )
+
+
+def _has_calibration_cache() -> bool:
+    """Whether this onnxruntime's ``quantize_static`` keeps computed ranges in a file (recent
+    releases); older ones calibrate once per candidate."""
+    import inspect
+
+    from onnxruntime.quantization import quantize_static
+
+    return "calibration_cache_path" in inspect.signature(quantize_static).parameters
 
 
 def _weight_only(config: Candidate, model_path: str, output_path: str) -> None:

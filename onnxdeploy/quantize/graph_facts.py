@@ -88,3 +88,15 @@ def depthwise_nodes(model: onnx.ModelProto) -> list[str]:
         if group > 1 and inits[node.input[1]].dims[1] == 1:
             names.append(node.name)
     return names
+
+
+def end_layers(model: onnx.ModelProto) -> list[str]:
+    """Names of the first and the last weighted Conv/MatMul/Gemm in graph order (the stem and the
+    classifier or head): the layers int8 hurts most, kept in fp32 by an accuracy alternative."""
+    constants = _constants(model)
+    weighted = [
+        n.name
+        for n in model.graph.node
+        if n.op_type in (*MATMUL_OPS, "Conv") and len(n.input) > 1 and n.input[1] in constants
+    ]
+    return list(dict.fromkeys(weighted[:1] + weighted[-1:]))

@@ -15,6 +15,7 @@ METHODS = (
     "dynamic",
 )  # dynamic: int8 weights, activations at run time
 QUANT_TYPES = ("int8", "uint8")
+QUANT_FORMATS = ("qdq", "qoperator")
 WEIGHTS = ("int8", "int4")  # int4: weight-only MatMulNBits blocks, for memory-bound targets
 BLOCK_SIZES = (16, 32, 64, 128, 256)
 
@@ -32,7 +33,7 @@ class QuantizeConfig:
     percentile: float = 99.999
     calib_size: int = 512
     batch_size: int = 32
-    activation_type: str = "int8"
+    activation_type: str | None = None  # None: the CPU decides (uint8 on x86, int8 on arm64)
     weight_type: str = "int8"
     exclude: tuple[str, ...] = field(default_factory=tuple)
     target_cpu: str | None = None
@@ -41,6 +42,7 @@ class QuantizeConfig:
     calib_memory_mb: float | None = (
         None  # activations calibration may hold (None: from the machine)
     )
+    quant_format: str | None = None  # "qdq" or "qoperator"; None: QDQ first, QOperator tried too
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "exclude", tuple(self.exclude))
@@ -48,7 +50,14 @@ class QuantizeConfig:
             raise UserError(
                 f"method '{self.method}': choose from {', '.join(METHODS)}", param="method"
             )
+        if self.quant_format is not None and self.quant_format not in QUANT_FORMATS:
+            raise UserError(
+                f"quant_format '{self.quant_format}': choose from {', '.join(QUANT_FORMATS)}",
+                param="quant_format",
+            )
         for name in ("activation_type", "weight_type"):
+            if name == "activation_type" and self.activation_type is None:
+                continue
             if getattr(self, name) not in QUANT_TYPES:
                 raise UserError(
                     f"{name} '{getattr(self, name)}': choose from {', '.join(QUANT_TYPES)}",

@@ -33,6 +33,16 @@ class SearchState:
     attempts: list = field(default_factory=list)
     paths: dict = field(default_factory=dict)
     logs: Collected = field(default_factory=Collected)
+    skipped: list = field(default_factory=list)  # rescues not tried: a candidate before passed
+
+    def notes(self) -> list[str]:
+        """What the search did beyond its attempts, for the result's notes."""
+        found = list(self.logs.summary())
+        if self.skipped:
+            found.append(
+                f"not tried, since a faster candidate already passed: {', '.join(self.skipped)}"
+            )
+        return found
 
     def attempt(
         self, config: Candidate, acceptance: Acceptance, progress: Callable[[str], None]
@@ -50,6 +60,7 @@ class SearchState:
                 self.fp32.value,
                 acceptance,
                 self.logs,
+                ranges_dir=self.work,
             ),
             path,
         )
@@ -74,29 +85,29 @@ def try_candidate(
     fp32_value: float,
     acceptance: Acceptance,
     logs: Collected,
+    *,
+    ranges_dir=None,
 ) -> Attempt:
     """Quantize ``fp32_path`` with ``config`` into ``path`` and score it; an error row when
     onnxruntime cannot apply the configuration (the next one may). The memory calibration and
-    quantization added above what the process held before is measured (peak RSS)."""
+    quantization added above what the process held before is measured (peak RSS). Ranges are
+    shared through ``ranges_dir`` (``apply_config``)."""
     from onnxdeploy.runtime_bench.memory import SessionMemory
 
     try:
         with collected(logs), SessionMemory() as memory:
-            apply_config(config, fp32_path, path, reader)
+            apply_config(config, fp32_path, path, reader, ranges_dir=ranges_dir)
     except OnnxDeployError:
         raise
     except Exception as exc:  # noqa: BLE001 - reported as this candidate's error
         message = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
-        return Attempt(
-            config,
-            float("nan"),
-            float("nan"),
-            float("nan"),
-            float("nan"),
-            False,
-            error=f"{type(exc).__name__}: {message}",
-        )
-    s = score(path, split, reference)
+        return _error(config, f"{type(exc).__name__}: {message}")
+    try:
+        s = score(path, split, reference)
+    except OnnxDeployError as exc:  # the data scored fp32 already: the failure is this model's
+        message = str(exc).replace(f"{path}: ", "").replace(path, f"the {config.name} model")
+        message = message.strip().splitlines()[0][:200]
+        return _error(config, f"onnxruntime cannot run what it wrote: {message}")
     drop = fp32_value - s.value
     rejected = acceptance.rejection(drop, s.snr_db)
     return Attempt(
@@ -109,6 +120,12 @@ def try_candidate(
         calib_peak_mb=memory.mb,
         rejected=rejected,
     )
+
+
+def _error(config: Candidate, error: str) -> Attempt:
+    """An error row: onnxruntime could not apply ``config`` or run its model; the search goes on."""
+    nan = float("nan")
+    return Attempt(config, nan, nan, nan, nan, False, error=error)
 
 
 def _remote_candidate(config: Candidate, bundle: dict) -> tuple:
@@ -151,6 +168,9 @@ def score_candidates(
 
     if ray is None:
         for config in track(tries, label="calibrating and scoring", progress=progress):
+            if config.rescue and any(a.passed for a in state.attempts):
+                state.skipped.append(config.name)
+                continue
             state.attempt(config, acceptance, progress)
         return
     from onnxdeploy.cluster.fanout import fan_out
@@ -165,20 +185,27 @@ def score_candidates(
         "fp32_value": state.fp32.value,
         "acceptance": acceptance,
     }
-    outcomes = fan_out(
-        ray,
-        _remote_candidate,
-        tries,
-        shared=(bundle,),
-        label="calibrating and scoring",
-        progress=progress,
-    )
-    for attempt, files, logs in outcomes:
-        state.logs.merge(logs)
-        state.record(
-            attempt,
-            write_files(state.work / attempt.config.name, files) if files is not None else "",
+    first, rescues = [c for c in tries if not c.rescue], [c for c in tries if c.rescue]
+    for phase in (first, rescues):
+        if not phase:
+            continue
+        if phase is rescues and any(a.passed for a in state.attempts):
+            state.skipped.extend(c.name for c in rescues)
+            break
+        outcomes = fan_out(
+            ray,
+            _remote_candidate,
+            phase,
+            shared=(bundle,),
+            label="calibrating and scoring",
+            progress=progress,
         )
+        for attempt, files, logs in outcomes:
+            state.logs.merge(logs)
+            state.record(
+                attempt,
+                write_files(state.work / attempt.config.name, files) if files is not None else "",
+            )
 
 
 def fall_back(state: SearchState, acceptance: Acceptance, progress) -> None:
