@@ -355,3 +355,22 @@ def test_bootstrap_memory_is_bounded():
     tracemalloc.stop()
     assert low <= np.median(a) / np.median(b) <= high
     assert peak < 100 * 1024**2
+
+
+def test_thread_counts_past_the_machine_are_exit_2_before_any_work(cli, tmp_path):
+    """onnxruntime starts every thread asked for: 10,000 hung the machine and ignored Ctrl-C."""
+    _small_model(tmp_path / "m.onnx")
+    limit = 4 * (os.cpu_count() or 1)
+    for args in (
+        ["bench", "m.onnx", "--threads", "10000"],
+        ["bench", "m.onnx", "--threads", str(limit + 1)],
+        ["quantize", "m.onnx", "-o", "q.onnx", "--calib", "random", "--target-threads", "10000"],
+        ["compare", "m.onnx", "m.onnx", "--threads", "10000"],
+    ):
+        started = time.perf_counter()
+        code, _, err = cli(*args)
+        assert code == 2 and f"between 1 and {limit}" in err, (args, err)
+        assert len(err.strip().splitlines()) == 1 and time.perf_counter() - started < 5, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+    code, _, err = cli("bench", "m.onnx", "--threads", str(limit), "--iterations", "3")
+    assert code == 0, err

@@ -9,6 +9,7 @@ import onnx
 
 from onnxdeploy.compare.metrics import Tolerance
 from onnxdeploy.errors import UserError
+from onnxdeploy.runtime.sessions import check_threads
 
 # What a candidate of each kind is held to, outputs and nodes alike, unless the user says:
 # fp32 within float rounding; fp16 keeps ~11 bits (about 66 dB per value, less after sums);
@@ -73,6 +74,7 @@ class CompareRequest:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise UserError(f"{name} {value!r}: must be a positive integer", param=name)
+        check_threads(self.threads)
         if self.memory_budget_mb is not None and not self.memory_budget_mb > 0:
             raise UserError(
                 f"memory_budget_mb {self.memory_budget_mb!r}: must be positive",

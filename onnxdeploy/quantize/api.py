@@ -41,7 +41,7 @@ from onnxdeploy.quantize.isa import decide, target_flags
 from onnxdeploy.quantize.request import Acceptance, QuantizeConfig
 from onnxdeploy.quantize.decision import judge
 from onnxdeploy.quantize.result import Attempt, Confirmation, QuantizeResult
-from onnxdeploy.quantize.scoring import outputs, score
+from onnxdeploy.quantize.scoring import outputs, score_outputs
 from onnxdeploy.quantize.timing import confirm, time_passing
 from onnxdeploy.runtime_bench.plan import TimingPlan
 from onnxdeploy.where import HERE, Where
@@ -279,7 +279,7 @@ def _search(job: _Job) -> QuantizeResult:
         pre = _preprocess(job.model_path, str(work / "pre.onnx"), job.announce)
         reference = outputs(pre, job.split)
         state = search.SearchState(
-            work, pre, job.split, reference, score(pre, job.split, reference), job.reader
+            work, pre, job.split, reference, score_outputs(reference, job.split, reference), job.reader
         )
         search.score_candidates(state, job.tries, acceptance, job.progress, ray=job.ray)
         if not any(a.passed for a in state.attempts):

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 
 from onnxdeploy.errors import UserError
+from onnxdeploy.runtime.sessions import check_threads
 
 METHODS = (
     "minmax",
@@ -117,10 +118,7 @@ class Acceptance:
             raise UserError(
                 f"target_batch {self.target_batch}: must be positive", param="target_batch"
             )
-        if self.target_threads is not None and self.target_threads <= 0:
-            raise UserError(
-                f"target_threads {self.target_threads}: must be positive", param="target_threads"
-            )
+        check_threads(self.target_threads, param="target_threads")
         if self.min_snr_db is not None and not math.isfinite(self.min_snr_db):
             raise UserError(
                 f"min_snr_db {self.min_snr_db}: must be a finite number of dB", param="min_snr_db"

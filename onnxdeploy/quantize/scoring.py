@@ -40,11 +40,15 @@ class Score:
 
 
 def score(model_path: str, split: Split, reference: np.ndarray) -> Score:
-    out = outputs(model_path, split)
+    return score_outputs(outputs(model_path, split), split, reference)
+
+
+def score_outputs(out: np.ndarray, split: Split, reference: np.ndarray) -> Score:
+    """The score of outputs already computed (fp32's own are the reference: no second run)."""
     snr, cos = snr_db(reference, out), cosine(reference, out)
     if split.labels is not None:
         return Score(top1_accuracy(out, split.labels), snr, cos, "accuracy")
     return Score(top1_agreement(out, reference), snr, cos, "agreement")
 
 
-__all__ = ["Score", "cosine", "outputs", "score", "snr_db"]
+__all__ = ["Score", "cosine", "outputs", "score", "score_outputs", "snr_db"]

@@ -17,10 +17,17 @@ from onnxdeploy.runtime_bench.plan import TimingPlan
 from onnxdeploy.where import HERE, Where
 
 CONFIRM_ROUNDS = 8  # fresh sessions per model, back to back, order alternating (A B, B A, ...)
+CONFIRM_MIN_ROUNDS = 4  # rounds before the confirmation may stop early on a clear verdict
+CLEAR_MARGIN = 0.05  # ...when the CI of the speed-up clears 1.0 by this much
 CONFIRM_SECONDS = (
     0.2  # of sampling per session at least (at the default 100 iterations; scaled with
 )
 # the plan's iterations): 100 runs of a tiny model last milliseconds
+# Sampling caps for a slow model (a ResNet-50 runs 30 ms: 100 runs per session would be 3 s): a
+# confirmation session samples the plan's iterations or this many seconds, whichever comes first
+# (at least one round of 10 runs); the side-by-side search timing gets this many per model.
+CONFIRM_CAP_SECONDS = 0.5
+SEARCH_CAP_SECONDS = 1.0
 
 
 def target_request(
@@ -64,7 +71,9 @@ def time_passing(
     )
     paths = [fp32_model] + [state.paths[a.config.name] for a in passing]
     run = runtime_bench.benchmark(
-        target_request(paths, acceptance, timing, shapes), where=where, progress=progress
+        target_request(paths, acceptance, _capped(timing, SEARCH_CAP_SECONDS * len(paths)), shapes),
+        where=where,
+        progress=progress,
     ).check()
     fp32, timed = run.results[0], run.results[1:]
     by_name = {a.config.name: r for a, r in zip(passing, timed)}
@@ -98,27 +107,44 @@ def confirm(
     session of its own (no other session alive, worker threads spinning as onnxruntime's default
     does), back to back, alternating which goes first. The speed-up is the median of the rounds'
     ratios, its CI a bootstrap over rounds: a fresh session's own speed varies, and that spread
-    belongs in it."""
+    belongs in it. After ``CONFIRM_MIN_ROUNDS`` (an even number: each order equally often) it
+    stops as soon as the CI clears 1.0 by ``CLEAR_MARGIN`` either way: more rounds cannot change
+    that verdict, only cost time."""
     progress(
-        f"confirming: the chosen model against {fp32_model}, {rounds} rounds of fresh sessions"
+        f"confirming: the chosen model against {fp32_model}, up to {rounds} rounds of fresh "
+        "sessions"
     )
     p50: dict[str, list[float]] = {fp32_model: [], candidate: []}
     floor = CONFIRM_SECONDS * min(1.0, (timing.iterations or 100) / 100)
-    timing = replace(timing, min_duration=max(timing.min_duration or 0.0, floor))
+    timing = _capped(
+        replace(timing, min_duration=max(timing.min_duration or 0.0, floor)), CONFIRM_CAP_SECONDS
+    )
+    done = 0
     for r in range(rounds):
         for path in (fp32_model, candidate) if r % 2 == 0 else (candidate, fp32_model):
             request = target_request([path], acceptance, timing, shapes, spinning=True)
             p50[path].append(
                 runtime_bench.benchmark(request, where=where).check().results[0].stats.p50_ms
             )
+        done = r + 1
+        if done >= CONFIRM_MIN_ROUNDS and done % 2 == 0 and done < rounds:
+            _, (low, high) = paired_ratio_ci(p50[fp32_model], p50[candidate])
+            if low > 1 + CLEAR_MARGIN or high < 1 - CLEAR_MARGIN:
+                break
     speedup, ci = paired_ratio_ci(p50[fp32_model], p50[candidate])
     return Confirmation(
         fp32_p50_ms=float(np.median(p50[fp32_model])),
         p50_ms=float(np.median(p50[candidate])),
         speedup=speedup,
         ci=ci,
-        rounds=rounds,
+        rounds=done,
     )
+
+
+def _capped(timing: TimingPlan, seconds: float) -> TimingPlan:
+    """``timing`` with its sampling capped at ``seconds`` (the iterations still stop it first);
+    a plan that gives its own duration keeps it."""
+    return timing if timing.duration is not None else replace(timing, duration=seconds)
 
 
 __all__ = ["confirm", "target_request", "time_passing"]

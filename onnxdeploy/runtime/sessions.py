@@ -76,6 +76,24 @@ def default_threads(cpuinfo_text: str | None = None, allowed: set[int] | None = 
     return len(cores) or max(1, len(allowed))
 
 
+THREADS_PER_CORE = 4  # the most intra-op threads we start per core: past it, a typo
+
+
+def check_threads(threads: int | None, *, param: str = "threads") -> None:
+    """UserError (exit 2) for a thread count below 1 or above ``THREADS_PER_CORE`` per core of
+    this machine: onnxruntime starts every thread asked for (10,000 of them hung the machine and
+    ignored Ctrl-C). None (onnxruntime's default) passes."""
+    if threads is None:
+        return
+    limit = THREADS_PER_CORE * (os.cpu_count() or 1)
+    if not 1 <= threads <= limit:
+        raise UserError(
+            f"{param} {threads}: must be between 1 and {limit} "
+            f"({THREADS_PER_CORE} per core of this machine)",
+            param=param,
+        )
+
+
 def create_session(
     model,
     *,
@@ -109,6 +127,7 @@ def create_session(
         source, label = str(path), str(path)
     else:
         source = model.SerializeToString()
+    check_threads(threads)
     options = ort.SessionOptions()
     if threads is not None:
         options.intra_op_num_threads = threads

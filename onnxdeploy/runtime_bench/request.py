@@ -11,6 +11,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from onnxdeploy.errors import UserError
+from onnxdeploy.runtime.sessions import check_threads
 from onnxdeploy.runtime_bench.plan import TimingPlan
 
 
@@ -58,6 +59,8 @@ class BenchRequest:
                 f"batch {list(self.batches)} / threads {list(self.threads)}: must be positive",
                 param=("batch", "threads"),
             )
+        for t in self.threads:
+            check_threads(t)
         if self.inputs is not None and len(self.batches) > 1:
             raise UserError(
                 "batch: the batch comes from the real inputs; give one or the other", param="batch"
