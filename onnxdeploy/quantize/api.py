@@ -82,9 +82,9 @@ def _preprocess(src: str, dst: str, announce) -> str:
         try:
             # onnxruntime's symbolic shape inference saves sym_shape_infer_temp.onnx and a
             # <uuid>.data file in the working directory when it gives up: it runs in our temp
-            # folder (dst's), never the user's. auto_merge as onnxruntime's transformer tools call it.
+            # folder (dst's), never the user's.
             with collected(Collected()), working_directory(os.path.dirname(dst)):
-                quant_pre_process(src, dst, skip_symbolic_shape=not symbolic, auto_merge=True)
+                quant_pre_process(src, dst, skip_symbolic_shape=not symbolic)
             break
         # reported below; quantization still works without it
         except Exception as exc:  # noqa: BLE001
