@@ -181,6 +181,10 @@ def main() -> None:
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", dest="json_out", default=None)
+    parser.add_argument(
+        "--ours-extra", default="", help="more quantize options, e.g. '--min-snr 20 --max-drop 100' "
+        "for a detector, whose top-1 agreement is no measure of its quality"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="quantize-vs-raw-"))
     models = dict(m.split("=", 1) for m in args.models)
@@ -213,7 +217,8 @@ def main() -> None:
         cwd.mkdir()
         wall, rss, _ = run_measured(
             [sys.executable, "-m", "onnxdeploy", "quantize", fp32, "-o", ours, "--calib", "random",
-             "--calib-size", str(args.calib_size), "--target-batch", "1", "--json"],
+             "--calib-size", str(args.calib_size), "--target-batch", "1", "--json",
+             *args.ours_extra.split()],
             str(cwd),
         )
         build["ours"] = (wall, rss, "")

@@ -374,3 +374,33 @@ def test_thread_counts_past_the_machine_are_exit_2_before_any_work(cli, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
     code, _, err = cli("bench", "m.onnx", "--threads", str(limit), "--iterations", "3")
     assert code == 0, err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_during_quantize_cleans_up_like_ctrl_c(tmp_path, sig):
+    """SIGTERM (a CI job cancelled, a container stopped) and SIGHUP clean up as SIGINT does: our temp
+    folders and onnxruntime's go, no output is written, exit 128 + the signal."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    model = _small_model(tmp_path / "m.onnx")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "onnxdeploy.cli", "quantize", str(model), "-o",
+         str(tmp_path / "q.onnx"), "--calib", "random", "--calib-size", "256", "--iterations", "100000"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "TMPDIR": str(temp)},
+    )
+    deadline = time.time() + 60
+    while not any(p.name.startswith("onnxdeploy-quant-") for p in temp.iterdir()):
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read()
+        time.sleep(0.05)
+    time.sleep(1.0)  # into the search
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig, err
+    assert "interrupted" in err and "Traceback" not in err, err
+    # onnxruntime writes one fixed-name file, $TMPDIR/.ses, on its first session in any process
+    assert [p.name for p in temp.iterdir() if p.name != ".ses"] == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "tmp"]

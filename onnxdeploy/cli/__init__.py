@@ -7,11 +7,14 @@ becomes a one-line message and its exit code; ``--debug`` shows the traceback in
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
 import logging
 import re
+import signal
 import sys
+import threading
 
 import click
 
@@ -66,6 +69,10 @@ class LazyGroup(click.Group):
         return command
 
     def invoke(self, ctx):
+        with _terminate_like_interrupt():
+            return self._invoke(ctx)
+
+    def _invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except OnnxDeployError as exc:
@@ -75,9 +82,10 @@ class LazyGroup(click.Group):
             ctx.exit(exc.exit_code)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            ctx.exit(130)
+        except KeyboardInterrupt as exc:  # SIGINT, and SIGTERM/SIGHUP through Terminated
+            signum = getattr(exc, "signum", signal.SIGINT)
+            click.echo(f"interrupted ({signal.Signals(signum).name})", err=True)
+            ctx.exit(128 + signum)
         except (OSError, MemoryError, ImportError) as exc:
             message = environment_problem(exc)
             if message is None or (ctx.obj and ctx.obj.get("debug")):
@@ -113,6 +121,34 @@ class LazyGroup(click.Group):
             if param in flags:
                 message = re.sub(rf"(?<![\w-]){re.escape(param)}(?![\w-])", flags[param], message)
         return message
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the process is, so every ``finally`` and ``with`` cleans
+    up (temp folders, staged outputs) exactly as on Ctrl-C."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _terminate_like_interrupt():
+    """SIGTERM and SIGHUP raise ``Terminated`` while a command runs; the previous handlers come
+    back after it (only the main thread may set handlers: elsewhere nothing changes)."""
+
+    def handler(signum, _frame):
+        raise Terminated(signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 ENVIRONMENT_ERRNOS = {
