@@ -188,3 +188,26 @@ def test_quantize_writes_nothing_outside_its_output_when_shape_inference_gives_u
     assert os.listdir(temp) == []
     assert sorted(os.listdir(tmp_path)) == ["m.onnx", "q.onnx", "tmp", "work"]
     assert len(calls) == 1  # every static candidate of the search from one pass
+
+
+def test_an_opset_11_model_is_upgraded_on_a_copy_and_quantized(tmp_path):
+    """Per-channel QDQ needs opset 13: onnxruntime writes it into an opset-11 graph anyway and then
+    refuses to load the result. The model is upgraded on a verified copy; the user's file is kept."""
+    g = GraphBuilder(shape=(1, 3, 8, 8))
+    old = g.model(g.conv(g.op("Relu", g.conv("x", 3, 8)), 8, 4), opset=11)
+    onnx.save(old, str(tmp_path / "m.onnx"))
+    before = (tmp_path / "m.onnx").read_bytes()
+    result = quantize(
+        tmp_path / "m.onnx",
+        tmp_path / "q.onnx",
+        calib="random",
+        config=QuantizeConfig(calib_size=16, batch_size=8, target_cpu="avx512-vnni"),
+        acceptance=Acceptance(max_drop=100.0, force_int8=True, target_threads=1),
+        timing=TimingPlan(iterations=5),
+    )
+    assert any("opset 11 upgraded to 13" in n for n in result.notes), result.notes
+    assert not any(a.error for a in result.attempts), [a.error for a in result.attempts]
+    written = onnx.load(str(tmp_path / "q.onnx"))
+    assert {n.op_type for n in written.graph.node} >= {"QuantizeLinear", "DequantizeLinear"}
+    assert next(o.version for o in written.opset_import if o.domain == "") >= 13
+    assert (tmp_path / "m.onnx").read_bytes() == before

@@ -38,6 +38,7 @@ from onnxdeploy.quantize.calib_budget import (
 from onnxdeploy.quantize.calib_reader import StreamingReader
 from onnxdeploy.quantize.configs import candidates
 from onnxdeploy.quantize.isa import decide, target_flags
+from onnxdeploy.quantize.opset import upgrade_for_qdq
 from onnxdeploy.quantize.request import Acceptance, QuantizeConfig
 from onnxdeploy.quantize.decision import judge
 from onnxdeploy.quantize.result import Attempt, Confirmation, QuantizeResult
@@ -276,7 +277,9 @@ def _search(job: _Job) -> QuantizeResult:
     work = Path(tempfile.mkdtemp(prefix="onnxdeploy-quant-"))
     acceptance = job.acceptance
     try:
-        pre = _preprocess(job.model_path, str(work / "pre.onnx"), job.announce)
+        upgraded = upgrade_for_qdq(job.model_path, str(work / "upgraded.onnx"), job.split)
+        source = str(work / "upgraded.onnx") if upgraded else job.model_path
+        pre = _preprocess(source, str(work / "pre.onnx"), job.announce)
         reference = outputs(pre, job.split)
         state = search.SearchState(
             work, pre, job.split, reference, score_outputs(reference, job.split, reference), job.reader
@@ -294,9 +297,11 @@ def _search(job: _Job) -> QuantizeResult:
             calib_samples=job.calib_samples,
             eval_samples=len(job.split),
             calib_sha256=job.calib_sha256,
-            notes=(job.calib_plan.describe(), *state.notes())
-            if job.calib_plan
-            else tuple(state.notes()),
+            notes=(
+                *([job.calib_plan.describe()] if job.calib_plan else []),
+                *([upgraded] if upgraded else []),
+                *state.notes(),
+            ),
         )
         if not any(a.passed for a in state.attempts):
             _fail(state, job, common)

@@ -1,0 +1,62 @@
+"""Models below the opset int8 QDQ needs are upgraded on a copy, and the copy is verified before use.
+
+Per-channel ``QuantizeLinear``/``DequantizeLinear`` (their ``axis`` attribute) arrived in opset 13;
+onnxruntime's quantizer writes them into an opset-11 graph anyway, and its own loader then refuses
+the result ("Unrecognized attribute: axis for operator DequantizeLinear"). Trained models off the
+shelf are often opset 11 (PP-OCR, many detectors). onnx's version converter does the upgrade; the
+copy's outputs must equal the input model's on the scoring samples, or the upgrade is refused.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from onnxdeploy.data import Split
+from onnxdeploy.errors import UserError
+from onnxdeploy.onnx_io import load_model, save_model
+from onnxdeploy.runtime import run_batched
+
+QDQ_OPSET = 13
+RTOL, ATOL = 1e-4, 1e-5  # an upgrade renames ops' attributes into inputs: the numbers stay
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def upgrade_for_qdq(src: str, dst: str, split: Split) -> str | None:
+    """Write ``src`` upgraded to ``QDQ_OPSET`` at ``dst`` and return a note saying so, or None
+    (nothing written) when its opset is high enough. UserError naming ``src`` when the converter
+    cannot upgrade it or the upgraded copy computes something else."""
+    model = load_model(src, check=False)
+    version = default_opset(model)
+    if version >= QDQ_OPSET:
+        return None
+    try:
+        converted = onnx.version_converter.convert_version(model, QDQ_OPSET)
+    except Exception as exc:  # noqa: BLE001 - the converter raises bare RuntimeErrors
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            f"{src}: opset {version} is below the {QDQ_OPSET} int8 QDQ needs, and onnx's version "
+            f"converter cannot upgrade it ({first}); re-export the model at opset >= {QDQ_OPSET}"
+        ) from exc
+    save_model(converted, dst)
+    before, after = run_batched(src, split), run_batched(dst, split)
+    worst = max(float(np.max(np.abs(before[k] - after[k]), initial=0.0)) for k in before)
+    same = all(
+        before[k].shape == after[k].shape
+        and np.allclose(before[k], after[k], rtol=RTOL, atol=ATOL, equal_nan=True)
+        for k in before
+    )
+    if not same:
+        raise UserError(
+            f"{src}: opset {version} is below the {QDQ_OPSET} int8 QDQ needs, and the upgraded copy "
+            f"computes something else (max abs difference {worst:.3g}); re-export the model at "
+            f"opset >= {QDQ_OPSET}"
+        )
+    return (
+        f"opset {version} upgraded to {QDQ_OPSET} on a copy for int8 QDQ (onnx's version "
+        f"converter; outputs equal to the input model's on {len(split)} samples, max abs "
+        f"difference {worst:.2g})"
+    )
