@@ -16,6 +16,7 @@ fp32, SNR within 1 dB of that raw variant or better; quantize wall time <= 4x ra
 
     python benchmarks/quantize_vs_raw.py resnet50=r50.onnx mobilenet_v3_large=mnv3.onnx \\
         [--torchvision resnet50,mobilenet_v3_large --vision-python /path/venv/bin/python] \\
+        [--dense r50_pruned=r50.onnx] \\
         [--calib-size 64] [--batches 1,8] [--threads 1,2] [--rounds 5] [--json out.json]
 
 ``--torchvision`` exports random-init torchvision models at opset 17 first, with the given Python
@@ -125,7 +126,7 @@ def p50_ms(path: str, inputs: dict, threads: int, seconds: float = 0.6) -> float
     for _ in range(3):
         s.run(None, inputs)
     times, start = [], time.perf_counter()
-    while len(times) < 10 or time.perf_counter() - start < seconds:
+    while len(times) < 3 or time.perf_counter() - start < seconds:
         t0 = time.perf_counter()
         s.run(None, inputs)
         times.append(time.perf_counter() - t0)
@@ -182,12 +183,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", dest="json_out", default=None)
     parser.add_argument(
+        "--dense", action="append", default=[], metavar="NAME=PATH",
+        help="a channel-pruned model's dense original: timed in the same rounds, so each variant's "
+        "speed-up over the dense fp32 model is printed too (pruning and int8 composed)",
+    )
+    parser.add_argument(
         "--ours-extra", default="", help="more quantize options, e.g. '--min-snr 20 --max-drop 100' "
         "for a detector, whose top-1 agreement is no measure of its quality"
     )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="quantize-vs-raw-"))
     models = dict(m.split("=", 1) for m in args.models)
+    dense = dict(d.split("=", 1) for d in args.dense)
     for name in filter(None, args.torchvision.split(",")):
         path = work / f"{name}.onnx"
         subprocess.run([args.vision_python, "-c", EXPORT, name, str(path)], check=True,
@@ -212,6 +219,8 @@ def main() -> None:
                 str(folder),
             )
             written[raw] = out
+        if name in dense:
+            written["dense fp32"] = dense[name]
         ours = str(folder / "ours.onnx")
         cwd = folder / "ours-cwd"  # empty: what ours leaves in its working directory shows here
         cwd.mkdir()
@@ -228,7 +237,7 @@ def main() -> None:
              .metadata_props}.get("onnxdeploy.quantize", "{}")
         )
         held_out = feeds(fp32, 1, 32, seed=7)
-        snr = {k: snr_db(fp32, v, held_out) for k, v in written.items() if k != "fp32"}
+        snr = {k: snr_db(fp32, v, held_out) for k, v in written.items() if "fp32" not in k}
         leftovers = sorted(os.listdir(cwd))
         for batch in batches:
             for t in threads:
@@ -247,6 +256,12 @@ def main() -> None:
                     "leftovers_in_cwd": leftovers,
                 })
                 r = rows[-1]
+                if "dense fp32" in x:  # fp32 (pruned) over dense fp32, in the same rounds
+                    r.update({f"{k.replace(' ', '_')}_vs_dense": x[k] / x["dense fp32"]
+                              for k in ("fp32", "raw u8s8", "raw s8s8", "raw dynamic", "ours")})
+                    print(f"{'':<20} vs the dense fp32 model: pruned fp32 {r['fp32_vs_dense']:.2f}x, "
+                          f"pruned + raw u8s8 {r['raw_u8s8_vs_dense']:.2f}x, pruned + ours "
+                          f"{r['ours_vs_dense']:.2f}x", flush=True)
                 print(f"{name:<20} b{batch:<2} t{t}  fp32 {r['fp32_ms']:7.2f} ms | raw u8s8 "
                       f"{r['raw_u8s8']:5.2f}x  s8s8 {r['raw_s8s8']:5.2f}x  dynamic {r['raw_dynamic']:5.2f}x  ours "
                       f"{r['ours']:5.2f}x ({r['ours_chosen']}) = {r['ours_vs_best_raw']:.2f}x best raw"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import weakref
 import time
 from pathlib import Path
 
@@ -40,7 +41,7 @@ class NodeTimer:
     """Times cells on the node it lives on (wrapped by ``ray.remote`` in ``timer_actor``)."""
 
     def __init__(self):
-        self.folder = Path(tempfile.mkdtemp(prefix="onnxdeploy-cluster-"))
+        self.folder: Path | None = None  # made by the first run's models, gone with the last
         self.paths: dict[str, str] = {}
 
     def describe(self) -> dict:
@@ -52,6 +53,10 @@ class NodeTimer:
 
     def _materialize(self, key: str, files: dict[str, bytes]) -> str:
         if key not in self.paths:
+            if self.folder is None:
+                self.folder = Path(tempfile.mkdtemp(prefix="onnxdeploy-cluster-"))
+                # an actor ended with its worker process still removes its models
+                weakref.finalize(self, shutil.rmtree, self.folder, True)
             self.paths[key] = write_files(self.folder / key, files)  # key = run/model
         return self.paths[key]
 
@@ -73,9 +78,15 @@ class NodeTimer:
         }
 
     def close(self, run: str) -> None:
-        """Forget one run's models (other runs may be using this node's timer)."""
-        shutil.rmtree(self.folder / run, ignore_errors=True)
+        """Forget one run's models (other runs may be using this node's timer); the folder goes
+        with the last run's."""
         self.paths = {k: v for k, v in self.paths.items() if not k.startswith(f"{run}/")}
+        if self.folder is None:
+            return
+        shutil.rmtree(self.folder / run, ignore_errors=True)
+        if not self.paths:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
 
     def default_threads(self) -> int:
         from onnxdeploy.runtime import default_threads
