@@ -161,11 +161,13 @@ def candidates(
         request.method == "dynamic"
     ):  # int8 weights, activations quantized at run time: no calibration
         return dynamic
-    # binary/ternary weights are stored exactly only by static QDQ: then it stays first
-    matmul_heavy = matmul_share(model) > MATMUL_DOMINATED and not find_low_bit(model)
+    # binary/ternary weights are stored exactly only by static QDQ (its TensorQuantOverrides):
+    # then QDQ stays first and QOperator is not tried
+    low_bit = bool(find_low_bit(model))
+    matmul_heavy = matmul_share(model) > MATMUL_DOMINATED and not low_bit
     tries = [
         base,
-        *_speed_variants(base, decision, request, qoperator=not matmul_heavy),
+        *_speed_variants(base, decision, request, qoperator=not (matmul_heavy or low_bit)),
         *_rescues(base, decision, request, model),
     ]
     if matmul_heavy:
