@@ -404,3 +404,16 @@ def test_a_signal_during_quantize_cleans_up_like_ctrl_c(tmp_path, sig):
     # onnxruntime writes one fixed-name file, $TMPDIR/.ses, on its first session in any process
     assert [p.name for p in temp.iterdir() if p.name != ".ses"] == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "tmp"]
+
+
+def test_usage_mistakes_are_one_line_exit_2(cli):
+    for args in (
+        ["quantize", "m.onnx", "--activation-type", "int7"],
+        ["bench"],
+        ["nosuch"],
+        ["gate", "--bogus", "1"],
+        ["bench", "m.onnx", "--threads", "two"],
+    ):
+        code, out, err = cli(*args)
+        assert code == 2 and err.startswith("error: ") and " --help" in err, (args, err)
+        assert len(err.strip().splitlines()) == 1 and "Usage:" not in err + out, (args, err)

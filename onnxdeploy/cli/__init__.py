@@ -80,6 +80,11 @@ class LazyGroup(click.Group):
                 raise
             click.echo(f"error: {self._with_flags(ctx, exc)}", err=True)
             ctx.exit(exc.exit_code)
+        except click.UsageError as exc:  # one line, like every other error, not click's usage page
+            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            message = " ".join(exc.format_message().split())
+            click.echo(f"error: {where}: {message} (see '{where} --help')", err=True)
+            ctx.exit(exc.exit_code)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except KeyboardInterrupt as exc:  # SIGINT, and SIGTERM/SIGHUP through Terminated
