@@ -415,5 +415,5 @@ def test_usage_mistakes_are_one_line_exit_2(cli):
         ["bench", "m.onnx", "--threads", "two"],
     ):
         code, out, err = cli(*args)
-        assert code == 2 and err.startswith("error: ") and " --help" in err, (args, err)
+        assert code == 2 and err.startswith("error: "), (args, err)
         assert len(err.strip().splitlines()) == 1 and "Usage:" not in err + out, (args, err)
