@@ -92,7 +92,7 @@ def test_planted_conv_fault_is_the_first_and_only_divergence(tmp_path):
     assert "would pass with atol" in report.verdict()
 
 
-def test_badly_quantized_matmul_found_through_qdq_pairs(tmp_path):
+def test_badly_quantized_matmul_found_through_qdq_pairs(tmp_path, monkeypatch):
     ref = _matmul_chain(str(tmp_path / "ref.onnx"))
     good = _qdq(ref, str(tmp_path / "q.onnx"))
     report = compare_report(CompareRequest(ref, good, layerwise=True))
@@ -127,6 +127,18 @@ def test_badly_quantized_matmul_found_through_qdq_pairs(tmp_path):
     assert again.passed and again.first_divergence is None
     ops = [n.op_type for n in onnx.load(tmp_path / "fixed.onnx").graph.node]
     assert ops.count("QuantizeLinear") >= 4  # the rest stays int8
+
+    # the repaired model is published only when the command succeeds: an interrupted timing
+    # leaves no -o behind (nor our temp folder)
+    import onnxdeploy.compare.repair as repair_module
+
+    def interrupted(*_args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(repair_module, "_timed", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        repair(CompareRequest(ref, str(tmp_path / "qbad.onnx")), str(tmp_path / "fixed2.onnx"))
+    assert not (tmp_path / "fixed2.onnx").exists()
 
 
 def _overflow_model(path):

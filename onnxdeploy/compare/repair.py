@@ -164,11 +164,15 @@ def repair(
                 f"({report.verdict()})",
                 result=result,
             )
-        save_model(build(island), output)
+        # timed from our temp folder, published last: a failed or interrupted timing leaves no -o
+        repaired = build(island)
+        staged = folder / "repaired.onnx"
+        save_model(repaired, staged)
+        if time_it:
+            result = _timed(result, request, staged)
+        save_model(repaired, output)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    if time_it:
-        result = _timed(result, request)
     return result
 
 
@@ -177,14 +181,15 @@ def _label(ref, tensor: str) -> str:
     return module_path(node) or node.name or tensor
 
 
-def _timed(result: RepairResult, request: CompareRequest) -> RepairResult:
-    """The candidate and the repaired model timed side by side with the bench harness."""
+def _timed(result: RepairResult, request: CompareRequest, repaired: Path) -> RepairResult:
+    """The candidate and the repaired model (at ``repaired``) timed side by side with the bench
+    harness."""
     from onnxdeploy.runtime_bench import BenchRequest, TimingPlan, benchmark
     from onnxdeploy.runtime_bench.report import comparisons
 
     run = benchmark(
         BenchRequest(
-            models=(request.candidate, result.output),
+            models=(request.candidate, str(repaired)),
             batches=(request.batch,),
             threads=(request.threads,),
             timing=TimingPlan(iterations=100, min_duration=1.0),
