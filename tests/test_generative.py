@@ -499,3 +499,28 @@ def test_no_output_replaces_a_file_the_model_folder_reads(cli, tmp_path):
     assert code == 0, err
     assert (folder / "model.onnx").is_file()
     assert {k: v for k, v in _tree(folder).items() if k.name != "model.onnx"} == before["gpt2"]
+
+
+def test_a_decoder_quantized_slower_than_fp32_is_kept_fp32_unless_forced(
+    cli, tmp_path, toy_lm, monkeypatch
+):
+    """As quantize does for other models: a quantized decoder measurably slower than fp32 is not
+    written unless --force-int8 says so (one decoded 0.89x as fast as fp32 and was written)."""
+    from onnxdeploy.quantize import lm_quality
+
+    def slower(models, *args, **kwargs):  # every candidate decodes at 0.8x fp32
+        return {name: (100.0 if name == "fp32" else 80.0, 10.0) for name in models}
+
+    monkeypatch.setattr(lm_quality, "timed", slower)
+    code, out, err = cli("quantize", toy_lm, "-o", "q.onnx", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["chosen"] == "fp32" and "slower than fp32" in result["reason"]
+    written = onnx.load(tmp_path / "q.onnx")
+    record = json.loads({p.key: p.value for p in written.metadata_props}["onnxdeploy.quantize"])
+    assert record["configuration"] == "fp32"
+    assert not {n.op_type for n in written.graph.node} & {"MatMulNBits", "MatMulInteger"}
+    code, out, err = cli("quantize", toy_lm, "-o", "forced.onnx", "--force-int8", "--json")
+    assert code == 0, err
+    forced = json.loads(out)
+    assert forced["chosen"] != "fp32" and "SLOWER than fp32" in forced["reason"]

@@ -181,7 +181,8 @@ def test_quantize_writes_nothing_outside_its_output_when_shape_inference_gives_u
         tmp_path / "q.onnx",
         calib="random",
         config=QuantizeConfig(calib_size=8, batch_size=4, target_cpu="avx512-vnni"),
-        acceptance=Acceptance(max_drop=100.0, force_int8=True, target_threads=1),
+        # any quality passes: its outputs are no class logits, so the floor is an SNR's
+        acceptance=Acceptance(max_drop=100.0, force_int8=True, target_threads=1, min_snr_db=-1e9),
         timing=TimingPlan(iterations=5),
     )
     assert os.listdir(work) == []
@@ -211,3 +212,44 @@ def test_an_opset_11_model_is_upgraded_on_a_copy_and_quantized(tmp_path):
     assert {n.op_type for n in written.graph.node} >= {"QuantizeLinear", "DequantizeLinear"}
     assert next(o.version for o in written.opset_import if o.domain == "") >= 13
     assert (tmp_path / "m.onnx").read_bytes() == before
+
+
+def _detector_head(path):
+    """A YOLO-like head: conv features reshaped to [N, 4 + C, anchors] (C = 3 classes, 64
+    anchors), the layout whose argmax over anchors is no measure of anything."""
+    g = GraphBuilder(shape=(1, 3, 8, 8))
+    x = g.conv(g.op("Relu", g.conv("x", 3, 8)), 8, 7)
+    y = g.op("Reshape", x, g.const(np.array([0, 7, -1], np.int64)))
+    onnx.save(g.model(y), str(path))
+    return path
+
+
+def test_a_detector_head_is_scored_by_output_snr_not_top1_agreement(tmp_path):
+    from onnxdeploy.quantize.scoring import SNR_FLOOR_DB
+
+    model = _detector_head(tmp_path / "det.onnx")
+    run = dict(
+        calib="random",
+        config=QuantizeConfig(calib_size=64, batch_size=16, target_cpu="avx512-vnni"),
+        timing=TimingPlan(iterations=5),
+    )
+    result = quantize(
+        model, tmp_path / "q.onnx", acceptance=Acceptance(force_int8=True, target_threads=1), **run
+    )
+    assert result.metric == "snr" and result.to_json()["fp32_score"] is None
+    scored = [a for a in result.attempts if a.error is None]
+    assert scored and all(a.drop == 0.0 and a.score == a.snr_db for a in scored)
+    assert all(a.passed == (a.snr_db >= SNR_FLOOR_DB) for a in scored)
+    assert "SNR" in result.reason and "not class logits" in result.reason
+    # the caller's floor replaces the default: no int8 conv keeps 200 dB, so the search goes on
+    # to the accuracy alternatives, and keeping both convs in fp32 (ends-fp32) is what holds
+    strict = quantize(
+        model,
+        tmp_path / "q2.onnx",
+        acceptance=Acceptance(force_int8=True, target_threads=1, min_snr_db=200.0),
+        **run,
+    )
+    lossy = [a for a in strict.attempts if a.error is None and a.snr_db < 200]
+    assert lossy and all(a.rejected and "< min 200 dB" in a.rejected for a in lossy)
+    chosen = next(a for a in strict.attempts if a.config.name == strict.chosen)
+    assert chosen.snr_db >= 200 and "200 dB" in strict.reason

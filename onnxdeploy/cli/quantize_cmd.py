@@ -218,6 +218,7 @@ def quantize_command(
                 max_kl=max_kl,
                 target_batch=target_batch,
                 target_threads=target_threads,
+                force=force_int8,
                 progress=progress,
             ),
             as_json,

@@ -42,7 +42,7 @@ from onnxdeploy.quantize.opset import upgrade_for_qdq
 from onnxdeploy.quantize.request import Acceptance, QuantizeConfig
 from onnxdeploy.quantize.decision import judge
 from onnxdeploy.quantize.result import Attempt, Confirmation, QuantizeResult
-from onnxdeploy.quantize.scoring import outputs, score_outputs
+from onnxdeploy.quantize.scoring import finite_or_none, floor_db, outputs, score_outputs
 from onnxdeploy.quantize.timing import confirm, time_passing
 from onnxdeploy.runtime_bench.plan import TimingPlan
 from onnxdeploy.where import HERE, Where
@@ -346,9 +346,7 @@ def _paths(data) -> list:
 
 def _fail(state: search.SearchState, job: _Job, common: dict) -> None:
     output, acceptance = job.output, job.acceptance
-    bound = f"the {state.fp32.kind} drop within {acceptance.max_drop} points" + (
-        f" and SNR at least {acceptance.min_snr_db} dB" if acceptance.min_snr_db is not None else ""
-    )
+    bound = _bound(state.fp32.kind, acceptance)
     if not any(a.error is None for a in state.attempts):
         result = QuantizeResult(
             output,
@@ -435,7 +433,7 @@ def _decide(
     )
     low, high = confirmation.ci
     reason = (
-        f"fastest configuration within {job.acceptance.max_drop} points of fp32 {state.fp32.kind} "
+        f"fastest configuration keeping {_bound(state.fp32.kind, job.acceptance)} "
         f"({chosen.drop:+.2f} drop, SNR {chosen.snr_db:.1f} dB, {confirmation.speedup:.2f}x fp32 "
         "speed at "
         f"{job.where_timed}, 95% CI {low:.2f}-{high:.2f}, confirmed against the input model)"
@@ -460,9 +458,20 @@ def _base_record(state: search.SearchState, job: _Job) -> dict:
         "isa": job.decision.reason,
         "target_cpu": job.config.target_cpu or "this machine",
         "calibration": {"samples": job.calib_samples, "sha256": job.calib_sha256},
-        "fp32_score": round(state.fp32.value, 4),
+        "fp32_score": finite_or_none(round(state.fp32.value, 4)),
         "metric": state.fp32.kind,
     }
+
+
+def _bound(kind: str, acceptance: Acceptance) -> str:
+    """The quality floor in words: top-1 drop (and SNR, if given) for class logits; the worst
+    output's SNR for everything else."""
+    floor = floor_db(kind, acceptance.min_snr_db)
+    if kind == "snr":
+        return f"every output's SNR at least {floor:g} dB (its outputs are not class logits)"
+    return f"the {kind} drop within {acceptance.max_drop} points" + (
+        f" and SNR at least {floor:g} dB" if floor is not None else ""
+    )
 
 
 def _fp32_reason(chosen: Attempt, confirmation: Confirmation, where: str) -> str:

@@ -170,6 +170,10 @@ def candidates(
         *_speed_variants(base, decision, request, qoperator=not (matmul_heavy or low_bit)),
         *_rescues(base, decision, request, model),
     ]
+    if not matmul_heavy and matmul_share(model) > 0 and request.method is None:
+        # a conv net whose MatMul/Gemm carry some weights (a classifier head, a file-type
+        # classifier's dense layers): dynamic int8 of those alone, when nothing static holds
+        tries.append(replace(dynamic[0], rescue=True))
     if matmul_heavy:
         weighted = replace(
             base,

@@ -126,6 +126,19 @@ class LmQuantizeResult:
         )
 
 
+def _write_fp32(model_path: str, output: str, reason: str) -> None:
+    """The input decoder itself, with why it was kept in its ``onnxdeploy.quantize`` metadata."""
+    import json
+
+    from onnxdeploy.onnx_io import load_model, save_model, set_metadata
+
+    record = {"configuration": "fp32", "why": reason}
+    save_model(
+        set_metadata(load_model(model_path, check=False), {"onnxdeploy.quantize": json.dumps(record)}),
+        output,
+    )
+
+
 def _write(
     path: Path, output: str, chosen: LmAttempt, min_agreement: float, max_kl: float, source: str
 ) -> None:
@@ -162,10 +175,12 @@ def quantize_decoder(
     target_threads: int | None = None,
     prompt_length: int = 16,
     new_tokens: int = 32,
+    force: bool = False,
     progress: Callable[[str], None] = logger.info,
 ) -> LmQuantizeResult:
     """Try ``candidates`` on the decoder at ``model_path``; write the fastest that keeps the quality
-    floor to ``output``; CheckFailed (carrying the result) when none does."""
+    floor to ``output`` (the fp32 model when that one decodes measurably slower, unless ``force``);
+    CheckFailed (carrying the result) when none keeps the floor."""
     from onnxdeploy.atomic import refuse_overwrite
     from onnxdeploy.generate import Generator
     from onnxdeploy.onnx_io import file_bytes
@@ -270,12 +285,23 @@ def quantize_decoder(
         best = max(a.decode_tokens_per_s for a in passing)
         tied = [a for a in passing if a.decode_tokens_per_s * NOISE >= best]
         chosen = min(tied, key=lambda a: (a.bytes, -a.agreement))
+        ratio = chosen.decode_tokens_per_s / fp32_tps
+        if chosen.decode_tokens_per_s * NOISE < fp32_tps and not force:
+            # slower than fp32 beyond the tie: fp32 is kept, as quantize keeps it for other models
+            reason = (
+                f"every passing candidate decodes slower than fp32 (best {chosen.candidate.name}: "
+                f"{chosen.decode_tokens_per_s:.1f} tokens/s vs {fp32_tps:.1f}, {ratio:.2f}x, at "
+                f"batch {target_batch}); wrote the fp32 model (force overrides)"
+            )
+            _write_fp32(model_path, output, reason)
+            return result("fp32", reason)
         _write(paths[chosen.candidate.name], output, chosen, min_agreement, max_kl, source)
         reason = (
             f"fastest within the floor (agreement {chosen.agreement:.1f}% >= {min_agreement:g}%, KL "
             f"{chosen.kl:.4f} <= {max_kl:g}): decode {chosen.decode_tokens_per_s:.1f} tokens/s vs fp32 "
-            f"{fp32_tps:.1f} ({chosen.decode_tokens_per_s / fp32_tps:.2f}x) at batch {target_batch}, "
+            f"{fp32_tps:.1f} ({ratio:.2f}x) at batch {target_batch}, "
             f"{chosen.bytes / 2**20:.2f} MiB vs {file_bytes(model_path) / 2**20:.2f}"
+            + ("; SLOWER than fp32, written because force was given" if ratio * NOISE < 1 else "")
         )
         return result(chosen.candidate.name, reason)
     finally:

@@ -124,13 +124,15 @@ class Acceptance:
                 f"min_snr_db {self.min_snr_db}: must be a finite number of dB", param="min_snr_db"
             )
 
-    def accepts(self, drop: float, snr_db: float) -> bool:
-        return self.rejection(drop, snr_db) is None
-
-    def rejection(self, drop: float, snr_db: float) -> str | None:
-        """Why a candidate with this drop and SNR fails the quality floor; None when it passes."""
+    def rejection(
+        self, drop: float, snr_db: float, *, snr_floor: float | None = None
+    ) -> str | None:
+        """Why a candidate with this drop and SNR fails the quality floor; None when it passes.
+        ``snr_floor`` is the SNR floor in force (``quantize.scoring.floor_db``: ``min_snr_db``, or
+        a default for models scored by SNR); without it, ``min_snr_db``."""
+        floor = self.min_snr_db if snr_floor is None else snr_floor
         if not drop <= self.max_drop:
             return f"drop {drop:.2f} points > max {self.max_drop:g}"
-        if self.min_snr_db is not None and not snr_db >= self.min_snr_db:
-            return f"SNR {snr_db:.1f} dB < min {self.min_snr_db:g} dB"
+        if floor is not None and not snr_db >= floor:
+            return f"SNR {snr_db:.1f} dB < min {floor:g} dB"
         return None

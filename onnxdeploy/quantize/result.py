@@ -3,6 +3,7 @@ a result too (``passed`` False), carried by the CheckFailed it raises."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 from onnxdeploy.quantize.configs import Candidate
@@ -52,7 +53,7 @@ class QuantizeResult:
     output: str
     chosen: str  # a candidate's name, "fp32", or "none" when nothing passed
     reason: str
-    metric: str  # "accuracy" or "agreement"
+    metric: str  # "accuracy", "agreement" (class logits) or "snr" (any other outputs)
     fp32_score: float
     fp32_p50_ms: float | None
     attempts: tuple[Attempt, ...]
@@ -75,6 +76,7 @@ class QuantizeResult:
     def to_json(self) -> dict:
         data = asdict(self)
         data["passed"] = self.passed
+        data["fp32_score"] = self.fp32_score if math.isfinite(self.fp32_score) else None
         data["attempts"] = [
             {
                 **asdict(a),
@@ -92,9 +94,12 @@ class QuantizeResult:
 
         lines = [
             f"CPU: {self.isa_reason}",
-            f"fp32 {self.metric} {self.fp32_score:.2f}%  (calibrated on {self.calib_samples} "
-            "samples, "
-            f"scored on {self.eval_samples})",
+            (
+                f"fp32 {self.metric} {self.fp32_score:.2f}%"
+                if self.metric != "snr"
+                else "scored by the worst output's SNR against fp32 (no class logits)"
+            )
+            + f"  (calibrated on {self.calib_samples} samples, scored on {self.eval_samples})",
             text_table(
                 [
                     "config",

@@ -1,15 +1,27 @@
-"""How good is a quantized model: top-1 accuracy on labelled data, or agreement with fp32, and the
-output SNR and cosine similarity beside it (agreement alone is unstable when logits are
-near-uniform)."""
+"""How good is a quantized model, judged as its outputs need.
+
+Class logits (an output named ``logits``, or a lone ``[N, classes]`` output) are scored by top-1
+accuracy on labelled data, or top-1 agreement with fp32 without labels. Anything else (detection
+heads ``[N, 4 + C, anchors]``, embeddings, masks, sequences, states) has no class to agree on: an
+argmax over its anchors or positions says nothing of its quality, so it is scored by the SNR of
+every output against fp32, the worst output deciding, with a floor of ``SNR_FLOOR_DB`` unless the
+caller gives one. Output SNR and cosine are reported beside every score (agreement alone is unstable
+when logits are near-uniform).
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from onnxdeploy.data import Split, top1_accuracy, top1_agreement
-from onnxdeploy.runtime import first_output as outputs
+from onnxdeploy.runtime import run_batched
+
+# the worst output's SNR a model without class logits must keep, unless min_snr_db is given: about
+# 3% RMS error. (Output SNR is a proxy: a detector's own metric, mAP or F1, is the real judge.)
+SNR_FLOOR_DB = 30.0
 
 
 def snr_db(reference: np.ndarray, candidate: np.ndarray) -> float:
@@ -31,7 +43,9 @@ def cosine(reference: np.ndarray, candidate: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class Score:
-    """``value`` is accuracy (with labels) or top-1 agreement with fp32 (without), in percent."""
+    """``value`` is accuracy (with labels) or top-1 agreement with fp32 (without), in percent, for
+    class logits; for other outputs (``kind`` "snr") the worst output's SNR in dB. ``snr_db`` and
+    ``cosine`` are the worst over every output."""
 
     value: float
     snr_db: float
@@ -39,16 +53,64 @@ class Score:
     kind: str
 
 
-def score(model_path: str, split: Split, reference: np.ndarray) -> Score:
+def outputs(model_path: str, split: Split) -> dict[str, np.ndarray]:
+    """Every output of the model over the split's samples, by name."""
+    return run_batched(model_path, split)
+
+
+def class_logits(reference: dict[str, np.ndarray]) -> str | None:
+    """The output holding class logits: ``logits`` or a lone output, float ``[N, classes >= 2]``;
+    None when the model has none (a detector, an encoder, a segmenter)."""
+    name = "logits" if "logits" in reference else next(iter(reference))
+    if "logits" not in reference and len(reference) > 1:
+        return None
+    array = reference[name]
+    return name if array.ndim == 2 and array.shape[1] >= 2 and array.dtype.kind == "f" else None
+
+
+def score(model_path: str, split: Split, reference: dict[str, np.ndarray]) -> Score:
     return score_outputs(outputs(model_path, split), split, reference)
 
 
-def score_outputs(out: np.ndarray, split: Split, reference: np.ndarray) -> Score:
+def score_outputs(out: dict[str, np.ndarray], split: Split, reference: dict[str, np.ndarray]) -> Score:
     """The score of outputs already computed (fp32's own are the reference: no second run)."""
-    snr, cos = snr_db(reference, out), cosine(reference, out)
-    if split.labels is not None:
-        return Score(top1_accuracy(out, split.labels), snr, cos, "accuracy")
-    return Score(top1_agreement(out, reference), snr, cos, "agreement")
+    snr = min(snr_db(reference[k], out[k]) for k in reference)
+    cos = min(cosine(reference[k], out[k]) for k in reference)
+    logits = class_logits(reference)
+    if split.labels is not None and logits is not None:
+        return Score(top1_accuracy(out[logits], split.labels), snr, cos, "accuracy")
+    if logits is not None:
+        return Score(top1_agreement(out[logits], reference[logits]), snr, cos, "agreement")
+    return Score(snr, snr, cos, "snr")
 
 
-__all__ = ["Score", "cosine", "outputs", "score", "score_outputs", "snr_db"]
+def drop(fp32: Score, candidate: Score) -> float:
+    """Points of accuracy or agreement lost; 0 for SNR-scored models, whose floor is the SNR's."""
+    return 0.0 if fp32.kind == "snr" else fp32.value - candidate.value
+
+
+def floor_db(kind: str, min_snr_db: float | None) -> float | None:
+    """The SNR floor a candidate must keep: the caller's, else ``SNR_FLOOR_DB`` for SNR-scored
+    models (class logits have their top-1 bound and need none)."""
+    if min_snr_db is not None:
+        return min_snr_db
+    return SNR_FLOOR_DB if kind == "snr" else None
+
+
+def finite_or_none(value: float) -> float | None:
+    """A number for JSON: fp32's own SNR is infinite."""
+    return value if math.isfinite(value) else None
+
+
+__all__ = [
+    "SNR_FLOOR_DB",
+    "Score",
+    "class_logits",
+    "cosine",
+    "drop",
+    "floor_db",
+    "outputs",
+    "score",
+    "score_outputs",
+    "snr_db",
+]

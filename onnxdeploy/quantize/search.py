@@ -17,7 +17,7 @@ from onnxdeploy.quantize.decision import fallback_order
 from onnxdeploy.quantize.ort_logs import Collected, collected
 from onnxdeploy.quantize.request import Acceptance
 from onnxdeploy.quantize.result import Attempt
-from onnxdeploy.quantize.scoring import Score, score
+from onnxdeploy.quantize.scoring import Score, drop, floor_db, score
 
 
 @dataclass
@@ -27,7 +27,7 @@ class SearchState:
     work: Path
     fp32_path: str
     split: Split
-    reference: np.ndarray
+    reference: dict[str, np.ndarray]
     fp32: Score
     reader: object
     attempts: list = field(default_factory=list)
@@ -57,7 +57,7 @@ class SearchState:
                 self.reader,
                 self.split,
                 self.reference,
-                self.fp32.value,
+                self.fp32,
                 acceptance,
                 self.logs,
                 ranges_dir=self.work,
@@ -81,8 +81,8 @@ def try_candidate(
     path: str,
     reader,
     split: Split,
-    reference: np.ndarray,
-    fp32_value: float,
+    reference: dict[str, np.ndarray],
+    fp32: Score,
     acceptance: Acceptance,
     logs: Collected,
     *,
@@ -108,12 +108,14 @@ def try_candidate(
         message = str(exc).replace(f"{path}: ", "").replace(path, f"the {config.name} model")
         message = message.strip().splitlines()[0][:200]
         return _error(config, f"onnxruntime cannot run what it wrote: {message}")
-    drop = fp32_value - s.value
-    rejected = acceptance.rejection(drop, s.snr_db)
+    lost = drop(fp32, s)
+    rejected = acceptance.rejection(
+        lost, s.snr_db, snr_floor=floor_db(fp32.kind, acceptance.min_snr_db)
+    )
     return Attempt(
         config,
         s.value,
-        drop,
+        lost,
         s.snr_db,
         s.cosine,
         rejected is None,
@@ -153,7 +155,7 @@ def _remote_candidate(config: Candidate, bundle: dict) -> tuple:
             reader,
             bundle["split"],
             bundle["reference"],
-            bundle["fp32_value"],
+            bundle["fp32"],
             bundle["acceptance"],
             logs,
         )
@@ -182,7 +184,7 @@ def score_candidates(
         "stride": state.reader.stride,
         "split": state.split,
         "reference": state.reference,
-        "fp32_value": state.fp32.value,
+        "fp32": state.fp32,
         "acceptance": acceptance,
     }
     first, rescues = [c for c in tries if not c.rescue], [c for c in tries if c.rescue]
