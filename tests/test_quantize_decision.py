@@ -110,3 +110,43 @@ def test_fallback_keeps_the_worst_1_2_4_nodes_in_fp32(count, sizes):
     order = fallback_order(ranked)
     assert [len(s) for s in order] == sizes
     assert all(s == tuple(ranked[: len(s)]) for s in order)  # always the worst first
+
+
+class _LadderState:
+    """What ``search.fall_back`` reads of a SearchState: attempts so far, and one more per call."""
+
+    def __init__(self, scores):
+        self.attempts = [attempt("isa-default", score=90.0, passed=False)]
+        self.paths = {"isa-default": "unused.onnx"}
+        self.fp32_path, self.reader, self.stopped = "fp32.onnx", None, None
+        self.scores, self.tried = list(scores), []
+
+    def attempt(self, config, acceptance, progress):
+        self.tried.append(len(config.exclude_nodes))
+        result = attempt(config.name, score=self.scores.pop(0), passed=False)
+        self.attempts.append(result)
+        return result
+
+
+def _ladder(monkeypatch, scores, **kwargs):
+    from onnxdeploy.quantize import fallback, search
+
+    monkeypatch.setattr(fallback, "worst_nodes", lambda *a: [f"n{i}" for i in range(256)])
+    state = _LadderState(scores)
+    search.fall_back(state, Acceptance(), lambda m: None, **kwargs)
+    return state
+
+
+def test_the_fallback_ladder_stops_when_more_fp32_nodes_stop_helping(monkeypatch):
+    # 1, 2 and 4 nodes improve; 8 and 16 do not: the ranking cannot reach the floor
+    state = _ladder(monkeypatch, [91.0, 92.0, 93.0, 93.0, 92.5] + [99.0] * 10)
+    assert state.tried == [1, 2, 4, 8, 16]
+    assert "2 steps without a better score" in state.stopped
+
+
+def test_the_fallback_ladder_has_a_time_bound(monkeypatch):
+    from onnxdeploy.quantize import search
+
+    monkeypatch.setattr(search, "FALLBACK_MIN_SECONDS", 0.0)
+    state = _ladder(monkeypatch, [91.0 + i for i in range(10)], spent_s=0.0)
+    assert state.tried == [] and "time bound" in state.stopped and "1 node(s)" in state.stopped

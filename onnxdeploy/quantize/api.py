@@ -17,6 +17,7 @@ import math
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -275,7 +276,7 @@ class _Job:
 
 def _search(job: _Job) -> QuantizeResult:
     work = Path(tempfile.mkdtemp(prefix="onnxdeploy-quant-"))
-    acceptance = job.acceptance
+    acceptance, started = job.acceptance, time.monotonic()
     try:
         upgraded = upgrade_for_qdq(job.model_path, str(work / "upgraded.onnx"), job.split)
         source = str(work / "upgraded.onnx") if upgraded else job.model_path
@@ -286,7 +287,9 @@ def _search(job: _Job) -> QuantizeResult:
         )
         search.score_candidates(state, job.tries, acceptance, job.progress, ray=job.ray)
         if not any(a.passed for a in state.attempts):
-            search.fall_back(state, acceptance, job.progress)
+            search.fall_back(
+                state, acceptance, job.progress, spent_s=time.monotonic() - started
+            )
         common = dict(
             metric=state.fp32.kind,
             fp32_score=state.fp32.value,

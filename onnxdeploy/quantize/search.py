@@ -4,6 +4,7 @@ when none passes, pick the fastest passing one (the timing is ``quantize.timing`
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -34,6 +35,7 @@ class SearchState:
     paths: dict = field(default_factory=dict)
     logs: Collected = field(default_factory=Collected)
     skipped: list = field(default_factory=list)  # rescues not tried: a candidate before passed
+    stopped: str | None = None  # why the fallback ladder stopped early
 
     def notes(self) -> list[str]:
         """What the search did beyond its attempts, for the result's notes."""
@@ -42,6 +44,8 @@ class SearchState:
             found.append(
                 f"not tried, since a faster candidate already passed: {', '.join(self.skipped)}"
             )
+        if self.stopped:
+            found.append(self.stopped)
         return found
 
     def attempt(
@@ -210,9 +214,19 @@ def score_candidates(
             )
 
 
-def fall_back(state: SearchState, acceptance: Acceptance, progress) -> None:
+FALLBACK_STALLS = 2  # steps in a row without a better score: the ranking cannot reach the floor
+FALLBACK_MIN_SECONDS = 60.0  # the ladder may take this long, or FALLBACK_FACTOR x the search so far
+FALLBACK_FACTOR = 2.0
+
+
+def fall_back(
+    state: SearchState, acceptance: Acceptance, progress, *, spent_s: float = 0.0
+) -> None:
     """Keep the nodes with the worst quantization error in fp32 (1, 2, 4... of them) until one
-    passes."""
+    passes; stop early, saying why in the notes, after ``FALLBACK_STALLS`` steps that do not
+    improve on the best score so far (more fp32 nodes are not helping: the error is not where the
+    ranking points) or past its time bound (``FALLBACK_MIN_SECONDS``, or ``FALLBACK_FACTOR`` times
+    the ``spent_s`` seconds the search took before it)."""
     from onnxdeploy.quantize.fallback import worst_nodes
 
     static = [
@@ -224,10 +238,29 @@ def fall_back(state: SearchState, acceptance: Acceptance, progress) -> None:
         return
     best = max(static, key=lambda a: (a.score, a.snr_db))
     ranked = worst_nodes(state.fp32_path, state.paths[best.config.name], state.reader)
+    started, budget = time.monotonic(), max(FALLBACK_MIN_SECONDS, FALLBACK_FACTOR * spent_s)
+    top, stalls = (best.score, best.snr_db), 0
     for nodes in fallback_order(ranked):
+        if time.monotonic() - started > budget:
+            state.stopped = (
+                f"fallback stopped at its time bound ({budget:.0f} s) before trying "
+                f"{len(nodes)} node(s) in fp32"
+            )
+            break
         excluded = tuple(dict.fromkeys(best.config.exclude_nodes + nodes))
         config = replace(best.config, name=f"fallback-{len(nodes)}", exclude_nodes=excluded)
-        if state.attempt(config, acceptance, progress).passed:
+        attempt = state.attempt(config, acceptance, progress)
+        if attempt.passed:
+            break
+        if attempt.error is None and (attempt.score, attempt.snr_db) > top:
+            top, stalls = (attempt.score, attempt.snr_db), 0
+            continue
+        stalls += 1
+        if stalls >= FALLBACK_STALLS:
+            state.stopped = (
+                f"fallback stopped after {len(nodes)} node(s) in fp32: {stalls} steps without a "
+                "better score, so more fp32 nodes from this ranking would not reach the floor"
+            )
             break
 
 
