@@ -417,3 +417,16 @@ def test_usage_mistakes_are_one_line_exit_2(cli):
         code, out, err = cli(*args)
         assert code == 2 and err.startswith("error: "), (args, err)
         assert len(err.strip().splitlines()) == 1 and "Usage:" not in err + out, (args, err)
+
+
+def test_numbers_out_of_range_are_exit_2_before_any_work(cli, tmp_path):
+    _small_model(tmp_path / "m.onnx")
+    for args, flag in (
+        (["compare", "m.onnx", "m.onnx", "--seed", "-1"], "--seed"),
+        (["compare", "m.onnx", "m.onnx", "--atol", "-1"], "--atol"),
+        (["compare", "m.onnx", "m.onnx", "--rtol", "-0.5"], "--rtol"),
+        (["compare", "m.onnx", "m.onnx", "--fix", "-o", "f.onnx", "--max-fix-nodes", "0"], "--max-fix-nodes"),
+    ):
+        code, _, err = cli(*args)
+        assert code == 2 and flag in err and len(err.strip().splitlines()) == 1, (args, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]

@@ -71,7 +71,9 @@ from onnxdeploy.cli.output import emit_json, progress, say
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False), help="Where --fix writes the repaired model."
 )
-@click.option("--max-fix-nodes", type=int, default=16, show_default=True)
+@click.option(
+    "--max-fix-nodes", type=click.IntRange(min=1), default=16, show_default=True
+)
 @click.option(
     "--md", "markdown", type=click.Path(dir_okay=False), help="Also write the report as Markdown."
 )

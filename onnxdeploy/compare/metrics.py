@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from onnxdeploy.errors import UserError
+
 
 @dataclass(frozen=True)
 class Tolerance:
@@ -19,6 +21,16 @@ class Tolerance:
     atol: float = 1e-4
     rtol: float = 1e-3
     min_snr_db: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("atol", "rtol"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise UserError(f"{name} {value}: must be a finite number >= 0", param=name)
+        if self.min_snr_db is not None and not math.isfinite(self.min_snr_db):
+            raise UserError(
+                f"min_snr {self.min_snr_db}: must be a finite number of dB", param="min_snr"
+            )
 
     def describe(self) -> str:
         if self.min_snr_db is not None:

@@ -75,6 +75,8 @@ class CompareRequest:
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise UserError(f"{name} {value!r}: must be a positive integer", param=name)
         check_threads(self.threads)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise UserError(f"seed {self.seed!r}: must be an integer >= 0", param="seed")
         if self.memory_budget_mb is not None and not self.memory_budget_mb > 0:
             raise UserError(
                 f"memory_budget_mb {self.memory_budget_mb!r}: must be positive",

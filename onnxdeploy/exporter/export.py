@@ -351,6 +351,19 @@ def _embed_metadata(
     return model
 
 
+MIN_OPSET = 7  # the oldest opset onnxruntime runs
+
+
+def check_opset(opset: int | None) -> None:
+    """UserError (exit 2) for an opset outside what this onnx knows, before any work."""
+    newest = onnx.defs.onnx_opset_version()
+    if opset is not None and not MIN_OPSET <= opset <= newest:
+        raise UserError(
+            f"opset {opset}: this onnx {onnx.__version__} knows opsets {MIN_OPSET} to {newest}",
+            param="opset",
+        )
+
+
 def refuse_export_overwrite(model: str, output: str | Path, checkpoint: str | None) -> Path:
     """Exit 2 when anything ``export`` may write (the model, its parity-failed copy, their external
     data) would replace a file the model reference reads; returns the parity-failed path."""
@@ -390,6 +403,7 @@ def export(
             f"exporter '{exporter}': choose one of {', '.join(EXPORTERS)}", param="exporter"
         )
     output = Path(output)
+    check_opset(opset)
     failed = refuse_export_overwrite(model, output, checkpoint)
     ensure_writable_dir(output)
     started = time.perf_counter()
@@ -434,6 +448,8 @@ def export(
         if wrapped:
             _strip_wrapper_prefix(proto)
         opset_used = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+        if opset is not None and opset_used != opset:
+            announce(f"{output}: asked for opset {opset}; the {used} exporter wrote opset {opset_used}")
         # staged beside the output under its final name (external data named for it), moved in only
         # on success
         with staged_model(proto, output) as staged:

@@ -17,6 +17,7 @@ from onnxdeploy.exporter.decoder import (
     is_causal_lm,
     is_causal_lm_class,
 )
+from onnxdeploy.exporter.export import check_opset
 from onnxdeploy.exporter.hf import is_hf
 from onnxdeploy.exporter.seq2seq import export_seq2seq, is_seq2seq, seq2seq_outputs
 from onnxdeploy.exporter.source import files_read
@@ -77,6 +78,7 @@ def export_generative(
     """A causal LM as one decoder graph with its KV cache, or an encoder-decoder (T5, BART,
     Whisper) as encoder and decoder-with-past graphs with their JSON; from ``hf:DIR`` or a
     ``file.py:factory`` returning the ``transformers`` model; verified by generating."""
+    check_opset(opset)
     fits, needs, exporter, writes = GENERATIVE[task]
     refuse_overwrite(writes(output), files_read(model, checkpoint))
     module = _module(model, checkpoint)
