@@ -120,5 +120,5 @@ def test_debug_shows_traceback(tmp_path, monkeypatch):
 def test_an_opset_onnx_does_not_know_is_exit_2_before_exporting(cli, tmp_path):
     for opset in ("99", "3"):
         code, _, err = cli("export", "digits_cnn", "--opset", opset, "-o", "o.onnx")
-        assert code == 2 and f"opset {opset}" in err and len(err.strip().splitlines()) == 1, err
+        assert code == 2 and "--opset" in err and opset in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "o.onnx").exists()
