@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from onnxdeploy.errors import OnnxDeployError
+from onnxdeploy.errors import OnnxDeployError, UserError
 from onnxdeploy.gate import Thresholds, gate
 from tests.onnx_graphs import GraphBuilder
 from tests.test_gate import bench_file, noisy
@@ -430,3 +430,19 @@ def test_numbers_out_of_range_are_exit_2_before_any_work(cli, tmp_path):
         code, _, err = cli(*args)
         assert code == 2 and flag in err and len(err.strip().splitlines()) == 1, (args, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+def test_prompt_ids_split_on_commas_and_spaces_never_run_together(cli, tmp_path):
+    from onnxdeploy.cli.generate_cmd import _ids
+    from onnxdeploy.generate.sampling import Sampling
+
+    assert _ids("1 2 3") == _ids("1,2,3") == _ids(" 1, 2 ,3 ") == [1, 2, 3]  # never token 123
+    for bad in ("", " , ", "1;2"):
+        with pytest.raises(UserError):
+            _ids(bad)
+    with pytest.raises(UserError):
+        Sampling(seed=-1)
+    _small_model(tmp_path / "m.onnx")
+    for args in (["--max-new-tokens", "0"], ["--seed", "-1"]):
+        code, _, err = cli("generate", "m.onnx", "--prompt-ids", "1,2", *args)
+        assert code == 2 and args[0] in err and len(err.strip().splitlines()) == 1, err

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import re
+
 import click
 
 from onnxdeploy.cli.output import emit_json, is_quiet, say
@@ -53,12 +55,17 @@ def _tokenizer(folder: Path | None, model: str):
 def _ids(text: str) -> list[int]:
     from onnxdeploy.errors import UserError
 
+    # commas or spaces between ids: "1 2 3" is three tokens, never 123
+    parts = [t for t in re.split(r"[,\s]+", text.strip()) if t]
     try:
-        return [int(t) for t in text.replace(" ", "").split(",") if t != ""]
+        ids = [int(t) for t in parts]
     except ValueError as exc:
         raise UserError(
             f"--prompt-ids '{text}': expected comma-separated token ids such as 1,2,3"
         ) from exc
+    if not ids:
+        raise UserError(f"--prompt-ids '{text}': no token ids; give some, such as 1,2,3")
+    return ids
 
 
 @click.command("generate")
@@ -72,11 +79,11 @@ def _ids(text: str) -> list[int]:
 @click.option(
     "--prompt-ids", "prompt_ids", multiple=True, help="Token ids, e.g. 1,2,3; repeat to batch."
 )
-@click.option("--max-new-tokens", type=int, default=32, show_default=True)
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--temperature", type=float, default=0.0, show_default=True, help="0: greedy.")
 @click.option("--top-k", type=int, default=0, show_default=True, help="0: no limit.")
 @click.option("--top-p", type=float, default=1.0, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--threads", type=int, default=None, help="onnxruntime threads (default: its own).")
 @click.option("--json", "as_json", is_flag=True, help="Print tokens and timings as JSON.")
 def generate_command(

@@ -28,6 +28,8 @@ class Sampling:
             raise UserError(f"top_k {self.top_k}: must be >= 0", param="top_k")
         if not 0 < self.top_p <= 1:
             raise UserError(f"top_p {self.top_p}: must be in (0, 1]", param="top_p")
+        if self.seed < 0:
+            raise UserError(f"seed {self.seed}: must be >= 0", param="seed")
 
     @property
     def greedy(self) -> bool:

@@ -89,6 +89,10 @@ class Seq2SeqGenerator:
     ) -> GenerationResult:
         import onnxruntime as ort
 
+        if max_new_tokens < 1:
+            raise UserError(
+                f"max_new_tokens {max_new_tokens}: must be at least 1", param="max_new_tokens"
+            )
         started = time.perf_counter()
         fixed, batch = self._encode(inputs)
         fixed = {
