@@ -122,3 +122,10 @@ def test_an_opset_onnx_does_not_know_is_exit_2_before_exporting(cli, tmp_path):
         code, _, err = cli("export", "digits_cnn", "--opset", opset, "-o", "o.onnx")
         assert code == 2 and "--opset" in err and opset in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "o.onnx").exists()
+
+
+def test_training_that_diverges_exits_1_and_writes_nothing(cli, tmp_path):
+    code, _, err = cli("compress", "mlp", "--sparsity", "0.5", "--lr", "1e30", "--epochs", "1",
+                       "-o", "nan.pt")
+    assert code == 1 and "training diverged" in err and "lower the learning rate" in err, err
+    assert not (tmp_path / "nan.pt").exists()

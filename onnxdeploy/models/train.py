@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Callable
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 from torch import nn
 
 from onnxdeploy.data.dataset import top1
-from onnxdeploy.errors import UserError
+from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.exporter.outputs import classifier_scores
 from onnxdeploy.models.batches import Arrays, call, count, take, to_torch
 
@@ -92,6 +93,14 @@ def train(
             if after_step:
                 after_step()
             total += float(loss.detach()) * len(idx)
+        if not math.isfinite(total) or not all(
+            bool(torch.isfinite(p).all()) for p in model.parameters()
+        ):
+            # nothing diverged is ever saved: the caller's output stays unwritten
+            raise CheckFailed(
+                f"training diverged in epoch {epoch + 1} (loss {total / samples:.3g}, weights "
+                f"not finite) at learning rate {lr:g}: lower the learning rate"
+            )
         if on_epoch:
             on_epoch(epoch + 1, total / samples)
     model.eval()
