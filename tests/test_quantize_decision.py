@@ -150,3 +150,14 @@ def test_the_fallback_ladder_has_a_time_bound(monkeypatch):
     monkeypatch.setattr(search, "FALLBACK_MIN_SECONDS", 0.0)
     state = _ladder(monkeypatch, [91.0 + i for i in range(10)], spent_s=0.0)
     assert state.tried == [] and "time bound" in state.stopped and "1 node(s)" in state.stopped
+
+
+def test_scores_within_their_noise_tie_and_snr_decides():
+    # 256 samples at ~95%: one standard error is ~1.4 points; 0.8 points apart is noise
+    attempts = [attempt("per-channel", score=95.0, snr=33.2), attempt("per-tensor", score=95.8, snr=31.3)]
+    sizes = {"per-channel": 100, "per-tensor": 100}
+    assert fastest(attempts, sizes, samples=256).config.name == "per-channel"
+    assert fastest(attempts, sizes).config.name == "per-tensor"  # no count: exact scores
+    # a real difference still wins over SNR
+    attempts = [attempt("a", score=90.0, snr=40.0), attempt("b", score=97.0, snr=30.0)]
+    assert fastest(attempts, {"a": 1, "b": 1}, samples=256).config.name == "b"

@@ -3,6 +3,7 @@ lets it replace fp32. Pure functions over attempts and numbers, so each rule has
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -13,10 +14,16 @@ NOISE = 1.03  # p50s within 3% are a tie: timing cannot order them
 SMALLER = 1.05  # files within 5% of the smallest are as small
 
 
-def fastest(attempts: Sequence[Attempt], sizes: Mapping[str, int]) -> Attempt:
+def fastest(
+    attempts: Sequence[Attempt], sizes: Mapping[str, int], *, samples: int | None = None
+) -> Attempt:
     """The passing, timed attempt to write: among those within timing noise of the fastest p50, the
     smallest files (within 5%, ``sizes`` by config name), and among those the most accurate (score,
-    then SNR); the earlier candidate on a full tie. ValueError when none passed."""
+    then SNR); the earlier candidate on a full tie. ValueError when none passed.
+
+    With ``samples`` (how many the scores were measured on), scores within one standard error of
+    the best (a percentage measured on that many samples) are a tie too, and SNR decides: a sample
+    or two of top-1 agreement on near-uniform logits is noise, a few dB of SNR is not."""
     passing = [a for a in attempts if a.passed and a.p50_ms is not None]
     if not passing:
         raise ValueError("no passing, timed attempt to choose from")
@@ -24,7 +31,21 @@ def fastest(attempts: Sequence[Attempt], sizes: Mapping[str, int]) -> Attempt:
     tied = [a for a in passing if a.p50_ms <= best * NOISE]
     smallest = min(sizes[a.config.name] for a in tied)
     small = [a for a in tied if sizes[a.config.name] <= smallest * SMALLER]
-    return max(small, key=lambda a: (a.score, a.snr_db, -passing.index(a)))
+    top = max(a.score for a in small)
+    margin = score_noise(top, samples)
+    return max(
+        small, key=lambda a: (a.score >= top - margin, a.score if not margin else 0.0, a.snr_db,
+                              -passing.index(a))
+    )
+
+
+def score_noise(score: float, samples: int | None) -> float:
+    """One standard error, in points, of a percentage ``score`` measured on ``samples`` samples
+    (0 without a count: scores compare exactly; SNR-scored models have no percentage)."""
+    if not samples or not 0 <= score <= 100:
+        return 0.0
+    p = score / 100
+    return 100 * math.sqrt(max(p * (1 - p), 1 / samples) / samples)
 
 
 @dataclass(frozen=True)

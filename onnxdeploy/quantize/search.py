@@ -272,4 +272,5 @@ def fastest(state: SearchState) -> Attempt:
     sizes = {
         a.config.name: file_bytes(state.paths[a.config.name]) for a in state.attempts if a.passed
     }
-    return choose(state.attempts, sizes)
+    samples = None if state.fp32.kind == "snr" else len(state.split)
+    return choose(state.attempts, sizes, samples=samples)
