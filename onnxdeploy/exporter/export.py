@@ -449,7 +449,9 @@ def export(
             _strip_wrapper_prefix(proto)
         opset_used = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
         if opset is not None and opset_used != opset:
-            announce(f"{output}: asked for opset {opset}; the {used} exporter wrote opset {opset_used}")
+            announce(
+                f"{output}: asked for opset {opset}; the {used} exporter wrote opset {opset_used}"
+            )
         # staged beside the output under its final name (external data named for it), moved in only
         # on success
         with staged_model(proto, output) as staged:

@@ -283,7 +283,12 @@ def _search(job: _Job) -> QuantizeResult:
         pre = _preprocess(source, str(work / "pre.onnx"), job.announce)
         reference = outputs(pre, job.split)
         state = search.SearchState(
-            work, pre, job.split, reference, score_outputs(reference, job.split, reference), job.reader
+            work,
+            pre,
+            job.split,
+            reference,
+            score_outputs(reference, job.split, reference),
+            job.reader,
         )
         search.score_candidates(state, job.tries, acceptance, job.progress, ray=job.ray)
         if not any(a.passed for a in state.attempts):

@@ -163,14 +163,14 @@ def candidates(
         return dynamic
     # binary/ternary weights are stored exactly only by static QDQ (its TensorQuantOverrides):
     # then QDQ stays first and QOperator is not tried
-    low_bit = bool(find_low_bit(model))
-    matmul_heavy = matmul_share(model) > MATMUL_DOMINATED and not low_bit
+    low_bit, share = bool(find_low_bit(model)), matmul_share(model)
+    matmul_heavy = share > MATMUL_DOMINATED and not low_bit
     tries = [
         base,
         *_speed_variants(base, decision, request, qoperator=not (matmul_heavy or low_bit)),
         *_rescues(base, decision, request, model),
     ]
-    if not matmul_heavy and matmul_share(model) > 0 and request.method is None:
+    if not matmul_heavy and share > 0 and request.method is None:
         # a conv net whose MatMul/Gemm carry some weights (a classifier head, a file-type
         # classifier's dense layers): dynamic int8 of those alone, when nothing static holds
         tries.append(replace(dynamic[0], rescue=True))
@@ -300,7 +300,9 @@ def apply_config(
         model_path,
         output_path,
         reader,
-        quant_format=QuantFormat.QOperator if config.quant_format == "qoperator" else QuantFormat.QDQ,
+        quant_format=(
+            QuantFormat.QOperator if config.quant_format == "qoperator" else QuantFormat.QDQ
+        ),
         per_channel=config.per_channel,
         reduce_range=config.reduce_range,
         activation_type=types[config.activation_type],

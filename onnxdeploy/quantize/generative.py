@@ -134,7 +134,9 @@ def _write_fp32(model_path: str, output: str, reason: str) -> None:
 
     record = {"configuration": "fp32", "why": reason}
     save_model(
-        set_metadata(load_model(model_path, check=False), {"onnxdeploy.quantize": json.dumps(record)}),
+        set_metadata(
+            load_model(model_path, check=False), {"onnxdeploy.quantize": json.dumps(record)}
+        ),
         output,
     )
 

@@ -1,4 +1,4 @@
-"""Models below the opset int8 QDQ needs are upgraded on a copy, and the copy is verified before use.
+"""Models below the opset int8 QDQ needs are upgraded on a copy, verified before use.
 
 Per-channel ``QuantizeLinear``/``DequantizeLinear`` (their ``axis`` attribute) arrived in opset 13;
 onnxruntime's quantizer writes them into an opset-11 graph anyway, and its own loader then refuses
@@ -51,8 +51,8 @@ def upgrade_for_qdq(src: str, dst: str, split: Split) -> str | None:
     )
     if not same:
         raise UserError(
-            f"{src}: opset {version} is below the {QDQ_OPSET} int8 QDQ needs, and the upgraded copy "
-            f"computes something else (max abs difference {worst:.3g}); re-export the model at "
+            f"{src}: opset {version} is below the {QDQ_OPSET} int8 QDQ needs, and the upgraded "
+            f"copy computes something else (max abs difference {worst:.3g}); re-export the model at "
             f"opset >= {QDQ_OPSET}"
         )
     return (

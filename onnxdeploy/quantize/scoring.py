@@ -72,7 +72,9 @@ def score(model_path: str, split: Split, reference: dict[str, np.ndarray]) -> Sc
     return score_outputs(outputs(model_path, split), split, reference)
 
 
-def score_outputs(out: dict[str, np.ndarray], split: Split, reference: dict[str, np.ndarray]) -> Score:
+def score_outputs(
+    out: dict[str, np.ndarray], split: Split, reference: dict[str, np.ndarray]
+) -> Score:
     """The score of outputs already computed (fp32's own are the reference: no second run)."""
     snr = min(snr_db(reference[k], out[k]) for k in reference)
     cos = min(cosine(reference[k], out[k]) for k in reference)
