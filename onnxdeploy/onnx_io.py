@@ -68,7 +68,8 @@ def load_model(
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf raises several unrelated types on garbage input
         raise UserError(
-            f"{path}: not a readable ONNX model ({type(exc).__name__}: {str(exc)[:120]})"
+            f"{path}: not a readable ONNX model ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:120]})"
         ) from exc
     if not model.graph.node and not model.graph.output:
         raise UserError(f"{path}: not an ONNX model (no graph in the file)")

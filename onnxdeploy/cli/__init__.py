@@ -15,6 +15,7 @@ import re
 import signal
 import sys
 import threading
+import traceback
 
 import click
 
@@ -76,8 +77,8 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except OnnxDeployError as exc:
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
+            if ctx.obj and ctx.obj.get("debug"):  # the traceback, and the same exit code
+                traceback.print_exc()
             click.echo(f"error: {self._with_flags(ctx, exc)}", err=True)
             ctx.exit(exc.exit_code)
         except click.UsageError as exc:  # one line, like every other error, not click's usage page
