@@ -8,6 +8,7 @@ leaves the previous file (or no file) behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -112,9 +113,18 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     with staging_dir(path) as stage:
         yield stage
-        if path.exists():
-            path.rmdir()  # empty, or this raises: a folder of files is never replaced
-        publish(stage, path)
+        try:
+            if path.exists():
+                path.rmdir()  # empty, or this raises: a folder of files is never replaced
+            publish(stage, path)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            # another process published this folder first (two commands with one -o): it wins
+            raise UserError(
+                f"{path}: already holds files (another command wrote it first?); give an empty "
+                "or new folder"
+            ) from exc
 
 
 def publish(staged: Path, path: str | os.PathLike) -> None:

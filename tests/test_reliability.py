@@ -446,3 +446,18 @@ def test_prompt_ids_split_on_commas_and_spaces_never_run_together(cli, tmp_path)
     for args in (["--max-new-tokens", "0"], ["--seed", "-1"]):
         code, _, err = cli("generate", "m.onnx", "--prompt-ids", "1,2", *args)
         assert code == 2 and args[0] in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_two_commands_publishing_one_folder_end_with_one_winner_and_a_one_line_exit_2(tmp_path):
+    """package -o P twice at once: the second to finish found P full (ENOTEMPTY traceback, exit 1);
+    now it is a UserError naming P, and the winner's files stay."""
+    from onnxdeploy.atomic import atomic_dir
+
+    folder = tmp_path / "pkg"
+    with pytest.raises(UserError, match="already holds files"):
+        with atomic_dir(folder) as stage:
+            (stage / "mine.txt").write_text("loser")
+            folder.mkdir()  # the other command publishes first
+            (folder / "theirs.txt").write_text("winner")
+    assert [p.name for p in folder.iterdir()] == ["theirs.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]  # no staging folder left
