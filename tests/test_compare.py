@@ -367,3 +367,13 @@ def test_candidate_on_cuda_layerwise(tmp_path):
     )
     assert report.provider == "cuda" and report.passed and report.first_divergence is None
     assert report.matched >= 6
+
+
+def test_two_different_models_are_exit_2_naming_their_inputs(cli, tmp_path):
+    _conv_chain(str(tmp_path / "conv.onnx"))
+    _matmul_chain(str(tmp_path / "mm.onnx"))
+    for extra in ([], ["--layerwise"]):
+        code, _, err = cli("compare", "conv.onnx", "mm.onnx", *extra)
+        assert code == 2 and "compare two versions of one model" in err, err
+        assert [l for l in err.splitlines() if l.startswith("error:")] == [err.strip().splitlines()[-1]]
+        assert "Traceback" not in err

@@ -16,7 +16,7 @@ from onnxdeploy.compare.request import DEFAULT_TOLERANCE, CompareRequest, candid
 from onnxdeploy.compare.result import CompareReport
 from onnxdeploy.compare.store import TensorStore
 from onnxdeploy.compare.sweep import candidate_sweep, reference_sweep
-from onnxdeploy.errors import CheckFailed
+from onnxdeploy.errors import CheckFailed, UserError
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +71,21 @@ def _run_onnx(
     from onnxdeploy.runtime import create_session, run_checked
 
     session = create_session(path, provider=provider, threads=threads, label=path)
+    wanted = {i.name: i for i in session.get_inputs()}
+    if set(wanted) != set(feeds) or any(
+        len(i.shape) != np.ndim(feeds[name]) for name, i in wanted.items()
+    ):
+        raise UserError(
+            f"{path}: takes inputs {_signature(wanted.values())}, the candidate "
+            f"{ {k: list(np.shape(v)) for k, v in feeds.items()} }: compare two versions of one "
+            "model"
+        )
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, run_checked(session, names, feeds, label=path)))
+
+
+def _signature(inputs) -> str:
+    return "[" + ", ".join(f"{i.name} {i.type}{list(i.shape)}" for i in inputs) + "]"
 
 
 def compare(
