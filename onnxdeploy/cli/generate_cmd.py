@@ -64,7 +64,7 @@ def _ids(text: str) -> list[int]:
             f"--prompt-ids '{text}': expected comma-separated token ids such as 1,2,3"
         ) from exc
     if not ids:
-        raise UserError(f"--prompt-ids '{text}': no token ids; give some, such as 1,2,3")
+        raise UserError(f"--prompt-ids '{text}': empty; give token ids such as 1,2,3")
     return ids
 
 
