@@ -3,6 +3,8 @@ share."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from onnxdeploy.data.dataset import Split
@@ -14,7 +16,7 @@ def run_batched(
     """Every output (by name, in the model's order) over all samples, run ``batch_size`` at a time
     (None: up to 256, as many as the machine's memory budget holds for this model's activations);
     ``inputs`` is a Split, a dict by input name, or an array for the only input."""
-    from onnxdeploy.runtime.sessions import create_session
+    from onnxdeploy.runtime.sessions import create_session, run_checked
 
     session = create_session(model_path, threads=threads)
     if batch_size is None:
@@ -27,8 +29,11 @@ def run_batched(
     elif isinstance(inputs, np.ndarray):
         inputs = {session.get_inputs()[0].name: inputs}
     count = len(next(iter(inputs.values())))
-    chunks = [
-        session.run(None, {k: v[i : i + batch_size] for k, v in inputs.items()})
+    label = str(model_path) if isinstance(model_path, (str, os.PathLike)) else "<model>"
+    chunks = [  # a run failure (shapes the model cannot take) is the user's input: exit 2
+        run_checked(
+            session, None, {k: v[i : i + batch_size] for k, v in inputs.items()}, label=label
+        )
         for i in range(0, count, batch_size)
     ]
     return {
