@@ -461,3 +461,13 @@ def test_two_commands_publishing_one_folder_end_with_one_winner_and_a_one_line_e
             (folder / "theirs.txt").write_text("winner")
     assert [p.name for p in folder.iterdir()] == ["theirs.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]  # no staging folder left
+
+
+def test_inputs_a_model_cannot_take_are_a_user_error_naming_it(tmp_path):
+    """Scoring runs the user's model on the calibration/eval inputs: onnxruntime refusing them is
+    the input's problem (exit 2), as PP-OCRv4's detector refused random 16x16 images."""
+    from onnxdeploy.runtime import run_batched
+
+    model = _small_model(tmp_path / "m.onnx")
+    with pytest.raises(UserError, match="m.onnx: onnxruntime cannot run it"):
+        run_batched(str(model), {"x": np.zeros((2, 5, 8, 8), np.float32)})  # 5 channels, not 3
