@@ -156,7 +156,9 @@ def _unresolved_symbolic_model(path):
         [w],
     )
     model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+        graph,
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)],
+        ir_version=8,  # the oldest onnxruntime the core run meets reads IR <= 11
     )
     onnx.save(model, str(path))
     return path
