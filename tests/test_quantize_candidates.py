@@ -178,7 +178,7 @@ def test_quantize_writes_nothing_outside_its_output_when_shape_inference_gives_u
 
     monkeypatch.setattr(tempfile, "tempdir", None)
     calls = _count_calibrations(monkeypatch)
-    quantize(
+    result = quantize(
         model,
         tmp_path / "q.onnx",
         calib="random",
@@ -190,7 +190,12 @@ def test_quantize_writes_nothing_outside_its_output_when_shape_inference_gives_u
     assert os.listdir(work) == []
     assert os.listdir(temp) == []
     assert sorted(os.listdir(tmp_path)) == ["m.onnx", "q.onnx", "tmp", "work"]
-    assert len(calls) == 1  # every static candidate of the search from one pass
+    from onnxdeploy.quantize.configs import has_calibration_cache
+
+    if has_calibration_cache():
+        assert len(calls) == 1  # every static candidate of the search from one pass
+    else:  # an onnxruntime without a calibration cache calibrates for each static candidate
+        assert len(calls) == len([a for a in result.attempts if a.config.method == "minmax"])
 
 
 def test_an_opset_11_model_is_upgraded_on_a_copy_and_quantized(tmp_path):

@@ -37,7 +37,7 @@ from onnxdeploy.quantize.calib_budget import (
     stride_for,
 )
 from onnxdeploy.quantize.calib_reader import StreamingReader
-from onnxdeploy.quantize.configs import candidates
+from onnxdeploy.quantize.configs import has_calibration_cache, candidates
 from onnxdeploy.quantize.isa import decide, target_flags
 from onnxdeploy.quantize.opset import upgrade_for_qdq
 from onnxdeploy.quantize.request import Acceptance, QuantizeConfig
@@ -308,6 +308,12 @@ def _search(job: _Job) -> QuantizeResult:
             notes=(
                 *([job.calib_plan.describe()] if job.calib_plan else []),
                 *([upgraded] if upgraded else []),
+                *(
+                    []
+                    if has_calibration_cache()
+                    else ["this onnxruntime has no calibration cache: each static candidate "
+                          "calibrated on its own (upgrade onnxruntime for one pass per method)"]
+                ),
                 *state.notes(),
             ),
         )

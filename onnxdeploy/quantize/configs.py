@@ -290,7 +290,7 @@ def apply_config(
         present = {node.op_type for node in float_model.graph.node}
         op_types = sorted(set(op_types or present) - set(config.exclude_ops))
     cache = {}
-    if ranges_dir is not None and _has_calibration_cache():
+    if ranges_dir is not None and has_calibration_cache():
         key = f"{config.method}-{config.percentile}-{'.'.join(op_types or ['all'])}"
         cache["calibration_cache_path"] = str(
             Path(ranges_dir) / f"ranges-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
@@ -315,7 +315,7 @@ def apply_config(
     )
 
 
-def _has_calibration_cache() -> bool:
+def has_calibration_cache() -> bool:
     """Whether this onnxruntime's ``quantize_static`` keeps computed ranges in a file (recent
     releases); older ones calibrate once per candidate."""
     import inspect
