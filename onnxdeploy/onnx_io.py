@@ -158,6 +158,11 @@ def external_files(path: str | os.PathLike) -> list[str]:
     )
 
 
+def default_opset(model: onnx.ModelProto) -> int:
+    """The version of the default (``ai.onnx``) opset the model imports; 0 when none."""
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
 def data_files(*paths: str | os.PathLike) -> list[Path]:
     """Where saving each model path may put its external data (``<name>.data`` beside it): side
     outputs that, like the model file, must not replace an input."""

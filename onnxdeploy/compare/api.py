@@ -68,24 +68,19 @@ def output_diffs(
 def _run_onnx(
     path: str, feeds: dict, provider: str = "cpu", threads: int = 1
 ) -> dict[str, np.ndarray]:
+    from onnxdeploy.data.specs import specs_from_session
+    from onnxdeploy.data.validation import check_arrays
     from onnxdeploy.runtime import create_session, run_checked
 
     session = create_session(path, provider=provider, threads=threads, label=path)
-    wanted = {i.name: i for i in session.get_inputs()}
-    if set(wanted) != set(feeds) or any(
-        len(i.shape) != np.ndim(feeds[name]) for name, i in wanted.items()
-    ):
-        raise UserError(
-            f"{path}: takes inputs {_signature(wanted.values())}, the candidate "
-            f"{ {k: list(np.shape(v)) for k, v in feeds.items()} }: compare two versions of one "
-            "model"
-        )
+    try:  # the data layer's one check of arrays against a model's inputs
+        specs = specs_from_session(session)
+        origin = f"{path}: the candidate's inputs"
+        check_arrays(feeds, specs, origin, whole_batch=True, finite=False)
+    except UserError as exc:
+        raise UserError(f"{exc}; compare two versions of one model") from exc
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, run_checked(session, names, feeds, label=path)))
-
-
-def _signature(inputs) -> str:
-    return "[" + ", ".join(f"{i.name} {i.type}{list(i.shape)}" for i in inputs) + "]"
 
 
 def compare(

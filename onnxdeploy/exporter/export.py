@@ -29,6 +29,7 @@ from onnxdeploy.exporter.source import ModelSource, files_read, load_source
 from onnxdeploy.onnx_io import (
     check_model_file,
     data_files,
+    default_opset,
     file_bytes,
     keep_failed,
     staged_model,
@@ -447,7 +448,7 @@ def export(
         proto = _embed_metadata(raw_dir / output.name, source, used, dynamic_batch)
         if wrapped:
             _strip_wrapper_prefix(proto)
-        opset_used = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+        opset_used = default_opset(proto)
         if opset is not None and opset_used != opset:
             announce(
                 f"{output}: asked for opset {opset}; the {used} exporter wrote opset {opset_used}"

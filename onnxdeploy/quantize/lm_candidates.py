@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from onnxdeploy.errors import UserError
+from onnxdeploy.onnx_io import default_opset
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ def _nbits_pass(model, candidate: LmCandidate, *, bits: int, **options):
 def _embeddings_int8(model, candidate: LmCandidate):
     """The token embedding Gather in 8-bit blocks along the hidden axis (GatherBlockQuantized)."""
 
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    opset = default_opset(model)
     if opset < 21:
         raise UserError(
             f"embeddings in int8 blocks need opset >= 21 (this graph has {opset}); re-export it "

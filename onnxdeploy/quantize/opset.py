@@ -9,20 +9,16 @@ copy's outputs must equal the input model's on the scoring samples, or the upgra
 
 from __future__ import annotations
 
-import numpy as np
 import onnx
 
 from onnxdeploy.data import Split
 from onnxdeploy.errors import UserError
-from onnxdeploy.onnx_io import load_model, save_model
+from onnxdeploy.onnx_io import default_opset, load_model, save_model
+from onnxdeploy.output_diff import compare_outputs
 from onnxdeploy.runtime import run_batched
 
 QDQ_OPSET = 13
 RTOL, ATOL = 1e-4, 1e-5  # an upgrade renames ops' attributes into inputs: the numbers stay
-
-
-def default_opset(model: onnx.ModelProto) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
 def upgrade_for_qdq(src: str, dst: str, split: Split) -> str | None:
@@ -43,20 +39,15 @@ def upgrade_for_qdq(src: str, dst: str, split: Split) -> str | None:
         ) from exc
     save_model(converted, dst)
     before, after = run_batched(src, split), run_batched(dst, split)
-    worst = max(float(np.max(np.abs(before[k] - after[k]), initial=0.0)) for k in before)
-    same = all(
-        before[k].shape == after[k].shape
-        and np.allclose(before[k], after[k], rtol=RTOL, atol=ATOL, equal_nan=True)
-        for k in before
-    )
-    if not same:
+    diff = compare_outputs([before], [after], atol=ATOL, rtol=RTOL)
+    if not diff:
         raise UserError(
             f"{src}: opset {version} is below the {QDQ_OPSET} int8 QDQ needs, and the upgraded "
-            f"copy computes something else (max abs difference {worst:.3g}); re-export the model at "
-            f"opset >= {QDQ_OPSET}"
+            f"copy computes something else (max abs difference {diff.max_abs:.3g}); re-export the "
+            f"model at opset >= {QDQ_OPSET}"
         )
     return (
         f"opset {version} upgraded to {QDQ_OPSET} on a copy for int8 QDQ (onnx's version "
         f"converter; outputs equal to the input model's on {len(split)} samples, max abs "
-        f"difference {worst:.2g})"
+        f"difference {diff.max_abs:.2g})"
     )
