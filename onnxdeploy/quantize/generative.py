@@ -128,27 +128,13 @@ class LmQuantizeResult:
 
 def _write_fp32(model_path: str, output: str, reason: str) -> None:
     """The input decoder itself, with why it was kept in its ``onnxdeploy.quantize`` metadata."""
-    import json
-
-    from onnxdeploy.onnx_io import load_model, save_model, set_metadata
-
-    record = {"configuration": "fp32", "why": reason}
-    save_model(
-        set_metadata(
-            load_model(model_path, check=False), {"onnxdeploy.quantize": json.dumps(record)}
-        ),
-        output,
-    )
+    _save_recorded(model_path, output, {"configuration": "fp32", "why": reason})
 
 
 def _write(
     path: Path, output: str, chosen: LmAttempt, min_agreement: float, max_kl: float, source: str
 ) -> None:
     """The chosen model, its quality numbers in its ``onnxdeploy.quantize`` metadata."""
-    import json
-
-    from onnxdeploy.onnx_io import load_model, save_model, set_metadata
-
     record = {
         "configuration": chosen.candidate.name,
         "description": chosen.candidate.describe(),
@@ -159,6 +145,15 @@ def _write(
         "floor": {"min_agreement": min_agreement, "max_kl": max_kl},
         "scored_on": source,
     }
+    _save_recorded(path, output, record)
+
+
+def _save_recorded(path, output: str, record: dict) -> None:
+    """``path``'s model saved to ``output`` with ``record`` as its ``onnxdeploy.quantize``."""
+    import json
+
+    from onnxdeploy.onnx_io import load_model, save_model, set_metadata
+
     save_model(
         set_metadata(load_model(path, check=False), {"onnxdeploy.quantize": json.dumps(record)}),
         output,
