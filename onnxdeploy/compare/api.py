@@ -12,7 +12,8 @@ import numpy as np
 
 from onnxdeploy.compare.graph import GraphFacts, graph_facts
 from onnxdeploy.compare.metrics import TensorDiff, Tolerance, not_comparable, tensor_diff
-from onnxdeploy.compare.request import DEFAULT_TOLERANCE, CompareRequest, candidate_kind, is_onnx
+from onnxdeploy.compare.request import DEFAULT_TOLERANCE, CompareRequest, candidate_kind
+from onnxdeploy.exporter.source import is_onnx
 from onnxdeploy.compare.result import CompareReport
 from onnxdeploy.compare.store import TensorStore
 from onnxdeploy.compare.sweep import candidate_sweep, reference_sweep

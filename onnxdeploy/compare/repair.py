@@ -14,7 +14,8 @@ from onnxdeploy.atomic import refuse_overwrite
 from onnxdeploy.compare.api import compare_report
 from onnxdeploy.compare.graph import graph_facts, module_path
 from onnxdeploy.compare.islands import fp16_with_blocked, with_fp32_islands
-from onnxdeploy.compare.request import CompareRequest, is_onnx
+from onnxdeploy.compare.request import CompareRequest
+from onnxdeploy.exporter.source import is_onnx
 from onnxdeploy.compare.result import CompareReport
 from onnxdeploy.errors import CheckFailed, UserError
 

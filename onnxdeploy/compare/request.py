@@ -9,6 +9,7 @@ import onnx
 
 from onnxdeploy.compare.metrics import Tolerance
 from onnxdeploy.errors import UserError
+from onnxdeploy.exporter.source import is_onnx
 from onnxdeploy.runtime.sessions import check_threads
 
 # What a candidate of each kind is held to, outputs and nodes alike, unless the user says:
@@ -42,10 +43,6 @@ def candidate_kind(model: onnx.ModelProto) -> str:
     if weights and halves * 2 >= len(weights):
         return "fp16"
     return "fp32"
-
-
-def is_onnx(reference: str) -> bool:
-    return reference.endswith((".onnx", ".ort")) or Path(reference).suffix == ".onnx"
 
 
 @dataclass(frozen=True)

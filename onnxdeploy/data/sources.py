@@ -108,10 +108,20 @@ def _training_split(arrays: dict, specs: Sequence[InputSpec], part: str, path: P
     return Split(inputs, None if labels is None else labels.astype(np.int64), path.name)
 
 
+def random_dataset(specs: Sequence[InputSpec], *, seed: int = 0) -> Dataset:
+    """Unlabelled random train and val splits (``RANDOM_CHUNK`` samples each) for a model without
+    data: enough to calibrate and compare outputs, nothing to learn or measure accuracy on."""
+    chunks = _random_chunks(specs, seed)()
+    _, train = next(chunks)
+    _, val = next(chunks)
+    return Dataset(Split(train, None, "random"), Split(val, None, "random"), "random")
+
+
 def load_dataset(data: DataLike, specs: Sequence[InputSpec], *, seed: int = 0) -> Dataset:
-    """Train and val splits: "digits", an .npz with x_train, y_train, x_val, y_val (or
-    ``<input>_train``/``<input>_val`` per named input; without y_train and y_val the splits carry
-    no labels, for label-free distillation), or a Dataset."""
+    """Train and val splits: "digits", "random" (unlabelled, for outputs-only checks), an .npz
+    with x_train, y_train, x_val, y_val (or ``<input>_train``/``<input>_val`` per named input;
+    without y_train and y_val the splits carry no labels, for label-free distillation), or a
+    Dataset."""
     if isinstance(data, Dataset):
         dataset = data.renamed([s.name for s in specs])
         for split in (dataset.train, dataset.val):
@@ -123,6 +133,8 @@ def load_dataset(data: DataLike, specs: Sequence[InputSpec], *, seed: int = 0) -
         )
     if str(data) == "digits":
         return digits_dataset(specs, seed=seed)
+    if is_random(data):
+        return random_dataset(specs, seed=seed)
     path = Path(data)
     if not path.is_file():
         raise UserError(

@@ -17,6 +17,11 @@ from onnxdeploy.exporter.hf import is_hf, load_hf
 from onnxdeploy.models import ZOO, get_zoo_entry
 
 
+def is_onnx(reference: str) -> bool:
+    """The reference names an ONNX (or ORT-format) file, not a PyTorch source."""
+    return reference.lower().endswith((".onnx", ".ort"))
+
+
 def parse_input_shape(text: str) -> tuple[int, ...]:
     """``'1x1x32x32'`` -> ``(1, 1, 32, 32)``; UserError on anything else."""
     return parse_shape(text, what="input_shape", param="input_shape")

@@ -57,6 +57,7 @@ def render(content: ReportContent) -> str:
 def _counts(content: ReportContent) -> dict:
     return {
         "summary": len(content.cards),
+        "variants": sum(len(v.rows) for v in content.variants),
         "latency": len(content.latency),
         "quantize": sum(len(q.attempts) for q in content.quantize),
         "pruning": sum(len(p.layers) for p in content.prune),

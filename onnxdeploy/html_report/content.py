@@ -67,6 +67,21 @@ class QuantizeView:
 
 
 @dataclass(frozen=True)
+class VariantsView:
+    """A run's variants (dense, pruned, int8, pruned + int8) as the select stage judged them."""
+
+    chosen: str
+    reason: str
+    reference: str
+    batch: int
+    threads: int
+    labelled: bool  # False: quality judged on outputs only; accuracy on real inputs unknown
+    rows: tuple[dict, ...]  # per model: p50_ms, speedup, ci95, metric, quality, drop, snr_db, why
+    target_latency: float | None = None
+    target_met: bool | None = None
+
+
+@dataclass(frozen=True)
 class PruneView:
     source: str
     layers: tuple[tuple[str, str, int, int], ...]  # layer, op, channels before, after
@@ -110,6 +125,7 @@ class ReportContent:
     status: str = ""
     cards: list[ModelCard] = field(default_factory=list)
     latency: list[LatencySeries] = field(default_factory=list)
+    variants: list[VariantsView] = field(default_factory=list)
     quantize: list[QuantizeView] = field(default_factory=list)
     prune: list[PruneView] = field(default_factory=list)
     gate: list[GateView] = field(default_factory=list)

@@ -13,6 +13,7 @@ from onnxdeploy.html_report.svg import PALETTE, Box, Point, box_plot, paired_bar
 
 SECTIONS = (
     ("summary", "Models"),
+    ("variants", "Variants"),
     ("latency", "Latency"),
     ("quantize", "Quantization"),
     ("pruning", "Pruning"),
@@ -125,6 +126,81 @@ def latency(c: ReportContent) -> str:
         )
     )
     return _section("latency", "Latency", body)
+
+
+def variants(c: ReportContent) -> str:
+    if not c.variants:
+        return _section("variants", "Variants", _empty("no select stage in these inputs"))
+    body = []
+    for view in c.variants:
+        metric = view.rows[0]["metric"] if view.rows else "quality"
+        body.append(
+            f"<p>Kept: <strong>{escape(view.chosen)}</strong> at batch {view.batch}, "
+            f"{view.threads} thread(s). {escape(view.reason)}</p>"
+        )
+        if view.target_latency is not None:
+            body.append(
+                f"<p>Target latency {view.target_latency:g}x of {escape(view.reference)}: "
+                f"{_badge(view.target_met, 'met', 'missed')}</p>"
+            )
+        if not view.labelled:
+            body.append(
+                '<p class="muted">The data has no labels: every variant is judged on its outputs '
+                f"against {escape(view.reference)} ({escape(metric)}); its accuracy on real inputs "
+                "is unknown.</p>"
+            )
+        points = []
+        for row in view.rows:
+            if row.get("p50_ms") is None:
+                continue
+            y = row["snr_db"] if metric == "snr" else row["drop"]
+            if y is None:  # the reference's own SNR is infinite: drawn at the top of the others
+                y = max((r["snr_db"] or 0 for r in view.rows), default=0) + 5
+            kind = (
+                "chosen"
+                if row["chosen"]
+                else "reference"
+                if row["model"] == view.reference
+                else "failed"
+                if row["rejected"]
+                else "passed"
+            )
+            points.append(Point(row["p50_ms"], y, row["model"], kind, row.get("why", "")))
+        if points:
+            y_label = "worst output SNR (dB)" if metric == "snr" else f"{metric} drop (points)"
+            chart = scatter(
+                points,
+                x_label=f"p50 latency at batch {view.batch} (ms)",
+                y_label=y_label,
+                title="variants: latency against quality",
+            )
+            better = "up is better" if metric == "snr" else "up is worse"
+            body.append(
+                f"<figure>{chart}<figcaption>Each variant's median latency against its quality "
+                f"({better}, left is faster); the kept one is the star.</figcaption></figure>"
+            )
+        rows = [
+            [
+                row["model"],
+                row["file"],
+                num_cell(row.get("p50_ms"), 4, " ms"),
+                num_cell(row.get("speedup"), 3, "x"),
+                "-" if "ci95" not in row else f"{row['ci95'][0]:.2f}-{row['ci95'][1]:.2f}",
+                num_cell(row.get("quality"), 4),
+                num_cell(row.get("drop"), 3),
+                num_cell(row.get("snr_db"), 3),
+                row.get("why", ""),
+            ]
+            for row in view.rows
+        ]
+        body.append(
+            table(
+                ["model", "file", "p50", "speed-up", "95% CI", metric, "drop", "SNR dB", "why"],
+                rows,
+                row_classes=["chosen" if row["chosen"] else "" for row in view.rows],
+            )
+        )
+    return _section("variants", "Variants", body)
 
 
 def quantize(c: ReportContent) -> str:
@@ -339,4 +415,4 @@ def provenance(c: ReportContent) -> str:
     return _section("provenance", "Provenance", body)
 
 
-RENDERERS = (summary, latency, quantize, pruning, gate, compare, environment, provenance)
+RENDERERS = (summary, variants, latency, quantize, pruning, gate, compare, environment, provenance)

@@ -20,6 +20,7 @@ from onnxdeploy.html_report.content import (
     PruneView,
     ReportContent,
     Speedup,
+    VariantsView,
 )
 from onnxdeploy.html_report.quantize_view import quantize_view
 
@@ -158,8 +159,26 @@ def _load_run(folder: Path, content: ReportContent) -> None:
         )
         if path.is_file():
             content.provenance.append(Provenance(path.name, f"model ({label})", sha256_file(path)))
-    if "quantize" in stages and "attempts" in stages["quantize"]:
-        content.quantize.append(quantize_view(stages["quantize"], "quantize stage"))
+    quantized = stages.get("quantize", {})
+    for summary in [quantized, *(quantized.get("others") or [])][::-1]:
+        if "attempts" in summary:
+            of = f" of {summary['of']}" if summary.get("of") else ""
+            content.quantize.append(quantize_view(summary, f"quantize stage{of}"))
+    selected = stages.get("select", {})
+    if selected.get("variants"):
+        content.variants.append(
+            VariantsView(
+                selected["chosen"],
+                selected.get("error") or selected["reason"],
+                selected["reference"],
+                selected["batch"],
+                selected["threads"],
+                selected.get("data_labelled", True),
+                tuple(selected["variants"]),
+                selected.get("target_latency"),
+                selected.get("target_met"),
+            )
+        )
     if "prune-channels" in stages and "layers" in stages["prune-channels"]:
         _load_prune(stages["prune-channels"], Path("prune-channels stage"), content)
     if "gate" in stages:

@@ -30,6 +30,7 @@ class RunContext:
     module: object = None
     compressed: bool = False
     models: dict[str, Path] = field(default_factory=dict)
+    chosen: str | None = None  # the label of ``models`` the select stage kept
     summaries: dict[str, object] = field(default_factory=dict)
     results: dict[str, object] = field(default_factory=dict)
     cluster: str | None = (
@@ -38,6 +39,13 @@ class RunContext:
     targets: tuple = ()
     progress: Callable[[str], None] = print
     announce: Callable[[str], None] = print
+
+    @property
+    def onnx_input(self) -> bool:
+        """The run starts from an ONNX file (``model``), not a PyTorch source."""
+        from onnxdeploy.exporter.source import is_onnx
+
+        return is_onnx(self.model)
 
     @property
     def ray(self):

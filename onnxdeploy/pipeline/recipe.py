@@ -51,6 +51,21 @@ class Recipe:
     )  # Ray resources bench times on; quantize on the first
     source: str = "built-in demo"
 
+    @property
+    def onnx_input(self) -> bool:
+        """The model is an ONNX file: the PyTorch stages (train, compress) do not apply."""
+        from onnxdeploy.exporter.source import is_onnx
+
+        return is_onnx(self.model)
+
+    @property
+    def module_given(self) -> bool:
+        """A trained module exists before any stage runs: a checkpoint, a Hugging Face folder's
+        weights, or what a ``file.py:factory`` builds (zoo models are built untrained)."""
+        from onnxdeploy.models import ZOO
+
+        return bool(self.checkpoint) or (not self.onnx_input and self.model not in ZOO)
+
 
 # the demo's own choices, beside the stages' defaults (which are the API's): longer distillation at
 # a higher learning rate, and int8 decided for batch 32
@@ -133,10 +148,16 @@ def validate(recipe: Recipe) -> Recipe:
         raise UserError(
             f"{recipe.source}: 'targets' are nodes of a Ray cluster; give 'cluster' too"
         )
-    available = {"module"} if recipe.checkpoint else set()
+    available = {"module"} if recipe.module_given else set()
     seen = set()
     for index, (name, options) in enumerate(recipe.stages):
         _check_stage(recipe.source, index, {"name": name, **options})
+        if recipe.onnx_input and "module" in STAGES[name].needs | STAGES[name].produces:
+            raise UserError(
+                f"{recipe.source}: stage '{name}' works on a PyTorch model; {recipe.model} is ONNX "
+                "(its stages: export, prune-channels, quantize, evaluate, bench, select, package, "
+                "gate)"
+            )
         if name in seen:
             raise UserError(
                 f"{recipe.source}: stage '{name}' appears twice; each stage runs once per recipe"
@@ -190,3 +211,53 @@ def load_recipe(path: str | Path) -> Recipe:
             source=str(path),
         )
     )
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML form for {type(value).__name__}")
+
+
+def _absolute(reference: str) -> str:
+    """A reference that names a file (an ONNX model, data, a checkpoint, ``file.py:factory``,
+    ``hf:DIR``) made absolute, so the recipe reproduces the run from any working directory;
+    built-in names (the zoo, "digits", "random") as they are."""
+    from onnxdeploy.models import ZOO
+
+    if reference in ZOO or reference in ("digits", "random"):
+        return reference
+    if reference.startswith("hf:"):
+        folder = Path(reference[3:])
+        return f"hf:{folder.resolve()}" if folder.is_dir() else reference
+    head, colon, tail = reference.partition(":")
+    if colon and head.endswith(".py") and Path(head).is_file():
+        return f"{Path(head).resolve()}:{tail}"
+    return str(Path(reference).resolve()) if Path(reference).exists() else reference
+
+
+def to_toml(recipe: Recipe) -> str:
+    """The recipe as a TOML file that ``run`` reads back to the same recipe (file references made
+    absolute). Hand-written: tomllib only reads, and a recipe holds only strings, numbers,
+    booleans and their lists, which need no TOML library to write."""
+    lines = [f"# onnxdeploy recipe (from {recipe.source}); reproduce with: onnxdeploy run <this file>"]
+    top = {
+        "model": _absolute(recipe.model),
+        "data": _absolute(recipe.data),
+        "seed": recipe.seed,
+        "checkpoint": recipe.checkpoint and _absolute(recipe.checkpoint),
+        "input_shape": recipe.input_shape,
+        "cluster": recipe.cluster,
+        "targets": list(recipe.targets) or None,
+    }
+    lines += [f"{key} = {_toml_value(value)}" for key, value in top.items() if value is not None]
+    for name, options in recipe.stages:
+        lines += ["", "[[stage]]", f"name = {_toml_value(name)}"]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in options.items() if v is not None]
+    return "\n".join(lines) + "\n"

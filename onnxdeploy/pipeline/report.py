@@ -13,6 +13,7 @@ def model_rows(report: dict) -> list[dict]:
     stages = report["stages"]
     accuracy = stages.get("evaluate", {}).get("accuracy", {})
     bench_rows = stages.get("bench", {}).get("results", [])
+    selected = {v["model"]: v for v in stages.get("select", {}).get("variants", [])}
     rows = []
     for label, info in report["models"].items():
         row = {
@@ -24,6 +25,15 @@ def model_rows(report: dict) -> list[dict]:
         for b in bench_rows:
             if b["model"] == label:
                 row[f"p50_ms@{b['batch']}"] = b["p50_ms"]
+        judged = selected.get(label)
+        if judged:
+            row |= {
+                "speedup": judged.get("speedup"),
+                f"{judged['metric']}_drop" if judged["metric"] != "snr" else "snr_db": (
+                    judged["drop"] if judged["metric"] != "snr" else judged["snr_db"]
+                ),
+                "kept": "yes" if judged["chosen"] else judged.get("why", ""),
+            }
         rows.append(row)
     return rows
 

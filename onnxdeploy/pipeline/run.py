@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from onnxdeploy.atomic import write_text
 from onnxdeploy.data import load_dataset
 from onnxdeploy.errors import UserError
 from onnxdeploy.exporter.hf import hf_model_inputs, is_hf
@@ -22,9 +23,11 @@ from onnxdeploy.exporter.inputs import input_specs
 from onnxdeploy.exporter.source import parse_input_shape
 from onnxdeploy.models import ZOO
 from onnxdeploy.pipeline.context import RunContext
-from onnxdeploy.pipeline.recipe import DEMO, Recipe, load_recipe, validate
+from onnxdeploy.pipeline.plan import RunRequest, plan
+from onnxdeploy.pipeline.recipe import DEMO, Recipe, load_recipe, to_toml, validate
 from onnxdeploy.pipeline.report import SCHEMA, format_table, model_rows, write_report
 from onnxdeploy.pipeline.stages import STAGES
+from onnxdeploy.pipeline.summaries import Summary
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +81,8 @@ def _new_run_dir(runs_dir: Path) -> tuple[str, Path]:
 def _model_inputs(recipe: Recipe) -> tuple[list[tuple[int, ...]], list]:
     """(input shapes, named ExportInputs or []): from input_shape, the zoo, or a Hugging Face model
     itself."""
+    if recipe.onnx_input:
+        return [], []  # the model's own signature: see _specs
     if recipe.input_shape:
         return [parse_input_shape(recipe.input_shape)], []
     if recipe.model in ZOO:
@@ -90,6 +95,29 @@ def _model_inputs(recipe: Recipe) -> tuple[list[tuple[int, ...]], list]:
     raise UserError(
         f"{recipe.source}: 'input_shape' is required for model '{recipe.model}' outside the zoo"
     )
+
+
+def _specs(recipe: Recipe, ctx: RunContext) -> list:
+    """The inputs the run's data feeds: an ONNX model's own, else the PyTorch source's."""
+    if recipe.onnx_input:
+        from onnxdeploy.data import specs_from_onnx
+        from onnxdeploy.onnx_io import load_model
+
+        return specs_from_onnx(load_model(recipe.model, load_external=False))
+    return input_specs(ctx)
+
+
+def run_model(
+    request: RunRequest,
+    *,
+    progress: Callable[[str], None] = logger.info,
+    announce: Callable[[str], None] = logger.warning,
+) -> RunResult:
+    """``run MODEL``: build the model's recipe (``plan``), say what it leaves out, and run it."""
+    built = plan(request)
+    for note in built.notes:
+        announce(note)
+    return run(built.recipe, progress=progress, announce=announce)
 
 
 def run(
@@ -123,7 +151,7 @@ def run(
         cluster=recipe.cluster,
         targets=recipe.targets,
     )
-    data = load_dataset(recipe.data, input_specs(ctx), seed=recipe.seed)
+    data = load_dataset(recipe.data, _specs(recipe, ctx), seed=recipe.seed)
     with ctx.where.connect(progress=progress):  # one connection for every stage
         return _run_stages(recipe, ctx, data, runs_dir, started, progress)
 
@@ -155,7 +183,9 @@ def _run_stages(
             KeyboardInterrupt,
         ) as exc:  # any failure still leaves a failed-run report
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            partial = getattr(exc, "result", None)  # a check's own summary, where it has one
             stages[name] = {
+                **(partial.to_json() if isinstance(partial, Summary) else {}),
                 "error": message,
                 "seconds": round(time.perf_counter() - stage_started, 2),
             }
@@ -176,6 +206,7 @@ def _run_stages(
             label: {"file": p.name, "bytes": p.stat().st_size} for label, p in ctx.models.items()
         },
     )
+    write_text(work / "recipe.toml", to_toml(recipe))
     write_report(work, report)
     final = runs_dir / (f"{run_id}-failed" if error else run_id)
     os.replace(work, final)

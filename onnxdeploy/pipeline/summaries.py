@@ -68,6 +68,8 @@ class QuantizeSummary(Summary):
     target_threads: int
     isa: str
     attempts: list
+    of: str | None = None  # the run's model it quantized (``variants`` mode), else the latest
+    others: list | None = None  # in ``variants`` mode, the other sources' summaries (JSON)
 
 
 @dataclass(frozen=True)
@@ -92,3 +94,27 @@ class GateSummary(Summary):
     warnings: list = field(default_factory=list)
     entries: int | None = None
     verdict: dict | None = None  # GateVerdict.to_json(): every entry with its ratio, CI and p-value
+
+
+@dataclass(frozen=True)
+class SelectSummary(Summary):
+    chosen: str  # the label of the model kept
+    file: str
+    reason: str
+    reference: str  # the dense model every variant is judged and timed against
+    batch: int
+    threads: int
+    variants: list  # per model: quality, drop, SNR, p50, speed-up and CI, why kept or not
+    target_latency: float | None = None  # a fraction of the reference's latency
+    target_met: bool | None = None
+    data_labelled: bool = True  # False: quality judged on outputs; accuracy on real inputs unknown
+
+
+@dataclass(frozen=True)
+class PackageSummary(Summary):
+    folder: str
+    model: str  # the label of the model packaged
+    target: str
+    files: list
+    operators: int
+    round_trip_max_abs: float

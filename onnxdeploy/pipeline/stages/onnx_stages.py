@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from onnxdeploy.errors import CheckFailed
 from onnxdeploy.pipeline.context import RunContext
 from onnxdeploy.pipeline.stages.registry import stage
 from onnxdeploy.pipeline.summaries import EvaluateSummary, PruneSummary, QuantizeSummary
@@ -40,57 +43,27 @@ def prune_channels(ctx: RunContext, *, rtol: float = 1e-5) -> PruneSummary:
     return PruneSummary(**common, note="dense model: no zero channels to remove")
 
 
-@stage(
-    "quantize",
-    needs={"onnx"},
-    produces={"onnx"},
-    why=NEEDS_ONNX,
-    positive={"target_batch", "target_threads", "calib_size", "iterations"},
-    choices={"method": METHODS, "weights": WEIGHTS},
-)
-def quantize(
-    ctx: RunContext,
-    *,
-    max_drop: float = Acceptance.max_drop,
-    target_batch: int = Acceptance.target_batch,
-    target_threads: int | None = Acceptance.target_threads,
-    calib_size: int = QuantizeConfig.calib_size,
-    force_int8: bool = Acceptance.force_int8,
-    iterations: int = TimingPlan.iterations,
-    method: str | None = QuantizeConfig.method,
-    weights: str = QuantizeConfig.weights,
-    min_snr_db: float | None = Acceptance.min_snr_db,
-) -> QuantizeSummary:
-    """int8 (or int4 weights) of the latest model, calibrated on the training split, scored on the
-    held-out
-    one, timed at ``target_batch`` and ``target_threads`` (default: onnxruntime's own thread count).
-    Defaults are the API's (``Acceptance``, ``QuantizeConfig``, ``TimingPlan``)."""
-    from onnxdeploy.quantize import quantize as quantize_model
+# the run's float models that quantize tries in ``variants`` mode: the dense one (exported, or the
+# ONNX input) and the pruned one; "compressed" (zeros still in place) only when nothing was removed
+FLOAT_VARIANTS = ("fp32", "dense", "pruned", "compressed")
 
-    path = ctx.run_dir / "model.int8.onnx"
-    result = quantize_model(
-        ctx.latest_model,
-        path,
-        calib=ctx.data.train,
-        eval_data=ctx.data.val,
-        config=QuantizeConfig(calib_size=calib_size, method=method, weights=weights),
-        acceptance=Acceptance(
-            max_drop=max_drop,
-            target_batch=target_batch,
-            force_int8=force_int8,
-            target_threads=target_threads,
-            min_snr_db=min_snr_db,
-        ),
-        timing=TimingPlan(iterations=iterations),
-        where=ctx.where.first_target(),
-        progress=ctx.progress,
-        announce=ctx.announce,
-    )
-    ctx.results["quantize"] = result
-    if result.chosen != "fp32":
-        ctx.models["int8"] = path
-    else:
-        path.unlink(missing_ok=True)
+
+def _float_models(ctx: RunContext, variants: bool) -> list[tuple[str, object]]:
+    if not variants:
+        return [(None, ctx.latest_model)]
+    labels = [label for label in ctx.models if label in FLOAT_VARIANTS]
+    if "pruned" in labels and "compressed" in labels:
+        labels.remove("compressed")
+    return [(label, ctx.models[label]) for label in labels]
+
+
+def _int8_label(source: str | None) -> str:
+    """``int8`` for the dense model (or the latest, outside ``variants`` mode), else
+    ``<source>+int8``."""
+    return "int8" if source in (None, "fp32", "dense") else f"{source}+int8"
+
+
+def _summary(result, source: str | None, target_batch: int) -> QuantizeSummary:
     attempts = [
         {
             "config": a.config.name,
@@ -120,7 +93,78 @@ def quantize(
         result.target_threads,
         result.isa_reason,
         attempts,
+        of=source,
     )
+
+
+@stage(
+    "quantize",
+    needs={"onnx"},
+    produces={"onnx"},
+    why=NEEDS_ONNX,
+    positive={"target_batch", "target_threads", "calib_size", "iterations"},
+    choices={"method": METHODS, "weights": WEIGHTS},
+)
+def quantize(
+    ctx: RunContext,
+    *,
+    max_drop: float = Acceptance.max_drop,
+    target_batch: int = Acceptance.target_batch,
+    target_threads: int | None = Acceptance.target_threads,
+    calib_size: int = QuantizeConfig.calib_size,
+    force_int8: bool = Acceptance.force_int8,
+    iterations: int = TimingPlan.iterations,
+    method: str | None = QuantizeConfig.method,
+    weights: str = QuantizeConfig.weights,
+    min_snr_db: float | None = Acceptance.min_snr_db,
+    variants: bool = False,
+) -> QuantizeSummary:
+    """int8 (or int4 weights) of the latest model, calibrated on the training split, scored on the
+    held-out one, timed at ``target_batch`` and ``target_threads`` (default: onnxruntime's own
+    thread count). With ``variants``, of every float model of the run (dense and pruned: ``int8``
+    and ``pruned+int8``), where a source no candidate of which holds quality is a note, not a
+    failure. Defaults are the API's (``Acceptance``, ``QuantizeConfig``, ``TimingPlan``)."""
+    from onnxdeploy.quantize import quantize as quantize_model
+
+    summaries = []
+    for source, model in _float_models(ctx, variants):
+        label = _int8_label(source)
+        path = ctx.run_dir / f"model.{label.replace('+', '.')}.onnx"
+        if variants:
+            ctx.progress(f"  quantizing {source} ({model.name})")
+        try:
+            result = quantize_model(
+                model,
+                path,
+                calib=ctx.data.train,
+                eval_data=ctx.data.val,
+                config=QuantizeConfig(calib_size=calib_size, method=method, weights=weights),
+                acceptance=Acceptance(
+                    max_drop=max_drop,
+                    target_batch=target_batch,
+                    force_int8=force_int8,
+                    target_threads=target_threads,
+                    min_snr_db=min_snr_db,
+                ),
+                timing=TimingPlan(iterations=iterations),
+                where=ctx.where.first_target(),
+                progress=ctx.progress,
+                announce=ctx.announce,
+            )
+        except CheckFailed as exc:
+            if not variants or exc.result is None:
+                raise
+            result = exc.result
+        ctx.results["quantize" if source in (None, "fp32", "dense") else f"quantize {source}"] = (
+            result
+        )
+        if result.chosen != "fp32" and path.is_file():
+            ctx.models[label] = path
+        else:
+            path.unlink(missing_ok=True)
+        summaries.append(_summary(result, source, target_batch))
+    first, *others = summaries[::-1]  # the last quantized first: the demo's (pruned) int8
+    return replace(first, others=[o.to_json() for o in others] or None)
 
 
 @stage("evaluate", needs={"onnx"}, produces={"accuracy"}, why=NEEDS_ONNX, positive={"batch_size"})

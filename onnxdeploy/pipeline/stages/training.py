@@ -55,10 +55,13 @@ def export(
     atol: float = 1e-4,
     rtol: float = 1e-4,
 ) -> ExportSummary:
-    """Export the trained (or checkpoint-loaded) model to ``model.onnx`` with a parity check."""
+    """Export the trained (or checkpoint-loaded) model to ``model.onnx`` with a parity check; an
+    ONNX model is taken as it is (copied into the run, with its external data)."""
     from onnxdeploy.exporter import export as export_model
 
     path = ctx.run_dir / "model.onnx"
+    if ctx.onnx_input:
+        return _take_onnx(ctx, path)
     result = export_model(
         ctx.model,
         path,
@@ -82,6 +85,18 @@ def export(
         result.parity.max_rel,
         result.file_bytes,
         result.fallback_reason,
+    )
+
+
+def _take_onnx(ctx: RunContext, path) -> ExportSummary:
+    """The run's fp32 model is the user's ONNX file itself: nothing to export or compare."""
+    from onnxdeploy.onnx_io import default_opset, file_bytes, load_model, save_model
+
+    model = load_model(ctx.model)
+    save_model(model, path)
+    ctx.models["fp32"] = path
+    return ExportSummary(
+        path.name, "none (ONNX input)", default_opset(model), 0.0, 0.0, file_bytes(path), ""
     )
 
 
@@ -129,8 +144,9 @@ def compress(
 
     if ctx.module is None:
         from onnxdeploy.exporter.source import load_source
+        from onnxdeploy.models import ZOO
 
-        if not ctx.checkpoint:
+        if not ctx.checkpoint and ctx.model in ZOO:  # the zoo builds untrained networks
             raise UserError(
                 "the compress stage needs a trained model: put 'train' first or set 'checkpoint'"
             )
