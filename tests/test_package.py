@@ -100,9 +100,9 @@ def test_a_failed_round_trip_is_exit_1_and_writes_nothing(small_model, tmp_path,
     from onnxdeploy.errors import CheckFailed
     from onnxdeploy.package import build
 
-    real = build._round_trip
+    real = build.round_trip
     monkeypatch.setattr(
-        build, "_round_trip", lambda *a, **k: real(*a, **{**k, "atol": -1.0, "rtol": 0.0})
+        build, "round_trip", lambda *a, **k: real(*a, **{**k, "atol": -1.0, "rtol": 0.0})
     )
     with pytest.raises(CheckFailed) as info:
         build.package(small_model, tmp_path / "pkg")
@@ -121,3 +121,42 @@ def test_manifest_lists_the_passes_applied(cli, small_model, tmp_path):
     assert code == 0, err
     passes = [p["pass"] for p in json.loads(out)["manifest"]["provenance"]["passes"]]
     assert passes[-1] == "prune-channels" and len(passes) >= 2  # optimize's passes first, in order
+
+
+def _strided_net(path):
+    """A net that halves its input five times and adds the full-size branch back after upsampling:
+    it runs only where the symbolic sides are multiples of 32 (as a detector's or OCR net's
+    stride)."""
+    from tests.onnx_graphs import GraphBuilder
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    g = GraphBuilder(shape=(1, 3, 8, 8), seed=1)
+    g.inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])]
+    a = down = g.op("Relu", g.conv("x", 3, 4))
+    for _ in range(5):
+        down = g.op("MaxPool", down, kernel_shape=[2, 2], strides=[2, 2])
+    up = g.op("Resize", down, "", g.const(np.array([1, 1, 32, 32], np.float32)), mode="nearest")
+    onnx.save(g.model(g.op("Add", a, up)), path)
+    return path
+
+
+def test_round_trip_finds_sizes_a_strided_net_runs_at_or_asks_for_them(cli, tmp_path):
+    model = _strided_net(tmp_path / "strided.onnx")
+    code, out, err = cli("package", model, "-o", "auto")
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "auto" / "manifest.json").read_text())
+    assert manifest["round_trip"]["passed"]  # 16 does not run; 32 does, and it says so
+    assert manifest["round_trip"]["inputs"].startswith("symbolic dims verified at 32")
+    code, _, err = cli("package", model, "-o", "odd", "--shape", "x=1x3x40x40")
+    last = err.strip().splitlines()[-1]
+    assert code == 2 and last.startswith("error:") and "--shape" in last and "--input" in last
+    assert "given shapes" in last and not (tmp_path / "odd").exists()
+    np.savez(tmp_path / "real.npz", x=np.random.default_rng(0).random((3, 3, 64, 96), np.float32))
+    code, _, err = cli("package", model, "-o", "real", "--input", "real.npz")
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "real" / "manifest.json").read_text())
+    assert manifest["round_trip"]["inputs"] == "on the given inputs"
+    code, _, err = cli("package", model, "-o", "none", "--input", "missing.npz")
+    assert code == 2 and "missing.npz" in err

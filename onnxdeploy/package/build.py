@@ -25,6 +25,7 @@ from onnxdeploy.hashing import sha256_file
 from onnxdeploy.onnx_io import file_bytes, is_large, load_model, save_model
 from onnxdeploy.output_diff import CompareResult, compare_outputs
 from onnxdeploy.package.manifest import build_manifest
+from onnxdeploy.package.round_trip import round_trip
 from onnxdeploy.package.targets import get_target
 
 MODEL_NAME = "model"
@@ -151,35 +152,6 @@ def _operators(config: Path) -> int:
     return count
 
 
-def _round_trip(
-    onnx_path: Path, ort_path: Path, model, target, *, atol: float, rtol: float
-) -> CompareResult:
-    """Outputs of the ORT-format model against the ONNX model's, on generated inputs at two batch
-    sizes
-    (verification's own round trip; the packaged file runs as the target's runtime will run it)."""
-    from onnxdeploy.data.synthetic import SYMBOLIC_DIM
-    from onnxdeploy.passes.apply import symbolic_sizes
-    from onnxdeploy.passes.verify import paired_outputs
-    from onnxdeploy.runtime import create_session
-
-    examples, _ = symbolic_sizes(model, None)
-    reference = create_session(str(onnx_path), threads=None)
-    # the converter's own setting for ARM targets
-    config = {"session.qdqisint8allowed": "1"} if target.platform == "arm" else {}
-    packaged = create_session(str(ort_path), threads=None, config=config)
-    from onnxdeploy.generate.signature import example_shapes
-
-    refs, gots = paired_outputs(
-        reference,
-        packaged,
-        model_path=str(onnx_path),
-        examples=examples,
-        default_dim=SYMBOLIC_DIM,
-        shapes=example_shapes(model.graph),  # a decoder's past, tokens and mask must agree
-    )
-    return compare_outputs(refs, gots, atol=atol, rtol=rtol)
-
-
 def _describe_files(folder: Path) -> dict:
     return {
         p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
@@ -195,14 +167,20 @@ def package(
     target: str = "x86",
     atol: float = 1e-4,
     rtol: float = 1e-3,
+    inputs=None,
+    shapes: dict | None = None,
     progress: Callable[[str], None] = lambda m: None,
 ) -> PackageResult:
     """Write ``folder`` (new or empty): ``model.onnx`` (+ external data), ``model.ort``,
     ``required_operators.config`` and ``manifest.json``. CheckFailed (exit 1, nothing written) when
     the ORT-format model's outputs differ from the ONNX model's beyond ``atol`` + ``rtol`` *
-    |reference|."""
+    |reference|. The round trip runs on ``inputs`` (an .npz/.npy path or arrays by input name; at
+    most 8 samples), else on generated inputs with ``shapes`` (input name -> full shape) for
+    symbolic dims (``package.round_trip``)."""
     spec = get_target(target)
     model_path, folder = Path(model_path), Path(folder)
+    if isinstance(inputs, (str, os.PathLike)) and not Path(inputs).is_file():
+        raise UserError(f"{inputs}: inputs file not found", param="inputs")
     _check_destination(folder)
     ensure_writable_dir(folder)
     model = load_model(
@@ -233,7 +211,19 @@ def package(
         config = config.rename(stage / config.name)
         shutil.rmtree(work)
         progress("loading the ORT file back and comparing its outputs with the ONNX model's")
-        comparison = _round_trip(onnx_path, ort_path, model, spec, atol=atol, rtol=rtol)
+        comparison, note = round_trip(
+            onnx_path,
+            ort_path,
+            model,
+            spec,
+            atol=atol,
+            rtol=rtol,
+            inputs=inputs,
+            shapes=shapes,
+            model_path=str(model_path),
+        )
+        if note:
+            progress(f"round trip: {note}")
         _generation_files(model, model_path, stage, progress)
         files, operators = _describe_files(stage), _operators(config)
         manifest = build_manifest(
@@ -241,7 +231,7 @@ def package(
             model_path=str(model_path),
             target=spec,
             files=files,
-            round_trip={**comparison.to_json(), "passed": bool(comparison)},
+            round_trip={**comparison.to_json(), "passed": bool(comparison), "inputs": note or "generated"},
             operators=operators,
             sizes={
                 "onnx_with_external_data": file_bytes(onnx_path),

@@ -107,9 +107,14 @@ def select(
             v["why"] = f"not measurably faster than {reference} (95% CI {v['ci95'][0]:.2f}-{v['ci95'][1]:.2f}x)"
         else:
             v["why"] = "the fastest that holds quality" if v is chosen else f"slower than {chosen['model']}"
+    quality = (
+        f"worst output SNR {chosen['snr_db']:.1f} dB"
+        if chosen["metric"] == "snr" and chosen["snr_db"] is not None
+        else f"{chosen['metric']} drop {chosen['drop']:.2f}"
+    )
     reason = (
         f"{chosen['model']}: {chosen.get('speedup', 1.0):.2f}x {reference} at batch {batch}, "
-        f"{threads} thread(s), {chosen['metric']} drop {chosen['drop']:.2f}"
+        f"{threads} thread(s), {quality}"
     )
     met = None
     if target_latency is not None:
@@ -140,7 +145,13 @@ def package(ctx: RunContext, *, target: str | None = None) -> PackageSummary:
     from onnxdeploy.package import package as build
 
     target = target or host_target()
-    result = build(ctx.models[ctx.chosen], ctx.run_dir / "package", target=target, progress=ctx.progress)
+    result = build(
+        ctx.models[ctx.chosen],
+        ctx.run_dir / "package",
+        target=target,
+        inputs=dict(ctx.data.val.inputs),  # the run's own held-out inputs, not made-up sizes
+        progress=ctx.progress,
+    )
     ctx.results["package"] = result
     return PackageSummary(
         "package", ctx.chosen, result.target, sorted(result.files), result.operators,
