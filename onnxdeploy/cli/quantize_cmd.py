@@ -106,6 +106,13 @@ from onnxdeploy.quantize.request import BLOCK_SIZES, METHODS, WEIGHTS
     default=None,
     help="Also require this output SNR in dB (agreement alone is unstable on near-uniform logits).",
 )
+@click.option(
+    "--metric",
+    default=None,
+    metavar="FILE.py:FN",
+    help="Your own quality score, higher is better: fn(outputs, data) -> float on the --eval (else "
+    "--calib) samples; --max-drop is then in its units (a detector's F1, an OCR's accuracy).",
+)
 @target_options
 @click.option(
     "--target-cpu",
@@ -173,6 +180,7 @@ def quantize_command(
     block_size,
     max_drop,
     min_snr,
+    metric,
     target_batch,
     target_threads,
     target_cpu,
@@ -206,7 +214,15 @@ def quantize_command(
             f"why: {decision.reason}\n\n{explain_text()}"
         )
         return
-    if not fp16 and _is_decoder(model):  # a KV-cache decoder: scored as a language model
+    decoder = not fp16 and _is_decoder(model)
+    if metric and (fp16 or decoder):
+        why = (
+            "--fp16 is checked layer-wise"
+            if fp16
+            else f"{model} is a decoder with a KV cache, scored by agreement and KL"
+        )
+        raise UserError(f"--metric: {why}; a metric scores the int8 search only")
+    if decoder:  # a KV-cache decoder: scored as a language model
         from onnxdeploy.quantize.generative import quantize_decoder
 
         finish(
@@ -252,6 +268,7 @@ def quantize_command(
         force_int8=force_int8,
         target_threads=target_threads,
         min_snr_db=min_snr,
+        metric=metric,
     )
     if not calib:
         if method != "dynamic" and weights != "int4":

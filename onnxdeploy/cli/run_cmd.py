@@ -18,6 +18,7 @@ MODEL_OPTIONS = (
     "target_batch",
     "target_threads",
     "max_drop",
+    "metric",
     "target_latency",
     "package_target",
     "seed",
@@ -41,6 +42,13 @@ MODEL_OPTIONS = (
     default=1.0,
     show_default=True,
     help="Largest accuracy (or agreement) drop, in points, the kept model may lose.",
+)
+@click.option(
+    "--metric",
+    default=None,
+    metavar="FILE.py:FN",
+    help="Your own quality score, higher is better: fn(outputs, data) -> float on the held-out "
+    "split; --max-drop is then in its units.",
 )
 @click.option(
     "--target-latency",

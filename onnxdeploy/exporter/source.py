@@ -5,14 +5,12 @@ go wrong."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from onnxdeploy.data.shapes import parse_shape
 from onnxdeploy.errors import UserError
+from onnxdeploy.user_code import load_callable
 from onnxdeploy.exporter.hf import is_hf, load_hf
 from onnxdeploy.models import ZOO, get_zoo_entry
 
@@ -55,34 +53,11 @@ class ModelSource:
 
 
 def _load_factory(reference: str):
-    target, _, attr = reference.rpartition(":")
-    if not target or not attr:
+    if not reference.rpartition(":")[0] or not reference.rpartition(":")[2]:
         raise UserError(
             f"{reference}: expected a zoo name, path/to/file.py:factory or package.module:factory"
         )
-    if target.endswith(".py") or "/" in target or "\\" in target:
-        path = Path(target)
-        if not path.is_file():
-            raise UserError(f"{target}: no such file (model factory '{reference}')")
-        spec = importlib.util.spec_from_file_location(f"onnxdeploy_user_{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        try:
-            spec.loader.exec_module(module)
-        except SystemExit as exc:
-            raise UserError(
-                f"{target}: importing it called sys.exit({exc.code!r}); a model file must not exit"
-            ) from exc
-        except Exception as exc:
-            raise UserError(f"{target}: importing it failed: {type(exc).__name__}: {exc}") from exc
-    else:
-        try:
-            module = importlib.import_module(target)
-        except ImportError as exc:
-            raise UserError(f"{reference}: cannot import module '{target}': {exc}") from exc
-    factory = getattr(module, attr, None)
-    if factory is None or not callable(factory):
-        raise UserError(f"{reference}: '{target}' has no callable '{attr}'")
+    factory = load_callable(reference, what="model factory")
     try:
         return factory()
     except SystemExit as exc:

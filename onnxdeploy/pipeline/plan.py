@@ -37,6 +37,7 @@ class RunRequest:
     target_batch: int = 1
     target_threads: int | None = None
     max_drop: float = Acceptance.max_drop
+    metric: str | None = Acceptance.metric
     target_latency: float | None = None
     package_target: str | None = None
     seed: int = 0
@@ -47,6 +48,7 @@ class RunRequest:
             max_drop=self.max_drop,
             target_batch=self.target_batch,
             target_threads=self.target_threads,
+            metric=self.metric,
         )  # the same checks, the same messages
         if self.max_drop < 0:
             raise UserError(f"max_drop {self.max_drop}: must not be negative", param="max_drop")
@@ -145,6 +147,7 @@ def plan(request: RunRequest) -> RunPlan:
                 compress["target_latency"] = request.target_latency
             stages.append(("compress", compress))
     stages.append(("export", {}))
+    judged = {"metric": request.metric} if request.metric else {}  # quantize's and select's
     if is_onnx(model) or data != "random":
         stages.append(("prune-channels", {}))
     stages.append(
@@ -155,7 +158,8 @@ def plan(request: RunRequest) -> RunPlan:
                 "max_drop": request.max_drop,
                 "target_batch": batch,
                 "target_threads": threads,
-            },
+            }
+            | judged,
         )
     )
     if labelled:
@@ -166,7 +170,7 @@ def plan(request: RunRequest) -> RunPlan:
             "the dense model; accuracy on real inputs is unknown"
         )
     stages.append(("bench", {"batch": [batch], "threads": threads}))
-    select = {"max_drop": request.max_drop, "batch": batch}
+    select = {"max_drop": request.max_drop, "batch": batch} | judged
     if request.target_latency is not None:
         select["target_latency"] = request.target_latency
     stages.append(("select", select))

@@ -259,5 +259,9 @@ def to_toml(recipe: Recipe) -> str:
     lines += [f"{key} = {_toml_value(value)}" for key, value in top.items() if value is not None]
     for name, options in recipe.stages:
         lines += ["", "[[stage]]", f"name = {_toml_value(name)}"]
-        lines += [f"{k} = {_toml_value(v)}" for k, v in options.items() if v is not None]
+        lines += [
+            f"{k} = {_toml_value(_absolute(v) if k == 'metric' else v)}"
+            for k, v in options.items()
+            if v is not None
+        ]
     return "\n".join(lines) + "\n"

@@ -287,7 +287,7 @@ def _search(job: _Job) -> QuantizeResult:
             pre,
             job.split,
             reference,
-            score_outputs(reference, job.split, reference),
+            score_outputs(reference, job.split, reference, acceptance.metric),
             job.reader,
         )
         search.score_candidates(state, job.tries, acceptance, job.progress, ray=job.ray)
@@ -483,6 +483,10 @@ def _bound(kind: str, acceptance: Acceptance) -> str:
     floor = floor_db(kind, acceptance.min_snr_db)
     if kind == "snr":
         return f"every output's SNR at least {floor:g} dB (its outputs are not class logits)"
+    if kind == "metric":
+        return f"the drop of {acceptance.metric} within {acceptance.max_drop:g}" + (
+            f" and SNR at least {floor:g} dB" if floor is not None else ""
+        )
     return f"the {kind} drop within {acceptance.max_drop} points" + (
         f" and SNR at least {floor:g} dB" if floor is not None else ""
     )

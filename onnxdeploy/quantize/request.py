@@ -98,7 +98,7 @@ class QuantizeConfig:
 @dataclass(frozen=True)
 class Acceptance:
     """Which quantized model may replace fp32: within ``max_drop`` points of accuracy (or
-    agreement) and,
+    agreement, or of the user's ``metric`` in its own units) and,
     when given, at least ``min_snr_db`` output SNR; int8 measurably faster, int4 weight-only not
     measurably slower, at ``target_batch`` and ``target_threads`` (None: onnxruntime's default on
     this machine), unless ``force_int8``."""
@@ -108,8 +108,13 @@ class Acceptance:
     force_int8: bool = False
     target_threads: int | None = None
     min_snr_db: float | None = None
+    metric: str | None = None  # "file.py:fn": the user's own score (``quantize.scoring``)
 
     def __post_init__(self) -> None:
+        if self.metric is not None:
+            from onnxdeploy.quantize.scoring import user_metric
+
+            user_metric(self.metric)  # imported now: a wrong reference is exit 2 before any work
         if not math.isfinite(self.max_drop):
             raise UserError(
                 f"max_drop {self.max_drop}: must be a finite number of points", param="max_drop"

@@ -53,7 +53,7 @@ class QuantizeResult:
     output: str
     chosen: str  # a candidate's name, "fp32", or "none" when nothing passed
     reason: str
-    metric: str  # "accuracy", "agreement" (class logits) or "snr" (any other outputs)
+    metric: str  # "accuracy", "agreement" (class logits), "snr" (other outputs), "metric" (user's)
     fp32_score: float
     fp32_p50_ms: float | None
     attempts: tuple[Attempt, ...]
@@ -95,7 +95,7 @@ class QuantizeResult:
         lines = [
             f"CPU: {self.isa_reason}",
             (
-                f"fp32 {self.metric} {self.fp32_score:.2f}%"
+                f"fp32 {self.metric} {_score_text(self.fp32_score, self.metric)}"
                 if self.metric != "snr"
                 else "scored by the worst output's SNR against fp32 (no class logits)"
             )
@@ -113,7 +113,7 @@ class QuantizeResult:
                     "calib MB",
                     "result",
                 ],
-                [_attempt_row(a) for a in self.attempts],
+                [_attempt_row(a, self.metric) for a in self.attempts],
             ),
         ]
         if self.fp32_p50_ms is not None:
@@ -137,7 +137,15 @@ class QuantizeResult:
         return "\n".join(lines)
 
 
-def _attempt_row(a: Attempt) -> list[str]:
+def _score_text(value: float, metric: str) -> str:
+    """A score in its units: points of accuracy or agreement, dB of SNR, the user's metric as
+    it came."""
+    if metric == "snr":
+        return f"{value:.1f} dB"
+    return f"{value:.4g}" if metric == "metric" else f"{value:.2f}%"
+
+
+def _attempt_row(a: Attempt, metric: str) -> list[str]:
     if a.error:
         return [
             a.config.name,
@@ -156,7 +164,7 @@ def _attempt_row(a: Attempt) -> list[str]:
     return [
         a.config.name,
         a.config.describe()[:44],
-        f"{a.score:.2f}%",
+        _score_text(a.score, metric),
         f"{a.drop:.2f}",
         f"{a.snr_db:.1f}",
         f"{a.cosine:.4f}",

@@ -6,18 +6,23 @@ heads ``[N, 4 + C, anchors]``, embeddings, masks, sequences, states) has no clas
 argmax over its anchors or positions says nothing of its quality, so it is scored by the SNR of
 every output against fp32, the worst output deciding, with a floor of ``SNR_FLOOR_DB`` unless the
 caller gives one. Output SNR and cosine are reported beside every score (agreement alone is unstable
-when logits are near-uniform).
+when logits are near-uniform). A user's own metric (``file.py:fn``, higher is better) replaces all
+of these where given: a detector's F1 or mAP, a recognizer's character accuracy.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from onnxdeploy.data import Split, top1_accuracy, top1_agreement
+from onnxdeploy.errors import UserError
 from onnxdeploy.runtime import run_batched
+from onnxdeploy.user_code import load_callable
 
 # the worst output's SNR a model without class logits must keep, unless min_snr_db is given: about
 # 3% RMS error. (Output SNR is a proxy: a detector's own metric, mAP or F1, is the real judge.)
@@ -68,16 +73,63 @@ def class_logits(reference: dict[str, np.ndarray]) -> str | None:
     return name if array.ndim == 2 and array.shape[1] >= 2 and array.dtype.kind == "f" else None
 
 
-def score(model_path: str, split: Split, reference: dict[str, np.ndarray]) -> Score:
-    return score_outputs(outputs(model_path, split), split, reference)
+def score(
+    model_path: str, split: Split, reference: dict[str, np.ndarray], metric: str | None = None
+) -> Score:
+    return score_outputs(outputs(model_path, split), split, reference, metric)
+
+
+def user_metric(reference: str):
+    """The user's ``file.py:fn`` metric: ``fn(outputs, data) -> float``, higher is better, where
+    ``outputs`` maps each output name to its array over the evaluation samples and ``data`` maps
+    each input name to its array, plus ``labels`` when the data has them (in the evaluation file's
+    sample order). Imported once per file version (the same relative name in another working
+    directory, or an edited file, is imported again)."""
+    target, _, name = reference.rpartition(":")
+    path = Path(target)
+    if target.endswith(".py") and path.is_file():
+        return _imported(f"{path.resolve()}:{name}", path.stat().st_mtime_ns)
+    return _imported(reference, 0)
+
+
+@functools.lru_cache(maxsize=8)
+def _imported(reference: str, _version: int):
+    return load_callable(reference, what="metric")
+
+
+def metric_value(reference: str, out: dict[str, np.ndarray], split: Split) -> float:
+    """The user's metric on these outputs; UserError naming it when it raises or returns other than
+    a finite number."""
+    fn = user_metric(reference)
+    data = dict(split.inputs) | ({"labels": split.labels} if split.labels is not None else {})
+    try:
+        value = fn(dict(out), data)
+    except Exception as exc:
+        raise UserError(f"{reference}: the metric raised {type(exc).__name__}: {exc}") from exc
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not math.isfinite(number) or isinstance(value, bool):
+        raise UserError(
+            f"{reference}: the metric returned {value!r}; it must return a finite number (higher "
+            "is better)"
+        )
+    return number
 
 
 def score_outputs(
-    out: dict[str, np.ndarray], split: Split, reference: dict[str, np.ndarray]
+    out: dict[str, np.ndarray],
+    split: Split,
+    reference: dict[str, np.ndarray],
+    metric: str | None = None,
 ) -> Score:
-    """The score of outputs already computed (fp32's own are the reference: no second run)."""
+    """The score of outputs already computed (fp32's own are the reference: no second run); with
+    ``metric`` (``file.py:fn``), the user's own metric is the score (kind "metric")."""
     snr = min(snr_db(reference[k], out[k]) for k in reference)
     cos = min(cosine(reference[k], out[k]) for k in reference)
+    if metric is not None:
+        return Score(metric_value(metric, out, split), snr, cos, "metric")
     logits = class_logits(reference)
     if split.labels is not None and logits is not None:
         return Score(top1_accuracy(out[logits], split.labels), snr, cos, "accuracy")
@@ -110,9 +162,11 @@ __all__ = [
     "class_logits",
     "cosine",
     "drop",
+    "metric_value",
     "floor_db",
     "outputs",
     "score",
     "score_outputs",
     "snr_db",
+    "user_metric",
 ]

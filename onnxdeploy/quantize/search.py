@@ -107,8 +107,10 @@ def try_candidate(
         message = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
         return _error(config, f"{type(exc).__name__}: {message}")
     try:
-        s = score(path, split, reference)
+        s = score(path, split, reference, acceptance.metric)
     except OnnxDeployError as exc:  # the data scored fp32 already: the failure is this model's
+        if acceptance.metric and str(exc).startswith(acceptance.metric):
+            return _error(config, f"the metric failed on its outputs: {str(exc)[:200]}")
         message = str(exc).replace(f"{path}: ", "").replace(path, f"the {config.name} model")
         message = message.strip().splitlines()[0][:200]
         return _error(config, f"onnxruntime cannot run what it wrote: {message}")

@@ -19,11 +19,11 @@ def _quality(ctx: RunContext, reference: str, acceptance: Acceptance) -> dict[st
 
     val = ctx.data.val
     ref_out = outputs(str(ctx.models[reference]), val)
-    ref_score = score_outputs(ref_out, val, ref_out)
+    ref_score = score_outputs(ref_out, val, ref_out, acceptance.metric)
     floor = floor_db(ref_score.kind, acceptance.min_snr_db)
     found = {}
     for label, path in ctx.models.items():
-        own = score_outputs(outputs(str(path), val), val, ref_out)
+        own = score_outputs(outputs(str(path), val), val, ref_out, acceptance.metric)
         lost = drop(ref_score, own)
         found[label] = {
             "metric": own.kind,
@@ -64,15 +64,16 @@ def select(
     min_snr_db: float | None = Acceptance.min_snr_db,
     batch: int | None = None,
     target_latency: float | None = None,
+    metric: str | None = Acceptance.metric,
 ) -> SelectSummary:
     """Keep the fastest model of the run that holds quality against the dense one (within
-    ``max_drop`` points of accuracy or agreement, or the SNR floor) and is measurably faster (its
+    ``max_drop`` points of accuracy or agreement, of the user's ``metric``, or the SNR floor) and is measurably faster (its
     bootstrap 95% CI over the dense one's latency above 1), at the bench stage's ``batch``.
     ``target_latency`` (a fraction of the dense latency) fails the run (exit 1) when the chosen
     model misses it."""
     from onnxdeploy.runtime_bench.stats import bootstrap_ratio_ci
 
-    acceptance = Acceptance(max_drop=max_drop, min_snr_db=min_snr_db)
+    acceptance = Acceptance(max_drop=max_drop, min_snr_db=min_snr_db, metric=metric)
     reference = next(iter(ctx.models))
     quality = _quality(ctx, reference, acceptance)
     batch, threads, timed = _timings(ctx, batch)

@@ -117,11 +117,13 @@ def quantize(
     method: str | None = QuantizeConfig.method,
     weights: str = QuantizeConfig.weights,
     min_snr_db: float | None = Acceptance.min_snr_db,
+    metric: str | None = Acceptance.metric,
     variants: bool = False,
 ) -> QuantizeSummary:
     """int8 (or int4 weights) of the latest model, calibrated on the training split, scored on the
     held-out one, timed at ``target_batch`` and ``target_threads`` (default: onnxruntime's own
-    thread count). With ``variants``, of every float model of the run (dense and pruned: ``int8``
+    thread count); ``metric`` (``file.py:fn``) scores quality instead of accuracy, agreement or
+    SNR. With ``variants``, of every float model of the run (dense and pruned: ``int8``
     and ``pruned+int8``), where a source no candidate of which holds quality is a note, not a
     failure. Defaults are the API's (``Acceptance``, ``QuantizeConfig``, ``TimingPlan``)."""
     from onnxdeploy.quantize import quantize as quantize_model
@@ -145,6 +147,7 @@ def quantize(
                     force_int8=force_int8,
                     target_threads=target_threads,
                     min_snr_db=min_snr_db,
+                    metric=metric,
                 ),
                 timing=TimingPlan(iterations=iterations),
                 where=ctx.where.first_target(),
