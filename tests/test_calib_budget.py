@@ -9,6 +9,7 @@ from onnxdeploy.quantize.calib_budget import (
     HOLD_FACTOR,
     activation_bytes,
     machine_budget_mb,
+    measured_activation_bytes,
     plan,
     stride_for,
 )
@@ -28,6 +29,20 @@ def test_activation_bytes_counts_every_float_value_per_sample(tmp_path):
     model = wide_convnet(tmp_path / "m.onnx")
     maps = 4 * 64 * 64 * 64 * 4  # two convs, two relus
     assert activation_bytes(model) == maps + 64 * 4  # and the pooled output
+
+
+def test_measured_activation_bytes_sees_the_sizes_symbolic_dims_hide(tmp_path):
+    model = wide_convnet(tmp_path / "m.onnx", size=64)
+    for dim in model.graph.input[0].type.tensor_type.shape.dim[2:]:
+        dim.dim_param = "side"  # as an exporter writes a dynamic image size
+    guessed = activation_bytes(model)  # symbolic dims as 1: a 1x1 image
+    sample = {"x": np.ones((1, 3, 64, 64), np.float32)}
+    measured = measured_activation_bytes(model, sample)
+    assert measured == 4 * 64 * 64 * 64 * 4 + 64 * 4  # what the graph really produced
+    assert guessed < measured / 1000
+    wider = measured_activation_bytes(model, {"x": np.ones((1, 3, 128, 128), np.float32)})
+    assert wider == 4 * 4 * 64 * 64 * 64 * 4 + 64 * 4  # follows the data, not the declaration
+    assert measured_activation_bytes(model, {"y": sample["x"]}) is None  # cannot run: estimate
 
 
 @pytest.mark.parametrize("per_sample_mb, batch, budget, expected_batch", [

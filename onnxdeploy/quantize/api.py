@@ -33,6 +33,7 @@ from onnxdeploy.quantize.calib_budget import (
     CalibrationPlan,
     activation_bytes,
     machine_budget_mb,
+    measured_activation_bytes,
     plan,
     stride_for,
 )
@@ -118,7 +119,11 @@ def _calibration(calib, specs, config: QuantizeConfig, has_eval: bool, model: on
         raise UserError(f"{datalayer.describe(calib)}: empty calibration set")
     n_calib = min(config.calib_size, total if has_eval else max(1, int(total * 0.8)))
     budget = config.calib_memory_mb or machine_budget_mb()
-    sized = plan(activation_bytes(model), batch_size=config.batch_size, budget_mb=budget)
+    first = next(datalayer.batches(source, specs, batch_size=1, limit=1), None)
+    per_sample = (first is not None and measured_activation_bytes(model, first)) or (
+        activation_bytes(model)  # what the graph's shapes say, symbolic dims as 1
+    )
+    sized = plan(per_sample, batch_size=config.batch_size, budget_mb=budget)
     batch = sized.batch_size
     full = n_calib // batch  # uniform batches: a last partial one only when it is the only one
 

@@ -5,15 +5,21 @@ onnxruntime's calibrators run an augmented model that returns every intermediate
 outputs for every batch of a ``collect_data`` call, and only then reduce them (to min/max or to
 histograms). Its strided calibration (``CalibStridedMinMax``, for every method) calls
 ``collect_data`` chunk by chunk, so what is held at once is one chunk's activations; this module
-sizes the batch and the chunk so that stays within the budget. onnxruntime has no option that
-sizes them from memory itself, hence the hand-written estimate.
+sizes the batch and the chunk so that stays within the budget, from one sample's activations as
+measured (``measured_activation_bytes``), else as the graph's shapes say. onnxruntime has no
+option that sizes them from memory itself, hence the hand-written sizing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from onnxdeploy.runtime.budget import MB, activation_bytes, machine_budget_mb
+from onnxdeploy.runtime.budget import (
+    MB,
+    activation_bytes,
+    machine_budget_mb,
+    measured_activation_bytes,
+)
 
 HOLD_FACTOR = (
     3  # outputs as returned, the per-tensor lists merged from them, and one reduction's copy
@@ -77,4 +83,11 @@ def stride_for(
     )
 
 
-__all__ = ["CalibrationPlan", "activation_bytes", "machine_budget_mb", "plan", "stride_for"]
+__all__ = [
+    "CalibrationPlan",
+    "activation_bytes",
+    "machine_budget_mb",
+    "measured_activation_bytes",
+    "plan",
+    "stride_for",
+]

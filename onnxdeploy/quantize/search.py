@@ -105,6 +105,13 @@ def try_candidate(
         raise
     except Exception as exc:  # noqa: BLE001 - reported as this candidate's error
         message = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+        if config.method in ("percentile", "entropy") and (  # numpy, in the histograms
+            "is not finite" in message or "Maximum allowed size exceeded" in message
+        ):
+            message += (
+                f" (an activation holds inf or NaN on the calibration data, e.g. an attention "
+                f"mask; onnxruntime's {config.method} histograms cannot take it, minmax can)"
+            )
         return _error(config, f"{type(exc).__name__}: {message}")
     try:
         s = score(path, split, reference, acceptance.metric)

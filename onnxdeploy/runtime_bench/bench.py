@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -113,20 +114,33 @@ def time_here(
             _result(p, provider, t, pool, macs[p], request.io_binding)
             for p, pool in zip(request.models, pools)
         ]
+    _warn_if_noisy(results)
     return results
+
+
+_NOISE_SAID = []  # the noise warning is said once per process; every result keeps its own CV
+
+
+def _warn_if_noisy(results: list[BenchResult]) -> None:
+    """One warning, the first time timings vary a lot, naming the models by file name (a temp
+    folder's path means nothing to the user); each result's robust CV is in its JSON."""
+    noisy = [r for r in results if r.stats.robust_cv > HIGH_CV]
+    if not noisy or _NOISE_SAID:
+        return
+    _NOISE_SAID.append(True)
+    names = sorted({Path(r.model).name for r in noisy})
+    logger.warning(
+        "latency varies a lot (robust CV up to %.0f%%: %s); the machine is noisy, numbers are "
+        "less reliable (said once; each result's robust CV is in its JSON)",
+        max(r.stats.robust_cv for r in noisy) * 100,
+        ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else ""),
+    )
 
 
 def _result(
     path: str, provider: str, threads: int, pool: _Pool, macs: int, io_binding: bool
 ) -> BenchResult:
     stats = LatencyStats.from_samples(pool.samples, pool.batch)
-    if stats.robust_cv > HIGH_CV:
-        logger.warning(
-            "%s: latency varies a lot (robust CV %.0f%%); the machine is noisy, numbers are "
-            "less reliable",
-            path,
-            stats.robust_cv * 100,
-        )
     cpu_nodes = ()
     if provider != "cpu":
         from onnxdeploy.runtime_bench.placement import nodes_on_cpu
