@@ -377,3 +377,32 @@ def test_two_different_models_are_exit_2_naming_their_inputs(cli, tmp_path):
         assert code == 2 and "compare two versions of one model" in err, err
         assert [l for l in err.splitlines() if l.startswith("error:")] == [err.strip().splitlines()[-1]]
         assert "Traceback" not in err
+
+
+@pytest.mark.extra
+def test_in_place_activations_do_not_rewrite_the_recorded_reference(cli, tmp_path):
+    """Conv, BatchNorm, ReLU(inplace=True): the BatchNorm output recorded by its hook was rewritten
+    by the ReLU after it, so an exact export reported its Conv nodes 'DIVERGES' (issue 31)."""
+    pytest.importorskip("torch")
+    (tmp_path / "cbr.py").write_text(
+        "import torch, torch.nn as nn\n"
+        "def build():\n"
+        "    torch.manual_seed(0)\n"
+        "    layers = []\n"
+        "    for cin, cout in ((3, 8), (8, 8)):\n"
+        "        layers += [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),\n"
+        "                   nn.ReLU(inplace=True)]\n"
+        "    net = nn.Sequential(*layers).eval()\n"
+        "    for m in net:\n"
+        "        if isinstance(m, nn.BatchNorm2d):\n"
+        "            m.running_mean.normal_(); m.running_var.uniform_(0.5, 2.0)\n"
+        "    return net\n"
+    )
+    code, _, err = cli("export", "cbr.py:build", "--input-shape", "1x3x8x8", "-o", "cbr.onnx")
+    assert code == 0, err
+    code, out, err = cli("compare", "cbr.py:build", "cbr.onnx", "--layerwise", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["first_divergence"] is None
+    convs = [r for r in report["layerwise"]["all"] if r["op"] == "Conv"]
+    assert len(convs) == 2 and all(r["passed"] and r["snr_db"] > 60 for r in convs), convs

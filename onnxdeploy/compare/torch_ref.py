@@ -45,7 +45,9 @@ def torch_reference(
         def record(_module, _inputs, output):
             calls[path] = calls.get(path, 0) + 1
             if isinstance(output, torch.Tensor) and output.is_floating_point():
-                store[targets[path]] = output.detach().float().cpu().numpy()
+                # a copy: numpy() shares the tensor's memory, and a later in-place op (ReLU's
+                # inplace=True after a BatchNorm) would rewrite what was recorded here
+                store[targets[path]] = output.detach().float().cpu().numpy().copy()
                 kept[targets[path]] = path
 
         return record
