@@ -60,6 +60,21 @@ def test_hf_reference_errors_are_exit_2(cli, tmp_path):
     ), err
 
 
+def test_an_architecture_transformers_lacks_is_exit_2_naming_it(cli, tiny_bert, tmp_path):
+    """It exported the base model, its output named 'logits', with exit 0 (issue 31)."""
+    import shutil
+
+    folder = tmp_path / "custom"
+    shutil.copytree(tiny_bert, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["architectures"] = ["BertForSomethingNew"]
+    (folder / "config.json").write_text(json.dumps(config))
+    code, _, err = cli("export", f"hf:{folder}", "-o", "x.onnx")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "'BertForSomethingNew'" in err and "transformers" in err
+    assert not (tmp_path / "x.onnx").exists()
+
+
 def test_compress_a_model_torch_fx_cannot_trace_zeroes_exactly_what_prune_channels_removes(
     cli, tmp_path
 ):

@@ -45,9 +45,15 @@ def _resolve(reference: str):
             f"{reference}: no Hugging Face config there ({str(exc).splitlines()[0][:160]})"
         ) from exc
     architecture = (getattr(config, "architectures", None) or [None])[0]
-    cls = getattr(transformers, architecture, None) if architecture else None
-    if cls is None:
-        cls = transformers.AutoModel
+    if architecture is None:  # no head named: the base model, as AutoModel loads it
+        return transformers.AutoModel, config, where
+    cls = getattr(transformers, architecture, None)
+    if cls is None:  # exporting the base model instead would drop the head without a word
+        raise UserError(
+            f"{reference}: its config names the architecture '{architecture}', which transformers "
+            f"{transformers.__version__} does not have (custom code is not run); upgrade "
+            "transformers, or remove 'architectures' from config.json to export the base model"
+        )
     return cls, config, where
 
 
