@@ -123,6 +123,8 @@ def test_cli_real_inputs(cli, two_models, tmp_path):
         ({"wrong": np.zeros((1, 3, 8, 8), np.float32)}, "do not match the model's inputs"),
         ({"x": np.zeros((1, 3, 9, 8), np.float32)}, "has shape [1, 3, 9, 8]"),
         ({"x": np.zeros((1, 3, 8, 8), np.int64)}, "has dtype int64"),
+        ({"x": np.full((1, 3, 8, 8), np.nan, np.float32)}, "'x' contains NaN or Inf"),
+        ({"x": np.zeros((0, 3, 8, 8), np.float32)}, "hold no samples"),
     ],
 )
 def test_cli_bad_real_inputs(cli, two_models, tmp_path, arrays, fragment):

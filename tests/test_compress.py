@@ -176,6 +176,15 @@ def test_compressed_checkpoint_round_trips_through_export_and_prune(tmp_path):
             },
             "integer class labels",
         ),
+        (
+            {
+                "x_train": np.zeros((4, 64), np.float32),
+                "y_train": np.zeros(4, np.int64),
+                "x_val": np.zeros((2, 64), np.float32),
+                "y_val": np.array([0, -1]),
+            },
+            "labels run from -1 to 0",
+        ),
     ],
 )
 def test_bad_data_files_exit_2(cli, tmp_path, arrays, fragment):
@@ -185,6 +194,17 @@ def test_bad_data_files_exit_2(cli, tmp_path, arrays, fragment):
     )
     assert code == 2, err
     assert "d.npz" in err and fragment in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "c.pt").exists()
+
+
+def test_labels_past_the_models_classes_exit_2_before_a_step(cli, tmp_path):
+    """A label of 99 for a 10-class model was an IndexError inside torch's loss (exit 3)."""
+    x = np.zeros((8, 64), np.float32)
+    y = np.array([0, 1, 2, 3, 4, 5, 6, 99])
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_val=x[:2], y_val=y[:2])
+    code, _, err = cli("compress", "mlp", "--data", "d.npz", "--prune-channels", "0.5", "-o", "c.pt")
+    assert code == 2 and "labels run from 0 to 99; class labels are 0..9" in err, err
+    assert [x for x in err.splitlines() if x.startswith("error")] == [err.strip().splitlines()[-1]]
     assert not (tmp_path / "c.pt").exists()
 
 

@@ -29,7 +29,7 @@ from onnxdeploy.data.specs import (
 )
 from onnxdeploy.data.streaming import batches, count_samples, fingerprint
 from onnxdeploy.data.synthetic import random_array
-from onnxdeploy.data.validation import check_arrays
+from onnxdeploy.data.validation import check_arrays, check_labels
 
 __all__ = [
     "DEFAULT_INPUT",
@@ -41,6 +41,7 @@ __all__ = [
     "batches",
     "calibration_source",
     "check_arrays",
+    "check_labels",
     "class_axis",
     "count_samples",
     "default_input_names",

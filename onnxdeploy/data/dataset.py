@@ -12,6 +12,7 @@ from typing import Mapping
 
 import numpy as np
 
+from onnxdeploy.data.validation import check_labels
 from onnxdeploy.errors import UserError
 
 DEFAULT_INPUT = "input"
@@ -101,8 +102,11 @@ def top1(output: np.ndarray) -> np.ndarray:
 
 
 def top1_accuracy(output: np.ndarray, labels: np.ndarray) -> float:
-    """Top-1 accuracy in percent; 0.0 for no samples."""
+    """Top-1 accuracy in percent; 0.0 for no samples. Labels past the output's classes are a
+    UserError (they would only count as wrong)."""
     labels = np.asarray(labels)
+    if np.ndim(output) == 2:
+        check_labels(labels, "the labels", classes=np.shape(output)[1])
     return 100.0 * float(np.mean(top1(output) == labels)) if labels.size else 0.0
 
 

@@ -16,7 +16,7 @@ from onnxdeploy.data.readers import array_files, load_npz, read_array_file
 from onnxdeploy.data.specs import InputSpec, is_static
 from onnxdeploy.data.streaming import ChunkSource
 from onnxdeploy.data.synthetic import SYMBOLIC_DIM, random_array
-from onnxdeploy.data.validation import check_arrays
+from onnxdeploy.data.validation import check_arrays, check_labels
 from onnxdeploy.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -80,8 +80,8 @@ def _training_split(arrays: dict, specs: Sequence[InputSpec], part: str, path: P
             )
         inputs = {s.name: arrays[f"{s.name}_{part}"] for s in specs}
     labels = arrays.get(f"y_{part}")
-    if labels is not None and (labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer)):
-        raise UserError(f"{path}: y_{part} must be a 1-D array of integer class labels")
+    if labels is not None:
+        check_labels(labels, f"{path}: y_{part}")
     inputs = {
         k: v.astype(np.float32) if np.issubdtype(v.dtype, np.floating) else v
         for k, v in inputs.items()
@@ -168,6 +168,7 @@ def eval_split(data: DataLike, specs: Sequence[InputSpec], *, seed: int = 0) -> 
     check_arrays(arrays, specs, str(path))
     if labels is None:
         raise UserError(f"{path}: needs a 'labels' array beside the inputs for accuracy")
+    check_labels(labels, f"{path}: labels")
     if len(labels) != len(next(iter(arrays.values()))):
         raise UserError(
             f"{path}: {len(labels)} labels for {len(next(iter(arrays.values())))} samples"

@@ -52,3 +52,18 @@ def check_arrays(
         raise UserError(f"{origin}: inputs hold different sample counts {sorted(counts)}")
     if whole_batch and counts == {0}:
         raise UserError(f"{origin}: the arrays hold no samples (batch 0)")
+
+
+def check_labels(labels, origin: str, *, classes: int | None = None) -> None:
+    """Class labels are a 1-D integer array in ``0..classes-1`` (the upper bound where the class
+    count is known); UserError naming ``origin`` otherwise (a label past the classes made
+    training crash inside torch, and scoring silently count it wrong)."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise UserError(f"{origin} must be a 1-D array of integer class labels")
+    if not labels.size:
+        return
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or (classes is not None and high >= classes):
+        span = f"0..{classes - 1}" if classes is not None else "0 or more"
+        raise UserError(f"{origin}: labels run from {low} to {high}; class labels are {span}")

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from onnxdeploy.data.dataset import top1
+from onnxdeploy.data.validation import check_labels
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.exporter.outputs import classifier_scores
 from onnxdeploy.models.batches import Arrays, call, count, take, to_torch
@@ -83,6 +84,8 @@ def train(
             xb = to_torch(take(x, idx))
             yb = torch.from_numpy(y[idx]) if y is not None else None
             logits = scores(call(model, xb))
+            if y is not None and epoch == 0 and start == 0:  # torch would fail in the loss
+                check_labels(y, "the training labels", classes=logits.shape[-1])
             loss = loss_fn(logits, xb, yb) if loss_fn else criterion(logits, yb)
             optimizer.zero_grad()
             loss.backward()

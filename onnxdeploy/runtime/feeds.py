@@ -111,8 +111,9 @@ def generated_feeds(
 
 
 def check_feeds(inputs, feeds: Mapping[str, np.ndarray], origin: str) -> None:
-    """Real arrays for one run must match the signature exactly, batch dimension included."""
-    check_arrays(feeds, _specs(inputs), origin, whole_batch=True, finite=False)
+    """Real arrays for one run must match the signature exactly, batch dimension included, and
+    hold no NaN or Inf (the data layer's rule everywhere: a NaN timed is not the model's speed)."""
+    check_arrays(feeds, _specs(inputs), origin, whole_batch=True)
 
 
 __all__ = ["check_feeds", "feed_shape", "generated_feeds"]
