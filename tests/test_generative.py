@@ -388,6 +388,22 @@ def test_t5_exports_as_encoder_and_decoder_and_generates_like_transformers(cli, 
     )  # not one token repeated: a real check
     code, out, err = cli("generate", "t5.json", "--prompt-ids", "5,9,33", "--max-new-tokens", "4")
     assert code == 0, err
+    # a hand-edited manifest is one line naming the field (each was exit 3, or ran on token 999)
+    manifest = json.loads((tmp_path / "t5.json").read_text())
+    for edit, fragment in [
+        ({"encoder": "t5.decoder.onnx", "decoder": "t5.encoder.onnx"}, "swapped"),
+        ({"layers": -3}, "'layers' is -3"),
+        ({"layers": 3}, "has a cache for 2"),
+        ({"heads": "four"}, "'heads' is 'four'"),
+        ({"heads": 2}, "'heads' is 2, its decoder graph"),
+        ({"decoder_start_token_id": 999}, "token ids are integers in 0..127"),
+        ({"eos_token_id": [1, "x"]}, "'eos_token_id'"),
+        ({"encoder": "../t5.encoder.onnx"}, "a graph file beside the manifest"),
+    ]:
+        (tmp_path / "edited.json").write_text(json.dumps({**manifest, **edit}))
+        code, _, err = cli("generate", "edited.json", "--prompt-ids", "5", "--max-new-tokens", "2")
+        assert code == 2 and len(err.strip().splitlines()) == 1, (edit, err)
+        assert "edited.json" in err and fragment in err, (edit, err)
 
 
 @pytest.mark.parametrize("family", ["bart", "whisper"])
@@ -524,3 +540,53 @@ def test_a_decoder_quantized_slower_than_fp32_is_kept_fp32_unless_forced(
     assert code == 0, err
     forced = json.loads(out)
     assert forced["chosen"] != "fp32" and "SLOWER than fp32" in forced["reason"]
+
+
+def test_graph_passes_verify_a_decoder_on_a_consistent_cache(cli, tmp_path, decoder_onnx):
+    """optimize and prune-channels fed a decoder generated inputs whose past, tokens and mask
+    disagreed: a Gather out of range inside onnxruntime, exit 3 (issue 31)."""
+    for command in ("optimize", "prune-channels"):
+        code, out, err = cli(command, decoder_onnx, "-o", f"{command}.onnx", "--json")
+        assert code == 0, (command, err)
+        result = json.loads(out)
+        assert result["comparison"]["passed"], result
+        assert any("KV cache" in n for n in result["notes"]), result["notes"]
+
+
+def test_hugging_face_folder_mistakes_are_one_line_exit_2(cli, tmp_path, decoder_onnx):
+    """A truncated safetensors, hf: at a file, and a decoder compared with its PyTorch folder
+    (which would need its cache) were tracebacks with exit 3 (issue 31)."""
+    folder, _ = _save(tmp_path, "llama")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in folder.iterdir():
+        (broken / f.name).write_bytes(f.read_bytes())
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    for args, fragment in [
+        (["export", "hf:broken", "-o", "b.onnx"], "cannot load the weights (SafetensorError"),
+        (["export", "hf:llama/config.json", "-o", "c.onnx"], "give hf:llama"),
+        (["compare", "hf:llama", decoder_onnx], "a decoder with a KV cache"),
+    ]:
+        code, _, err = cli(*args)
+        assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1, (args, err)
+    assert not (tmp_path / "b.onnx").exists() and not (tmp_path / "c.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    "ids, fragment",
+    [
+        (np.full((2, 8), 500), "token id(s) [500] outside the vocabulary"),
+        (np.full((2, 8), -1), "token id(s) [-1] outside the vocabulary"),
+        (np.ones((2, 1000), np.int64), "past the model's maximum context"),
+        (np.ones((0, 8), np.int64), "shape [0, 8]"),
+        (np.ones((2, 1), np.int64), "shape [2, 1]"),
+    ],
+)
+def test_decoder_scoring_sequences_are_checked_before_work(cli, tmp_path, decoder_onnx, ids, fragment):
+    """An id past the vocabulary failed inside onnxruntime (exit 3); a 1-token sequence scored
+    nothing and passed (issue 31)."""
+    np.savez(tmp_path / "ids.npz", input_ids=ids)
+    code, _, err = cli("quantize", decoder_onnx, "-o", "q.onnx", "--calib", "ids.npz")
+    assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "q.onnx").exists()

@@ -8,6 +8,7 @@ import numpy as np
 
 from onnxdeploy.compare.graph import GraphFacts, module_scopes
 from onnxdeploy.compare.store import TensorStore
+from onnxdeploy.errors import UserError
 
 
 def scope_tensors(cand: GraphFacts) -> dict[str, str]:
@@ -34,6 +35,12 @@ def torch_reference(
     from onnxdeploy.exporter.source import load_source
 
     shapes = [tuple(v.shape) for v in feeds.values()]
+    if any(name.startswith("past_key_values.") for name in feeds):
+        raise UserError(
+            f"{request.candidate}: a decoder with a KV cache; its parity with "
+            f"{request.reference} is export's (greedy tokens step by step, which export checks); "
+            "compare it with another ONNX file of it instead"
+        )
     source = load_source(request.reference, checkpoint=request.checkpoint, input_shapes=shapes)
     module = source.module
     targets = scope_tensors(cand) if hooks else {}
@@ -59,6 +66,12 @@ def torch_reference(
     try:
         with torch.no_grad():
             out = module(**dict(zip(feeds, tensors))) if source.by_name else module(*tensors)
+    except (TypeError, ValueError, RuntimeError, IndexError) as exc:  # the inputs do not fit it
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise UserError(
+            f"{request.reference}: the PyTorch model cannot run on {request.candidate}'s inputs "
+            f"({', '.join(feeds)}): {type(exc).__name__}: {first}"
+        ) from exc
     finally:
         for handle in handles:
             handle.remove()

@@ -8,6 +8,7 @@ the machine has network), with its input spec derived from the model itself.
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import numpy as np
 
@@ -38,6 +39,11 @@ def _resolve(reference: str):
             f"{reference}: expected hf:PATH_OR_ID, e.g. hf:./my-bert or "
             "hf:google-bert/bert-base-uncased"
         )
+    if Path(where).is_file():  # AutoConfig reads a JSON file, but the weights then fail to load
+        raise UserError(
+            f"{reference}: hf: takes a model folder or a hub id, and this is a file; give "
+            f"hf:{Path(where).parent}"
+        )
     try:
         config = transformers.AutoConfig.from_pretrained(where)
     except (OSError, ValueError) as exc:
@@ -66,14 +72,22 @@ def hf_model_inputs(reference: str) -> list[ExportInput]:
 def load_hf(reference: str):
     """(module in eval mode, its ExportInputs) for ``hf:PATH_OR_ID``."""
     cls, config, where = _resolve(reference)
+    module = pretrained(cls, where, reference)
+    return module, hf_inputs(type(module), config)
+
+
+def pretrained(cls, where: str, reference: str):
+    """``cls.from_pretrained(where)`` in eval mode; UserError naming ``reference`` when the folder's
+    files cannot be loaded."""
     try:
         module = cls.from_pretrained(where)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a truncated safetensors, a pickle: the folder's
+        # files, whichever library's error they raise (SafetensorError, UnpicklingError...)
         raise UserError(
-            f"{reference}: cannot load the weights ({str(exc).splitlines()[0][:160]})"
+            f"{reference}: cannot load the weights ({type(exc).__name__}: "
+            f"{(str(exc).strip().splitlines() or [''])[0][:160]})"
         ) from exc
-    module.eval()
-    return module, hf_inputs(type(module), config)
+    return module.eval()
 
 
 def hf_inputs(cls, config) -> list[ExportInput]:

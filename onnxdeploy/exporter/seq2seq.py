@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Callable
 
 from onnxdeploy.errors import CheckFailed, UserError
+from onnxdeploy.generate.manifest import SCHEMA
 from onnxdeploy.onnx_io import data_files
 
 logger = logging.getLogger(__name__)
-SCHEMA = "onnxdeploy.seq2seq/1"
 
 
 def is_seq2seq(module) -> bool:

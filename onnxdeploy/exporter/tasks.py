@@ -93,13 +93,8 @@ def feature_extractor(model: str):
         raise UserError(f"{model}: --task feature-extraction is for hf: models")
     import transformers
 
-    from onnxdeploy.exporter.hf import _resolve, hf_inputs
+    from onnxdeploy.exporter.hf import _resolve, hf_inputs, pretrained
 
     _, config, where = _resolve(model)
-    try:
-        module = transformers.AutoModel.from_pretrained(where).eval()
-    except (OSError, ValueError) as exc:
-        raise UserError(
-            f"{model}: cannot load the weights ({str(exc).splitlines()[0][:160]})"
-        ) from exc
+    module = pretrained(transformers.AutoModel, where, model)
     return module, hf_inputs(type(module), config)

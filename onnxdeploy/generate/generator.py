@@ -95,7 +95,8 @@ class Generator:
             ]
             if bad:
                 raise UserError(
-                    f"prompt {index}: token id(s) {bad[:5]} outside the vocabulary (0..{(sig.vocab_size or 0) - 1})",
+                    f"prompt {index}: token id(s) {[int(t) for t in bad[:5]]} outside the "
+                    f"vocabulary (0..{(sig.vocab_size or 0) - 1})",
                     param="prompt",
                 )
             if sig.max_positions is not None and len(prompt) + max_new_tokens > sig.max_positions:

@@ -13,6 +13,7 @@ import numpy as np
 
 from onnxdeploy.errors import UserError
 from onnxdeploy.generate.generator import GenerationResult
+from onnxdeploy.generate.manifest import check_graphs, read_manifest
 from onnxdeploy.generate.sampling import Sampling, choose
 from onnxdeploy.runtime.sessions import onnxruntime_failures
 
@@ -26,17 +27,13 @@ class Seq2SeqGenerator:
     info: dict = field(init=False)
 
     def __post_init__(self) -> None:
-        from onnxdeploy.files import read_json_object
         from onnxdeploy.runtime import create_session
 
-        self.info = read_json_object(self.manifest)
-        if self.info.get("schema") != "onnxdeploy.seq2seq/1":
-            raise UserError(
-                f"{self.manifest}: not an encoder-decoder manifest written by onnxdeploy export"
-            )
+        self.info = read_manifest(self.manifest)
         folder = Path(self.manifest).parent
         self.encoder = create_session(str(folder / self.info["encoder"]), threads=self.threads)
         self.decoder = create_session(str(folder / self.info["decoder"]), threads=self.threads)
+        check_graphs(self.info, self.manifest, self.encoder, self.decoder)
         self._outputs = [o.name for o in self.decoder.get_outputs()]
         self._inputs = {
             i.name for i in self.decoder.get_inputs()

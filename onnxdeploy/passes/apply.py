@@ -13,6 +13,7 @@ import onnx_ir as ir
 from onnxdeploy.atomic import refuse_overwrite
 from onnxdeploy.data.synthetic import SYMBOLIC_DIM
 from onnxdeploy.errors import CheckFailed, UserError
+from onnxdeploy.generate.signature import example_shapes
 from onnxdeploy.inspect_model import count_macs, count_parameters
 from onnxdeploy.onnx_io import (
     check_model_file,
@@ -152,12 +153,19 @@ def to_proto(model: ir.Model, *, legacy_inputs: bool) -> onnx.ModelProto:
 
 
 def symbolic_sizes(model: onnx.ModelProto, shapes: dict | None) -> tuple[dict, list[str]]:
-    """Sizes for symbolic non-batch dims in verification: the shapes the export recorded (its
+    """Sizes for symbolic non-batch dims in verification: a decoder's consistent past, tokens and
+    mask (``generate.signature.example_shapes``), else the shapes the export recorded (its
     ``onnxdeploy.input_spec``), else SYMBOLIC_DIM; with a note saying which was used."""
     import json
 
     from onnxdeploy.data.specs import is_static, specs_from_onnx
 
+    decoder = example_shapes(model.graph)
+    if decoder and not shapes:  # past, new tokens and the mask over both must agree
+        return decoder, [
+            "a decoder with a KV cache: verified on a past of 3 tokens and 4 new ones, the "
+            "attention mask over both"
+        ]
     meta = metadata(model)
     try:
         recorded = {

@@ -160,6 +160,30 @@ def _save_recorded(path, output: str, record: dict) -> None:
     )
 
 
+def _check_sequences(sequences: np.ndarray, signature) -> None:
+    """The user's scoring sequences fit the decoder: some, of at least two tokens (one predicted
+    from the other), ids within its vocabulary, no longer than its context (they were fed as they
+    came: an id past the vocabulary failed inside onnxruntime, exit 3)."""
+    origin = "the token sequences (input_ids)"
+    if sequences.ndim != 2 or sequences.shape[0] == 0 or sequences.shape[1] < 2:
+        raise UserError(
+            f"{origin}: shape {list(sequences.shape)}; give [sequences, length] with at least one "
+            "sequence of at least 2 tokens"
+        )
+    vocab, context = signature.vocab_size, signature.max_positions
+    bad = sequences[(sequences < 0) | (sequences >= (vocab if vocab is not None else 2**62))]
+    if bad.size:
+        shown = [int(t) for t in np.unique(bad)[:5]]
+        raise UserError(
+            f"{origin}: token id(s) {shown} outside the vocabulary (0..{(vocab or 0) - 1})"
+        )
+    if context is not None and sequences.shape[1] > context:
+        raise UserError(
+            f"{origin}: {sequences.shape[1]} tokens each, past the model's maximum context of "
+            f"{context}"
+        )
+
+
 def quantize_decoder(
     model_path: str,
     output: str,
@@ -190,6 +214,8 @@ def quantize_decoder(
         )
     reference = Generator(model_path, threads=target_threads, spinning=False)  # scoring, not timing
     source = "the user's token sequences"
+    if sequences is not None:
+        _check_sequences(sequences, reference.signature)
     if sequences is None:
         progress("no text given: scoring on sequences fp32 generates from seeded prompts")
         sequences = fp32_sequences(reference, prompt_length=prompt_length, new_tokens=new_tokens)
