@@ -100,6 +100,8 @@ class CompressConfig:
                 raise UserError(f"{name} {value}: must be a positive number", param=name)
         if not (math.isfinite(self.alpha) and 0 <= self.alpha <= 1):
             raise UserError(f"alpha {self.alpha}: must be in [0, 1]", param="alpha")
+        if self.seed < 0:
+            raise UserError(f"seed {self.seed}: must not be negative", param="seed")
 
     @property
     def target(self) -> tuple[str, float] | None:
