@@ -590,3 +590,20 @@ def test_decoder_scoring_sequences_are_checked_before_work(cli, tmp_path, decode
     code, _, err = cli("quantize", decoder_onnx, "-o", "q.onnx", "--calib", "ids.npz")
     assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "q.onnx").exists()
+
+
+def test_flags_that_do_nothing_for_the_model_are_refused(cli, tmp_path, decoder_onnx, small_model):
+    """--static on a decoder's export, int8 options on a decoder's quantize, decoder options on a
+    CNN's and int8 options with --fp16 were ignored without a word (issue 31)."""
+    folder, _ = _save(tmp_path, "llama")
+    for args, flag in [
+        (["export", "hf:llama", "-o", "s.onnx", "--static"], "--dynamic-batch/--static"),
+        (["export", "hf:llama", "-o", "s.onnx", "--input-shape", "1x8"], "--input-shape"),
+        (["quantize", decoder_onnx, "-o", "q.onnx", "--method", "percentile"], "--method"),
+        (["quantize", small_model, "-o", "q.onnx", "--calib", "random", "--max-kl", "1"], "--max-kl"),
+        (["quantize", small_model, "-o", "q.onnx", "--fp16", "--max-drop", "3"], "--max-drop"),
+    ]:
+        code, _, err = cli(*args)
+        assert code == 2 and err.startswith(f"error: {flag}: "), (args, err)
+        assert len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.glob("*.onnx")) == ["m.onnx"]  # the input only

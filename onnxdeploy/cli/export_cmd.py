@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from onnxdeploy.cli.options import NON_NEGATIVE, POSITIVE, model_inputs
+from onnxdeploy.cli.options import NON_NEGATIVE, POSITIVE, model_inputs, refuse_given
 from onnxdeploy.cli.output import announce, finish, progress
 from onnxdeploy.exporter import EXPORTERS, export
 from onnxdeploy.exporter.export import refuse_export_overwrite
@@ -104,6 +104,12 @@ def export_command(
 
     task = resolve_task(model, task)
     if task in GENERATIVE:
+        refuse_given(
+            ("input_shapes", "inputs", "dynamic", "example_inputs", "dynamic_batch", "exporter",
+             "atol", "rtol"),
+            f"does not apply to --task {task}: its inputs, dynamic axes and exporter are the "
+            "task's own, and its parity is greedy tokens step by step",
+        )
         finish(
             lambda: export_generative(
                 model, output, task, checkpoint=checkpoint, opset=opset, progress=progress

@@ -106,3 +106,15 @@ def target_options(command):
     return click.option(
         "--target-batch", type=int, default=1, show_default=True, help="Batch size you deploy at."
     )(command)
+
+
+def refuse_given(names, why: str) -> None:
+    """UserError for the first of ``names`` (parameter names) the user gave on the command line
+    where it would do nothing for the model at hand (``why`` says so): a flag is never ignored
+    silently. Defaults are not "given"."""
+    ctx = click.get_current_context()
+    for name in names:
+        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
+            flag = next(p for p in ctx.command.params if p.name == name)
+            shown = "/".join(o for o in (*flag.opts, *flag.secondary_opts) if o.startswith("--"))
+            raise UserError(f"{shown}: {why}", param=name)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import click
 
-from onnxdeploy.cli.options import POSITIVE, Finite, target_options
+from onnxdeploy.cli.options import POSITIVE, Finite, refuse_given, target_options
 from onnxdeploy.cli.output import announce, finish, progress, say
 from onnxdeploy.quantize.isa import TARGET_CPUS
 from onnxdeploy.quantize.request import BLOCK_SIZES, METHODS, WEIGHTS
@@ -215,13 +215,28 @@ def quantize_command(
         )
         return
     decoder = not fp16 and _is_decoder(model)
-    if metric and (fp16 or decoder):
-        why = (
-            "--fp16 is checked layer-wise"
-            if fp16
-            else f"{model} is a decoder with a KV cache, scored by agreement and KL"
+    int8_only = (
+        "method", "percentile", "per_channel", "reduce_range", "calib_size", "calib_memory",
+        "batch_size", "activation_type", "quant_format", "weight_type", "exclude", "weights",
+        "block_size", "max_drop", "min_snr", "metric", "target_cpu", "iterations", "cluster",
+        "target",
+    )
+    if fp16:
+        refuse_given(
+            (*int8_only, "min_agreement", "max_kl", "force_int8", "target_batch", "target_threads"),
+            "does not apply with --fp16 (a float16 conversion, checked layer-wise on --calib)",
         )
-        raise UserError(f"--metric: {why}; a metric scores the int8 search only")
+    elif decoder:  # --weights int4 is what the decoder search does anyway (the README's line)
+        refuse_given(
+            tuple(n for n in int8_only if n != "weights"),
+            f"does not apply to {model}, a decoder with a KV cache: its candidates are fixed and "
+            "scored by --min-agreement and --max-kl",
+        )
+    else:
+        refuse_given(
+            ("min_agreement", "max_kl"),
+            f"applies to decoders with a KV cache; {model} is scored by --max-drop (or --metric)",
+        )
     if decoder:  # a KV-cache decoder: scored as a language model
         from onnxdeploy.quantize.generative import quantize_decoder
 

@@ -4,6 +4,7 @@ it."""
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -24,6 +25,8 @@ from onnxdeploy.errors import UserError
 from onnxdeploy.models.batches import take, to_torch
 from onnxdeploy.models.train import epoch_line, evaluate
 from onnxdeploy.where import HERE, Where
+
+logger = logging.getLogger(__name__)
 
 
 def _zeroed_channels(model, groups) -> int:
@@ -112,6 +115,14 @@ def _allocation(
     if not groups:
         raise UserError(
             "the model has no prunable channel groups (all reach ops that cannot shrink)"
+        )
+    widest = max(g.size for g in groups)
+    if config.round_to > 1 and widest <= config.round_to:
+        logger.warning(
+            "round_to %d: no channel group is wider (the widest has %d channels), so no width is "
+            "rounded",
+            config.round_to,
+            widest,
         )
     scan = None
     if config.sensitivity:
