@@ -7,7 +7,9 @@ the machine has network), with its input spec derived from the model itself.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +47,8 @@ def _resolve(reference: str):
             f"hf:{Path(where).parent}"
         )
     try:
-        config = transformers.AutoConfig.from_pretrained(where)
+        with _hub_quiet():  # offline, the hub logs each of its retries twice (23 lines)
+            config = transformers.AutoConfig.from_pretrained(where)
     except (OSError, ValueError) as exc:
         raise UserError(
             f"{reference}: no Hugging Face config there ({str(exc).splitlines()[0][:160]})"
@@ -67,6 +70,21 @@ def hf_model_inputs(reference: str) -> list[ExportInput]:
     """The inputs of ``hf:PATH_OR_ID`` from its config and class alone (no weights loaded)."""
     cls, config, _ = _resolve(reference)
     return hf_inputs(cls, config)
+
+
+@contextlib.contextmanager
+def _hub_quiet():
+    """The hub client's and transformers' loggers at ERROR while a model is looked up: what fails
+    is said once, in our error line."""
+    loggers = [logging.getLogger(name) for name in ("huggingface_hub", "transformers")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def load_hf(reference: str):

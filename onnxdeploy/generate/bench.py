@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from onnxdeploy.errors import UserError
+from onnxdeploy.progress import track
 
 DECODE, PREFILL = "#decode", "#prefill"
 
@@ -62,7 +63,7 @@ def bench_generation(
     steps = {m: [] for m in models}
     firsts = {m: [] for m in models}
     peaks = {m: 0.0 for m in models}
-    for index in range(rounds):
+    for index in track(range(rounds), label="generation rounds", progress=progress):
         order = models[index % len(models) :] + models[: index % len(models)]
         for model in order:
             # a fresh session per round, the only one alive, spinning as deployed (an idle
@@ -78,8 +79,6 @@ def bench_generation(
             peaks[model] = max(peaks[model], rss_mb() or 0.0)
             del generator
             gc.collect()
-        if progress:
-            progress(f"generation round {index + 1}/{rounds}")
     used = threads or default_threads()
     results = []
     for model in models:

@@ -11,8 +11,6 @@ candidate within ``min_agreement`` and ``max_kl`` is written; exit 1 with every 
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import shutil
 import tempfile
@@ -24,6 +22,7 @@ import numpy as np
 
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.quantize.lm_candidates import DEFAULT_CANDIDATES, LmCandidate, apply_candidate
+from onnxdeploy.quantize.ort_logs import Collected, collected
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +61,7 @@ class LmQuantizeResult:
     target_batch: int
     sequences: int
     source: str  # where the scoring sequences came from
+    notes: tuple[str, ...] = ()  # onnxruntime's messages while quantizing, each kind once
 
     @property
     def passed(self) -> bool:
@@ -83,6 +83,7 @@ class LmQuantizeResult:
             "sequences": self.sequences,
             "scored_on": self.source,
             "attempts": [a.to_json() for a in self.attempts],
+            "notes": list(self.notes),
         }
 
     def __str__(self) -> str:
@@ -123,6 +124,7 @@ class LmQuantizeResult:
             f"fp32: decode {self.fp32_decode_tokens_per_s:.1f} tokens/s, time to first token "
             f"{self.fp32_prefill_ms:.2f} ms, {self.fp32_bytes / 2**20:.2f} MiB; scored on {self.sequences} "
             f"sequences ({self.source})\n{table}\n{self.chosen}: {self.reason}"
+            + "".join(f"\nnote: {n}" for n in self.notes)
         )
 
 
@@ -221,14 +223,16 @@ def quantize_decoder(
         sequences = fp32_sequences(reference, prompt_length=prompt_length, new_tokens=new_tokens)
         source = "sequences fp32 generated from seeded prompts"
     folder = Path(tempfile.mkdtemp(prefix="onnxdeploy-lm-quant-"))
+    logs = Collected()
     try:
         paths, attempts = {}, []
         for candidate in candidates:
             progress(f"quantizing: {candidate.name} ({candidate.describe()})")
             path = folder / f"{candidate.name}.onnx"
             try:
-                # onnxruntime's k-quant prints a progress bar on stdout, where --json goes
-                with contextlib.redirect_stdout(io.StringIO()):
+                # onnxruntime logs a line per tensor (36 "Gather only supports 4 bits") and its
+                # k-quant prints a progress bar on stdout, where --json goes: collected, said once
+                with collected(logs):
                     apply_candidate(candidate, model_path, str(path))
             except Exception as exc:  # noqa: BLE001 - reported as this candidate's error
                 attempts.append(
@@ -298,6 +302,7 @@ def quantize_decoder(
                 target_batch,
                 len(sequences),
                 source,
+                tuple(logs.summary()),
             )
 
         if not passing:
