@@ -99,7 +99,7 @@ def test_impossible_bound_tries_fallback_then_exits_1(trained, tmp_path):
             calib="digits",
             eval_data="digits",
             config=QuantizeConfig(calib_size=128),
-            acceptance=Acceptance(max_drop=-1.0),
+            acceptance=Acceptance(min_snr_db=500.0),  # no int8 model keeps 500 dB
             timing=TimingPlan(iterations=10),
         )
     assert not out.exists()

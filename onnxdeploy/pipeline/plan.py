@@ -50,8 +50,6 @@ class RunRequest:
             target_threads=self.target_threads,
             metric=self.metric,
         )  # the same checks, the same messages
-        if self.max_drop < 0:
-            raise UserError(f"max_drop {self.max_drop}: must not be negative", param="max_drop")
         if self.target_latency is not None and not (
             math.isfinite(self.target_latency) and 0 < self.target_latency < 1
         ):

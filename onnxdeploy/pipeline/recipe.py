@@ -131,9 +131,7 @@ def _check_range(source: str, name: str, key: str, value) -> None:
             raise UserError(
                 f"{source}: stage '{name}' option '{key}' = {value!r}: must be in [0, 1)"
             )
-        if v < 0 and key not in (
-            "max_drop",
-        ):  # max_drop < 0 demands a gain; every other number is a size
+        if v < 0:  # every number of a stage is a size, a count or a bound: none is negative
             raise UserError(
                 f"{source}: stage '{name}' option '{key}' = {value!r}: must not be negative"
             )

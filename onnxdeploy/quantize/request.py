@@ -115,9 +115,11 @@ class Acceptance:
             from onnxdeploy.quantize.scoring import user_metric
 
             user_metric(self.metric)  # imported now: a wrong reference is exit 2 before any work
-        if not math.isfinite(self.max_drop):
+        if not (math.isfinite(self.max_drop) and self.max_drop >= 0):
             raise UserError(
-                f"max_drop {self.max_drop}: must be a finite number of points", param="max_drop"
+                f"max_drop {self.max_drop}: must be a finite number of points, 0 or more (the "
+                "drop a quantized model may lose; none is asked to gain)",
+                param="max_drop",
             )
         if self.target_batch <= 0:
             raise UserError(
