@@ -8,6 +8,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from onnxdeploy.errors import CheckFailed
 from onnxdeploy.quantize import Acceptance, QuantizeConfig, TimingPlan, quantize
 from onnxdeploy.quantize.calib_reader import StreamingReader
 from onnxdeploy.quantize.configs import apply_config, candidates
@@ -249,14 +250,62 @@ def test_a_detector_head_is_scored_by_output_snr_not_top1_agreement(tmp_path):
     assert all(a.passed == (a.snr_db >= SNR_FLOOR_DB) for a in scored)
     assert "SNR" in result.reason and "not class logits" in result.reason
     # the caller's floor replaces the default: no int8 conv keeps 200 dB, so the search goes on
-    # to the accuracy alternatives, and keeping both convs in fp32 (ends-fp32) is what holds
-    strict = quantize(
-        model,
-        tmp_path / "q2.onnx",
-        acceptance=Acceptance(force_int8=True, target_threads=1, min_snr_db=200.0),
-        **run,
-    )
+    # to the accuracy alternatives; keeping both convs in fp32 (ends-fp32) quantizes nothing, an
+    # error row, not a "pass" at inf dB timed as int8
+    with pytest.raises(CheckFailed) as info:
+        quantize(
+            model,
+            tmp_path / "q2.onnx",
+            acceptance=Acceptance(force_int8=True, target_threads=1, min_snr_db=200.0),
+            **run,
+        )
+    strict = info.value.result
     lossy = [a for a in strict.attempts if a.error is None and a.snr_db < 200]
     assert lossy and all(a.rejected and "< min 200 dB" in a.rejected for a in lossy)
-    chosen = next(a for a in strict.attempts if a.config.name == strict.chosen)
-    assert chosen.snr_db >= 200 and "200 dB" in strict.reason
+    ends = next(a for a in strict.attempts if a.config.name == "ends-fp32")
+    assert ends.error == "quantized nothing" and not (tmp_path / "q2.onnx").exists()
+
+
+def test_a_model_whose_compute_is_inside_if_bodies_says_it_quantized_nothing(tmp_path):
+    """silero-vad's graph is one If on the sample rate, every Conv inside its branches, where
+    onnxruntime's quantizer does not reach: every candidate was the fp32 graph again, "passing" at
+    inf dB and timed as if it were int8."""
+    rng = np.random.default_rng(0)
+
+    def branch(name):
+        w = numpy_helper.from_array(rng.standard_normal((4, 3)).astype(np.float32), f"w_{name}")
+        return helper.make_graph(
+            [helper.make_node("MatMul", ["x", f"w_{name}"], [f"y_{name}"])],
+            name,
+            [],
+            [helper.make_tensor_value_info(f"y_{name}", TensorProto.FLOAT, ["N", 3])],
+            [w],
+        )
+
+    nodes = [
+        helper.make_node("ReduceSum", ["x"], ["total"], keepdims=0),
+        helper.make_node("Greater", ["total", "low"], ["cond"]),
+        helper.make_node(
+            "If", ["cond"], ["y"], then_branch=branch("then"), else_branch=branch("else")
+        ),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "iffy",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+        [numpy_helper.from_array(np.array(-1e9, np.float32), "low")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.save(model, tmp_path / "iffy.onnx")
+    with pytest.raises(CheckFailed) as info:
+        quantize(
+            tmp_path / "iffy.onnx",
+            tmp_path / "q.onnx",
+            calib="random",
+            config=QuantizeConfig(calib_size=32),
+            timing=TimingPlan(iterations=5),
+        )
+    minmax = [a for a in info.value.result.attempts if a.config.method == "minmax"]
+    assert minmax and all(a.error and "inside If/Loop bodies" in a.error for a in minmax)
+    assert not any(a.passed for a in info.value.result.attempts)

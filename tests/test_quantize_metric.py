@@ -100,7 +100,7 @@ def test_a_broken_metric_is_exit_2_naming_it(cli, small_model, metrics, name, fr
 
 def test_metric_refused_where_it_cannot_apply(cli, small_model, metrics):
     code, _, err = cli("quantize", small_model, "-o", "q.onnx", "--fp16", "--metric", f"{metrics}:positive")
-    assert code == 2 and "--fp16 is checked layer-wise" in err
+    assert code == 2 and "--metric: does not apply with --fp16" in err
     code, _, err = cli("quantize", small_model, "-o", "q.onnx", "--calib", "random", "--metric", "gone.py:f")
     assert code == 2 and "gone.py: no such file" in err
 

@@ -17,6 +17,7 @@ from onnxdeploy.exporter.source import is_onnx
 from onnxdeploy.compare.result import CompareReport
 from onnxdeploy.compare.store import TensorStore
 from onnxdeploy.compare.sweep import candidate_sweep, reference_sweep
+from onnxdeploy.data.feeds import FeedSequence, is_feed_file, join_arrays, load_feeds
 from onnxdeploy.errors import CheckFailed, UserError
 
 logger = logging.getLogger(__name__)
@@ -29,6 +30,8 @@ def _feeds(request: CompareRequest, session, graph) -> dict[str, np.ndarray]:
     from onnxdeploy.runtime import generated_feeds
 
     specs = specs_from_session(session)
+    if request.inputs and is_feed_file(request.inputs):  # whole feeds: each run as given
+        return load_feeds(request.inputs, specs)
     if request.inputs:
         arrays = read_array_file(Path(request.inputs), specs)
         check_arrays(arrays, specs, request.inputs, whole_batch=True)  # one run: batch 0 refused
@@ -66,22 +69,31 @@ def output_diffs(
     return tuple(found)
 
 
-def _run_onnx(
-    path: str, feeds: dict, provider: str = "cpu", threads: int = 1
-) -> dict[str, np.ndarray]:
+def _run(session, feeds, label: str) -> dict[str, np.ndarray]:
+    """Every output of ``session`` on one feed, or on each of a FeedSequence's joined."""
+    from onnxdeploy.runtime import run_checked
+
+    names = [o.name for o in session.get_outputs()]
+    if isinstance(feeds, FeedSequence):
+        runs = [run_checked(session, names, dict(f), label=label) for f in feeds.feeds]
+        return {name: join_arrays([r[i] for r in runs]) for i, name in enumerate(names)}
+    return dict(zip(names, run_checked(session, names, feeds, label=label)))
+
+
+def _run_onnx(path: str, feeds, provider: str = "cpu", threads: int = 1) -> dict[str, np.ndarray]:
     from onnxdeploy.data.specs import specs_from_session
     from onnxdeploy.data.validation import check_arrays
-    from onnxdeploy.runtime import create_session, run_checked
+    from onnxdeploy.runtime import create_session
 
     session = create_session(path, provider=provider, threads=threads, label=path)
     try:  # the data layer's one check of arrays against a model's inputs
         specs = specs_from_session(session)
         origin = f"{path}: the candidate's inputs"
-        check_arrays(feeds, specs, origin, whole_batch=True, finite=False)
+        for feed in feeds.feeds if isinstance(feeds, FeedSequence) else (feeds,):
+            check_arrays(feed, specs, origin, whole_batch=True, finite=False)
     except UserError as exc:
         raise UserError(f"{exc}; compare two versions of one model") from exc
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, run_checked(session, names, feeds, label=path)))
+    return _run(session, feeds, path)
 
 
 def compare(
@@ -99,7 +111,7 @@ def compare_report(
     request: CompareRequest, *, progress: Callable[[str], None] = logger.info
 ) -> CompareReport:
     """The comparison, whether or not it passes."""
-    from onnxdeploy.runtime import create_session, run_checked
+    from onnxdeploy.runtime import create_session
 
     started = time.perf_counter()
     cand = graph_facts(request.candidate)
@@ -112,14 +124,23 @@ def compare_report(
         label=request.candidate,
     )
     feeds = _feeds(request, session, cand.model.graph)
-    names = [o.name for o in session.get_outputs()]
-    candidate_out = dict(zip(names, run_checked(session, names, feeds, label=request.candidate)))
+    candidate_out = _run(session, feeds, request.candidate)
     del session
+    run_feeds = feeds  # the reference runs what the candidate ran: every feed
+    if isinstance(feeds, FeedSequence):
+        if not is_onnx(request.reference):
+            raise UserError(
+                f"{request.inputs}: a feed file compares two ONNX models; a PyTorch reference "
+                "takes one batch (give --input an .npz of arrays)"
+            )
+        if request.layerwise:
+            progress(f"layer-wise on the first of {len(feeds)} feeds")
+        feeds = dict(feeds.feeds[0])  # layer-wise: one feed
     store = TensorStore(request.budget_bytes())
     try:
         if is_onnx(request.reference):
             progress(f"running the reference {request.reference}")
-            reference_out = _run_onnx(request.reference, feeds, threads=request.threads)
+            reference_out = _run_onnx(request.reference, run_feeds, threads=request.threads)
             nodes, matched = (), 0
             if request.layerwise:
                 nodes, matched = _layerwise_onnx(request, cand, feeds, store, tolerance, progress)

@@ -19,8 +19,9 @@ def check_arrays(
     finite: bool = True,
 ) -> None:
     """UserError naming ``origin`` for wrong names, ranks, static dims, dtypes, ragged sample counts
-    or NaN/Inf. Dimension 0 (the batch) is checked only with ``whole_batch`` (feeds for one run);
-    data sets hold any number of samples."""
+    or NaN/Inf. Dimension 0 (the batch) is checked only with ``whole_batch`` (feeds for one run,
+    taken exactly as the model takes them: a 0-d input such as a sample rate, a state whose batch
+    is on axis 1); data sets hold any number of samples on axis 0."""
     names = [s.name for s in specs]
     if set(arrays) != set(names):
         raise UserError(
@@ -29,17 +30,27 @@ def check_arrays(
     counts = set()
     for spec in specs:
         array = np.asarray(arrays[spec.name])
-        if array.ndim == 0:
+        if array.ndim == 0 and not whole_batch:
             raise UserError(
-                f"{origin}: '{spec.name}' is a 0-d array; it needs a leading sample axis"
+                f"{origin}: '{spec.name}' is a 0-d array; it needs a leading sample axis (or give "
+                "whole feeds, each exactly as the model takes it: a feed file)"
             )
-        counts.add(array.shape[0])
+        if array.ndim and not (whole_batch and spec.shape and is_static(spec.shape[0])):
+            counts.add(array.shape[0])  # a static axis 0 in a feed is no batch
         dims = spec.shape if whole_batch else spec.shape[1:]
         got = array.shape if whole_batch else array.shape[1:]
         if array.ndim != len(spec.shape) or any(is_static(d) and d != a for d, a in zip(dims, got)):
             shape = [d if is_static(d) else (d or "N") for d in spec.shape]
+            unbatched = not spec.shape or (is_static(spec.shape[0]) and spec.shape[0] != 1)
+            hint = (
+                "; an input not batched on axis 0 is given in whole feeds: a feed file, an .npz "
+                "keyed <feed number>/<input name>"
+                if unbatched and not whole_batch
+                else ""
+            )
             raise UserError(
-                f"{origin}: '{spec.name}' has shape {list(array.shape)}, the model expects {shape}"
+                f"{origin}: '{spec.name}' has shape {list(array.shape)}, the model expects "
+                f"{shape}{hint}"
             )
         if spec.dtype is not None and array.dtype != spec.dtype:
             raise UserError(

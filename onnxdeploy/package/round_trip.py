@@ -16,6 +16,7 @@ from typing import Mapping
 import numpy as np
 
 from onnxdeploy.data import check_arrays, read_array_file, specs_from_onnx
+from onnxdeploy.data.feeds import is_feed_file, load_feeds
 from onnxdeploy.data.specs import is_static
 from onnxdeploy.data.synthetic import SYMBOLIC_DIM
 from onnxdeploy.errors import UserError
@@ -27,6 +28,8 @@ MAX_SAMPLES = 8  # of the user's inputs: the round trip checks the conversion, n
 
 def _user_feeds(model, inputs, origin: str) -> dict[str, np.ndarray]:
     specs = specs_from_onnx(model)
+    if not isinstance(inputs, Mapping) and is_feed_file(inputs):  # one whole feed, as given
+        return dict(load_feeds(inputs, specs).feeds[0])
     if isinstance(inputs, Mapping):
         arrays = dict(inputs)
     else:

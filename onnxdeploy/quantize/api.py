@@ -25,6 +25,7 @@ from typing import Callable
 import onnx
 
 from onnxdeploy import data as datalayer
+from onnxdeploy.data.feeds import FeedSequence, is_feed_file, load_feeds
 from onnxdeploy.atomic import ensure_writable_dir, refuse_overwrite, working_directory
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.onnx_io import file_bytes, load_model, save_model, set_metadata
@@ -39,6 +40,7 @@ from onnxdeploy.quantize.calib_budget import (
 )
 from onnxdeploy.quantize.calib_reader import StreamingReader
 from onnxdeploy.quantize.configs import has_calibration_cache, candidates
+from onnxdeploy.quantize.graph_facts import QUANTIZED_OPS, all_nodes
 from onnxdeploy.quantize.isa import decide, target_flags
 from onnxdeploy.quantize.opset import upgrade_for_qdq
 from onnxdeploy.quantize.request import Acceptance, QuantizeConfig
@@ -51,20 +53,11 @@ from onnxdeploy.where import HERE, Where
 
 logger = logging.getLogger(__name__)
 
-QUANTIZED_OPS = {
-    "QuantizeLinear",
-    "DequantizeLinear",
-    "QLinearConv",
-    "QLinearMatMul",
-    "ConvInteger",
-    "MatMulInteger",
-    "DynamicQuantizeLinear",
-}
 HOLDOUT = 256
 
 
 def _check_not_quantized(model: onnx.ModelProto, path: str) -> None:
-    found = sorted({n.op_type for n in model.graph.node} & QUANTIZED_OPS)
+    found = sorted({n.op_type for n in all_nodes(model.graph)} & QUANTIZED_OPS)
     if found:
         raise UserError(
             f"{path}: already quantized (has {', '.join(found)}); quantize the float model"
@@ -108,7 +101,10 @@ def _preprocess(src: str, dst: str, announce) -> str:
 
 def _calibration(calib, specs, config: QuantizeConfig, has_eval: bool, model: onnx.ModelProto):
     """(reader over uniform calibration batches sized to the memory budget, samples used, the chunk
-    source, samples available, sha256 of the batches, the calibration plan)."""
+    source, samples available, sha256 of the batches, the calibration plan). A feed file's feeds
+    are replayed as given, one per calibration step."""
+    if is_feed_file(calib):
+        return _feed_calibration(load_feeds(calib, specs), config, has_eval, model)
     source = datalayer.calibration_source(calib, specs)
     total = (
         config.calib_size + HOLDOUT
@@ -136,9 +132,33 @@ def _calibration(calib, specs, config: QuantizeConfig, has_eval: bool, model: on
     return reader, used, source, total, datalayer.fingerprint(make()), sized
 
 
+def _feed_calibration(feeds: FeedSequence, config: QuantizeConfig, has_eval: bool, model):
+    """``_calibration`` over whole feeds: the first ``calib_size`` (80% without eval_data, the rest
+    held out for scoring), each one calibration step; the chunk of steps held at once sized from
+    the first feed's activations as measured."""
+    total = len(feeds)
+    n_calib = min(config.calib_size, total if has_eval else int(total * 0.8))
+    if n_calib < 1:
+        raise UserError(
+            f"{feeds.origin}: {total} feed(s); give at least 2 (most calibrate, the rest are "
+            "scored on) or eval_data",
+            param="calib",
+        )
+    budget = config.calib_memory_mb or machine_budget_mb()
+    per_feed = measured_activation_bytes(model, feeds.feeds[0]) or activation_bytes(model)
+    sized = stride_for(plan(per_feed, batch_size=1, budget_mb=budget), n_calib)
+    chosen = feeds.feeds[:n_calib]
+    reader = StreamingReader(lambda: iter(chosen), batch_count=n_calib, stride=sized.stride)
+    return reader, n_calib, feeds, total, datalayer.fingerprint(iter(chosen)), sized
+
+
 def _scoring_split(calib, eval_data, specs, source, n_calib: int, total: int) -> datalayer.Split:
+    if eval_data is not None and is_feed_file(eval_data):
+        return load_feeds(eval_data, specs)
     if eval_data is not None:
         return datalayer.eval_split(eval_data, specs)
+    if isinstance(source, FeedSequence):
+        return source.part(n_calib)
     held = list(
         datalayer.batches(
             source, specs, batch_size=10_000, limit=min(HOLDOUT, total - n_calib), skip=n_calib
@@ -274,7 +294,9 @@ class _Job:
     @property
     def shapes(self) -> dict:
         """Timing shapes: the target batch, other dims (a sequence length) as the scoring data has
-        them."""
+        them; with whole feeds, the first scoring feed itself (arrays, not shapes)."""
+        if isinstance(self.split, FeedSequence):
+            return dict(self.split.feeds[0])
         batch = self.acceptance.target_batch
         return {name: (batch, *array.shape[1:]) for name, array in self.split.inputs.items()}
 

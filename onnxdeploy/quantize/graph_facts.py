@@ -10,6 +10,47 @@ import onnx
 from onnxdeploy.onnx_io import inferred_values, static_dims
 
 MATMUL_OPS = ("MatMul", "Gemm")
+# what a quantized graph holds that a float one does not (static, dynamic and weight-only forms)
+QUANTIZED_OPS = frozenset(
+    {
+        "QuantizeLinear",
+        "DequantizeLinear",
+        "QLinearConv",
+        "QLinearMatMul",
+        "ConvInteger",
+        "MatMulInteger",
+        "DynamicQuantizeLinear",
+        "DynamicQuantizeMatMul",
+        "MatMulNBits",
+        "GatherBlockQuantized",
+    }
+)
+
+
+def all_nodes(graph: onnx.GraphProto):
+    """Every node of ``graph`` and of the subgraphs its If, Loop and Scan nodes hold."""
+    for node in graph.node:
+        yield node
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                yield from all_nodes(attribute.g)
+            elif attribute.type == onnx.AttributeProto.GRAPHS:
+                for sub in attribute.graphs:
+                    yield from all_nodes(sub)
+
+
+def quantized_nodes(model: onnx.ModelProto) -> int:
+    """How many quantized-form nodes the model holds, subgraphs included."""
+    return sum(node.op_type in QUANTIZED_OPS for node in all_nodes(model.graph))
+
+
+def compute_in_subgraphs(model: onnx.ModelProto) -> bool:
+    """Whether the main graph has no Conv/MatMul/Gemm of its own but its If/Loop/Scan bodies do
+    (onnxruntime's quantizer does not reach into them)."""
+    own = {n.op_type for n in model.graph.node}
+    inside = {n.op_type for n in all_nodes(model.graph)} - own
+    compute = {"Conv", *MATMUL_OPS}
+    return not (own & compute) and bool(inside & compute)
 
 
 def _constants(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:

@@ -13,8 +13,10 @@ import numpy as np
 
 from onnxdeploy.data import Split
 from onnxdeploy.errors import OnnxDeployError
+from onnxdeploy.onnx_io import load_model
 from onnxdeploy.quantize.configs import Candidate, apply_config
 from onnxdeploy.quantize.decision import fallback_order
+from onnxdeploy.quantize.graph_facts import compute_in_subgraphs, quantized_nodes
 from onnxdeploy.quantize.ort_logs import Collected, collected
 from onnxdeploy.quantize.request import Acceptance
 from onnxdeploy.quantize.result import Attempt
@@ -113,6 +115,14 @@ def try_candidate(
                 f"mask; onnxruntime's {config.method} histograms cannot take it, minmax can)"
             )
         return _error(config, f"{type(exc).__name__}: {message}")
+    written = load_model(path, check=False, load_external=False)
+    if not quantized_nodes(written):  # scored, it would "pass" at inf dB and time as fp32
+        where = (
+            ": its compute is inside If/Loop bodies, which onnxruntime's quantizer does not reach"
+            if compute_in_subgraphs(written)
+            else ""
+        )
+        return _error(config, f"quantized nothing{where}")
     try:
         s = score(path, split, reference, acceptance.metric)
     except OnnxDeployError as exc:  # the data scored fp32 already: the failure is this model's
@@ -241,7 +251,9 @@ def fall_back(
     static = [
         a
         for a in state.attempts  # the error ranking reads QDQ pairs
-        if a.config.method not in ("dynamic", "weight-only") and a.error is None
+        if a.config.method not in ("dynamic", "weight-only")
+        and a.config.quant_format != "qoperator"  # QLinear ops hold no QDQ pairs to rank
+        and a.error is None
     ]
     if not static:
         return

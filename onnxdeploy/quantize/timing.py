@@ -39,13 +39,16 @@ def target_request(
     spinning: bool = False,
 ) -> BenchRequest:
     """A request at the target batch and threads (resolved by the caller); ``shapes`` size symbolic
-    dims (a sequence length) as the scoring data has them, never left to guess."""
+    dims (a sequence length) as the scoring data has them, never left to guess. Arrays instead of
+    shapes are a whole feed (a stateful model's), timed as given."""
+    feed = bool(shapes) and all(isinstance(v, np.ndarray) for v in shapes.values())
     return BenchRequest(
         models,
         batches=acceptance.target_batch,
         threads=acceptance.target_threads,
         timing=timing,
-        shapes=shapes,
+        shapes=None if feed else shapes,
+        inputs=shapes if feed else None,
         spinning=spinning,
     )
 

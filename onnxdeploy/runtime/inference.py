@@ -8,6 +8,7 @@ import os
 import numpy as np
 
 from onnxdeploy.data.dataset import Split
+from onnxdeploy.data.feeds import FeedSequence, join_arrays
 
 
 def run_batched(
@@ -15,7 +16,8 @@ def run_batched(
 ) -> dict[str, np.ndarray]:
     """Every output (by name, in the model's order) over all samples, run ``batch_size`` at a time
     (None: up to 256, as many as the machine's memory budget holds for this model's activations);
-    ``inputs`` is a Split, a dict by input name, or an array for the only input."""
+    ``inputs`` is a Split, a dict by input name, an array for the only input, or a FeedSequence
+    (each feed run as given, each output joined over them)."""
     from onnxdeploy.runtime.sessions import create_session, run_checked
 
     session = create_session(model_path, threads=threads)
@@ -24,6 +26,12 @@ def run_batched(
         from onnxdeploy.runtime.budget import inference_batch
 
         batch_size = inference_batch(load_model(model_path, check=False, load_external=False))
+    if isinstance(inputs, FeedSequence):  # whole feeds: each run as given, the outputs joined
+        label = str(model_path) if isinstance(model_path, (str, os.PathLike)) else "<model>"
+        runs = [run_checked(session, None, dict(feed), label=label) for feed in inputs.feeds]
+        return {
+            o.name: join_arrays([r[j] for r in runs]) for j, o in enumerate(session.get_outputs())
+        }
     if isinstance(inputs, Split):
         inputs = dict(inputs.inputs)
     elif isinstance(inputs, np.ndarray):

@@ -31,9 +31,13 @@ HIGH_CV = 0.10  # on the robust CV: outliers alone do not trigger it
 
 
 def load_inputs(path: str) -> dict[str, np.ndarray]:
-    """Real inputs from an .npz keyed by input name; UserError naming the file otherwise."""
+    """Real inputs from an .npz keyed by input name (a feed file: its first feed, as given);
+    UserError naming the file otherwise."""
     from onnxdeploy.data import load_npz
+    from onnxdeploy.data.feeds import feeds_unchecked, is_feed_file
 
+    if is_feed_file(path):
+        return feeds_unchecked(path)[0]
     return load_npz(path, what="input arrays")
 
 

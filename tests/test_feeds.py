@@ -1,0 +1,138 @@
+"""Whole feeds (issue 29, item 2): a streaming model with a 0-d input and a state batched on axis 1,
+given as the sequence of feeds it really sees, through quantize, compare, bench and package."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from onnxdeploy.data.feeds import is_feed_file, load_feeds, save_feeds
+from onnxdeploy.data.specs import specs_from_onnx
+from onnxdeploy.errors import UserError
+
+
+def streaming_model(path):
+    """A recurrent cell as voice-activity detectors ship it: ``x`` [N, 16], a 0-d ``sr`` that
+    scales the input, a ``state`` [2, N, 8] (batch on axis 1) in and ``stateN`` out, a speech
+    probability ``out`` [N, 1]."""
+    rng = np.random.default_rng(0)
+    w1 = rng.standard_normal((16, 8)).astype(np.float32) * 0.3
+    w2 = rng.standard_normal((8, 8)).astype(np.float32) * 0.3
+    w3 = rng.standard_normal((8, 1)).astype(np.float32)
+    inits = [
+        helper.make_tensor(n, TensorProto.FLOAT, a.shape, a.flatten())
+        for n, a in (("w1", w1), ("w2", w2), ("w3", w3))
+    ] + [
+        helper.make_tensor("zero", TensorProto.INT64, [], [0]),
+        helper.make_tensor("axis0", TensorProto.INT64, [1], [0]),
+        helper.make_tensor("rate", TensorProto.FLOAT, [], [16000.0]),
+    ]
+    nodes = [
+        helper.make_node("Cast", ["sr"], ["srf"], to=TensorProto.FLOAT),
+        helper.make_node("Div", ["srf", "rate"], ["scale"]),
+        helper.make_node("Mul", ["x", "scale"], ["xs"]),
+        helper.make_node("Gather", ["state", "zero"], ["h"], axis=0),
+        helper.make_node("MatMul", ["xs", "w1"], ["a"]),
+        helper.make_node("MatMul", ["h", "w2"], ["b"]),
+        helper.make_node("Add", ["a", "b"], ["ab"]),
+        helper.make_node("Tanh", ["ab"], ["z"]),
+        helper.make_node("MatMul", ["z", "w3"], ["logit"]),
+        helper.make_node("Sigmoid", ["logit"], ["out"]),
+        helper.make_node("Unsqueeze", ["z", "axis0"], ["z1"]),
+        helper.make_node("Concat", ["z1", "z1"], ["stateN"], axis=0),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "stream",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16]),
+            helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, "N", 8]),
+            helper.make_tensor_value_info("sr", TensorProto.INT64, []),
+        ],
+        [
+            helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 1]),
+            helper.make_tensor_value_info("stateN", TensorProto.FLOAT, [2, "N", 8]),
+        ],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.save(model, path)
+    return path
+
+
+def recorded_stream(model_path, path, count=40):
+    """The feeds the model sees over ``count`` chunks, each state its previous output (as a user
+    records them from their pipeline)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(1)
+    state, feeds = np.zeros((2, 1, 8), np.float32), []
+    for _ in range(count):
+        feed = {
+            "x": rng.standard_normal((1, 16)).astype(np.float32),
+            "state": state,
+            "sr": np.array(16000, np.int64),
+        }
+        feeds.append(feed)
+        _, state = session.run(None, feed)
+    save_feeds(path, feeds)
+    return path
+
+
+@pytest.fixture
+def stream(tmp_path):
+    model = streaming_model(tmp_path / "vad.onnx")
+    return model, recorded_stream(model, tmp_path / "feeds.npz")
+
+
+def test_a_feed_file_is_read_in_order_and_checked_feed_by_feed(stream, tmp_path):
+    model, feeds = stream
+    assert is_feed_file(feeds) and not is_feed_file(model)
+    specs = specs_from_onnx(onnx.load(model))
+    sequence = load_feeds(feeds, specs)
+    assert len(sequence) == 40 and sequence.feeds[0]["sr"].shape == ()
+    np.testing.assert_array_equal(sequence.feeds[0]["state"], 0)  # the first state, as recorded
+    assert np.any(sequence.feeds[1]["state"] != 0)
+    broken = [dict(f) for f in sequence.feeds]
+    broken[3]["state"] = np.zeros((1, 1, 8), np.float32)
+    save_feeds(tmp_path / "bad.npz", broken)
+    with pytest.raises(UserError, match=r"bad.npz: feed 3: 'state' has shape \[1, 1, 8\]"):
+        load_feeds(tmp_path / "bad.npz", specs)
+
+
+def test_a_stream_through_quantize_compare_bench_and_package(cli, stream, tmp_path):
+    model, feeds = stream
+    code, out, err = cli(
+        "quantize", model, "-o", "q.onnx", "--calib", feeds, "--force-int8", "--min-snr", "5",
+        "--iterations", "10", "--json",
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["calib_samples"] == 32 and result["eval_samples"] == 8  # 80% / 20% of 40
+    scored = [a for a in result["attempts"] if a["score"] is not None]
+    assert scored and all(a["snr_db"] is not None and a["snr_db"] > 5 for a in scored)
+    code, out, err = cli("compare", model, "q.onnx", "--input", feeds, "--min-snr", "5", "--json")
+    assert code == 0, err
+    outputs = {o["name"]: o for o in json.loads(out)["outputs"]}
+    assert set(outputs) == {"out", "stateN"}  # every feed's outputs, joined
+    code, out, err = cli("bench", model, "--input", feeds, "--iterations", "5", "--json")
+    assert code == 0, err  # the 0-d sample rate and the axis-1 state, as given
+    code, _, err = cli("package", model, "-o", "pkg", "--input", feeds)
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "pkg" / "manifest.json").read_text())
+    assert manifest["round_trip"]["passed"]
+
+
+def test_arrays_on_axis_0_cannot_say_a_0_d_input_and_point_to_feed_files(cli, stream, tmp_path):
+    model, _ = stream
+    np.savez(
+        tmp_path / "flat.npz",
+        x=np.zeros((4, 16), np.float32),
+        state=np.zeros((4, 2, 8), np.float32),
+        sr=np.full(4, 16000, np.int64),
+    )
+    code, _, err = cli("quantize", model, "-o", "q.onnx", "--calib", "flat.npz")
+    assert code == 2 and "feed" in err and len(err.strip().splitlines()) == 1, err
