@@ -122,3 +122,35 @@ def test_run_model_judges_its_variants_by_the_metric(tmp_path, metrics, monkeypa
     assert f'metric = "{metrics.resolve()}:close"' in recipe  # reproducible from anywhere
     with pytest.raises(UserError, match="no such file"):
         RunRequest(str(model), metric="gone.py:f")
+
+
+@pytest.mark.extra
+def test_compress_judges_recovery_by_the_users_metric(cli, tmp_path):
+    """The same metric file in compress: a top-1 written by the user equals the built-in one."""
+    (tmp_path / "top1.py").write_text(
+        "import numpy as np\n"
+        "def top1(outputs, data):\n"
+        "    return float(100 * np.mean(outputs['logits'].argmax(1) == data['labels']))\n"
+    )
+    import torch
+
+    from onnxdeploy.models import ZOO
+    from onnxdeploy.models.train import train
+
+    torch.manual_seed(0)
+    entry = ZOO["mlp"]
+    digits, model = entry.digits(), entry.build()
+    train(model, digits.x_train, digits.y_train, epochs=2, lr=entry.lr)
+    torch.save(model.state_dict(), tmp_path / "mlp.pt")
+    common = ["compress", "mlp", "--checkpoint", "mlp.pt", "--prune-channels", "0.5", "--epochs",
+              "1", "--json"]
+    code, out, err = cli(*common, "-o", "a.pt", "--metric", "top1.py:top1")
+    assert code == 0, err
+    ours = json.loads(out)
+    code, out, err = cli(*common, "-o", "b.pt")
+    assert code == 0, err
+    builtin = json.loads(out)
+    assert ours["metric"] == "metric" and builtin["metric"] == "top-1"
+    assert ours["dense_accuracy"] == pytest.approx(builtin["dense_accuracy"], abs=1e-6)
+    code, _, err = cli("compress", "mlp", "--prune-channels", "0.5", "-o", "c.pt", "--metric", "x.py:f")
+    assert code == 2 and "x.py: no such file" in err and not (tmp_path / "c.pt").exists()

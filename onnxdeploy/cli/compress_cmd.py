@@ -114,6 +114,13 @@ from onnxdeploy.compress.request import CompressConfig
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
+    "--metric",
+    default=None,
+    metavar="FILE.py:FN",
+    help="Judge recovery by your own score, higher is better: fn(outputs, data) -> float on the "
+    "held-out split (instead of top-1 or output fidelity).",
+)
+@click.option(
     "--cluster",
     default=None,
     help="Run the sensitivity probes in parallel on Ray: an address, 'auto' or 'local' "
@@ -147,6 +154,7 @@ def compress_command(
     alpha,
     low_bit,
     seed,
+    metric,
     cluster,
     as_json,
 ):
@@ -173,6 +181,7 @@ def compress_command(
         temperature=temperature,
         alpha=alpha,
         seed=seed,
+        metric=metric,
     )
     named, shapes = model_inputs(inputs, dynamic, None, input_shapes)
     from onnxdeploy.compress.api import compress  # torch: after the flags are checked

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 from onnxdeploy.atomic import atomic_path
@@ -22,7 +23,7 @@ from onnxdeploy.compress.result import CompressResult, CompressStep
 from onnxdeploy.compress.sensitivity import allocate, channel_costs, sensitivity_scan
 from onnxdeploy.compress.structured import channel_scores, choose_channels, zero_channels
 from onnxdeploy.errors import UserError
-from onnxdeploy.models.batches import take, to_torch
+from onnxdeploy.models.batches import call, count, take, to_torch
 from onnxdeploy.models.train import epoch_line, evaluate
 from onnxdeploy.where import HERE, Where
 
@@ -55,7 +56,7 @@ def compress_module(
     ``dense_ms``, the dense model's deployed latency (``compress`` measures it)."""
     torch.manual_seed(config.seed)
     teacher = (teacher or copy.deepcopy(module)) if config.distill else None
-    metric, accuracy = _metric(data, teacher)
+    metric, accuracy = _metric(data, teacher, config.metric)
     dense_accuracy = accuracy(module)
     groups, targets, plan = _allocation(
         module, data, config, accuracy, progress, ray, dense_ms=dense_ms
@@ -85,15 +86,38 @@ def compress_module(
     )
 
 
-def _metric(data, teacher) -> tuple[str, Callable]:
-    """What accuracy means here: top-1 on the labels, or, where the data has none, the output
-    fidelity to the dense model (the teacher of label-free distillation)."""
+def _metric(data, teacher, user: str | None = None) -> tuple[str, Callable]:
+    """What accuracy means here: the user's own metric (``file.py:fn``) where given, else top-1 on
+    the labels, or, where the data has none, the output fidelity to the dense model (the teacher
+    of label-free distillation)."""
+    if user is not None:
+        return "metric", lambda m: module_metric(m, data, user)
     if data.y_val is not None:
         return "top-1", lambda m: evaluate(m, data.x_val, data.y_val)
     _check_labels(data, distill=teacher is not None)
     from onnxdeploy.compress.label_free import output_fidelity
 
     return "fidelity", lambda m: output_fidelity(m, teacher, data.x_val)
+
+
+def module_metric(module: torch.nn.Module, data, reference: str, *, batch_size: int = 64) -> float:
+    """The user's metric on the module's outputs over the held-out split, called as quantize calls
+    it: every output by name (as the export names them) and the inputs (plus labels)."""
+    from onnxdeploy.data import Split
+    from onnxdeploy.exporter.outputs import flatten_outputs
+    from onnxdeploy.quantize.scoring import metric_value
+
+    module.eval()
+    parts: dict[str, list[np.ndarray]] = {}
+    with torch.no_grad():
+        for start in range(0, count(data.x_val), batch_size):
+            out = call(module, to_torch(take(data.x_val, slice(start, start + batch_size))))
+            for name, tensor in flatten_outputs(out):
+                if isinstance(tensor, torch.Tensor):
+                    parts.setdefault(name, []).append(tensor.float().numpy())
+    outputs = {name: np.concatenate(chunks) for name, chunks in parts.items()}
+    inputs = data.x_val if isinstance(data.x_val, dict) else {"input": data.x_val}
+    return metric_value(reference, outputs, Split(inputs, data.y_val, "the held-out split"))
 
 
 def _check_labels(data, *, distill: bool) -> None:

@@ -38,6 +38,7 @@ class CompressConfig:
     temperature: float = 4.0
     alpha: float = 0.7
     seed: int = 0
+    metric: str | None = None  # "file.py:fn": recovery judged by the user's own score
     target_latency: float | None = None
     target_macs: float | None = None
     target_batch: int = 1
@@ -102,6 +103,10 @@ class CompressConfig:
             raise UserError(f"alpha {self.alpha}: must be in [0, 1]", param="alpha")
         if self.seed < 0:
             raise UserError(f"seed {self.seed}: must not be negative", param="seed")
+        if self.metric is not None:
+            from onnxdeploy.quantize.scoring import user_metric
+
+            user_metric(self.metric)  # imported now: a wrong reference is exit 2 before any work
 
     @property
     def target(self) -> tuple[str, float] | None:

@@ -125,6 +125,7 @@ def plan(request: RunRequest) -> RunPlan:
     threads = request.target_threads or default_threads()
     batch = request.target_batch
     notes = []
+    judged = {"metric": request.metric} if request.metric else {}  # every judging stage's
     stages: list[tuple[str, dict]] = []
     if not is_onnx(model):
         if model in ZOO and not request.checkpoint:
@@ -140,12 +141,11 @@ def plan(request: RunRequest) -> RunPlan:
                 "--data to try them)"
             )
         else:
-            compress = {"target_batch": batch, "target_threads": threads}
+            compress = {"target_batch": batch, "target_threads": threads} | judged
             if request.target_latency is not None:
                 compress["target_latency"] = request.target_latency
             stages.append(("compress", compress))
     stages.append(("export", {}))
-    judged = {"metric": request.metric} if request.metric else {}  # quantize's and select's
     if is_onnx(model) or data != "random":
         stages.append(("prune-channels", {}))
     stages.append(

@@ -126,6 +126,7 @@ def compress(
     target_batch: int = CompressConfig.target_batch,
     target_threads: int | None = None,
     round_to: int = CompressConfig.round_to,
+    metric: str | None = CompressConfig.metric,
 ) -> CompressSummary:
     """Prune the trained model (channels, and/or weights) and fine-tune it, distilling from the
     dense one.
@@ -174,6 +175,7 @@ def compress(
         alpha=alpha,
         criterion=criterion,
         seed=ctx.seed,
+        metric=metric,
     )
     dense_ms = None
     if target_latency is not None:
