@@ -17,8 +17,9 @@ from onnxdeploy.exporter.source import is_onnx
 from onnxdeploy.compare.result import CompareReport
 from onnxdeploy.compare.store import TensorStore
 from onnxdeploy.compare.sweep import candidate_sweep, reference_sweep
-from onnxdeploy.data.feeds import FeedSequence, is_feed_file, join_arrays, load_feeds
+from onnxdeploy.data.feeds import FeedSequence, is_feed_file, load_feeds
 from onnxdeploy.errors import CheckFailed, UserError
+from onnxdeploy.runtime.inference import run_feeds
 
 logger = logging.getLogger(__name__)
 
@@ -69,17 +70,6 @@ def output_diffs(
     return tuple(found)
 
 
-def _run(session, feeds, label: str) -> dict[str, np.ndarray]:
-    """Every output of ``session`` on one feed, or on each of a FeedSequence's joined."""
-    from onnxdeploy.runtime import run_checked
-
-    names = [o.name for o in session.get_outputs()]
-    if isinstance(feeds, FeedSequence):
-        runs = [run_checked(session, names, dict(f), label=label) for f in feeds.feeds]
-        return {name: join_arrays([r[i] for r in runs]) for i, name in enumerate(names)}
-    return dict(zip(names, run_checked(session, names, feeds, label=label)))
-
-
 def _run_onnx(path: str, feeds, provider: str = "cpu", threads: int = 1) -> dict[str, np.ndarray]:
     from onnxdeploy.data.specs import specs_from_session
     from onnxdeploy.data.validation import check_arrays
@@ -93,7 +83,7 @@ def _run_onnx(path: str, feeds, provider: str = "cpu", threads: int = 1) -> dict
             check_arrays(feed, specs, origin, whole_batch=True, finite=False)
     except UserError as exc:
         raise UserError(f"{exc}; compare two versions of one model") from exc
-    return _run(session, feeds, path)
+    return run_feeds(session, feeds, path)
 
 
 def compare(
@@ -124,9 +114,9 @@ def compare_report(
         label=request.candidate,
     )
     feeds = _feeds(request, session, cand.model.graph)
-    candidate_out = _run(session, feeds, request.candidate)
+    candidate_out = run_feeds(session, feeds, request.candidate)
     del session
-    run_feeds = feeds  # the reference runs what the candidate ran: every feed
+    every_feed = feeds  # the reference runs what the candidate ran: every feed
     if isinstance(feeds, FeedSequence):
         if not is_onnx(request.reference):
             raise UserError(
@@ -140,7 +130,7 @@ def compare_report(
     try:
         if is_onnx(request.reference):
             progress(f"running the reference {request.reference}")
-            reference_out = _run_onnx(request.reference, run_feeds, threads=request.threads)
+            reference_out = _run_onnx(request.reference, every_feed, threads=request.threads)
             nodes, matched = (), 0
             if request.layerwise:
                 nodes, matched = _layerwise_onnx(request, cand, feeds, store, tolerance, progress)

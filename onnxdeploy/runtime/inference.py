@@ -21,23 +21,19 @@ def run_batched(
     from onnxdeploy.runtime.sessions import create_session, run_checked
 
     session = create_session(model_path, threads=threads)
+    label = str(model_path) if isinstance(model_path, (str, os.PathLike)) else "<model>"
+    if isinstance(inputs, FeedSequence):  # whole feeds: no batch to size
+        return run_feeds(session, inputs, label)
     if batch_size is None:
         from onnxdeploy.onnx_io import load_model
         from onnxdeploy.runtime.budget import inference_batch
 
         batch_size = inference_batch(load_model(model_path, check=False, load_external=False))
-    if isinstance(inputs, FeedSequence):  # whole feeds: each run as given, the outputs joined
-        label = str(model_path) if isinstance(model_path, (str, os.PathLike)) else "<model>"
-        runs = [run_checked(session, None, dict(feed), label=label) for feed in inputs.feeds]
-        return {
-            o.name: join_arrays([r[j] for r in runs]) for j, o in enumerate(session.get_outputs())
-        }
     if isinstance(inputs, Split):
         inputs = dict(inputs.inputs)
     elif isinstance(inputs, np.ndarray):
         inputs = {session.get_inputs()[0].name: inputs}
     count = len(next(iter(inputs.values())))
-    label = str(model_path) if isinstance(model_path, (str, os.PathLike)) else "<model>"
     chunks = [  # a run failure (shapes the model cannot take) is the user's input: exit 2
         run_checked(
             session, None, {k: v[i : i + batch_size] for k, v in inputs.items()}, label=label
@@ -47,6 +43,18 @@ def run_batched(
     return {
         o.name: np.concatenate([c[j] for c in chunks]) for j, o in enumerate(session.get_outputs())
     }
+
+
+def run_feeds(session, feeds, label: str) -> dict[str, np.ndarray]:
+    """Every output of ``session`` on one feed (a dict), or on each feed of a FeedSequence run as
+    given, each output joined over them (``data.feeds.join_arrays``)."""
+    from onnxdeploy.runtime.sessions import run_checked
+
+    names = [o.name for o in session.get_outputs()]
+    if not isinstance(feeds, FeedSequence):
+        return dict(zip(names, run_checked(session, names, feeds, label=label)))
+    runs = [run_checked(session, names, dict(feed), label=label) for feed in feeds.feeds]
+    return {name: join_arrays([r[i] for r in runs]) for i, name in enumerate(names)}
 
 
 def first_output(model_path, inputs, *, batch_size: int | None = None) -> np.ndarray:
