@@ -4,11 +4,20 @@ import pytest
 
 from onnxdeploy.quantize import Acceptance
 from onnxdeploy.quantize.configs import Candidate
-from onnxdeploy.quantize.decision import fallback_order, fastest, goal_met, judge
+from onnxdeploy.quantize.decision import (
+    fallback_order,
+    fastest,
+    goal_met,
+    judge,
+    ties_with,
+    timing_verdict,
+)
 from onnxdeploy.quantize.result import Attempt, Confirmation
 
 
-def attempt(name, *, p50=1.0, score=99.0, snr=30.0, passed=True, goal="speed", error=None):
+def attempt(
+    name, *, p50=1.0, score=99.0, snr=30.0, passed=True, goal="speed", error=None, ci=None
+):
     config = (
         Candidate(name, "minmax") if goal == "speed" else Candidate(name, "weight-only", bits=4)
     )
@@ -22,6 +31,7 @@ def attempt(name, *, p50=1.0, score=99.0, snr=30.0, passed=True, goal="speed", e
         error=error,
         p50_ms=p50,
         speedup=None if p50 is None else 2.0 / p50,
+        speedup_ci=ci,
     )
 
 
@@ -40,8 +50,8 @@ def test_the_fastest_passing_attempt_wins_when_it_is_clearly_faster():
 def test_within_timing_noise_the_smaller_file_wins_then_the_more_accurate():
     attempts = [
         attempt("big", p50=1.00, score=99.9),
-        attempt("small", p50=1.02, score=98.0),
-        attempt("small_better", p50=1.01, score=98.5),
+        attempt("small", p50=1.04, score=98.0),
+        attempt("small_better", p50=1.03, score=98.5),
     ]
     sizes = {"big": 400, "small": 100, "small_better": 104}  # 104 is within 5% of 100
     assert fastest(attempts, sizes).config.name == "small_better"
@@ -50,7 +60,7 @@ def test_within_timing_noise_the_smaller_file_wins_then_the_more_accurate():
 
 
 def test_just_outside_noise_speed_beats_size():
-    attempts = [attempt("fast_big", p50=1.00), attempt("slow_small", p50=1.04)]
+    attempts = [attempt("fast_big", p50=1.00), attempt("slow_small", p50=1.06)]
     assert fastest(attempts, {"fast_big": 400, "slow_small": 100}).config.name == "fast_big"
 
 
@@ -161,3 +171,29 @@ def test_scores_within_their_noise_tie_and_snr_decides():
     # a real difference still wins over SNR
     attempts = [attempt("a", score=90.0, snr=40.0), attempt("b", score=97.0, snr=30.0)]
     assert fastest(attempts, {"a": 1, "b": 1}, samples=256).config.name == "b"
+
+
+def test_overlapping_speedup_cis_are_a_tie_the_same_way_whichever_measured_faster():
+    """Reproducibility: two candidates a busy machine cannot tell apart (CIs that overlap) are
+    ordered by size, then accuracy, never by which happened to time faster this run."""
+    for big_p50, small_p50 in ((1.00, 1.20), (1.20, 1.00)):
+        big = attempt("big", p50=big_p50, ci=(1.5, 2.6), score=99.9)
+        small = attempt("small", p50=small_p50, ci=(1.4, 2.2), score=99.0)
+        assert ties_with(small, big) and ties_with(big, small)
+        assert fastest([big, small], {"big": 400, "small": 100}).config.name == "small"
+
+
+def test_cis_apart_let_timing_decide():
+    fast = attempt("fast_big", p50=1.0, ci=(1.9, 2.1))
+    slow = attempt("slow_small", p50=1.5, ci=(1.2, 1.4))
+    assert not ties_with(slow, fast)
+    assert fastest([fast, slow], {"fast_big": 400, "slow_small": 100}).config.name == "fast_big"
+
+
+@pytest.mark.parametrize(
+    "ci, verdict",
+    [((1.01, 1.3), "faster"), ((0.7, 0.99), "slower"), ((0.9, 1.1), "inconclusive"),
+     ((1.0, 1.2), "inconclusive")],
+)
+def test_timing_verdicts_read_the_whole_ci(ci, verdict):
+    assert timing_verdict(ci) == verdict

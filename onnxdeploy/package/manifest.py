@@ -114,11 +114,11 @@ def build_manifest(
         ),
         "latency": (
             {
-                "speedup_vs_fp32": quantization.get("speedup"),
+                "vs_fp32": quantization["speed"].get("verdict"),
                 "batch": quantization.get("target_batch"),
                 "threads": quantization.get("target_threads"),
             }
-            if quantization.get("speedup")
+            if isinstance(quantization.get("speed"), dict)
             else None
         ),
         "tuned_on": {

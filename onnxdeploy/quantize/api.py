@@ -44,7 +44,7 @@ from onnxdeploy.quantize.graph_facts import QUANTIZED_OPS, all_nodes
 from onnxdeploy.quantize.isa import decide, target_flags
 from onnxdeploy.quantize.opset import upgrade_for_qdq
 from onnxdeploy.quantize.request import Acceptance, QuantizeConfig
-from onnxdeploy.quantize.decision import judge
+from onnxdeploy.quantize.decision import judge, timing_verdict
 from onnxdeploy.quantize.result import Attempt, Confirmation, QuantizeResult
 from onnxdeploy.quantize.scoring import finite_or_none, floor_db, outputs, score_outputs
 from onnxdeploy.quantize.timing import confirm, time_passing
@@ -438,7 +438,7 @@ def _decide(
         save_model(
             _record(
                 load_model(job.model_path, check=False),
-                {**record, "chosen": "fp32", "confirmation": confirmation.to_json()},
+                {**record, "chosen": "fp32", "speed": _speed_record(None, confirmation)},
             ),
             job.output,
         )
@@ -466,8 +466,7 @@ def _decide(
         score=round(chosen.score, 4),
         cosine=round(chosen.cosine, 6),
         snr_db=round(chosen.snr_db, 2) if math.isfinite(chosen.snr_db) else None,
-        speedup=round(confirmation.speedup, 3),
-        confirmation=confirmation.to_json(),
+        speed=_speed_record(chosen, confirmation),
     )
     save_model(
         _record(load_model(state.paths[chosen.config.name], check=False), record), job.output
@@ -519,6 +518,21 @@ def _bound(kind: str, acceptance: Acceptance) -> str:
     )
 
 
+def _speed_record(chosen: Attempt | None, confirmation: Confirmation) -> dict:
+    """What the written file says about speed: the verdict and the rule that made it, not this
+    run's timings, nor (fp32 kept: ``chosen`` None) which candidate lost (they differ run to run;
+    the same decision must write the same file)."""
+    if chosen is None:
+        return {"verdict": "fp32 kept", "rule": "a quantized model replaces fp32 only when it is "
+                "measurably faster (weight-only: unless measurably slower)"}
+    return {
+        "verdict": timing_verdict(confirmation.ci),
+        "rule": "written quantized when the whole 95% CI of the confirmed speed-up is above 1"
+        if chosen.config.goal == "speed"
+        else "written quantized unless the whole 95% CI of the confirmed speed-up is below 1",
+    }
+
+
 def _fp32_reason(chosen: Attempt, confirmation: Confirmation, where: str) -> str:
     low, high = confirmation.ci
     what = (
@@ -526,11 +540,18 @@ def _fp32_reason(chosen: Attempt, confirmation: Confirmation, where: str) -> str
         if chosen.config.goal == "speed"
         else f"every int{chosen.config.bits} weight-only configuration is measurably slower than"
     )
+    why = (
+        "; the timing was inconclusive (its CI runs through 1.0: a busy machine widens it), so "
+        "the fp32 model is kept, as it is whenever timing cannot tell"
+        if timing_verdict(confirmation.ci) == "inconclusive"
+        else ""
+    )
     return (
         f"{what} fp32 at {where} on this CPU (best {chosen.config.name}: "
         f"{confirmation.speedup:.2f}x, "
-        f"95% CI {low:.2f}-{high:.2f}, confirmed against the input model; "
-        f"{chosen.speedup:.2f}x in the search); wrote the fp32 model (force_int8 overrides)"
+        f"95% CI {low:.2f}-{high:.2f} over {confirmation.rounds} rounds, confirmed against the "
+        f"input model; {chosen.speedup:.2f}x in the search){why}; wrote the fp32 model "
+        "(force_int8 overrides)"
     )
 
 

@@ -129,21 +129,22 @@ class LmQuantizeResult:
 
 
 def _write_fp32(model_path: str, output: str, reason: str) -> None:
-    """The input decoder itself, with why it was kept in its ``onnxdeploy.quantize`` metadata."""
+    """The input decoder itself, with why it was kept in its ``onnxdeploy.quantize`` metadata (in
+    words, not this run's timings: the same decision writes the same file)."""
     _save_recorded(model_path, output, {"configuration": "fp32", "why": reason})
 
 
 def _write(
     path: Path, output: str, chosen: LmAttempt, min_agreement: float, max_kl: float, source: str
 ) -> None:
-    """The chosen model, its quality numbers in its ``onnxdeploy.quantize`` metadata."""
+    """The chosen model, its quality numbers in its ``onnxdeploy.quantize`` metadata (not its
+    tokens/s, which differ run to run: those are in the result)."""
     record = {
         "configuration": chosen.candidate.name,
         "description": chosen.candidate.describe(),
         "agreement": round(chosen.agreement, 3),
         "kl": round(chosen.kl, 6),
         "greedy_match": chosen.greedy_match,
-        "decode_tokens_per_s": chosen.decode_tokens_per_s,
         "floor": {"min_agreement": min_agreement, "max_kl": max_kl},
         "scored_on": source,
     }
@@ -321,7 +322,7 @@ def quantize_decoder(
                 f"{chosen.decode_tokens_per_s:.1f} tokens/s vs {fp32_tps:.1f}, {ratio:.2f}x, at "
                 f"batch {target_batch}); wrote the fp32 model (force overrides)"
             )
-            _write_fp32(model_path, output, reason)
+            _write_fp32(model_path, output, "every passing candidate decodes slower than fp32")
             return result("fp32", reason)
         _write(paths[chosen.candidate.name], output, chosen, min_agreement, max_kl, source)
         reason = (

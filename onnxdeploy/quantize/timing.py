@@ -18,6 +18,9 @@ from onnxdeploy.where import HERE, Where
 
 CONFIRM_ROUNDS = 8  # fresh sessions per model, back to back, order alternating (A B, B A, ...)
 CONFIRM_MIN_ROUNDS = 4  # rounds before the confirmation may stop early on a clear verdict
+# A CI still through 1.0 after CONFIRM_ROUNDS gets more rounds, up to this many: more rounds narrow
+# it where the noise is random (a busy machine), so fewer decisions rest on an inconclusive timing
+CONFIRM_MAX_ROUNDS = 16
 CLEAR_MARGIN = 0.05  # ...when the CI of the speed-up clears 1.0 by this much
 CONFIRM_SECONDS = (
     0.2  # of sampling per session at least (at the default 100 iterations; scaled with
@@ -103,6 +106,7 @@ def confirm(
     *,
     where: Where = HERE,
     rounds: int = CONFIRM_ROUNDS,
+    max_rounds: int = CONFIRM_MAX_ROUNDS,
     progress: Callable[[str], None] = lambda m: None,
 ) -> Confirmation:
     """Re-time ``candidate`` against ``fp32_model``: in each of ``rounds`` rounds, each model in a
@@ -112,7 +116,8 @@ def confirm(
     ratios, its CI a bootstrap over rounds: a fresh session's own speed varies, and that spread
     belongs in it. After ``CONFIRM_MIN_ROUNDS`` (an even number: each order equally often) it
     stops as soon as the CI clears 1.0 by ``CLEAR_MARGIN`` either way: more rounds cannot change
-    that verdict, only cost time."""
+    that verdict, only cost time. A CI still through 1.0 after ``rounds`` gets more, two at a time,
+    up to ``max_rounds``, until it clears 1.0."""
     progress(
         f"confirming: the chosen model against {fp32_model}, up to {rounds} rounds of fresh "
         "sessions"
@@ -123,16 +128,17 @@ def confirm(
         replace(timing, min_duration=max(timing.min_duration or 0.0, floor)), CONFIRM_CAP_SECONDS
     )
     done = 0
-    for r in range(rounds):
+    for r in range(max(rounds, max_rounds)):
         for path in (fp32_model, candidate) if r % 2 == 0 else (candidate, fp32_model):
             request = target_request([path], acceptance, timing, shapes, spinning=True)
             p50[path].append(
                 runtime_bench.benchmark(request, where=where).check().results[0].stats.p50_ms
             )
         done = r + 1
-        if done >= CONFIRM_MIN_ROUNDS and done % 2 == 0 and done < rounds:
+        if done >= CONFIRM_MIN_ROUNDS and done % 2 == 0:
             _, (low, high) = paired_ratio_ci(p50[fp32_model], p50[candidate])
-            if low > 1 + CLEAR_MARGIN or high < 1 - CLEAR_MARGIN:
+            clear = low > 1 + CLEAR_MARGIN or high < 1 - CLEAR_MARGIN
+            if clear or done >= rounds and (low > 1 or high < 1):
                 break
     speedup, ci = paired_ratio_ci(p50[fp32_model], p50[candidate])
     return Confirmation(
