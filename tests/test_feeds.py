@@ -136,3 +136,75 @@ def test_arrays_on_axis_0_cannot_say_a_0_d_input_and_point_to_feed_files(cli, st
     )
     code, _, err = cli("quantize", model, "-o", "q.onnx", "--calib", "flat.npz")
     assert code == 2 and "feed" in err and len(err.strip().splitlines()) == 1, err
+
+
+def _perturbed(model_path, path, factor=1.3):
+    """The streaming model with its recurrent weight scaled: a small error per step that a stream
+    compounds through its state."""
+    model = onnx.load(model_path)
+    for init in model.graph.initializer:
+        if init.name == "w2":
+            w = onnx.numpy_helper.to_array(init) * factor
+            init.CopyFrom(onnx.numpy_helper.from_array(w.astype(np.float32), "w2"))
+    onnx.save(model, path)
+    return path
+
+
+def test_state_pairs_run_a_stream_as_deployed_carrying_each_models_own_state(stream, tmp_path):
+    import onnxruntime as ort
+
+    from onnxdeploy.runtime.inference import run_feeds
+
+    model, feeds = stream
+    specs = specs_from_onnx(onnx.load(model))
+    first_only = [dict(f) for f in load_feeds(feeds, specs).feeds]
+    for feed in first_only[1:]:  # only the first state recorded: the rest must come from the run
+        feed["state"] = np.zeros_like(feed["state"])
+    save_feeds(tmp_path / "first.npz", first_only)
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    carried = run_feeds(session, load_feeds(tmp_path / "first.npz", specs, [("stateN", "state")]), "m")
+    replayed = run_feeds(session, load_feeds(tmp_path / "first.npz", specs), "m")
+    recorded = run_feeds(session, load_feeds(feeds, specs), "m")  # states as the stream made them
+    np.testing.assert_allclose(carried["out"], recorded["out"], rtol=1e-6)
+    assert not np.allclose(replayed["out"], recorded["out"])
+
+
+def test_a_candidate_carrying_its_own_state_shows_its_drift(cli, stream, tmp_path):
+    model, feeds = stream
+    candidate = _perturbed(model, tmp_path / "drift.onnx")
+    snr = {}
+    for how, extra in (("replayed", ()), ("carried", ("--state", "stateN=state"))):
+        code, out, err = cli(
+            "compare", model, "drift.onnx", "--input", feeds, "--min-snr", "0", "--json", *extra
+        )
+        assert code == 0, err
+        snr[how] = {o["name"]: o["snr_db"] for o in json.loads(out)["outputs"]}
+    # replayed, each step starts from the reference's state; carried, the error compounds
+    assert snr["carried"]["stateN"] < snr["replayed"]["stateN"] - 1
+    code, out, err = cli(
+        "quantize", model, "-o", "q.onnx", "--calib", feeds, "--state", "stateN=state",
+        "--force-int8", "--max-drop", "100", "--iterations", "5", "--json",
+    )
+    assert code == 0, err and candidate.exists()
+
+
+@pytest.mark.parametrize(
+    "state, says",
+    [
+        ("stateX=state", "has no output 'stateX'"),
+        ("out=state", "output 'out' is float32 [1, 1] but input 'state' was recorded"),
+        ("stateN=nope", "no input 'nope'"),
+        ("stateN", "give OUTPUT=INPUT"),
+    ],
+)
+def test_state_pairs_a_model_cannot_carry_are_one_line_exit_2(cli, stream, state, says):
+    model, feeds = stream
+    code, _, err = cli("compare", model, model, "--input", feeds, "--state", state)
+    assert code == 2 and says in err and err.startswith("error: --state"), err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_state_pairs_need_a_feed_file(cli, stream, tmp_path):
+    model, _ = stream
+    code, _, err = cli("quantize", model, "-o", "q.onnx", "--calib", "random", "--state", "stateN=state")
+    assert code == 2 and "give a feed file" in err and not (tmp_path / "q.onnx").exists(), err

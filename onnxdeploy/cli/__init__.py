@@ -123,9 +123,11 @@ class LazyGroup(click.Group):
             p.name: max(p.opts, key=len) for p in command.params if isinstance(p, click.Option)
         }
         flags.update(getattr(command, "param_flags", {}))
-        for param in exc.params:
+        for param in exc.params:  # its first mention: later ones may be a value ('state')
             if param in flags:
-                message = re.sub(rf"(?<![\w-]){re.escape(param)}(?![\w-])", flags[param], message)
+                message = re.sub(
+                    rf"(?<![\w-]){re.escape(param)}(?![\w-])", flags[param], message, count=1
+                )
         return message
 
 

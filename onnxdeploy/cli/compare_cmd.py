@@ -21,6 +21,13 @@ from onnxdeploy.cli.output import emit_json, progress, say
     type=click.Path(dir_okay=False),
     help=".npz of real inputs by name (default: generated, seeded).",
 )
+@click.option(
+    "--state",
+    multiple=True,
+    metavar="OUTPUT=INPUT",
+    help="With a feed file: each model runs the feeds carrying its own state, OUTPUT of one feed "
+    "into INPUT of the next (e.g. stateN=state); repeat per state.",
+)
 @click.option("--batch", type=int, default=1, show_default=True, help="Batch of generated inputs.")
 @click.option(
     "--shape", "shapes", multiple=True, help="Value for symbolic input dims: name=1x3x224x224."
@@ -85,6 +92,7 @@ def compare_command(
     candidate,
     checkpoint,
     inputs,
+    state,
     batch,
     shapes,
     seed,
@@ -147,6 +155,7 @@ def compare_command(
         memory_budget_mb=memory_budget,
         slice_nodes=slice_nodes,
         threads=threads,
+        state=state,
     )
     candidate_kind(
         load_model(candidate, check=False, load_external=False)

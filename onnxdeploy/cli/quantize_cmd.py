@@ -28,6 +28,13 @@ from onnxdeploy.quantize.request import BLOCK_SIZES, METHODS, WEIGHTS
     help="'digits' or .npz of inputs + 'labels' for top-1 accuracy.",
 )
 @click.option(
+    "--state",
+    multiple=True,
+    metavar="OUTPUT=INPUT",
+    help="With a feed file: score each model over the feeds carrying its own state, OUTPUT of "
+    "one feed into INPUT of the next (e.g. stateN=state), as a stream runs it; repeat per state.",
+)
+@click.option(
     "--method",
     type=click.Choice(METHODS),
     default=None,
@@ -165,6 +172,7 @@ def quantize_command(
     output,
     calib,
     eval_data,
+    state,
     method,
     percentile,
     per_channel,
@@ -219,7 +227,7 @@ def quantize_command(
         "method", "percentile", "per_channel", "reduce_range", "calib_size", "calib_memory",
         "batch_size", "activation_type", "quant_format", "weight_type", "exclude", "weights",
         "block_size", "max_drop", "min_snr", "metric", "target_cpu", "iterations", "cluster",
-        "target",
+        "target", "state",
     )
     if fp16:
         refuse_given(
@@ -276,6 +284,7 @@ def quantize_command(
         target_cpu=target_cpu,
         weights=weights,
         block_size=int(block_size),
+        state=state,
     )
     acceptance = Acceptance(
         max_drop=max_drop,

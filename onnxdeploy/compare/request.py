@@ -65,8 +65,13 @@ class CompareRequest:
     memory_budget_mb: float | None = None  # tensors kept in RAM; None: machine_budget_mb()
     slice_nodes: int = 64
     threads: int = 1
+    # a feed file's (output, input) pairs: each model runs the feeds carrying its own state
+    state: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
+        from onnxdeploy.data.feeds import parse_state
+
+        object.__setattr__(self, "state", parse_state(self.state))
         for name in ("batch", "top_k", "slice_nodes", "threads"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:

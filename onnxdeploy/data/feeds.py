@@ -4,7 +4,9 @@ stream it sees a sequence of (chunk, state) feeds, each state the previous run's
 Polygraphy's data loaders (a list of feed dicts), a feed file holds that sequence as recorded: one
 ``.npz`` whose keys are ``<n>/<input name>``, feed ``n``'s array for that input. Calibration
 replays the feeds as given, scoring and comparison run each feed and join the outputs, timing
-runs the first one."""
+runs the first one. With ``state`` pairs (``stateN=state``: an output, the input it feeds), a model
+runs the sequence as it is deployed: from the second feed on, each named input takes the model's
+own output of the feed before, so a quantized model's drift over a stream shows in its scores."""
 
 from __future__ import annotations
 
@@ -53,9 +55,33 @@ class FeedSequence:
     feeds: tuple[Mapping[str, np.ndarray], ...]
     origin: str
     labels: None = None
+    state: tuple[tuple[str, str], ...] = ()  # (output, input): carried from one feed to the next
 
     def __len__(self) -> int:
         return len(self.feeds)
+
+    def carried(self, outputs: Mapping[str, np.ndarray], index: int, label: str) -> dict:
+        """The inputs feed ``index + 1`` takes from feed ``index``'s ``outputs`` (``state``);
+        UserError naming the pair when the model has no such output or its array cannot stand
+        for the input's recorded one (shape or dtype)."""
+        carried = {}
+        for output, name in self.state:
+            if output not in outputs:
+                raise UserError(
+                    f"state {output}={name}: {label} has no output '{output}' (its outputs: "
+                    f"{', '.join(outputs)})",
+                    param="state",
+                )
+            array, recorded = outputs[output], self.feeds[min(index + 1, len(self) - 1)][name]
+            if array.shape != recorded.shape or array.dtype != recorded.dtype:
+                raise UserError(
+                    f"state {output}={name}: {label}'s output '{output}' is {array.dtype} "
+                    f"{list(array.shape)} but input '{name}' was recorded as {recorded.dtype} "
+                    f"{list(recorded.shape)}; carry an output into the input it stands for",
+                    param="state",
+                )
+            carried[name] = array
+        return carried
 
     @property
     def inputs(self) -> dict[str, np.ndarray]:
@@ -63,16 +89,60 @@ class FeedSequence:
         return {name: join_arrays([f[name] for f in self.feeds]) for name in self.feeds[0]}
 
     def part(self, start: int, stop: int | None = None) -> "FeedSequence":
-        return FeedSequence(self.feeds[start:stop], f"{self.origin} (feeds {start}-)")
+        return FeedSequence(
+            self.feeds[start:stop], f"{self.origin} (feeds {start}-)", state=self.state
+        )
 
 
-def load_feeds(path: str | Path, specs: Sequence[InputSpec]) -> FeedSequence:
+def parse_state(pairs: Sequence[str] | Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    """``["stateN=state", ...]`` (or a mapping output -> input) as (output, input) pairs; UserError
+    for a pair without ``=`` or an input carried into twice."""
+    if not pairs:
+        return ()
+    items = list(pairs.items()) if isinstance(pairs, Mapping) else []
+    for pair in () if isinstance(pairs, Mapping) else pairs:
+        output, sep, name = str(pair).partition("=")
+        if not sep or not output or not name:
+            raise UserError(f"state {pair!r}: give OUTPUT=INPUT, e.g. stateN=state", param="state")
+        items.append((output, name))
+    inputs = [name for _, name in items]
+    if len(set(inputs)) != len(inputs):
+        raise UserError(f"state: an input is carried into twice ({', '.join(inputs)})", param="state")
+    return tuple(items)
+
+
+def load_feeds(
+    path: str | Path, specs: Sequence[InputSpec], state: Sequence[tuple[str, str]] = ()
+) -> FeedSequence:
     """The feed file's feeds in index order; UserError naming the file and the feed for a missing
-    or extra input, a shape, dtype or NaN the model cannot take."""
+    or extra input, a shape, dtype or NaN the model cannot take, or a ``state`` pair whose input
+    the model does not have."""
     feeds = feeds_unchecked(path)
     for index, feed in enumerate(feeds):
         check_arrays(feed, specs, f"{path}: feed {index}", whole_batch=True)
-    return FeedSequence(tuple(feeds), str(path))
+    names = [s.name for s in specs]
+    for output, name in state:
+        if name not in names:
+            raise UserError(
+                f"state {output}={name}: the model has no input '{name}' (its inputs: "
+                f"{', '.join(names)})",
+                param="state",
+            )
+    return FeedSequence(tuple(feeds), str(path), state=tuple(state))
+
+
+def with_state(data, state: Sequence[tuple[str, str]], origin: str):
+    """``data`` carrying ``state`` when it is a FeedSequence; UserError when state is given for
+    data that is not a sequence of feeds (nothing to carry between)."""
+    if not state:
+        return data
+    if not isinstance(data, FeedSequence):
+        raise UserError(
+            f"{origin}: state pairs carry outputs from one feed to the next; give a feed file "
+            "(.npz keyed <n>/<input>)",
+            param="state",
+        )
+    return data
 
 
 def feeds_unchecked(path: str | Path) -> list[dict[str, np.ndarray]]:
@@ -106,5 +176,7 @@ __all__ = [
     "join_arrays",
     "feeds_unchecked",
     "load_feeds",
+    "parse_state",
     "save_feeds",
+    "with_state",
 ]

@@ -25,7 +25,7 @@ from typing import Callable
 import onnx
 
 from onnxdeploy import data as datalayer
-from onnxdeploy.data.feeds import FeedSequence, is_feed_file, load_feeds
+from onnxdeploy.data.feeds import FeedSequence, is_feed_file, load_feeds, with_state
 from onnxdeploy.atomic import ensure_writable_dir, refuse_overwrite, working_directory
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.onnx_io import file_bytes, load_model, save_model, set_metadata
@@ -104,7 +104,8 @@ def _calibration(calib, specs, config: QuantizeConfig, has_eval: bool, model: on
     source, samples available, sha256 of the batches, the calibration plan). A feed file's feeds
     are replayed as given, one per calibration step."""
     if is_feed_file(calib):
-        return _feed_calibration(load_feeds(calib, specs), config, has_eval, model)
+        return _feed_calibration(load_feeds(calib, specs, config.state), config, has_eval, model)
+    with_state(None, config.state, datalayer.describe(calib))  # state pairs need feeds: refused
     source = datalayer.calibration_source(calib, specs)
     total = (
         config.calib_size + HOLDOUT
@@ -152,9 +153,11 @@ def _feed_calibration(feeds: FeedSequence, config: QuantizeConfig, has_eval: boo
     return reader, n_calib, feeds, total, datalayer.fingerprint(iter(chosen)), sized
 
 
-def _scoring_split(calib, eval_data, specs, source, n_calib: int, total: int) -> datalayer.Split:
+def _scoring_split(
+    calib, eval_data, specs, source, n_calib: int, total: int, state=()
+) -> datalayer.Split:
     if eval_data is not None and is_feed_file(eval_data):
-        return load_feeds(eval_data, specs)
+        return load_feeds(eval_data, specs, state)
     if eval_data is not None:
         return datalayer.eval_split(eval_data, specs)
     if isinstance(source, FeedSequence):
@@ -219,7 +222,11 @@ def quantize(
     reader, n_calib, source, total, calib_sha, calib_plan = _calibration(
         calib, specs, config, eval_data is not None, model
     )
-    split = _scoring_split(calib, eval_data, specs, source, n_calib, total)
+    split = with_state(
+        _scoring_split(calib, eval_data, specs, source, n_calib, total, config.state),
+        config.state,
+        datalayer.describe(eval_data if eval_data is not None else calib),
+    )
     with where.connect(progress=progress) as ray:
         acceptance = _resolve_threads(acceptance, ray, target)
         return _search(

@@ -44,9 +44,15 @@ class QuantizeConfig:
         None  # activations calibration may hold (None: from the machine)
     )
     quant_format: str | None = None  # "qdq" or "qoperator"; None: QDQ first, QOperator tried too
+    # a feed file's (output, input) pairs: scoring runs each model over the feeds carrying its own
+    # state (``data.feeds``); "stateN=state" strings or a mapping are accepted too
+    state: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
+        from onnxdeploy.data.feeds import parse_state
+
         object.__setattr__(self, "exclude", tuple(self.exclude))
+        object.__setattr__(self, "state", parse_state(self.state))
         if self.method is not None and self.method not in METHODS:
             raise UserError(
                 f"method '{self.method}': choose from {', '.join(METHODS)}", param="method"

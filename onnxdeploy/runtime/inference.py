@@ -46,14 +46,19 @@ def run_batched(
 
 
 def run_feeds(session, feeds, label: str) -> dict[str, np.ndarray]:
-    """Every output of ``session`` on one feed (a dict), or on each feed of a FeedSequence run as
-    given, each output joined over them (``data.feeds.join_arrays``)."""
+    """Every output of ``session`` on one feed (a dict), or on each feed of a FeedSequence run in
+    order, each output joined over them (``data.feeds.join_arrays``); a sequence with ``state``
+    pairs carries the model's own outputs into the next feed's inputs."""
     from onnxdeploy.runtime.sessions import run_checked
 
     names = [o.name for o in session.get_outputs()]
     if not isinstance(feeds, FeedSequence):
         return dict(zip(names, run_checked(session, names, feeds, label=label)))
-    runs = [run_checked(session, names, dict(feed), label=label) for feed in feeds.feeds]
+    runs, carried = [], {}
+    for index, feed in enumerate(feeds.feeds):
+        runs.append(run_checked(session, names, {**feed, **carried}, label=label))
+        if feeds.state:
+            carried = feeds.carried(dict(zip(names, runs[-1])), index, label)
     return {name: join_arrays([r[i] for r in runs]) for i, name in enumerate(names)}
 
 
