@@ -355,3 +355,36 @@ def test_min_duration_keeps_sampling_past_the_count(two_models):
     assert r.stats.count > 3
     with pytest.raises(Exception, match="min_duration"):
         TimingPlan(min_duration=-1)
+
+
+def _sequence_model(path, recorded=None):
+    """Embedding-free: ``x`` [N, S, 4] with a symbolic S, summed over S; with ``recorded`` the
+    export's ``onnxdeploy.input_spec`` metadata says which S it ran at."""
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["x"], ["y"], keepdims=0)],
+        "seq",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "S", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    if recorded:
+        helper.set_model_props(
+            model,
+            {"onnxdeploy.input_spec": json.dumps({"inputs": [{"name": "x", "shape": recorded}]})},
+        )
+    onnx.save(model, str(path))
+    return path
+
+
+def test_symbolic_dims_are_timed_at_the_exports_recorded_shape(cli, tmp_path, caplog):
+    _sequence_model(tmp_path / "bare.onnx")
+    code, _, err = cli("bench", "bare.onnx", "--iterations", "3")
+    assert code == 2 and "--shape x=1xNx4" in err, err  # nothing to size S from: asked for
+    _sequence_model(tmp_path / "seq.onnx", recorded=[1, 48, 4])
+    code, out, err = cli("bench", "seq.onnx", "--iterations", "3", "--json")
+    assert code == 0, err
+    assert json.loads(out)["results"][0]["input_shapes"] == {"x": [1, 48, 4]}
+    assert "x=1x48x4" in caplog.text and "recorded" in caplog.text  # said, not silent
+    code, out, err = cli("bench", "seq.onnx", "--iterations", "3", "--shape", "x=1x7x4", "--json")
+    assert code == 0, err
+    assert json.loads(out)["results"][0]["input_shapes"] == {"x": [1, 7, 4]}  # given wins

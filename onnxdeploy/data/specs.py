@@ -43,6 +43,32 @@ def is_static(dim) -> bool:
     return isinstance(dim, int) and dim > 0
 
 
+RECORDED_KEY = "onnxdeploy.input_spec"  # the shapes export ran the model at (its metadata)
+
+
+def recorded_shapes(model) -> dict[str, tuple[int, ...]]:
+    """input name -> the shape the export recorded in the model's ``onnxdeploy.input_spec``
+    metadata (sizes for symbolic dims where nothing else gives them); {} when absent or
+    unreadable. ``model`` is a ModelProto or a path (read without its weights)."""
+    import json
+
+    if not hasattr(model, "metadata_props"):
+        from onnxdeploy.onnx_io import load_model
+
+        try:
+            model = load_model(model, check=False, load_external=False)
+        except Exception:  # unreadable here: whoever runs it reports that, not this lookup
+            return {}
+    meta = {p.key: p.value for p in model.metadata_props}
+    try:
+        return {
+            i["name"]: tuple(int(d) for d in i["shape"])
+            for i in json.loads(meta[RECORDED_KEY])["inputs"]
+        }
+    except (KeyError, TypeError, ValueError):
+        return {}
+
+
 def specs_from_onnx(model) -> list[InputSpec]:
     """The inputs a caller feeds an ``onnx.ModelProto`` (initializers listed as inputs left out)."""
     import onnx

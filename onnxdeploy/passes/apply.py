@@ -156,9 +156,7 @@ def symbolic_sizes(model: onnx.ModelProto, shapes: dict | None) -> tuple[dict, l
     """Sizes for symbolic non-batch dims in verification: a decoder's consistent past, tokens and
     mask (``generate.signature.example_shapes``), else the shapes the export recorded (its
     ``onnxdeploy.input_spec``), else SYMBOLIC_DIM; with a note saying which was used."""
-    import json
-
-    from onnxdeploy.data.specs import is_static, specs_from_onnx
+    from onnxdeploy.data.specs import is_static, recorded_shapes, specs_from_onnx
 
     decoder = example_shapes(model.graph)
     if decoder and not shapes:  # past, new tokens and the mask over both must agree
@@ -166,14 +164,7 @@ def symbolic_sizes(model: onnx.ModelProto, shapes: dict | None) -> tuple[dict, l
             "a decoder with a KV cache: verified on a past of 3 tokens and 4 new ones, the "
             "attention mask over both"
         ]
-    meta = metadata(model)
-    try:
-        recorded = {
-            i["name"]: tuple(i["shape"])
-            for i in json.loads(meta["onnxdeploy.input_spec"])["inputs"]
-        }
-    except (KeyError, TypeError, ValueError):
-        recorded = {}
+    recorded = recorded_shapes(model)
     notes = []
     for spec in specs_from_onnx(model):
         symbolic = [(axis, d) for axis, d in enumerate(spec.shape) if axis and not is_static(d)]

@@ -3,6 +3,7 @@ a Ray cluster (``where``)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ import numpy as np
 
 from onnxdeploy.errors import UserError
 from onnxdeploy.progress import track
+from onnxdeploy.data.specs import is_static, recorded_shapes
 from onnxdeploy.runtime import OrtRunner, check_feeds, generated_feeds
 from onnxdeploy.runtime_bench.memory import (
     SessionMemory,
@@ -174,6 +176,7 @@ def _result(
         process_gpu_memory_mb=pool.gpu_mb,
         cpu_nodes=cpu_nodes,
         session_peak_mb=max(pool.session_mb) if pool.session_mb else None,
+        input_shapes={k: list(np.shape(v)) for k, v in pool.feeds.items()} or None,
     )
 
 
@@ -181,12 +184,49 @@ def _feeds(request: BenchRequest, runner: OrtRunner, batch: int) -> dict:
     if request.inputs is not None:
         check_feeds(runner.inputs, request.inputs, runner.model_path)
         return dict(request.inputs)
+    examples = request.sizes
+    if examples is None and _symbolic(runner.inputs, request.shapes):
+        examples = _recorded(runner.model_path, Path(runner.model_path).stat().st_mtime_ns)
+        if examples:
+            _say_recorded(runner.model_path, examples)
     return generated_feeds(
         runner.inputs,
         batch,
         shapes=request.shapes,
         model_path=runner.model_path,
-        examples=request.sizes,
+        examples=examples,
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _recorded(path: str, mtime_ns: int):
+    """``recorded_shapes`` of the file at ``path`` as of ``mtime_ns`` (read once, not per session
+    a round opens), None when it has none."""
+    return recorded_shapes(path) or None
+
+
+def _symbolic(specs, shapes) -> bool:
+    """Whether an input not given in ``shapes`` has a symbolic dim past the batch."""
+    return any(
+        not is_static(d)
+        for spec in specs
+        if not (shapes and spec.name in shapes)
+        for d in spec.shape[1:]
+    )
+
+
+_RECORDED_SAID: set[str] = set()
+
+
+def _say_recorded(path: str, examples) -> None:
+    """Once per model: its symbolic dims are timed at the export's recorded shapes."""
+    if path in _RECORDED_SAID:
+        return
+    _RECORDED_SAID.add(path)
+    shown = ", ".join(f"{k}={'x'.join(map(str, v))}" for k, v in examples.items())
+    logger.warning(
+        "%s: symbolic dims timed at the shapes its export recorded (%s); give --shape to time "
+        "others", Path(path).name, shown,
     )
 
 

@@ -55,6 +55,8 @@ class BenchResult:
     )
     node: str | None = None  # and the wall-clock window (unix seconds) of its cell
     window: tuple[float, float] | None = None
+    input_shapes: dict | None = None  # input name -> the shape it was timed at
+
 
     @property
     def key(self) -> tuple:
