@@ -8,6 +8,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from onnxdeploy.errors import UserError
+
 pytestmark = pytest.mark.extra
 transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
@@ -540,6 +542,59 @@ def test_a_decoder_quantized_slower_than_fp32_is_kept_fp32_unless_forced(
     assert code == 0, err
     forced = json.loads(out)
     assert forced["chosen"] != "fp32" and "SLOWER than fp32" in forced["reason"]
+
+
+def test_the_library_routes_a_decoder_as_the_cli_does(tmp_path, toy_lm, monkeypatch):
+    """onnxdeploy.quantize on a KV-cache decoder takes the language-model path (the CLI used to
+    decide that itself, so the library quantized a decoder as an image classifier); settings that
+    do not apply are refused by name, before any work."""
+    import onnxdeploy
+    from onnxdeploy.quantize import Acceptance, QuantizeConfig, lm_quality
+    from onnxdeploy.quantize.generative import LmQuantizeResult
+
+    monkeypatch.setattr(
+        lm_quality, "timed",
+        lambda models, *a, **k: {n: (100.0 if n == "fp32" else 150.0, 10.0) for n in models},
+    )
+    result = onnxdeploy.quantize(toy_lm, tmp_path / "q.onnx", acceptance=Acceptance(max_kl=0.5))
+    assert isinstance(result, LmQuantizeResult) and result.chosen != "fp32"
+    assert result.max_kl == 0.5 and (tmp_path / "q.onnx").is_file()
+    for bad, name in (
+        (dict(config=QuantizeConfig(method="entropy")), "method"),
+        (dict(acceptance=Acceptance(max_drop=3)), "max_drop"),
+        (dict(eval_data="digits"), "eval_data"),
+    ):
+        with pytest.raises(UserError, match=rf"^{name} does not apply to .*a decoder with a KV"):
+            onnxdeploy.quantize(toy_lm, tmp_path / "x.onnx", **bad)
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_decoder_floors_and_missing_calibration_are_refused_for_other_models(tmp_path, small_model):
+    import onnxdeploy
+    from onnxdeploy.quantize import Acceptance, QuantizeConfig
+
+    with pytest.raises(UserError, match="^min_agreement applies to decoders"):
+        onnxdeploy.quantize(small_model, tmp_path / "q.onnx", calib="random",
+                            acceptance=Acceptance(min_agreement=50))
+    with pytest.raises(UserError, match="^calib is required"):
+        onnxdeploy.quantize(small_model, tmp_path / "q.onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 64])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
+              str(tmp_path / "mlp.onnx"))
+    notes = []
+    result = onnxdeploy.quantize(
+        tmp_path / "mlp.onnx", tmp_path / "q.onnx", config=QuantizeConfig(method="dynamic"),
+        acceptance=Acceptance(max_drop=100, force_int8=True), announce=notes.append,
+    )  # nothing to calibrate: scored on random inputs, and said
+    assert result.chosen == "dynamic-int8" and any("random inputs" in n for n in notes)
 
 
 def test_graph_passes_verify_a_decoder_on_a_consistent_cache(cli, tmp_path, decoder_onnx):

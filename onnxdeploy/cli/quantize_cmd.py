@@ -204,7 +204,7 @@ def quantize_command(
 ):
     """Quantize MODEL to int8 with calibration data; keep accuracy within --max-drop; never slower
     unsaid."""
-    from onnxdeploy.errors import UserError
+    from onnxdeploy.generate.signature import is_kv_decoder
     from onnxdeploy.quantize import Acceptance, QuantizeConfig, TimingPlan, convert_fp16, quantize
     from onnxdeploy.quantize.isa import decide, explain_text, target_flags
     from onnxdeploy.where import Where
@@ -222,7 +222,7 @@ def quantize_command(
             f"why: {decision.reason}\n\n{explain_text()}"
         )
         return
-    decoder = not fp16 and _is_decoder(model)
+    decoder = not fp16 and is_kv_decoder(model)
     int8_only = (
         "method", "percentile", "per_channel", "reduce_range", "calib_size", "calib_memory",
         "batch_size", "activation_type", "quant_format", "weight_type", "exclude", "weights",
@@ -245,24 +245,6 @@ def quantize_command(
             ("min_agreement", "max_kl"),
             f"applies to decoders with a KV cache; {model} is scored by --max-drop (or --metric)",
         )
-    if decoder:  # a KV-cache decoder: scored as a language model
-        from onnxdeploy.quantize.generative import quantize_decoder
-
-        finish(
-            lambda: quantize_decoder(
-                model,
-                output,
-                sequences=_token_sequences(calib),
-                min_agreement=min_agreement,
-                max_kl=max_kl,
-                target_batch=target_batch,
-                target_threads=target_threads,
-                force=force_int8,
-                progress=progress,
-            ),
-            as_json,
-        )
-        return
     if fp16:  # checked layer-wise on --calib when it is a file of inputs, else on generated ones
         from pathlib import Path
 
@@ -293,19 +275,9 @@ def quantize_command(
         target_threads=target_threads,
         min_snr_db=min_snr,
         metric=metric,
+        min_agreement=min_agreement,
+        max_kl=max_kl,
     )
-    if not calib:
-        if method != "dynamic" and weights != "int4":
-            raise UserError(
-                "--calib is required (a .npy/.npz file or folder, 'digits', or 'random')"
-            )
-        calib = "random"
-        if not eval_data:
-            announce(
-                "no --calib or --eval: scored against fp32 on random inputs (give data that looks "
-                "like "
-                "yours for a meaningful agreement)"
-            )
     where = Where(cluster=cluster, targets=(target,) if target else ())
     finish(
         lambda: quantize(
@@ -322,35 +294,3 @@ def quantize_command(
         ),
         as_json,
     )
-
-
-def _is_decoder(model: str) -> bool:
-    """A graph with ``past_key_values.*`` inputs (read without its weights)."""
-    from pathlib import Path
-
-    import onnx
-
-    if not Path(model).is_file():
-        return False
-    try:
-        graph = onnx.load(model, load_external_data=False).graph
-    except Exception:  # noqa: BLE001 - not ONNX: quantize's own checks say so
-        return False
-    return any(i.name.startswith("past_key_values.") for i in graph.input)
-
-
-def _token_sequences(calib):
-    """Token sequences for scoring a decoder: an .npz with ``input_ids`` [sequences, length]; None
-    (fp32 generates its own) without --calib."""
-    if calib is None:
-        return None
-    from onnxdeploy.data.readers import load_npz
-    from onnxdeploy.errors import UserError
-
-    arrays = load_npz(calib, what="token sequences")
-    ids = arrays.get("input_ids")
-    if ids is None or ids.ndim != 2 or ids.dtype.kind not in "iu":
-        raise UserError(
-            f"{calib}: a decoder is scored on token ids: an integer array 'input_ids' [sequences, length]"
-        )
-    return ids.astype("int64")

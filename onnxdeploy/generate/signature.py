@@ -76,6 +76,22 @@ def read_signature(session, path: str) -> DecoderSignature:
     )
 
 
+def is_kv_decoder(model) -> bool:
+    """Whether ``model`` (a path, read without its weights, a ModelProto or a GraphProto) is a
+    decoder with a KV cache: it takes ``past_key_values.N.key/value``. False for a file that is
+    not ONNX (whoever loads it names the problem)."""
+    graph = model
+    if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
+        from onnxdeploy.onnx_io import load_model
+
+        try:
+            graph = load_model(model, check=False, load_external=False).graph
+        except Exception:  # not ONNX, or not there: not a decoder, and not ours to report
+            return False
+    graph = getattr(graph, "graph", graph)
+    return any(PAST.match(i.name) for i in graph.input)
+
+
 def example_shapes(graph, *, batch: int = 1, past: int = 3, sequence: int = 4) -> dict | None:
     """Consistent input shapes for a decoder-with-past ``graph`` (an ONNX GraphProto): the past,
     the new tokens and the attention mask over both must agree, which independent symbolic dims

@@ -28,6 +28,7 @@ from onnxdeploy import data as datalayer
 from onnxdeploy.data.feeds import FeedSequence, is_feed_file, load_feeds, with_state
 from onnxdeploy.atomic import ensure_writable_dir, refuse_overwrite, working_directory
 from onnxdeploy.errors import CheckFailed, UserError
+from onnxdeploy.generate.signature import is_kv_decoder
 from onnxdeploy.onnx_io import file_bytes, load_model, save_model, set_metadata
 from onnxdeploy.quantize import search
 from onnxdeploy.quantize.calib_budget import (
@@ -180,7 +181,7 @@ def quantize(
     model_path,
     output,
     *,
-    calib: datalayer.DataLike,
+    calib: datalayer.DataLike | None = None,
     eval_data: datalayer.DataLike | None = None,
     config: QuantizeConfig = QuantizeConfig(),
     acceptance: Acceptance = Acceptance(),
@@ -193,8 +194,15 @@ def quantize(
     bound.
 
     ``calib`` and ``eval_data`` are "digits", "random" (calibration only), a .npy/.npz file or
-    folder, or data in memory (a ``Dataset``, ``Split`` or dict of arrays by input name). Raises
-    CheckFailed (exit 1) carrying the failed ``QuantizeResult`` when no candidate keeps the bound.
+    folder, a feed file, or data in memory (a ``Dataset``, ``Split`` or dict of arrays by input
+    name); None is "random" where no calibration is needed (``method="dynamic"``, int4 weights),
+    said. Raises CheckFailed (exit 1) carrying the failed ``QuantizeResult`` when no candidate
+    keeps the bound.
+
+    A decoder with a KV cache is quantized as a language model (``quantize.generative``): its
+    fixed int4/int8 candidates scored by ``acceptance.min_agreement`` and ``max_kl`` on token
+    sequences (``calib``: an .npz with ``input_ids`` [sequences, length], or that array; None:
+    sequences fp32 generates), chosen by decode tokens/s; the int8-only settings are refused.
 
     The speed check times the passing candidates beside ``model_path`` itself, then re-times the
     chosen one against it on its own, in fresh sessions as deployed; that confirmation decides.
@@ -202,6 +210,19 @@ def quantize(
     node of that target, which also gives the default thread count.
     """
     model_path, output = str(model_path), str(output)
+    if is_kv_decoder(model_path):
+        return _quantize_decoder(
+            model_path, output, calib, eval_data, config, acceptance, where, progress
+        )
+    default = Acceptance()
+    for name in ("min_agreement", "max_kl"):
+        if getattr(acceptance, name) != getattr(default, name):
+            raise UserError(
+                f"{name} applies to decoders with a KV cache; {model_path} is scored by max_drop "
+                "(or metric)",
+                param=name,
+            )
+    calib = _default_calib(calib, eval_data, config, announce)
     refuse_overwrite(
         [output, failed_path(output)], [model_path, *_paths(calib), *_paths(eval_data)]
     )
@@ -249,6 +270,70 @@ def quantize(
                 calib_plan,
             )
         )
+
+
+def _default_calib(calib, eval_data, config: QuantizeConfig, announce):
+    """``calib`` as given; None: "random" where nothing needs calibrating (dynamic int8, int4
+    weights), said when nothing else scores it either; UserError where static int8 needs data."""
+    if calib is not None:
+        return calib
+    if config.method != "dynamic" and config.weights != "int4":
+        raise UserError(
+            "calib is required (a .npy/.npz file or folder, a feed file, 'digits', or 'random')",
+            param="calib",
+        )
+    if eval_data is None:
+        announce(
+            "no calibration or evaluation data: scored against fp32 on random inputs (give data "
+            "that looks like yours for a meaningful agreement)"
+        )
+    return "random"
+
+
+def _quantize_decoder(
+    model_path: str,
+    output: str,
+    calib,
+    eval_data,
+    config: QuantizeConfig,
+    acceptance: Acceptance,
+    where: Where,
+    progress: Callable[[str], None],
+):
+    """``quantize`` for a decoder with a KV cache: settings that do not apply are refused by name
+    (int4 weights are what its search tries anyway), then ``quantize_decoder``."""
+    from dataclasses import fields
+
+    from onnxdeploy.quantize.generative import quantize_decoder, token_sequences
+
+    why = (
+        f"does not apply to {model_path}, a decoder with a KV cache: its candidates are fixed and "
+        "scored by min_agreement and max_kl"
+    )
+    for settings, keep in ((config, {"weights"}), (acceptance, _DECODER_ACCEPTANCE)):
+        default = type(settings)()
+        for f in fields(settings):
+            if f.name not in keep and getattr(settings, f.name) != getattr(default, f.name):
+                raise UserError(f"{f.name} {why}", param=f.name)
+    if eval_data is not None:
+        raise UserError(f"eval_data {why}; give token sequences as calib", param="eval_data")
+    if where != HERE:
+        raise UserError(f"cluster {why}; it runs here", param="cluster")
+    return quantize_decoder(
+        model_path,
+        output,
+        sequences=token_sequences(calib),
+        min_agreement=acceptance.min_agreement,
+        max_kl=acceptance.max_kl,
+        target_batch=acceptance.target_batch,
+        target_threads=acceptance.target_threads,
+        force=acceptance.force_int8,
+        progress=progress,
+    )
+
+
+# what a decoder's quantize reads of Acceptance: its own floor, the target and force
+_DECODER_ACCEPTANCE = {"min_agreement", "max_kl", "target_batch", "target_threads", "force_int8"}
 
 
 def _resolve_threads(acceptance: Acceptance, ray, target: str | None) -> Acceptance:

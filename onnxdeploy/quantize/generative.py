@@ -163,6 +163,27 @@ def _save_recorded(path, output: str, record: dict) -> None:
     )
 
 
+def token_sequences(calib) -> np.ndarray | None:
+    """Token sequences for scoring a decoder: an .npz with ``input_ids`` [sequences, length], or
+    that array itself; None (fp32 generates its own) without one. UserError naming the file for
+    anything else."""
+    if calib is None:
+        return None
+    if isinstance(calib, np.ndarray):
+        ids, origin = calib, "calib"
+    else:
+        from onnxdeploy.data.readers import load_npz
+
+        ids, origin = load_npz(calib, what="token sequences").get("input_ids"), str(calib)
+    if ids is None or ids.ndim != 2 or ids.dtype.kind not in "iu":
+        raise UserError(
+            f"{origin}: a decoder is scored on token ids: an integer array 'input_ids' "
+            "[sequences, length]",
+            param="calib",
+        )
+    return ids.astype("int64")
+
+
 def _check_sequences(sequences: np.ndarray, signature) -> None:
     """The user's scoring sequences fit the decoder: some, of at least two tokens (one predicted
     from the other), ids within its vocabulary, no longer than its context (they were fed as they

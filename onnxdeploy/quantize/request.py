@@ -115,8 +115,18 @@ class Acceptance:
     target_threads: int | None = None
     min_snr_db: float | None = None
     metric: str | None = None  # "file.py:fn": the user's own score (``quantize.scoring``)
+    # decoders with a KV cache: the language-model floor (teacher-forced next-token top-1
+    # agreement with fp32, in %, and mean KL(fp32 || quantized) per token, in nats)
+    min_agreement: float = 90.0
+    max_kl: float = 0.1
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.min_agreement) and 0 <= self.min_agreement <= 100):
+            raise UserError(
+                f"min_agreement {self.min_agreement}: a percentage, 0-100", param="min_agreement"
+            )
+        if not (math.isfinite(self.max_kl) and self.max_kl >= 0):
+            raise UserError(f"max_kl {self.max_kl}: must be 0 or more nats", param="max_kl")
         if self.metric is not None:
             from onnxdeploy.quantize.scoring import user_metric
 
