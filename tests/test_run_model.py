@@ -157,3 +157,74 @@ def test_an_onnx_recipe_refuses_pytorch_stages(tmp_path):
     (tmp_path / "r.toml").write_text(f'model = "{model}"\n[[stage]]\nname = "train"\n')
     with pytest.raises(UserError, match="works on a PyTorch model"):
         load_recipe(tmp_path / "r.toml")
+
+
+def _tiny_llama(folder):
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+        eos_token_id=63, bos_token_id=62, pad_token_id=0,
+    )
+    transformers.LlamaForCausalLM(config).eval().save_pretrained(folder)
+    return folder
+
+
+def _quantized_decodes_faster(monkeypatch):
+    """Generation timing where every quantized model decodes at twice fp32's speed (the run's
+    fp32 model is its model.onnx): which variants exist and which is kept then does not rest on
+    this machine's timing of a tiny model."""
+    import numpy as np
+
+    from onnxdeploy.generate import bench as generation
+
+    def rounds(prompts, *, new_tokens, threads, rounds, progress=None):
+        rng = np.random.default_rng(0)
+        found = generation.GenerationRounds()
+        for path in prompts:
+            fast = not str(path).endswith("model.onnx")
+            found.steps[path] = list((0.5 if fast else 1.0) + rng.random(rounds * new_tokens) / 50)
+            found.firsts[path] = [5.0] * rounds
+            found.created[path], found.peaks[path] = 1.0, 100.0
+        return found
+
+    monkeypatch.setattr(generation, "generation_rounds", rounds)
+
+
+def test_run_a_causal_lm_exports_quantizes_times_decoding_and_packages(tmp_path, monkeypatch):
+    """issue 28, item 5: a decoder gets its own recipe: exported with its KV cache, quantized as a
+    language model (agreement and KL against fp32), timed decoding, the fastest measurably faster
+    model that holds the floor kept and packaged for onnxruntime-genai."""
+    folder = _tiny_llama(tmp_path / "llama")
+    _quantized_decodes_faster(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    built = plan(RunRequest(f"hf:{folder}"))
+    assert [name for name, _ in built.recipe.stages] == [
+        "export", "quantize", "bench", "select", "package"
+    ]
+    assert any("agreement and KL" in n for n in built.notes)
+    result = run(built.recipe, runs_dir=tmp_path / "runs")
+    stages = result.report["stages"]
+    assert stages["export"]["exporter"] == "decoder with KV cache"
+    kept = stages["quantize"]["chosen"]
+    assert kept != "fp32" and any(a["agreement"] for a in stages["quantize"]["attempts"])
+    variants = _variants(result.report)
+    assert set(variants) == {"fp32", kept} and variants[kept]["chosen"]
+    assert variants[kept]["metric"] == "agreement" and variants[kept]["speedup"] > 1.5
+    package = result.run_dir / "package"
+    assert (package / "genai_config.json").is_file()
+    manifest = json.loads((package / "manifest.json").read_text())
+    assert manifest["round_trip"]["passed"]
+    ops = (package / "required_operators.config").read_text()
+    assert "MatMulNBits" in ops or "MatMulInteger" in ops
+    again = load_recipe(result.run_dir / "recipe.toml")
+    assert again.stages == built.recipe.stages
+
+
+def test_a_decoder_run_refuses_what_does_not_apply(tmp_path):
+    folder = _tiny_llama(tmp_path / "llama")
+    with pytest.raises(UserError, match="^input_shape: does not apply .* a decoder"):
+        plan(RunRequest(f"hf:{folder}", input_shape="1x8"))

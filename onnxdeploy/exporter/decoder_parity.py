@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from onnxdeploy.generate.prompts import token_prompt
+
 PARITY_STEPS = 16
 PROMPT_LENGTHS = (7, 4)  # two prompts of different lengths, batched with left padding
 
@@ -44,10 +46,7 @@ def generation_parity(
     rng = np.random.default_rng(seed)
     high = min(module.config.vocab_size, sig.vocab_size or module.config.vocab_size)
     avoid = set(sig.eos_token_id) | {sig.pad_token_id}
-    prompts = []
-    for length in PROMPT_LENGTHS:
-        ids = [int(t) for t in rng.integers(0, high, length * 2) if int(t) not in avoid][:length]
-        prompts.append(ids)
+    prompts = [token_prompt(rng, length, high=high, avoid=avoid) for length in PROMPT_LENGTHS]
     ours = generator.generate(prompts, steps, keep_logits=True)
     longest = max(PROMPT_LENGTHS)
     ids = torch.full((len(prompts), longest), sig.pad_token_id, dtype=torch.long)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from onnxdeploy.generate.prompts import token_prompt
+
 STEPS = 16
 
 
@@ -28,8 +30,7 @@ def seq2seq_parity(
     else:
         avoid = generator.eos | {generator.info.get("pad_token_id") or 0}
         prompts = [
-            [int(t) for t in rng.integers(3, config.vocab_size, 2 * n) if int(t) not in avoid][:n]
-            for n in (7, 4)
+            token_prompt(rng, n, low=3, high=config.vocab_size, avoid=avoid) for n in (7, 4)
         ]
         ours = generator.generate(prompts, steps)
         ids = torch.zeros((2, 7), dtype=torch.long) + (generator.info.get("pad_token_id") or 0)

@@ -10,24 +10,75 @@ throughput). Peak memory is the process's resident peak while the model generate
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
 from onnxdeploy.errors import UserError
+from onnxdeploy.generate.prompts import token_prompt
 from onnxdeploy.progress import track
 
 DECODE, PREFILL = "#decode", "#prefill"
 
 
-def _prompts(signature, prompt_len: int, batch: int, seed: int = 0) -> list[list[int]]:
+def seeded_prompts(signature, prompt_len: int, batch: int, seed: int = 0) -> list[list[int]]:
+    """``batch`` copies of one seeded prompt of ``prompt_len`` tokens, none of them an end or
+    padding token (a prompt that ends early times nothing)."""
     vocab = signature.vocab_size or 1000
     avoid = set(signature.eos_token_id) | {signature.pad_token_id}
-    rng = np.random.default_rng(seed)
-    prompt = [int(t) for t in rng.integers(0, vocab, prompt_len * 2) if int(t) not in avoid][
-        :prompt_len
-    ]
+    prompt = token_prompt(np.random.default_rng(seed), prompt_len, high=vocab, avoid=avoid)
     return [prompt] * batch
+
+
+@dataclass
+class GenerationRounds:
+    """Per model: every decode step's ms (``steps``), each round's time to first token
+    (``firsts``), its first session's creation ms and the process's resident peak while it
+    generated."""
+
+    steps: dict = field(default_factory=dict)
+    firsts: dict = field(default_factory=dict)
+    created: dict = field(default_factory=dict)
+    peaks: dict = field(default_factory=dict)
+
+
+def generation_rounds(
+    prompts: dict[str, list[list[int]]],
+    *,
+    new_tokens: int,
+    threads: int | None,
+    rounds: int,
+    progress: Callable[[str], None] | None = None,
+) -> GenerationRounds:
+    """The one generation timing loop (bench --generate, quantize's decoder search, a run's bench
+    of a decoder): ``rounds`` rounds, each model (path -> its prompts) generating once per round
+    in a fresh session that is the only one alive, spinning as deployed (an idle session's
+    spinning workers would steal the cores from the one timed), after an untimed warm-up; the
+    order rotated every round."""
+    import gc
+
+    from onnxdeploy.generate import Generator
+    from onnxdeploy.runtime_bench.memory import rss_mb
+
+    models = list(prompts)
+    found = GenerationRounds(
+        {m: [] for m in models}, {m: [] for m in models}, {}, {m: 0.0 for m in models}
+    )
+    for index in track(range(rounds), label="generation rounds", progress=progress):
+        order = models[index % len(models) :] + models[: index % len(models)]
+        for model in order:
+            started = time.perf_counter()
+            generator = Generator(model, threads=threads)
+            found.created.setdefault(model, (time.perf_counter() - started) * 1000)
+            generator.generate(prompts[model], 2, stop_at_eos=False)  # warm-up, untimed
+            result = generator.generate(prompts[model], new_tokens, stop_at_eos=False)
+            found.steps[model] += list(result.step_ms)
+            found.firsts[model].append(result.prefill_ms)
+            found.peaks[model] = max(found.peaks[model], rss_mb() or 0.0)
+            del generator
+            gc.collect()  # its thread pool is gone before the next one is timed
+    return found
 
 
 def bench_generation(
@@ -44,7 +95,6 @@ def bench_generation(
     order rotated each round."""
     from onnxdeploy.generate import Generator
     from onnxdeploy.runtime.sessions import default_threads
-    from onnxdeploy.runtime_bench.memory import rss_mb
     from onnxdeploy.runtime_bench.result import BenchResult
     from onnxdeploy.runtime_bench.stats import LatencyStats
 
@@ -52,33 +102,21 @@ def bench_generation(
         raise UserError(
             "generate: needs --new-tokens >= 2, --prompt-len >= 1, --rounds >= 5, --batch >= 1"
         )
-    import gc
-
-    created: dict[str, float] = {}
     signatures = {}
     for model in models:  # every model checked before any timing
         checker = Generator(model, threads=threads, spinning=False)
-        checker.check_prompts(_prompts(checker.signature, prompt_len, 1), new_tokens)
+        checker.check_prompts(seeded_prompts(checker.signature, prompt_len, 1), new_tokens)
         signatures[model] = checker.signature
-    steps = {m: [] for m in models}
-    firsts = {m: [] for m in models}
-    peaks = {m: 0.0 for m in models}
-    for index in track(range(rounds), label="generation rounds", progress=progress):
-        order = models[index % len(models) :] + models[: index % len(models)]
-        for model in order:
-            # a fresh session per round, the only one alive, spinning as deployed (an idle
-            # session's spinning workers would steal the cores from the one being timed)
-            started = time.perf_counter()
-            generator = Generator(model, threads=threads)
-            created.setdefault(model, (time.perf_counter() - started) * 1000)
-            prompts = _prompts(signatures[model], prompt_len, batch)
-            generator.generate(prompts, 2, stop_at_eos=False)  # warm-up, untimed
-            result = generator.generate(prompts, new_tokens, stop_at_eos=False)
-            steps[model] += list(result.step_ms)
-            firsts[model].append(result.prefill_ms)
-            peaks[model] = max(peaks[model], rss_mb() or 0.0)
-            del generator
-            gc.collect()
+    rounds_done = generation_rounds(
+        {m: seeded_prompts(signatures[m], prompt_len, batch) for m in models},
+        new_tokens=new_tokens,
+        threads=threads,
+        rounds=rounds,
+        progress=progress,
+    )
+    steps, firsts, created, peaks = (
+        rounds_done.steps, rounds_done.firsts, rounds_done.created, rounds_done.peaks
+    )
     used = threads or default_threads()
     results = []
     for model in models:
@@ -129,4 +167,11 @@ def summary(results, prompt_len: int) -> str:
     )
 
 
-__all__ = ["DECODE", "PREFILL", "bench_generation", "summary"]
+__all__ = [
+    "DECODE",
+    "PREFILL",
+    "GenerationRounds",
+    "bench_generation",
+    "generation_rounds",
+    "summary",
+]

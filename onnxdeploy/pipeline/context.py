@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from onnxdeploy.data import Dataset
+
+
+@dataclass(frozen=True)
+class TokenData:
+    """A decoder's run data: token sequences to score on (``input_ids`` [sequences, length] from
+    the recipe's data file), or None where fp32 generates its own (``random``)."""
+
+    name: str
+    sequences: object = None  # np.ndarray of int64, or None
+
+    labels = None  # nothing to measure accuracy on: quality is agreement with fp32
 
 
 @dataclass
@@ -39,6 +51,22 @@ class RunContext:
     targets: tuple = ()
     progress: Callable[[str], None] = print
     announce: Callable[[str], None] = print
+
+    @functools.cached_property
+    def decoder(self) -> bool:
+        """The run's model is a decoder with a KV cache: a causal LM from Hugging Face, or an ONNX
+        graph that takes ``past_key_values`` (its stages export, quantize and time it as one)."""
+        from onnxdeploy.generate.signature import is_kv_decoder
+
+        if self.onnx_input:
+            return is_kv_decoder(self.model)
+        from onnxdeploy.exporter.hf import is_hf
+
+        if not is_hf(self.model):
+            return False
+        from onnxdeploy.exporter.tasks import resolve_task
+
+        return resolve_task(self.model, "auto") == "text-generation-with-past"
 
     @property
     def onnx_input(self) -> bool:

@@ -84,10 +84,13 @@ def _labelled(data: str) -> bool:
         return False  # the data layer names the file and its problem when the run loads it
 
 
-def _check_source(model: str, input_shape: str | None) -> None:
+def _check_source(model: str, input_shape: str | None) -> str:
     """A model run can take: a known zoo name, a factory with its input shape, an ONNX file, or a
-    Hugging Face model that is not generative (decoders have their own path: export's KV cache,
-    ``generate``, the language-model quantizer)."""
+    Hugging Face model (an encoder-decoder aside: its two graphs have no recipe yet). Its kind:
+    ``decoder`` for a causal LM (an ``hf:`` one, or an ONNX graph with a KV cache), else
+    ``default``."""
+    from onnxdeploy.generate.signature import is_kv_decoder
+
     from onnxdeploy.exporter.hf import is_hf
     from onnxdeploy.exporter.source import is_onnx
     from onnxdeploy.models import ZOO, get_zoo_entry
@@ -95,21 +98,66 @@ def _check_source(model: str, input_shape: str | None) -> None:
     if is_onnx(model):
         if not Path(model).is_file():
             raise UserError(f"{model}: no such file")
-        return
+        return "decoder" if is_kv_decoder(model) else "default"
     if not is_hf(model):
         if ":" not in model:
             get_zoo_entry(model)  # an unknown name: the error lists the zoo
         elif model not in ZOO and not input_shape:
             raise UserError(f"{model}: give --input-shape (e.g. 1x3x224x224) for a factory's input")
-        return
+        return "default"
     from onnxdeploy.exporter.tasks import resolve_task
 
     task = resolve_task(model, "auto")
+    if task == "text-generation-with-past":
+        return "decoder"
     if task != "default":
         raise UserError(
-            f"{model}: a generative model ({task}); run MODEL covers classifiers, detectors and "
-            "encoders. Export it with 'onnxdeploy export', then 'onnxdeploy quantize' the decoder"
+            f"{model}: an encoder-decoder ({task}); run MODEL covers classifiers, detectors, "
+            "encoders and decoders. Export it with 'onnxdeploy export', then 'onnxdeploy quantize' "
+            "its decoder"
         )
+    return "default"
+
+
+def _decoder_plan(request: RunRequest) -> RunPlan:
+    """A causal LM's recipe: exported with its KV cache (verified by generating), quantized as a
+    language model (int4/int8 candidates scored by next-token agreement and KL against fp32 on
+    the data's ``input_ids``, or on sequences fp32 generates), every model timed decoding side by
+    side, the fastest measurably faster one that holds the floor kept and packaged."""
+    from onnxdeploy.runtime import default_threads
+
+    for name in ("checkpoint", "input_shape", "target_latency", "metric"):
+        if getattr(request, name) is not None:
+            raise UserError(
+                f"{name}: does not apply to {request.model}, a decoder with a KV cache (its "
+                "quality is next-token agreement and KL against fp32)",
+                param=name,
+            )
+    threads = request.target_threads or default_threads()
+    batch = request.target_batch
+    floor = {"max_drop": request.max_drop}
+    stages = (
+        ("export", {}),
+        ("quantize", {"target_batch": batch, "target_threads": threads}),
+        ("bench", {"batch": [batch], "threads": threads}),
+        ("select", {**floor, "batch": batch}),
+        ("package", {"target": request.package_target} if request.package_target else {}),
+    )
+    recipe = Recipe(
+        model=request.model,
+        data=request.data or "random",
+        seed=request.seed,
+        runs_dir=request.runs_dir,
+        stages=stages,
+        source=f"run {request.model}",
+    )
+    notes = [
+        "a decoder with a KV cache: no pruned variants (channel pruning does not reach attention "
+        "heads here); quality is next-token agreement and KL against fp32"
+        + ("" if request.data else " on sequences fp32 generates (give --data with input_ids for "
+           "your own text)"),
+    ]
+    return RunPlan(validate(recipe), tuple(notes))
 
 
 def plan(request: RunRequest) -> RunPlan:
@@ -119,7 +167,8 @@ def plan(request: RunRequest) -> RunPlan:
     from onnxdeploy.runtime import default_threads
 
     model = request.model
-    _check_source(model, request.input_shape)
+    if _check_source(model, request.input_shape) == "decoder":
+        return _decoder_plan(request)
     data = request.data or ("digits" if model in ZOO else "random")
     labelled = _labelled(data)
     threads = request.target_threads or default_threads()

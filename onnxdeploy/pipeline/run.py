@@ -22,7 +22,7 @@ from onnxdeploy.exporter.hf import hf_model_inputs, is_hf
 from onnxdeploy.exporter.inputs import input_specs
 from onnxdeploy.exporter.source import parse_input_shape
 from onnxdeploy.models import ZOO
-from onnxdeploy.pipeline.context import RunContext
+from onnxdeploy.pipeline.context import RunContext, TokenData
 from onnxdeploy.pipeline.plan import RunRequest, plan
 from onnxdeploy.pipeline.recipe import DEMO, Recipe, load_recipe, to_toml, validate
 from onnxdeploy.pipeline.report import SCHEMA, format_table, model_rows, write_report
@@ -78,11 +78,23 @@ def _new_run_dir(runs_dir: Path) -> tuple[str, Path]:
     return run_id, work
 
 
+def _token_data(data: str) -> TokenData:
+    """A decoder's data: the token sequences of ``data`` (an .npz with ``input_ids``), or none for
+    ``random`` (fp32 generates the sequences it is scored on)."""
+    from onnxdeploy.quantize.generative import token_sequences
+
+    return TokenData(data, None if data == "random" else token_sequences(data))
+
+
 def _model_inputs(recipe: Recipe) -> tuple[list[tuple[int, ...]], list]:
     """(input shapes, named ExportInputs or []): from input_shape, the zoo, or a Hugging Face model
     itself."""
     if recipe.onnx_input:
         return [], []  # the model's own signature: see _specs
+    from onnxdeploy.exporter.tasks import resolve_task
+
+    if is_hf(recipe.model) and resolve_task(recipe.model, "auto") != "default":
+        return [], []  # a decoder's inputs are its export's (input_ids, mask, positions, cache)
     if recipe.input_shape:
         return [parse_input_shape(recipe.input_shape)], []
     if recipe.model in ZOO:
@@ -151,7 +163,11 @@ def run(
         cluster=recipe.cluster,
         targets=recipe.targets,
     )
-    data = load_dataset(recipe.data, _specs(recipe, ctx), seed=recipe.seed)
+    data = (
+        _token_data(recipe.data)
+        if ctx.decoder
+        else load_dataset(recipe.data, _specs(recipe, ctx), seed=recipe.seed)
+    )
     with ctx.where.connect(progress=progress):  # one connection for every stage
         return _run_stages(recipe, ctx, data, runs_dir, started, progress)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from onnxdeploy.generate.prompts import token_prompt
+
 
 def fp32_sequences(
     generator, *, prompt_length: int, new_tokens: int, count: int = 4, seed: int = 0
@@ -14,11 +16,7 @@ def fp32_sequences(
     vocab = sig.vocab_size or 1000
     avoid = set(sig.eos_token_id) | {sig.pad_token_id}
     rng = np.random.default_rng(seed)
-    prompts = []
-    while len(prompts) < count:
-        draw = [int(t) for t in rng.integers(0, vocab, prompt_length * 2) if int(t) not in avoid]
-        if len(draw) >= prompt_length:
-            prompts.append(draw[:prompt_length])
+    prompts = [token_prompt(rng, prompt_length, high=vocab, avoid=avoid) for _ in range(count)]
     out = generator.generate(prompts, new_tokens, stop_at_eos=False)
     return np.array([p + list(t) for p, t in zip(prompts, out.tokens)], np.int64)
 
@@ -80,33 +78,20 @@ def timed(
     rounds: int = 3,
 ) -> dict[str, tuple[float, float]]:
     """name -> (decode tokens/s, time to first token ms) of decoders sharing ``signature`` (their
-    vocabulary and end tokens): ``rounds`` of one generation per model,
-    the order rotated every round, each in a fresh session (spinning, as deployed) that is the
-    only one alive, after one untimed warm-up generation; medians of the per-step times."""
-    import gc
+    vocabulary and end tokens), timed by ``generate.bench.generation_rounds``; medians of the
+    per-step times."""
+    from onnxdeploy.generate.bench import generation_rounds, seeded_prompts
 
-    from onnxdeploy.generate import Generator
-
-    vocab = signature.vocab_size or 1000
-    avoid = set(signature.eos_token_id)
-    rng = np.random.default_rng(1)
-    prompt = [int(t) for t in rng.integers(0, vocab, prompt_length * 2) if int(t) not in avoid][
-        :prompt_length
-    ]
-    prompts = [prompt] * batch
-    steps: dict[str, list[float]] = {n: [] for n in models}
-    firsts: dict[str, list[float]] = {n: [] for n in models}
+    prompts = seeded_prompts(signature, prompt_length, batch, seed=1)
+    found = generation_rounds(
+        {path: prompts for path in models.values()},
+        new_tokens=new_tokens,
+        threads=threads,
+        rounds=rounds,
+    )
     names = list(models)
-    for round_index in range(rounds):
-        order = names[round_index % len(names) :] + names[: round_index % len(names)]
-        for name in order:
-            generator = Generator(models[name], threads=threads)
-            generator.generate(prompts, 4, stop_at_eos=False)  # warm-up: allocations, thread pool
-            result = generator.generate(prompts, new_tokens, stop_at_eos=False)
-            steps[name] += result.step_ms
-            firsts[name].append(result.prefill_ms)
-            del generator
-            gc.collect()  # its thread pool is gone before the next one is timed
+    steps = {name: found.steps[models[name]] for name in names}
+    firsts = {name: found.firsts[models[name]] for name in names}
     return {
         name: (batch * 1000.0 / float(np.median(steps[name])), float(np.median(firsts[name])))
         for name in names

@@ -12,10 +12,36 @@ from onnxdeploy.pipeline.summaries import PackageSummary, SelectSummary
 from onnxdeploy.quantize.request import Acceptance
 
 
+def _decoder_quality(ctx: RunContext, reference: str) -> dict[str, dict]:
+    """A decoder's models as its quantize scored them: next-token agreement with fp32 (and KL),
+    judged by the floor that search held (``Acceptance.min_agreement``, ``max_kl``)."""
+    result = ctx.results.get("quantize")
+    scored = {a.candidate.name: a for a in result.attempts} if result is not None else {}
+    found = {}
+    for label in ctx.models:
+        attempt = scored.get(label)
+        agreement = 100.0 if label == reference or attempt is None else attempt.agreement
+        found[label] = {
+            "metric": "agreement",
+            "quality": round(agreement, 3),
+            "drop": round(100.0 - agreement, 3),
+            "snr_db": None,
+            "cosine": None,
+            "kl": None if attempt is None else attempt.kl,
+            "rejected": None if label == reference or attempt is None or attempt.passed
+            else attempt.why or "below the floor",
+        }
+    return found
+
+
 def _quality(ctx: RunContext, reference: str, acceptance: Acceptance) -> dict[str, dict]:
     """Each model's quality against the reference on the held-out split, judged as its outputs need
-    (``quantize.scoring``: class logits by accuracy or agreement, anything else by SNR)."""
+    (``quantize.scoring``: class logits by accuracy or agreement, anything else by SNR); a
+    decoder's as its quantize scored it."""
     from onnxdeploy.quantize.scoring import drop, finite_or_none, floor_db, outputs, score_outputs
+
+    if ctx.decoder:
+        return _decoder_quality(ctx, reference)
 
     val = ctx.data.val
     ref_out = outputs(str(ctx.models[reference]), val)
@@ -122,7 +148,7 @@ def select(
         met = chosen.get("p50_ms", base.stats.p50_ms) <= target_latency * base.stats.p50_ms
     summary = SelectSummary(
         chosen["model"], chosen["file"], reason, reference, batch, threads, variants,
-        target_latency, met, data_labelled=ctx.data.val.labels is not None,
+        target_latency, met, data_labelled=not ctx.decoder and ctx.data.val.labels is not None,
     )
     ctx.chosen = chosen["model"]
     if met is False:  # the summary rides on the error, so the failed run's report shows it
@@ -150,7 +176,9 @@ def package(ctx: RunContext, *, target: str | None = None) -> PackageSummary:
         ctx.models[ctx.chosen],
         ctx.run_dir / "package",
         target=target,
-        inputs=dict(ctx.data.val.inputs),  # the run's own held-out inputs, not made-up sizes
+        # the run's own held-out inputs, not made-up sizes; a decoder's past, tokens and mask
+        # are made to agree by package itself
+        inputs=None if ctx.decoder else dict(ctx.data.val.inputs),
         progress=ctx.progress,
     )
     ctx.results["package"] = result

@@ -28,22 +28,17 @@ def bench(
     plot: bool = True,
 ) -> BenchSummary:
     """Time every ONNX model of the run side by side (interleaved) on the CPU; table, JSON and
-    plot."""
-    from onnxdeploy.runtime_bench import BenchRequest, TimingPlan, benchmark
+    plot. A decoder's are timed generating (per decoded token)."""
     from onnxdeploy.runtime_bench.report import comparisons
 
     labels = {str(p): label for label, p in ctx.models.items()}
-    request = BenchRequest(
-        tuple(labels),
-        batches=batch,
-        threads=threads,
-        timing=TimingPlan(iterations=iterations, repeat=repeat),
-        sizes={k: v.shape for k, v in ctx.data.val.inputs.items()},
-    )
-    run = benchmark(
-        request, where=ctx.where, progress=ctx.progress
-    ).check()  # every cell, or exit 1
-    results = list(run.results)
+    if ctx.decoder:
+        run = _decoder_run(ctx, labels, batch, threads)
+        results = list(run.results)
+        plot = False  # one sample per token: the table says it
+    else:
+        run = _onnx_run(ctx, labels, batch, threads, iterations, repeat)
+        results = list(run.results)
     ctx.results["bench"] = run
     run.save(ctx.run_dir / "bench.json")
     plot_name = None
@@ -79,6 +74,46 @@ def bench(
         for c in comparisons(results)
     ]
     return BenchSummary("bench.json", rows, compared, plot_name)
+
+
+def _onnx_run(ctx: RunContext, labels: dict, batch, threads: int, iterations: int, repeat: int):
+    """Every model of the run timed side by side (interleaved) on the run's held-out shapes."""
+    from onnxdeploy.runtime_bench import BenchRequest, TimingPlan, benchmark
+
+    request = BenchRequest(
+        tuple(labels),
+        batches=batch,
+        threads=threads,
+        timing=TimingPlan(iterations=iterations, repeat=repeat),
+        sizes={k: v.shape for k, v in ctx.data.val.inputs.items()},
+    )
+    return benchmark(request, where=ctx.where, progress=ctx.progress).check()  # every cell
+
+
+# a run times a decoder generating: a short prompt, then this many tokens, over these many rounds
+DECODER_PROMPT, DECODER_TOKENS, DECODER_ROUNDS = 32, 32, 5
+
+
+def _decoder_run(ctx: RunContext, labels: dict, batch, threads: int):
+    """A decoder's models timed generating side by side (``generate.bench``): one sample per
+    decoded token, so the latency and speed-up are per token, as a deployed decoder is judged."""
+    from dataclasses import replace
+
+    from onnxdeploy.generate.bench import DECODE, bench_generation
+    from onnxdeploy.runtime_bench.environment import environment
+    from onnxdeploy.runtime_bench.result import BenchRun
+
+    batches = [batch] if isinstance(batch, int) else list(batch)
+    results = []
+    for b in batches:
+        timed = bench_generation(
+            list(labels), prompt_len=DECODER_PROMPT, new_tokens=DECODER_TOKENS, batch=b,
+            threads=threads, rounds=DECODER_ROUNDS, progress=ctx.progress,
+        )
+        results += [
+            replace(r, model=r.model[: -len(DECODE)]) for r in timed if r.model.endswith(DECODE)
+        ]
+    return BenchRun(tuple(results), environment())
 
 
 def _previous_run(ctx: RunContext):

@@ -128,6 +128,8 @@ def quantize(
     failure. Defaults are the API's (``Acceptance``, ``QuantizeConfig``, ``TimingPlan``)."""
     from onnxdeploy.quantize import quantize as quantize_model
 
+    if ctx.decoder:
+        return _quantize_decoder(ctx, target_batch, target_threads, force_int8)
     summaries = []
     for source, model in _float_models(ctx, variants):
         label = _int8_label(source)
@@ -168,6 +170,60 @@ def quantize(
         summaries.append(_summary(result, source, target_batch))
     first, *others = summaries[::-1]  # the last quantized first: the demo's (pruned) int8
     return replace(first, others=[o.to_json() for o in others] or None)
+
+
+def _quantize_decoder(
+    ctx: RunContext, target_batch: int, target_threads: int | None, force: bool
+) -> QuantizeSummary:
+    """A decoder's quantize: the language-model search (``onnxdeploy.quantize`` routes it), on
+    the run's token sequences; the model it writes joins the run under its candidate's name. A
+    search where nothing holds the floor is a note: fp32 stays the run's model."""
+    from onnxdeploy.quantize import quantize as quantize_model
+
+    source = ctx.latest_model
+    path = ctx.run_dir / "model.quantized.onnx"
+    try:
+        result = quantize_model(
+            source,
+            path,
+            calib=ctx.data.sequences,
+            acceptance=Acceptance(
+                target_batch=target_batch, target_threads=target_threads, force_int8=force
+            ),
+            progress=ctx.progress,
+        )
+    except CheckFailed as exc:
+        if exc.result is None:
+            raise
+        result = exc.result
+    ctx.results["quantize"] = result
+    if result.chosen not in ("fp32", "none") and path.is_file():
+        ctx.models[result.chosen] = path
+    else:
+        path.unlink(missing_ok=True)
+    return QuantizeSummary(
+        result.chosen,
+        result.reason,
+        None,
+        target_batch,
+        target_threads or 0,
+        "decoder: int4 MatMulNBits and int8 dynamic candidates, scored by next-token agreement "
+        f"(>= {result.min_agreement:g}%) and KL (<= {result.max_kl:g}) on {result.source}",
+        [
+            {
+                "config": a.candidate.name,
+                "settings": a.candidate.describe(),
+                "passed": a.passed,
+                "error": None,
+                "rejected": None if a.passed else a.why or None,
+                "agreement": a.agreement,
+                "kl": a.kl,
+                "decode_tokens_per_s": a.decode_tokens_per_s,
+            }
+            for a in result.attempts
+        ],
+        of=source.name,
+    )
 
 
 @stage("evaluate", needs={"onnx"}, produces={"accuracy"}, why=NEEDS_ONNX, positive={"batch_size"})

@@ -62,6 +62,8 @@ def export(
     path = ctx.run_dir / "model.onnx"
     if ctx.onnx_input:
         return _take_onnx(ctx, path)
+    if ctx.decoder:
+        return _export_decoder(ctx, path, opset)
     result = export_model(
         ctx.model,
         path,
@@ -85,6 +87,34 @@ def export(
         result.parity.max_rel,
         result.file_bytes,
         result.fallback_reason,
+    )
+
+
+def _export_decoder(ctx: RunContext, path, opset: int | None) -> ExportSummary:
+    """A causal LM with its KV cache, verified by generating (greedy tokens equal to
+    ``transformers``'); its parity is the per-step logits' largest difference."""
+    from onnxdeploy.exporter.tasks import export_generative
+
+    result = export_generative(
+        ctx.model,
+        path,
+        "text-generation-with-past",
+        checkpoint=ctx.checkpoint,
+        opset=opset,
+        progress=ctx.progress,
+    )
+    ctx.models["fp32"] = path
+    ctx.results["export"] = result
+    from onnxdeploy.onnx_io import default_opset, load_model
+
+    return ExportSummary(
+        path.name,
+        "decoder with KV cache",
+        default_opset(load_model(path, check=False, load_external=False)),
+        result.parity.max_logits_abs,
+        0.0,
+        result.file_bytes,
+        "",
     )
 
 
