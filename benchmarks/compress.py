@@ -22,7 +22,8 @@ from onnxdeploy.models import ZOO
 from onnxdeploy.models.train import evaluate, train
 from onnxdeploy.passes import prune_channels
 from onnxdeploy.runtime import onnx_accuracy
-from onnxdeploy.runtime_bench import BenchRequest, TimingPlan, benchmark, bootstrap_ratio_ci
+from onnxdeploy.benchmarking import benchmark
+from onnxdeploy.runtime_bench import BenchRequest, TimingPlan, bootstrap_ratio_ci
 
 
 def main() -> None:

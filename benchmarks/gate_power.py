@@ -26,7 +26,8 @@ from onnxdeploy.exporter import export
 from onnxdeploy.gate import GateInput, Thresholds, judge
 from onnxdeploy.gate.inputs import add_bench_results
 from onnxdeploy.models.zoo import DigitsCNN, conv_bn_relu
-from onnxdeploy.runtime_bench import BenchRequest, TimingPlan, benchmark
+from onnxdeploy.benchmarking import benchmark
+from onnxdeploy.runtime_bench import BenchRequest, TimingPlan
 
 
 def measure(path: Path, seconds: float, batch: int) -> GateInput:

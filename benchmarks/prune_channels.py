@@ -23,7 +23,8 @@ from onnxdeploy.compress import prune_uniform
 from onnxdeploy.exporter import export
 from onnxdeploy.models import ZOO
 from onnxdeploy.passes import prune_channels
-from onnxdeploy.runtime_bench import BenchRequest, TimingPlan, benchmark, bootstrap_ratio_ci
+from onnxdeploy.benchmarking import benchmark
+from onnxdeploy.runtime_bench import BenchRequest, TimingPlan, bootstrap_ratio_ci
 
 
 class Bottleneck(nn.Module):

@@ -12,6 +12,11 @@ with it.
 
     python benchmarks/quantize_memory.py [--samples 4096]                       # digits_cnn
     python benchmarks/quantize_memory.py --model resnet50 --samples 512 [--cap-mb 12000]
+    python benchmarks/quantize_memory.py --model bert.onnx --data inputs.npz --samples 96
+
+Ours runs quantize's own calibration planning (``quantize.api._calibration``: activations per
+sample measured, batches and chunks sized to the budget) and prints the budget its plan states
+beside the peak it measured above a process that only imports onnxruntime.quantization.
 """
 
 from __future__ import annotations
@@ -30,32 +35,33 @@ import sys, glob, numpy as np
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
 class Reader(CalibrationDataReader):
     def __init__(self, files):
-        self.items = [{"input": x[None]} for f in files for x in np.load(f)["input"]]
+        arrays = [np.load(f) for f in files]
+        self.items = [{k: a[k][i:i + 1] for k in a.files} for a in arrays
+                      for i in range(len(a[a.files[0]]))]
         self.it = iter(self.items)
     def get_next(self):
         return next(self.it, None)
 files = sorted(glob.glob(sys.argv[1] + "/*.npz"))
 from onnxruntime.quantization import CalibrationMethod
-method = CalibrationMethod.MinMax if sys.argv[4] == "minmax" else CalibrationMethod.Percentile
+method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+          "entropy": CalibrationMethod.Entropy}[sys.argv[4]]
 quantize_static(sys.argv[2], sys.argv[3], Reader(files), quant_format=QuantFormat.QDQ, per_channel=True,
                 reduce_range=True, calibrate_method=method)
 """
 
+# quantize's own calibration planning (measured activations per sample, batches and chunks sized
+# to the budget), then one candidate built from it; prints the plan's stated budget
 OURS = """
 import sys
-from onnxdeploy.data import batches, calibration_source, specs_from_onnx
-from onnxdeploy.quantize.calib_reader import StreamingReader
-from onnxdeploy.quantize.configs import Candidate, apply_config
 import onnx
-from onnxdeploy.quantize.calib_budget import activation_bytes, machine_budget_mb, plan, stride_for
+from onnxdeploy.data import specs_from_onnx
+from onnxdeploy.quantize import QuantizeConfig
+from onnxdeploy.quantize.api import _calibration
+from onnxdeploy.quantize.configs import Candidate, apply_config
 model = onnx.load(sys.argv[2])
-specs = specs_from_onnx(model)
-source = calibration_source(sys.argv[1], specs)
-sized = plan(activation_bytes(model), batch_size=32, budget_mb=machine_budget_mb())  # as quantize does
-count = sum(1 for _ in batches(source, specs, batch_size=sized.batch_size, limit=None, uniform=True))
-sized = stride_for(sized, count)
-reader = StreamingReader(lambda: batches(source, specs, batch_size=sized.batch_size, limit=None,
-                                         uniform=True), batch_count=count, stride=sized.stride)
+config = QuantizeConfig(method=sys.argv[4], calib_size=int(sys.argv[5]))
+reader, used, *_, sized = _calibration(sys.argv[1], specs_from_onnx(model), config, True, model)
+print("PLAN", sized.chunk_mb, sized.budget_mb, used)
 apply_config(Candidate("isa-default", method=sys.argv[4], reduce_range=True), sys.argv[2], sys.argv[3], reader)
 """
 
@@ -145,21 +151,34 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=4096)
     parser.add_argument("--model", default="digits_cnn", help="digits_cnn or resnet50 (224x224)")
     parser.add_argument("--cap-mb", type=float, default=12000, help="stop a process past this RSS")
-    parser.add_argument("--methods", default="minmax,percentile")
+    parser.add_argument("--methods", default="minmax,percentile,entropy")
+    parser.add_argument(
+        "--data", default=None,
+        help="with --model PATH.onnx: an .npz of its inputs by name (samples on axis 0)",
+    )
     args = parser.parse_args()
     from onnxdeploy.runtime_bench.environment import cpu_model
 
     work = Path(tempfile.mkdtemp(prefix="onnxdeploy-calib-mem-"))
-    model, shape = _model(args.model, work)
     data = work / "calib"
     data.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(0, args.samples, 64):
-        part = min(64, args.samples - i)
-        np.savez(
-            data / f"part{i:05d}.npz",
-            input=rng.standard_normal((part, *shape)).astype(np.float32),
-        )
+    if args.model.endswith(".onnx"):  # a model of yours and its inputs, split into files of 64
+        model = Path(args.model)
+        arrays = np.load(args.data)
+        total = min(args.samples, len(arrays[arrays.files[0]]))
+        args.samples = total
+        for i in range(0, total, 64):
+            np.savez(data / f"part{i:05d}.npz",
+                     **{k: arrays[k][i:min(i + 64, total)] for k in arrays.files})
+    else:
+        model, shape = _model(args.model, work)
+        rng = np.random.default_rng(0)
+        for i in range(0, args.samples, 64):
+            part = min(64, args.samples - i)
+            np.savez(
+                data / f"part{i:05d}.npz",
+                input=rng.standard_normal((part, *shape)).astype(np.float32),
+            )
     floor = peak_rss_mb("import onnxruntime.quantization, numpy")
     print(
         f"{cpu_model()}: calibration of {args.model} on {args.samples} samples (per-channel); a "
@@ -174,12 +193,22 @@ def main() -> None:
             ("onnxdeploy streaming reader, planned batches", OURS),
         ):
             out = str(work / f"{method}.{len(rows)}.onnx")
-            peak, wall, stopped = run_watched(
-                code, str(data), str(model), out, method, cap_mb=args.cap_mb
+            peak, wall, stopped, printed = run_watched_output(
+                code, str(data), str(model), out, method, str(args.samples), cap_mb=args.cap_mb
             )
             shown = f">{args.cap_mb:.0f}" if stopped else f"{peak:.0f}"
+            stated = ""
+            if "PLAN" in printed:  # ours: what its plan said it would hold, against what it did
+                held, budget, used = printed.split("PLAN")[-1].split()[:3]
+                added = peak - floor
+                stated = (
+                    f"  plan: ~{float(held):.0f} MB of activations at once, budget "
+                    f"{float(budget):.0f} MB, {used} samples; measured {added:.0f} MB above the "
+                    f"import floor: {'within' if added <= float(budget) else 'OVER'} the budget"
+                )
             print(
                 f"{method:<11} {side:<44} {shown:>9} {wall:>8.1f}" + (" stopped" if stopped else "")
+                + stated
             )
             rows.append((peak, wall, stopped))
         (base, base_wall, base_stopped), (ours, ours_wall, _) = rows

@@ -83,7 +83,8 @@ def main() -> None:
     from onnxdeploy.exporter import export
     from onnxdeploy.inspect_model import inspect_model
     from onnxdeploy.passes import prune_channels
-    from onnxdeploy.runtime_bench import BenchRequest, TimingPlan, benchmark, bootstrap_ratio_ci
+    from onnxdeploy.benchmarking import benchmark
+    from onnxdeploy.runtime_bench import BenchRequest, TimingPlan, bootstrap_ratio_ci
     from onnxdeploy.runtime_bench.environment import cpu_model
 
     work = Path(tempfile.mkdtemp(prefix="onnxdeploy-real-"))

@@ -192,7 +192,8 @@ def main() -> None:
     from onnxdeploy.compress import prune_uniform
     from onnxdeploy.inspect_model import inspect_model
     from onnxdeploy.passes import prune_channels
-    from onnxdeploy.runtime_bench import BenchRequest, TimingPlan, benchmark
+    from onnxdeploy.benchmarking import benchmark
+    from onnxdeploy.runtime_bench import BenchRequest, TimingPlan
     from onnxdeploy.runtime_bench.environment import cpu_model
 
     work = Path(tempfile.mkdtemp(prefix="onnxdeploy-vision-"))
@@ -242,7 +243,8 @@ def main() -> None:
 
 
 def _quantize_rows(name: str, pruned: Path, work: Path, size: int, args) -> None:
-    from onnxdeploy.runtime_bench import BenchRequest, TimingPlan, benchmark
+    from onnxdeploy.benchmarking import benchmark
+    from onnxdeploy.runtime_bench import BenchRequest, TimingPlan
 
     (ours, raw), costs = quantize_both(pruned, work, size, args.calib_size)
     (our_mb, our_s), (raw_mb, raw_s) = costs

@@ -32,7 +32,7 @@ _LAZY = {
     "CompressConfig": "onnxdeploy.compress",
     "CompressResult": "onnxdeploy.compress",
     "compress_module": "onnxdeploy.compress",
-    "benchmark": "onnxdeploy.runtime_bench",
+    "benchmark": "onnxdeploy.benchmarking",
     "BenchResult": "onnxdeploy.runtime_bench",
     "BenchRequest": "onnxdeploy.runtime_bench",
     "BenchRun": "onnxdeploy.runtime_bench",

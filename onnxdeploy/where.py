@@ -7,7 +7,6 @@ has one form everywhere. Ray is imported only when a cluster is given.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
 
 from onnxdeploy.errors import UserError
 
@@ -51,14 +50,6 @@ class Where:
     def first_target(self) -> "Where":
         """The same place with only its first target (what quantize times on in a recipe)."""
         return Where(self.cluster, self.targets[:1])
-
-    def connect(self, *, progress: Callable[[str], None] = lambda m: None):
-        """A context manager that yields ``ray`` connected for the block (reusing a connection
-        already
-        made), or None for this machine (Ray never imported)."""
-        from onnxdeploy.cluster.connect import maybe_connected
-
-        return maybe_connected(self.cluster, progress=progress)
 
     def to_json(self) -> dict:
         return {"cluster": self.cluster, "targets": list(self.targets)}

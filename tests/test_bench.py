@@ -5,11 +5,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from onnxdeploy.benchmarking import benchmark
 from onnxdeploy.runtime_bench import (
     BenchRequest,
     LatencyStats,
     TimingPlan,
-    benchmark,
     load_results,
     save_results,
 )
@@ -222,7 +222,7 @@ def test_nothing_of_ours_runs_while_samples_are_taken(two_models, monkeypatch):
     note is written (each note checks it is outside a window)."""
     import gc
 
-    from onnxdeploy.runtime_bench import bench as bench_module
+    from onnxdeploy.runtime_bench import local as bench_module
     from onnxdeploy.runtime_bench import timing
 
     windows, notes = [], []

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from onnxdeploy.compress import CompressConfig
-from onnxdeploy.compress.groups import ChannelGroup
+from onnxdeploy.compress.channel_group import ChannelGroup
 from onnxdeploy.compress.latency import (
     GRID,
     LatencyModel,

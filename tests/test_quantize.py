@@ -108,11 +108,11 @@ def test_impossible_bound_tries_fallback_then_exits_1(trained, tmp_path):
 
 
 def test_slower_int8_keeps_fp32_unless_forced(trained, tmp_path, monkeypatch):
-    from onnxdeploy import runtime_bench
-
     from dataclasses import replace
 
-    real = runtime_bench.benchmark
+    from onnxdeploy import benchmarking
+
+    real = benchmarking.benchmark
 
     def int8_looks_slow(request, **kw):  # every model but the input file takes 4x its real time
         run = real(request, **kw)
@@ -128,7 +128,7 @@ def test_slower_int8_keeps_fp32_unless_forced(trained, tmp_path, monkeypatch):
         ]
         return replace(run, results=tuple(slow))
 
-    monkeypatch.setattr(runtime_bench, "benchmark", int8_looks_slow)
+    monkeypatch.setattr(benchmarking, "benchmark", int8_looks_slow)
     out = tmp_path / "q.onnx"
     result = quantize(
         trained["mlp"],

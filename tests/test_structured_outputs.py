@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from onnxdeploy.exporter import export
-from onnxdeploy.exporter.outputs import classifier_scores, flatten_outputs
+from onnxdeploy.models.outputs import classifier_scores, flatten_outputs
 
 Pair = namedtuple("Pair", ["scores", "features"])
 

@@ -46,9 +46,9 @@ def equal_timings(monkeypatch):
     threads and shapes the timer was asked for."""
     from dataclasses import replace
 
-    from onnxdeploy import runtime_bench
+    from onnxdeploy import benchmarking, runtime_bench
 
-    real, calls, first = runtime_bench.benchmark, [], []
+    real, calls, first = benchmarking.benchmark, [], []
 
     def timed(request, **kw):  # every model takes what the first one timed took
         calls.append(request)
@@ -62,7 +62,7 @@ def equal_timings(monkeypatch):
             ),
         )
 
-    monkeypatch.setattr(runtime_bench, "benchmark", timed)
+    monkeypatch.setattr(benchmarking, "benchmark", timed)
     return calls
 
 

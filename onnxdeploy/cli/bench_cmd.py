@@ -125,8 +125,9 @@ def bench_command(
 ):
     """Time MODELS with onnxruntime; several models are interleaved and compared."""
     from onnxdeploy.atomic import refuse_overwrite
-    from onnxdeploy.runtime_bench import BenchRequest, TimingPlan, benchmark
-    from onnxdeploy.runtime_bench.bench import load_inputs
+    from onnxdeploy.benchmarking import benchmark
+    from onnxdeploy.runtime_bench import BenchRequest, TimingPlan
+    from onnxdeploy.runtime_bench.local import load_inputs
     from onnxdeploy.runtime_bench.report import check_plotting, write_markdown, write_plot
     from onnxdeploy.where import Where
 

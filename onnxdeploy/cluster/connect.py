@@ -85,9 +85,10 @@ def connected(
         ray.shutdown()
 
 
-def maybe_connected(address: str | None, *, progress: Callable[[str], None] = lambda m: None):
+def maybe_connected(address, *, progress: Callable[[str], None] = lambda m: None):
     """``connected(address)``, or a block that yields None (and never imports Ray) when no
-    address."""
+    address. ``address`` may be a ``Where`` (its cluster; None for this machine)."""
+    address = getattr(address, "cluster", address)
     return (
         contextlib.nullcontext(None) if address is None else connected(address, progress=progress)
     )

@@ -65,7 +65,7 @@ class NodeTimer:
         ``cell`` is a BenchRequest of one configuration."""
         import ray
 
-        from onnxdeploy.runtime_bench.bench import time_here
+        from onnxdeploy.runtime_bench.local import time_here
 
         paths = [self._materialize(f"{run}/{k}", f) for k, f in zip(keys, files)]
         started = time.time()

@@ -185,7 +185,8 @@ def _label(ref, tensor: str) -> str:
 def _timed(result: RepairResult, request: CompareRequest, repaired: Path) -> RepairResult:
     """The candidate and the repaired model (at ``repaired``) timed side by side with the bench
     harness."""
-    from onnxdeploy.runtime_bench import BenchRequest, TimingPlan, benchmark
+    from onnxdeploy.benchmarking import benchmark
+    from onnxdeploy.runtime_bench import BenchRequest, TimingPlan
     from onnxdeploy.runtime_bench.report import comparisons
 
     run = benchmark(

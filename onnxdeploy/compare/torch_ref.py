@@ -31,7 +31,7 @@ def torch_reference(
     put in ``store``)."""
     import torch
 
-    from onnxdeploy.exporter.outputs import flatten_outputs
+    from onnxdeploy.models.outputs import flatten_outputs
     from onnxdeploy.exporter.source import load_source
 
     shapes = [tuple(v.shape) for v in feeds.values()]

@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from onnxdeploy.cluster.connect import maybe_connected
 from onnxdeploy.atomic import atomic_path
 from onnxdeploy.compress.deployed import Deployment
 from onnxdeploy.compress.finetune import fine_tune
@@ -104,7 +105,7 @@ def module_metric(module: torch.nn.Module, data, reference: str, *, batch_size: 
     """The user's metric on the module's outputs over the held-out split, called as quantize calls
     it: every output by name (as the export names them) and the inputs (plus labels)."""
     from onnxdeploy.data import Split
-    from onnxdeploy.exporter.outputs import flatten_outputs
+    from onnxdeploy.models.outputs import flatten_outputs
     from onnxdeploy.quantize.scoring import metric_value
 
     module.eval()
@@ -348,7 +349,7 @@ def compress(
             (dense_ms,) = deployed.latency_ms(
                 [dense_path], batch=config.target_batch, threads=config.threads
             )
-        with where.connect(progress=progress) as ray:  # the sensitivity probes fan out on it
+        with maybe_connected(where, progress=progress) as ray:  # the sensitivity probes fan out on it
             result = compress_module(
                 module,
                 dataset,

@@ -20,7 +20,7 @@ import math
 
 from torch import nn
 
-from onnxdeploy.compress.groups import ChannelGroup
+from onnxdeploy.compress.channel_group import ChannelGroup
 from onnxdeploy.errors import UserError
 
 logger = logging.getLogger(__name__)

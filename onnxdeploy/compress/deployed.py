@@ -9,7 +9,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from onnxdeploy.runtime_bench import BenchRequest, TimingPlan, benchmark
+from onnxdeploy.benchmarking import benchmark
+from onnxdeploy.runtime_bench import BenchRequest, TimingPlan
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from onnxdeploy.compress.label_free import matching_loss
 from onnxdeploy.errors import UserError
-from onnxdeploy.exporter.outputs import classifier_scores
+from onnxdeploy.models.outputs import classifier_scores
 from onnxdeploy.models.batches import call
 
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from onnxdeploy.errors import UserError
-from onnxdeploy.exporter.outputs import flatten_outputs
+from onnxdeploy.models.outputs import flatten_outputs
 from onnxdeploy.models.batches import Arrays, call, count, take, to_torch
 
 EPS = 1e-12

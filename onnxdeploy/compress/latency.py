@@ -23,7 +23,7 @@ import onnx.helper as oh
 import torch
 from torch import nn
 
-from onnxdeploy.compress.groups import ChannelGroup
+from onnxdeploy.compress.channel_group import ChannelGroup
 from onnxdeploy.compress.structured import kept_channels
 from onnxdeploy.models.batches import call, take, to_torch
 

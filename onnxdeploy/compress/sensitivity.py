@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 from torch import nn
 
-from onnxdeploy.compress.groups import ChannelGroup
+from onnxdeploy.compress.channel_group import ChannelGroup
 from onnxdeploy.compress.structured import channel_scores, choose_channels, zero_channels
 from onnxdeploy.models.batches import call, count, take, to_torch
 

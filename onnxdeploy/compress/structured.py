@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from onnxdeploy.compress.groups import ChannelGroup, find_groups
+from onnxdeploy.compress.channel_group import ChannelGroup
+from onnxdeploy.compress.groups import find_groups
 from onnxdeploy.errors import UserError
 
 CRITERIA = ("l1", "l2")

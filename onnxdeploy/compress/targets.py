@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from onnxdeploy.compress.groups import ChannelGroup
+from onnxdeploy.compress.channel_group import ChannelGroup
 from onnxdeploy.compress.latency import LatencyModel, latency_model, mac_model, target_sample
 from onnxdeploy.compress.sensitivity import MAX_RATIO, STEP, predicted_drop
 from onnxdeploy.errors import UserError

@@ -23,7 +23,7 @@ from onnxdeploy.atomic import ensure_writable_dir, refuse_overwrite
 from onnxdeploy.data.specs import default_input_names
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.exporter.inputs import ExportInput, float_inputs
-from onnxdeploy.exporter.outputs import is_tensor, flat_module, flatten_outputs
+from onnxdeploy.models.outputs import is_tensor, flat_module, flatten_outputs
 from onnxdeploy.exporter.parity import check_parity, parity_cases
 from onnxdeploy.exporter.source import ModelSource, files_read, load_source
 from onnxdeploy.onnx_io import (

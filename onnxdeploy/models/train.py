@@ -13,7 +13,7 @@ from torch import nn
 from onnxdeploy.data.dataset import top1
 from onnxdeploy.data.validation import check_labels
 from onnxdeploy.errors import CheckFailed, UserError
-from onnxdeploy.exporter.outputs import classifier_scores
+from onnxdeploy.models.outputs import classifier_scores
 from onnxdeploy.models.batches import Arrays, call, count, take, to_torch
 
 logger = logging.getLogger(__name__)

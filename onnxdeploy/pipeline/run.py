@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from onnxdeploy.cluster.connect import maybe_connected
 from onnxdeploy.atomic import write_text
 from onnxdeploy.data import load_dataset
 from onnxdeploy.errors import UserError
@@ -168,7 +169,7 @@ def run(
         if ctx.decoder
         else load_dataset(recipe.data, _specs(recipe, ctx), seed=recipe.seed)
     )
-    with ctx.where.connect(progress=progress):  # one connection for every stage
+    with maybe_connected(ctx.where, progress=progress):  # one connection for every stage
         return _run_stages(recipe, ctx, data, runs_dir, started, progress)
 
 

@@ -25,6 +25,7 @@ from typing import Callable
 import onnx
 
 from onnxdeploy import data as datalayer
+from onnxdeploy.cluster.connect import maybe_connected
 from onnxdeploy.data.feeds import FeedSequence, is_feed_file, load_feeds, with_state
 from onnxdeploy.atomic import ensure_writable_dir, refuse_overwrite, working_directory
 from onnxdeploy.errors import CheckFailed, UserError
@@ -248,7 +249,7 @@ def quantize(
         config.state,
         datalayer.describe(eval_data if eval_data is not None else calib),
     )
-    with where.connect(progress=progress) as ray:
+    with maybe_connected(where, progress=progress) as ray:
         acceptance = _resolve_threads(acceptance, ray, target)
         return _search(
             _Job(

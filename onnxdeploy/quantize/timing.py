@@ -10,7 +10,7 @@ import numpy as np
 
 from onnxdeploy.quantize.decision import Confirmation
 from onnxdeploy.quantize.request import Acceptance
-from onnxdeploy import runtime_bench
+from onnxdeploy import benchmarking
 from onnxdeploy.runtime_bench import BenchRequest, bootstrap_ratio_ci
 from onnxdeploy.runtime_bench.stats import paired_ratio_ci
 from onnxdeploy.runtime_bench.plan import TimingPlan
@@ -76,7 +76,7 @@ def time_passing(
         f"{acceptance.target_threads} thread(s), side by side"
     )
     paths = [fp32_model] + [state.paths[a.config.name] for a in passing]
-    run = runtime_bench.benchmark(
+    run = benchmarking.benchmark(
         target_request(paths, acceptance, _capped(timing, SEARCH_CAP_SECONDS * len(paths)), shapes),
         where=where,
         progress=progress,
@@ -132,7 +132,7 @@ def confirm(
         for path in (fp32_model, candidate) if r % 2 == 0 else (candidate, fp32_model):
             request = target_request([path], acceptance, timing, shapes, spinning=True)
             p50[path].append(
-                runtime_bench.benchmark(request, where=where).check().results[0].stats.p50_ms
+                benchmarking.benchmark(request, where=where).check().results[0].stats.p50_ms
             )
         done = r + 1
         if done >= CONFIRM_MIN_ROUNDS and done % 2 == 0:

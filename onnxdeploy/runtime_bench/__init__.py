@@ -1,7 +1,8 @@
-"""Timing with onnxruntime: runners, the timing loop, requests, results and reports (torch-free)."""
+"""Timing with onnxruntime on this machine: runners, the timing loop, requests, results and
+reports (torch-free). ``onnxdeploy.benchmarking.benchmark`` picks this machine or a cluster."""
 
 from onnxdeploy.runtime import PROVIDERS, OrtRunner, generated_feeds
-from onnxdeploy.runtime_bench.bench import benchmark, time_here
+from onnxdeploy.runtime_bench.local import time_here
 from onnxdeploy.runtime_bench.plan import TimingPlan
 from onnxdeploy.runtime_bench.request import BenchRequest
 from onnxdeploy.runtime_bench.result import (
@@ -22,7 +23,6 @@ __all__ = [
     "LatencyStats",
     "OrtRunner",
     "TimingPlan",
-    "benchmark",
     "bootstrap_ratio_ci",
     "generated_feeds",
     "load_results",

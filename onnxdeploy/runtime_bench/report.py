@@ -7,12 +7,15 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from onnxdeploy.atomic import atomic_path, write_text
 from onnxdeploy.errors import UserError
-from onnxdeploy.runtime_bench.result import BenchResult
 from onnxdeploy.runtime_bench.stats import bootstrap_ratio_ci
 from onnxdeploy.tables import markdown_table, text_table
+
+if TYPE_CHECKING:  # annotations only: result.py renders itself with this module
+    from onnxdeploy.runtime_bench.result import BenchResult
 
 COLUMNS = (
     "model",

@@ -78,7 +78,8 @@ def bench(
 
 def _onnx_run(ctx: RunContext, labels: dict, batch, threads: int, iterations: int, repeat: int):
     """Every model of the run timed side by side (interleaved) on the run's held-out shapes."""
-    from onnxdeploy.runtime_bench import BenchRequest, TimingPlan, benchmark
+    from onnxdeploy.benchmarking import benchmark
+    from onnxdeploy.runtime_bench import BenchRequest, TimingPlan
 
     request = BenchRequest(
         tuple(labels),

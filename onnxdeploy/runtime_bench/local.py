@@ -1,5 +1,6 @@
-"""``benchmark``: time one or several ONNX models under each configuration, interleaved, here or on
-a Ray cluster (``where``)."""
+"""Timing on this machine: every model of a request under each of its configurations, interleaved
+in fresh sessions (``time_here``). Below both ``onnxdeploy.benchmarking`` (which picks here or a
+cluster) and the cluster's node timer, which each call it."""
 
 from __future__ import annotations
 
@@ -22,10 +23,9 @@ from onnxdeploy.runtime_bench.memory import (
     process_peak_rss_mb,
 )
 from onnxdeploy.runtime_bench.request import BenchRequest
-from onnxdeploy.runtime_bench.result import BenchResult, BenchRun
+from onnxdeploy.runtime_bench.result import BenchResult
 from onnxdeploy.runtime_bench.stats import LatencyStats
 from onnxdeploy.runtime_bench.timing import interleaved_samples, quiet_window, time_calls, warm_up
-from onnxdeploy.where import HERE, Where
 
 logger = logging.getLogger(__name__)
 
@@ -50,39 +50,6 @@ def _macs(path: str) -> int:
     return count_macs(load_model(path, check=False))[0]
 
 
-def benchmark(
-    request: BenchRequest, *, where: Where = HERE, progress: Callable[[str], None] | None = None
-) -> BenchRun:
-    """Time every model of ``request`` under each of its (provider, batch, threads) cells, the
-    models
-    interleaved within a cell; here, or on a cluster (every cell once on a node of each target).
-
-    Models are read (a missing one is named) and providers checked before any timing. Returns the
-    ``BenchRun``; ``run.check()`` turns cells a cluster could not time into exit 1.
-    """
-    from onnxdeploy.runtime_bench.environment import environment
-
-    if where.is_local:
-        return BenchRun(tuple(time_here(request, progress=progress)), environment())
-    if request.inputs is not None:
-        raise UserError(
-            "input: not with a cluster (inputs are generated on each node; give shapes)",
-            param="input",
-        )
-    from onnxdeploy.onnx_io import load_model
-
-    # a missing or unreadable model is named before the cluster is touched
-    for model in request.models:
-        load_model(model, check=False)
-    from onnxdeploy.cluster.bench import cluster_benchmark
-
-    notes = progress or (lambda m: None)
-    with where.connect(progress=notes) as ray:
-        return cluster_benchmark(
-            ray, request, targets=where.targets, cluster=where.cluster, progress=notes
-        )
-
-
 @dataclass
 class _Pool:
     """One model's measurements in one cell, pooled over ``repeat`` fresh sessions."""
@@ -100,7 +67,7 @@ class _Pool:
 def time_here(
     request: BenchRequest, *, progress: Callable[[str], None] | None = None
 ) -> list[BenchResult]:
-    """``benchmark`` on this machine: one BenchResult per (model, provider, batch, threads)."""
+    """Time ``request`` on this machine: one BenchResult per (model, provider, batch, threads)."""
     from onnxdeploy.runtime import provider_chain
 
     for name in request.providers:
@@ -289,4 +256,4 @@ def _one_round(
             runner.__exit__(None, None, None)
 
 
-__all__ = ["BenchRequest", "BenchRun", "benchmark", "time_calls", "time_here"]
+__all__ = ["HIGH_CV", "load_inputs", "time_here"]
