@@ -1,15 +1,177 @@
 """``onnxdeploy quantize``: int8 (static QDQ or dynamic), int4 weight-only or --fp16, with accuracy
-and
-latency checks (torch-free)."""
+and latency checks (torch-free). The options come in groups (``cli.groups``): how to quantize
+(``QuantizeConfig``), what to accept (``Acceptance``), how to time (``TimingPlan``) and where
+(``Where``); the library decides the rest."""
 
 from __future__ import annotations
 
 import click
 
+from onnxdeploy.cli.groups import option_group, where_options
 from onnxdeploy.cli.options import POSITIVE, Finite, refuse_given, target_options
 from onnxdeploy.cli.output import announce, finish, progress, say
 from onnxdeploy.quantize.isa import TARGET_CPUS
 from onnxdeploy.quantize.request import BLOCK_SIZES, METHODS, WEIGHTS
+
+
+def _config(**values) -> "QuantizeConfig":
+    from onnxdeploy.quantize import QuantizeConfig
+
+    values["calib_memory_mb"] = values.pop("calib_memory")
+    values["exclude"] = tuple(values["exclude"])
+    values["block_size"] = int(values["block_size"])
+    return QuantizeConfig(**values)
+
+
+def _acceptance(**values) -> "Acceptance":
+    from onnxdeploy.quantize import Acceptance
+
+    values["min_snr_db"] = values.pop("min_snr")
+    return Acceptance(**values)
+
+
+def _timing(iterations: int) -> "TimingPlan":
+    from onnxdeploy.runtime_bench.plan import TimingPlan
+
+    return TimingPlan(iterations=iterations)
+
+
+# how to quantize: QuantizeConfig
+config_options = option_group(
+    "config",
+    _config,
+    click.option(
+        "--method",
+        type=click.Choice(METHODS),
+        default=None,
+        help="Calibration method (default: minmax, others tried if accuracy needs it); dynamic: int8 "
+        "MatMul/Gemm weights, activations quantized at run time.",
+    ),
+    click.option("--percentile", type=float, default=99.999, show_default=True),
+    click.option(
+        "--per-channel/--per-tensor",
+        "per_channel",
+        default=None,
+        help="Weight granularity (default: by CPU).",
+    ),
+    click.option(
+        "--reduce-range/--full-range",
+        "reduce_range",
+        default=None,
+        help="7-bit weights (default: by CPU).",
+    ),
+    click.option("--calib-size", type=int, default=512, show_default=True),
+    click.option(
+        "--calib-memory",
+        "calib_memory",
+        type=POSITIVE,
+        default=None,
+        help="MB of activations calibration may hold at once (default: a quarter of the memory "
+        "available, 256-2048 MB); the calibration batch shrinks to fit.",
+    ),
+    click.option(
+        "--batch-size", type=int, default=32, show_default=True, help="Calibration batch size."
+    ),
+    click.option(
+        "--activation-type",
+        type=click.Choice(["int8", "uint8"]),
+        default=None,
+        help="Fix the activation type (default: the CPU's fast kernel first, uint8 on x86 and int8 on "
+        "arm64, the other tried too; --explain shows the table).",
+    ),
+    click.option(
+        "--quant-format",
+        type=click.Choice(["qdq", "qoperator"]),
+        default=None,
+        help="Fix the static int8 format (default: QDQ first, QOperator tried too).",
+    ),
+    click.option(
+        "--weight-type", type=click.Choice(["int8", "uint8"]), default="int8", show_default=True
+    ),
+    click.option(
+        "--exclude", multiple=True, help="Node names or op types to keep in fp32 (repeatable)."
+    ),
+    click.option(
+        "--weights",
+        type=click.Choice(WEIGHTS),
+        default="int8",
+        show_default=True,
+        help="int4: weight-only MatMulNBits blocks (smaller, for memory-bound targets; "
+        "need not be faster).",
+    ),
+    click.option(
+        "--block-size",
+        type=click.Choice([str(b) for b in BLOCK_SIZES]),
+        default="32",
+        show_default=True,
+        help="Weights per int4 block.",
+    ),
+    click.option(
+        "--target-cpu",
+        type=click.Choice(sorted(TARGET_CPUS)),
+        default=None,
+        help="Quantize for another CPU than this one.",
+    ),
+    click.option(
+        "--state",
+        multiple=True,
+        metavar="OUTPUT=INPUT",
+        help="With a feed file: score each model over the feeds carrying its own state, OUTPUT of "
+        "one feed into INPUT of the next (e.g. stateN=state), as a stream runs it; repeat per state.",
+    ),
+)
+# what may replace fp32: Acceptance (the target batch and threads included)
+acceptance_options = option_group(
+    "acceptance",
+    _acceptance,
+    click.option(
+        "--max-drop",
+        type=Finite(),
+        default=1.0,
+        show_default=True,
+        help="Largest accuracy drop, in points.",
+    ),
+    click.option(
+        "--min-snr",
+        type=Finite(),
+        default=None,
+        help="Also require this output SNR in dB (agreement alone is unstable on near-uniform logits).",
+    ),
+    click.option(
+        "--metric",
+        default=None,
+        metavar="FILE.py:FN",
+        help="Your own quality score, higher is better: fn(outputs, data) -> float on the --eval (else "
+        "--calib) samples; --max-drop is then in its units (a detector's F1, an OCR's accuracy).",
+    ),
+    click.option("--force-int8", is_flag=True, help="Write int8 even when it is slower than fp32."),
+    click.option(
+        "--min-agreement",
+        type=Finite(low=0),
+        default=90.0,
+        show_default=True,
+        help="Decoders with a KV cache: least teacher-forced next-token top-1 agreement with fp32 (%).",
+    ),
+    click.option(
+        "--max-kl",
+        type=Finite(low=0),
+        default=0.1,
+        show_default=True,
+        help="Decoders with a KV cache: most mean KL(fp32 || quantized) per token (nats).",
+    ),
+    target_options,
+)
+timing_options = option_group(
+    "timing",
+    _timing,
+    click.option(
+        "--iterations",
+        type=click.IntRange(min=1),
+        default=100,
+        show_default=True,
+        help="Timed runs per model for the latency check.",
+    ),
+)
 
 
 @click.command("quantize")
@@ -27,114 +189,9 @@ from onnxdeploy.quantize.request import BLOCK_SIZES, METHODS, WEIGHTS
     default=None,
     help="'digits' or .npz of inputs + 'labels' for top-1 accuracy.",
 )
-@click.option(
-    "--state",
-    multiple=True,
-    metavar="OUTPUT=INPUT",
-    help="With a feed file: score each model over the feeds carrying its own state, OUTPUT of "
-    "one feed into INPUT of the next (e.g. stateN=state), as a stream runs it; repeat per state.",
-)
-@click.option(
-    "--method",
-    type=click.Choice(METHODS),
-    default=None,
-    help="Calibration method (default: minmax, others tried if accuracy needs it); dynamic: int8 "
-    "MatMul/Gemm weights, activations quantized at run time.",
-)
-@click.option("--percentile", type=float, default=99.999, show_default=True)
-@click.option(
-    "--per-channel/--per-tensor",
-    "per_channel",
-    default=None,
-    help="Weight granularity (default: by CPU).",
-)
-@click.option(
-    "--reduce-range/--full-range",
-    "reduce_range",
-    default=None,
-    help="7-bit weights (default: by CPU).",
-)
-@click.option("--calib-size", type=int, default=512, show_default=True)
-@click.option(
-    "--calib-memory",
-    "calib_memory",
-    type=POSITIVE,
-    default=None,
-    help="MB of activations calibration may hold at once (default: a quarter of the memory "
-    "available, 256-2048 MB); the calibration batch shrinks to fit.",
-)
-@click.option(
-    "--batch-size", type=int, default=32, show_default=True, help="Calibration batch size."
-)
-@click.option(
-    "--activation-type",
-    type=click.Choice(["int8", "uint8"]),
-    default=None,
-    help="Fix the activation type (default: the CPU's fast kernel first, uint8 on x86 and int8 on "
-    "arm64, the other tried too; --explain shows the table).",
-)
-@click.option(
-    "--quant-format",
-    type=click.Choice(["qdq", "qoperator"]),
-    default=None,
-    help="Fix the static int8 format (default: QDQ first, QOperator tried too).",
-)
-@click.option(
-    "--weight-type", type=click.Choice(["int8", "uint8"]), default="int8", show_default=True
-)
-@click.option(
-    "--exclude", multiple=True, help="Node names or op types to keep in fp32 (repeatable)."
-)
-@click.option(
-    "--weights",
-    type=click.Choice(WEIGHTS),
-    default="int8",
-    show_default=True,
-    help="int4: weight-only MatMulNBits blocks (smaller, for memory-bound targets; "
-    "need not be faster).",
-)
-@click.option(
-    "--block-size",
-    type=click.Choice([str(b) for b in BLOCK_SIZES]),
-    default="32",
-    show_default=True,
-    help="Weights per int4 block.",
-)
-@click.option(
-    "--max-drop",
-    type=Finite(),
-    default=1.0,
-    show_default=True,
-    help="Largest accuracy drop, in points.",
-)
-@click.option(
-    "--min-snr",
-    type=Finite(),
-    default=None,
-    help="Also require this output SNR in dB (agreement alone is unstable on near-uniform logits).",
-)
-@click.option(
-    "--metric",
-    default=None,
-    metavar="FILE.py:FN",
-    help="Your own quality score, higher is better: fn(outputs, data) -> float on the --eval (else "
-    "--calib) samples; --max-drop is then in its units (a detector's F1, an OCR's accuracy).",
-)
-@target_options
-@click.option(
-    "--target-cpu",
-    type=click.Choice(sorted(TARGET_CPUS)),
-    default=None,
-    help="Quantize for another CPU than this one.",
-)
-@click.option("--force-int8", is_flag=True, help="Write int8 even when it is slower than fp32.")
-@click.option(
-    "--iterations",
-    type=click.IntRange(min=1),
-    default=100,
-    show_default=True,
-    help="Timed runs per model for the latency check.",
-)
+@config_options
+@acceptance_options
+@timing_options
 @click.option("--explain", is_flag=True, help="Print the CPU-based decision and exit.")
 @click.option(
     "--fp16",
@@ -142,75 +199,19 @@ from onnxdeploy.quantize.request import BLOCK_SIZES, METHODS, WEIGHTS
     help="Convert to float16 for GPU targets instead (I/O stay float32); nodes that overflow or "
     "lose precision in fp16 on the data (--calib file, else generated inputs) stay fp32.",
 )
-@click.option(
-    "--cluster",
-    default=None,
-    help="Score the candidates in parallel on Ray: an address, 'auto' or 'local' (the ray extra).",
-)
-@click.option(
-    "--target",
-    default=None,
-    help="With --cluster: time on a node of this target (a Ray resource), where the model deploys.",
-)
-@click.option(
-    "--min-agreement",
-    type=Finite(low=0),
-    default=90.0,
-    show_default=True,
-    help="Decoders with a KV cache: least teacher-forced next-token top-1 agreement with fp32 (%).",
-)
-@click.option(
-    "--max-kl",
-    type=Finite(low=0),
-    default=0.1,
-    show_default=True,
-    help="Decoders with a KV cache: most mean KL(fp32 || quantized) per token (nats).",
-)
+@where_options("Score the candidates in parallel")
 @click.option("--json", "as_json", is_flag=True)
 def quantize_command(
-    model,
-    output,
-    calib,
-    eval_data,
-    state,
-    method,
-    percentile,
-    per_channel,
-    reduce_range,
-    calib_size,
-    calib_memory,
-    batch_size,
-    activation_type,
-    quant_format,
-    weight_type,
-    exclude,
-    weights,
-    block_size,
-    max_drop,
-    min_snr,
-    metric,
-    target_batch,
-    target_threads,
-    target_cpu,
-    force_int8,
-    iterations,
-    explain,
-    fp16,
-    cluster,
-    target,
-    min_agreement,
-    max_kl,
-    as_json,
+    model, output, calib, eval_data, config, acceptance, timing, explain, fp16, where, as_json
 ):
     """Quantize MODEL to int8 with calibration data; keep accuracy within --max-drop; never slower
     unsaid."""
     from onnxdeploy.generate.signature import is_kv_decoder
-    from onnxdeploy.quantize import Acceptance, QuantizeConfig, TimingPlan, convert_fp16, quantize
+    from onnxdeploy.quantize import convert_fp16, quantize
     from onnxdeploy.quantize.isa import decide, explain_text, target_flags
-    from onnxdeploy.where import Where
 
     if explain:
-        flags = target_flags(target_cpu)
+        flags = target_flags(config.target_cpu)
         decision = decide(flags)
         isa = (
             ", ".join(sorted(f for f in flags if f.startswith(("avx", "amx", "asimd"))))
@@ -227,7 +228,7 @@ def quantize_command(
         "method", "percentile", "per_channel", "reduce_range", "calib_size", "calib_memory",
         "batch_size", "activation_type", "quant_format", "weight_type", "exclude", "weights",
         "block_size", "max_drop", "min_snr", "metric", "target_cpu", "iterations", "cluster",
-        "target", "state",
+        "targets", "state",
     )
     if fp16:
         refuse_given(
@@ -251,34 +252,6 @@ def quantize_command(
         check = calib if calib and Path(calib).is_file() else None
         finish(lambda: convert_fp16(model, output, inputs=check, progress=progress), as_json)
         return
-    config = QuantizeConfig(
-        method=method,
-        per_channel=per_channel,
-        reduce_range=reduce_range,
-        percentile=percentile,
-        calib_size=calib_size,
-        calib_memory_mb=calib_memory,
-        batch_size=batch_size,
-        activation_type=activation_type,
-        quant_format=quant_format,
-        weight_type=weight_type,
-        exclude=tuple(exclude),
-        target_cpu=target_cpu,
-        weights=weights,
-        block_size=int(block_size),
-        state=state,
-    )
-    acceptance = Acceptance(
-        max_drop=max_drop,
-        target_batch=target_batch,
-        force_int8=force_int8,
-        target_threads=target_threads,
-        min_snr_db=min_snr,
-        metric=metric,
-        min_agreement=min_agreement,
-        max_kl=max_kl,
-    )
-    where = Where(cluster=cluster, targets=(target,) if target else ())
     finish(
         lambda: quantize(
             model,
@@ -287,7 +260,7 @@ def quantize_command(
             eval_data=eval_data,
             config=config,
             acceptance=acceptance,
-            timing=TimingPlan(iterations=iterations),
+            timing=timing,
             where=where,
             progress=progress,
             announce=announce,

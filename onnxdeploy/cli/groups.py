@@ -1,0 +1,65 @@
+"""Option groups: a set of click options that becomes one typed value of a command, the way
+Polygraphy's argument groups do. A command lists its groups and receives a ``QuantizeConfig``,
+an ``Acceptance``, a ``Where`` or a ``TimingPlan``, never their fields one by one, so command
+functions stay small and every command that takes the same options parses them the same way."""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import click
+
+
+def option_group(into: str, build: Callable[..., object], *options):
+    """A decorator adding ``options`` (``click.option`` decorators, shown in this order) to a
+    command and handing the command ``build(**their values)`` as its parameter ``into``. The
+    options stay ordinary click parameters, so ``cli.options.refuse_given`` still sees which were
+    given on the command line."""
+
+    def decorate(command):
+        names: list[str] = []
+
+        @functools.wraps(command)
+        def wrapper(*args, **kwargs):
+            values = {name: kwargs.pop(name) for name in names}
+            kwargs[into] = build(**values)
+            return command(*args, **kwargs)
+
+        before = len(getattr(wrapper, "__click_params__", []))
+        for option in reversed(options):
+            wrapper = option(wrapper)
+        names += [param.name for param in wrapper.__click_params__[before:]]
+        return wrapper
+
+    return decorate
+
+
+def _where(cluster, targets):
+    from onnxdeploy.where import Where
+
+    return Where(cluster=cluster, targets=tuple(targets))
+
+
+def where_options(what: str):
+    """``--cluster`` and ``--target`` as a ``Where`` (``what`` says what runs there)."""
+    return option_group(
+        "where",
+        _where,
+        click.option(
+            "--cluster",
+            default=None,
+            help=f"{what} on Ray: an address, 'auto' (RAY_ADDRESS) or 'local' (start one for "
+            "this run). Needs the ray extra.",
+        ),
+        click.option(
+            "--target",
+            "targets",
+            multiple=True,
+            help="With --cluster: a target (a custom resource its nodes advertise) to time on; "
+            "repeatable where the command times on several. Default: any node.",
+        ),
+    )
+
+
+__all__ = ["option_group", "where_options"]
