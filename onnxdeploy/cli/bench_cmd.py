@@ -3,11 +3,99 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import click
 
+from onnxdeploy.cli.groups import option_group, where_options
 from onnxdeploy.cli.options import POSITIVE, int_list, parse_shape_options
 from onnxdeploy.cli.output import emit_json, progress, say
 from onnxdeploy.errors import UserError
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Where bench writes what it timed: a results file, a Markdown report, a plot, JSON out."""
+
+    output: str | None
+    markdown: str | None
+    plot: str | None
+    as_json: bool
+
+
+@dataclass(frozen=True)
+class Generation:
+    """``--generate``: time decoders generating, with these prompt and token counts."""
+
+    on: bool
+    prompt_len: int
+    new_tokens: int
+    rounds: int
+
+
+def _timing(warmup, iterations, duration, repeat):
+    from onnxdeploy.runtime_bench import TimingPlan
+
+    return TimingPlan(iterations=iterations, duration=duration, warmup=warmup, repeat=repeat)
+
+
+timing_options = option_group(
+    "timing",
+    _timing,
+    click.option(
+        "--warmup",
+        type=int,
+        default=5,
+        show_default=True,
+        help="Minimum warm-up runs (then until stable).",
+    ),
+    click.option("--iterations", type=int, default=None, help="Timed runs per model (default 100)."),
+    click.option(
+        "--duration", type=POSITIVE, default=None, help="Seconds of timing per configuration instead."
+    ),
+    click.option(
+        "--repeat",
+        type=int,
+        default=1,
+        show_default=True,
+        help="Fresh sessions per model, samples pooled.",
+    ),
+)
+output_options = option_group(
+    "outputs",
+    Outputs,
+    click.option(
+        "-o",
+        "--output",
+        type=click.Path(dir_okay=False),
+        help="Write results JSON (schema onnxdeploy.bench/2).",
+    ),
+    click.option("--md", "markdown", type=click.Path(dir_okay=False), help="Write a Markdown report."),
+    click.option("--plot", type=click.Path(dir_okay=False), help="Write a PNG plot."),
+    click.option("--json", "as_json", is_flag=True, help="Print results JSON to stdout."),
+)
+generation_options = option_group(
+    "generation",
+    lambda generate, **rest: Generation(generate, **rest),
+    click.option(
+        "--generate",
+        is_flag=True,
+        help="Decoders with a KV cache: time generation (time to first token, decode tokens/s).",
+    ),
+    click.option(
+        "--prompt-len", type=int, default=128, show_default=True, help="With --generate."
+    ),
+    click.option(
+        "--new-tokens", type=int, default=64, show_default=True, help="With --generate."
+    ),
+    click.option(
+        "--rounds",
+        type=int,
+        default=10,
+        show_default=True,
+        help="With --generate: generations per model.",
+    ),
+)
 
 
 @click.command("bench")
@@ -36,24 +124,7 @@ from onnxdeploy.errors import UserError
     show_default=True,
     help="Intra-op threads (sweep: 1,2).",
 )
-@click.option(
-    "--warmup",
-    type=int,
-    default=5,
-    show_default=True,
-    help="Minimum warm-up runs (then until stable).",
-)
-@click.option("--iterations", type=int, default=None, help="Timed runs per model (default 100).")
-@click.option(
-    "--duration", type=POSITIVE, default=None, help="Seconds of timing per configuration instead."
-)
-@click.option(
-    "--repeat",
-    type=int,
-    default=1,
-    show_default=True,
-    help="Fresh sessions per model, samples pooled.",
-)
+@timing_options
 @click.option(
     "--input",
     "input_path",
@@ -64,73 +135,21 @@ from onnxdeploy.errors import UserError
 @click.option(
     "--io-binding", is_flag=True, help="Bind inputs/outputs (always on for GPU providers)."
 )
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False),
-    help="Write results JSON (schema onnxdeploy.bench/2).",
-)
-@click.option("--md", "markdown", type=click.Path(dir_okay=False), help="Write a Markdown report.")
-@click.option("--plot", type=click.Path(dir_okay=False), help="Write a PNG plot.")
-@click.option("--json", "as_json", is_flag=True, help="Print results JSON to stdout.")
-@click.option(
-    "--cluster",
-    default=None,
-    help="Run on Ray: an address, 'auto' (RAY_ADDRESS) or 'local' (start one "
-    "for this run). Needs the ray extra.",
-)
-@click.option(
-    "--target",
-    "targets",
-    multiple=True,
-    help="With --cluster: a target (a custom resource its nodes advertise); every cell runs on "
-    "one node of each. Repeatable; default: any node.",
-)
-@click.option(
-    "--generate",
-    is_flag=True,
-    help="Decoders with a KV cache: time generation (time to first token, decode tokens/s).",
-)
-@click.option("--prompt-len", type=int, default=128, show_default=True, help="With --generate.")
-@click.option("--new-tokens", type=int, default=64, show_default=True, help="With --generate.")
-@click.option(
-    "--rounds",
-    type=int,
-    default=10,
-    show_default=True,
-    help="With --generate: generations per model.",
-)
+@output_options
+@where_options("Run")
+@generation_options
 def bench_command(
-    models,
-    providers,
-    batches,
-    threads,
-    warmup,
-    iterations,
-    duration,
-    repeat,
-    input_path,
-    shapes,
-    io_binding,
-    output,
-    markdown,
-    plot,
-    as_json,
-    cluster,
-    targets,
-    generate,
-    prompt_len,
-    new_tokens,
-    rounds,
+    models, providers, batches, threads, timing, input_path, shapes, io_binding, outputs, where,
+    generation,
 ):
     """Time MODELS with onnxruntime; several models are interleaved and compared."""
     from onnxdeploy.atomic import refuse_overwrite
     from onnxdeploy.benchmarking import benchmark
-    from onnxdeploy.runtime_bench import BenchRequest, TimingPlan
+    from onnxdeploy.runtime_bench import BenchRequest
     from onnxdeploy.runtime_bench.local import load_inputs
     from onnxdeploy.runtime_bench.report import check_plotting, write_markdown, write_plot
-    from onnxdeploy.where import Where
 
+    output, markdown, plot = outputs.output, outputs.markdown, outputs.plot
     refuse_overwrite([output, markdown, plot], [*models, input_path])
     source = click.get_current_context().get_parameter_source("batches")
     if input_path and source == click.core.ParameterSource.COMMANDLINE:
@@ -142,8 +161,7 @@ def bench_command(
     provider_list = [p.strip() for value in providers for p in value.split(",") if p.strip()]
     if not provider_list:
         raise UserError("--provider: needs at least one of cpu, cuda, tensorrt")
-    where = Where(cluster=cluster, targets=tuple(targets))
-    if input_path and cluster:
+    if input_path and where.cluster:
         raise UserError(
             "--input: not with --cluster (inputs are generated on each node; use --shape)"
         )
@@ -152,13 +170,13 @@ def bench_command(
         providers=tuple(provider_list),
         batches=int_list("--batch", batches),
         threads=int_list("--threads", threads),
-        timing=TimingPlan(iterations=iterations, duration=duration, warmup=warmup, repeat=repeat),
+        timing=timing,
         inputs=load_inputs(input_path) if input_path else None,
         shapes=parse_shape_options(shapes),
         io_binding=io_binding,
     )
-    if generate:
-        run = _generation_run(request, prompt_len, new_tokens, rounds, cluster)
+    if generation.on:
+        run = _generation_run(request, generation, where.cluster)
     else:
         run = benchmark(request, where=where, progress=progress)
     if output:
@@ -167,14 +185,14 @@ def bench_command(
         write_markdown(markdown, list(run.results), run.environment)
     if plot:
         write_plot(plot, list(run.results))
-    if as_json:
+    if outputs.as_json:
         emit_json(run.to_json())
     else:
         say(str(run))
     run.check()
 
 
-def _generation_run(request, prompt_len: int, new_tokens: int, rounds: int, cluster):
+def _generation_run(request, generation: Generation, cluster):
     """``--generate``: decode and prefill results per model, as a BenchRun."""
     from onnxdeploy.generate.bench import bench_generation, summary
     from onnxdeploy.runtime_bench.environment import environment
@@ -189,12 +207,12 @@ def _generation_run(request, prompt_len: int, new_tokens: int, rounds: int, clus
         raise UserError("--generate: one --batch and one --threads, on the cpu provider, here")
     results = bench_generation(
         list(request.models),
-        prompt_len=prompt_len,
-        new_tokens=new_tokens,
+        prompt_len=generation.prompt_len,
+        new_tokens=generation.new_tokens,
         batch=request.batches[0],
         threads=request.threads[0],
-        rounds=rounds,
+        rounds=generation.rounds,
         progress=progress,
     )
-    say(summary(results, prompt_len))
+    say(summary(results, generation.prompt_len))
     return BenchRun(tuple(results), environment())
