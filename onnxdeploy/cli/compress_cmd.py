@@ -4,9 +4,132 @@ from __future__ import annotations
 
 import click
 
+from onnxdeploy.cli.groups import option_group
 from onnxdeploy.cli.options import NON_NEGATIVE, POSITIVE, Finite, model_inputs, target_options
 from onnxdeploy.cli.output import emit_json, progress, say
 from onnxdeploy.compress.request import CompressConfig
+
+
+def _config(prune_channels, **values) -> CompressConfig:
+    return CompressConfig(channel_ratio=prune_channels, **values)
+
+
+def _inputs(input_shapes, inputs, dynamic):
+    """(named ExportInputs or None, float shapes or None), as export takes them."""
+    return model_inputs(inputs, dynamic, None, input_shapes)
+
+
+def _where(cluster):
+    from onnxdeploy.where import Where
+
+    return Where(cluster=cluster)
+
+
+# how to prune, recover and time: CompressConfig
+config_options = option_group(
+    "config",
+    _config,
+    click.option(
+        "--sparsity", type=NON_NEGATIVE, help="Unstructured magnitude sparsity target, e.g. 0.8."
+    ),
+    click.option(
+        "--scope", type=click.Choice(["global", "layer"]), default="global", show_default=True
+    ),
+    click.option(
+        "--prune-channels",
+        "prune_channels",
+        type=NON_NEGATIVE,
+        help="Fraction of channels to zero, e.g. 0.5.",
+    ),
+    click.option(
+        "--target-latency",
+        type=Finite(low=0, high=1, low_open=True, high_open=True),
+        help="Instead of --prune-channels: this fraction of the dense model's latency as deployed "
+        "(exported, pruned, timed here at --target-batch/--target-threads), e.g. 0.5.",
+    ),
+    click.option(
+        "--target-macs",
+        type=Finite(low=0, high=1, low_open=True, high_open=True),
+        help="Instead of --prune-channels: this fraction of the dense model's MACs.",
+    ),
+    target_options,
+    click.option(
+        "--round-to",
+        type=click.IntRange(min=1),
+        default=CompressConfig.round_to,
+        show_default=True,
+        help="Keep a multiple of this many channels per pruned layer (CPU kernels work in SIMD "
+        "blocks: odd widths can run slower than dense); 1 for any width.",
+    ),
+    click.option("--criterion", type=click.Choice(["l1", "l2"]), default="l1", show_default=True),
+    click.option(
+        "--sensitivity/--uniform",
+        default=True,
+        show_default=True,
+        help="Allocate channels per group by a sensitivity scan, or the same ratio everywhere.",
+    ),
+    click.option(
+        "--steps",
+        type=int,
+        default=1,
+        show_default=True,
+        help="Iterative schedule: prune, fine-tune, repeat.",
+    ),
+    click.option(
+        "--epochs", type=int, default=3, show_default=True, help="Fine-tuning epochs after each step."
+    ),
+    click.option("--lr", type=POSITIVE, default=1e-3, show_default=True),
+    click.option(
+        "--distill", is_flag=True, help="Fine-tune with knowledge distillation from the dense model."
+    ),
+    click.option("--temperature", type=POSITIVE, default=4.0, show_default=True),
+    click.option("--alpha", type=Finite(low=0, high=1), default=0.7, show_default=True),
+    click.option(
+        "--low-bit",
+        type=click.Choice(["binary", "ternary"]),
+        default=None,
+        help="Experimental: binary or ternary inner weights, straight-through fine-tuning.",
+    ),
+    click.option("--seed", type=int, default=0, show_default=True),
+    click.option(
+        "--metric",
+        default=None,
+        metavar="FILE.py:FN",
+        help="Judge recovery by your own score, higher is better: fn(outputs, data) -> float on the "
+        "held-out split (instead of top-1 or output fidelity).",
+    ),
+)
+input_options = option_group(
+    "given_inputs",
+    _inputs,
+    click.option(
+        "--input-shape",
+        "input_shapes",
+        multiple=True,
+        help="Input shape for factory models, e.g. 1x3x32x32.",
+    ),
+    click.option(
+        "--input",
+        "inputs",
+        multiple=True,
+        help="Named typed input NAME:DTYPE:SHAPE, passed by name (as export).",
+    ),
+    click.option(
+        "--dynamic",
+        multiple=True,
+        help="NAME:AXIS[,AXIS]: axes beyond the batch that vary (as export).",
+    ),
+)
+cluster_option = option_group(
+    "where",
+    _where,
+    click.option(
+        "--cluster",
+        default=None,
+        help="Run the sensitivity probes in parallel on Ray: an address, 'auto' or 'local' "
+        "(the ray extra).",
+    ),
+)
 
 
 @click.command("compress")
@@ -30,160 +153,17 @@ from onnxdeploy.compress.request import CompressConfig
     help="digits, or an .npz with x_train, y_train, x_val, y_val (without y_*: label-free, with --distill).",
 )
 @click.option(
-    "--input-shape",
-    "input_shapes",
-    multiple=True,
-    help="Input shape for factory models, e.g. 1x3x32x32.",
-)
-@click.option(
-    "--input",
-    "inputs",
-    multiple=True,
-    help="Named typed input NAME:DTYPE:SHAPE, passed by name (as export).",
-)
-@click.option(
-    "--dynamic",
-    multiple=True,
-    help="NAME:AXIS[,AXIS]: axes beyond the batch that vary (as export).",
-)
-@click.option(
-    "--sparsity", type=NON_NEGATIVE, help="Unstructured magnitude sparsity target, e.g. 0.8."
-)
-@click.option(
-    "--scope", type=click.Choice(["global", "layer"]), default="global", show_default=True
-)
-@click.option(
-    "--prune-channels",
-    "prune_channels",
-    type=NON_NEGATIVE,
-    help="Fraction of channels to zero, e.g. 0.5.",
-)
-@click.option(
-    "--target-latency",
-    type=Finite(low=0, high=1, low_open=True, high_open=True),
-    help="Instead of --prune-channels: this fraction of the dense model's latency as deployed "
-    "(exported, pruned, timed here at --target-batch/--target-threads), e.g. 0.5.",
-)
-@click.option(
-    "--target-macs",
-    type=Finite(low=0, high=1, low_open=True, high_open=True),
-    help="Instead of --prune-channels: this fraction of the dense model's MACs.",
-)
-@target_options
-@click.option(
-    "--round-to",
-    type=click.IntRange(min=1),
-    default=CompressConfig.round_to,
-    show_default=True,
-    help="Keep a multiple of this many channels per pruned layer (CPU kernels work in SIMD "
-    "blocks: odd widths can run slower than dense); 1 for any width.",
-)
-@click.option("--criterion", type=click.Choice(["l1", "l2"]), default="l1", show_default=True)
-@click.option(
-    "--sensitivity/--uniform",
-    default=True,
-    show_default=True,
-    help="Allocate channels per group by a sensitivity scan, or the same ratio everywhere.",
-)
-@click.option(
-    "--steps",
-    type=int,
-    default=1,
-    show_default=True,
-    help="Iterative schedule: prune, fine-tune, repeat.",
-)
-@click.option(
-    "--epochs", type=int, default=3, show_default=True, help="Fine-tuning epochs after each step."
-)
-@click.option("--lr", type=POSITIVE, default=1e-3, show_default=True)
-@click.option(
-    "--distill", is_flag=True, help="Fine-tune with knowledge distillation from the dense model."
-)
-@click.option(
     "--teacher",
     type=click.Path(),
     help="Teacher checkpoint (same architecture); implies --distill.",
 )
-@click.option("--temperature", type=POSITIVE, default=4.0, show_default=True)
-@click.option("--alpha", type=Finite(low=0, high=1), default=0.7, show_default=True)
-@click.option(
-    "--low-bit",
-    type=click.Choice(["binary", "ternary"]),
-    default=None,
-    help="Experimental: binary or ternary inner weights, straight-through fine-tuning.",
-)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--metric",
-    default=None,
-    metavar="FILE.py:FN",
-    help="Judge recovery by your own score, higher is better: fn(outputs, data) -> float on the "
-    "held-out split (instead of top-1 or output fidelity).",
-)
-@click.option(
-    "--cluster",
-    default=None,
-    help="Run the sensitivity probes in parallel on Ray: an address, 'auto' or 'local' "
-    "(the ray extra).",
-)
+@input_options
+@config_options
+@cluster_option
 @click.option("--json", "as_json", is_flag=True)
-def compress_command(
-    model,
-    output,
-    checkpoint,
-    data,
-    input_shapes,
-    inputs,
-    dynamic,
-    sparsity,
-    scope,
-    prune_channels,
-    target_latency,
-    target_macs,
-    target_batch,
-    target_threads,
-    round_to,
-    criterion,
-    sensitivity,
-    steps,
-    epochs,
-    lr,
-    distill,
-    teacher,
-    temperature,
-    alpha,
-    low_bit,
-    seed,
-    metric,
-    cluster,
-    as_json,
-):
+def compress_command(model, output, checkpoint, data, teacher, given_inputs, config, where, as_json):
     """Prune MODEL (magnitude and/or channels), fine-tune or distil, and save a checkpoint."""
-    from onnxdeploy.compress.request import CompressConfig
-    from onnxdeploy.where import Where
-
-    config = CompressConfig(
-        channel_ratio=prune_channels,
-        target_latency=target_latency,
-        target_macs=target_macs,
-        target_batch=target_batch,
-        target_threads=target_threads,
-        round_to=round_to,
-        sparsity=sparsity,
-        low_bit=low_bit,
-        scope=scope,
-        criterion=criterion,
-        sensitivity=sensitivity,
-        steps=steps,
-        epochs=epochs,
-        lr=lr,
-        distill=distill,
-        temperature=temperature,
-        alpha=alpha,
-        seed=seed,
-        metric=metric,
-    )
-    named, shapes = model_inputs(inputs, dynamic, None, input_shapes)
+    named, shapes = given_inputs
     from onnxdeploy.compress.api import compress  # torch: after the flags are checked
 
     result = compress(
@@ -195,7 +175,7 @@ def compress_command(
         input_shapes=shapes,
         inputs=named,
         teacher_checkpoint=teacher,
-        where=Where(cluster=cluster),
+        where=where,
         progress=progress,
     )
     if as_json:
