@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import math
 
+from dataclasses import dataclass
+
 import click
 
+from onnxdeploy.cli.groups import option_group
 from onnxdeploy.cli.options import NON_NEGATIVE, Finite
 from onnxdeploy.cli.output import announce, emit_json, is_quiet, say
 from onnxdeploy.errors import UserError
@@ -35,6 +38,96 @@ def fraction(option: str, text: str) -> float:
     return number / 100 if percent else number
 
 
+def _thresholds(
+    latency_threshold, percentiles, throughput_threshold, accuracy_drop, size_threshold, alpha
+):
+    from onnxdeploy.gate import Thresholds
+
+    return Thresholds(
+        latency=fraction("--latency-threshold", latency_threshold),
+        throughput=fraction("--throughput-threshold", throughput_threshold),
+        accuracy_drop=accuracy_drop,
+        size=fraction("--size-threshold", size_threshold),
+        alpha=alpha,
+        percentiles=tuple(percentiles) or ("p50",),
+    )
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which entries of each side to judge, and whether another environment is an error."""
+
+    baseline_model: str | None
+    current_model: str | None
+    strict_env: bool
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """After the verdict: promote current to baseline when it passed (or even when not)."""
+
+    update_baseline: bool
+    force_update: bool
+
+
+threshold_options = option_group(
+    "thresholds",
+    _thresholds,
+    click.option(
+        "--latency-threshold",
+        default="10%",
+        show_default=True,
+        help="Slowdown that counts (with significance).",
+    ),
+    click.option(
+        "--percentile",
+        "percentiles",
+        multiple=True,
+        type=click.Choice(["p50", "p90", "p99"]),
+        help="Latency percentiles to gate (default p50; repeatable).",
+    ),
+    click.option("--throughput-threshold", default="10%", show_default=True),
+    click.option(
+        "--accuracy-drop",
+        type=NON_NEGATIVE,
+        default=0.5,
+        show_default=True,
+        help="Points of accuracy that may be lost.",
+    ),
+    click.option("--size-threshold", default="5%", show_default=True),
+    click.option(
+        "--alpha",
+        type=Finite(low=0, high=1, low_open=True, high_open=True),
+        default=0.01,
+        show_default=True,
+        help="Significance level of the U test.",
+    ),
+)
+selection_options = option_group(
+    "selection",
+    Selection,
+    click.option("--baseline-model", help="Use only this model's entries from --baseline (file name)."),
+    click.option("--current-model", help="Use only this model's entries from --current (file name)."),
+    click.option(
+        "--strict-env", is_flag=True, help="Different CPU / onnxruntime between the two is an error."
+    ),
+)
+promotion_options = option_group(
+    "promotion",
+    Promotion,
+    click.option(
+        "--update-baseline",
+        is_flag=True,
+        help="After a passing gate, promote current to baseline (atomically).",
+    ),
+    click.option(
+        "--force-update",
+        is_flag=True,
+        help="Promote current to baseline even when the gate fails (said loudly).",
+    ),
+)
+
+
 @click.command("gate")
 @click.option(
     "--baseline",
@@ -43,92 +136,26 @@ def fraction(option: str, text: str) -> float:
     help="Baseline results (bench JSON, run report or folder).",
 )
 @click.option("--current", required=True, type=click.Path(), help="Current results to judge.")
-@click.option(
-    "--latency-threshold",
-    default="10%",
-    show_default=True,
-    help="Slowdown that counts (with significance).",
-)
-@click.option(
-    "--percentile",
-    "percentiles",
-    multiple=True,
-    type=click.Choice(["p50", "p90", "p99"]),
-    help="Latency percentiles to gate (default p50; repeatable).",
-)
-@click.option("--throughput-threshold", default="10%", show_default=True)
-@click.option(
-    "--accuracy-drop",
-    type=NON_NEGATIVE,
-    default=0.5,
-    show_default=True,
-    help="Points of accuracy that may be lost.",
-)
-@click.option("--size-threshold", default="5%", show_default=True)
-@click.option(
-    "--alpha",
-    type=Finite(low=0, high=1, low_open=True, high_open=True),
-    default=0.01,
-    show_default=True,
-    help="Significance level of the U test.",
-)
-@click.option("--baseline-model", help="Use only this model's entries from --baseline (file name).")
-@click.option("--current-model", help="Use only this model's entries from --current (file name).")
-@click.option(
-    "--strict-env", is_flag=True, help="Different CPU / onnxruntime between the two is an error."
-)
+@threshold_options
+@selection_options
 @click.option("--junit", type=click.Path(dir_okay=False), help="Write JUnit XML.")
-@click.option(
-    "--update-baseline",
-    is_flag=True,
-    help="After a passing gate, promote current to baseline (atomically).",
-)
-@click.option(
-    "--force-update",
-    is_flag=True,
-    help="Promote current to baseline even when the gate fails (said loudly).",
-)
+@promotion_options
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def gate_command(
-    ctx,
-    baseline,
-    current,
-    latency_threshold,
-    percentiles,
-    throughput_threshold,
-    accuracy_drop,
-    size_threshold,
-    alpha,
-    baseline_model,
-    current_model,
-    strict_env,
-    junit,
-    update_baseline,
-    force_update,
-    as_json,
-):
+def gate_command(ctx, baseline, current, thresholds, selection, junit, promotion, as_json):
     """Exit 0 when CURRENT holds against BASELINE, 1 on a regression, 2 on invalid input."""
     from onnxdeploy.atomic import refuse_overwrite
-    from onnxdeploy.gate import Thresholds, gate, update_baseline as promote
+    from onnxdeploy.gate import gate, update_baseline as promote
     from onnxdeploy.gate.report import append_step_summary, table, write_junit
 
-    thresholds = Thresholds(
-        latency=fraction("--latency-threshold", latency_threshold),
-        throughput=fraction("--throughput-threshold", throughput_threshold),
-        accuracy_drop=accuracy_drop,
-        size=fraction("--size-threshold", size_threshold),
-        alpha=alpha,
-        percentiles=tuple(percentiles) or ("p50",),
-    )
     refuse_overwrite([junit], [baseline, current])
     verdict = gate(
         baseline,
         current,
         thresholds,
-        strict_env=strict_env,
-        baseline_model=baseline_model,
-        current_model=current_model,
+        strict_env=selection.strict_env,
+        baseline_model=selection.baseline_model,
+        current_model=selection.current_model,
     )
     for warning in verdict.warnings:
         announce(warning)
@@ -141,8 +168,8 @@ def gate_command(
         say(table(verdict))
     if not verdict.passed and (is_quiet() or as_json):  # a failing gate is never silent
         click.echo(table(verdict).splitlines()[-1], err=True)
-    if update_baseline or force_update:
-        if promote(baseline, current, verdict=verdict, force=force_update):
+    if promotion.update_baseline or promotion.force_update:
+        if promote(baseline, current, verdict=verdict, force=promotion.force_update):
             if not verdict.passed:
                 announce(
                     f"the gate FAILED and --force-update promoted {current} to baseline {baseline} "
