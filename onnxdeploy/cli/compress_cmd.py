@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import click
 
-from onnxdeploy.cli.groups import option_group
-from onnxdeploy.cli.options import NON_NEGATIVE, POSITIVE, Finite, model_inputs, target_options
+from onnxdeploy.cli.groups import model_input_options, option_group
+from onnxdeploy.cli.options import NON_NEGATIVE, POSITIVE, Finite, target_options
 from onnxdeploy.cli.output import emit_json, progress, say
 from onnxdeploy.compress.request import CompressConfig
 
 
 def _config(prune_channels, **values) -> CompressConfig:
     return CompressConfig(channel_ratio=prune_channels, **values)
-
-
-def _inputs(input_shapes, inputs, dynamic):
-    """(named ExportInputs or None, float shapes or None), as export takes them."""
-    return model_inputs(inputs, dynamic, None, input_shapes)
 
 
 def _where(cluster):
@@ -99,27 +94,7 @@ config_options = option_group(
         "held-out split (instead of top-1 or output fidelity).",
     ),
 )
-input_options = option_group(
-    "given_inputs",
-    _inputs,
-    click.option(
-        "--input-shape",
-        "input_shapes",
-        multiple=True,
-        help="Input shape for factory models, e.g. 1x3x32x32.",
-    ),
-    click.option(
-        "--input",
-        "inputs",
-        multiple=True,
-        help="Named typed input NAME:DTYPE:SHAPE, passed by name (as export).",
-    ),
-    click.option(
-        "--dynamic",
-        multiple=True,
-        help="NAME:AXIS[,AXIS]: axes beyond the batch that vary (as export).",
-    ),
-)
+input_options = model_input_options(example_inputs=False)
 cluster_option = option_group(
     "where",
     _where,

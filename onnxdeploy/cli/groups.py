@@ -62,4 +62,45 @@ def where_options(what: str):
     )
 
 
-__all__ = ["option_group", "where_options"]
+def _model_inputs(input_shapes, inputs, dynamic, example_inputs=None):
+    from onnxdeploy.cli.options import model_inputs
+
+    return model_inputs(inputs, dynamic, example_inputs, input_shapes)
+
+
+def model_input_options(*, example_inputs: bool):
+    """How a PyTorch model is called: ``--input-shape`` (float inputs in order), ``--input``
+    (named, typed), ``--dynamic`` axes and, where ``example_inputs``, ``--example-inputs`` (an
+    .npz); as (named ExportInputs or None, float shapes or None), the pair export takes."""
+    options = [
+        click.option(
+            "--input-shape",
+            "input_shapes",
+            multiple=True,
+            help="float32 input shape such as 1x1x32x32, passed in order; repeat per input.",
+        ),
+        click.option(
+            "--input",
+            "inputs",
+            multiple=True,
+            help="Named typed input NAME:DTYPE:SHAPE (float32, float16, int64, int32, bool), "
+            "passed to forward by name; repeat per input, e.g. --input input_ids:int64:1x128.",
+        ),
+        click.option(
+            "--dynamic",
+            multiple=True,
+            help="NAME:AXIS[,AXIS]: axes beyond the batch that vary, e.g. input_ids:1.",
+        ),
+    ]
+    if example_inputs:
+        options.append(
+            click.option(
+                "--example-inputs",
+                type=click.Path(dir_okay=False),
+                help=".npz of example arrays keyed by input name (instead of --input).",
+            )
+        )
+    return option_group("given_inputs", _model_inputs, *options)
+
+
+__all__ = ["model_input_options", "option_group", "where_options"]

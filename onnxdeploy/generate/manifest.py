@@ -47,8 +47,8 @@ def read_manifest(path: str | Path) -> dict:
             raise UserError(
                 f"{origin}: '{key}' is {name!r}; it must name a graph file beside the manifest"
             )
-        if not (folder / name).is_file():
-            raise UserError(f"{origin}: its {key} graph {folder / name} is missing")
+        if not (folder / name).is_file():  # repr: a name may hold a newline or a tab
+            raise UserError(f"{origin}: its {key} graph {name!r} is missing beside it")
     if info["encoder"] == info["decoder"]:
         raise UserError(f"{origin}: 'encoder' and 'decoder' name the same file")
     if info.get("main_input") not in MAIN_INPUTS:
