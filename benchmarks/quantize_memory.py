@@ -118,8 +118,8 @@ def run_watched_output(
         log.seek(0)
         out = log.read()
     wall = time.perf_counter() - started
-    if not stopped and child.returncode != 0:
-        raise RuntimeError(f"child failed ({child.returncode}): {out.strip()[-800:]}")
+    if not stopped and child.returncode != 0:  # its peak until then still counts; say why
+        out += f"\nFAILED {out.strip().splitlines()[-1][:160] if out.strip() else child.returncode}"
     if "PEAK" in out:
         peak = max(peak, int(out.split("PEAK")[-1].split()[0]) / 1024)
     return peak, wall, stopped, out
@@ -206,9 +206,10 @@ def main() -> None:
                     f"{float(budget):.0f} MB, {used} samples; measured {added:.0f} MB above the "
                     f"import floor: {'within' if added <= float(budget) else 'OVER'} the budget"
                 )
+            failed = printed.split("FAILED", 1)[1].strip() if "FAILED" in printed else ""
             print(
                 f"{method:<11} {side:<44} {shown:>9} {wall:>8.1f}" + (" stopped" if stopped else "")
-                + stated
+                + stated + (f"  FAILED: {failed}" if failed else "")
             )
             rows.append((peak, wall, stopped))
         (base, base_wall, base_stopped), (ours, ours_wall, _) = rows
