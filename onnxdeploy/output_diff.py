@@ -1,4 +1,5 @@
-"""Numeric comparison of model outputs, Polygraphy style.
+"""Numeric comparison of model outputs, Polygraphy style (the measures: ``onnxdeploy.similarity``,
+shared with compare's tensor diffs).
 
 A ``CompareResult`` is truthy when every output is within tolerance, and says which
 atol/rtol would have been needed when it is not. NaN or Inf in either side always fails.
@@ -10,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Mapping, Sequence
 
 import numpy as np
+
+from onnxdeploy.similarity import errors, within
 
 
 @dataclass(frozen=True)
@@ -93,17 +96,14 @@ def _diff_one(name: str, ref: np.ndarray, got: np.ndarray, atol: float, rtol: fl
         return OutputDiff(name, 0.0, 0.0, 0.0, 0.0, not nonfinite, nonfinite)
     if nonfinite:
         return OutputDiff(name, float("nan"), float("nan"), float("nan"), float("nan"), False, True)
-    abs_err = np.abs(got64 - ref64)
-    rel_err = abs_err / np.maximum(np.abs(ref64), np.finfo(np.float32).tiny)
-    required_atol = float(np.max(abs_err - rtol * np.abs(ref64)))
-    passed = bool(np.all(abs_err <= atol + rtol * np.abs(ref64)))
+    abs_err, rel_err, required_atol = errors(ref64, got64, rtol)
     return OutputDiff(
         name,
         float(abs_err.max()),
         float(rel_err.max()),
         float(abs_err.mean()),
-        max(required_atol, 0.0),
-        passed,
+        required_atol,
+        within(ref64, got64, atol, rtol),
     )
 
 

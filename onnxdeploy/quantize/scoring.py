@@ -22,28 +22,12 @@ import numpy as np
 from onnxdeploy.data import Split, top1_accuracy, top1_agreement
 from onnxdeploy.errors import UserError
 from onnxdeploy.runtime import run_batched
+from onnxdeploy.similarity import cosine, snr_db
 from onnxdeploy.user_code import load_callable
 
 # the worst output's SNR a model without class logits must keep, unless min_snr_db is given: about
 # 3% RMS error. (Output SNR is a proxy: a detector's own metric, mAP or F1, is the real judge.)
 SNR_FLOOR_DB = 30.0
-
-
-def snr_db(reference: np.ndarray, candidate: np.ndarray) -> float:
-    noise = float(np.sum((reference.astype(np.float64) - candidate) ** 2))
-    signal = float(np.sum(reference.astype(np.float64) ** 2))
-    return float("inf") if noise == 0 else 10 * np.log10(signal / noise)
-
-
-def cosine(reference: np.ndarray, candidate: np.ndarray) -> float:
-    """Mean cosine similarity of the per-sample output vectors (1.0 when identical)."""
-    a = reference.reshape(len(reference), -1).astype(np.float64)
-    b = candidate.reshape(len(candidate), -1).astype(np.float64)
-    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    same = np.all(a == b, axis=1)
-    return float(
-        np.mean(np.where(same, 1.0, np.sum(a * b, axis=1) / np.where(norms == 0, 1.0, norms)))
-    )
 
 
 @dataclass(frozen=True)
