@@ -216,11 +216,10 @@ def export_decoder(
 ) -> DecoderExport:
     """Export the causal LM ``module`` with its KV cache to ``output`` and verify it by generating;
     CheckFailed (the graph kept as ``<name>.parity-failed.onnx``) when tokens differ."""
-    import onnx
     import torch
 
     from onnxdeploy.atomic import refuse_overwrite
-    from onnxdeploy.onnx_io import check_model_file, file_bytes, staged_model
+    from onnxdeploy.onnx_io import check_model_file, file_bytes, load_model, staged_model
 
     output = Path(output)
     failed = output.with_name(output.stem + ".parity-failed.onnx")
@@ -250,7 +249,7 @@ def export_decoder(
                 opset_version=opset or DECODER_OPSET,
                 dynamo=False,
             )
-        model = onnx.load(str(raw))
+        model = load_model(raw, check=False)
     except Exception as exc:  # noqa: BLE001 - the exporter's own failure, named
         raise UserError(
             f"{reference}: the decoder could not be exported with a KV cache ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"

@@ -32,6 +32,7 @@ from onnxdeploy.onnx_io import (
     default_opset,
     file_bytes,
     keep_failed,
+    load_model,
     staged_model,
 )
 from onnxdeploy.output_diff import CompareResult
@@ -323,7 +324,7 @@ def _embed_metadata(
     path: Path, source: ModelSource, exporter: str, dynamic: bool
 ) -> onnx.ModelProto:
     """The exported model (external data read in) with our metadata and producer set."""
-    model = onnx.load(str(path))
+    model = load_model(path, check=False)
     meta = {
         "onnxdeploy.version": onnxdeploy.__version__,
         "onnxdeploy.source": source.reference,

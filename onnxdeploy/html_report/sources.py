@@ -80,12 +80,11 @@ def load(paths: list[str | os.PathLike]) -> ReportContent:
 
 def _model_counts(path: Path) -> tuple[int | None, int | None]:
     """(parameters, MACs per sample) of an ONNX file, without loading external weights."""
-    import onnx
-
     from onnxdeploy.inspect_model import count_macs, count_parameters
+    from onnxdeploy.onnx_io import load_model
 
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        model = load_model(path, check=False, load_external=False)
     except Exception as exc:  # a report still renders without the counts of one model
         logger.warning("%s: parameters and MACs left out (%s)", path, exc)
         return None, None

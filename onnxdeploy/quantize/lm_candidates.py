@@ -47,9 +47,9 @@ DEFAULT_CANDIDATES = (
 
 def _lm_head(model_path: str) -> list[str]:
     """The MatMul that produces ``logits`` (the output projection), by node name."""
-    import onnx
+    from onnxdeploy.onnx_io import load_model
 
-    model = onnx.load(model_path, load_external_data=False)
+    model = load_model(model_path, check=False, load_external=False)
     producer = {o: n for n in model.graph.node for o in n.output}
     node = producer.get("logits")
     while node is not None and node.op_type not in ("MatMul", "Gemm"):
