@@ -95,6 +95,18 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
 
 
 @contextlib.contextmanager
+def scratch_dir(prefix: str) -> Iterator[Path]:
+    """A temporary folder for a command's intermediate files (``prefix`` names its owner in the
+    system temp folder), removed when the block ends, by an error, Ctrl-C or SIGTERM alike: the
+    one way we make and clean scratch space."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def staging_dir(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary folder beside ``path`` (same filesystem, so ``os.replace`` from it is atomic),
     removed afterwards whatever happens."""

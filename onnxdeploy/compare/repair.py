@@ -4,13 +4,11 @@ them back to the fewest nodes that still hold, write the repaired model and time
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from onnxdeploy.atomic import refuse_overwrite
+from onnxdeploy.atomic import refuse_overwrite, scratch_dir
 from onnxdeploy.compare.api import compare_report
 from onnxdeploy.compare.graph import graph_facts, module_path
 from onnxdeploy.compare.islands import fp16_with_blocked, with_fp32_islands
@@ -126,7 +124,6 @@ def repair(
     kind = before.kind
     request = replace(request, tolerance=before.tolerance)  # repaired models are held to the same
     keep_io = all(i.type.tensor_type.elem_type == 1 for i in candidate_model.graph.input)
-    folder = Path(tempfile.mkdtemp(prefix="onnxdeploy-fix-"))
     evaluated = 0
 
     def build(tensors: list[str]):
@@ -142,7 +139,7 @@ def repair(
         save_model(build(tensors), path)
         return compare_report(replace(request, candidate=str(path)), progress=lambda _m: None)
 
-    try:
+    with scratch_dir("onnxdeploy-fix-") as folder:
         island: list[str] = []
         report = before
         while not holds(report, strict=strict):
@@ -172,8 +169,6 @@ def repair(
         if time_it:
             result = _timed(result, request, staged)
         save_model(repaired, output)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
     return result
 
 

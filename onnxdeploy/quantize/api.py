@@ -16,7 +16,6 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -27,7 +26,7 @@ import onnx
 from onnxdeploy import data as datalayer
 from onnxdeploy.cluster.connect import maybe_connected
 from onnxdeploy.data.feeds import FeedSequence, is_feed_file, load_feeds, with_state
-from onnxdeploy.atomic import ensure_writable_dir, refuse_overwrite, working_directory
+from onnxdeploy.atomic import ensure_writable_dir, refuse_overwrite, scratch_dir, working_directory
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.generate.signature import is_kv_decoder
 from onnxdeploy.onnx_io import file_bytes, load_model, save_model, set_metadata
@@ -395,9 +394,8 @@ class _Job:
 
 
 def _search(job: _Job) -> QuantizeResult:
-    work = Path(tempfile.mkdtemp(prefix="onnxdeploy-quant-"))
     acceptance, started = job.acceptance, time.monotonic()
-    try:
+    with scratch_dir("onnxdeploy-quant-") as work:
         upgraded = upgrade_for_qdq(job.model_path, str(work / "upgraded.onnx"), job.split)
         source = str(work / "upgraded.onnx") if upgraded else job.model_path
         pre = _preprocess(source, str(work / "pre.onnx"), job.announce)
@@ -460,8 +458,6 @@ def _search(job: _Job) -> QuantizeResult:
             progress=job.progress,
         )
         return _decide(state, job, chosen, confirmation, fp32_p50, common)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def failed_path(output: str) -> str:

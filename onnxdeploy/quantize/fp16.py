@@ -6,14 +6,12 @@ parity on the CPU before writing."""
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from onnxdeploy.atomic import refuse_overwrite
+from onnxdeploy.atomic import refuse_overwrite, scratch_dir
 from onnxdeploy.onnx_io import file_bytes, load_model, save_model
 from onnxdeploy.quantize.result import Fp16Result
 
@@ -60,8 +58,7 @@ def convert_fp16(
     if not keep_io_types:  # fp16 inputs: nothing of the fp32 model's to feed it; converted as asked
         save_model(convert_float_to_float16(model, keep_io_types=False), output)
         return Fp16Result(output, file_bytes(model_path), file_bytes(output))
-    folder = Path(tempfile.mkdtemp(prefix="onnxdeploy-fp16-"))
-    try:
+    with scratch_dir("onnxdeploy-fp16-") as folder:
         plain = folder / "plain.onnx"
         save_model(convert_float_to_float16(model, keep_io_types=True), plain)
         request = CompareRequest(
@@ -73,8 +70,6 @@ def convert_fp16(
             layerwise=True,
         )
         fixed = repair(request, output, strict=True, time_it=False, progress=progress)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
     diverged = tuple(n.label for n in fixed.before.nodes if not n.diff.passed)
     return Fp16Result(
         output,

@@ -12,8 +12,6 @@ candidate within ``min_agreement`` and ``max_kl`` is written; exit 1 with every 
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -226,7 +224,7 @@ def quantize_decoder(
     """Try ``candidates`` on the decoder at ``model_path``; write the fastest that keeps the quality
     floor to ``output`` (the fp32 model when that one decodes measurably slower, unless ``force``);
     CheckFailed (carrying the result) when none keeps the floor."""
-    from onnxdeploy.atomic import refuse_overwrite
+    from onnxdeploy.atomic import refuse_overwrite, scratch_dir
     from onnxdeploy.generate import Generator
     from onnxdeploy.onnx_io import file_bytes
     from onnxdeploy.quantize.lm_quality import fp32_sequences, quality, timed
@@ -244,9 +242,8 @@ def quantize_decoder(
         progress("no text given: scoring on sequences fp32 generates from seeded prompts")
         sequences = fp32_sequences(reference, prompt_length=prompt_length, new_tokens=new_tokens)
         source = "sequences fp32 generated from seeded prompts"
-    folder = Path(tempfile.mkdtemp(prefix="onnxdeploy-lm-quant-"))
     logs = Collected()
-    try:
+    with scratch_dir("onnxdeploy-lm-quant-") as folder:
         paths, attempts = {}, []
         for candidate in candidates:
             progress(f"quantizing: {candidate.name} ({candidate.describe()})")
@@ -354,5 +351,3 @@ def quantize_decoder(
             + ("; SLOWER than fp32, written because force was given" if ratio * NOISE < 1 else "")
         )
         return result(chosen.candidate.name, reason)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
