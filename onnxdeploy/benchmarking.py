@@ -12,6 +12,7 @@ from onnxdeploy.runtime_bench.local import time_here
 from onnxdeploy.runtime_bench.request import BenchRequest
 from onnxdeploy.runtime_bench.result import BenchRun
 from onnxdeploy.where import HERE, Where
+from onnxdeploy.progress import silent
 
 
 def benchmark(
@@ -38,7 +39,7 @@ def benchmark(
     from onnxdeploy.cluster.bench import cluster_benchmark
     from onnxdeploy.cluster.connect import maybe_connected
 
-    notes = progress or (lambda m: None)
+    notes = progress or silent
     with maybe_connected(where, progress=notes) as ray:
         return cluster_benchmark(
             ray, request, targets=where.targets, cluster=where.cluster, progress=notes

@@ -17,6 +17,7 @@ from onnxdeploy.cluster.fleet import Fleet
 from onnxdeploy.cluster.timer import model_files, timer_actor
 from onnxdeploy.runtime_bench.request import BenchRequest
 from onnxdeploy.runtime_bench.result import BenchResult, BenchRun
+from onnxdeploy.progress import silent
 
 
 def _lost(exc: Exception, ray) -> bool:
@@ -35,7 +36,7 @@ def cluster_benchmark(
     *,
     targets: tuple[str, ...] = (),
     cluster: str | None = None,
-    progress: Callable[[str], None] = lambda m: None,
+    progress: Callable[[str], None] = silent,
 ) -> BenchRun:
     """Every cell of ``request`` once on a node of each target (any node without targets)."""
     fleet = Fleet.discover(ray)

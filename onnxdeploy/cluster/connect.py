@@ -9,6 +9,7 @@ import os
 from typing import Callable, Iterator
 
 from onnxdeploy.errors import UserError
+from onnxdeploy.progress import silent
 
 
 def import_ray():
@@ -52,7 +53,7 @@ def check_address(address: str):
 
 @contextlib.contextmanager
 def connected(
-    address: str, *, progress: Callable[[str], None] = lambda m: None
+    address: str, *, progress: Callable[[str], None] = silent
 ) -> Iterator[object]:
     """Connect for the duration of the block (a cluster started here is stopped after it). Yields
     ``ray``."""
@@ -85,7 +86,7 @@ def connected(
         ray.shutdown()
 
 
-def maybe_connected(address, *, progress: Callable[[str], None] = lambda m: None):
+def maybe_connected(address, *, progress: Callable[[str], None] = silent):
     """``connected(address)``, or a block that yields None (and never imports Ray) when no
     address. ``address`` may be a ``Where`` (its cluster; None for this machine)."""
     address = getattr(address, "cluster", address)

@@ -5,6 +5,7 @@ the object store once, results come back in order. Ray retries a task whose node
 from __future__ import annotations
 
 from typing import Callable, Sequence
+from onnxdeploy.progress import silent
 
 
 def unwrap(exc: BaseException) -> BaseException:
@@ -22,7 +23,7 @@ def fan_out(
     *,
     shared: tuple = (),
     label: str = "tasks",
-    progress: Callable[[str], None] = lambda m: None,
+    progress: Callable[[str], None] = silent,
 ) -> list:
     """``[fn(item, *shared) for item in items]``, computed on the cluster."""
     remote = ray.remote(num_cpus=1)(fn)

@@ -16,6 +16,7 @@ from onnxdeploy.compare.request import CompareRequest
 from onnxdeploy.exporter.source import is_onnx
 from onnxdeploy.compare.result import CompareReport
 from onnxdeploy.errors import CheckFailed, UserError
+from onnxdeploy.progress import silent
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ def repair(
         evaluated += 1
         path = folder / f"try{evaluated}.onnx"
         save_model(build(tensors), path)
-        return compare_report(replace(request, candidate=str(path)), progress=lambda _m: None)
+        return compare_report(replace(request, candidate=str(path)), progress=silent)
 
     with scratch_dir("onnxdeploy-fix-") as folder:
         island: list[str] = []

@@ -27,6 +27,7 @@ from onnxdeploy.errors import UserError
 from onnxdeploy.models.batches import call, count, take, to_torch
 from onnxdeploy.models.train import epoch_line, evaluate
 from onnxdeploy.where import HERE, Where
+from onnxdeploy.progress import silent
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def compress_module(
     config: CompressConfig,
     *,
     teacher: torch.nn.Module | None = None,
-    progress: Callable[[str], None] = lambda m: None,
+    progress: Callable[[str], None] = silent,
     ray=None,
     dense_ms: float | None = None,
 ) -> CompressResult:
@@ -293,7 +294,7 @@ def compress(
     teacher_checkpoint: str | None = None,
     train_epochs: int | None = None,
     where: Where = HERE,
-    progress: Callable[[str], None] = lambda m: None,
+    progress: Callable[[str], None] = silent,
 ) -> CompressResult:
     """Load ``model`` (zoo name or factory, optional checkpoint), compress it, save a state_dict.
 

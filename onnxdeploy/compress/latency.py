@@ -26,6 +26,7 @@ from torch import nn
 from onnxdeploy.compress.channel_group import ChannelGroup
 from onnxdeploy.compress.structured import kept_channels
 from onnxdeploy.models.batches import call, take, to_torch
+from onnxdeploy.progress import silent
 
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
 GRID = np.array(WIDTHS)  # narrower than its first point, a layer costs what it costs there
@@ -194,7 +195,7 @@ def latency_model(
     threads: int = 1,
     iterations: int = 15,
     round_to: int = 1,
-    progress=lambda m: None,
+    progress=silent,
 ) -> LatencyModel:
     """Time every layer the groups touch at the grid's widths on ``sample`` (a batch of inputs at
     the target batch size)."""

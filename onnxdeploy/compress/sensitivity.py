@@ -84,7 +84,7 @@ def sensitivity_scan(
     """(baseline accuracy, per group {ratio: accuracy drop in points}); with ``x_train`` each probe
     first re-estimates its BatchNorm statistics (adaptive BN). The probes are independent: with
     ``ray`` they run as parallel tasks on that cluster."""
-    from onnxdeploy.progress import track
+    from onnxdeploy.progress import silent, track
 
     baseline = evaluate(model)
     if ray is not None:
@@ -96,7 +96,7 @@ def sensitivity_scan(
             groups,
             shared=(model, evaluate, criterion, ratios, x_train, baseline),
             label="sensitivity probes",
-            progress=progress or (lambda m: None),
+            progress=progress or silent,
         )
     return baseline, [
         probe_group(group, model, evaluate, criterion, ratios, x_train, baseline)

@@ -21,6 +21,7 @@ from onnxdeploy.exporter.export import check_opset
 from onnxdeploy.exporter.hf import is_hf
 from onnxdeploy.exporter.seq2seq import export_seq2seq, is_seq2seq, seq2seq_outputs
 from onnxdeploy.exporter.source import files_read
+from onnxdeploy.progress import silent
 
 
 def resolve_task(model: str, task: str) -> str:
@@ -73,7 +74,7 @@ def export_generative(
     *,
     checkpoint: str | None = None,
     opset: int | None = None,
-    progress: Callable[[str], None] = lambda _m: None,
+    progress: Callable[[str], None] = silent,
 ):
     """A causal LM as one decoder graph with its KV cache, or an encoder-decoder (T5, BART,
     Whisper) as encoder and decoder-with-past graphs with their JSON; from ``hf:DIR`` or a

@@ -27,6 +27,7 @@ from onnxdeploy.output_diff import CompareResult, compare_outputs
 from onnxdeploy.package.manifest import build_manifest
 from onnxdeploy.package.round_trip import round_trip
 from onnxdeploy.package.targets import get_target
+from onnxdeploy.progress import silent
 
 MODEL_NAME = "model"
 LEVEL_VARIABLE = "ORT_CONVERT_ONNX_MODELS_TO_ORT_OPTIMIZATION_LEVEL"
@@ -169,7 +170,7 @@ def package(
     rtol: float = 1e-3,
     inputs=None,
     shapes: dict | None = None,
-    progress: Callable[[str], None] = lambda m: None,
+    progress: Callable[[str], None] = silent,
 ) -> PackageResult:
     """Write ``folder`` (new or empty): ``model.onnx`` (+ external data), ``model.ort``,
     ``required_operators.config`` and ``manifest.json``. CheckFailed (exit 1, nothing written) when

@@ -51,6 +51,7 @@ from onnxdeploy.quantize.scoring import finite_or_none, floor_db, outputs, score
 from onnxdeploy.quantize.timing import confirm, time_passing
 from onnxdeploy.runtime_bench.plan import TimingPlan
 from onnxdeploy.where import HERE, Where
+from onnxdeploy.progress import silent
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +188,7 @@ def quantize(
     acceptance: Acceptance = Acceptance(),
     timing: TimingPlan = TimingPlan(),
     where: Where = HERE,
-    progress: Callable[[str], None] = lambda m: None,
+    progress: Callable[[str], None] = silent,
     announce: Callable[[str], None] = logger.warning,
 ) -> QuantizeResult:
     """Quantize ``model_path`` to int8 QDQ and write the fastest model that keeps the accuracy

@@ -15,6 +15,7 @@ from onnxdeploy.runtime_bench import BenchRequest, bootstrap_ratio_ci
 from onnxdeploy.runtime_bench.stats import paired_ratio_ci
 from onnxdeploy.runtime_bench.plan import TimingPlan
 from onnxdeploy.where import HERE, Where
+from onnxdeploy.progress import silent
 
 CONFIRM_ROUNDS = 8  # fresh sessions per model, back to back, order alternating (A B, B A, ...)
 CONFIRM_MIN_ROUNDS = 4  # rounds before the confirmation may stop early on a clear verdict
@@ -64,7 +65,7 @@ def time_passing(
     shapes: dict,
     *,
     where: Where = HERE,
-    progress: Callable[[str], None] = lambda m: None,
+    progress: Callable[[str], None] = silent,
 ) -> float:
     """Time ``fp32_model`` (the user's file, as given) and every passing candidate side by side;
     fill in
@@ -107,7 +108,7 @@ def confirm(
     where: Where = HERE,
     rounds: int = CONFIRM_ROUNDS,
     max_rounds: int = CONFIRM_MAX_ROUNDS,
-    progress: Callable[[str], None] = lambda m: None,
+    progress: Callable[[str], None] = silent,
 ) -> Confirmation:
     """Re-time ``candidate`` against ``fp32_model``: in each of ``rounds`` rounds, each model in a
     fresh
