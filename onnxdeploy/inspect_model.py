@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
+from onnxdeploy.schemas import tagged
 from onnxdeploy.errors import UserError
 from onnxdeploy.onnx_io import (
     check_model,
@@ -70,7 +71,7 @@ class ModelSummary:
         return self.checker == "ok"
 
     def to_json(self) -> dict:
-        return {
+        return tagged("inspect", {
             "path": self.path,
             "ir_version": self.ir_version,
             "opsets": self.opsets,
@@ -85,7 +86,7 @@ class ModelSummary:
             "metadata": self.metadata,
             "checker": self.checker,
             "valid": self.valid,
-        }
+        })
 
     def __str__(self) -> str:
         opsets = ", ".join(f"{d or 'ai.onnx'} v{v}" for d, v in self.opsets.items())

@@ -17,6 +17,7 @@ from onnxdeploy.exporter.source import is_onnx
 from onnxdeploy.compare.result import CompareReport
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.progress import silent
+from onnxdeploy.schemas import tagged
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class RepairResult:
         return holds(self.after)
 
     def to_json(self) -> dict:
-        return {
+        return tagged("compare-fix", {
             "output": self.output,
             "passed": self.passed,
             "fp32_nodes": [
@@ -57,7 +58,7 @@ class RepairResult:
                 ),
                 "ci95": list(self.speed_ci) if self.speed_ci else None,
             },
-        }
+        })
 
     def __str__(self) -> str:
         lines = [

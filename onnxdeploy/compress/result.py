@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from onnxdeploy.schemas import tagged
+
 
 @dataclass(frozen=True)
 class CompressStep:
@@ -34,7 +36,7 @@ class CompressResult:
         return self.steps[-1].accuracy if self.steps else self.dense_accuracy
 
     def to_json(self) -> dict:
-        return {
+        return tagged("compress", {
             "dense_accuracy": self.dense_accuracy,
             "final_accuracy": self.final_accuracy,
             "steps": [asdict(s) for s in self.steps],
@@ -43,7 +45,7 @@ class CompressResult:
             "output": self.output,
             "metric": self.metric,
             "target": self.target.to_json() if self.target else None,
-        }
+        })
 
     def __str__(self) -> str:
         from onnxdeploy.tables import text_table

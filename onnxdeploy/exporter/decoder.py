@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 
+from onnxdeploy.schemas import tagged
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.onnx_io import data_files
 from onnxdeploy.exporter.decoder_parity import (
@@ -58,7 +59,7 @@ class DecoderExport:
     seconds: float
 
     def to_json(self) -> dict:
-        return {
+        return tagged("export-decoder", {
             "output": self.output,
             "source": self.source,
             "task": "text-generation-with-past",
@@ -71,7 +72,7 @@ class DecoderExport:
             "parity": self.parity.to_json(),
             "file_bytes": self.file_bytes,
             "seconds": round(self.seconds, 2),
-        }
+        })
 
     def __str__(self) -> str:
         p = self.parity

@@ -37,6 +37,7 @@ from onnxdeploy.onnx_io import (
 )
 from onnxdeploy.output_diff import CompareResult
 from onnxdeploy.progress import silent
+from onnxdeploy.schemas import tagged
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class ExportResult:
     inputs: tuple = ()  # ExportInput: name, dtype, example shape, dynamic axes
 
     def to_json(self) -> dict:
-        return {
+        return tagged("export", {
             "output": self.output,
             "source": self.source,
             "exporter": self.exporter,
@@ -74,7 +75,7 @@ class ExportResult:
             "seconds": round(self.seconds, 3),
             "fallback_reason": self.fallback_reason,
             "inputs": [i.to_json() for i in self.inputs],
-        }
+        })
 
     def __str__(self) -> str:
         head = (

@@ -21,6 +21,7 @@ from typing import Callable
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.generate.manifest import SCHEMA
 from onnxdeploy.onnx_io import data_files
+from onnxdeploy.schemas import tagged
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class Seq2SeqExport:
     seconds: float
 
     def to_json(self) -> dict:
-        return {
+        return tagged("export-seq2seq", {
             "task": "text2text-generation-with-past",
             "encoder": self.encoder,
             "decoder": self.decoder,
@@ -71,7 +72,7 @@ class Seq2SeqExport:
                 "first_mismatch": list(self.first_mismatch) if self.first_mismatch else None,
             },
             "seconds": round(self.seconds, 2),
-        }
+        })
 
     def __str__(self) -> str:
         verdict = (

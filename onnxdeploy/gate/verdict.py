@@ -16,6 +16,7 @@ import numpy as np
 from onnxdeploy.errors import UserError
 from onnxdeploy.gate.inputs import GateInput
 from onnxdeploy.gate.statistics import bootstrap_ratio_ci, mann_whitney_u
+from onnxdeploy.schemas import tagged
 
 MIN_SAMPLES = 5
 ENV_KEYS = ("cpu", "cores", "onnxruntime", "machine")
@@ -94,13 +95,13 @@ class GateVerdict:
         return self.passed
 
     def to_json(self) -> dict:
-        return {
+        return tagged("gate", {
             "passed": self.passed,
             "exit_code": self.exit_code,
             "thresholds": asdict(self.thresholds),
             "warnings": list(self.warnings),
             "entries": [asdict(e) for e in self.entries],
-        }
+        })
 
 
 def _latency_entries(name, base, cur, t: Thresholds) -> list[EntryVerdict]:

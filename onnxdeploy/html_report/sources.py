@@ -23,6 +23,7 @@ from onnxdeploy.html_report.content import (
     VariantsView,
 )
 from onnxdeploy.html_report.quantize_view import quantize_view
+from onnxdeploy import schemas
 
 logger = logging.getLogger(__name__)
 
@@ -31,13 +32,12 @@ KINDS = ("run", "bench", "gate", "quantize", "prune-channels", "compare")
 
 def kind_of(data: dict) -> str | None:
     """Which of ``KINDS`` a JSON document is, or None."""
-    schema = str(data.get("schema", ""))
-    if schema.startswith("onnxdeploy.run/"):
-        return "run"
-    if schema.startswith("onnxdeploy.bench/"):
-        return "bench"
-    if schema.startswith("onnxdeploy.compare/"):
-        return "compare"
+    named = schemas.kind(data)
+    if named in ("run", "bench", "compare", "gate", "quantize"):
+        return named
+    if named == "passes":
+        return "prune-channels"
+    # results written before every document carried its schema: recognized by their keys
     if {"thresholds", "entries", "passed"} <= data.keys():
         return "gate"
     if {"chosen", "attempts", "metric"} <= data.keys():

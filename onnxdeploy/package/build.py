@@ -28,6 +28,7 @@ from onnxdeploy.package.manifest import build_manifest
 from onnxdeploy.package.round_trip import round_trip
 from onnxdeploy.package.targets import get_target
 from onnxdeploy.progress import silent
+from onnxdeploy.schemas import tagged
 
 MODEL_NAME = "model"
 LEVEL_VARIABLE = "ORT_CONVERT_ONNX_MODELS_TO_ORT_OPTIMIZATION_LEVEL"
@@ -47,7 +48,7 @@ class PackageResult:
         return bool(self.comparison)
 
     def to_json(self) -> dict:
-        return {
+        return tagged("package", {
             "folder": self.folder,
             "target": self.target,
             "files": self.files,
@@ -55,7 +56,7 @@ class PackageResult:
             "passed": self.passed,
             "comparison": self.comparison.to_json(),
             "manifest": self.manifest,
-        }
+        })
 
     def __str__(self) -> str:
         from onnxdeploy.tables import text_table

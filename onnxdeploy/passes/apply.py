@@ -27,6 +27,7 @@ from onnxdeploy.onnx_io import (
 from onnxdeploy.output_diff import CompareResult
 from onnxdeploy.passes.base import GraphPass
 from onnxdeploy.passes.verify import verify_equivalent
+from onnxdeploy.schemas import tagged
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class PassesResult:
         return bool(self.modified_by)
 
     def to_json(self) -> dict:
-        return {
+        return tagged("passes", {
             "input": self.input,
             "output": self.output,
             "passes": self.passes,
@@ -75,7 +76,7 @@ class PassesResult:
             "notes": list(self.notes),
             "kept": [asdict(k) for k in self.kept],
             "modified_by": list(self.modified_by),
-        }
+        })
 
     def explain(self) -> str:
         """Why channels were kept: one line per channel space that a rule pinned, most zero

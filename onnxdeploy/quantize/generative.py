@@ -21,6 +21,7 @@ import numpy as np
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.quantize.lm_candidates import DEFAULT_CANDIDATES, LmCandidate, apply_candidate
 from onnxdeploy.quantize.ort_logs import Collected, collected
+from onnxdeploy.schemas import tagged
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class LmQuantizeResult:
         return self.chosen != "none"
 
     def to_json(self) -> dict:
-        return {
+        return tagged("quantize-decoder", {
             "output": self.output,
             "chosen": self.chosen,
             "reason": self.reason,
@@ -82,7 +83,7 @@ class LmQuantizeResult:
             "scored_on": self.source,
             "attempts": [a.to_json() for a in self.attempts],
             "notes": list(self.notes),
-        }
+        })
 
     def __str__(self) -> str:
         from onnxdeploy.tables import text_table

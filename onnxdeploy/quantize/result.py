@@ -7,6 +7,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from onnxdeploy.quantize.configs import Candidate
+from onnxdeploy.schemas import tagged
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class QuantizeResult:
             }
             for a in self.attempts
         ]
-        return data
+        return tagged("quantize", data)
 
     def __str__(self) -> str:
         from onnxdeploy.tables import text_table
@@ -189,14 +190,14 @@ class Fp16Result:
     diverged: tuple[str, ...] = ()  # nodes a plain conversion made diverge (before the repair)
 
     def to_json(self) -> dict:
-        return {
+        return tagged("quantize-fp16", {
             "output": self.output,
             "bytes_before": self.bytes_before,
             "bytes_after": self.bytes_after,
             "kept_fp32": list(self.kept_fp32),
             "diverged_in_plain_fp16": list(self.diverged),
             "comparison": self.comparison.to_json() if self.comparison is not None else None,
-        }
+        })
 
     def __str__(self) -> str:
         lines = [
