@@ -194,8 +194,7 @@ def judge(
     if unmatched:
         warnings.append(
             f"{len(unmatched)} latency entr{'y' if len(unmatched) == 1 else 'ies'} present on one "
-            "side "
-            f"only (e.g. {sorted(unmatched, key=str)[0]})"
+            f"side only (e.g. {sorted(unmatched, key=str)[0]})"
         )
     if not entries:
         raise UserError(

@@ -102,8 +102,7 @@ def _convert(onnx_path: Path, folder: Path, target) -> tuple[Path, Path]:
     if len(ort_files) != 1 or len(configs) != 1:
         raise RuntimeError(
             f"onnxruntime's converter wrote {[p.name for p in folder.iterdir()]}, expected one "
-            ".ort "
-            "and one .config"
+            ".ort and one .config"
         )
     ort_path = ort_files[0].rename(folder / f"{MODEL_NAME}.ort")
     config = configs[0].rename(folder / "required_operators.config")

@@ -101,8 +101,7 @@ class TransformerFusion(ir.passes.FunctionalPass):
         else:
             notes = (
                 f"transformer-fusion ({model_type}): nothing fused; this export's patterns are not "
-                "ones "
-                "onnxruntime's fusions know",
+                "ones onnxruntime's fusions know",
             )
         return GraphPassResult(
             ir.from_proto(result), modified=bool(contrib), stats=stats, notes=notes

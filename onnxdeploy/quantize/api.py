@@ -663,8 +663,7 @@ def _low_bit_note(low_bit: dict, chosen: Attempt) -> str:
     )
     return (
         f"{len(low_bit)} binary/ternary layer(s) found; {exact} stored exactly as int8 (scale a "
-        "per "
-        f"channel, values -1/0/+1){rest}"
+        f"per channel, values -1/0/+1){rest}"
     )
 
 

@@ -126,8 +126,7 @@ class QuantizeResult:
             c = self.confirmation
             lines.append(
                 f"confirmed on its own against the input model ({c.rounds} rounds of fresh "
-                "sessions): "
-                f"{c.fp32_p50_ms:.4f} ms -> {c.p50_ms:.4f} ms, {c.speedup:.2f}x "
+                f"sessions): {c.fp32_p50_ms:.4f} ms -> {c.p50_ms:.4f} ms, {c.speedup:.2f}x "
                 f"(95% CI {c.ci[0]:.2f}-{c.ci[1]:.2f})"
             )
         lines.append(

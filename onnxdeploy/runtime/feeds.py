@@ -78,8 +78,7 @@ def generated_feeds(
         if unknown:
             raise UserError(
                 f"{model_path}: shapes given for {', '.join(unknown)}, which the model does not "
-                "take "
-                f"(inputs: {', '.join(s.name for s in specs)})",
+                f"take (inputs: {', '.join(s.name for s in specs)})",
                 param="shapes",
             )
     feeds = {}
@@ -92,8 +91,7 @@ def generated_feeds(
                 expected = "x".join(str(d) if is_static(d) else "N" for d in spec.shape)
                 raise UserError(
                     f"{model_path}: shapes {spec.name}={'x'.join(map(str, shape))} does not fit "
-                    "the "
-                    f"input's shape {expected}",
+                    f"the input's shape {expected}",
                     param="shapes",
                 )
         else:
