@@ -60,9 +60,10 @@ from onnxdeploy.quantize.api import _calibration
 from onnxdeploy.quantize.configs import Candidate, apply_config
 model = onnx.load(sys.argv[2])
 config = QuantizeConfig(method=sys.argv[4], calib_size=int(sys.argv[5]))
-reader, used, *_, sized = _calibration(sys.argv[1], specs_from_onnx(model), config, True, model)
-print("PLAN", sized.chunk_mb, sized.budget_mb, used)
-apply_config(Candidate("isa-default", method=sys.argv[4], reduce_range=True), sys.argv[2], sys.argv[3], reader)
+calibration = _calibration(sys.argv[1], specs_from_onnx(model), config, True, model)
+print("PLAN", calibration.plan.chunk_mb, calibration.plan.budget_mb, calibration.samples)
+apply_config(Candidate("isa-default", method=sys.argv[4], reduce_range=True), sys.argv[2], sys.argv[3],
+             calibration.reader)
 """
 
 

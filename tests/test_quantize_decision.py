@@ -197,3 +197,30 @@ def test_cis_apart_let_timing_decide():
 )
 def test_timing_verdicts_read_the_whole_ci(ci, verdict):
     assert timing_verdict(ci) == verdict
+
+
+def _lm(name, tps, ci, *, weights="int4", size=100, agreement=95.0):
+    from onnxdeploy.quantize.generative import LmAttempt
+    from onnxdeploy.quantize.lm_candidates import LmCandidate
+
+    return LmAttempt(
+        LmCandidate(name, weights, 32, 4), agreement, 0.01, 10.0, decode_tokens_per_s=tps,
+        bytes=size, passed=True, speedup_ci=ci,
+    )
+
+
+def test_a_decoders_candidates_follow_the_same_rule():
+    """issue 32, item 1: one decision rule for every kind of candidate. A decoder's candidates tie
+    when their decode speed-up CIs overlap (the smaller file wins, whichever timed faster), and the
+    CI decides against fp32: int4 (size) unless measurably slower, int8 (speed) only when
+    measurably faster."""
+    from onnxdeploy.quantize.generative import _choose, _replaces_fp32
+
+    for fast, slow in ((120.0, 100.0), (100.0, 120.0)):
+        big = _lm("big", fast, (1.0, 1.5), size=400)
+        small = _lm("small", slow, (0.9, 1.3), size=100)
+        assert _choose([big, small]).candidate.name == "small"
+    assert _replaces_fp32(_lm("a", 99.0, (0.9, 1.1)), 100.0)  # int4, not measurably slower
+    assert not _replaces_fp32(_lm("a", 90.0, (0.8, 0.95)), 100.0)  # int4, measurably slower
+    assert not _replaces_fp32(_lm("b", 110.0, (0.95, 1.3), weights="int8-dynamic"), 100.0)
+    assert _replaces_fp32(_lm("b", 130.0, (1.1, 1.4), weights="int8-dynamic"), 100.0)

@@ -42,7 +42,7 @@ from onnxdeploy.quantize.calib_budget import (
 from onnxdeploy.quantize.calib_reader import StreamingReader
 from onnxdeploy.quantize.configs import has_calibration_cache, candidates
 from onnxdeploy.quantize.graph_facts import QUANTIZED_OPS, all_nodes
-from onnxdeploy.quantize.isa import decide, target_flags
+from onnxdeploy.quantize.isa import IsaDecision, decide, target_flags
 from onnxdeploy.quantize.opset import upgrade_for_qdq
 from onnxdeploy.quantize.request import Acceptance, QuantizeConfig
 from onnxdeploy.quantize.decision import judge, timing_verdict
@@ -101,10 +101,25 @@ def _preprocess(src: str, dst: str, announce) -> str:
     return dst
 
 
-def _calibration(calib, specs, config: QuantizeConfig, has_eval: bool, model: onnx.ModelProto):
-    """(reader over uniform calibration batches sized to the memory budget, samples used, the chunk
-    source, samples available, sha256 of the batches, the calibration plan). A feed file's feeds
-    are replayed as given, one per calibration step."""
+@dataclass(frozen=True)
+class Calibration:
+    """What calibration will read: ``reader`` over uniform batches sized to the memory budget
+    (``plan``), ``samples`` of the ``available`` ones from ``source`` (a chunk source, or the
+    feeds of a feed file), their ``sha256``."""
+
+    reader: StreamingReader
+    samples: int
+    source: object
+    available: int
+    sha256: str
+    plan: CalibrationPlan
+
+
+def _calibration(
+    calib, specs, config: QuantizeConfig, has_eval: bool, model: onnx.ModelProto
+) -> Calibration:
+    """The calibration ``calib`` gives; a feed file's feeds are replayed as given, one per
+    calibration step."""
     if is_feed_file(calib):
         return _feed_calibration(load_feeds(calib, specs, config.state), config, has_eval, model)
     with_state(None, config.state, datalayer.describe(calib))  # state pairs need feeds: refused
@@ -132,7 +147,7 @@ def _calibration(calib, specs, config: QuantizeConfig, has_eval: bool, model: on
     sized = stride_for(sized, max(full, 1))
     reader = StreamingReader(make, batch_count=max(full, 1), stride=sized.stride)
     used = full * batch if full else n_calib
-    return reader, used, source, total, datalayer.fingerprint(make()), sized
+    return Calibration(reader, used, source, total, datalayer.fingerprint(make()), sized)
 
 
 def _feed_calibration(feeds: FeedSequence, config: QuantizeConfig, has_eval: bool, model):
@@ -152,12 +167,17 @@ def _feed_calibration(feeds: FeedSequence, config: QuantizeConfig, has_eval: boo
     sized = stride_for(plan(per_feed, batch_size=1, budget_mb=budget), n_calib)
     chosen = feeds.feeds[:n_calib]
     reader = StreamingReader(lambda: iter(chosen), batch_count=n_calib, stride=sized.stride)
-    return reader, n_calib, feeds, total, datalayer.fingerprint(iter(chosen)), sized
+    return Calibration(
+        reader, n_calib, feeds, total, datalayer.fingerprint(iter(chosen)), sized
+    )
 
 
 def _scoring_split(
-    calib, eval_data, specs, source, n_calib: int, total: int, state=()
+    calib, eval_data, specs, calibration: Calibration, state=()
 ) -> datalayer.Split:
+    """What candidates are scored on: ``eval_data``, else what calibration left over (held-out
+    feeds of a feed file, or the samples after the calibration ones)."""
+    source, n_calib, total = calibration.source, calibration.samples, calibration.available
     if eval_data is not None and is_feed_file(eval_data):
         return load_feeds(eval_data, specs, state)
     if eval_data is not None:
@@ -241,34 +261,28 @@ def quantize(
     decision = decide(target_flags(config.target_cpu))
     tries = candidates(decision, model, config)
     target = where.single_target("quantize")
-    reader, n_calib, source, total, calib_sha, calib_plan = _calibration(
-        calib, specs, config, eval_data is not None, model
-    )
+    calibration = _calibration(calib, specs, config, eval_data is not None, model)
     split = with_state(
-        _scoring_split(calib, eval_data, specs, source, n_calib, total, config.state),
+        _scoring_split(calib, eval_data, specs, calibration, config.state),
         config.state,
         datalayer.describe(eval_data if eval_data is not None else calib),
     )
     with maybe_connected(where, progress=progress) as ray:
-        acceptance = _resolve_threads(acceptance, ray, target)
         return _search(
             _Job(
-                model_path,
-                output,
-                config,
-                acceptance,
-                timing,
-                decision,
-                tries,
-                reader,
-                n_calib,
-                split,
-                calib_sha,
-                progress,
-                announce,
-                ray,
-                where,
-                calib_plan,
+                model_path=model_path,
+                output=output,
+                config=config,
+                acceptance=_resolve_threads(acceptance, ray, target),
+                timing=timing,
+                decision=decision,
+                tries=tries,
+                calibration=calibration,
+                split=split,
+                progress=progress,
+                announce=announce,
+                ray=ray,
+                where=where,
             )
         )
 
@@ -362,17 +376,14 @@ class _Job:
     config: QuantizeConfig
     acceptance: Acceptance  # target_threads resolved
     timing: TimingPlan
-    decision: object  # IsaDecision
+    decision: IsaDecision
     tries: list
-    reader: object
-    calib_samples: int
+    calibration: Calibration
     split: datalayer.Split
-    calib_sha256: str
     progress: Callable[[str], None]
     announce: Callable[[str], None]
     ray: object = None
     where: Where = HERE
-    calib_plan: CalibrationPlan | None = None
 
     @property
     def timed_on(self) -> Where:
@@ -407,7 +418,7 @@ def _search(job: _Job) -> QuantizeResult:
             job.split,
             reference,
             score_outputs(reference, job.split, reference, acceptance.metric),
-            job.reader,
+            job.calibration.reader,
         )
         search.score_candidates(state, job.tries, acceptance, job.progress, ray=job.ray)
         if not any(a.passed for a in state.attempts):
@@ -421,11 +432,11 @@ def _search(job: _Job) -> QuantizeResult:
             target_batch=acceptance.target_batch,
             target_threads=acceptance.target_threads,
             bytes_before=file_bytes(job.model_path),
-            calib_samples=job.calib_samples,
+            calib_samples=job.calibration.samples,
             eval_samples=len(job.split),
-            calib_sha256=job.calib_sha256,
+            calib_sha256=job.calibration.sha256,
             notes=(
-                *([job.calib_plan.describe()] if job.calib_plan else []),
+                job.calibration.plan.describe(),
                 *([upgraded] if upgraded else []),
                 *(
                     []
@@ -521,9 +532,14 @@ def _decide(
     """Write the chosen model when its confirmed speed meets its goal (int8 measurably faster, int4
     not measurably slower), else fp32 (unless forced)."""
     verdict = judge(chosen, confirmation, job.acceptance)
-    notes = list(common.pop("notes"))
+    notes = list(common["notes"])  # more are said below; the result carries them all
     record = _base_record(state, job)
-    common.update(fp32_p50_ms=fp32_p50, attempts=tuple(state.attempts), confirmation=confirmation)
+    common = {
+        **common,
+        "fp32_p50_ms": fp32_p50,
+        "attempts": tuple(state.attempts),
+        "confirmation": confirmation,
+    }
     if verdict.keeps_fp32:
         save_model(
             _record(
@@ -539,8 +555,7 @@ def _decide(
             "fp32",
             reason,
             bytes_after=file_bytes(job.output),
-            notes=tuple(notes),
-            **common,
+            **{**common, "notes": tuple(notes)},
         )
     if verdict.forced:
         notes.append(_forced_note(chosen, confirmation, job.where_timed))
@@ -573,9 +588,8 @@ def _decide(
         chosen.config.name,
         reason,
         bytes_after=file_bytes(job.output),
-        notes=tuple(notes),
         low_bit=low_bit,
-        **common,
+        **{**common, "notes": tuple(notes)},
     )
 
 
@@ -587,7 +601,7 @@ def _base_record(state: search.SearchState, job: _Job) -> dict:
         "target_threads": job.acceptance.target_threads,
         "isa": job.decision.reason,
         "target_cpu": job.config.target_cpu or "this machine",
-        "calibration": {"samples": job.calib_samples, "sha256": job.calib_sha256},
+        "calibration": {"samples": job.calibration.samples, "sha256": job.calibration.sha256},
         "fp32_score": finite_or_none(round(state.fp32.value, 4)),
         "metric": state.fp32.kind,
     }

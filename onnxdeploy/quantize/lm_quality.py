@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from onnxdeploy.generate.prompts import token_prompt
+from onnxdeploy.runtime_bench.stats import bootstrap_ratio_ci
 
 
 def fp32_sequences(
@@ -77,9 +78,10 @@ def timed(
     new_tokens: int,
     rounds: int = 3,
 ) -> dict[str, tuple[float, float]]:
-    """name -> (decode tokens/s, time to first token ms) of decoders sharing ``signature`` (their
-    vocabulary and end tokens), timed by ``generate.bench.generation_rounds``; medians of the
-    per-step times."""
+    """name -> (decode tokens/s, time to first token ms[, speed-up CI]) of decoders sharing
+    ``signature`` (their vocabulary and end tokens), timed by ``generate.bench.generation_rounds``;
+    medians of the per-step times. Every model after the first (fp32) also gets the bootstrap 95%
+    CI of its decode speed over the first's, from the per-token samples."""
     from onnxdeploy.generate.bench import generation_rounds, seeded_prompts
 
     prompts = seeded_prompts(signature, prompt_length, batch, seed=1)
@@ -92,7 +94,12 @@ def timed(
     names = list(models)
     steps = {name: found.steps[models[name]] for name in names}
     firsts = {name: found.firsts[models[name]] for name in names}
+    base = steps[names[0]]
     return {
-        name: (batch * 1000.0 / float(np.median(steps[name])), float(np.median(firsts[name])))
-        for name in names
+        name: (
+            batch * 1000.0 / float(np.median(steps[name])),
+            float(np.median(firsts[name])),
+            *([] if i == 0 else [bootstrap_ratio_ci(base, steps[name])]),
+        )
+        for i, name in enumerate(names)
     }
