@@ -63,8 +63,15 @@ def prune_channels_command(model, output, rtol, shapes, explain, as_json):
 @click.option(
     "--shape", "shapes", multiple=True, help="Value for symbolic input dims: name=1x3x224x224."
 )
+@click.option(
+    "--freeze",
+    multiple=True,
+    metavar="INPUT=VALUE",
+    help="An input your deployment always feeds this value (e.g. sr=16000) becomes a constant and "
+    "what it decides is folded, If branches included; checked against the original fed it.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def optimize_command(model, output, pass_names, list_passes, rtol, shapes, as_json):
+def optimize_command(model, output, pass_names, list_passes, rtol, shapes, freeze, as_json):
     """Run graph passes on MODEL, check the outputs did not change, write the result."""
     from onnxdeploy.errors import UserError
     from onnxdeploy.passes import DEFAULT_PIPELINE, PASSES, make_passes, run_passes
@@ -85,6 +92,26 @@ def optimize_command(model, output, pass_names, list_passes, rtol, shapes, as_js
     )
     passes = make_passes(names)
     finish(
-        lambda: run_passes(model, output, passes, rtol=rtol, shapes=parse_shape_options(shapes)),
+        lambda: run_passes(
+            model,
+            output,
+            passes,
+            rtol=rtol,
+            shapes=parse_shape_options(shapes),
+            freeze=_pairs("--freeze", freeze),
+        ),
         as_json,
     )
+
+
+def _pairs(flag: str, values) -> dict[str, str]:
+    """``NAME=VALUE`` options as a dict; UserError naming ``flag`` for one without ``=``."""
+    from onnxdeploy.errors import UserError
+
+    pairs = {}
+    for value in values:
+        name, sep, text = value.partition("=")
+        if not sep or not name or not text:
+            raise UserError(f"{flag} {value!r}: give INPUT=VALUE, e.g. sr=16000")
+        pairs[name] = text
+    return pairs

@@ -207,13 +207,21 @@ def run_passes(
     *,
     rtol: float = 1e-5,
     shapes: dict | None = None,
+    freeze: dict | None = None,
 ) -> PassesResult:
     """Apply ``passes`` in order; CheckFailed (nothing written) if the outputs moved beyond
-    ``rtol``."""
+    ``rtol``. ``freeze`` ({input: "value"}) first turns those inputs into constants and folds what
+    they decide (``passes.freeze``); the result is then checked against the original fed those
+    values."""
+    from onnxdeploy.passes.freeze import FreezeInputsPass, frozen_values
+
     started = time.perf_counter()
     input_path, output_path = str(input_path), str(output_path)
     refuse_overwrite([output_path], [input_path])
     original = load_model(input_path)
+    fixed = frozen_values(original, freeze, input_path) if freeze else {}
+    if fixed:
+        passes = [FreezeInputsPass(fixed), *passes]
     legacy = original.ir_version < 4
     examples, notes = symbolic_sizes(original, shapes)
     model = to_ir(original, input_path)
@@ -247,6 +255,7 @@ def run_passes(
             model_path=input_path,
             examples=examples,
             default_dim=SYMBOLIC_DIM,
+            fixed=fixed,
         )
         result = PassesResult(
             input=input_path,

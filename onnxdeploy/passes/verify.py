@@ -19,6 +19,7 @@ def verify_equivalent(
     model_path: str = "",
     examples: dict | None = None,
     default_dim: int | None = None,
+    fixed: dict | None = None,
 ) -> CompareResult:
     """Compare every output of two models (paths or ModelProtos) on seeded inputs; ``atol``
     defaults to
@@ -28,9 +29,15 @@ def verify_equivalent(
     from onnxdeploy.runtime import create_session
 
     # compare the graphs as written, not onnxruntime's rewrites of them
-    ref_session = create_session(original, optimize=False, label=model_path or "<model>")
+    # log severity 4: a failure is ours to report once, not as onnxruntime's error lines
+    ref_session = create_session(
+        original, optimize=False, label=model_path or "<model>", log_severity=4
+    )
     new_session = create_session(
-        candidate, optimize=False, label=f"{model_path or '<model>'} (transformed)"
+        candidate,
+        optimize=False,
+        label=f"{model_path or '<model>'} (transformed)",
+        log_severity=4,
     )
     references, candidates = paired_outputs(
         ref_session,
@@ -41,6 +48,7 @@ def verify_equivalent(
         model_path=model_path,
         examples=examples,
         default_dim=default_dim,
+        fixed=fixed,
     )
     scale = max(
         (
@@ -64,11 +72,15 @@ def paired_outputs(
     model_path: str = "",
     examples: dict | None = None,
     default_dim: int | None = None,
+    fixed: dict | None = None,
 ) -> tuple[list[dict], list[dict]]:
     """Run two sessions on the same seeded inputs, one feed per batch size (one only for a static
-    batch); their outputs by the reference's output names, one dict per batch each."""
+    batch); their outputs by the reference's output names, one dict per batch each. ``fixed``
+    inputs are fed their value; the candidate gets only the inputs it takes (a frozen one is
+    its constant)."""
     from onnxdeploy.data.specs import is_static, specs_from_session
     from onnxdeploy.runtime import generated_feeds
+    from onnxdeploy.runtime.sessions import onnxruntime_failures
 
     specs = specs_from_session(reference)
     names = [o.name for o in reference.get_outputs()]
@@ -83,8 +95,19 @@ def paired_outputs(
             examples=examples,
             default_dim=default_dim,
         )
-        references.append(dict(zip(names, reference.run(None, feeds))))
-        candidates.append(dict(zip(names, candidate.run(names, feeds))))
+        feeds.update(fixed or {})
+        takes = {i.name for i in candidate.get_inputs()}
+        shown = ", ".join(f"{k}={'x'.join(map(str, v.shape)) or 'scalar'}" for k, v in feeds.items())
+        # generated inputs a model cannot take (an STFT's reflect pad on 16 samples) are the
+        # user's to size: exit 2 naming them and the flag, never a traceback
+        what = f"onnxruntime cannot run it on generated inputs ({shown}; give --shape NAME=DIMS)"
+        with onnxruntime_failures(model_path or "<model>", what):
+            references.append(dict(zip(names, reference.run(None, feeds))))
+            candidates.append(
+                dict(
+                    zip(names, candidate.run(names, {k: v for k, v in feeds.items() if k in takes}))
+                )
+            )
         if all(is_static(s.shape[0]) for s in specs if s.shape):
             break  # a static batch: one size is all there is
     return references, candidates
