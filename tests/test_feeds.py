@@ -208,3 +208,27 @@ def test_state_pairs_need_a_feed_file(cli, stream, tmp_path):
     model, _ = stream
     code, _, err = cli("quantize", model, "-o", "q.onnx", "--calib", "random", "--state", "stateN=state")
     assert code == 2 and "give a feed file" in err and not (tmp_path / "q.onnx").exists(), err
+
+
+def test_join_arrays_keeps_a_batch_axis_where_it_can_and_every_number_where_not():
+    from onnxdeploy.data.feeds import join_arrays
+
+    batched = join_arrays([np.ones((1, 3)), np.zeros((2, 3))])
+    assert batched.shape == (3, 3)
+    states = join_arrays([np.ones((2, 1, 4)), np.ones((2, 1, 4))])
+    assert states.shape == (4, 1, 4)  # same trailing shape: joined on axis 0
+    scalars = join_arrays([np.array(1.0), np.array(2.0)])
+    assert scalars.tolist() == [1.0, 2.0]  # 0-d: every value kept, flattened
+    ragged = join_arrays([np.ones((1, 3)), np.ones((1, 5))])
+    assert ragged.shape == (8,)
+
+
+def test_parse_state_pairs():
+    from onnxdeploy.data.feeds import parse_state
+
+    assert parse_state(["stateN=state", "c_out=c"]) == (("stateN", "state"), ("c_out", "c"))
+    assert parse_state({"stateN": "state"}) == (("stateN", "state"),)
+    assert parse_state(None) == ()
+    for bad in (["=state"], ["stateN="], ["a=x", "b=x"]):
+        with pytest.raises(UserError):
+            parse_state(bad)
