@@ -162,13 +162,21 @@ def count_macs(model: onnx.ModelProto) -> tuple[int, bool]:
 
 
 def count_parameters(model: onnx.ModelProto) -> int:
-    """Elements in initializers and Constant tensors."""
-    total = sum(int(np.prod(t.dims)) for t in model.graph.initializer)
-    for node in model.graph.node:
-        if node.op_type == "Constant":
-            for attr in node.attribute:
-                if attr.name == "value":
-                    total += int(np.prod(attr.t.dims))
+    """Elements in initializers and Constant tensors, in subgraphs (If, Loop, Scan bodies) too:
+    silero-vad keeps every weight inside an If's branches."""
+    return _graph_parameters(model.graph)
+
+
+def _graph_parameters(graph: onnx.GraphProto) -> int:
+    total = sum(int(np.prod(t.dims)) for t in graph.initializer)
+    for node in graph.node:
+        for attr in node.attribute:
+            if node.op_type == "Constant" and attr.name == "value":
+                total += int(np.prod(attr.t.dims))
+            elif attr.type == onnx.AttributeProto.GRAPH:
+                total += _graph_parameters(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                total += sum(_graph_parameters(g) for g in attr.graphs)
     return total
 
 

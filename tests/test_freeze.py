@@ -52,8 +52,11 @@ def test_freeze_folds_the_if_and_keeps_the_outputs_of_the_value_frozen(cli, tmp_
     _sample_rate_model(tmp_path / "m.onnx")
     code, out, err = cli("optimize", "m.onnx", "-o", "f.onnx", "--freeze", "sr=16000", "--json")
     assert code == 0, err
-    stats = json.loads(out)["passes"]["freeze-inputs"]
+    report = json.loads(out)
+    stats = report["passes"]["freeze-inputs"]
     assert stats["inputs_frozen"] == 1 and stats["if_folded"] == 1
+    # weights inside If branches count (both branches before, the one taken after)
+    assert report["params"] == {"before": 2 * 32 + 1, "after": 32}
     frozen = onnx.load(tmp_path / "f.onnx")
     assert [i.name for i in frozen.graph.input] == ["x"]
     assert "If" not in {n.op_type for n in frozen.graph.node}

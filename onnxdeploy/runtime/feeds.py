@@ -88,7 +88,10 @@ def generated_feeds(
             if len(shape) != len(spec.shape) or any(
                 is_static(d) and d != s for d, s in zip(spec.shape, shape)
             ):
-                expected = "x".join(str(d) if is_static(d) else "N" for d in spec.shape)
+                expected = (
+                    "x".join(str(d) if is_static(d) else "N" for d in spec.shape)
+                    or "a scalar (0-d): it needs no --shape"
+                )
                 raise UserError(
                     f"{model_path}: shapes {spec.name}={'x'.join(map(str, shape))} does not fit "
                     f"the input's shape {expected}",
