@@ -7,19 +7,20 @@ from __future__ import annotations
 from typing import Callable
 
 from onnxdeploy.errors import UserError
+from onnxdeploy.progress import silent
 from onnxdeploy.runtime_bench.environment import environment
 from onnxdeploy.runtime_bench.local import time_here
 from onnxdeploy.runtime_bench.request import BenchRequest
 from onnxdeploy.runtime_bench.result import BenchRun
 from onnxdeploy.where import HERE, Where
-from onnxdeploy.progress import silent
 
 
 def benchmark(
     request: BenchRequest, *, where: Where = HERE, progress: Callable[[str], None] | None = None
 ) -> BenchRun:
     """Time every model of ``request`` under each of its (provider, batch, threads) cells, the
-    models interleaved within a cell; here, or on a cluster (every cell once on a node of each target).
+    models interleaved within a cell; here, or on a cluster (every cell once on a node of each
+    target).
 
     Models are read (a missing one is named) and providers checked before any timing. Returns the
     ``BenchRun``; ``run.check()`` turns cells a cluster could not time into exit 1.
@@ -40,7 +41,7 @@ def benchmark(
     from onnxdeploy.cluster.connect import maybe_connected
 
     notes = progress or silent
-    with maybe_connected(where, progress=notes) as ray:
+    with maybe_connected(where.cluster, progress=notes) as ray:
         return cluster_benchmark(
             ray, request, targets=where.targets, cluster=where.cluster, progress=notes
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from onnxdeploy.cli.groups import model_input_options, option_group
+from onnxdeploy.cli.groups import cluster_option, model_input_options, option_group
 from onnxdeploy.cli.options import NON_NEGATIVE, POSITIVE, Finite, target_options
 from onnxdeploy.cli.output import emit_json, progress, say
 from onnxdeploy.compress.request import CompressConfig
@@ -12,12 +12,6 @@ from onnxdeploy.compress.request import CompressConfig
 
 def _config(prune_channels, **values) -> CompressConfig:
     return CompressConfig(channel_ratio=prune_channels, **values)
-
-
-def _where(cluster):
-    from onnxdeploy.where import Where
-
-    return Where(cluster=cluster)
 
 
 # how to prune, recover and time: CompressConfig
@@ -95,16 +89,6 @@ config_options = option_group(
     ),
 )
 input_options = model_input_options(example_inputs=False)
-cluster_option = option_group(
-    "where",
-    _where,
-    click.option(
-        "--cluster",
-        default=None,
-        help="Run the sensitivity probes in parallel on Ray: an address, 'auto' or 'local' "
-        "(the ray extra).",
-    ),
-)
 
 
 @click.command("compress")
@@ -134,7 +118,7 @@ cluster_option = option_group(
 )
 @input_options
 @config_options
-@cluster_option
+@cluster_option("Run the sensitivity probes in parallel")
 @click.option("--json", "as_json", is_flag=True)
 def compress_command(model, output, checkpoint, data, teacher, given_inputs, config, where, as_json):
     """Prune MODEL (magnitude and/or channels), fine-tune or distil, and save a checkpoint."""

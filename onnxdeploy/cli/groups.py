@@ -35,10 +35,25 @@ def option_group(into: str, build: Callable[..., object], *options):
     return decorate
 
 
-def _where(cluster, targets):
+def _where(cluster, targets=()):
     from onnxdeploy.where import Where
 
     return Where(cluster=cluster, targets=tuple(targets))
+
+
+def _cluster_option(what: str):
+    return click.option(
+        "--cluster",
+        default=None,
+        help=f"{what} on Ray: an address, 'auto' (RAY_ADDRESS) or 'local' (start one for this "
+        "run). Needs the ray extra.",
+    )
+
+
+def cluster_option(what: str):
+    """``--cluster`` alone as a ``Where`` (this machine, or any node of that cluster), for a
+    command that fans work out but times nothing on a chosen target."""
+    return option_group("where", _where, _cluster_option(what))
 
 
 def where_options(what: str):
@@ -46,12 +61,7 @@ def where_options(what: str):
     return option_group(
         "where",
         _where,
-        click.option(
-            "--cluster",
-            default=None,
-            help=f"{what} on Ray: an address, 'auto' (RAY_ADDRESS) or 'local' (start one for "
-            "this run). Needs the ray extra.",
-        ),
+        _cluster_option(what),
         click.option(
             "--target",
             "targets",
@@ -103,4 +113,4 @@ def model_input_options(*, example_inputs: bool):
     return option_group("given_inputs", _model_inputs, *options)
 
 
-__all__ = ["model_input_options", "option_group", "where_options"]
+__all__ = ["cluster_option", "model_input_options", "option_group", "where_options"]

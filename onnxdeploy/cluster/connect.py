@@ -86,10 +86,9 @@ def connected(
         ray.shutdown()
 
 
-def maybe_connected(address, *, progress: Callable[[str], None] = silent):
+def maybe_connected(address: str | None, *, progress: Callable[[str], None] = silent):
     """``connected(address)``, or a block that yields None (and never imports Ray) when no
-    address. ``address`` may be a ``Where`` (its cluster; None for this machine)."""
-    address = getattr(address, "cluster", address)
+    address (a ``Where``'s ``cluster``: None for this machine)."""
     return (
         contextlib.nullcontext(None) if address is None else connected(address, progress=progress)
     )

@@ -350,7 +350,8 @@ def compress(
             (dense_ms,) = deployed.latency_ms(
                 [dense_path], batch=config.target_batch, threads=config.threads
             )
-        with maybe_connected(where, progress=progress) as ray:  # the sensitivity probes fan out on it
+        # the sensitivity probes fan out on it
+        with maybe_connected(where.cluster, progress=progress) as ray:
             result = compress_module(
                 module,
                 dataset,

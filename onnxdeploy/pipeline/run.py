@@ -169,7 +169,7 @@ def run(
         if ctx.decoder
         else load_dataset(recipe.data, _specs(recipe, ctx), seed=recipe.seed)
     )
-    with maybe_connected(ctx.where, progress=progress):  # one connection for every stage
+    with maybe_connected(ctx.where.cluster, progress=progress):  # one connection for every stage
         return _run_stages(recipe, ctx, data, runs_dir, started, progress)
 
 

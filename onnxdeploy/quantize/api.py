@@ -267,7 +267,7 @@ def quantize(
         config.state,
         datalayer.describe(eval_data if eval_data is not None else calib),
     )
-    with maybe_connected(where, progress=progress) as ray:
+    with maybe_connected(where.cluster, progress=progress) as ray:
         return _search(
             _Job(
                 model_path=model_path,
