@@ -530,8 +530,11 @@ def test_a_decoder_quantized_slower_than_fp32_is_kept_fp32_unless_forced(
     written unless --force-int8 says so (one decoded 0.89x as fast as fp32 and was written)."""
     from onnxdeploy.quantize import lm_quality
 
-    def slower(models, *args, **kwargs):  # every candidate decodes at 0.8x fp32
-        return {name: (100.0 if name == "fp32" else 80.0, 10.0) for name in models}
+    def slower(models, *args, **kwargs):  # every candidate decodes at 0.8x fp32, measurably
+        return {
+            name: (100.0, 10.0, None) if name == "fp32" else (80.0, 10.0, (0.75, 0.85))
+            for name in models
+        }
 
     monkeypatch.setattr(lm_quality, "timed", slower)
     code, out, err = cli("quantize", toy_lm, "-o", "q.onnx", "--json")
@@ -558,7 +561,9 @@ def test_the_library_routes_a_decoder_as_the_cli_does(tmp_path, toy_lm, monkeypa
 
     monkeypatch.setattr(
         lm_quality, "timed",
-        lambda models, *a, **k: {n: (100.0 if n == "fp32" else 150.0, 10.0) for n in models},
+        lambda models, *a, **k: {
+            n: (100.0, 10.0, None) if n == "fp32" else (150.0, 10.0, (1.4, 1.6)) for n in models
+        },
     )
     result = onnxdeploy.quantize(toy_lm, tmp_path / "q.onnx", acceptance=Acceptance(max_kl=0.5))
     assert isinstance(result, LmQuantizeResult) and result.chosen != "fp32"

@@ -214,13 +214,16 @@ def test_a_decoders_candidates_follow_the_same_rule():
     when their decode speed-up CIs overlap (the smaller file wins, whichever timed faster), and the
     CI decides against fp32: int4 (size) unless measurably slower, int8 (speed) only when
     measurably faster."""
-    from onnxdeploy.quantize.generative import _choose, _replaces_fp32
+    from onnxdeploy.quantize.decision import goal_met
+    from onnxdeploy.quantize.generative import _choose
 
     for fast, slow in ((120.0, 100.0), (100.0, 120.0)):
         big = _lm("big", fast, (1.0, 1.5), size=400)
         small = _lm("small", slow, (0.9, 1.3), size=100)
         assert _choose([big, small]).candidate.name == "small"
-    assert _replaces_fp32(_lm("a", 99.0, (0.9, 1.1)), 100.0)  # int4, not measurably slower
-    assert not _replaces_fp32(_lm("a", 90.0, (0.8, 0.95)), 100.0)  # int4, measurably slower
-    assert not _replaces_fp32(_lm("b", 110.0, (0.95, 1.3), weights="int8-dynamic"), 100.0)
-    assert _replaces_fp32(_lm("b", 130.0, (1.1, 1.4), weights="int8-dynamic"), 100.0)
+    assert _lm("a", 99.0, None).goal == "size"
+    assert _lm("b", 99.0, None, weights="int8-dynamic").goal == "speed"
+    assert goal_met("size", (0.9, 1.1))  # int4, not measurably slower
+    assert not goal_met("size", (0.8, 0.95))  # int4, measurably slower
+    assert not goal_met("speed", (0.95, 1.3))  # int8, not measurably faster
+    assert goal_met("speed", (1.1, 1.4))

@@ -51,15 +51,26 @@ def fastest(
     )
 
 
-def ties_with(a: Attempt, best: Attempt) -> bool:
-    """Whether the search's timing cannot order ``a`` after ``best``: p50s within ``NOISE``, or
-    speed-up CIs (each a bootstrap against the same fp32 samples) that overlap. A wide CI, from a
-    busy machine, makes more ties: those are then ordered without timing, the same way every run."""
-    if a.p50_ms <= best.p50_ms * NOISE:
+def timing_ties(
+    slower_by: float,
+    ci: tuple[float, float] | None,
+    best_ci: tuple[float, float] | None,
+    noise: float = NOISE,
+) -> bool:
+    """Whether timing cannot order a candidate ``slower_by`` (>= 1) times slower than the best:
+    within ``noise``, or speed-up CIs (each a bootstrap against the same fp32 samples) that
+    overlap. A wide CI, from a busy machine, makes more ties: those are then ordered without
+    timing, the same way every run. The one rule for int8 and decoder candidates alike."""
+    if slower_by <= noise:
         return True
-    if a.speedup_ci is None or best.speedup_ci is None:
+    if ci is None or best_ci is None:
         return False
-    return a.speedup_ci[1] >= best.speedup_ci[0]
+    return ci[1] >= best_ci[0]
+
+
+def ties_with(a: Attempt, best: Attempt) -> bool:
+    """``timing_ties`` on two timed attempts (by their search p50s)."""
+    return timing_ties(a.p50_ms / best.p50_ms, a.speedup_ci, best.speedup_ci)
 
 
 def score_noise(score: float, samples: int | None) -> float:
@@ -128,5 +139,6 @@ __all__ = [
     "goal_met",
     "judge",
     "ties_with",
+    "timing_ties",
     "timing_verdict",
 ]

@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 
 from onnxdeploy.errors import CheckFailed, UserError
+from onnxdeploy.quantize.decision import goal_met, timing_ties
 from onnxdeploy.quantize.lm_candidates import DEFAULT_CANDIDATES, LmCandidate, apply_candidate
 from onnxdeploy.quantize.ort_logs import Collected, collected
 from onnxdeploy.schemas import tagged
@@ -134,33 +135,19 @@ class LmQuantizeResult:
         )
 
 
-def _ties(a: LmAttempt, best: LmAttempt) -> bool:
-    """Timing cannot order ``a`` after ``best`` (``quantize.decision.ties_with``'s rule: within
-    ``NOISE``, or speed-up CIs against the same fp32 that overlap)."""
-    if a.decode_tokens_per_s * NOISE >= best.decode_tokens_per_s:
-        return True
-    if a.speedup_ci is None or best.speedup_ci is None:
-        return False
-    return a.speedup_ci[1] >= best.speedup_ci[0]
-
-
 def _choose(passing: list[LmAttempt]) -> LmAttempt:
-    """The fastest passing candidate; among those timing cannot tell from it, the smallest file,
-    then the most agreeing, then the earlier in the list: the same way every run."""
+    """The fastest passing candidate; among those timing cannot tell from it
+    (``quantize.decision.timing_ties``), the smallest file, then the most agreeing, then the
+    earlier in the list: the same way every run."""
     best = max(passing, key=lambda a: a.decode_tokens_per_s)
-    tied = [a for a in passing if _ties(a, best)]
+    tied = [
+        a
+        for a in passing
+        if timing_ties(
+            best.decode_tokens_per_s / a.decode_tokens_per_s, a.speedup_ci, best.speedup_ci, NOISE
+        )
+    ]
     return min(tied, key=lambda a: (a.bytes, -a.agreement, passing.index(a)))
-
-
-def _replaces_fp32(chosen: LmAttempt, fp32_tps: float) -> bool:
-    """Whether the chosen decoder may replace fp32: ``quantize.decision.goal_met`` on its speed-up
-    CI (int8 measurably faster, int4 not measurably slower), the one rule every quantized model
-    is held to; without a CI (timings given as medians), beyond ``NOISE`` of fp32."""
-    if chosen.speedup_ci is not None:
-        from onnxdeploy.quantize.decision import goal_met
-
-        return goal_met(chosen.goal, chosen.speedup_ci)
-    return chosen.decode_tokens_per_s * NOISE >= fp32_tps
 
 
 def _write_fp32(model_path: str, output: str, reason: str) -> None:
@@ -336,13 +323,13 @@ def quantize_decoder(
                 a,
                 decode_tokens_per_s=speeds[a.candidate.name][0],
                 prefill_ms=speeds[a.candidate.name][1],
-                speedup_ci=(speeds[a.candidate.name][2:] or (None,))[0],
+                speedup_ci=speeds[a.candidate.name][2],
             )
             if a.candidate.name in speeds
             else a
             for a in attempts
         ]
-        fp32_tps, fp32_ttft = speeds["fp32"][:2]
+        fp32_tps, fp32_ttft, _ = speeds["fp32"]
         passing = [a for a in attempts if a.passed]
 
         def result(chosen: str, reason: str) -> LmQuantizeResult:
@@ -369,7 +356,8 @@ def quantize_decoder(
             raise CheckFailed(f"{model_path}: {failed.reason}\n{failed}", result=failed)
         chosen = _choose(passing)
         ratio = chosen.decode_tokens_per_s / fp32_tps
-        if not _replaces_fp32(chosen, fp32_tps) and not force:
+        # quantize.decision's one rule: int8 measurably faster, int4 not measurably slower
+        if not goal_met(chosen.goal, chosen.speedup_ci) and not force:
             # slower than fp32 beyond the tie: fp32 is kept, as quantize keeps it for other models
             reason = (
                 f"every passing candidate decodes slower than fp32 (best {chosen.candidate.name}: "

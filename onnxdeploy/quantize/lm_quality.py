@@ -78,10 +78,10 @@ def timed(
     new_tokens: int,
     rounds: int = 3,
 ) -> dict[str, tuple[float, float]]:
-    """name -> (decode tokens/s, time to first token ms[, speed-up CI]) of decoders sharing
+    """name -> (decode tokens/s, time to first token ms, speed-up CI) of decoders sharing
     ``signature`` (their vocabulary and end tokens), timed by ``generate.bench.generation_rounds``;
-    medians of the per-step times. Every model after the first (fp32) also gets the bootstrap 95%
-    CI of its decode speed over the first's, from the per-token samples."""
+    medians of the per-step times. The CI is the bootstrap 95% CI of a model's decode speed over
+    the first one's (fp32), from the per-token samples; None for the first itself."""
     from onnxdeploy.generate.bench import generation_rounds, seeded_prompts
 
     prompts = seeded_prompts(signature, prompt_length, batch, seed=1)
@@ -99,7 +99,7 @@ def timed(
         name: (
             batch * 1000.0 / float(np.median(steps[name])),
             float(np.median(firsts[name])),
-            *([] if i == 0 else [bootstrap_ratio_ci(base, steps[name])]),
+            None if i == 0 else bootstrap_ratio_ci(base, steps[name]),
         )
         for i, name in enumerate(names)
     }
