@@ -17,7 +17,7 @@ from onnxdeploy.exporter.source import is_onnx
 from onnxdeploy.compare.result import CompareReport
 from onnxdeploy.compare.store import TensorStore
 from onnxdeploy.compare.sweep import candidate_sweep, reference_sweep
-from onnxdeploy.data.feeds import FeedSequence, is_feed_file, load_feeds, with_state
+from onnxdeploy.data.feeds import FeedSequence, is_feed_file, load_feeds, require_feeds
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.runtime.inference import run_feeds
 
@@ -33,7 +33,7 @@ def _feeds(request: CompareRequest, session, graph) -> dict[str, np.ndarray]:
     specs = specs_from_session(session)
     if request.inputs and is_feed_file(request.inputs):  # whole feeds: each run as given
         return load_feeds(request.inputs, specs, request.state)
-    with_state(None, request.state, request.inputs or "generated inputs")
+    require_feeds(request.state, None, request.inputs or "generated inputs")  # not a feed file
     if request.inputs:
         arrays = read_array_file(Path(request.inputs), specs)
         check_arrays(arrays, specs, request.inputs, whole_batch=True)  # one run: batch 0 refused

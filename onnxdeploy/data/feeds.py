@@ -131,18 +131,15 @@ def load_feeds(
     return FeedSequence(tuple(feeds), str(path), state=tuple(state))
 
 
-def with_state(data, state: Sequence[tuple[str, str]], origin: str):
-    """``data`` carrying ``state`` when it is a FeedSequence; UserError when state is given for
-    data that is not a sequence of feeds (nothing to carry between)."""
-    if not state:
-        return data
-    if not isinstance(data, FeedSequence):
+def require_feeds(state: Sequence[tuple[str, str]], data, origin: str) -> None:
+    """UserError when ``state`` pairs are given for ``data`` that is not a FeedSequence (None: no
+    feeds at all): there is no next feed to carry an output into."""
+    if state and not isinstance(data, FeedSequence):
         raise UserError(
             f"{origin}: state pairs carry outputs from one feed to the next; give a feed file "
             "(.npz keyed <n>/<input>)",
             param="state",
         )
-    return data
 
 
 def feeds_unchecked(path: str | Path) -> list[dict[str, np.ndarray]]:
@@ -178,5 +175,5 @@ __all__ = [
     "load_feeds",
     "parse_state",
     "save_feeds",
-    "with_state",
+    "require_feeds",
 ]

@@ -25,7 +25,7 @@ import onnx
 
 from onnxdeploy import data as datalayer
 from onnxdeploy.cluster.connect import maybe_connected
-from onnxdeploy.data.feeds import FeedSequence, is_feed_file, load_feeds, with_state
+from onnxdeploy.data.feeds import FeedSequence, is_feed_file, load_feeds, require_feeds
 from onnxdeploy.atomic import ensure_writable_dir, refuse_overwrite, scratch_dir, working_directory
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.generate.signature import is_kv_decoder
@@ -122,7 +122,7 @@ def _calibration(
     calibration step."""
     if is_feed_file(calib):
         return _feed_calibration(load_feeds(calib, specs, config.state), config, has_eval, model)
-    with_state(None, config.state, datalayer.describe(calib))  # state pairs need feeds: refused
+    require_feeds(config.state, None, datalayer.describe(calib))  # calib is not a feed file
     source = datalayer.calibration_source(calib, specs)
     total = (
         config.calib_size + HOLDOUT
@@ -262,10 +262,9 @@ def quantize(
     tries = candidates(decision, model, config)
     target = where.single_target("quantize")
     calibration = _calibration(calib, specs, config, eval_data is not None, model)
-    split = with_state(
-        _scoring_split(calib, eval_data, specs, calibration, config.state),
-        config.state,
-        datalayer.describe(eval_data if eval_data is not None else calib),
+    split = _scoring_split(calib, eval_data, specs, calibration, config.state)
+    require_feeds(
+        config.state, split, datalayer.describe(eval_data if eval_data is not None else calib)
     )
     with maybe_connected(where.cluster, progress=progress) as ray:
         return _search(
