@@ -56,17 +56,9 @@ class RunContext:
     def decoder(self) -> bool:
         """The run's model is a decoder with a KV cache: a causal LM from Hugging Face, or an ONNX
         graph that takes ``past_key_values`` (its stages export, quantize and time it as one)."""
-        from onnxdeploy.generate.signature import is_kv_decoder
+        from onnxdeploy.pipeline.kinds import model_kind
 
-        if self.onnx_input:
-            return is_kv_decoder(self.model)
-        from onnxdeploy.exporter.hf import is_hf
-
-        if not is_hf(self.model):
-            return False
-        from onnxdeploy.exporter.tasks import resolve_task
-
-        return resolve_task(self.model, "auto") == "text-generation-with-past"
+        return model_kind(self.model) == "decoder"
 
     @property
     def onnx_input(self) -> bool:

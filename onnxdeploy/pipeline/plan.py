@@ -89,34 +89,27 @@ def _check_source(model: str, input_shape: str | None) -> str:
     Hugging Face model (an encoder-decoder aside: its two graphs have no recipe yet). Its kind:
     ``decoder`` for a causal LM (an ``hf:`` one, or an ONNX graph with a KV cache), else
     ``default``."""
-    from onnxdeploy.generate.signature import is_kv_decoder
-
     from onnxdeploy.exporter.hf import is_hf
     from onnxdeploy.exporter.source import is_onnx
     from onnxdeploy.models import ZOO, get_zoo_entry
+    from onnxdeploy.pipeline.kinds import model_kind
 
     if is_onnx(model):
         if not Path(model).is_file():
             raise UserError(f"{model}: no such file")
-        return "decoder" if is_kv_decoder(model) else "default"
-    if not is_hf(model):
+    elif not is_hf(model):
         if ":" not in model:
             get_zoo_entry(model)  # an unknown name: the error lists the zoo
         elif model not in ZOO and not input_shape:
             raise UserError(f"{model}: give --input-shape (e.g. 1x3x224x224) for a factory's input")
-        return "default"
-    from onnxdeploy.exporter.tasks import resolve_task
-
-    task = resolve_task(model, "auto")
-    if task == "text-generation-with-past":
-        return "decoder"
-    if task != "default":
+    kind = model_kind(model)
+    if kind == "encoder-decoder":
         raise UserError(
-            f"{model}: an encoder-decoder ({task}); run MODEL covers classifiers, detectors, "
-            "encoders and decoders. Export it with 'onnxdeploy export', then 'onnxdeploy quantize' "
-            "its decoder"
+            f"{model}: an encoder-decoder (text2text-generation-with-past); run MODEL covers "
+            "classifiers, detectors, encoders and decoders. Export it with 'onnxdeploy export', "
+            "then 'onnxdeploy quantize' its decoder"
         )
-    return "default"
+    return kind
 
 
 def _decoder_plan(request: RunRequest) -> RunPlan:
@@ -135,12 +128,11 @@ def _decoder_plan(request: RunRequest) -> RunPlan:
             )
     threads = request.target_threads or default_threads()
     batch = request.target_batch
-    floor = {"max_drop": request.max_drop}
     stages = (
         ("export", {}),
         ("quantize", {"target_batch": batch, "target_threads": threads}),
         ("bench", {"batch": [batch], "threads": threads}),
-        ("select", {**floor, "batch": batch}),
+        ("select", {"max_drop": request.max_drop, "batch": batch}),
         ("package", {"target": request.package_target} if request.package_target else {}),
     )
     recipe = Recipe(

@@ -92,9 +92,9 @@ def _model_inputs(recipe: Recipe) -> tuple[list[tuple[int, ...]], list]:
     itself."""
     if recipe.onnx_input:
         return [], []  # the model's own signature: see _specs
-    from onnxdeploy.exporter.tasks import resolve_task
+    from onnxdeploy.pipeline.kinds import model_kind
 
-    if is_hf(recipe.model) and resolve_task(recipe.model, "auto") != "default":
+    if model_kind(recipe.model) != "default":
         return [], []  # a decoder's inputs are its export's (input_ids, mask, positions, cache)
     if recipe.input_shape:
         return [parse_input_shape(recipe.input_shape)], []
