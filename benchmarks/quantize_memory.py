@@ -154,7 +154,8 @@ def main() -> None:
     parser.add_argument("--cap-mb", type=float, default=12000, help="stop a process past this RSS")
     parser.add_argument("--methods", default="minmax,percentile,entropy")
     parser.add_argument(
-        "--data", default=None,
+        "--data",
+        default=None,
         help="with --model PATH.onnx: an .npz of its inputs by name (samples on axis 0)",
     )
     args = parser.parse_args()
@@ -169,8 +170,10 @@ def main() -> None:
         total = min(args.samples, len(arrays[arrays.files[0]]))
         args.samples = total
         for i in range(0, total, 64):
-            np.savez(data / f"part{i:05d}.npz",
-                     **{k: arrays[k][i:min(i + 64, total)] for k in arrays.files})
+            np.savez(
+                data / f"part{i:05d}.npz",
+                **{k: arrays[k][i : min(i + 64, total)] for k in arrays.files},
+            )
     else:
         model, shape = _model(args.model, work)
         rng = np.random.default_rng(0)
@@ -209,8 +212,10 @@ def main() -> None:
                 )
             failed = printed.split("FAILED", 1)[1].strip() if "FAILED" in printed else ""
             print(
-                f"{method:<11} {side:<44} {shown:>9} {wall:>8.1f}" + (" stopped" if stopped else "")
-                + stated + (f"  FAILED: {failed}" if failed else "")
+                f"{method:<11} {side:<44} {shown:>9} {wall:>8.1f}"
+                + (" stopped" if stopped else "")
+                + stated
+                + (f"  FAILED: {failed}" if failed else "")
             )
             rows.append((peak, wall, stopped))
         (base, base_wall, base_stopped), (ours, ours_wall, _) = rows

@@ -71,22 +71,25 @@ class ModelSummary:
         return self.checker == "ok"
 
     def to_json(self) -> dict:
-        return tagged("inspect", {
-            "path": self.path,
-            "ir_version": self.ir_version,
-            "opsets": self.opsets,
-            "producer": self.producer,
-            "inputs": [vars(t) for t in self.inputs],
-            "outputs": [vars(t) for t in self.outputs],
-            "op_histogram": self.op_histogram,
-            "parameters": self.parameters,
-            "file_bytes": self.file_bytes,
-            "macs": self.macs,
-            "macs_complete": self.macs_complete,
-            "metadata": self.metadata,
-            "checker": self.checker,
-            "valid": self.valid,
-        })
+        return tagged(
+            "inspect",
+            {
+                "path": self.path,
+                "ir_version": self.ir_version,
+                "opsets": self.opsets,
+                "producer": self.producer,
+                "inputs": [vars(t) for t in self.inputs],
+                "outputs": [vars(t) for t in self.outputs],
+                "op_histogram": self.op_histogram,
+                "parameters": self.parameters,
+                "file_bytes": self.file_bytes,
+                "macs": self.macs,
+                "macs_complete": self.macs_complete,
+                "metadata": self.metadata,
+                "checker": self.checker,
+                "valid": self.valid,
+            },
+        )
 
     def __str__(self) -> str:
         opsets = ", ".join(f"{d or 'ai.onnx'} v{v}" for d, v in self.opsets.items())

@@ -49,9 +49,14 @@ timing_options = option_group(
         show_default=True,
         help="Minimum warm-up runs (then until stable).",
     ),
-    click.option("--iterations", type=int, default=None, help="Timed runs per model (default 100)."),
     click.option(
-        "--duration", type=POSITIVE, default=None, help="Seconds of timing per configuration instead."
+        "--iterations", type=int, default=None, help="Timed runs per model (default 100)."
+    ),
+    click.option(
+        "--duration",
+        type=POSITIVE,
+        default=None,
+        help="Seconds of timing per configuration instead.",
     ),
     click.option(
         "--repeat",
@@ -70,7 +75,9 @@ output_options = option_group(
         type=click.Path(dir_okay=False),
         help="Write results JSON (schema onnxdeploy.bench/2).",
     ),
-    click.option("--md", "markdown", type=click.Path(dir_okay=False), help="Write a Markdown report."),
+    click.option(
+        "--md", "markdown", type=click.Path(dir_okay=False), help="Write a Markdown report."
+    ),
     click.option("--plot", type=click.Path(dir_okay=False), help="Write a PNG plot."),
     click.option("--json", "as_json", is_flag=True, help="Print results JSON to stdout."),
 )
@@ -82,12 +89,8 @@ generation_options = option_group(
         is_flag=True,
         help="Decoders with a KV cache: time generation (time to first token, decode tokens/s).",
     ),
-    click.option(
-        "--prompt-len", type=int, default=128, show_default=True, help="With --generate."
-    ),
-    click.option(
-        "--new-tokens", type=int, default=64, show_default=True, help="With --generate."
-    ),
+    click.option("--prompt-len", type=int, default=128, show_default=True, help="With --generate."),
+    click.option("--new-tokens", type=int, default=64, show_default=True, help="With --generate."),
     click.option(
         "--rounds",
         type=int,
@@ -139,7 +142,16 @@ generation_options = option_group(
 @where_options("Run")
 @generation_options
 def bench_command(
-    models, providers, batches, threads, timing, input_path, shapes, io_binding, outputs, where,
+    models,
+    providers,
+    batches,
+    threads,
+    timing,
+    input_path,
+    shapes,
+    io_binding,
+    outputs,
+    where,
     generation,
 ):
     """Time MODELS with onnxruntime; several models are interleaved and compared."""

@@ -65,11 +65,17 @@ config_options = option_group(
         help="Iterative schedule: prune, fine-tune, repeat.",
     ),
     click.option(
-        "--epochs", type=int, default=3, show_default=True, help="Fine-tuning epochs after each step."
+        "--epochs",
+        type=int,
+        default=3,
+        show_default=True,
+        help="Fine-tuning epochs after each step.",
     ),
     click.option("--lr", type=POSITIVE, default=1e-3, show_default=True),
     click.option(
-        "--distill", is_flag=True, help="Fine-tune with knowledge distillation from the dense model."
+        "--distill",
+        is_flag=True,
+        help="Fine-tune with knowledge distillation from the dense model.",
     ),
     click.option("--temperature", type=POSITIVE, default=4.0, show_default=True),
     click.option("--alpha", type=Finite(low=0, high=1), default=0.7, show_default=True),
@@ -120,7 +126,9 @@ input_options = model_input_options(example_inputs=False)
 @config_options
 @cluster_option("Run the sensitivity probes in parallel")
 @click.option("--json", "as_json", is_flag=True)
-def compress_command(model, output, checkpoint, data, teacher, given_inputs, config, where, as_json):
+def compress_command(
+    model, output, checkpoint, data, teacher, given_inputs, config, where, as_json
+):
     """Prune MODEL (magnitude and/or channels), fine-tune or distil, and save a checkpoint."""
     named, shapes = given_inputs
     from onnxdeploy.compress.api import compress  # torch: after the flags are checked

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass
 
 import click
@@ -106,10 +105,16 @@ threshold_options = option_group(
 selection_options = option_group(
     "selection",
     Selection,
-    click.option("--baseline-model", help="Use only this model's entries from --baseline (file name)."),
-    click.option("--current-model", help="Use only this model's entries from --current (file name)."),
     click.option(
-        "--strict-env", is_flag=True, help="Different CPU / onnxruntime between the two is an error."
+        "--baseline-model", help="Use only this model's entries from --baseline (file name)."
+    ),
+    click.option(
+        "--current-model", help="Use only this model's entries from --current (file name)."
+    ),
+    click.option(
+        "--strict-env",
+        is_flag=True,
+        help="Different CPU / onnxruntime between the two is an error.",
     ),
 )
 promotion_options = option_group(

@@ -52,9 +52,7 @@ def check_address(address: str):
 
 
 @contextlib.contextmanager
-def connected(
-    address: str, *, progress: Callable[[str], None] = silent
-) -> Iterator[object]:
+def connected(address: str, *, progress: Callable[[str], None] = silent) -> Iterator[object]:
     """Connect for the duration of the block (a cluster started here is stopped after it). Yields
     ``ray``."""
     ray = check_address(address)

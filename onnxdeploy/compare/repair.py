@@ -39,26 +39,29 @@ class RepairResult:
         return holds(self.after)
 
     def to_json(self) -> dict:
-        return tagged("compare-fix", {
-            "output": self.output,
-            "passed": self.passed,
-            "fp32_nodes": [
-                {"tensor": t, "label": lbl} for t, lbl in zip(self.tensors, self.labels)
-            ],
-            "evaluated": self.evaluated,
-            "before": self.before.to_json(),
-            "after": self.after.to_json(),
-            "speed": {
-                "candidate_p50_ms": self.candidate_p50_ms,
-                "repaired_p50_ms": self.repaired_p50_ms,
-                "speed_ratio": (
-                    self.candidate_p50_ms / self.repaired_p50_ms
-                    if self.candidate_p50_ms and self.repaired_p50_ms
-                    else None
-                ),
-                "ci95": list(self.speed_ci) if self.speed_ci else None,
+        return tagged(
+            "compare-fix",
+            {
+                "output": self.output,
+                "passed": self.passed,
+                "fp32_nodes": [
+                    {"tensor": t, "label": lbl} for t, lbl in zip(self.tensors, self.labels)
+                ],
+                "evaluated": self.evaluated,
+                "before": self.before.to_json(),
+                "after": self.after.to_json(),
+                "speed": {
+                    "candidate_p50_ms": self.candidate_p50_ms,
+                    "repaired_p50_ms": self.repaired_p50_ms,
+                    "speed_ratio": (
+                        self.candidate_p50_ms / self.repaired_p50_ms
+                        if self.candidate_p50_ms and self.repaired_p50_ms
+                        else None
+                    ),
+                    "ci95": list(self.speed_ci) if self.speed_ci else None,
+                },
             },
-        })
+        )
 
     def __str__(self) -> str:
         lines = [

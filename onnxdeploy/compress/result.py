@@ -36,16 +36,19 @@ class CompressResult:
         return self.steps[-1].accuracy if self.steps else self.dense_accuracy
 
     def to_json(self) -> dict:
-        return tagged("compress", {
-            "dense_accuracy": self.dense_accuracy,
-            "final_accuracy": self.final_accuracy,
-            "steps": [asdict(s) for s in self.steps],
-            "group_ratios": self.group_ratios,
-            "layer_sparsity": self.layer_sparsity,
-            "output": self.output,
-            "metric": self.metric,
-            "target": self.target.to_json() if self.target else None,
-        })
+        return tagged(
+            "compress",
+            {
+                "dense_accuracy": self.dense_accuracy,
+                "final_accuracy": self.final_accuracy,
+                "steps": [asdict(s) for s in self.steps],
+                "group_ratios": self.group_ratios,
+                "layer_sparsity": self.layer_sparsity,
+                "output": self.output,
+                "metric": self.metric,
+                "target": self.target.to_json() if self.target else None,
+            },
+        )
 
     def __str__(self) -> str:
         from onnxdeploy.tables import text_table

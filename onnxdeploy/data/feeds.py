@@ -107,7 +107,9 @@ def parse_state(pairs: Sequence[str] | Mapping[str, str] | None) -> tuple[tuple[
         items.append((output, name))
     inputs = [name for _, name in items]
     if len(set(inputs)) != len(inputs):
-        raise UserError(f"state: an input is carried into twice ({', '.join(inputs)})", param="state")
+        raise UserError(
+            f"state: an input is carried into twice ({', '.join(inputs)})", param="state"
+        )
     return tuple(items)
 
 

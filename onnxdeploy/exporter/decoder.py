@@ -59,20 +59,23 @@ class DecoderExport:
     seconds: float
 
     def to_json(self) -> dict:
-        return tagged("export-decoder", {
-            "output": self.output,
-            "source": self.source,
-            "task": "text-generation-with-past",
-            "family": self.family,
-            "layers": self.layers,
-            "kv_heads": self.kv_heads,
-            "head_dim": self.head_dim,
-            "inputs": list(self.inputs),
-            "outputs": list(self.outputs),
-            "parity": self.parity.to_json(),
-            "file_bytes": self.file_bytes,
-            "seconds": round(self.seconds, 2),
-        })
+        return tagged(
+            "export-decoder",
+            {
+                "output": self.output,
+                "source": self.source,
+                "task": "text-generation-with-past",
+                "family": self.family,
+                "layers": self.layers,
+                "kv_heads": self.kv_heads,
+                "head_dim": self.head_dim,
+                "inputs": list(self.inputs),
+                "outputs": list(self.outputs),
+                "parity": self.parity.to_json(),
+                "file_bytes": self.file_bytes,
+                "seconds": round(self.seconds, 2),
+            },
+        )
 
     def __str__(self) -> str:
         p = self.parity

@@ -62,20 +62,23 @@ class ExportResult:
     inputs: tuple = ()  # ExportInput: name, dtype, example shape, dynamic axes
 
     def to_json(self) -> dict:
-        return tagged("export", {
-            "output": self.output,
-            "source": self.source,
-            "exporter": self.exporter,
-            "opset": self.opset,
-            "dynamic_batch": self.dynamic_batch,
-            "input_shapes": [list(s) for s in self.input_shapes],
-            "parity_batches": list(self.parity_batches),
-            "parity": self.parity.to_json(),
-            "file_bytes": self.file_bytes,
-            "seconds": round(self.seconds, 3),
-            "fallback_reason": self.fallback_reason,
-            "inputs": [i.to_json() for i in self.inputs],
-        })
+        return tagged(
+            "export",
+            {
+                "output": self.output,
+                "source": self.source,
+                "exporter": self.exporter,
+                "opset": self.opset,
+                "dynamic_batch": self.dynamic_batch,
+                "input_shapes": [list(s) for s in self.input_shapes],
+                "parity_batches": list(self.parity_batches),
+                "parity": self.parity.to_json(),
+                "file_bytes": self.file_bytes,
+                "seconds": round(self.seconds, 3),
+                "fallback_reason": self.fallback_reason,
+                "inputs": [i.to_json() for i in self.inputs],
+            },
+        )
 
     def __str__(self) -> str:
         head = (

@@ -59,20 +59,23 @@ class Seq2SeqExport:
     seconds: float
 
     def to_json(self) -> dict:
-        return tagged("export-seq2seq", {
-            "task": "text2text-generation-with-past",
-            "encoder": self.encoder,
-            "decoder": self.decoder,
-            "manifest": self.manifest,
-            "family": self.family,
-            "layers": self.layers,
-            "parity": {
-                "tokens_equal": self.tokens_equal,
-                "steps": self.steps,
-                "first_mismatch": list(self.first_mismatch) if self.first_mismatch else None,
+        return tagged(
+            "export-seq2seq",
+            {
+                "task": "text2text-generation-with-past",
+                "encoder": self.encoder,
+                "decoder": self.decoder,
+                "manifest": self.manifest,
+                "family": self.family,
+                "layers": self.layers,
+                "parity": {
+                    "tokens_equal": self.tokens_equal,
+                    "steps": self.steps,
+                    "first_mismatch": list(self.first_mismatch) if self.first_mismatch else None,
+                },
+                "seconds": round(self.seconds, 2),
             },
-            "seconds": round(self.seconds, 2),
-        })
+        )
 
     def __str__(self) -> str:
         verdict = (

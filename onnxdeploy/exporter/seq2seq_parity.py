@@ -29,9 +29,7 @@ def seq2seq_parity(
         kwargs = {"input_features": torch.from_numpy(features)}
     else:
         avoid = generator.eos | {generator.info.get("pad_token_id") or 0}
-        prompts = [
-            token_prompt(rng, n, low=3, high=config.vocab_size, avoid=avoid) for n in (7, 4)
-        ]
+        prompts = [token_prompt(rng, n, low=3, high=config.vocab_size, avoid=avoid) for n in (7, 4)]
         ours = generator.generate(prompts, steps)
         ids = torch.zeros((2, 7), dtype=torch.long) + (generator.info.get("pad_token_id") or 0)
         mask = torch.zeros_like(ids)

@@ -95,13 +95,16 @@ class GateVerdict:
         return self.passed
 
     def to_json(self) -> dict:
-        return tagged("gate", {
-            "passed": self.passed,
-            "exit_code": self.exit_code,
-            "thresholds": asdict(self.thresholds),
-            "warnings": list(self.warnings),
-            "entries": [asdict(e) for e in self.entries],
-        })
+        return tagged(
+            "gate",
+            {
+                "passed": self.passed,
+                "exit_code": self.exit_code,
+                "thresholds": asdict(self.thresholds),
+                "warnings": list(self.warnings),
+                "entries": [asdict(e) for e in self.entries],
+            },
+        )
 
 
 def _latency_entries(name, base, cur, t: Thresholds) -> list[EntryVerdict]:

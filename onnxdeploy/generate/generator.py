@@ -36,13 +36,16 @@ class GenerationResult:
         return len(self.step_ms) * len(self.tokens) / (total / 1000) if total else float("nan")
 
     def to_json(self) -> dict:
-        return tagged("generate", {
-            "tokens": [list(t) for t in self.tokens],
-            "prompt_lengths": list(self.prompt_lengths),
-            "time_to_first_token_ms": round(self.prefill_ms, 3),
-            "decode_tokens_per_s": round(self.decode_tokens_per_s, 2),
-            "step_ms": [round(s, 4) for s in self.step_ms],
-        })
+        return tagged(
+            "generate",
+            {
+                "tokens": [list(t) for t in self.tokens],
+                "prompt_lengths": list(self.prompt_lengths),
+                "time_to_first_token_ms": round(self.prefill_ms, 3),
+                "decode_tokens_per_s": round(self.decode_tokens_per_s, 2),
+                "step_ms": [round(s, 4) for s in self.step_ms],
+            },
+        )
 
     def __str__(self) -> str:
         lines = [" ".join(map(str, t)) for t in self.tokens]

@@ -61,22 +61,25 @@ class PassesResult:
         return bool(self.modified_by)
 
     def to_json(self) -> dict:
-        return tagged("passes", {
-            "input": self.input,
-            "output": self.output,
-            "passes": self.passes,
-            "layers": [
-                {"layer": l, "op": op, "before": b, "after": a} for l, op, b, a in self.layers
-            ],
-            "params": {"before": self.params_before, "after": self.params_after},
-            "macs": {"before": self.macs_before, "after": self.macs_after},
-            "file_bytes": {"before": self.bytes_before, "after": self.bytes_after},
-            "comparison": self.comparison.to_json(),
-            "seconds": round(self.seconds, 3),
-            "notes": list(self.notes),
-            "kept": [asdict(k) for k in self.kept],
-            "modified_by": list(self.modified_by),
-        })
+        return tagged(
+            "passes",
+            {
+                "input": self.input,
+                "output": self.output,
+                "passes": self.passes,
+                "layers": [
+                    {"layer": l, "op": op, "before": b, "after": a} for l, op, b, a in self.layers
+                ],
+                "params": {"before": self.params_before, "after": self.params_after},
+                "macs": {"before": self.macs_before, "after": self.macs_after},
+                "file_bytes": {"before": self.bytes_before, "after": self.bytes_after},
+                "comparison": self.comparison.to_json(),
+                "seconds": round(self.seconds, 3),
+                "notes": list(self.notes),
+                "kept": [asdict(k) for k in self.kept],
+                "modified_by": list(self.modified_by),
+            },
+        )
 
     def explain(self) -> str:
         """Why channels were kept: one line per channel space that a rule pinned, most zero

@@ -104,8 +104,10 @@ class RemoveIdentity(_Wrapped):
                     model,
                     modified=bool(dropouts),
                     stats={"dropout_removed": dropouts} if dropouts else {},
-                    notes=(f"remove-identity left the graph as it was: onnx_ir could not remove "
-                           f"an Identity inside a subgraph ({str(exc).split(' is already')[0]})",),
+                    notes=(
+                        f"remove-identity left the graph as it was: onnx_ir could not remove "
+                        f"an Identity inside a subgraph ({str(exc).split(' is already')[0]})",
+                    ),
                 )
             del trial
         result = super().call(model)

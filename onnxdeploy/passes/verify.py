@@ -97,7 +97,9 @@ def paired_outputs(
         )
         feeds.update(fixed or {})
         takes = {i.name for i in candidate.get_inputs()}
-        shown = ", ".join(f"{k}={'x'.join(map(str, v.shape)) or 'scalar'}" for k, v in feeds.items())
+        shown = ", ".join(
+            f"{k}={'x'.join(map(str, v.shape)) or 'scalar'}" for k, v in feeds.items()
+        )
         # generated inputs a model cannot take (an STFT's reflect pad on 16 samples) are the
         # user's to size: exit 2 naming them and the flag, never a traceback
         what = f"onnxruntime cannot run it on generated inputs ({shown}; give --shape NAME=DIMS)"

@@ -146,8 +146,11 @@ def _decoder_plan(request: RunRequest) -> RunPlan:
     notes = [
         "a decoder with a KV cache: no pruned variants (channel pruning does not reach attention "
         "heads here); quality is next-token agreement and KL against fp32"
-        + ("" if request.data else " on sequences fp32 generates (give --data with input_ids for "
-           "your own text)"),
+        + (
+            ""
+            if request.data
+            else " on sequences fp32 generates (give --data with input_ids for " "your own text)"
+        ),
     ]
     return RunPlan(validate(recipe), tuple(notes))
 

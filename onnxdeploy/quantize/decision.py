@@ -30,8 +30,8 @@ def fastest(
     attempts: Sequence[Attempt], sizes: Mapping[str, int], *, samples: int | None = None
 ) -> Attempt:
     """The passing, timed attempt to write: among those timing cannot tell from the fastest
-    (``ties_with``), the smallest files (within 5%, ``sizes`` by config name), and among those the most accurate (score,
-    then SNR); the earlier candidate on a full tie. ValueError when none passed.
+    (``ties_with``), the smallest files (within 5%, ``sizes`` by config name), and among those the
+    most accurate (score, then SNR); the earlier candidate on a full tie. ValueError when none passed.
 
     With ``samples`` (how many the scores were measured on), scores within one standard error of
     the best (a percentage measured on that many samples) are a tie too, and SNR decides: a sample

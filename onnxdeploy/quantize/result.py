@@ -189,14 +189,17 @@ class Fp16Result:
     diverged: tuple[str, ...] = ()  # nodes a plain conversion made diverge (before the repair)
 
     def to_json(self) -> dict:
-        return tagged("quantize-fp16", {
-            "output": self.output,
-            "bytes_before": self.bytes_before,
-            "bytes_after": self.bytes_after,
-            "kept_fp32": list(self.kept_fp32),
-            "diverged_in_plain_fp16": list(self.diverged),
-            "comparison": self.comparison.to_json() if self.comparison is not None else None,
-        })
+        return tagged(
+            "quantize-fp16",
+            {
+                "output": self.output,
+                "bytes_before": self.bytes_before,
+                "bytes_after": self.bytes_after,
+                "kept_fp32": list(self.kept_fp32),
+                "diverged_in_plain_fp16": list(self.diverged),
+                "comparison": self.comparison.to_json() if self.comparison is not None else None,
+            },
+        )
 
     def __str__(self) -> str:
         lines = [

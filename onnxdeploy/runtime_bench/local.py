@@ -193,7 +193,9 @@ def _say_recorded(path: str, examples) -> None:
     shown = ", ".join(f"{k}={'x'.join(map(str, v))}" for k, v in examples.items())
     logger.warning(
         "%s: symbolic dims timed at the shapes its export recorded (%s); give --shape to time "
-        "others", Path(path).name, shown,
+        "others",
+        Path(path).name,
+        shown,
     )
 
 

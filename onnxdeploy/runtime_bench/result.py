@@ -57,7 +57,6 @@ class BenchResult:
     window: tuple[float, float] | None = None
     input_shapes: dict | None = None  # input name -> the shape it was timed at
 
-
     @property
     def key(self) -> tuple:
         return (self.model, self.provider, self.batch, self.threads, self.target)

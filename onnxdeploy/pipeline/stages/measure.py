@@ -108,8 +108,13 @@ def _decoder_run(ctx: RunContext, labels: dict, batch, threads: int):
     results = []
     for b in batches:
         timed = bench_generation(
-            list(labels), prompt_len=DECODER_PROMPT, new_tokens=DECODER_TOKENS, batch=b,
-            threads=threads, rounds=DECODER_ROUNDS, progress=ctx.progress,
+            list(labels),
+            prompt_len=DECODER_PROMPT,
+            new_tokens=DECODER_TOKENS,
+            batch=b,
+            threads=threads,
+            rounds=DECODER_ROUNDS,
+            progress=ctx.progress,
         )
         results += [
             replace(r, model=r.model[: -len(DECODE)]) for r in timed if r.model.endswith(DECODE)
