@@ -107,20 +107,17 @@ def bench_generation(
         checker = Generator(model, threads=threads, spinning=False)
         checker.check_prompts(seeded_prompts(checker.signature, prompt_len, 1), new_tokens)
         signatures[model] = checker.signature
-    rounds_done = generation_rounds(
+    found = generation_rounds(
         {m: seeded_prompts(signatures[m], prompt_len, batch) for m in models},
         new_tokens=new_tokens,
         threads=threads,
         rounds=rounds,
         progress=progress,
     )
-    steps, firsts, created, peaks = (
-        rounds_done.steps, rounds_done.firsts, rounds_done.created, rounds_done.peaks
-    )
     used = threads or default_threads()
     results = []
     for model in models:
-        for suffix, samples in ((DECODE, steps[model]), (PREFILL, firsts[model])):
+        for suffix, samples in ((DECODE, found.steps[model]), (PREFILL, found.firsts[model])):
             results.append(
                 BenchResult(
                     model=model + suffix,
@@ -129,10 +126,10 @@ def bench_generation(
                     threads=used,
                     stats=LatencyStats.from_samples(samples, batch),
                     samples_ms=tuple(samples),
-                    session_create_ms=created[model],
-                    first_run_ms=firsts[model][0],
+                    session_create_ms=found.created[model],
+                    first_run_ms=found.firsts[model][0],
                     warmup_iterations=1,
-                    process_peak_rss_mb=peaks[model] or None,
+                    process_peak_rss_mb=found.peaks[model] or None,
                 )
             )
     return results
