@@ -235,14 +235,13 @@ def quantize(
         return _quantize_decoder(
             model_path, output, calib, eval_data, config, acceptance, where, progress
         )
-    default = Acceptance()
-    for name in ("min_agreement", "max_kl"):
-        if getattr(acceptance, name) != getattr(default, name):
-            raise UserError(
-                f"{name} applies to decoders with a KV cache; {model_path} is scored by max_drop "
-                "(or metric)",
-                param=name,
-            )
+    name = _changed(acceptance, ("min_agreement", "max_kl"))
+    if name:
+        raise UserError(
+            f"{name} applies to decoders with a KV cache; {model_path} is scored by max_drop "
+            "(or metric)",
+            param=name,
+        )
     calib = _default_calib(calib, eval_data, config, announce)
     refuse_overwrite(
         [output, failed_path(output)], [model_path, *_paths(calib), *_paths(eval_data)]
@@ -325,10 +324,9 @@ def _quantize_decoder(
         "scored by min_agreement and max_kl"
     )
     for settings, keep in ((config, {"weights"}), (acceptance, _DECODER_ACCEPTANCE)):
-        default = type(settings)()
-        for f in fields(settings):
-            if f.name not in keep and getattr(settings, f.name) != getattr(default, f.name):
-                raise UserError(f"{f.name} {why}", param=f.name)
+        name = _changed(settings, [f.name for f in fields(settings) if f.name not in keep])
+        if name:
+            raise UserError(f"{name} {why}", param=name)
     if eval_data is not None:
         raise UserError(f"eval_data {why}; give token sequences as calib", param="eval_data")
     if where != HERE:
@@ -344,6 +342,13 @@ def _quantize_decoder(
         force=acceptance.force_int8,
         progress=progress,
     )
+
+
+def _changed(settings, names) -> str | None:
+    """The first of ``names`` whose value in ``settings`` (a QuantizeConfig or an Acceptance)
+    differs from that class's default: a setting given where it does not apply."""
+    default = type(settings)()
+    return next((n for n in names if getattr(settings, n) != getattr(default, n)), None)
 
 
 # what a decoder's quantize reads of Acceptance: its own floor, the target and force
