@@ -24,6 +24,7 @@ from typing import Callable
 import onnx
 
 from onnxdeploy import data as datalayer
+from onnxdeploy import interrupts
 from onnxdeploy.cluster.connect import maybe_connected
 from onnxdeploy.data.feeds import FeedSequence, is_feed_file, load_feeds, require_feeds
 from onnxdeploy.atomic import ensure_writable_dir, refuse_overwrite, scratch_dir, working_directory
@@ -70,9 +71,10 @@ def _preprocess(src: str, dst: str, announce) -> str:
     """onnxruntime's pre-processing (shape inference, graph optimization); without symbolic shape
     inference where that fails (dynamo exports with symbolic sequence dims), as is where both
     fail."""
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     from onnxdeploy.quantize.ort_logs import Collected, collected
+
+    with interrupts.held():  # it imports torch where installed (onnxruntime.tools)
+        from onnxruntime.quantization.shape_inference import quant_pre_process
 
     failures = []
     src, dst = os.path.abspath(src), os.path.abspath(dst)
