@@ -551,6 +551,35 @@ def test_a_decoder_quantized_slower_than_fp32_is_kept_fp32_unless_forced(
     assert forced["chosen"] != "fp32" and "SLOWER than fp32" in forced["reason"]
 
 
+def test_a_decoders_choice_is_confirmed_against_fp32_before_it_is_written(
+    cli, tmp_path, toy_lm, monkeypatch
+):
+    """issue 32, item 1: decoders follow int8's rule to the end: the chosen candidate is re-timed
+    against fp32 on its own, and that confirmation (not the search's timing) decides. Here the
+    search saw int8 measurably faster and the confirmation sees it measurably slower."""
+    from onnxdeploy.quantize import lm_quality
+
+    calls = []
+
+    def timed(models, *args, **kwargs):
+        calls.append(sorted(models))
+        search = len(calls) == 1
+        return {
+            n: (100.0, 10.0, None) if n == "fp32"
+            else (150.0, 10.0, (1.4, 1.6)) if search else (80.0, 10.0, (0.75, 0.85))
+            for n in models
+        }
+
+    monkeypatch.setattr(lm_quality, "timed", timed)
+    code, out, err = cli("quantize", toy_lm, "-o", "q.onnx", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert calls[1] == ["chosen", "fp32"], calls
+    assert result["chosen"] == "fp32" and "measurably slower than fp32" in result["reason"]
+    assert result["confirmation"]["ci"] == [0.75, 0.85]
+    assert result["confirmation"]["speedup"] == pytest.approx(0.8)
+
+
 def test_the_library_routes_a_decoder_as_the_cli_does(tmp_path, toy_lm, monkeypatch):
     """onnxdeploy.quantize on a KV-cache decoder takes the language-model path (the CLI used to
     decide that itself, so the library quantized a decoder as an image classifier); settings that

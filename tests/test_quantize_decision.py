@@ -95,21 +95,21 @@ def test_goals_read_the_whole_confidence_interval(ci, speed_met, size_met):
 
 def test_the_confirmation_decides_not_the_search():
     chosen = attempt("a", p50=0.5)  # the search said 4x
-    verdict = judge(chosen, confirmation(0.90, 1.02), Acceptance())
+    verdict = judge(chosen.config.goal, confirmation(0.90, 1.02), force=False)
     assert verdict.keeps_fp32 and not verdict.met and not verdict.forced
-    verdict = judge(chosen, confirmation(1.02, 1.10), Acceptance())
+    verdict = judge(chosen.config.goal, confirmation(1.02, 1.10), force=False)
     assert verdict.write_quantized and verdict.met and not verdict.forced
 
 
 def test_force_writes_a_slower_model_and_says_it_was_forced():
-    verdict = judge(attempt("a"), confirmation(0.70, 0.80), Acceptance(force_int8=True))
+    verdict = judge(attempt("a").config.goal, confirmation(0.70, 0.80), force=True)
     assert verdict.write_quantized and verdict.forced and not verdict.met
 
 
 def test_int4_is_written_unless_measurably_slower():
     int4 = attempt("int4", goal="size")
-    assert judge(int4, confirmation(0.93, 1.01), Acceptance()).write_quantized
-    assert judge(int4, confirmation(0.85, 0.95), Acceptance()).keeps_fp32
+    assert judge(int4.config.goal, confirmation(0.93, 1.01), force=False).write_quantized
+    assert judge(int4.config.goal, confirmation(0.85, 0.95), force=False).keeps_fp32
 
 
 @pytest.mark.parametrize(
@@ -227,3 +227,55 @@ def test_a_decoders_candidates_follow_the_same_rule():
     assert not goal_met("size", (0.8, 0.95))  # int4, measurably slower
     assert not goal_met("speed", (0.95, 1.3))  # int8, not measurably faster
     assert goal_met("speed", (1.1, 1.4))
+
+
+def _timed(name, speed, ci=None, size=100, quality=0.0):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(name=name, speed=speed, ci=ci, size=size, quality=quality)
+
+
+def _pick(*attempts):
+    from onnxdeploy.quantize.decision import ordered_choice
+
+    return ordered_choice(
+        list(attempts),
+        speed=lambda a: a.speed,
+        ci=lambda a: a.ci,
+        size=lambda a: a.size,
+        quality=lambda _contenders: lambda a: (a.quality,),
+    ).name
+
+
+def test_the_one_choice_rule_orders_timing_then_size_then_quality_then_the_list():
+    # outside noise, CIs apart: the faster wins, however big and however worse
+    assert _pick(_timed("slow", 100, (1.0, 1.1), 10, 9), _timed("fast", 120, (1.2, 1.3), 99)) == "fast"
+    # within 5%: timing cannot order them; the smaller file wins
+    assert _pick(_timed("fast", 104, size=200), _timed("small", 100, size=100)) == "small"
+    # 20% apart but overlapping CIs: a tie as well
+    assert _pick(_timed("fast", 120, (1.0, 1.5), 400), _timed("small", 100, (0.9, 1.3), 100)) == "small"
+    # files within 5% are as small: quality decides
+    assert _pick(_timed("a", 100, size=104, quality=1), _timed("b", 100, size=100)) == "a"
+    # a full tie: the earlier in the list, both ways round
+    assert _pick(_timed("first", 100), _timed("second", 100)) == "first"
+    assert _pick(_timed("second", 100), _timed("first", 100)) == "second"
+    with pytest.raises(ValueError):
+        _pick()
+
+
+def test_the_quality_key_is_made_from_the_contenders_only():
+    """int8's score tie (one standard error of the contenders' best) is computed over what timing
+    and size left, so a more accurate but slower candidate does not shift it."""
+    from onnxdeploy.quantize.decision import ordered_choice
+
+    seen = []
+
+    def quality(contenders):
+        seen.append(sorted(a.name for a in contenders))
+        return lambda a: (a.quality,)
+
+    attempts = [_timed("slow-best", 50, (0.4, 0.5), quality=99), _timed("a", 100), _timed("b", 101)]
+    chosen = ordered_choice(
+        attempts, speed=lambda a: a.speed, ci=lambda a: a.ci, size=lambda a: a.size, quality=quality
+    )
+    assert chosen.name == "a" and seen == [["a", "b"]]

@@ -537,7 +537,7 @@ def _decide(
 ) -> QuantizeResult:
     """Write the chosen model when its confirmed speed meets its goal (int8 measurably faster, int4
     not measurably slower), else fp32 (unless forced)."""
-    verdict = judge(chosen, confirmation, job.acceptance)
+    verdict = judge(chosen.config.goal, confirmation, job.acceptance.force_int8)
     notes = list(common["notes"])  # more are said below; the result carries them all
     record = _base_record(state, job)
     common = {

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence, TypeVar
 
-from onnxdeploy.quantize.request import Acceptance
 from onnxdeploy.quantize.result import Attempt, Confirmation
 
 # p50s within 5% are a tie: timing cannot order them. The search times each candidate in one
@@ -25,29 +24,55 @@ from onnxdeploy.quantize.result import Attempt, Confirmation
 NOISE = 1.05
 SMALLER = 1.05  # files within 5% of the smallest are as small
 
+T = TypeVar("T")
+
+
+def ordered_choice(
+    passing: Sequence[T],
+    *,
+    speed: Callable[[T], float],
+    ci: Callable[[T], tuple[float, float] | None],
+    size: Callable[[T], int],
+    quality: Callable[[Sequence[T]], Callable[[T], tuple]],
+) -> T:
+    """The one rule that picks what to write, for every kind of candidate (static and dynamic
+    int8, int4 weight-only, decoder int4/int8): the contenders are the ``passing`` attempts timing
+    cannot tell from the fastest (``timing_ties`` on ``speed``, higher is faster, with each one's
+    speed-up ``ci``) whose files are the smallest (within 5% of the smallest ``size``); among them
+    the best by the key ``quality`` makes from the contenders (higher is better), and the earlier
+    candidate on a full tie. ValueError when nothing passed."""
+    if not passing:
+        raise ValueError("no passing, timed attempt to choose from")
+    best = max(passing, key=speed)
+    tied = [a for a in passing if timing_ties(speed(best) / speed(a), ci(a), ci(best))]
+    smallest = min(size(a) for a in tied)
+    contenders = [a for a in tied if size(a) <= smallest * SMALLER]
+    key = quality(contenders)
+    return max(contenders, key=lambda a: (key(a), -passing.index(a)))
+
 
 def fastest(
     attempts: Sequence[Attempt], sizes: Mapping[str, int], *, samples: int | None = None
 ) -> Attempt:
-    """The passing, timed attempt to write: among those timing cannot tell from the fastest
-    (``ties_with``), the smallest files (within 5%, ``sizes`` by config name), and among those the
-    most accurate (score, then SNR); the earlier candidate on a full tie. ValueError when none passed.
+    """``ordered_choice`` over the passing, timed int8 attempts: speed 1 / search p50, ``sizes`` by
+    config name, quality the score, then SNR.
 
     With ``samples`` (how many the scores were measured on), scores within one standard error of
-    the best (a percentage measured on that many samples) are a tie too, and SNR decides: a sample
-    or two of top-1 agreement on near-uniform logits is noise, a few dB of SNR is not."""
-    passing = [a for a in attempts if a.passed and a.p50_ms is not None]
-    if not passing:
-        raise ValueError("no passing, timed attempt to choose from")
-    best = min(passing, key=lambda a: a.p50_ms)
-    tied = [a for a in passing if ties_with(a, best)]
-    smallest = min(sizes[a.config.name] for a in tied)
-    small = [a for a in tied if sizes[a.config.name] <= smallest * SMALLER]
-    top = max(a.score for a in small)
-    margin = score_noise(top, samples)
-    return max(
-        small, key=lambda a: (a.score >= top - margin, a.score if not margin else 0.0, a.snr_db,
-                              -passing.index(a))
+    the contenders' best (a percentage measured on that many samples) are a tie too, and SNR
+    decides: a sample or two of top-1 agreement on near-uniform logits is noise, a few dB of SNR is
+    not."""
+
+    def quality(contenders: Sequence[Attempt]) -> Callable[[Attempt], tuple]:
+        top = max(a.score for a in contenders)
+        margin = score_noise(top, samples)
+        return lambda a: (a.score >= top - margin, a.score if not margin else 0.0, a.snr_db)
+
+    return ordered_choice(
+        [a for a in attempts if a.passed and a.p50_ms is not None],
+        speed=lambda a: 1.0 / a.p50_ms,
+        ci=lambda a: a.speedup_ci,
+        size=lambda a: sizes[a.config.name],
+        quality=quality,
     )
 
 
@@ -111,13 +136,13 @@ def goal_met(goal: str, ci: tuple[float, float]) -> bool:
     return low > 1.0 if goal == "speed" else high >= 1.0
 
 
-def judge(chosen: Attempt, confirmation: Confirmation, acceptance: Acceptance) -> Verdict:
+def judge(goal: str, confirmation: Confirmation, force: bool) -> Verdict:
     """What to write, from the confirmation's CI (not the search's): the decision must hold up when
-    the written file is timed on its own against the user's model."""
-    met = goal_met(chosen.config.goal, confirmation.ci)
-    if met:
+    the written file is timed on its own against the user's model. ``goal`` is the candidate's
+    (``speed`` for int8, ``size`` for int4 weight-only); ``force`` writes it although not met."""
+    if goal_met(goal, confirmation.ci):
         return Verdict(write_quantized=True, met=True, forced=False)
-    return Verdict(write_quantized=acceptance.force_int8, met=False, forced=acceptance.force_int8)
+    return Verdict(write_quantized=force, met=False, forced=force)
 
 
 def fallback_order(ranked: Sequence[str]) -> list[tuple[str, ...]]:
@@ -136,6 +161,7 @@ __all__ = [
     "Verdict",
     "fallback_order",
     "fastest",
+    "ordered_choice",
     "goal_met",
     "judge",
     "ties_with",

@@ -5,8 +5,11 @@ int8 blocks or fp32; int8 dynamic), each scored the way a language model is used
 Quality: teacher-forced next-token top-1 agreement and mean KL(fp32 || candidate) over token
 sequences (the user's, or ones fp32 itself generated from seeded prompts), and how many greedy
 tokens match fp32's before the first difference. Speed: decode tokens/s and time to first token at
-the target batch and threads, every model timed in the same rounds, interleaved. The fastest
-candidate within ``min_agreement`` and ``max_kl`` is written; exit 1 with every attempt when none is.
+the target batch and threads, every model timed in the same rounds, interleaved. The candidate
+within ``min_agreement`` and ``max_kl`` to write is picked by ``quantize.decision``'s rule, the one
+int8 candidates follow (timing ties, then the smaller file, then agreement), re-timed against fp32
+on its own, and written when that confirmation's CI meets its goal (int8 measurably faster, int4
+not measurably slower), fp32 otherwise; exit 1 with every attempt when no candidate passes.
 """
 
 from __future__ import annotations
@@ -19,14 +22,13 @@ from typing import Callable
 import numpy as np
 
 from onnxdeploy.errors import CheckFailed, UserError
-from onnxdeploy.quantize.decision import goal_met, timing_ties
+from onnxdeploy.quantize.decision import judge, ordered_choice, timing_verdict
 from onnxdeploy.quantize.lm_candidates import DEFAULT_CANDIDATES, LmCandidate, apply_candidate
 from onnxdeploy.quantize.ort_logs import Collected, collected
+from onnxdeploy.quantize.result import Confirmation
 from onnxdeploy.schemas import tagged
 
 logger = logging.getLogger(__name__)
-
-NOISE = 1.03  # tokens/s within 3% are a tie: the smaller file wins
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class LmQuantizeResult:
     sequences: int
     source: str  # where the scoring sequences came from
     notes: tuple[str, ...] = ()  # onnxruntime's messages while quantizing, each kind once
+    confirmation: Confirmation | None = None  # the chosen one re-timed against fp32 on its own
 
     @property
     def passed(self) -> bool:
@@ -91,6 +94,7 @@ class LmQuantizeResult:
             "scored_on": self.source,
             "attempts": [a.to_json() for a in self.attempts],
             "notes": list(self.notes),
+            "confirmation": self.confirmation.to_json() if self.confirmation else None,
         })
 
     def __str__(self) -> str:
@@ -136,18 +140,15 @@ class LmQuantizeResult:
 
 
 def _choose(passing: list[LmAttempt]) -> LmAttempt:
-    """The fastest passing candidate; among those timing cannot tell from it
-    (``quantize.decision.timing_ties``), the smallest file, then the most agreeing, then the
-    earlier in the list: the same way every run."""
-    best = max(passing, key=lambda a: a.decode_tokens_per_s)
-    tied = [
-        a
-        for a in passing
-        if timing_ties(
-            best.decode_tokens_per_s / a.decode_tokens_per_s, a.speedup_ci, best.speedup_ci, NOISE
-        )
-    ]
-    return min(tied, key=lambda a: (a.bytes, -a.agreement, passing.index(a)))
+    """``quantize.decision.ordered_choice``, the rule int8 candidates follow: speed is decode
+    tokens/s, size the file, quality the agreement with fp32."""
+    return ordered_choice(
+        passing,
+        speed=lambda a: a.decode_tokens_per_s,
+        ci=lambda a: a.speedup_ci,
+        size=lambda a: a.bytes,
+        quality=lambda _contenders: lambda a: (a.agreement,),
+    )
 
 
 def _write_fp32(model_path: str, output: str, reason: str) -> None:
@@ -251,7 +252,7 @@ def quantize_decoder(
     from onnxdeploy.atomic import refuse_overwrite, scratch_dir
     from onnxdeploy.generate import Generator
     from onnxdeploy.onnx_io import file_bytes
-    from onnxdeploy.quantize.lm_quality import fp32_sequences, quality, timed
+    from onnxdeploy.quantize.lm_quality import confirmed, fp32_sequences, quality, timed
 
     refuse_overwrite([output], [model_path])
     if not 0 <= min_agreement <= 100 or not max_kl >= 0:
@@ -332,7 +333,7 @@ def quantize_decoder(
         fp32_tps, fp32_ttft, _ = speeds["fp32"]
         passing = [a for a in attempts if a.passed]
 
-        def result(chosen: str, reason: str) -> LmQuantizeResult:
+        def result(chosen: str, reason: str, confirmation=None) -> LmQuantizeResult:
             return LmQuantizeResult(
                 output,
                 chosen,
@@ -347,6 +348,7 @@ def quantize_decoder(
                 len(sequences),
                 source,
                 tuple(logs.summary()),
+                confirmation,
             )
 
         if not passing:
@@ -355,23 +357,47 @@ def quantize_decoder(
             )
             raise CheckFailed(f"{model_path}: {failed.reason}\n{failed}", result=failed)
         chosen = _choose(passing)
-        ratio = chosen.decode_tokens_per_s / fp32_tps
+        progress(f"confirming {chosen.candidate.name} against fp32 in fresh sessions")
+        confirmation = confirmed(
+            model_path,
+            str(paths[chosen.candidate.name]),
+            reference.signature,
+            batch=target_batch,
+            threads=target_threads,
+            prompt_length=prompt_length,
+            new_tokens=new_tokens,
+        )
+        low, high = confirmation.ci
+        speed = (
+            f"decode {confirmation.speedup:.2f}x fp32 (95% CI {low:.2f}-{high:.2f} over "
+            f"{confirmation.rounds} rounds, confirmed in fresh sessions) at batch {target_batch}"
+        )
         # quantize.decision's one rule: int8 measurably faster, int4 not measurably slower
-        if not goal_met(chosen.goal, chosen.speedup_ci) and not force:
-            # slower than fp32 beyond the tie: fp32 is kept, as quantize keeps it for other models
-            reason = (
-                f"every passing candidate decodes slower than fp32 (best {chosen.candidate.name}: "
-                f"{chosen.decode_tokens_per_s:.1f} tokens/s vs {fp32_tps:.1f}, {ratio:.2f}x, at "
-                f"batch {target_batch}); wrote the fp32 model (force overrides)"
+        verdict = judge(chosen.goal, confirmation, force)
+        if verdict.keeps_fp32:
+            why = (
+                "timing was inconclusive"
+                if timing_verdict(confirmation.ci) == "inconclusive"
+                else "it decodes measurably slower than fp32"
             )
-            _write_fp32(model_path, output, "every passing candidate decodes slower than fp32")
-            return result("fp32", reason)
+            if chosen.goal == "speed":
+                why = f"it is not measurably faster ({why})"
+            reason = (
+                f"kept fp32: {chosen.candidate.name}, the fastest passing candidate, {speed}; "
+                f"{why} (force overrides)"
+            )
+            _write_fp32(model_path, output, f"{chosen.candidate.name}: {why}")
+            return result("fp32", reason, confirmation)
         _write(paths[chosen.candidate.name], output, chosen, min_agreement, max_kl, source)
         reason = (
             f"fastest within the floor (agreement {chosen.agreement:.1f}% >= {min_agreement:g}%, KL "
-            f"{chosen.kl:.4f} <= {max_kl:g}): decode {chosen.decode_tokens_per_s:.1f} tokens/s vs fp32 "
-            f"{fp32_tps:.1f} ({ratio:.2f}x) at batch {target_batch}, "
+            f"{chosen.kl:.4f} <= {max_kl:g}): {speed}, "
             f"{chosen.bytes / 2**20:.2f} MiB vs {file_bytes(model_path) / 2**20:.2f}"
-            + ("; SLOWER than fp32, written because force was given" if ratio * NOISE < 1 else "")
+            + (
+                f"; {'SLOWER than' if high < 1 else 'not measurably faster than'} fp32, written "
+                "because force was given"
+                if verdict.forced
+                else ""
+            )
         )
-        return result(chosen.candidate.name, reason)
+        return result(chosen.candidate.name, reason, confirmation)

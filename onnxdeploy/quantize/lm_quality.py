@@ -103,3 +103,33 @@ def timed(
         )
         for i, name in enumerate(names)
     }
+
+
+def confirmed(
+    fp32_path: str,
+    path: str,
+    signature,
+    *,
+    batch: int,
+    threads: int | None,
+    prompt_length: int,
+    new_tokens: int,
+    rounds: int = 5,
+):
+    """The chosen decoder at ``path`` re-timed against fp32 on its own, as int8 models are
+    (``quantize.timing.confirm``): fresh sessions, the order alternating every round. A
+    ``Confirmation`` whose p50s are the median decode step (ms) and whose CI is that of fp32's
+    step time over the chosen one's, which ``quantize.decision.judge`` reads."""
+    from onnxdeploy.quantize.result import Confirmation
+
+    speeds = timed(
+        {"fp32": fp32_path, "chosen": path},
+        signature,
+        batch=batch,
+        threads=threads,
+        prompt_length=prompt_length,
+        new_tokens=new_tokens,
+        rounds=rounds,
+    )
+    fp32_step, step = (batch * 1000.0 / speeds[name][0] for name in ("fp32", "chosen"))
+    return Confirmation(fp32_step, step, fp32_step / step, speeds["chosen"][2], rounds)
