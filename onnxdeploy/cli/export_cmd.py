@@ -12,9 +12,9 @@ from onnxdeploy.exporter.export import refuse_export_overwrite
 from onnxdeploy.exporter.decoder import TASKS
 
 
-def _graph(dynamic_batch, opset, exporter) -> dict:
-    """How the graph is written: export's keyword arguments."""
-    return dict(dynamic_batch=dynamic_batch, opset=opset, exporter=exporter)
+def _graph(dynamic_batch, opset, exporter, fuse) -> dict:
+    """How the graph is written: export's keyword arguments (``fuse`` for causal LMs only)."""
+    return dict(dynamic_batch=dynamic_batch, opset=opset, exporter=exporter, fuse=fuse)
 
 
 def _parity(atol, rtol) -> dict:
@@ -39,6 +39,14 @@ graph_options = option_group(
         default="auto",
         show_default=True,
         help="auto tries dynamo, then falls back to TorchScript and says why.",
+    ),
+    click.option(
+        "--fuse/--no-fuse",
+        default=True,
+        show_default=True,
+        help="Causal LMs: onnxruntime's fused attention and norms where onnxscript's ort_fusions "
+        "match (torch.export graph); --no-fuse: plain ONNX ops (TorchScript trace) for runtimes "
+        "without onnxruntime's contrib ops.",
     ),
 )
 parity_options = option_group(
@@ -88,6 +96,9 @@ def export_command(model, output, checkpoint, given_inputs, graph, parity, task,
     )
 
     task = resolve_task(model, task)
+    fuse = graph.pop("fuse")
+    if task != "text-generation-with-past":
+        refuse_given(("fuse",), f"applies to causal LMs (text-generation-with-past), not {task}")
     if task in GENERATIVE:
         refuse_given(
             ("input_shapes", "inputs", "dynamic", "example_inputs", "dynamic_batch", "exporter",
@@ -97,7 +108,7 @@ def export_command(model, output, checkpoint, given_inputs, graph, parity, task,
         )
         finish(
             lambda: export_generative(
-                model, output, task, checkpoint=checkpoint, opset=graph["opset"],
+                model, output, task, checkpoint=checkpoint, opset=graph["opset"], fuse=fuse,
                 progress=progress,
             ),
             as_json,

@@ -6,8 +6,9 @@ Inputs and outputs carry optimum's names (``input_ids``, ``attention_mask``, ``p
 ``past_key_values.{i}.key/value`` -> ``logits``, ``present.{i}.key/value``), so the runtimes users
 have can drive the graph; batch, sequence and past length are dynamic; grouped-query attention
 keeps its K/V heads (no repeated heads in the cache). The cache goes through ``transformers``'
-own ``DynamicCache``; the TorchScript exporter traces it (torch.export does not take every family's
-cache yet).
+own ``DynamicCache``. The graph is torch.export's with onnxruntime's fused ops where onnxscript's
+``ort_fusions`` match, or with ``fuse=False`` the TorchScript trace of plain ops
+(``decoder_graph``); the parity check runs on whichever was written.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Callable
 from onnxdeploy.schemas import tagged
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.onnx_io import data_files
+from onnxdeploy.exporter.decoder_graph import DecoderGraph
 from onnxdeploy.exporter.decoder_parity import (
     PARITY_STEPS,
     PROMPT_LENGTHS,
@@ -57,6 +59,7 @@ class DecoderExport:
     parity: GenerationParity
     file_bytes: int
     seconds: float
+    graph: DecoderGraph | None = None  # how the graph was made (route, fusions)
 
     def to_json(self) -> dict:
         return tagged(
@@ -74,6 +77,7 @@ class DecoderExport:
                 "parity": self.parity.to_json(),
                 "file_bytes": self.file_bytes,
                 "seconds": round(self.seconds, 2),
+                "graph": self.graph.to_json() if self.graph else None,
             },
         )
 
@@ -89,6 +93,7 @@ class DecoderExport:
             f"{self.layers} layers, {self.kv_heads} KV heads of {self.head_dim})\n"
             f"generation parity: greedy tokens over {p.steps} steps from {p.prompts} prompts (batched, "
             f"left-padded) vs transformers generate: {verdict}; per-step logits max abs {p.max_logits_abs:.2e}"
+            + (f"\n{self.graph}" if self.graph else "")
         )
 
 
@@ -170,7 +175,7 @@ def _pad_id(pad, eos, vocab: int) -> int:
     return 0
 
 
-def _metadata(module, reference: str) -> dict[str, str]:
+def _metadata(module, reference: str, route: str) -> dict[str, str]:
     import onnxdeploy
 
     config = module.config
@@ -197,7 +202,7 @@ def _metadata(module, reference: str) -> dict[str, str]:
     return {
         "onnxdeploy.version": onnxdeploy.__version__,
         "onnxdeploy.source": reference,
-        "onnxdeploy.exporter": "torchscript",
+        "onnxdeploy.exporter": route,
         "onnxdeploy.generation": json.dumps(info),
     }
 
@@ -216,14 +221,17 @@ def export_decoder(
     output: str | Path,
     *,
     opset: int | None = None,
+    fuse: bool = True,
     progress: Callable[[str], None] = logger.info,
 ) -> DecoderExport:
     """Export the causal LM ``module`` with its KV cache to ``output`` and verify it by generating;
-    CheckFailed (the graph kept as ``<name>.parity-failed.onnx``) when tokens differ."""
+    CheckFailed (the graph kept as ``<name>.parity-failed.onnx``) when tokens differ. ``fuse``:
+    onnxruntime's fused contrib ops where they match (``decoder_graph``); False: plain ONNX ops."""
     import torch
 
-    from onnxdeploy.atomic import refuse_overwrite
-    from onnxdeploy.onnx_io import check_model_file, file_bytes, load_model, staged_model
+    from onnxdeploy.atomic import refuse_overwrite, scratch_dir
+    from onnxdeploy.exporter.decoder_graph import export_graph
+    from onnxdeploy.onnx_io import check_model_file, file_bytes, staged_model
 
     output = Path(output)
     failed = output.with_name(output.stem + ".parity-failed.onnx")
@@ -240,27 +248,22 @@ def export_decoder(
         *[torch.randn(batch, kv_heads, past_len, head_dim) for _ in range(2 * layers)],
     )
     progress(f"exporting {reference} with its KV cache ({layers} layers, {kv_heads} KV heads)")
-    raw = output.with_name(f".{output.name}.raw.onnx")
     try:
-        with torch.no_grad():
-            torch.onnx.export(
+        with scratch_dir("onnxdeploy-decoder-") as scratch:
+            model, graph = export_graph(
                 _with_past(module),
                 example,
-                str(raw),
-                input_names=inputs,
-                output_names=outputs,
-                dynamic_axes=axes,
-                opset_version=opset or DECODER_OPSET,
-                dynamo=False,
+                (inputs, outputs, axes),
+                opset=opset or DECODER_OPSET,
+                fuse=fuse,
+                scratch=scratch,
+                progress=progress,
             )
-        model = load_model(raw, check=False)
     except Exception as exc:  # noqa: BLE001 - the exporter's own failure, named
         raise UserError(
             f"{reference}: the decoder could not be exported with a KV cache ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
         ) from exc
-    finally:
-        raw.unlink(missing_ok=True)
-    for key, value in _metadata(module, reference).items():
+    for key, value in _metadata(module, reference, graph.route).items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     model.producer_name = "onnxdeploy"
@@ -282,6 +285,7 @@ def export_decoder(
             parity,
             file_bytes(staged),
             time.perf_counter() - started,
+            graph,
         )
         if not parity.tokens_equal:
             staged.replace(failed)

@@ -74,18 +74,23 @@ def export_generative(
     *,
     checkpoint: str | None = None,
     opset: int | None = None,
+    fuse: bool = True,
     progress: Callable[[str], None] = silent,
 ):
     """A causal LM as one decoder graph with its KV cache, or an encoder-decoder (T5, BART,
     Whisper) as encoder and decoder-with-past graphs with their JSON; from ``hf:DIR`` or a
-    ``file.py:factory`` returning the ``transformers`` model; verified by generating."""
+    ``file.py:factory`` returning the ``transformers`` model; verified by generating. ``fuse``
+    (causal LMs): onnxruntime's fused ops where they match; False: plain ONNX ops."""
     check_opset(opset)
     fits, needs, exporter, writes = GENERATIVE[task]
+    options = {"fuse": fuse} if task == "text-generation-with-past" else {}
+    if not fuse and not options:
+        raise UserError(f"fuse=False applies to text-generation-with-past, not {task}", param="fuse")
     refuse_overwrite(writes(output), files_read(model, checkpoint))
     module = _module(model, checkpoint)
     if not fits(module):
         raise UserError(f"{model}: --task {task} needs {needs}; got {type(module).__name__}")
-    return exporter(module, model, output, opset=opset, progress=progress)
+    return exporter(module, model, output, opset=opset, progress=progress, **options)
 
 
 def feature_extractor(model: str):

@@ -1,0 +1,196 @@
+"""The decoder's graph, by one of two routes.
+
+Fused (the default): ``torch.export`` (``torch.onnx.export(dynamo=True)``) traces the model to
+about a third of the TorchScript trace's nodes, and onnxscript's ``ort_fusions`` rewrites it to
+onnxruntime's contrib ops (``MultiHeadAttention``, ``SkipSimplifiedLayerNormalization``,
+``SimplifiedLayerNormalization``) where its patterns match; each fusion is counted and reported.
+Plain (``fuse=False``): the TorchScript trace, standard ONNX ops only, for runtimes without
+onnxruntime's contrib ops.
+
+Nothing falls back silently: torch.export failing on a model, or a fused graph onnxruntime cannot
+load, leaves the next route (the unfused dynamo graph, then TorchScript) and the note says why.
+Either way the caller verifies the graph by generating (``decoder_parity``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable
+
+import onnx
+
+FUSED, DYNAMO, TORCHSCRIPT = "dynamo+ort_fusions", "dynamo", "torchscript"
+# onnxruntime's attention contrib ops: a fused graph without one of them did not fuse attention
+ATTENTION_OPS = ("MultiHeadAttention", "GroupQueryAttention", "Attention")
+
+
+@dataclass(frozen=True)
+class DecoderGraph:
+    """How the graph was made: ``route`` (one of FUSED, DYNAMO, TORCHSCRIPT), the fusions applied
+    (rule name -> count, only those that matched), the contrib ops in the graph, and ``note``:
+    why the route is not the one asked for, or what did not fuse."""
+
+    route: str
+    fusions: dict[str, int] = field(default_factory=dict)
+    contrib_ops: dict[str, int] = field(default_factory=dict)
+    note: str | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "route": self.route,
+            "fusions": dict(self.fusions),
+            "contrib_ops": dict(self.contrib_ops),
+            "note": self.note,
+        }
+
+    def __str__(self) -> str:
+        ops = ", ".join(f"{n} x{c}" for n, c in self.contrib_ops.items()) or "none"
+        return f"graph: {self.route}; onnxruntime contrib ops: {ops}" + (
+            f"; {self.note}" if self.note else ""
+        )
+
+
+def _dynamic_shapes(axes: dict, inputs: list[str]):
+    """torch.export's ``dynamic_shapes`` for forward(input_ids, attention_mask, position_ids,
+    *past) from the exporter's named ``axes`` (one ``Dim`` per axis name, shared by name)."""
+    import torch
+
+    dims: dict[str, object] = {}
+
+    def shape(name: str) -> dict:
+        return {
+            axis: dims.setdefault(label, torch.export.Dim(label))
+            for axis, label in axes[name].items()
+        }
+
+    first, past = inputs[:3], inputs[3:]
+    return (*(shape(n) for n in first), tuple(shape(n) for n in past))
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """torch.export's warnings (a FutureWarning per dynamic axis) and its registration log lines
+    (optional torchvision ops) are about the exporter, not the user's model: not streamed."""
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        exporter_log.setLevel(level)
+
+
+def _dynamo(wrapper, example, inputs, outputs, axes, opset: int):
+    import torch
+
+    with torch.no_grad(), _quiet_exporter():
+        program = torch.onnx.export(
+            wrapper,
+            example,
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_shapes=_dynamic_shapes(axes, inputs),
+            opset_version=opset,
+            dynamo=True,
+            optimize=True,
+            verbose=False,
+        )
+    return program.model
+
+
+def _torchscript(wrapper, example, inputs, outputs, axes, opset: int, scratch) -> onnx.ModelProto:
+    import torch
+
+    from onnxdeploy.onnx_io import load_model
+
+    raw = scratch / "decoder.torchscript.onnx"
+    with torch.no_grad():
+        torch.onnx.export(
+            wrapper,
+            example,
+            str(raw),
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes=axes,
+            opset_version=opset,
+            dynamo=False,
+        )
+    return load_model(raw, check=False)
+
+
+def _load_failure(model: onnx.ModelProto) -> str | None:
+    """Why onnxruntime cannot load ``model`` (None: it can). Past protobuf's 2 GB a model cannot be
+    handed over in memory: the parity check, which loads the saved file, is then the test."""
+    import onnxruntime as ort
+
+    if model.ByteSize() >= 2**31 - 1:
+        return None
+    try:
+        ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - the reason is reported, the graph not used
+        return " ".join(str(exc).split())[:200]
+    return None
+
+
+def contrib_ops(model: onnx.ModelProto) -> dict[str, int]:
+    """Counts of onnxruntime's contrib ops (domain ``com.microsoft``) in the main graph."""
+    found: dict[str, int] = {}
+    for node in model.graph.node:
+        if node.domain == "com.microsoft":
+            found[node.op_type] = found.get(node.op_type, 0) + 1
+    return dict(sorted(found.items()))
+
+
+def export_graph(
+    wrapper,
+    example: tuple,
+    names: tuple[list[str], list[str], dict],
+    *,
+    opset: int,
+    fuse: bool,
+    scratch,
+    progress: Callable[[str], None],
+) -> tuple[onnx.ModelProto, DecoderGraph]:
+    """The ONNX graph of ``wrapper`` (forward(input_ids, attention_mask, position_ids, *past) ->
+    (logits, *present)) traced at ``example``, with ``names`` (inputs, outputs, named dynamic axes),
+    and how it was made. ``scratch``: a folder for the TorchScript exporter's file."""
+    import onnx_ir as ir
+
+    inputs, outputs, axes = names
+    if not fuse:
+        plain = _torchscript(wrapper, example, inputs, outputs, axes, opset, scratch)
+        return plain, DecoderGraph(TORCHSCRIPT)
+    progress("tracing with torch.export, then onnxscript's ort_fusions")
+    try:
+        traced = _dynamo(wrapper, example, inputs, outputs, axes, opset)
+    except Exception as exc:  # noqa: BLE001 - the next route, and why
+        reason = f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
+        note = f"torch.export could not trace it ({reason}): exported with TorchScript, unfused"
+        progress(note)
+        plain = _torchscript(wrapper, example, inputs, outputs, axes, opset, scratch)
+        return plain, DecoderGraph(TORCHSCRIPT, note=note)
+    from onnxscript.rewriter.ort_fusions import optimize_for_ort
+
+    unfused = ir.to_proto(traced)
+    fused_ir, stats = optimize_for_ort(traced)
+    fused = ir.to_proto(fused_ir)
+    fusions = {name: int(count) for name, count in stats.items() if count}
+    failure = _load_failure(fused)
+    if failure is not None:
+        note = (
+            f"onnxscript's ort_fusions made a graph onnxruntime cannot load ({failure}): kept the "
+            "unfused torch.export graph"
+        )
+        progress(note)
+        return unfused, DecoderGraph(DYNAMO, contrib_ops=contrib_ops(unfused), note=note)
+    ops = contrib_ops(fused)
+    note = None
+    if not any(op in ops for op in ATTENTION_OPS):
+        note = "attention did not fuse (no ort_fusions pattern matched this family's attention)"
+        progress(note)
+    return fused, DecoderGraph(FUSED, fusions, ops, note)
