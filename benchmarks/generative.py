@@ -110,10 +110,6 @@ def _genai_build(folder: Path, out: Path, precision: str) -> Path:
 
 
 def _genai_timing(model, prompt, new_tokens):
-    plain4 = work / "ours" / "plain.int4.onnx"
-    apply_candidate(
-        next(c for c in DEFAULT_CANDIDATES if c.name == search.chosen), str(plain32), str(plain4)
-    )
     import onnxruntime_genai as og
 
     params = og.GeneratorParams(model)
