@@ -2,7 +2,8 @@
 model builder (fp32, int4) and onnxdeploy (fp32, int8, int4 chosen by its search), on a random-init
 Llama of about 56M parameters (hidden 512, 8 layers, 8 heads with 4 KV heads, intermediate 1408,
 vocabulary 32000). 2 threads everywhere, a 32-token prompt, 64 new tokens, greedy; rounds
-interleaved across systems, medians reported.
+interleaved across systems, a pause between systems (no one is timed while another's onnxruntime
+workers still spin), medians reported.
 
 Per system: decode tokens/s (63 tokens after the first), time to first token, file size, and how
 many greedy tokens equal transformers' before the first difference (64 = all). Ours is the default
@@ -31,6 +32,7 @@ import numpy as np
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 THREADS = 2
+SETTLE_S = 0.2  # between systems, untimed
 
 
 def _model(work: Path, layers: int):
@@ -233,6 +235,9 @@ def main() -> None:
     names = list(systems)
     for index in range(args.rounds):
         for name in names[index % len(names) :] + names[: index % len(names)]:
+            # onnxruntime's workers spin on after a run: timed right after another session, a
+            # system's first token took 2x as long (31 vs 17 ms) whoever it was. Let them settle.
+            time.sleep(SETTLE_S)
             ttft, tps, out = systems[name][0]()
             samples[name].append((ttft, tps))
             tokens[name] = out
