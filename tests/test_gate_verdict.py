@@ -137,3 +137,29 @@ def test_a_cluster_target_is_part_of_the_entry_name():
                   _input(_samples(1.0, 2), target="node-a"))
     assert found.entries[0].name.endswith("@node-a")
     assert found.to_json()["schema"] and found.to_json()["passed"] is True
+
+
+def _document(tmp_path, name, data):
+    import json
+
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_gate_inputs_are_recognized_by_their_schema_and_old_ones_by_their_keys(tmp_path):
+    from onnxdeploy.gate.inputs import load_gate_input
+
+    decoder = {"chosen": "int4", "min_agreement": 90.0,
+               "attempts": [{"candidate": {"name": "int4"}, "agreement": 97.5, "bytes": 1000}]}
+    tagged = _document(tmp_path, "d.json", {"schema": "onnxdeploy.quantize-decoder/1", **decoder})
+    untagged = _document(tmp_path, "old.json", decoder)
+    for path in (tagged, untagged):
+        found = load_gate_input(path)
+        assert found.accuracy == {"decoder": 97.5} and found.size == {"decoder": 1000}
+    pruned = {"schema": "onnxdeploy.passes/1", "file_bytes": {"before": 10, "after": 4}}
+    assert load_gate_input(_document(tmp_path, "p.json", pruned)).size == {"pruned": 4}
+    # a document of another kind is not read as a quantize result for the keys it happens to hold
+    export = {"schema": "onnxdeploy.export/1", "attempts": [], "chosen": "x", "bytes_after": 1}
+    with pytest.raises(UserError, match="not a bench result"):
+        load_gate_input(_document(tmp_path, "e.json", export))

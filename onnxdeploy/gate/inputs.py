@@ -12,6 +12,7 @@ from onnxdeploy.errors import UserError
 from onnxdeploy.files import read_json_object
 from onnxdeploy.runtime_bench.result import READABLE as BENCH_SCHEMAS
 from onnxdeploy.runtime_bench.result import BenchResult, load_results
+from onnxdeploy.schemas import kind
 
 
 @dataclass
@@ -74,6 +75,13 @@ def load_gate_input(path: str | os.PathLike) -> GateInput:
     return result
 
 
+def _is(data: dict, document: str, *keys: str) -> bool:
+    """Whether ``data`` is a ``document`` (``schemas.kind``); one written before documents named
+    their kind is recognized by ``keys``."""
+    found = kind(data)
+    return found == document if found is not None else all(k in data for k in keys)
+
+
 def _load_other(result: GateInput, data: dict, path: Path) -> None:
     schema = data.get("schema")
     if schema == "onnxdeploy.run/1":
@@ -90,19 +98,19 @@ def _load_other(result: GateInput, data: dict, path: Path) -> None:
         if (path.parent / bench_name).is_file():
             results, _ = load_results(path.parent / bench_name)
             add_bench_results(result, results, names)
-    elif "attempts" in data and "min_agreement" in data:  # quantize --json of a KV-cache decoder
+    elif _is(data, "quantize-decoder", "attempts", "min_agreement"):  # quantize --json, a decoder
         chosen = next(
             (a for a in data["attempts"] if a["candidate"]["name"] == data["chosen"]), None
         )
         if chosen is not None:  # agreement with fp32 is its accuracy; the gate's drop is in points
             result.accuracy["decoder"] = chosen["agreement"]
             result.size["decoder"] = chosen["bytes"]
-    elif "attempts" in data and "chosen" in data:  # quantize --json
+    elif _is(data, "quantize", "attempts", "chosen"):  # quantize --json
         chosen = next((a for a in data["attempts"] if a["config"]["name"] == data["chosen"]), None)
         label = "int8" if chosen else "fp32"
         result.accuracy[label] = chosen["score"] if chosen else data["fp32_score"]
         result.size[label] = data["bytes_after"]
-    elif "layers" in data and "file_bytes" in data:  # prune-channels --json
+    elif _is(data, "passes", "layers", "file_bytes"):  # prune-channels / optimize --json
         result.size["pruned"] = data["file_bytes"]["after"]
     else:
         raise UserError(
