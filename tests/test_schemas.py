@@ -33,3 +33,9 @@ def test_every_command_output_carries_its_schema(cli, small_model, args, kind):
     assert schemas.kind(data) == kind
     if kind in ("quantize", "bench"):
         assert kind_of(data) == kind  # the report reads it by its schema
+
+
+def test_the_report_reads_a_decoders_quantize_result_by_its_schema():
+    assert kind_of(schemas.tagged("quantize-decoder", {})) == "quantize"
+    assert kind_of(schemas.tagged("passes", {})) == "prune-channels"
+    assert kind_of(schemas.tagged("export", {"chosen": 1, "attempts": [], "metric": "x"})) is None

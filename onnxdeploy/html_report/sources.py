@@ -37,6 +37,10 @@ def kind_of(data: dict) -> str | None:
         return named
     if named == "passes":
         return "prune-channels"
+    if named == "quantize-decoder":  # the quantize view reads either result
+        return "quantize"
+    if named is not None:  # a document that names another kind is not read for its keys
+        return None
     # results written before every document carried its schema: recognized by their keys
     if {"thresholds", "entries", "passed"} <= data.keys():
         return "gate"
