@@ -1,9 +1,10 @@
 """Generation speed, side by side in one run: transformers ``generate`` (KV cache), onnxruntime-genai's
 model builder (fp32, int4) and onnxdeploy (fp32, int8, int4 chosen by its search), on a random-init
 Llama of about 56M parameters (hidden 512, 8 layers, 8 heads with 4 KV heads, intermediate 1408,
-vocabulary 32000). 2 threads everywhere, a 32-token prompt, 64 new tokens, greedy; rounds
+vocabulary 32000). At 1 and 2 threads, prompts of 32 and 512 tokens, 64 new tokens, greedy; rounds
 interleaved across systems, a pause between systems (no one is timed while another's onnxruntime
-workers still spin), medians reported.
+workers still spin), medians reported, and the resident memory each system added (its session and
+one generation).
 
 Per system: decode tokens/s (63 tokens after the first), time to first token, file size, and how
 many greedy tokens equal transformers' before the first difference (64 = all). Ours is the default
@@ -12,7 +13,7 @@ graph (``--no-fuse``) with the same int4 setting, to show what the fusion gives.
 ours fp32 and int4 >= 1.0x genai's tokens/s, time to first token <= genai's, at equal greedy tokens
 in fp32 (agreement is noise on random weights: quality is judged on a trained model).
 
-    python benchmarks/generative.py [--rounds 5] [--layers 8]
+    python benchmarks/generative.py [--rounds 5] [--layers 8] [--threads 1,2] [--prompts 32,512]
 """
 
 from __future__ import annotations
@@ -154,20 +155,97 @@ def _matched(tokens, reference) -> int:
     return same
 
 
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(","))
+
+
+def _systems(model, genai_dirs, ours, threads, prompt, new_tokens, og) -> dict:
+    """name -> (timed run, its files, resident memory it added in MB): each created at ``threads``
+    and run once (the warm-up) before the RSS after it is read."""
+    import torch
+
+    from onnxdeploy.generate import Generator
+    from onnxdeploy.runtime_bench.memory import rss_mb
+
+    torch.set_num_threads(threads)
+    systems = {}
+
+    def add(name, make, path):
+        before = rss_mb()
+        run = make()
+        run()
+        systems[name] = (run, path, rss_mb() - before)
+
+    add("transformers generate (KV cache)",
+        lambda: (lambda: _torch_timing(model, prompt, new_tokens)), None)
+    for name, folder in genai_dirs.items():
+        config_path = folder / "genai_config.json"
+        config = json.loads(config_path.read_text())
+        config["model"]["decoder"]["session_options"]["intra_op_num_threads"] = threads
+        config_path.write_text(json.dumps(config, indent=2))
+        add(name, lambda f=folder: (lambda m=og.Model(str(f)): _genai_timing(m, prompt, new_tokens)),
+            folder)
+    for name, path in ours.items():
+        add(name, lambda p=path: (
+            lambda g=Generator(str(p), threads=threads): _ours_timing(g, prompt, new_tokens)), path)
+    return systems
+
+
+def _table(systems: dict, args, threads: int, prompt: list, chosen: str) -> str:
+    """Rounds interleaved across ``systems``, their table printed; the ratio line returned."""
+    samples = {name: [] for name in systems}
+    tokens = {}
+    names = list(systems)
+    for index in range(args.rounds):
+        for name in names[index % len(names) :] + names[: index % len(names)]:
+            # onnxruntime's workers spin on after a run: timed right after another session, a
+            # system's first token took 2x as long (31 vs 17 ms) whoever it was. Let them settle.
+            time.sleep(SETTLE_S)
+            ttft, tps, out = systems[name][0]()
+            samples[name].append((ttft, tps))
+            tokens[name] = out
+    reference = tokens[names[0]]
+    print(
+        f"\n{threads} thread(s), prompt {len(prompt)}: medians of {args.rounds} interleaved rounds"
+    )
+    print(
+        f"{'system':44} {'decode tok/s':>12} {'TTFT ms':>8} {'size MB':>8} {'RSS +MB':>8}"
+        "  tokens = torch's"
+    )
+    rows, ttfts = {}, {}
+    for name in names:
+        ttft = float(np.median([s[0] for s in samples[name]]))
+        tps = float(np.median([s[1] for s in samples[name]]))
+        _, path, rss = systems[name]
+        size = _size(path) / 1e6 if path else float("nan")
+        rows[name], ttfts[name] = tps, ttft
+        print(
+            f"{name:44} {tps:12.1f} {ttft:8.2f} {size:8.1f} {rss:8.0f}  "
+            f"{_matched(tokens[name], reference)}/{len(reference)}"
+        )
+    genai32, genai4, ours4 = names[1], names[2], f"onnxdeploy int4 ({chosen})"
+    return (
+        f"{threads} thread(s), prompt {len(prompt)}: "
+        f"ours fp32 / genai fp32 {rows['onnxdeploy fp32'] / rows[genai32]:.2f}x, "
+        f"ours int4 / genai int4 {rows[ours4] / rows[genai4]:.2f}x (goals >= 1.0x); "
+        f"TTFT ours / genai fp32 {ttfts['onnxdeploy fp32'] / ttfts[genai32]:.2f}x, "
+        f"int4 {ttfts[ours4] / ttfts[genai4]:.2f}x (goals <= 1.0x); fused / --no-fuse fp32 "
+        f"{rows['onnxdeploy fp32'] / rows['onnxdeploy fp32 --no-fuse']:.2f}x, int4 "
+        f"{rows[ours4] / rows[ours4 + ' --no-fuse']:.2f}x"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--layers", type=int, default=8)
-    parser.add_argument("--prompt", type=int, default=32)
+    parser.add_argument("--prompts", type=_ints, default=(32, 512), help="e.g. 32,512")
+    parser.add_argument("--threads", type=_ints, default=(1, 2), help="e.g. 1,2")
     parser.add_argument("--new-tokens", type=int, default=64)
     args = parser.parse_args()
-    import torch
-
-    torch.set_num_threads(THREADS)
     from onnxdeploy.exporter.decoder import export_decoder
-    from onnxdeploy.generate import Generator
     from onnxdeploy.quantize.generative import DEFAULT_CANDIDATES, apply_candidate, quantize_decoder
 
     work = Path(tempfile.mkdtemp(prefix="bench-generative-"))
@@ -192,7 +270,7 @@ def main() -> None:
         min_agreement=0.0,
         max_kl=1e9,
         target_threads=THREADS,
-        prompt_length=args.prompt,
+        prompt_length=32,
         new_tokens=args.new_tokens,
     )
     plain4 = work / "ours" / "plain.int4.onnx"
@@ -201,75 +279,26 @@ def main() -> None:
     )
     import onnxruntime_genai as og
 
-    genai32 = og.Model(str(_genai_build(folder, work / "genai32", "fp32")))
-    genai4 = og.Model(str(_genai_build(folder, work / "genai4", "int4")))
-    rng = np.random.default_rng(0)
-    prompt = [int(t) for t in rng.integers(3, 32000, args.prompt)]
-    systems = {
-        "transformers generate (KV cache)": (
-            lambda: _torch_timing(model, prompt, args.new_tokens),
-            None,
-        ),
-        "onnxruntime-genai builder fp32": (
-            lambda: _genai_timing(genai32, prompt, args.new_tokens),
-            work / "genai32",
-        ),
-        "onnxruntime-genai builder int4": (
-            lambda: _genai_timing(genai4, prompt, args.new_tokens),
-            work / "genai4",
-        ),
+    genai_dirs = {
+        "onnxruntime-genai builder fp32": _genai_build(folder, work / "genai32", "fp32"),
+        "onnxruntime-genai builder int4": _genai_build(folder, work / "genai4", "int4"),
     }
-    for name, path in (
-        ("onnxdeploy fp32", ours32),
-        ("onnxdeploy int8 dynamic", ours8),
-        (f"onnxdeploy int4 ({search.chosen})", ours4),
-        ("onnxdeploy fp32 --no-fuse", plain32),
-        (f"onnxdeploy int4 ({search.chosen}) --no-fuse", plain4),
-    ):
-        generator = Generator(str(path), threads=THREADS)
-        systems[name] = ((lambda g=generator: _ours_timing(g, prompt, args.new_tokens)), path)
-    for run, _ in systems.values():  # warm-up
-        run()
-    samples = {name: [] for name in systems}
-    tokens = {}
-    names = list(systems)
-    for index in range(args.rounds):
-        for name in names[index % len(names) :] + names[: index % len(names)]:
-            # onnxruntime's workers spin on after a run: timed right after another session, a
-            # system's first token took 2x as long (31 vs 17 ms) whoever it was. Let them settle.
-            time.sleep(SETTLE_S)
-            ttft, tps, out = systems[name][0]()
-            samples[name].append((ttft, tps))
-            tokens[name] = out
-    reference = tokens["transformers generate (KV cache)"]
-    print(
-        f"\nLlama {params / 1e6:.1f}M parameters (random init), {THREADS} threads, prompt {args.prompt}, "
-        f"{args.new_tokens} new tokens, greedy; medians of {args.rounds} interleaved rounds"
-    )
-    header = f"{'system':44} {'decode tok/s':>12} {'TTFT ms':>8} {'size MB':>8}  tokens = torch's"
-    print(header)
-    rows, ttfts = {}, {}
-    for name in names:
-        ttft = float(np.median([s[0] for s in samples[name]]))
-        tps = float(np.median([s[1] for s in samples[name]]))
-        path = systems[name][1]
-        size = _size(path) / 1e6 if path else float("nan")
-        rows[name], ttfts[name] = tps, ttft
-        print(
-            f"{name:44} {tps:12.1f} {ttft:8.2f} {size:8.1f}  {_matched(tokens[name], reference)}/{len(reference)}"
-        )
-    torch_tps, genai32_tps, genai4_tps = (rows[n] for n in names[:3])
-    ours4_name = f"onnxdeploy int4 ({search.chosen})"
-    print(f"\nours: {graph}")
-    print(
-        f"ours fp32 / transformers: {rows['onnxdeploy fp32'] / torch_tps:.2f}x; "
-        f"ours fp32 / genai fp32: {rows['onnxdeploy fp32'] / genai32_tps:.2f}x (goal >= 1.0x); "
-        f"ours int4 / genai int4: {rows[ours4_name] / genai4_tps:.2f}x (goal >= 1.0x); "
-        f"TTFT ours fp32 / genai fp32: {ttfts['onnxdeploy fp32'] / ttfts[names[1]]:.2f}x "
-        "(goal <= 1.0x)\n"
-        f"fused / --no-fuse: fp32 {rows['onnxdeploy fp32'] / rows['onnxdeploy fp32 --no-fuse']:.2f}x, "
-        f"int4 {rows[ours4_name] / rows[ours4_name + ' --no-fuse']:.2f}x"
-    )
+    ours = {
+        "onnxdeploy fp32": ours32,
+        "onnxdeploy int8 dynamic": ours8,
+        f"onnxdeploy int4 ({search.chosen})": ours4,
+        "onnxdeploy fp32 --no-fuse": plain32,
+        f"onnxdeploy int4 ({search.chosen}) --no-fuse": plain4,
+    }
+    print(f"\nLlama {params / 1e6:.1f}M parameters (random init), {args.new_tokens} new tokens, greedy")
+    print(f"ours: {graph}")
+    summary = []
+    for threads in args.threads:
+        for length in args.prompts:
+            prompt = [int(t) for t in np.random.default_rng(0).integers(3, 32000, length)]
+            systems = _systems(model, genai_dirs, ours, threads, prompt, args.new_tokens, og)
+            summary.append(_table(systems, args, threads, prompt, search.chosen))
+    print("\n" + "\n".join(summary))
     shutil.rmtree(work, ignore_errors=True)
 
 
