@@ -26,6 +26,8 @@ from typing import Callable
 import onnx
 
 FUSED, DYNAMO, TORCHSCRIPT = "dynamo+ort_fusions", "dynamo", "torchscript"
+
+
 @dataclass(frozen=True)
 class DecoderGraph:
     """How the graph was made: ``route`` (one of FUSED, DYNAMO, TORCHSCRIPT), the fusions applied

@@ -85,7 +85,9 @@ def export_generative(
     fits, needs, exporter, writes = GENERATIVE[task]
     options = {"fuse": fuse} if task == "text-generation-with-past" else {}
     if not fuse and not options:
-        raise UserError(f"fuse=False applies to text-generation-with-past, not {task}", param="fuse")
+        raise UserError(
+            f"fuse=False applies to text-generation-with-past, not {task}", param="fuse"
+        )
     refuse_overwrite(writes(output), files_read(model, checkpoint))
     module = _module(model, checkpoint)
     if not fits(module):
