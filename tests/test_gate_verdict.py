@@ -163,3 +163,41 @@ def test_gate_inputs_are_recognized_by_their_schema_and_old_ones_by_their_keys(t
     export = {"schema": "onnxdeploy.export/1", "attempts": [], "chosen": "x", "bytes_after": 1}
     with pytest.raises(UserError, match="not a bench result"):
         load_gate_input(_document(tmp_path, "e.json", export))
+
+
+def test_the_report_forms_carry_every_entry_and_mark_regressions(tmp_path, monkeypatch):
+    import xml.etree.ElementTree as ET
+
+    from onnxdeploy.gate.report import append_step_summary, junit_xml, markdown, table
+
+    verdict = judge(_input(_samples(1.0, 1), size={"m": 1000}),
+                    _input(_samples(1.3, 2), size={"m": 1000}))
+    regressions = [e for e in verdict.entries if e.regression]
+    assert len(regressions) == 2  # latency p50 and throughput; size unchanged
+    suite = ET.fromstring(junit_xml(verdict))
+    assert suite.get("tests") == str(len(verdict.entries)) and suite.get("failures") == "2"
+    failed = [c.get("name") for c in suite if c.find("failure") is not None]
+    assert failed == [f"{e.name} {e.metric}" for e in regressions]
+    text = table(verdict)
+    assert text.splitlines()[-1].startswith("FAIL: 2 regression(s) in 3 entries")
+    assert "REGRESSION" in text and "unchanged" in text
+    assert markdown(verdict).startswith("### onnxdeploy gate **failed**")
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    assert append_step_summary(verdict) is False
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    assert append_step_summary(verdict) and append_step_summary(verdict)  # appends, twice
+    assert summary.read_text().count("### onnxdeploy gate") == 2
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "missing" / "summary.md"))
+    with pytest.raises(UserError, match="GITHUB_STEP_SUMMARY"):
+        append_step_summary(verdict)
+
+
+def test_cpu_flags_read_x86_flags_and_arm_features():
+    from onnxdeploy.runtime_bench.environment import ISA_FLAGS, cpu_flags
+
+    x86 = "processor\t: 0\nmodel name\t: Xeon\nflags\t\t: fpu avx2 avx512f avx512_vnni amx_int8\n"
+    arm = "processor\t: 0\nFeatures\t: fp asimd evtstrm\n"
+    assert {"avx2", "avx512_vnni", "amx_int8"} <= cpu_flags(x86)
+    assert ISA_FLAGS["neon"] in cpu_flags(arm)
+    assert cpu_flags("processor\t: 0\n") == set()
