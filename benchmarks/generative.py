@@ -105,11 +105,7 @@ def _genai_build(folder: Path, out: Path, precision: str) -> Path:
         check=True,
         capture_output=True,
     )
-    config_path = out / "genai_config.json"
-    config = json.loads(config_path.read_text())
-    config["model"]["decoder"]["session_options"]["intra_op_num_threads"] = THREADS
-    config_path.write_text(json.dumps(config, indent=2))
-    return out
+    return out  # its threads are set per setting (``_systems``)
 
 
 def _genai_timing(model, prompt, new_tokens):

@@ -92,7 +92,7 @@ class ExportResult:
 
 
 @contextlib.contextmanager
-def _quiet_torch_exporter():
+def quiet_torch_exporter():
     """The dynamo exporter logs warnings about optional ops (torchvision) that do not concern the
     user."""
     names = [
@@ -268,7 +268,7 @@ def _outputs_per_sample(source: ModelSource, names: list[str]) -> bool:
 def _run_exporter(source, path, names, dynamic, opset, exporter, announce) -> tuple[str, str]:
     if exporter in ("auto", "dynamo"):
         try:
-            with _quiet_torch_exporter():
+            with quiet_torch_exporter():
                 _export_dynamo(source, path, names, dynamic, opset)
             return "dynamo", ""
         except Exception as exc:
@@ -280,7 +280,7 @@ def _run_exporter(source, path, names, dynamic, opset, exporter, announce) -> tu
             reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"
             announce(f"dynamo exporter failed ({reason}); falling back to the TorchScript exporter")
     try:
-        with _quiet_torch_exporter():
+        with quiet_torch_exporter():
             _export_torchscript(source, path, names, dynamic, opset)
     except Exception as exc:
         raise UserError(

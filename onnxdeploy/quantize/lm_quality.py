@@ -77,7 +77,7 @@ def timed(
     prompt_length: int,
     new_tokens: int,
     rounds: int = 3,
-) -> dict[str, tuple[float, float]]:
+) -> dict[str, tuple[float, float, tuple[float, float] | None]]:
     """name -> (decode tokens/s, time to first token ms, speed-up CI) of decoders sharing
     ``signature`` (their vocabulary and end tokens), timed by ``generate.bench.generation_rounds``;
     medians of the per-step times. The CI is the bootstrap 95% CI of a model's decode speed over
