@@ -2,6 +2,7 @@
 prefill/decode consistent with the full-sequence graph, and the generate command's prompt checks."""
 
 import json
+from collections import Counter
 
 import numpy as np
 import onnx
@@ -66,13 +67,18 @@ def test_decoder_exports_with_cache_and_generates_like_transformers(cli, tmp_pat
         past[0].dim_param and past[2].dim_param and past[1].dim_value == kv_heads
     )  # grouped, not repeated
     assert all(d.dim_param for d in graph.input[0].type.tensor_type.shape.dim)  # batch and sequence
-    # issue 30: onnxruntime's fused norms where ort_fusions match, attention left unfused
+    # issue 30: one GroupQueryAttention per layer, no repeated KV heads, fused norms
     fused = result["graph"]
-    ops = {n.op_type for n in graph.node if n.domain == "com.microsoft"}
+    ops = Counter(n.op_type for n in graph.node if n.domain == "com.microsoft")
     assert fused["route"] == "dynamo+ort_fusions" and fused["note"] is None, fused
-    assert set(fused["contrib_ops"]) == ops and fused["fusions"], fused
-    assert ops & {"SkipSimplifiedLayerNormalization", "SkipLayerNormalization"}, ops
-    assert not ops & {"MultiHeadAttention", "GroupQueryAttention", "Attention"}  # decoder_graph
+    assert fused["contrib_ops"] == dict(sorted(ops.items())), fused
+    assert ops["GroupQueryAttention"] == layers == fused["fusions"]["group_query_attention"]
+    assert ops["SkipSimplifiedLayerNormalization"] or ops["SkipLayerNormalization"], ops
+    assert not {"MultiHeadAttention", "Attention"} & set(ops)
+    plain = Counter(n.op_type for n in graph.node if n.domain in ("", "ai.onnx"))
+    assert "Softmax" not in plain  # every layer's attention is inside the fused op
+    # the causal/padding mask is built once and shared, not repeated per layer
+    assert plain["Expand"] <= 6, plain
 
 
 def test_no_fuse_exports_plain_onnx_ops_and_is_refused_where_it_does_nothing(cli, tmp_path):
@@ -103,21 +109,33 @@ def test_each_route_that_cannot_be_taken_says_why_and_the_next_is_verified(tmp_p
     def cannot_trace(*args, **kwargs):
         raise RuntimeError("data-dependent control flow")
 
+    monkeypatch.undo()
+    from onnxdeploy.exporter import fused_attention
+
+    monkeypatch.setattr(fused_attention, "translation_table", cannot_trace)
+    result = export_decoder(model, "llama", tmp_path / "sdpa.onnx")
+    graph = result.graph
+    assert graph.route == "dynamo+ort_fusions" and "with GroupQueryAttention" in graph.note
+    assert "data-dependent" in graph.note and "GroupQueryAttention" not in graph.contrib_ops
+    assert graph.contrib_ops and result.parity.tokens_equal  # the norms still fused
     monkeypatch.setattr(decoder_graph, "_dynamo", cannot_trace)
     result = export_decoder(model, "llama", tmp_path / "traced.onnx")
     assert result.graph.route == "torchscript" and "data-dependent" in result.graph.note
     assert result.parity.tokens_equal
     meta = {p.key: p.value for p in onnx.load(tmp_path / "traced.onnx").metadata_props}
     assert meta["onnxdeploy.exporter"] == "torchscript"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["llama", "traced.onnx", "unfused.onnx"]
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == ["llama", "sdpa.onnx", "traced.onnx", "unfused.onnx"]
 
 
-def test_greedy_tokens_equal_transformers_at_batch_two_with_padding(tmp_path):
+@pytest.mark.parametrize("family, fuse", [("llama", True), ("llama", False), ("gpt2", True)])
+def test_greedy_tokens_equal_transformers_at_batch_two_with_padding(tmp_path, family, fuse):
     from onnxdeploy.exporter.decoder import export_decoder
     from onnxdeploy.generate import Generator
 
-    _, model = _save(tmp_path, "llama")
-    export_decoder(model, "llama", tmp_path / "m.onnx")
+    _, model = _save(tmp_path, family)
+    result = export_decoder(model, family, tmp_path / "m.onnx", fuse=fuse)
+    assert ("GroupQueryAttention" in result.graph.contrib_ops) == fuse
     prompts = [[5, 17, 99, 3, 250], [8, 1, 44, 120, 7, 63, 2, 90, 11]]
     ours = Generator(str(tmp_path / "m.onnx")).generate(prompts, 16, stop_at_eos=False)
     ids = torch.zeros((2, 9), dtype=torch.long)
@@ -609,8 +627,11 @@ def test_a_decoders_choice_is_confirmed_against_fp32_before_it_is_written(
         calls.append(sorted(models))
         search = len(calls) == 1
         return {
-            n: (100.0, 10.0, None) if n == "fp32"
-            else (150.0, 10.0, (1.4, 1.6)) if search else (80.0, 10.0, (0.75, 0.85))
+            n: (
+                (100.0, 10.0, None)
+                if n == "fp32"
+                else (150.0, 10.0, (1.4, 1.6)) if search else (80.0, 10.0, (0.75, 0.85))
+            )
             for n in models
         }
 
@@ -633,7 +654,8 @@ def test_the_library_routes_a_decoder_as_the_cli_does(tmp_path, toy_lm, monkeypa
     from onnxdeploy.quantize.generative import LmQuantizeResult
 
     monkeypatch.setattr(
-        lm_quality, "timed",
+        lm_quality,
+        "timed",
         lambda models, *a, **k: {
             n: (100.0, 10.0, None) if n == "fp32" else (150.0, 10.0, (1.4, 1.6)) for n in models
         },
@@ -656,25 +678,35 @@ def test_decoder_floors_and_missing_calibration_are_refused_for_other_models(tmp
     from onnxdeploy.quantize import Acceptance, QuantizeConfig
 
     with pytest.raises(UserError, match="^min_agreement applies to decoders"):
-        onnxdeploy.quantize(small_model, tmp_path / "q.onnx", calib="random",
-                            acceptance=Acceptance(min_agreement=50))
+        onnxdeploy.quantize(
+            small_model,
+            tmp_path / "q.onnx",
+            calib="random",
+            acceptance=Acceptance(min_agreement=50),
+        )
     with pytest.raises(UserError, match="^calib is required"):
         onnxdeploy.quantize(small_model, tmp_path / "q.onnx")
     from onnx import TensorProto, helper, numpy_helper
 
     weight = np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32)
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "mlp",
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")],
+        "mlp",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 64])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 64])],
         [numpy_helper.from_array(weight, "w")],
     )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
-              str(tmp_path / "mlp.onnx"))
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
+        str(tmp_path / "mlp.onnx"),
+    )
     notes = []
     result = onnxdeploy.quantize(
-        tmp_path / "mlp.onnx", tmp_path / "q.onnx", config=QuantizeConfig(method="dynamic"),
-        acceptance=Acceptance(max_drop=100, force_int8=True), announce=notes.append,
+        tmp_path / "mlp.onnx",
+        tmp_path / "q.onnx",
+        config=QuantizeConfig(method="dynamic"),
+        acceptance=Acceptance(max_drop=100, force_int8=True),
+        announce=notes.append,
     )  # nothing to calibrate: scored on random inputs, and said
     assert result.chosen == "dynamic-int8" and any("random inputs" in n for n in notes)
 
@@ -720,7 +752,9 @@ def test_hugging_face_folder_mistakes_are_one_line_exit_2(cli, tmp_path, decoder
         (np.ones((2, 1), np.int64), "shape [2, 1]"),
     ],
 )
-def test_decoder_scoring_sequences_are_checked_before_work(cli, tmp_path, decoder_onnx, ids, fragment):
+def test_decoder_scoring_sequences_are_checked_before_work(
+    cli, tmp_path, decoder_onnx, ids, fragment
+):
     """An id past the vocabulary failed inside onnxruntime (exit 3); a 1-token sequence scored
     nothing and passed (issue 31)."""
     np.savez(tmp_path / "ids.npz", input_ids=ids)
@@ -737,7 +771,10 @@ def test_flags_that_do_nothing_for_the_model_are_refused(cli, tmp_path, decoder_
         (["export", "hf:llama", "-o", "s.onnx", "--static"], "--dynamic-batch/--static"),
         (["export", "hf:llama", "-o", "s.onnx", "--input-shape", "1x8"], "--input-shape"),
         (["quantize", decoder_onnx, "-o", "q.onnx", "--method", "percentile"], "--method"),
-        (["quantize", small_model, "-o", "q.onnx", "--calib", "random", "--max-kl", "1"], "--max-kl"),
+        (
+            ["quantize", small_model, "-o", "q.onnx", "--calib", "random", "--max-kl", "1"],
+            "--max-kl",
+        ),
         (["quantize", small_model, "-o", "q.onnx", "--fp16", "--max-drop", "3"], "--max-drop"),
     ]:
         code, _, err = cli(*args)

@@ -44,9 +44,9 @@ graph_options = option_group(
         "--fuse/--no-fuse",
         default=True,
         show_default=True,
-        help="Causal LMs: onnxruntime's fused attention and norms where onnxscript's ort_fusions "
-        "match (torch.export graph); --no-fuse: plain ONNX ops (TorchScript trace) for runtimes "
-        "without onnxruntime's contrib ops.",
+        help="Causal LMs: onnxruntime's GroupQueryAttention per layer and fused norms where "
+        "onnxscript's ort_fusions match (torch.export graph); --no-fuse: plain ONNX ops "
+        "(TorchScript trace) for runtimes without onnxruntime's contrib ops.",
     ),
 )
 parity_options = option_group(

@@ -6,13 +6,14 @@ Inputs and outputs carry optimum's names (``input_ids``, ``attention_mask``, ``p
 ``past_key_values.{i}.key/value`` -> ``logits``, ``present.{i}.key/value``), so the runtimes users
 have can drive the graph; batch, sequence and past length are dynamic; grouped-query attention
 keeps its K/V heads (no repeated heads in the cache). The cache goes through ``transformers``'
-own ``DynamicCache``. The graph is torch.export's with onnxruntime's fused ops where onnxscript's
-``ort_fusions`` match, or with ``fuse=False`` the TorchScript trace of plain ops
-(``decoder_graph``); the parity check runs on whichever was written.
+own ``DynamicCache``. The graph is torch.export's with one onnxruntime ``GroupQueryAttention`` per
+layer and fused norms where onnxscript's ``ort_fusions`` match, or with ``fuse=False`` the
+TorchScript trace of plain ops (``decoder_graph``); the parity check runs on whichever was written.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -120,11 +121,14 @@ def cache_tensors(cache) -> list:
     return [t for layer in cache.layers for t in (layer.keys, layer.values)]
 
 
-def _with_past(module):
+def _with_past(module, fused_attention: bool = False):
     """The model as forward(input_ids, attention_mask, [position_ids], *past) -> (logits,
-    *present), the cache rebuilt in ``transformers``' DynamicCache."""
+    *present), the cache rebuilt in ``transformers``' DynamicCache; with ``fused_attention`` its
+    attention runs through onnxruntime's GroupQueryAttention once exported (``fused_attention``)."""
     import torch
     from transformers import DynamicCache
+
+    from onnxdeploy.exporter import fused_attention as fused
 
     layers = cache_layout(module.config)[0]
 
@@ -134,16 +138,21 @@ def _with_past(module):
             self.model = module
 
         def forward(self, input_ids, attention_mask, position_ids, *past):
-            cache = DynamicCache(config=module.config)
-            for i in range(layers):
-                cache.update(past[2 * i], past[2 * i + 1], i)
-            out = self.model(
+            feeds = dict(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 position_ids=position_ids,
-                past_key_values=cache,
                 use_cache=True,
             )
+            if fused_attention:
+                cache = fused.recording_cache(module.config, list(past))
+                with fused.emitting(self.model), fused.recording(cache):
+                    out = self.model(past_key_values=cache, **feeds)
+                return (out.logits, *cache.presents())
+            cache = DynamicCache(config=module.config)
+            for i in range(layers):
+                cache.update(past[2 * i], past[2 * i + 1], i)
+            out = self.model(past_key_values=cache, **feeds)
             return (out.logits, *cache_tensors(out.past_key_values))
 
     return WithPast().eval()
@@ -251,7 +260,7 @@ def export_decoder(
     try:
         with scratch_dir("onnxdeploy-decoder-") as scratch:
             model, graph = export_graph(
-                _with_past(module),
+                functools.partial(_with_past, module),
                 example,
                 (inputs, outputs, axes),
                 opset=opset or DECODER_OPSET,

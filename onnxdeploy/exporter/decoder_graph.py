@@ -1,19 +1,22 @@
 """The decoder's graph, by one of two routes.
 
-Fused (the default): ``torch.export`` (``torch.onnx.export(dynamo=True)``) traces the model to
-about a third of the TorchScript trace's nodes, and onnxscript's ``ort_fusions`` rules rewrite its
-normalizations and activations to onnxruntime's contrib ops (``SimplifiedLayerNormalization``,
-``SkipSimplifiedLayerNormalization``, ``SkipLayerNormalization``, ``FastGelu``/``Gelu``) where they
-match; each fusion is counted and reported. Attention stays unfused: onnxscript's only match on
-``transformers`` 5.x graphs is SDPA -> ``MultiHeadAttention`` (its ``GroupQueryAttention`` rule
-does not match their causal mask), which repeats the KV heads: against the TorchScript graph it
-decoded 0.81x (int4) and 0.92x (fp32) as fast at a 512-token context, 1.16x and 1.13x at 32 (2
-threads, fresh sessions). Plain (``fuse=False``): the TorchScript
-trace, standard ONNX ops only, for runtimes without onnxruntime's contrib ops.
+Fused (the default): ``torch.export`` (``torch.onnx.export(dynamo=True)``) traces the model with
+every layer's attention routed through a registered ``transformers`` attention implementation
+whose ONNX form is onnxruntime's ``GroupQueryAttention`` (``fused_attention``: the KV heads stay
+unrepeated, the causal and padding mask is the op's own plus the additive mask ``transformers``
+builds), then onnxscript's ``ort_fusions`` rules rewrite its normalizations and activations
+(``SimplifiedLayerNormalization``, ``SkipSimplifiedLayerNormalization``,
+``SkipLayerNormalization``, ``FastGelu``/``Gelu``) where they match; each fusion is counted and
+reported, and a layer whose attention could not take the op (logit softcapping, sinks) is named in
+the note. onnxscript's own attention rules were measured and not used: their only match on
+``transformers`` 5.x graphs is SDPA -> ``MultiHeadAttention``, which repeats the KV heads and
+decoded 0.81x (int4) / 0.92x (fp32) as fast as the plain graph at a 512-token context. Plain
+(``fuse=False``): the TorchScript trace, standard ONNX ops only, for runtimes without
+onnxruntime's contrib ops.
 
 Nothing falls back silently: torch.export failing on a model, or a fused graph onnxruntime cannot
-load, leaves the next route (the unfused torch.export graph, then TorchScript) and the note says
-why. Either way the caller verifies the graph by generating (``decoder_parity``).
+load, leaves the next route (without GroupQueryAttention, then the unfused torch.export graph, then
+TorchScript) and the note says why. Either way the caller verifies the graph by generating (``decoder_parity``).
 """
 
 from __future__ import annotations
@@ -69,8 +72,9 @@ def _dynamic_shapes(axes: dict, inputs: list[str]):
     return (*(shape(n) for n in first), tuple(shape(n) for n in past))
 
 
-def _dynamo(wrapper, example, inputs, outputs, axes, opset: int):
-    """torch.export's graph (onnx_ir), its warnings about the exporter itself not streamed."""
+def _dynamo(wrapper, example, inputs, outputs, axes, opset: int, table: dict | None = None):
+    """torch.export's graph (onnx_ir), its warnings about the exporter itself not streamed;
+    ``table``: torch.onnx's ``custom_translation_table`` (the fused attention's op)."""
     import torch
 
     from onnxdeploy.exporter.export import quiet_torch_exporter
@@ -86,6 +90,7 @@ def _dynamo(wrapper, example, inputs, outputs, axes, opset: int):
             dynamo=True,
             optimize=True,
             verbose=False,
+            custom_translation_table=table,
         )
     return program.model
 
@@ -114,7 +119,7 @@ def _fuse(model) -> dict[str, int]:
     """onnxscript's ort_fusions rules for normalizations and activations, in its own order
     (``ort_fusions._core.fuse_xformers``), applied to the onnx_ir ``model`` in place after the
     shape inference and constant folding they rely on; rule -> count, those that matched.
-    Attention is left out (see the module docstring)."""
+    Attention is not among them: it is emitted fused at export (see the module docstring)."""
     import onnx_ir.passes.common as common_passes
     from onnxscript.optimizer import optimize
     from onnxscript.rewriter.ort_fusions.bias_gelu import fuse_bias_gelu
@@ -165,8 +170,19 @@ def contrib_ops(model: onnx.ModelProto) -> dict[str, int]:
     return dict(sorted(found.items()))
 
 
+def _attention_note(model: onnx.ModelProto, layers: int) -> str | None:
+    """None when every layer's attention became GroupQueryAttention, else how many did."""
+    fused = contrib_ops(model).get("GroupQueryAttention", 0)
+    if fused == layers:
+        return None
+    return (
+        f"GroupQueryAttention in {fused} of {layers} layers: the others use attention features "
+        "it lacks (logit softcapping, sinks) and keep plain ops"
+    )
+
+
 def export_graph(
-    wrapper,
+    wrap: Callable[[bool], object],
     example: tuple,
     names: tuple[list[str], list[str], dict],
     *,
@@ -175,34 +191,51 @@ def export_graph(
     scratch,
     progress: Callable[[str], None],
 ) -> tuple[onnx.ModelProto, DecoderGraph]:
-    """The ONNX graph of ``wrapper`` (forward(input_ids, attention_mask, position_ids, *past) ->
-    (logits, *present)) traced at ``example``, with ``names`` (inputs, outputs, named dynamic axes),
-    and how it was made. ``scratch``: a folder for the TorchScript exporter's file."""
+    """The ONNX graph of ``wrap(fused_attention)`` (forward(input_ids, attention_mask,
+    position_ids, *past) -> (logits, *present)) traced at ``example``, with ``names`` (inputs,
+    outputs, named dynamic axes), and how it was made. ``scratch``: a folder for the TorchScript
+    exporter's file."""
     import onnx_ir as ir
 
+    from onnxdeploy.exporter.fused_attention import translation_table
+
     inputs, outputs, axes = names
+    layers = (len(inputs) - 3) // 2
     if not fuse:
-        plain = _torchscript(wrapper, example, inputs, outputs, axes, opset, scratch)
+        plain = _torchscript(wrap(False), example, inputs, outputs, axes, opset, scratch)
         return plain, DecoderGraph(TORCHSCRIPT)
-    progress("tracing with torch.export, then onnxscript's ort_fusions")
-    try:
-        traced = _dynamo(wrapper, example, inputs, outputs, axes, opset)
-    except Exception as exc:  # noqa: BLE001 - the next route, and why
-        reason = f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
-        note = f"torch.export could not trace it ({reason}): exported with TorchScript, unfused"
-        progress(note)
-        plain = _torchscript(wrapper, example, inputs, outputs, axes, opset, scratch)
-        return plain, DecoderGraph(TORCHSCRIPT, note=note)
-    fusions = _fuse(traced)  # in place: no unfused copy of the weights is held meanwhile
-    fused = ir.to_proto(traced)
-    failure = _load_failure(fused)
-    if failure is None:
-        return fused, DecoderGraph(FUSED, fusions, contrib_ops(fused))
-    del fused, traced
-    note = (
-        f"onnxscript's ort_fusions made a graph onnxruntime cannot load ({failure}): kept the "
-        "unfused torch.export graph"
-    )
-    progress(note)
-    unfused = ir.to_proto(_dynamo(wrapper, example, inputs, outputs, axes, opset))  # traced again
-    return unfused, DecoderGraph(DYNAMO, contrib_ops=contrib_ops(unfused), note=note)
+    progress("tracing with torch.export (GroupQueryAttention per layer), then ort_fusions")
+    notes = []
+    for attention in (True, False):
+        try:
+            table = translation_table() if attention else None
+            traced = _dynamo(wrap(attention), example, inputs, outputs, axes, opset, table)
+        except Exception as exc:  # noqa: BLE001 - the next route, and why
+            reason = f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
+            what = "with GroupQueryAttention" if attention else "at all"
+            notes.append(f"torch.export could not trace it {what} ({reason})")
+            progress(notes[-1])
+            continue
+        fusions = _fuse(traced)  # in place: no unfused copy of the weights is held meanwhile
+        fused = ir.to_proto(traced)
+        del traced
+        failure = _load_failure(fused)
+        if failure is None:
+            if attention:
+                fusions = {
+                    "group_query_attention": contrib_ops(fused).get("GroupQueryAttention", 0),
+                    **fusions,
+                }
+                notes += filter(None, [_attention_note(fused, layers)])
+            note = "; ".join(notes) or None
+            return fused, DecoderGraph(FUSED, fusions, contrib_ops(fused), note)
+        del fused
+        notes.append(f"onnxruntime cannot load the fused graph ({failure})")
+        progress(notes[-1])
+        if not attention:
+            note = "; ".join(notes) + ": kept the unfused torch.export graph"
+            unfused = ir.to_proto(_dynamo(wrap(False), example, inputs, outputs, axes, opset))
+            return unfused, DecoderGraph(DYNAMO, contrib_ops=contrib_ops(unfused), note=note)
+    note = "; ".join(notes) + ": exported with TorchScript, unfused"
+    plain = _torchscript(wrap(False), example, inputs, outputs, axes, opset, scratch)
+    return plain, DecoderGraph(TORCHSCRIPT, note=note)

@@ -92,10 +92,12 @@ def is_kv_decoder(model) -> bool:
     return any(PAST.match(i.name) for i in graph.input)
 
 
-def example_shapes(graph, *, batch: int = 1, past: int = 3, sequence: int = 4) -> dict | None:
+def example_shapes(graph, *, batch: int = 1, past: int = 3, sequence: int = 1) -> dict | None:
     """Consistent input shapes for a decoder-with-past ``graph`` (an ONNX GraphProto): the past,
     the new tokens and the attention mask over both must agree, which independent symbolic dims
-    drawn one by one do not. None for any other graph."""
+    drawn one by one do not. None for any other graph. By default a decode step (one new token on
+    a past), the shape run at every generated token: onnxruntime's GroupQueryAttention refuses
+    several new tokens on a past at batch > 1."""
     shapes = {}
     for value in graph.input:
         dims = [d.dim_value for d in value.type.tensor_type.shape.dim]

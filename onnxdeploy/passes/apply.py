@@ -165,8 +165,8 @@ def symbolic_sizes(model: onnx.ModelProto, shapes: dict | None) -> tuple[dict, l
     decoder = example_shapes(model.graph)
     if decoder and not shapes:  # past, new tokens and the mask over both must agree
         return decoder, [
-            "a decoder with a KV cache: verified on a past of 3 tokens and 4 new ones, the "
-            "attention mask over both"
+            "a decoder with a KV cache: verified at a decode step (a past of 3 tokens and one "
+            "new one, the attention mask over both)"
         ]
     recorded = recorded_shapes(model)
     notes = []

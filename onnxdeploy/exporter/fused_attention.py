@@ -1,0 +1,262 @@
+"""onnxruntime's ``GroupQueryAttention`` emitted at export, one per layer, for ``transformers``
+decoders.
+
+Written by hand because no library does it for these graphs: onnxscript's ``ort_fusions`` GQA rule
+does not match the causal mask ``transformers`` 5.x builds (0 matches on every family we export),
+and onnxruntime's transformer optimizer fuses only their norms. Instead of matching a pattern after
+the trace, the attention is replaced before it: ``transformers``' ``AttentionInterface`` takes a
+registered attention function, which calls a ``torch.library`` custom op whose ONNX form
+(``translation_table``, torch.onnx's ``custom_translation_table``) is the contrib op. The op's torch
+implementation (scaled dot-product attention over the grouped heads) is what torch runs while
+tracing, so the example outputs stay the model's own.
+
+What the fused op receives: the query and the new key/value after the model's rotary embedding
+(rotary stays in plain ops, so every rope variant the model has is kept), the past cache as it
+comes in, and the additive mask ``transformers`` builds (0 where attended, the dtype's minimum
+elsewhere: causal, padding, sliding window) as ``attention_bias``, with ``seqlens_k`` marking every
+position valid. Left-padded batches are therefore exact: onnxruntime's own assumption that valid
+tokens come first never applies, the bias masks the padding. The op appends the new key/value to
+the past and returns the present cache, which becomes the graph's ``present.*`` output; the model's
+own cache concatenation is left without a consumer and removed.
+
+Limits, from onnxruntime's CPU kernel: a batch of more than one sequence cannot be given several
+new tokens on top of a past (chunked prefill); the generator prefills from an empty cache and then
+decodes one token at a time, which it accepts. Attention with features the op lacks (logit
+softcapping, attention sinks) keeps the model's SDPA attention in that layer; the export reports
+how many layers were fused.
+"""
+
+# no ``from __future__ import annotations``: torch.library reads the custom op's annotations
+import contextlib
+import contextvars
+import functools
+
+NAME = "onnxdeploy_gqa"  # the attention implementation's name in transformers' registries
+OP = "onnxdeploy::group_query_attention"
+
+_RECORDING: contextvars.ContextVar = contextvars.ContextVar("onnxdeploy_fused_cache", default=None)
+
+
+@functools.lru_cache(maxsize=None)
+def _op():
+    """The custom op (registered once per process): (query [B, S, H*D], key, value [B, S, KV*D],
+    past key, past value [B, KV, P, D], bias [B, 1, S, P+S]) -> (output [B, S, H*D], present key,
+    present value [B, KV, P+S, D])."""
+    import torch
+
+    @torch.library.custom_op(OP, mutates_args=())
+    def group_query_attention(
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        past_key: torch.Tensor,
+        past_value: torch.Tensor,
+        bias: torch.Tensor,
+        num_heads: int,
+        kv_num_heads: int,
+        scale: float,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        batch, steps, _ = query.shape
+        size = query.shape[2] // num_heads
+        q = query.view(batch, steps, num_heads, size).transpose(1, 2)
+        k = torch.cat([past_key, key.view(batch, steps, kv_num_heads, size).transpose(1, 2)], 2)
+        v = torch.cat([past_value, value.view(batch, steps, kv_num_heads, size).transpose(1, 2)], 2)
+        groups = num_heads // kv_num_heads
+        out = torch.nn.functional.scaled_dot_product_attention(
+            q,
+            k.repeat_interleave(groups, 1),
+            v.repeat_interleave(groups, 1),
+            attn_mask=bias,
+            scale=scale,
+        )
+        return out.transpose(1, 2).reshape(batch, steps, num_heads * size), k, v
+
+    @group_query_attention.register_fake
+    def _(query, key, value, past_key, past_value, bias, num_heads, kv_num_heads, scale):
+        batch, steps, _ = query.shape
+        total = past_key.shape[2] + steps
+        shape = (batch, kv_num_heads, total, past_key.shape[3])
+        return query.new_empty(query.shape), past_key.new_empty(shape), past_value.new_empty(shape)
+
+    return torch.ops.onnxdeploy.group_query_attention.default
+
+
+def _schema():
+    """The contrib op's signature as far as the export uses it: torch.onnx builds nodes from an
+    ``onnx.defs.OpSchema`` and onnx itself has none for ``com.microsoft`` ops."""
+    from onnx.defs import OpSchema
+
+    param = OpSchema.FormalParameter
+    optional = OpSchema.FormalParameterOption.Optional
+    inputs = [param("query", "T")]
+    for name in ("key", "value", "past_key", "past_value"):
+        inputs.append(param(name, "T", param_option=optional))
+    inputs += [param("seqlens_k", "M"), param("total_sequence_length", "M")]
+    inputs += [param(n, "T", param_option=optional) for n in ("cos_cache", "sin_cache")]
+    inputs += [param("position_ids", "I", param_option=optional)]
+    inputs += [param("attention_bias", "T", param_option=optional)]
+    return OpSchema(
+        "GroupQueryAttention",
+        "com.microsoft",
+        1,
+        inputs=inputs,
+        outputs=[param("output", "T"), param("present_key", "T"), param("present_value", "T")],
+        type_constraints=[
+            ("T", ["tensor(float)", "tensor(float16)", "tensor(bfloat16)"], ""),
+            ("M", ["tensor(int32)"], ""),
+            ("I", ["tensor(int64)"], ""),
+        ],
+        attributes=[
+            OpSchema.Attribute("num_heads", OpSchema.AttrType.INT, ""),
+            OpSchema.Attribute("kv_num_heads", OpSchema.AttrType.INT, ""),
+            OpSchema.Attribute("scale", OpSchema.AttrType.FLOAT, ""),
+        ],
+    )
+
+
+def translation_table() -> dict:
+    """torch.onnx's ``custom_translation_table``: the custom op -> GroupQueryAttention, with
+    ``seqlens_k`` (total - 1 for every row: the bias does the masking) and
+    ``total_sequence_length`` computed from the shapes in the graph."""
+    import onnx
+    import onnxscript
+    from onnxscript import opset18 as op
+
+    fused = onnxscript.values.Op(
+        onnxscript.values.Opset("com.microsoft", 1), "GroupQueryAttention", _schema()
+    )
+    int32 = onnx.TensorProto.INT32
+
+    def group_query_attention(
+        query, key, value, past_key, past_value, bias, num_heads: int, kv_num_heads: int, scale
+    ):
+        total = op.Add(op.Shape(past_key, start=2, end=3), op.Shape(query, start=1, end=2))
+        last = op.Sub(total, op.Constant(value_ints=[1]))
+        seqlens = op.Cast(op.Expand(last, op.Shape(query, start=0, end=1)), to=int32)
+        length = op.Cast(op.Squeeze(total), to=int32)
+        return fused(
+            query,
+            key,
+            value,
+            past_key,
+            past_value,
+            seqlens,
+            length,
+            None,
+            None,
+            None,
+            bias,
+            num_heads=num_heads,
+            kv_num_heads=kv_num_heads,
+            scale=scale,
+        )
+
+    return {_op(): group_query_attention}
+
+
+def _attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """The attention function registered as ``NAME``: the fused op where it applies, the model's
+    SDPA attention otherwise (no recording cache, logit softcapping, attention sinks, no additive
+    mask)."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    cache = _RECORDING.get()
+    layer = getattr(module, "layer_idx", None)
+    plain = (
+        cache is None
+        or layer not in cache.new
+        or kwargs.get("softcap") is not None
+        or kwargs.get("s_aux") is not None
+        or attention_mask is None
+        or not attention_mask.is_floating_point()
+    )
+    if plain:
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
+    new_key, new_value = cache.new[layer]
+    past_key, past_value = cache.past[layer]
+    batch, heads, steps, size = query.shape
+    kv_heads = new_key.shape[1]
+    scale = float(scaling) if scaling is not None else size**-0.5
+    out, present_key, present_value = _op()(
+        query.transpose(1, 2).reshape(batch, steps, heads * size),
+        new_key.transpose(1, 2).reshape(batch, steps, kv_heads * size),
+        new_value.transpose(1, 2).reshape(batch, steps, kv_heads * size),
+        past_key,
+        past_value,
+        attention_mask.to(query.dtype),
+        heads,
+        kv_heads,
+        scale,
+    )
+    cache.present[layer] = (present_key, present_value)
+    return out.view(batch, steps, heads, size), None
+
+
+@functools.lru_cache(maxsize=None)
+def _registered() -> type:
+    """Registers ``NAME`` with transformers (attention function, and its eager additive mask) and
+    returns the recording cache class; once per process."""
+    from transformers import AttentionInterface, DynamicCache
+    from transformers.masking_utils import AttentionMaskInterface, eager_mask
+
+    AttentionInterface.register(NAME, _attention)
+    AttentionMaskInterface.register(NAME, eager_mask)
+
+    class RecordingCache(DynamicCache):
+        """transformers' DynamicCache that also records, per layer, the past as it came in and the
+        new key/value (the fused op's inputs) and the fused op's present (the graph's output)."""
+
+        def __init__(self, config, past: list):
+            super().__init__(config=config)
+            for i in range(len(past) // 2):
+                super().update(past[2 * i], past[2 * i + 1], i)
+            self.past, self.new, self.present = {}, {}, {}
+
+        def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+            layer = self.layers[layer_idx]
+            self.past[layer_idx] = (layer.keys, layer.values)
+            self.new[layer_idx] = (key_states, value_states)
+            return super().update(key_states, value_states, layer_idx, *args, **kwargs)
+
+        def presents(self) -> list:
+            """k0, v0, k1, v1, ...: the fused op's present where it ran, the cache's elsewhere."""
+            return [
+                t
+                for i, layer in enumerate(self.layers)
+                for t in self.present.get(i, (layer.keys, layer.values))
+            ]
+
+    return RecordingCache
+
+
+def recording_cache(config, past: list):
+    """A cache holding ``past`` (k0, v0, k1, v1, ...) that the fused attention reads and writes."""
+    return _registered()(config, past)
+
+
+@contextlib.contextmanager
+def recording(cache):
+    """Route the attention of the model run inside to the fused op, through ``cache``."""
+    token = _RECORDING.set(cache)
+    try:
+        yield cache
+    finally:
+        _RECORDING.reset(token)
+
+
+@contextlib.contextmanager
+def emitting(module):
+    """``module`` (a transformers model) set to the fused attention for the duration, its own
+    attention implementation restored afterwards."""
+    _registered()
+    configs = [m.config for m in module.modules() if hasattr(m, "config")]
+    saved = [getattr(c, "_attn_implementation", None) for c in configs]
+    for config in configs:
+        config._attn_implementation = NAME
+    try:
+        yield
+    finally:
+        for config, value in zip(configs, saved):
+            config._attn_implementation = value

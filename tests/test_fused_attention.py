@@ -1,0 +1,147 @@
+"""onnxruntime's GroupQueryAttention emitted at export (issue 30): the custom op's torch
+implementation against attention written out by hand, its ONNX form run by onnxruntime against the
+torch op at prefill and decode with left padding, and the model's attention restored after export.
+"""
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+pytestmark = pytest.mark.extra
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from onnxdeploy.exporter import fused_attention as fused  # noqa: E402
+
+HEADS, KV_HEADS, SIZE = 4, 2, 8
+
+
+def _bias(mask: torch.Tensor, steps: int) -> torch.Tensor:
+    """transformers' additive mask [B, 1, S, T] for the last ``steps`` of ``mask`` [B, T]:
+    causal and padding, 0 where attended and the dtype's minimum elsewhere."""
+    total = mask.shape[1]
+    rows = torch.arange(total - steps, total)[:, None]
+    allowed = (torch.arange(total)[None, :] <= rows)[None] & mask.bool()[:, None, :]
+    low = torch.finfo(torch.float32).min
+    return torch.where(allowed, 0.0, low)[:, None].to(torch.float32)
+
+
+def _inputs(batch, steps, past, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    query = torch.randn(batch, steps, HEADS * SIZE, generator=g)
+    key = torch.randn(batch, steps, KV_HEADS * SIZE, generator=g)
+    value = torch.randn(batch, steps, KV_HEADS * SIZE, generator=g)
+    past_key = torch.randn(batch, KV_HEADS, past, SIZE, generator=g)
+    past_value = torch.randn(batch, KV_HEADS, past, SIZE, generator=g)
+    mask = torch.ones(batch, past + steps, dtype=torch.long)
+    mask[0, :3] = 0  # the first row left-padded by three
+    return query, key, value, past_key, past_value, _bias(mask, steps)
+
+
+def _by_hand(query, key, value, past_key, past_value, bias, scale):
+    """Grouped-query attention written out: every query head reads KV head h // groups."""
+    batch, steps, _ = query.shape
+    q = query.view(batch, steps, HEADS, SIZE).permute(0, 2, 1, 3)
+    k = torch.cat([past_key, key.view(batch, steps, KV_HEADS, SIZE).permute(0, 2, 1, 3)], 2)
+    v = torch.cat([past_value, value.view(batch, steps, KV_HEADS, SIZE).permute(0, 2, 1, 3)], 2)
+    out = torch.empty(batch, HEADS, steps, SIZE)
+    for h in range(HEADS):
+        g = h // (HEADS // KV_HEADS)
+        scores = q[:, h] @ k[:, g].transpose(-1, -2) * scale + bias[:, 0]
+        out[:, h] = torch.softmax(scores, -1) @ v[:, g]
+    return out.permute(0, 2, 1, 3).reshape(batch, steps, HEADS * SIZE), k, v
+
+
+@pytest.mark.parametrize("steps, past", [(6, 0), (1, 7)])
+def test_the_ops_torch_implementation_is_grouped_query_attention(steps, past):
+    args = _inputs(2, steps, past)
+    scale = 0.3
+    got = fused._op()(*args, HEADS, KV_HEADS, scale)
+    want = _by_hand(*args, scale)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert got[1].shape == (2, KV_HEADS, past + steps, SIZE)
+
+
+class _Layer(torch.nn.Module):
+    def forward(self, query, key, value, past_key, past_value, bias):
+        return fused._op()(query, key, value, past_key, past_value, bias, HEADS, KV_HEADS, 0.25)
+
+
+@pytest.fixture(scope="module")
+def gqa_onnx(tmp_path_factory):
+    path = tmp_path_factory.mktemp("gqa") / "gqa.onnx"
+    batch, steps, past, total = (torch.export.Dim(n) for n in ("batch", "steps", "past", "total"))
+    example = _inputs(2, 3, 4)
+    names = ["query", "key", "value", "past_key", "past_value", "bias"]
+    shapes = (
+        {0: batch, 1: steps},
+        {0: batch, 1: steps},
+        {0: batch, 1: steps},
+        {0: batch, 2: past},
+        {0: batch, 2: past},
+        {0: batch, 2: steps, 3: total},
+    )
+    program = torch.onnx.export(
+        _Layer(),
+        example,
+        input_names=names,
+        output_names=["output", "present_key", "present_value"],
+        dynamic_shapes=shapes,
+        dynamo=True,
+        custom_translation_table=fused.translation_table(),
+        verbose=False,
+    )
+    program.save(str(path))
+    return path
+
+
+@pytest.mark.parametrize("batch, steps, past", [(2, 6, 0), (2, 1, 9), (1, 5, 4)])
+def test_onnxruntime_runs_the_exported_op_as_torch_does(gqa_onnx, batch, steps, past):
+    import onnx
+
+    nodes = [n for n in onnx.load(gqa_onnx).graph.node if n.domain == "com.microsoft"]
+    assert [n.op_type for n in nodes] == ["GroupQueryAttention"]
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in nodes[0].attribute}
+    assert attrs["num_heads"] == HEADS and attrs["kv_num_heads"] == KV_HEADS
+    args = _inputs(batch, steps, past, seed=past)
+    if batch == 1:  # no padding: the whole row valid
+        args = (*args[:5], _bias(torch.ones(1, past + steps, dtype=torch.long), steps))
+    session = ort.InferenceSession(str(gqa_onnx), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    got = session.run(None, {n: a.numpy() for n, a in zip(names, args)})
+    want = [t.numpy() for t in _Layer()(*args)]
+    # a padded query that may attend to nothing: onnxruntime writes zeros, torch a uniform mean;
+    # no later position reads it (it is masked as a key), so only the others are compared
+    attends = (args[5][:, 0] == 0).any(-1).numpy()  # [B, S]
+    np.testing.assert_allclose(got[0][attends], want[0][attends], rtol=1e-4, atol=1e-4)
+    assert attends.sum() == batch * steps - (3 if past == 0 and batch == 2 else 0)
+    for a, b in zip(got[1:], want[1:]):  # the present cache: past then new, exactly
+        np.testing.assert_array_equal(a, b)
+
+
+def test_emitting_restores_the_models_attention_and_plain_calls_keep_sdpa():
+    config = transformers.LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config).eval()
+    before = model.config._attn_implementation
+    ids = torch.tensor([[3, 9, 27, 5]])
+    with torch.no_grad():
+        want = model(ids).logits
+        with fused.emitting(model):
+            assert model.config._attn_implementation == fused.NAME
+            # no recording cache: the registered function falls back to the model's SDPA
+            got = model(ids).logits
+        assert model.config._attn_implementation == before
+        with pytest.raises(RuntimeError, match="inside"):
+            with fused.emitting(model):
+                raise RuntimeError("inside")
+        assert model.config._attn_implementation == before
+    torch.testing.assert_close(got, want)
