@@ -77,6 +77,11 @@ def test_decoder_exports_with_cache_and_generates_like_transformers(cli, tmp_pat
     assert not {"MultiHeadAttention", "Attention"} & set(ops)
     plain = Counter(n.op_type for n in graph.node if n.domain in ("", "ai.onnx"))
     assert "Softmax" not in plain  # every layer's attention is inside the fused op
+    # the past is read by nothing but the fused op, so the generator may share one buffer for
+    # past and present; a sliding window's slice (Mistral's default) reads its length
+    from onnxdeploy.generate.signature import shares_kv_buffer
+
+    assert shares_kv_buffer(graph) == (family != "mistral")
     # the causal/padding mask is built once and shared, not repeated per layer
     assert plain["Expand"] <= 6, plain
 
@@ -128,8 +133,17 @@ def test_each_route_that_cannot_be_taken_says_why_and_the_next_is_verified(tmp_p
     assert written == ["llama", "sdpa.onnx", "traced.onnx", "unfused.onnx"]
 
 
-@pytest.mark.parametrize("family, fuse", [("llama", True), ("llama", False), ("gpt2", True)])
-def test_greedy_tokens_equal_transformers_at_batch_two_with_padding(tmp_path, family, fuse):
+@pytest.mark.parametrize(
+    "family, fuse, cache",
+    [
+        ("llama", True, "shared"),
+        ("llama", True, "grown"),
+        ("llama", False, "grown"),
+        ("gpt2", True, "shared"),
+        ("mistral", True, "grown"),  # a sliding window's slice reads the past's length
+    ],
+)
+def test_greedy_tokens_equal_transformers_at_batch_two_with_padding(tmp_path, family, fuse, cache):
     from onnxdeploy.exporter.decoder import export_decoder
     from onnxdeploy.generate import Generator
 
@@ -137,7 +151,10 @@ def test_greedy_tokens_equal_transformers_at_batch_two_with_padding(tmp_path, fa
     result = export_decoder(model, family, tmp_path / "m.onnx", fuse=fuse)
     assert ("GroupQueryAttention" in result.graph.contrib_ops) == fuse
     prompts = [[5, 17, 99, 3, 250], [8, 1, 44, 120, 7, 63, 2, 90, 11]]
-    ours = Generator(str(tmp_path / "m.onnx")).generate(prompts, 16, stop_at_eos=False)
+    share = None if cache == "shared" or family == "mistral" else False
+    generator = Generator(str(tmp_path / "m.onnx"), share_buffer=share)
+    ours = generator.generate(prompts, 16, stop_at_eos=False)
+    assert ours.kv_cache == cache and ours.to_json()["kv_cache"] == cache
     ids = torch.zeros((2, 9), dtype=torch.long)
     mask = torch.zeros_like(ids)
     for row, prompt in enumerate(prompts):
@@ -157,6 +174,60 @@ def test_greedy_tokens_equal_transformers_at_batch_two_with_padding(tmp_path, fa
     expected = theirs[:, 9:].tolist()
     assert [list(t) for t in ours.tokens] == expected
     assert ours.prefill_ms > 0 and len(ours.step_ms) == 15
+
+
+def test_a_shared_cache_is_allocated_once_per_sequence_and_written_in_place(tmp_path, monkeypatch):
+    """Issue 30: with GroupQueryAttention the generator binds one preallocated buffer per layer
+    as both past and present; onnxruntime writes every step's key/value into it (same memory each
+    step, no copy), and the tokens and logits equal the growing cache's exactly."""
+    from onnxdeploy.exporter.decoder import export_decoder
+    from onnxdeploy.generate import Generator
+
+    _, model = _save(tmp_path, "llama")
+    export_decoder(model, "llama", tmp_path / "m.onnx")
+    prompts = [[5, 17, 99, 3, 250], [8, 1, 44, 120, 7, 63, 2, 90, 11]]
+    grown = Generator(str(tmp_path / "m.onnx"), share_buffer=False).generate(
+        prompts, 16, stop_at_eos=False, keep_logits=True
+    )
+    generator = Generator(str(tmp_path / "m.onnx"), share_buffer=True)
+    allocated, written = [], []
+    from_numpy = ort.OrtValue.ortvalue_from_numpy
+
+    def counting(array, *args, **kwargs):
+        value = from_numpy(array, *args, **kwargs)
+        if array.ndim == 4:  # a cache buffer: [batch, KV heads, length, head size]
+            allocated.append((array.shape, value.data_ptr()))
+        return value
+
+    run = generator.session.run_with_iobinding
+
+    def recording(binding, *args, **kwargs):
+        result = run(binding, *args, **kwargs)
+        written.append([v.data_ptr() for v in binding.get_outputs()[1:]])  # the presents
+        return result
+
+    monkeypatch.setattr(ort.OrtValue, "ortvalue_from_numpy", staticmethod(counting))
+    monkeypatch.setattr(generator.session, "run_with_iobinding", recording)
+    shared = generator.generate(prompts, 16, stop_at_eos=False, keep_logits=True)
+    assert shared.kv_cache == "shared" and shared.tokens == grown.tokens
+    assert max(float(np.abs(a - b).max()) for a, b in zip(shared.logits, grown.logits)) < 1e-5
+    layers = 2
+    assert [shape for shape, _ in allocated] == [(2, 2, 9 + 16, 16)] * (2 * layers)
+    assert len(written) == 16 and all(step == [p for _, p in allocated] for step in written)
+    allocated.clear()
+    generator.generate([[3, 4]], 4, stop_at_eos=False)  # a new sequence: new buffers, once
+    assert [shape for shape, _ in allocated] == [(1, 2, 6, 16)] * (2 * layers)
+
+
+def test_a_graph_that_reads_its_past_refuses_a_shared_cache(tmp_path):
+    from onnxdeploy.exporter.decoder import export_decoder
+    from onnxdeploy.generate import Generator
+
+    _, model = _save(tmp_path, "llama")
+    export_decoder(model, "llama", tmp_path / "plain.onnx", fuse=False)
+    with pytest.raises(UserError, match="cannot be a shared buffer"):
+        Generator(str(tmp_path / "plain.onnx"), share_buffer=True)
+    assert Generator(str(tmp_path / "plain.onnx")).generate([[3, 4]], 2).kv_cache == "grown"
 
 
 def test_prefill_and_decode_agree_with_the_full_sequence_graph(cli, tmp_path):
@@ -375,7 +446,7 @@ def test_package_ships_a_decoder_with_genai_config(cli, tmp_path, toy_lm):
     )
     assert (
         config["model"]["vocab_size"] == 64
-        and config["search"]["past_present_share_buffer"] is False
+        and config["search"]["past_present_share_buffer"] is True  # one GQA per layer
     )
 
 

@@ -145,7 +145,8 @@ def _with_past(module, fused_attention: bool = False):
                 use_cache=True,
             )
             if fused_attention:
-                cache = fused.recording_cache(module.config, list(past))
+                seen = attention_mask.shape[1] - input_ids.shape[1]
+                cache = fused.recording_cache(module.config, list(past), seen)
                 with fused.emitting(self.model), fused.recording(cache):
                     out = self.model(past_key_values=cache, **feeds)
                 return (out.logits, *cache.presents())

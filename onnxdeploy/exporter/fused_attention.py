@@ -17,7 +17,10 @@ elsewhere: causal, padding, sliding window) as ``attention_bias``, with ``seqlen
 position valid. Left-padded batches are therefore exact: onnxruntime's own assumption that valid
 tokens come first never applies, the bias masks the padding. The op appends the new key/value to
 the past and returns the present cache, which becomes the graph's ``present.*`` output; the model's
-own cache concatenation is left without a consumer and removed.
+own cache concatenation is left without a consumer and removed. The context's length is read from
+the attention mask (the cache's sizes and the op's ``total_sequence_length`` alike), never from the
+past, so the past may be a buffer preallocated to the maximum length and bound as the present too:
+the op then writes each new key/value in place (``generate.generator``).
 
 Limits, from onnxruntime's CPU kernel: a batch of more than one sequence cannot be given several
 new tokens on top of a past (chunked prefill); the generator prefills from an empty cache and then
@@ -117,7 +120,8 @@ def _schema():
 def translation_table() -> dict:
     """torch.onnx's ``custom_translation_table``: the custom op -> GroupQueryAttention, with
     ``seqlens_k`` (total - 1 for every row: the bias does the masking) and
-    ``total_sequence_length`` computed from the shapes in the graph."""
+    ``total_sequence_length`` read from the bias (the attention mask's length), never from the
+    past, so that the past may be a buffer longer than the context."""
     import onnx
     import onnxscript
     from onnxscript import opset18 as op
@@ -130,7 +134,9 @@ def translation_table() -> dict:
     def group_query_attention(
         query, key, value, past_key, past_value, bias, num_heads: int, kv_num_heads: int, scale
     ):
-        total = op.Add(op.Shape(past_key, start=2, end=3), op.Shape(query, start=1, end=2))
+        # the bias spans the whole context, whatever the past buffer's length: the graph then
+        # runs with a past preallocated to the maximum length, shared with the present
+        total = op.Shape(bias, start=3, end=4)
         last = op.Sub(total, op.Constant(value_ints=[1]))
         seqlens = op.Cast(op.Expand(last, op.Shape(query, start=0, end=1)), to=int32)
         length = op.Cast(op.Squeeze(total), to=int32)
@@ -199,6 +205,7 @@ def _registered() -> type:
     """Registers ``NAME`` with transformers (attention function, and its eager additive mask) and
     returns the recording cache class; once per process."""
     from transformers import AttentionInterface, DynamicCache
+    from transformers.cache_utils import DynamicLayer
     from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
     AttentionInterface.register(NAME, _attention)
@@ -208,11 +215,29 @@ def _registered() -> type:
         """transformers' DynamicCache that also records, per layer, the past as it came in and the
         new key/value (the fused op's inputs) and the fused op's present (the graph's output)."""
 
-        def __init__(self, config, past: list):
+        def __init__(self, config, past: list, seen=None):
             super().__init__(config=config)
             for i in range(len(past) // 2):
                 super().update(past[2 * i], past[2 * i + 1], i)
             self.past, self.new, self.present = {}, {}, {}
+            self.seen = seen
+
+        # With ``seen`` (the attention mask's length less the new tokens), the tokens already seen
+        # and the mask's extent come from the attention mask instead of the past's shape, so no
+        # part of the graph but the fused op reads the past: it may then be a preallocated buffer
+        # (``past_present_share_buffer``). Sliding-window layers keep the cache's own sizes.
+        def _full(self, layer_idx: int) -> bool:
+            return self.seen is not None and type(self.layers[layer_idx]) is DynamicLayer
+
+        def get_seq_length(self, layer_idx: int = 0) -> int:
+            if layer_idx < len(self.layers) and self._full(layer_idx):
+                return self.seen
+            return super().get_seq_length(layer_idx)
+
+        def get_mask_sizes(self, query_length: int, layer_idx: int) -> tuple[int, int]:
+            if layer_idx < len(self.layers) and self._full(layer_idx):
+                return self.seen + query_length, 0
+            return super().get_mask_sizes(query_length, layer_idx)
 
         def update(self, key_states, value_states, layer_idx, *args, **kwargs):
             layer = self.layers[layer_idx]
@@ -231,9 +256,10 @@ def _registered() -> type:
     return RecordingCache
 
 
-def recording_cache(config, past: list):
-    """A cache holding ``past`` (k0, v0, k1, v1, ...) that the fused attention reads and writes."""
-    return _registered()(config, past)
+def recording_cache(config, past: list, seen=None):
+    """A cache holding ``past`` (k0, v0, k1, v1, ...) that the fused attention reads and writes;
+    ``seen``: how many tokens came before the new ones (default: the past's length)."""
+    return _registered()(config, past, seen)
 
 
 @contextlib.contextmanager

@@ -1,6 +1,7 @@
 """``genai_config.json`` for a decoder-with-past graph we exported, so onnxruntime-genai's own
-generator can run it (what its model builder writes for its graphs, with our input names and a
-cache that grows by concatenation rather than a shared buffer)."""
+generator can run it (what its model builder writes for its graphs, with our input names; the
+cache is one buffer shared by past and present where the graph allows it, as the builder's, and
+grows by concatenation otherwise)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 
 import onnx
 
-from onnxdeploy.generate.signature import META_KEY
+from onnxdeploy.generate.signature import META_KEY, shares_kv_buffer
 
 
 def genai_config(model: onnx.ModelProto, filename: str = "model.onnx") -> dict | None:
@@ -58,7 +59,8 @@ def genai_config(model: onnx.ModelProto, filename: str = "model.onnx") -> dict |
             "min_length": 0,
             "num_beams": 1,
             "num_return_sequences": 1,
-            "past_present_share_buffer": False,  # our graph concatenates the cache
+            # verified: genai's greedy tokens equal ours either way (test_generative)
+            "past_present_share_buffer": shares_kv_buffer(model.graph),
             "repetition_penalty": 1.0,
             "temperature": 1.0,
             "top_k": 1,

@@ -1,8 +1,13 @@
 """Generate tokens with a decoder-with-past ONNX graph in onnxruntime.
 
-The cache never leaves onnxruntime between steps: each step's ``present.*`` OrtValues are fed back
-as the next step's ``past_key_values.*`` (``run_with_ort_values``); only the last position's logits
-come back to numpy. Prompts of different lengths are left-padded, with the attention mask and
+The cache never leaves onnxruntime between steps, and where the graph allows it (one
+``GroupQueryAttention`` per layer reading the past only as its past, ``signature.shares_kv_buffer``)
+it is never copied either: each layer's key and value live in one buffer per sequence, preallocated
+to the prompt plus the new tokens, bound by IO binding as both the past and the present (as
+onnxruntime-genai's ``past_present_share_buffer``), so each step writes its new key/value in place.
+Other graphs feed each step's ``present.*`` OrtValues back as the next step's
+``past_key_values.*`` (``run_with_ort_values``), a cache that grows by one token each step. Only the
+last position's logits come back to numpy. Prompts of different lengths are left-padded, with the attention mask and
 position ids ``transformers`` uses (cumsum of the mask - 1), so greedy tokens match its
 ``generate``.
 """
@@ -29,6 +34,7 @@ class GenerationResult:
     prefill_ms: float  # time to first token
     step_ms: tuple[float, ...]  # each decode step after it
     logits: tuple = ()  # with keep_logits: each step's last-position logits [batch, vocab]
+    kv_cache: str = "grown"  # "shared": one preallocated buffer per layer, past and present alike
 
     @property
     def decode_tokens_per_s(self) -> float:
@@ -44,6 +50,7 @@ class GenerationResult:
                 "time_to_first_token_ms": round(self.prefill_ms, 3),
                 "decode_tokens_per_s": round(self.decode_tokens_per_s, 2),
                 "step_ms": [round(s, 4) for s in self.step_ms],
+                "kv_cache": self.kv_cache,
             },
         )
 
@@ -51,7 +58,7 @@ class GenerationResult:
         lines = [" ".join(map(str, t)) for t in self.tokens]
         lines.append(
             f"time to first token {self.prefill_ms:.2f} ms; decode {self.decode_tokens_per_s:.1f} tokens/s "
-            f"({len(self.step_ms)} steps x {len(self.tokens)} sequence(s))"
+            f"({len(self.step_ms)} steps x {len(self.tokens)} sequence(s), {self.kv_cache} KV cache)"
         )
         return "\n".join(lines)
 
@@ -64,6 +71,7 @@ class Generator:
     threads: int | None = None
     provider: str = "cpu"
     spinning: bool = True  # onnxruntime's default; off where several sessions share the cores
+    share_buffer: bool | None = None  # None: wherever the graph allows it; False: a growing cache
     session: object = field(init=False, repr=False)
     signature: DecoderSignature = field(init=False)
 
@@ -84,6 +92,12 @@ class Generator:
         self._outputs = [o.name for o in self.session.get_outputs()]
         if "logits" not in self._outputs:
             raise UserError(f"{self.path}: a decoder must output 'logits'")
+        if self.share_buffer and not self.signature.shared_buffer:
+            raise UserError(
+                f"{self.path}: the graph reads its past beyond GroupQueryAttention, so its KV "
+                "cache cannot be a shared buffer; leave share_buffer unset"
+            )
+        self._shared = self.signature.shared_buffer and self.share_buffer is not False
 
     def check_prompts(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> None:
         """UserError for an empty prompt, ids past the vocabulary, or a context past the model's
@@ -114,15 +128,29 @@ class Generator:
                 f"max_new_tokens {max_new_tokens}: must be positive", param="max_new_tokens"
             )
 
-    def _empty_cache(self, batch: int) -> dict:
+    def _cache(self, batch: int, length: int) -> dict:
+        """The past of every layer, as OrtValues of ``length`` positions (0: a cache that grows)."""
         import onnxruntime as ort
 
         sig = self.signature
-        shape = (batch, sig.kv_heads, 0, sig.head_dim)
+        shape = (batch, sig.kv_heads, length, sig.head_dim)
         return {
             n: ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, sig.cache_dtype))
             for n in sig.past_names()
         }
+
+    def _run_shared(self, feeds: dict, cache: dict):
+        """One step with each past bound as its own present: the new key/value are written into
+        the buffers in place. The logits, as an OrtValue."""
+        binding = self.session.io_binding()
+        for name, value in feeds.items():
+            binding.bind_ortvalue_input(name, value)
+        binding.bind_output("logits")
+        for past, present in zip(self.signature.past_names(), self.signature.present_names()):
+            binding.bind_ortvalue_input(past, cache[past])
+            binding.bind_ortvalue_output(present, cache[past])
+        self.session.run_with_iobinding(binding)
+        return binding.get_outputs()[0]
 
     def generate(
         self,
@@ -146,7 +174,8 @@ class Generator:
             ids[row, longest - len(prompt) :] = prompt
             mask[row, longest - len(prompt) :] = 1
         rng = np.random.default_rng(sampling.seed)
-        cache = self._empty_cache(batch)
+        # shared: allocated once for the whole sequence (the last step's context is one shorter)
+        cache = self._cache(batch, longest + max_new_tokens if self._shared else 0)
         out_tokens: list[list[int]] = [[] for _ in prompts]
         done = np.zeros(batch, bool)
         step_ms: list[float] = []
@@ -159,7 +188,6 @@ class Generator:
             feeds = {
                 "input_ids": ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(feed_ids)),
                 "attention_mask": ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(mask)),
-                **cache,
             }
             if sig.position_ids:
                 current = positions[:, -feed_ids.shape[1] :]
@@ -168,9 +196,12 @@ class Generator:
                 )
             started = time.perf_counter()
             with onnxruntime_failures(self.path, f"onnxruntime cannot run step {step}"):
-                values = self.session.run_with_ort_values(self._outputs, feeds)
-            out = dict(zip(self._outputs, values))
-            logits = out["logits"].numpy()[:, -1, :]
+                if self._shared:
+                    logits = self._run_shared(feeds, cache).numpy()[:, -1, :]
+                else:
+                    values = self.session.run_with_ort_values(self._outputs, {**feeds, **cache})
+                    out = dict(zip(self._outputs, values))
+                    logits = out["logits"].numpy()[:, -1, :]
             if keep_logits:
                 kept.append(logits.copy())
             token = choose(logits, sampling, rng)
@@ -189,7 +220,8 @@ class Generator:
                         done[row] = True
             if done.all():
                 break
-            cache = {p: out[q] for p, q in zip(sig.past_names(), sig.present_names())}
+            if not self._shared:
+                cache = {p: out[q] for p, q in zip(sig.past_names(), sig.present_names())}
             feed_ids = token.astype(np.int64)[:, None]
             mask = np.concatenate([mask, np.ones((batch, 1), np.int64)], axis=1)
         return GenerationResult(
@@ -198,4 +230,5 @@ class Generator:
             prefill_ms,
             tuple(step_ms),
             tuple(kept),
+            "shared" if self._shared else "grown",
         )

@@ -27,6 +27,7 @@ class DecoderSignature:
     max_positions: int | None = None
     eos_token_id: tuple[int, ...] = ()
     pad_token_id: int = 0
+    shared_buffer: bool = False  # the past may be a preallocated buffer the present is written to
 
     def past_names(self) -> list[str]:
         return [
@@ -60,6 +61,9 @@ def read_signature(session, path: str) -> DecoderSignature:
         raise UserError(
             f"{path}: past_key_values.0.key must have static heads and head size, has {first.shape}"
         )
+    from onnxdeploy.onnx_io import load_model
+
+    graph = load_model(path, check=False, load_external=False).graph
     meta = session.get_modelmeta().custom_metadata_map
     info = json.loads(meta.get(META_KEY, "{}"))
     eos = info.get("eos_token_id")
@@ -73,7 +77,44 @@ def read_signature(session, path: str) -> DecoderSignature:
         max_positions=info.get("max_positions"),
         eos_token_id=tuple(eos if isinstance(eos, list) else ([] if eos is None else [eos])),
         pad_token_id=int(info.get("pad_token_id") or 0),
+        shared_buffer=shares_kv_buffer(graph),
     )
+
+
+def shares_kv_buffer(graph) -> bool:
+    """Whether the ONNX ``graph``'s cache can live in buffers preallocated to the maximum length,
+    each past bound as its present too (onnxruntime-genai's ``past_present_share_buffer``): every
+    ``present.*`` is written by a ``GroupQueryAttention`` that reads the matching past as its past,
+    and nothing else reads a past but its batch and heads (``Shape`` ending before the length
+    axis). A graph that reads the past's length (a plain-ops concatenation, a sliding window's
+    slice) keeps a cache that grows with each token."""
+    consumers: dict[str, list] = {}
+    producers: dict[str, tuple] = {}
+    for node in graph.node:
+        for index, name in enumerate(node.input):
+            consumers.setdefault(name, []).append((node, index))
+        for index, name in enumerate(node.output):
+            producers[name] = (node, index)
+    outputs = {o.name for o in graph.output}
+    pasts = [i.name for i in graph.input if PAST.match(i.name)]
+    if not pasts:
+        return False
+    for past in pasts:
+        layer, kind = PAST.match(past).groups()
+        slot = 3 if kind == "key" else 4
+        present = f"present.{layer}.{kind}"
+        node, index = producers.get(present, (None, None))
+        if present not in outputs or node is None or node.op_type != "GroupQueryAttention":
+            return False
+        if index != slot - 2 or len(node.input) <= slot or node.input[slot] != past:
+            return False
+        for reader, position in consumers.get(past, []):
+            if reader is node and position == slot:
+                continue
+            ends = {a.name: a.i for a in reader.attribute}
+            if not (reader.op_type == "Shape" and 0 < ends.get("end", 99) <= 2):
+                return False
+    return True
 
 
 def is_kv_decoder(model) -> bool:
