@@ -394,6 +394,81 @@ def test_int4_search_keeps_the_quality_floor_on_a_trained_model(cli, tmp_path, t
     assert len(json.loads(out)["attempts"]) >= 6 and not (tmp_path / "none.onnx").exists()
 
 
+@pytest.fixture(scope="module")
+def text_lm(tmp_path_factory):
+    """A tiny byte-level Llama trained for 300 steps on real English text: the documentation that
+    ships with CPython (``pydoc_data.topics``); its last tenth held out for scoring."""
+    from pydoc_data.topics import topics
+
+    from onnxdeploy.exporter.decoder import export_decoder
+
+    text = np.frombuffer("".join(topics[k] for k in sorted(topics)).encode(), np.uint8)
+    split = int(len(text) * 0.9)
+    train, held_out = torch.from_numpy(text[:split].astype(np.int64)), text[split:]
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=256,
+        hidden_size=96,
+        intermediate_size=192,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
+    model = transformers.LlamaForCausalLM(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(300):
+        starts = torch.randint(0, len(train) - 65, (16,))
+        batch = torch.stack([train[s : s + 64] for s in starts.tolist()])
+        model(input_ids=batch, labels=batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    folder = tmp_path_factory.mktemp("text")
+    path = export_decoder(model.eval(), "text", folder / "text.onnx").output
+    rng = np.random.default_rng(1)
+    sequences = np.stack(
+        [held_out[s : s + 48].astype(np.int64) for s in rng.integers(0, len(held_out) - 48, 6)]
+    )
+    return path, sequences
+
+
+def test_int4_on_a_model_trained_on_text_reports_perplexity_beside_fp32(tmp_path, text_lm):
+    """Issue 30, item 3: quality judged on a trained model and real text, never random weights;
+    perplexity on the user's held-out text beside fp32's, with agreement and KL."""
+    from onnxdeploy.quantize.generative import DEFAULT_CANDIDATES, quantize_decoder
+
+    path, sequences = text_lm
+    names = ("int4-b32-acc4", "int4-b128-acc4", "int4-b32-acc4-head-int8")
+    result = quantize_decoder(
+        path,
+        str(tmp_path / "q.onnx"),
+        sequences=sequences,
+        candidates=tuple(c for c in DEFAULT_CANDIDATES if c.name in names),
+        force=True,  # written whatever this machine's timing of a tiny model says
+        new_tokens=8,
+    )
+    assert result.source == "the user's token sequences"
+    # it learned the text: far below a uniform guess over 256 bytes
+    assert result.fp32_perplexity < 12, result.fp32_perplexity
+    for attempt in result.attempts:
+        assert attempt.perplexity is not None and attempt.agreement is not None
+        assert attempt.perplexity < result.fp32_perplexity * 1.1, str(result)
+    by_name = {a.candidate.name: a for a in result.attempts}
+    # smaller blocks track fp32 at least as well as large ones on a trained model
+    assert by_name["int4-b32-acc4"].kl <= by_name["int4-b128-acc4"].kl * 1.5, str(result)
+    assert result.passed and "perplexity" in str(result)
+    assert result.to_json()["fp32_perplexity"] == result.fp32_perplexity
+    record = json.loads(
+        {p.key: p.value for p in onnx.load(tmp_path / "q.onnx").metadata_props}[
+            "onnxdeploy.quantize"
+        ]
+    )
+    assert record["perplexity"] == by_name[result.chosen].perplexity
+
+
 def test_generation_bench_read_by_the_gate(cli, tmp_path, decoder_onnx):
     from dataclasses import asdict
 

@@ -2,8 +2,8 @@
 MatMulNBits in blocks of 32/64/128 at accuracy levels 0 and 4, RTN and HQQ, the ``lm_head`` in int4,
 int8 blocks or fp32; int8 dynamic), each scored the way a language model is used and timed the way it runs.
 
-Quality: teacher-forced next-token top-1 agreement and mean KL(fp32 || candidate) over token
-sequences (the user's, or ones fp32 itself generated from seeded prompts), and how many greedy
+Quality: teacher-forced next-token top-1 agreement, mean KL(fp32 || candidate) and perplexity
+(beside fp32's) over token sequences (the user's, or ones fp32 itself generated from seeded prompts), and how many greedy
 tokens match fp32's before the first difference. Speed: decode tokens/s and time to first token at
 the target batch and threads, every model timed in the same rounds, interleaved. The candidate
 within ``min_agreement`` and ``max_kl`` to write is picked by ``quantize.decision``'s rule, the one
@@ -43,6 +43,7 @@ class LmAttempt:
     passed: bool = False
     why: str = ""
     speedup_ci: tuple[float, float] | None = None  # bootstrap 95% CI of its decode speed / fp32's
+    perplexity: float | None = None  # teacher-forced, on the scoring sequences (fp32's: the result's)
 
     @property
     def goal(self) -> str:
@@ -72,6 +73,7 @@ class LmQuantizeResult:
     source: str  # where the scoring sequences came from
     notes: tuple[str, ...] = ()  # onnxruntime's messages while quantizing, each kind once
     confirmation: Confirmation | None = None  # the chosen one re-timed against fp32 on its own
+    fp32_perplexity: float | None = None  # on the scoring sequences, beside each attempt's
 
     @property
     def passed(self) -> bool:
@@ -87,6 +89,7 @@ class LmQuantizeResult:
             "fp32_decode_tokens_per_s": self.fp32_decode_tokens_per_s,
             "fp32_prefill_ms": self.fp32_prefill_ms,
             "fp32_bytes": self.fp32_bytes,
+            "fp32_perplexity": self.fp32_perplexity,
             "min_agreement": self.min_agreement,
             "max_kl": self.max_kl,
             "target_batch": self.target_batch,
@@ -109,6 +112,7 @@ class LmQuantizeResult:
                 num(a.agreement, ".2f"),
                 num(a.kl, ".4f"),
                 num(a.greedy_match, ".1f"),
+                num(a.perplexity, ".3f"),
                 num(a.decode_tokens_per_s, ".1f"),
                 num(a.prefill_ms, ".2f"),
                 num(a.bytes / 2**20 if a.bytes else None, ".2f"),
@@ -123,6 +127,7 @@ class LmQuantizeResult:
                 "agree %",
                 "KL",
                 "greedy =",
+                "perplexity",
                 "decode tok/s",
                 "TTFT ms",
                 "MiB",
@@ -133,7 +138,9 @@ class LmQuantizeResult:
         )
         return (
             f"fp32: decode {self.fp32_decode_tokens_per_s:.1f} tokens/s, time to first token "
-            f"{self.fp32_prefill_ms:.2f} ms, {self.fp32_bytes / 2**20:.2f} MiB; scored on {self.sequences} "
+            f"{self.fp32_prefill_ms:.2f} ms, {self.fp32_bytes / 2**20:.2f} MiB"
+            + (f", perplexity {self.fp32_perplexity:.3f}" if self.fp32_perplexity else "")
+            + f"; scored on {self.sequences} "
             f"sequences ({self.source})\n{table}\n{self.chosen}: {self.reason}"
             + "".join(f"\nnote: {n}" for n in self.notes)
         )
@@ -168,6 +175,7 @@ def _write(
         "agreement": round(chosen.agreement, 3),
         "kl": round(chosen.kl, 6),
         "greedy_match": chosen.greedy_match,
+        "perplexity": chosen.perplexity,
         "floor": {"min_agreement": min_agreement, "max_kl": max_kl},
         "scored_on": source,
     }
@@ -268,6 +276,7 @@ def quantize_decoder(
         sequences = fp32_sequences(reference, prompt_length=prompt_length, new_tokens=new_tokens)
         source = "sequences fp32 generated from seeded prompts"
     logs = Collected()
+    fp32_perplexity = None
     with scratch_dir("onnxdeploy-lm-quant-") as folder:
         paths, attempts = {}, []
         for candidate in candidates:
@@ -285,12 +294,14 @@ def quantize_decoder(
                     )
                 )
                 continue
-            agreement, kl, match = quality(
+            scored = quality(
                 reference,
                 Generator(str(path), threads=target_threads, spinning=False),
                 sequences,
                 prompt_length,
             )
+            agreement, kl = scored.agreement, scored.kl
+            fp32_perplexity = scored.reference_perplexity
             passed = agreement >= min_agreement and kl <= max_kl
             why = (
                 ""
@@ -304,7 +315,14 @@ def quantize_decoder(
             paths[candidate.name] = path
             attempts.append(
                 LmAttempt(
-                    candidate, agreement, kl, match, bytes=file_bytes(path), passed=passed, why=why
+                    candidate,
+                    agreement,
+                    kl,
+                    scored.greedy_match,
+                    bytes=file_bytes(path),
+                    passed=passed,
+                    why=why,
+                    perplexity=scored.perplexity,
                 )
             )
         timed_names = [a.candidate.name for a in attempts if a.passed]
@@ -349,6 +367,7 @@ def quantize_decoder(
                 source,
                 tuple(logs.summary()),
                 confirmation,
+                fp32_perplexity,
             )
 
         if not passing:

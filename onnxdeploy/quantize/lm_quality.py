@@ -1,7 +1,10 @@
-"""How a quantized decoder compares with its fp32 self: teacher-forced next-token agreement and KL
-on token sequences, greedy tokens matched, and decode/prefill speed timed side by side."""
+"""How a quantized decoder compares with its fp32 self: teacher-forced next-token agreement, KL
+and perplexity on token sequences, greedy tokens matched, and decode/prefill speed timed side by
+side."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -40,17 +43,36 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-def quality(
-    reference, candidate, sequences: np.ndarray, prompt_length: int
-) -> tuple[float, float, float]:
-    """(top-1 agreement %, mean KL(reference || candidate) in nats, mean greedy tokens equal
-    before the first difference), one sequence at a time so the logits stay small."""
-    agree, kls = [], []
+@dataclass(frozen=True)
+class LmQuality:
+    """A candidate against the reference on the same token sequences."""
+
+    agreement: float  # percent of positions whose argmax equals the reference's
+    kl: float  # mean KL(reference || candidate), nats
+    greedy_match: float  # mean greedy tokens equal to the reference's before the first difference
+    perplexity: float  # the candidate's, of each sequence's next tokens (teacher-forced)
+    reference_perplexity: float  # the reference's on the same positions
+
+
+def _perplexity(log_probs: list[np.ndarray], sequences: np.ndarray) -> float:
+    """exp(mean negative log-likelihood) of each sequence's tokens 1..n given those before."""
+    nll = [-lp[np.arange(len(seq) - 1), seq[1:]] for lp, seq in zip(log_probs, sequences)]
+    return float(np.exp(np.mean(np.concatenate(nll))))
+
+
+def quality(reference, candidate, sequences: np.ndarray, prompt_length: int) -> LmQuality:
+    """The candidate's agreement, KL, greedy match and perplexity against ``reference``, one
+    sequence at a time so the logits stay small. Perplexity is the language-model measure users
+    know; on sequences the reference generated itself it is low by construction, so it means most
+    on the user's own text."""
+    agree, kls, refs, gots = [], [], [], []
     for sequence in sequences:
         ref = _log_softmax(sequence_logits(reference, sequence))
         got = _log_softmax(sequence_logits(candidate, sequence))
         agree.append(ref.argmax(-1) == got.argmax(-1))
         kls.append((np.exp(ref) * (ref - got)).sum(-1))
+        refs.append(ref)
+        gots.append(got)
     prompts = [list(s[:prompt_length]) for s in sequences]
     steps = max(1, sequences.shape[1] - prompt_length)
     a = reference.generate(prompts, steps, stop_at_eos=False).tokens
@@ -61,10 +83,12 @@ def quality(
         while same < min(len(x), len(y)) and x[same] == y[same]:
             same += 1
         matches.append(same)
-    return (
+    return LmQuality(
         100.0 * float(np.mean(np.concatenate(agree))),
         float(np.mean(np.concatenate(kls))),
         float(np.mean(matches)),
+        _perplexity(gots, sequences),
+        _perplexity(refs, sequences),
     )
 
 
