@@ -135,13 +135,150 @@ def test_emitting_restores_the_models_attention_and_plain_calls_keep_sdpa():
     ids = torch.tensor([[3, 9, 27, 5]])
     with torch.no_grad():
         want = model(ids).logits
-        with fused.emitting(model):
+        from transformers.models.llama import modeling_llama
+
+        original = modeling_llama.apply_rotary_pos_emb
+        with fused.emitting(model, rotary=True):
             assert model.config._attn_implementation == fused.NAME
-            # no recording cache: the registered function falls back to the model's SDPA
+            assert modeling_llama.apply_rotary_pos_emb is not original  # deferred to the op
+            # no recording cache: the registered function falls back to the model's SDPA, and
+            # the rotary runs where the model runs it
             got = model(ids).logits
         assert model.config._attn_implementation == before
+        assert modeling_llama.apply_rotary_pos_emb is original
         with pytest.raises(RuntimeError, match="inside"):
             with fused.emitting(model):
                 raise RuntimeError("inside")
         assert model.config._attn_implementation == before
     torch.testing.assert_close(got, want)
+
+
+ROTARY_SIZE = 16  # onnxruntime's CPU kernel rotates heads of a multiple of 16 only
+
+
+def _rotary(max_positions=32):
+    """A Llama rotary embedding for ROTARY_SIZE heads: (module, cos table, sin table)."""
+    config = transformers.LlamaConfig(
+        hidden_size=HEADS * ROTARY_SIZE,
+        num_attention_heads=HEADS,
+        num_key_value_heads=KV_HEADS,
+        max_position_embeddings=max_positions,
+    )
+    model = transformers.AutoModelForCausalLM.from_config(
+        transformers.LlamaConfig(**{**config.to_dict(), "num_hidden_layers": 1, "vocab_size": 8})
+    )
+    cos, sin = fused.rotary_caches(model)
+    assert cos.shape == (max_positions, ROTARY_SIZE // 2)
+    return model.model.rotary_emb, cos, sin
+
+
+def _rotary_inputs(batch, steps, past, pad, seed=0):
+    """Query/key/value [B, S, heads * 16], a past [B, KV, P, 16] rotated at its places in the
+    cache, the additive mask (row 0 left-padded by ``pad``), and the new tokens' cos/sin at their
+    places: where onnxruntime's op rotates a token (not at its position, cumsum of the mask - 1,
+    as transformers does; the two differ by a row's padding, which a rotation relative by
+    construction does not see: the generative parity tests hold the model to transformers)."""
+    g = torch.Generator().manual_seed(seed)
+    size = ROTARY_SIZE
+    query = torch.randn(batch, steps, HEADS * size, generator=g)
+    key = torch.randn(batch, steps, KV_HEADS * size, generator=g)
+    value = torch.randn(batch, steps, KV_HEADS * size, generator=g)
+    past_key = torch.randn(batch, KV_HEADS, past, size, generator=g)
+    past_value = torch.randn(batch, KV_HEADS, past, size, generator=g)
+    mask = torch.ones(batch, past + steps, dtype=torch.long)
+    mask[0, :pad] = 0
+    embedding, _, _ = _rotary()
+    places = torch.arange(past + steps).expand(batch, past + steps)
+    cos, sin = embedding(query, position_ids=places)
+    past_key = fused._rotate(past_key, cos[:, :past], sin[:, :past])
+    return (query, key, value, past_key, past_value, _bias(mask, steps)), (
+        cos[:, past:],
+        sin[:, past:],
+    )
+
+
+def test_the_ops_rotary_is_transformers_rotary():
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    args, (cos, sin) = _rotary_inputs(2, 5, 3, pad=2)
+    query, key = args[0], args[1]
+    q = query.view(2, 5, HEADS, ROTARY_SIZE).transpose(1, 2)
+    k = key.view(2, 5, KV_HEADS, ROTARY_SIZE).transpose(1, 2)
+    want_q, want_k = apply_rotary_pos_emb(q, k, cos, sin)
+    torch.testing.assert_close(fused._rotate(q, cos, sin), want_q, rtol=0, atol=0)
+    torch.testing.assert_close(fused._rotate(k, cos, sin), want_k, rtol=0, atol=0)
+    _, tables_cos, tables_sin = _rotary()
+    got = fused._op()(*args, HEADS, KV_HEADS, 0.25, cos, sin, tables_cos, tables_sin)
+    rotated = (
+        want_q.transpose(1, 2).reshape(2, 5, -1),
+        want_k.transpose(1, 2).reshape(2, 5, -1),
+    )
+    plain = fused._op()(*rotated, *args[2:], HEADS, KV_HEADS, 0.25)
+    for a, b in zip(got, plain):  # rotating inside = rotating before
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+class _RotaryLayer(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        _, cos, sin = _rotary()
+        self.register_buffer("rotary_cos", cos)
+        self.register_buffer("rotary_sin", sin)
+
+    def forward(self, query, key, value, past_key, past_value, bias, cos, sin):
+        return fused._op()(
+            query, key, value, past_key, past_value, bias, HEADS, KV_HEADS, 0.25,
+            cos, sin, self.rotary_cos, self.rotary_sin,
+        )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def rotary_onnx(tmp_path_factory):
+    path = tmp_path_factory.mktemp("gqa") / "rotary.onnx"
+    batch, steps, past, total = (torch.export.Dim(n) for n in ("batch", "steps", "past", "total"))
+    args, (cos, sin) = _rotary_inputs(2, 3, 4, pad=1)
+    names = ["query", "key", "value", "past_key", "past_value", "bias", "cos", "sin"]
+    shapes = (
+        *({0: batch, 1: steps} for _ in range(3)),
+        {0: batch, 2: past},
+        {0: batch, 2: past},
+        {0: batch, 2: steps, 3: total},
+        {0: batch, 1: steps},
+        {0: batch, 1: steps},
+    )
+    program = torch.onnx.export(
+        _RotaryLayer(),
+        (*args, cos, sin),
+        input_names=names,
+        output_names=["output", "present_key", "present_value"],
+        dynamic_shapes=shapes,
+        dynamo=True,
+        custom_translation_table=fused.translation_table(),
+        verbose=False,
+    )
+    program.save(str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    "batch, steps, past, pad", [(1, 6, 0, 0), (1, 1, 9, 0), (2, 6, 0, 3), (2, 1, 9, 3)]
+)
+def test_onnxruntime_rotates_inside_as_the_torch_op_does(rotary_onnx, batch, steps, past, pad):
+    import onnx
+
+    node = next(n for n in onnx.load(rotary_onnx).graph.node if n.domain == "com.microsoft")
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    assert attrs["do_rotary"] == 1 and attrs["rotary_interleaved"] == 0
+    assert "rotary_cos" in node.input and "rotary_sin" in node.input
+    args, (cos, sin) = _rotary_inputs(batch, steps, past, pad, seed=past + pad)
+    session = ort.InferenceSession(str(rotary_onnx), providers=["CPUExecutionProvider"])
+    names = ["query", "key", "value", "past_key", "past_value", "bias", "cos", "sin"]
+    # the per-token cos/sin are fed as graph inputs but read by nothing: the op rotates from its
+    # tables, zeros here would change nothing
+    feeds = dict(zip(names, (*args, torch.zeros_like(cos), torch.zeros_like(sin))))
+    got = session.run(None, {n: a.numpy() for n, a in feeds.items()})
+    want = [t.numpy() for t in _RotaryLayer()(*args, cos, sin)]
+    attends = (args[5][:, 0] == 0).any(-1).numpy()  # as above: fully masked rows differ
+    np.testing.assert_allclose(got[0][attends], want[0][attends], rtol=1e-4, atol=1e-4)
+    for a, b in zip(got[1:], want[1:]):  # the present: the past, then the new keys rotated
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

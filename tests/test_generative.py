@@ -77,6 +77,15 @@ def test_decoder_exports_with_cache_and_generates_like_transformers(cli, tmp_pat
     assert not {"MultiHeadAttention", "Attention"} & set(ops)
     plain = Counter(n.op_type for n in graph.node if n.domain in ("", "ai.onnx"))
     assert "Softmax" not in plain  # every layer's attention is inside the fused op
+    # rotary inside the op (from the model's own tables) where the model has one, and the
+    # query/key/value projections packed into one MatMul (GPT-2's: its one c_attn, unsplit)
+    for node in (n for n in graph.node if n.op_type == "GroupQueryAttention"):
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        assert attrs.get("do_rotary", 0) == (family != "gpt2"), attrs
+        assert node.input[1] == node.input[2] == "", list(node.input)  # packed
+    assert fused["fusions"]["packed_qkv"] == layers, fused
+    if family != "gpt2":
+        assert plain["Neg"] == 0  # no rotate-half left in plain ops
     # the past is read by nothing but the fused op, so the generator may share one buffer for
     # past and present; a sliding window's slice (Mistral's default) reads its length
     from onnxdeploy.generate.signature import shares_kv_buffer

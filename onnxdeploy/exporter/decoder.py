@@ -131,11 +131,15 @@ def _with_past(module, fused_attention: bool = False):
     from onnxdeploy.exporter import fused_attention as fused
 
     layers = cache_layout(module.config)[0]
+    tables = fused.rotary_caches(module) if fused_attention else None
 
     class WithPast(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.model = module
+            if tables is not None:  # constants of the graph: onnxruntime's rotary tables
+                self.register_buffer("rotary_cos", tables[0], persistent=False)
+                self.register_buffer("rotary_sin", tables[1], persistent=False)
 
         def forward(self, input_ids, attention_mask, position_ids, *past):
             feeds = dict(
@@ -146,8 +150,9 @@ def _with_past(module, fused_attention: bool = False):
             )
             if fused_attention:
                 seen = attention_mask.shape[1] - input_ids.shape[1]
-                cache = fused.recording_cache(module.config, list(past), seen)
-                with fused.emitting(self.model), fused.recording(cache):
+                rotary = (self.rotary_cos, self.rotary_sin) if tables is not None else None
+                cache = fused.recording_cache(module.config, list(past), seen, rotary)
+                with fused.emitting(self.model, rotary is not None), fused.recording(cache):
                     out = self.model(past_key_values=cache, **feeds)
                 return (out.logits, *cache.presents())
             cache = DynamicCache(config=module.config)

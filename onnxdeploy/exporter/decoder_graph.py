@@ -118,8 +118,10 @@ def _torchscript(wrapper, example, inputs, outputs, axes, opset: int, scratch) -
 def _fuse(model) -> dict[str, int]:
     """onnxscript's ort_fusions rules for normalizations and activations, in its own order
     (``ort_fusions._core.fuse_xformers``), applied to the onnx_ir ``model`` in place after the
-    shape inference and constant folding they rely on; rule -> count, those that matched.
-    Attention is not among them: it is emitted fused at export (see the module docstring)."""
+    shape inference and constant folding they rely on, then ``attention_inputs``' rewrites
+    (reshapes that undo each other, the query/key/value projections packed into one); rule ->
+    count, those that matched. Attention is not among the rules: it is emitted fused at export
+    (see the module docstring)."""
     import onnx_ir.passes.common as common_passes
     from onnxscript.optimizer import optimize
     from onnxscript.rewriter.ort_fusions.bias_gelu import fuse_bias_gelu
@@ -130,6 +132,8 @@ def _fuse(model) -> dict[str, int]:
         fuse_skip_layer_normalization,
         fuse_skip_rms_normalization,
     )
+
+    from onnxdeploy.exporter.attention_inputs import drop_identity_reshapes, pack_qkv
 
     common_passes.ShapeInferencePass()(model)
     optimize(model)
@@ -143,6 +147,9 @@ def _fuse(model) -> dict[str, int]:
         ("bias_gelu", fuse_bias_gelu),
     ):
         counts[name] = int(rule(model))
+    # then the attention's own inputs: its reshapes that undo each other, its projections packed
+    counts["identity_reshapes"] = drop_identity_reshapes(model)
+    counts["packed_qkv"] = pack_qkv(model)
     optimize(model)
     return {name: count for name, count in counts.items() if count}
 

@@ -33,6 +33,8 @@ how many layers were fused.
 import contextlib
 import contextvars
 import functools
+import sys
+from typing import Optional
 
 NAME = "onnxdeploy_gqa"  # the attention implementation's name in transformers' registries
 OP = "onnxdeploy::group_query_attention"
@@ -40,11 +42,27 @@ OP = "onnxdeploy::group_query_attention"
 _RECORDING: contextvars.ContextVar = contextvars.ContextVar("onnxdeploy_fused_cache", default=None)
 
 
+def _rotate(x, cos, sin):
+    """transformers' rotate-half rotary on the first ``cos.shape[-1]`` dims of ``x`` [B, H, S, D]
+    (``cos``, ``sin``: [B, S, R]), the rest passed through: ``apply_rotary_pos_emb``'s arithmetic.
+    """
+    import torch
+
+    dims = cos.shape[-1]
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    rot, rest = x[..., :dims], x[..., dims:]
+    first, second = rot[..., : dims // 2], rot[..., dims // 2 :]
+    turned = torch.cat((-second, first), dim=-1)
+    return torch.cat(((rot * cos) + (turned * sin), rest), dim=-1)
+
+
 @functools.lru_cache(maxsize=None)
 def _op():
     """The custom op (registered once per process): (query [B, S, H*D], key, value [B, S, KV*D],
     past key, past value [B, KV, P, D], bias [B, 1, S, P+S]) -> (output [B, S, H*D], present key,
-    present value [B, KV, P+S, D])."""
+    present value [B, KV, P+S, D]). With ``cos``/``sin`` ([B, S, R], the model's own per token) the
+    query and new key are rotated first (rotary inside the op); ``cos_cache``/``sin_cache``
+    ([max positions, R/2]) are what onnxruntime's op reads instead."""
     import torch
 
     @torch.library.custom_op(OP, mutates_args=())
@@ -58,11 +76,18 @@ def _op():
         num_heads: int,
         kv_num_heads: int,
         scale: float,
+        cos: Optional[torch.Tensor] = None,
+        sin: Optional[torch.Tensor] = None,
+        cos_cache: Optional[torch.Tensor] = None,
+        sin_cache: Optional[torch.Tensor] = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         batch, steps, _ = query.shape
         size = query.shape[2] // num_heads
         q = query.view(batch, steps, num_heads, size).transpose(1, 2)
-        k = torch.cat([past_key, key.view(batch, steps, kv_num_heads, size).transpose(1, 2)], 2)
+        new_key = key.view(batch, steps, kv_num_heads, size).transpose(1, 2)
+        if cos is not None:
+            q, new_key = _rotate(q, cos, sin), _rotate(new_key, cos, sin)
+        k = torch.cat([past_key, new_key], 2)
         v = torch.cat([past_value, value.view(batch, steps, kv_num_heads, size).transpose(1, 2)], 2)
         groups = num_heads // kv_num_heads
         out = torch.nn.functional.scaled_dot_product_attention(
@@ -75,7 +100,7 @@ def _op():
         return out.transpose(1, 2).reshape(batch, steps, num_heads * size), k, v
 
     @group_query_attention.register_fake
-    def _(query, key, value, past_key, past_value, bias, num_heads, kv_num_heads, scale):
+    def _(query, key, value, past_key, past_value, bias, num_heads, kv_num_heads, scale, *rotary):
         batch, steps, _ = query.shape
         total = past_key.shape[2] + steps
         shape = (batch, kv_num_heads, total, past_key.shape[3])
@@ -113,6 +138,8 @@ def _schema():
             OpSchema.Attribute("num_heads", OpSchema.AttrType.INT, ""),
             OpSchema.Attribute("kv_num_heads", OpSchema.AttrType.INT, ""),
             OpSchema.Attribute("scale", OpSchema.AttrType.FLOAT, ""),
+            OpSchema.Attribute("do_rotary", OpSchema.AttrType.INT, ""),
+            OpSchema.Attribute("rotary_interleaved", OpSchema.AttrType.INT, ""),
         ],
     )
 
@@ -132,8 +159,24 @@ def translation_table() -> dict:
     int32 = onnx.TensorProto.INT32
 
     def group_query_attention(
-        query, key, value, past_key, past_value, bias, num_heads: int, kv_num_heads: int, scale
+        query,
+        key,
+        value,
+        past_key,
+        past_value,
+        bias,
+        num_heads: int,
+        kv_num_heads: int,
+        scale,
+        cos=None,
+        sin=None,
+        cos_cache=None,
+        sin_cache=None,
     ):
+        # the per-token cos/sin are for torch's run only: onnxruntime's op rotates from the caches
+        # at each token's place in the buffer (positions shifted by a row's left padding, which a
+        # rotation relative by construction does not see)
+        rotary = cos_cache is not None
         # the bias spans the whole context, whatever the past buffer's length: the graph then
         # runs with a past preallocated to the maximum length, shared with the present
         total = op.Shape(bias, start=3, end=4)
@@ -148,13 +191,15 @@ def translation_table() -> dict:
             past_value,
             seqlens,
             length,
-            None,
-            None,
+            cos_cache if rotary else None,
+            sin_cache if rotary else None,
             None,
             bias,
             num_heads=num_heads,
             kv_num_heads=kv_num_heads,
             scale=scale,
+            do_rotary=int(rotary),
+            rotary_interleaved=0,
         )
 
     return {_op(): group_query_attention}
@@ -163,11 +208,13 @@ def translation_table() -> dict:
 def _attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """The attention function registered as ``NAME``: the fused op where it applies, the model's
     SDPA attention otherwise (no recording cache, logit softcapping, attention sinks, no additive
-    mask)."""
+    mask). A query whose rotary was deferred to the op (``rotary_deferred``) is rotated here when
+    the op does not take it."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     cache = _RECORDING.get()
     layer = getattr(module, "layer_idx", None)
+    rotary = cache.rotary.get(layer) if cache is not None else None
     plain = (
         cache is None
         or layer not in cache.new
@@ -177,6 +224,9 @@ def _attention(module, query, key, value, attention_mask, scaling=None, dropout=
         or not attention_mask.is_floating_point()
     )
     if plain:
+        if rotary is not None:
+            original, cos, sin = rotary
+            query = original(query, query, cos, sin)[0]
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
@@ -185,6 +235,11 @@ def _attention(module, query, key, value, attention_mask, scaling=None, dropout=
     batch, heads, steps, size = query.shape
     kv_heads = new_key.shape[1]
     scale = float(scaling) if scaling is not None else size**-0.5
+    rotation = {}
+    if rotary is not None:
+        _, cos, sin = rotary
+        rotation = dict(cos=cos, sin=sin, cos_cache=cache.rotary_caches[0])
+        rotation["sin_cache"] = cache.rotary_caches[1]
     out, present_key, present_value = _op()(
         query.transpose(1, 2).reshape(batch, steps, heads * size),
         new_key.transpose(1, 2).reshape(batch, steps, kv_heads * size),
@@ -195,9 +250,64 @@ def _attention(module, query, key, value, attention_mask, scaling=None, dropout=
         heads,
         kv_heads,
         scale,
+        **rotation,
     )
     cache.present[layer] = (present_key, present_value)
     return out.view(batch, steps, heads, size), None
+
+
+# Families whose ``apply_rotary_pos_emb`` is transformers' rotate-half rotary over the first
+# ``cos.shape[-1]`` dims (onnxruntime's non-interleaved rotary), and rope types whose cos/sin
+# depend on the position alone (a table computed once at export holds them all)
+ROTARY_FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "phi3")
+STATIC_ROPE = ("default", "linear", "llama3", "yarn")
+
+
+def rotary_caches(model):
+    """(cos, sin) [max positions, R/2] of ``model``'s rotary embedding, what onnxruntime's op reads
+    to rotate inside; None where the op cannot take the model's rotary (another family, a rope
+    whose values change with the context's length, a head size onnxruntime cannot rotate, no
+    rotary at all): the rotary then stays in plain ops before the op."""
+    import torch
+
+    config = model.config
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    kind = rope.get("rope_type", rope.get("type", "default")) if isinstance(rope, dict) else None
+    positions = getattr(config, "max_position_embeddings", None)
+    heads = config.num_attention_heads
+    size = getattr(config, "head_dim", None) or config.hidden_size // heads
+    if config.model_type not in ROTARY_FAMILIES or kind not in STATIC_ROPE or not positions:
+        return None
+    if size % 16:  # onnxruntime's CPU kernel rotates only heads of a multiple of 16
+        return None
+    embedding = next(
+        (m for m in model.modules() if type(m).__name__.endswith("RotaryEmbedding")), None
+    )
+    if embedding is None:
+        return None
+    with torch.no_grad():
+        probe = torch.zeros(1, 1, 1, dtype=torch.float32)
+        cos, sin = embedding(probe, position_ids=torch.arange(positions)[None])
+    half = cos.shape[-1] // 2
+    if not torch.equal(cos[..., :half], cos[..., half:]):  # not the rotate-half layout
+        return None
+    return cos[0, :, :half].contiguous(), sin[0, :, :half].contiguous()
+
+
+def _deferred(original):
+    """``apply_rotary_pos_emb`` that, inside ``recording`` with rotary caches, leaves the query and
+    key as they are and hands the rotation to the recording cache (the fused op applies it)."""
+
+    @functools.wraps(original)
+    def apply_rotary_pos_emb(q, k, cos, sin, *args, **kwargs):
+        cache = _RECORDING.get()
+        if cache is None or cache.rotary_caches is None or args or kwargs:
+            return original(q, k, cos, sin, *args, **kwargs)
+        cache.pending = (original, cos, sin)
+        return q, k
+
+    apply_rotary_pos_emb.onnxdeploy_original = original
+    return apply_rotary_pos_emb
 
 
 @functools.lru_cache(maxsize=None)
@@ -215,12 +325,14 @@ def _registered() -> type:
         """transformers' DynamicCache that also records, per layer, the past as it came in and the
         new key/value (the fused op's inputs) and the fused op's present (the graph's output)."""
 
-        def __init__(self, config, past: list, seen=None):
+        def __init__(self, config, past: list, seen=None, rotary_caches=None):
             super().__init__(config=config)
             for i in range(len(past) // 2):
                 super().update(past[2 * i], past[2 * i + 1], i)
             self.past, self.new, self.present = {}, {}, {}
             self.seen = seen
+            self.rotary_caches = rotary_caches  # (cos, sin) tables: the op rotates inside
+            self.rotary, self.pending = {}, None  # per layer: the rotation deferred to the op
 
         # With ``seen`` (the attention mask's length less the new tokens), the tokens already seen
         # and the mask's extent come from the attention mask instead of the past's shape, so no
@@ -243,6 +355,11 @@ def _registered() -> type:
             layer = self.layers[layer_idx]
             self.past[layer_idx] = (layer.keys, layer.values)
             self.new[layer_idx] = (key_states, value_states)
+            pending, self.pending = self.pending, None
+            if pending is not None:  # the cache itself holds rotated keys, as the model's does
+                self.rotary[layer_idx] = pending
+                original, cos, sin = pending
+                key_states = original(key_states, key_states, cos, sin)[1]
             return super().update(key_states, value_states, layer_idx, *args, **kwargs)
 
         def presents(self) -> list:
@@ -256,10 +373,12 @@ def _registered() -> type:
     return RecordingCache
 
 
-def recording_cache(config, past: list, seen=None):
+def recording_cache(config, past: list, seen=None, rotary_caches=None):
     """A cache holding ``past`` (k0, v0, k1, v1, ...) that the fused attention reads and writes;
-    ``seen``: how many tokens came before the new ones (default: the past's length)."""
-    return _registered()(config, past, seen)
+    ``seen``: how many tokens came before the new ones (default: the past's length);
+    ``rotary_caches``: ``rotary_caches(model)``, to rotate inside the op (the model's rotary
+    deferred to it while ``emitting(module, rotary=True)``)."""
+    return _registered()(config, past, seen, rotary_caches)
 
 
 @contextlib.contextmanager
@@ -273,16 +392,28 @@ def recording(cache):
 
 
 @contextlib.contextmanager
-def emitting(module):
+def emitting(module, rotary: bool = False):
     """``module`` (a transformers model) set to the fused attention for the duration, its own
-    attention implementation restored afterwards."""
+    attention implementation restored afterwards; with ``rotary``, its modeling code's
+    ``apply_rotary_pos_emb`` deferred to the op (restored afterwards too)."""
     _registered()
     configs = [m.config for m in module.modules() if hasattr(m, "config")]
     saved = [getattr(c, "_attn_implementation", None) for c in configs]
+    modeling = set()
+    if rotary:
+        for m in module.modules():
+            code = sys.modules.get(type(m).__module__)
+            if hasattr(m, "layer_idx") and hasattr(code, "apply_rotary_pos_emb"):
+                modeling.add(code)
+    patched = [(code, code.apply_rotary_pos_emb) for code in modeling]
     for config in configs:
         config._attn_implementation = NAME
+    for code, original in patched:
+        code.apply_rotary_pos_emb = _deferred(original)
     try:
         yield
     finally:
         for config, value in zip(configs, saved):
             config._attn_implementation = value
+        for code, original in patched:
+            code.apply_rotary_pos_emb = original
