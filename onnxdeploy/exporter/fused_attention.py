@@ -208,7 +208,7 @@ def translation_table() -> dict:
 def _attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """The attention function registered as ``NAME``: the fused op where it applies, the model's
     SDPA attention otherwise (no recording cache, logit softcapping, attention sinks, no additive
-    mask). A query whose rotary was deferred to the op (``rotary_deferred``) is rotated here when
+    mask). A query whose rotary was deferred to the op (``_deferred``) is rotated here when
     the op does not take it."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -306,7 +306,6 @@ def _deferred(original):
         cache.pending = (original, cos, sin)
         return q, k
 
-    apply_rotary_pos_emb.onnxdeploy_original = original
     return apply_rotary_pos_emb
 
 

@@ -54,25 +54,28 @@ class LmQuality:
     reference_perplexity: float  # the reference's on the same positions
 
 
-def _perplexity(log_probs: list[np.ndarray], sequences: np.ndarray) -> float:
-    """exp(mean negative log-likelihood) of each sequence's tokens 1..n given those before."""
-    nll = [-lp[np.arange(len(seq) - 1), seq[1:]] for lp, seq in zip(log_probs, sequences)]
+def _next_token_nll(log_probs: np.ndarray, sequence: np.ndarray) -> np.ndarray:
+    """Negative log-likelihood of each of ``sequence``'s tokens 1..n given those before."""
+    return -log_probs[np.arange(len(sequence) - 1), sequence[1:]]
+
+
+def _perplexity(nll: list[np.ndarray]) -> float:
     return float(np.exp(np.mean(np.concatenate(nll))))
 
 
 def quality(reference, candidate, sequences: np.ndarray, prompt_length: int) -> LmQuality:
     """The candidate's agreement, KL, greedy match and perplexity against ``reference``, one
-    sequence at a time so the logits stay small. Perplexity is the language-model measure users
-    know; on sequences the reference generated itself it is low by construction, so it means most
-    on the user's own text."""
-    agree, kls, refs, gots = [], [], [], []
+    sequence at a time so the logits stay small (only per-position numbers are kept). Perplexity
+    is the language-model measure users know; on sequences the reference generated itself it is
+    low by construction, so it means most on the user's own text."""
+    agree, kls, ref_nll, got_nll = [], [], [], []
     for sequence in sequences:
         ref = _log_softmax(sequence_logits(reference, sequence))
         got = _log_softmax(sequence_logits(candidate, sequence))
         agree.append(ref.argmax(-1) == got.argmax(-1))
         kls.append((np.exp(ref) * (ref - got)).sum(-1))
-        refs.append(ref)
-        gots.append(got)
+        ref_nll.append(_next_token_nll(ref, sequence))
+        got_nll.append(_next_token_nll(got, sequence))
     prompts = [list(s[:prompt_length]) for s in sequences]
     steps = max(1, sequences.shape[1] - prompt_length)
     a = reference.generate(prompts, steps, stop_at_eos=False).tokens
@@ -87,8 +90,8 @@ def quality(reference, candidate, sequences: np.ndarray, prompt_length: int) -> 
         100.0 * float(np.mean(np.concatenate(agree))),
         float(np.mean(np.concatenate(kls))),
         float(np.mean(matches)),
-        _perplexity(gots, sequences),
-        _perplexity(refs, sequences),
+        _perplexity(got_nll),
+        _perplexity(ref_nll),
     )
 
 
