@@ -282,3 +282,35 @@ def test_onnxruntime_rotates_inside_as_the_torch_op_does(rotary_onnx, batch, ste
     np.testing.assert_allclose(got[0][attends], want[0][attends], rtol=1e-4, atol=1e-4)
     for a, b in zip(got[1:], want[1:]):  # the present: the past, then the new keys rotated
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "pattern, q_length, kv_length, kv_offset",
+    [("causal", 5, 5, 0), ("causal", 1, 9, 0), ("sliding", 6, 6, 0), ("sliding", 1, 4, 5)],
+)
+def test_the_broadcast_padding_mask_is_transformers_eager_mask(
+    pattern, q_length, kv_length, kv_offset
+):
+    """The mask registered for the fused attention (padding broadcast over the pattern) equals
+    transformers' eager_mask (padding indexed per row and key) value for value, with left padding,
+    a decode step, a sliding window and a window's offset into the mask."""
+    from transformers.masking_utils import (
+        causal_mask_function,
+        eager_mask,
+        sliding_window_causal_mask_function,
+    )
+
+    function = (
+        causal_mask_function if pattern == "causal" else sliding_window_causal_mask_function(3)
+    )
+    total = kv_offset + kv_length
+    mask = torch.ones(3, total, dtype=torch.bool)
+    mask[0, :2] = False  # left padding on two rows of three
+    mask[2, :4] = False
+    sizes = dict(batch_size=3, q_length=q_length, kv_length=kv_length)
+    sizes.update(q_offset=total - q_length, kv_offset=kv_offset, mask_function=function)
+    ours = fused._additive_mask(**sizes, attention_mask=mask, dtype=torch.float32)
+    theirs = eager_mask(**sizes, attention_mask=mask, dtype=torch.float32)
+    assert ours.shape == theirs.shape == (3, 1, q_length, kv_length)
+    assert torch.equal(ours, theirs)
+    assert (ours == 0).any() and (ours < 0).any()  # both attended and masked places

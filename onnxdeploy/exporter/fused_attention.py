@@ -181,7 +181,9 @@ def translation_table() -> dict:
         # runs with a past preallocated to the maximum length, shared with the present
         total = op.Shape(bias, start=3, end=4)
         last = op.Sub(total, op.Constant(value_ints=[1]))
-        seqlens = op.Cast(op.Expand(last, op.Shape(query, start=0, end=1)), to=int32)
+        # one row per sequence, read from the bias too: every layer's seqlens_k is then the same
+        # expression, which onnxruntime computes once (common subexpressions), not once per layer
+        seqlens = op.Cast(op.Expand(last, op.Shape(bias, start=0, end=1)), to=int32)
         length = op.Cast(op.Squeeze(total), to=int32)
         return fused(
             query,
@@ -309,16 +311,38 @@ def _deferred(original):
     return apply_rotary_pos_emb
 
 
+def _additive_mask(batch_size, q_length, kv_length, q_offset=0, kv_offset=0, **kwargs):
+    """transformers' ``eager_mask`` with the padding applied by broadcasting the 2-D attention mask
+    over the pattern (causal, sliding window) instead of indexing it per (row, key) as its
+    ``padding_mask_function`` does: the same values, a third of the ONNX ops it exports to, which a
+    decode step runs every token. Masks built with vmap keep transformers' own construction."""
+    import torch
+    from transformers.masking_utils import eager_mask, prepare_padding_mask, sdpa_mask
+
+    attention_mask = kwargs.pop("attention_mask", None)
+    dtype = kwargs.pop("dtype", torch.float32)
+    sizes = dict(batch_size=batch_size, q_length=q_length, kv_length=kv_length)
+    sizes.update(q_offset=q_offset, kv_offset=kv_offset)
+    padding = prepare_padding_mask(attention_mask, kv_length, kv_offset)
+    if padding is None or kwargs.get("use_vmap"):
+        return eager_mask(**sizes, attention_mask=attention_mask, dtype=dtype, **kwargs)
+    kwargs.pop("allow_is_causal_skip", None)
+    pattern = sdpa_mask(**sizes, attention_mask=None, allow_is_causal_skip=False, **kwargs)
+    keys = padding[:, kv_offset : kv_offset + kv_length].bool()[:, None, None, :]
+    allowed = keys if pattern is None else pattern & keys
+    return torch.where(allowed, torch.zeros((), dtype=dtype), torch.finfo(dtype).min)
+
+
 @functools.lru_cache(maxsize=None)
 def _registered() -> type:
     """Registers ``NAME`` with transformers (attention function, and its eager additive mask) and
     returns the recording cache class; once per process."""
     from transformers import AttentionInterface, DynamicCache
     from transformers.cache_utils import DynamicLayer
-    from transformers.masking_utils import AttentionMaskInterface, eager_mask
+    from transformers.masking_utils import AttentionMaskInterface
 
     AttentionInterface.register(NAME, _attention)
-    AttentionMaskInterface.register(NAME, eager_mask)
+    AttentionMaskInterface.register(NAME, _additive_mask)
 
     class RecordingCache(DynamicCache):
         """transformers' DynamicCache that also records, per layer, the past as it came in and the

@@ -139,16 +139,22 @@ class Generator:
             for n in sig.past_names()
         }
 
-    def _run_shared(self, feeds: dict, cache: dict):
-        """One step with each past bound as its own present: the new key/value are written into
-        the buffers in place. The logits, as an OrtValue."""
+    def _bound_cache(self, cache: dict):
+        """An IO binding with each past bound as its own present, once per sequence: each step then
+        writes the new key/value into the buffers in place."""
         binding = self.session.io_binding()
-        for name, value in feeds.items():
-            binding.bind_ortvalue_input(name, value)
-        binding.bind_output("logits")
+        binding.bind_output("logits")  # first: the step's outputs[0]
         for past, present in zip(self.signature.past_names(), self.signature.present_names()):
             binding.bind_ortvalue_input(past, cache[past])
             binding.bind_ortvalue_output(present, cache[past])
+        return binding
+
+    def _run_shared(self, feeds: dict, binding):
+        """One step on ``binding`` (``_bound_cache``) with this step's ``feeds``; the logits, as an
+        OrtValue."""
+        for name, value in feeds.items():
+            binding.bind_ortvalue_input(name, value)
+        binding.bind_output("logits")  # anew: the last step's logits have another length
         self.session.run_with_iobinding(binding)
         return binding.get_outputs()[0]
 
@@ -176,6 +182,7 @@ class Generator:
         rng = np.random.default_rng(sampling.seed)
         # shared: allocated once for the whole sequence (the last step's context is one shorter)
         cache = self._cache(batch, longest + max_new_tokens if self._shared else 0)
+        binding = self._bound_cache(cache) if self._shared else None
         out_tokens: list[list[int]] = [[] for _ in prompts]
         done = np.zeros(batch, bool)
         step_ms: list[float] = []
@@ -197,7 +204,7 @@ class Generator:
             started = time.perf_counter()
             with onnxruntime_failures(self.path, f"onnxruntime cannot run step {step}"):
                 if self._shared:
-                    logits = self._run_shared(feeds, cache).numpy()[:, -1, :]
+                    logits = self._run_shared(feeds, binding).numpy()[:, -1, :]
                 else:
                     values = self.session.run_with_ort_values(self._outputs, {**feeds, **cache})
                     out = dict(zip(self._outputs, values))
