@@ -936,3 +936,22 @@ def test_flags_that_do_nothing_for_the_model_are_refused(cli, tmp_path, decoder_
         assert code == 2 and err.startswith(f"error: {flag}: "), (args, err)
         assert len(err.strip().splitlines()) == 1, err
     assert sorted(p.name for p in tmp_path.glob("*.onnx")) == ["m.onnx"]  # the input only
+
+
+def test_layerwise_compare_names_fused_attention_by_module_path(tmp_path, decoder_onnx):
+    """compare --layerwise on the fused graph against its int8 form: each GroupQueryAttention is
+    compared and named by the module it came from (torch's name scopes on the fused node), not
+    by an anonymous node name (issue 30, item 5)."""
+    from onnxdeploy.compare import CompareRequest, compare_report
+    from onnxdeploy.quantize.generative import DEFAULT_CANDIDATES, apply_candidate
+
+    dynamic = next(c for c in DEFAULT_CANDIDATES if c.name == "int8-dynamic")
+    candidate = tmp_path / "int8.onnx"
+    apply_candidate(dynamic, decoder_onnx, str(candidate))
+    report = compare_report(CompareRequest(decoder_onnx, str(candidate), layerwise=True))
+    fused = [n for n in report.nodes if n.op == "GroupQueryAttention"]
+    # one node per layer of the tiny llama, each compared on its output and present key/value
+    assert len({n.node for n in fused}) == 2 and len(fused) == 6, [n.op for n in report.nodes]
+    assert {n.module for n in fused} == {f"model.model.layers.{i}.self_attn" for i in range(2)}
+    assert all(n.label == n.module for n in fused)
+    assert all(n.diff.snr_db > 30 and n.diff.nan == 0 for n in fused)  # fed the same inputs

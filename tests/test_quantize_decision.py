@@ -15,9 +15,7 @@ from onnxdeploy.quantize.decision import (
 from onnxdeploy.quantize.result import Attempt, Confirmation
 
 
-def attempt(
-    name, *, p50=1.0, score=99.0, snr=30.0, passed=True, goal="speed", error=None, ci=None
-):
+def attempt(name, *, p50=1.0, score=99.0, snr=30.0, passed=True, goal="speed", error=None, ci=None):
     config = (
         Candidate(name, "minmax") if goal == "speed" else Candidate(name, "weight-only", bits=4)
     )
@@ -164,7 +162,10 @@ def test_the_fallback_ladder_has_a_time_bound(monkeypatch):
 
 def test_scores_within_their_noise_tie_and_snr_decides():
     # 256 samples at ~95%: one standard error is ~1.4 points; 0.8 points apart is noise
-    attempts = [attempt("per-channel", score=95.0, snr=33.2), attempt("per-tensor", score=95.8, snr=31.3)]
+    attempts = [
+        attempt("per-channel", score=95.0, snr=33.2),
+        attempt("per-tensor", score=95.8, snr=31.3),
+    ]
     sizes = {"per-channel": 100, "per-tensor": 100}
     assert fastest(attempts, sizes, samples=256).config.name == "per-channel"
     assert fastest(attempts, sizes).config.name == "per-tensor"  # no count: exact scores
@@ -192,21 +193,47 @@ def test_cis_apart_let_timing_decide():
 
 @pytest.mark.parametrize(
     "ci, verdict",
-    [((1.01, 1.3), "faster"), ((0.7, 0.99), "slower"), ((0.9, 1.1), "inconclusive"),
-     ((1.0, 1.2), "inconclusive")],
+    [
+        ((1.01, 1.3), "faster"),
+        ((0.7, 0.99), "slower"),
+        ((0.9, 1.1), "inconclusive"),
+        ((1.0, 1.2), "inconclusive"),
+    ],
 )
 def test_timing_verdicts_read_the_whole_ci(ci, verdict):
     assert timing_verdict(ci) == verdict
 
 
-def _lm(name, tps, ci, *, weights="int4", size=100, agreement=95.0):
+def _lm(name, tps, ci, *, weights="int4", size=100, agreement=95.0, kl=0.01):
     from onnxdeploy.quantize.generative import LmAttempt
     from onnxdeploy.quantize.lm_candidates import LmCandidate
 
     return LmAttempt(
-        LmCandidate(name, weights, 32, 4), agreement, 0.01, 10.0, decode_tokens_per_s=tps,
-        bytes=size, passed=True, speedup_ci=ci,
+        LmCandidate(name, weights, 32, 4),
+        agreement,
+        kl,
+        10.0,
+        decode_tokens_per_s=tps,
+        bytes=size,
+        passed=True,
+        speedup_ci=ci,
     )
+
+
+def test_a_decoders_agreement_within_noise_is_decided_by_kl():
+    """Timing and size tied: agreements within one standard error over the scored positions are
+    a tie that the lower KL breaks (as int8's scores within noise are broken by SNR); agreements
+    further apart than that decide by themselves, and without a count they compare exactly."""
+    from onnxdeploy.quantize.generative import _choose
+
+    close = _lm("close", 100.0, None, agreement=95.4, kl=0.006)
+    better_kl = _lm("better-kl", 100.0, None, agreement=95.1, kl=0.003)
+    # 2,304 positions (24 sequences of 96): one standard error of 95.4% is 0.44 points
+    assert _choose([close, better_kl], positions=2304).candidate.name == "better-kl"
+    assert _choose([better_kl, close], positions=2304).candidate.name == "better-kl"
+    far = _lm("far", 100.0, None, agreement=93.0, kl=0.001)
+    assert _choose([close, far], positions=2304).candidate.name == "close"
+    assert _choose([close, better_kl]).candidate.name == "close"  # no count: exact agreement
 
 
 def test_a_decoders_candidates_follow_the_same_rule():
@@ -249,11 +276,16 @@ def _pick(*attempts):
 
 def test_the_one_choice_rule_orders_timing_then_size_then_quality_then_the_list():
     # outside noise, CIs apart: the faster wins, however big and however worse
-    assert _pick(_timed("slow", 100, (1.0, 1.1), 10, 9), _timed("fast", 120, (1.2, 1.3), 99)) == "fast"
+    assert (
+        _pick(_timed("slow", 100, (1.0, 1.1), 10, 9), _timed("fast", 120, (1.2, 1.3), 99)) == "fast"
+    )
     # within 5%: timing cannot order them; the smaller file wins
     assert _pick(_timed("fast", 104, size=200), _timed("small", 100, size=100)) == "small"
     # 20% apart but overlapping CIs: a tie as well
-    assert _pick(_timed("fast", 120, (1.0, 1.5), 400), _timed("small", 100, (0.9, 1.3), 100)) == "small"
+    assert (
+        _pick(_timed("fast", 120, (1.0, 1.5), 400), _timed("small", 100, (0.9, 1.3), 100))
+        == "small"
+    )
     # files within 5% are as small: quality decides
     assert _pick(_timed("a", 100, size=104, quality=1), _timed("b", 100, size=100)) == "a"
     # a full tie: the earlier in the list, both ways round
