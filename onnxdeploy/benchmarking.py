@@ -16,7 +16,7 @@ from onnxdeploy.where import HERE, Where
 
 
 def benchmark(
-    request: BenchRequest, *, where: Where = HERE, progress: Callable[[str], None] | None = None
+    request: BenchRequest, *, where: Where = HERE, progress: Callable[[str], None] = silent
 ) -> BenchRun:
     """Time every model of ``request`` under each of its (provider, batch, threads) cells, the
     models interleaved within a cell; here, or on a cluster (every cell once on a node of each
@@ -40,10 +40,9 @@ def benchmark(
     from onnxdeploy.cluster.bench import cluster_benchmark
     from onnxdeploy.cluster.connect import maybe_connected
 
-    notes = progress or silent
-    with maybe_connected(where.cluster, progress=notes) as ray:
+    with maybe_connected(where.cluster, progress=progress) as ray:
         return cluster_benchmark(
-            ray, request, targets=where.targets, cluster=where.cluster, progress=notes
+            ray, request, targets=where.targets, cluster=where.cluster, progress=progress
         )
 
 

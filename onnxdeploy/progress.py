@@ -13,11 +13,16 @@ from typing import Callable, Iterable, Iterator, TypeVar
 T = TypeVar("T")
 
 
+def silent(message: str) -> None:
+    """A progress reporter that says nothing: every library function's default (the one way to
+    say "no progress"; the CLI passes its own)."""
+
+
 def track(
     items: Iterable[T],
     *,
     label: str,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] = silent,
     length: int | None = None,
 ) -> Iterator[T]:
     """Iterate over ``items`` with a progress bar when ``progress`` offers one."""
@@ -27,7 +32,3 @@ def track(
         return
     with bar(items, label=label, length=length) as tracked:
         yield from tracked
-
-
-def silent(message: str) -> None:
-    """A progress reporter that says nothing."""

@@ -56,9 +56,10 @@ def test_decoder_exports_with_cache_and_generates_like_transformers(cli, tmp_pat
     layers, kv_heads = 2, {"gemma": 1, "gpt2": 4}.get(family, 2)
     names = [i.name for i in graph.input]
     assert names[:3] == ["input_ids", "attention_mask", "position_ids"]
-    assert names[3:] == [
+    assert names[3:-1] == [
         f"past_key_values.{i}.{k}" for i in range(layers) for k in ("key", "value")
     ]
+    assert names[-1] == "logits_to_keep"  # an input with a default (0: every position)
     assert [o.name for o in graph.output] == ["logits"] + [
         f"present.{i}.{k}" for i in range(layers) for k in ("key", "value")
     ]
@@ -84,8 +85,8 @@ def test_decoder_exports_with_cache_and_generates_like_transformers(cli, tmp_pat
         assert attrs.get("do_rotary", 0) == (family != "gpt2"), attrs
         assert node.input[1] == node.input[2] == "", list(node.input)  # packed
     assert fused["fusions"]["packed_qkv"] == layers, fused
-    if family != "gpt2":
-        assert plain["Neg"] == 0  # no rotate-half left in plain ops
+    if family != "gpt2":  # no rotate-half left in plain ops (one Neg: logits_to_keep's)
+        assert plain["Neg"] == 1 and any(n.name == "logits_to_keep/Neg" for n in graph.node)
     # the past is read by nothing but the fused op, so the generator may share one buffer for
     # past and present; a sliding window's slice (Mistral's default) reads its length
     from onnxdeploy.generate.signature import shares_kv_buffer
@@ -268,6 +269,16 @@ def test_prefill_and_decode_agree_with_the_full_sequence_graph(cli, tmp_path):
     step, _ = run(ids[:, -1:], np.ones((1, n), np.int64), np.array([[n - 1]]), cache)  # decode only
     np.testing.assert_allclose(head, reference[:, :-1], atol=1e-4)
     np.testing.assert_allclose(step[:, 0], reference[:, -1], atol=1e-4)
+    # logits_to_keep: the last positions only (what a generating prefill asks for)
+    feeds = {
+        "input_ids": ids,
+        "attention_mask": np.ones_like(ids),
+        "position_ids": np.arange(n)[None],
+    }
+    for keep in (1, 3):
+        kept = past.run(["logits"], {**feeds, **empty, "logits_to_keep": np.array([keep])})[0]
+        assert kept.shape == (1, keep, reference.shape[2])
+        np.testing.assert_allclose(kept, reference[:, -keep:], atol=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -373,9 +384,9 @@ def test_int4_search_keeps_the_quality_floor_on_a_trained_model(cli, tmp_path, t
         "int8-dynamic",
         "int4-b32-kquant",
         "int4-b32-acc4-head-int8",
-        "int4-b32-acc4-emb-int8",
+        "int4-b32-acc4-emb-int4",
     }
-    assert by_name["int4-b32-acc4-emb-int8"]["passed"]  # embeddings in int8 blocks keep the floor
+    assert by_name["int4-b32-acc4-emb-int4"]["passed"]  # embeddings in int4 blocks keep the floor
     written = onnx.load(tmp_path / "q.onnx")
     record = json.loads({p.key: p.value for p in written.metadata_props}["onnxdeploy.quantize"])
     assert record["configuration"] == result["chosen"] and record["agreement"] >= 90

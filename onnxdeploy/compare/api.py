@@ -20,6 +20,7 @@ from onnxdeploy.compare.sweep import candidate_sweep, reference_sweep
 from onnxdeploy.data.feeds import FeedSequence, is_feed_file, load_feeds, require_feeds
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.runtime.inference import run_feeds
+from onnxdeploy.progress import silent
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def _run_onnx(path: str, feeds, provider: str = "cpu", threads: int = 1) -> dict
 
 
 def compare(
-    request: CompareRequest, *, progress: Callable[[str], None] = logger.info
+    request: CompareRequest, *, progress: Callable[[str], None] = silent
 ) -> CompareReport:
     """Compare ``request.candidate`` with ``request.reference``; CheckFailed (carrying the report)
     when an output is past the tolerance."""
@@ -99,7 +100,7 @@ def compare(
 
 
 def compare_report(
-    request: CompareRequest, *, progress: Callable[[str], None] = logger.info
+    request: CompareRequest, *, progress: Callable[[str], None] = silent
 ) -> CompareReport:
     """The comparison, whether or not it passes."""
     from onnxdeploy.runtime import create_session

@@ -108,7 +108,7 @@ def repair(
     max_nodes: int = 16,
     time_it: bool = True,
     strict: bool = False,
-    progress: Callable[[str], None] = logger.info,
+    progress: Callable[[str], None] = silent,
 ) -> RepairResult:
     """Put the fewest candidate nodes back to fp32 so the candidate holds against its reference;
     CheckFailed (carrying the result) when ``max_nodes`` are not enough."""

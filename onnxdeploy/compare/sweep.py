@@ -22,6 +22,7 @@ from onnx import helper
 from onnxdeploy.compare.graph import GraphFacts, module_path, node_inputs, sub_model
 from onnxdeploy.compare.metrics import TensorDiff, Tolerance, tensor_diff
 from onnxdeploy.compare.store import TensorStore
+from onnxdeploy.progress import silent
 
 logger = logging.getLogger(__name__)
 
@@ -182,7 +183,7 @@ def candidate_sweep(
     slice_nodes: int = 64,
     threads: int = 1,
     provider: str = "cpu",
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] = silent,
 ) -> list[NodeDiff]:
     """Each ``compare`` tensor (default: ``feed``) the candidate computes, with every ``feed``
     tensor read from ``ref_store``, against the reference's value; in the candidate's topological
@@ -239,8 +240,7 @@ def candidate_sweep(
             for name in ref_store.names():
                 if ref_last.get(name, -1) < end:
                     ref_store.drop(name)
-            if progress:
-                progress(f"compared {end}/{len(nodes)} nodes")
+            progress(f"compared {end}/{len(nodes)} nodes")
     finally:
         own.close()
     diffs.sort(key=lambda d: d.index)

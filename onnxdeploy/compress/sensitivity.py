@@ -16,6 +16,7 @@ from torch import nn
 from onnxdeploy.compress.channel_group import ChannelGroup
 from onnxdeploy.compress.structured import channel_scores, choose_channels, zero_channels
 from onnxdeploy.models.batches import call, count, take, to_torch
+from onnxdeploy.progress import silent
 
 SCAN_RATIOS = (0.25, 0.5, 0.75)
 STEP = 0.0625
@@ -78,13 +79,13 @@ def sensitivity_scan(
     criterion: str = "l1",
     ratios=SCAN_RATIOS,
     x_train=None,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] = silent,
     ray=None,
 ) -> tuple[float, list[dict[float, float]]]:
     """(baseline accuracy, per group {ratio: accuracy drop in points}); with ``x_train`` each probe
     first re-estimates its BatchNorm statistics (adaptive BN). The probes are independent: with
     ``ray`` they run as parallel tasks on that cluster."""
-    from onnxdeploy.progress import silent, track
+    from onnxdeploy.progress import track
 
     baseline = evaluate(model)
     if ray is not None:
@@ -96,7 +97,7 @@ def sensitivity_scan(
             groups,
             shared=(model, evaluate, criterion, ratios, x_train, baseline),
             label="sensitivity probes",
-            progress=progress or silent,
+            progress=progress,
         )
     return baseline, [
         probe_group(group, model, evaluate, criterion, ratios, x_train, baseline)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 
+from onnxdeploy.progress import silent
 from onnxdeploy.schemas import tagged
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.onnx_io import data_files
@@ -42,7 +43,7 @@ TASKS = (
     "text-generation",
     "feature-extraction",
 )
-# 21: onnxruntime's GatherBlockQuantized (embeddings in int8/int4 blocks) needs it; 17 and its
+# 21: onnxruntime's GatherBlockQuantized (embeddings in int4 blocks) needs it; 17 and its
 # ReduceMean-with-axes made the quantizer's opset bump produce an invalid graph
 DECODER_OPSET = 21
 
@@ -237,7 +238,7 @@ def export_decoder(
     *,
     opset: int | None = None,
     fuse: bool = True,
-    progress: Callable[[str], None] = logger.info,
+    progress: Callable[[str], None] = silent,
 ) -> DecoderExport:
     """Export the causal LM ``module`` with its KV cache to ``output`` and verify it by generating;
     CheckFailed (the graph kept as ``<name>.parity-failed.onnx``) when tokens differ. ``fuse``:
@@ -246,6 +247,7 @@ def export_decoder(
 
     from onnxdeploy.atomic import refuse_overwrite, scratch_dir
     from onnxdeploy.exporter.decoder_graph import export_graph
+    from onnxdeploy.exporter.logits import add_logits_to_keep
     from onnxdeploy.onnx_io import check_model_file, file_bytes, staged_model
 
     output = Path(output)
@@ -278,6 +280,7 @@ def export_decoder(
         raise UserError(
             f"{reference}: the decoder could not be exported with a KV cache ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
         ) from exc
+    add_logits_to_keep(model)  # a prefill then projects its last position only, when asked
     for key, value in _metadata(module, reference, graph.route).items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value

@@ -22,6 +22,7 @@ from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.generate.manifest import SCHEMA
 from onnxdeploy.onnx_io import data_files
 from onnxdeploy.schemas import tagged
+from onnxdeploy.progress import silent
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +180,7 @@ def export_seq2seq(
     output: str | Path,
     *,
     opset: int | None = None,
-    progress: Callable[[str], None] = logger.info,
+    progress: Callable[[str], None] = silent,
 ) -> Seq2SeqExport:
     """Write ``<stem>.encoder.onnx``, ``<stem>.decoder.onnx`` and ``<stem>.json`` beside ``output``
     and verify them by generating; CheckFailed when the tokens differ."""

@@ -17,7 +17,7 @@ import numpy as np
 
 from onnxdeploy.errors import UserError
 from onnxdeploy.generate.prompts import token_prompt
-from onnxdeploy.progress import track
+from onnxdeploy.progress import silent, track
 
 DECODE, PREFILL = "#decode", "#prefill"
 
@@ -49,7 +49,7 @@ def generation_rounds(
     new_tokens: int,
     threads: int | None,
     rounds: int,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] = silent,
 ) -> GenerationRounds:
     """The one generation timing loop (bench --generate, quantize's decoder search, a run's bench
     of a decoder): ``rounds`` rounds, each model (path -> its prompts) generating once per round
@@ -89,7 +89,7 @@ def bench_generation(
     batch: int = 1,
     threads: int | None = None,
     rounds: int = 10,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] = silent,
 ) -> list:
     """BenchResults (decode and prefill per model), every model generating once per round, the
     order rotated each round."""
@@ -153,9 +153,11 @@ def summary(results, prompt_len: int) -> str:
                 f"{decode.stats.p50_ms:.3f}" if decode else "-",
                 f"{prefill.stats.p50_ms:.2f}" if prefill else "-",
                 f"{prefill.stats.throughput * prompt_len:,.0f}" if prefill else "-",
-                f"{decode.process_peak_rss_mb:.0f}"
-                if decode and decode.process_peak_rss_mb
-                else "-",
+                (
+                    f"{decode.process_peak_rss_mb:.0f}"
+                    if decode and decode.process_peak_rss_mb
+                    else "-"
+                ),
             ]
         )
     return text_table(

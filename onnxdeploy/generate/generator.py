@@ -189,6 +189,7 @@ class Generator:
         prefill_ms = 0.0
         kept: list[np.ndarray] = []
         feed_ids = ids
+        last = ort.OrtValue.ortvalue_from_numpy(np.ones(1, np.int64))
         for step in range(max_new_tokens):
             positions = np.cumsum(mask, axis=1) - 1
             positions[mask == 0] = 1
@@ -201,6 +202,8 @@ class Generator:
                 feeds["position_ids"] = ort.OrtValue.ortvalue_from_numpy(
                     np.ascontiguousarray(current)
                 )
+            if sig.logits_to_keep:  # the last position only: all a step chooses from
+                feeds["logits_to_keep"] = last
             started = time.perf_counter()
             with onnxruntime_failures(self.path, f"onnxruntime cannot run step {step}"):
                 if self._shared:

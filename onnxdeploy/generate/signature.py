@@ -28,6 +28,7 @@ class DecoderSignature:
     eos_token_id: tuple[int, ...] = ()
     pad_token_id: int = 0
     shared_buffer: bool = False  # the past may be a preallocated buffer the present is written to
+    logits_to_keep: bool = False  # takes how many last positions get logits (exporter.logits)
 
     def past_names(self) -> list[str]:
         return [
@@ -78,6 +79,9 @@ def read_signature(session, path: str) -> DecoderSignature:
         eos_token_id=tuple(eos if isinstance(eos, list) else ([] if eos is None else [eos])),
         pad_token_id=int(info.get("pad_token_id") or 0),
         shared_buffer=shares_kv_buffer(graph),
+        logits_to_keep=any(
+            i.name == "logits_to_keep" for i in session.get_overridable_initializers()
+        ),
     )
 
 

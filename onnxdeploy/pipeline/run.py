@@ -29,6 +29,7 @@ from onnxdeploy.pipeline.recipe import DEMO, Recipe, load_recipe, to_toml, valid
 from onnxdeploy.pipeline.report import SCHEMA, format_table, model_rows, write_report
 from onnxdeploy.pipeline.stages import STAGES
 from onnxdeploy.pipeline.summaries import Summary
+from onnxdeploy.progress import silent
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def _specs(recipe: Recipe, ctx: RunContext) -> list:
 def run_model(
     request: RunRequest,
     *,
-    progress: Callable[[str], None] = logger.info,
+    progress: Callable[[str], None] = silent,
     announce: Callable[[str], None] = logger.warning,
 ) -> RunResult:
     """``run MODEL``: build the model's recipe (``plan``), say what it leaves out, and run it."""
@@ -137,7 +138,7 @@ def run(
     recipe: str | Path | Recipe | None = None,
     *,
     runs_dir: str | Path | None = None,
-    progress: Callable[[str], None] = logger.info,
+    progress: Callable[[str], None] = silent,
     announce: Callable[[str], None] = logger.warning,
 ) -> RunResult:
     """Run ``recipe`` (a path, a Recipe, or None for the built-in demo) and return its report.

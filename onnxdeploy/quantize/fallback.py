@@ -3,9 +3,8 @@ so the accuracy loop can keep the worst ones in fp32."""
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 
+from onnxdeploy.atomic import scratch_dir
 from onnxdeploy.onnx_io import load_model
 
 
@@ -38,8 +37,8 @@ def worst_nodes(float_path: str, qdq_path: str, reader) -> list[str]:
         modify_model_output_intermediate_tensors,
     )
 
-    with tempfile.TemporaryDirectory() as tmp:
-        aug_float, aug_qdq = str(Path(tmp) / "f.onnx"), str(Path(tmp) / "q.onnx")
+    with scratch_dir("onnxdeploy-fallback-") as tmp:
+        aug_float, aug_qdq = str(tmp / "f.onnx"), str(tmp / "q.onnx")
         modify_model_output_intermediate_tensors(float_path, aug_float)
         modify_model_output_intermediate_tensors(qdq_path, aug_qdq)
         chunk = max(1, getattr(reader, "stride", None) or 1)

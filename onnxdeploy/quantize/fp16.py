@@ -14,6 +14,7 @@ import numpy as np
 from onnxdeploy.atomic import refuse_overwrite, scratch_dir
 from onnxdeploy.onnx_io import file_bytes, load_model, save_model
 from onnxdeploy.quantize.result import Fp16Result
+from onnxdeploy.progress import silent
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def convert_fp16(
     keep_io_types: bool = True,
     inputs: str | None = None,
     batch: int = 1,
-    progress: Callable[[str], None] = logger.info,
+    progress: Callable[[str], None] = silent,
 ) -> Fp16Result:
     """float16 weights and compute for GPU targets; inputs and outputs stay float32 unless asked.
     With float32 I/O the result is checked layer-wise on ``inputs`` (or generated ones) and the

@@ -27,6 +27,7 @@ from onnxdeploy.quantize.lm_candidates import DEFAULT_CANDIDATES, LmCandidate, a
 from onnxdeploy.quantize.ort_logs import Collected, collected
 from onnxdeploy.quantize.result import Confirmation
 from onnxdeploy.schemas import tagged
+from onnxdeploy.progress import silent
 
 logger = logging.getLogger(__name__)
 
@@ -262,7 +263,7 @@ def quantize_decoder(
     prompt_length: int = 16,
     new_tokens: int = 32,
     force: bool = False,
-    progress: Callable[[str], None] = logger.info,
+    progress: Callable[[str], None] = silent,
 ) -> LmQuantizeResult:
     """Try ``candidates`` on the decoder at ``model_path``; write the fastest that keeps the quality
     floor to ``output`` (the fp32 model when that one decodes measurably slower, unless ``force``);

@@ -11,6 +11,7 @@ from typing import Callable
 
 import numpy as np
 
+from onnxdeploy.atomic import scratch_dir
 from onnxdeploy.data import Split
 from onnxdeploy.errors import OnnxDeployError
 from onnxdeploy.onnx_io import load_model
@@ -156,13 +157,10 @@ def _error(config: Candidate, error: str) -> Attempt:
 def _remote_candidate(config: Candidate, bundle: dict) -> tuple:
     """``try_candidate`` on a cluster worker: the float model and the data arrive in ``bundle``; the
     quantized model's files go back with the attempt."""
-    import tempfile
-
     from onnxdeploy.cluster.timer import model_files, write_files
     from onnxdeploy.quantize.calib_reader import StreamingReader
 
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
+    with scratch_dir("onnxdeploy-candidate-") as folder:
         fp32_path = write_files(folder, bundle["fp32_files"])
         batches = bundle["batches"]
         reader = StreamingReader(

@@ -26,6 +26,7 @@ from onnxdeploy.runtime_bench.request import BenchRequest
 from onnxdeploy.runtime_bench.result import BenchResult
 from onnxdeploy.runtime_bench.stats import LatencyStats
 from onnxdeploy.runtime_bench.timing import interleaved_samples, quiet_window, time_calls, warm_up
+from onnxdeploy.progress import silent
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class _Pool:
 
 
 def time_here(
-    request: BenchRequest, *, progress: Callable[[str], None] | None = None
+    request: BenchRequest, *, progress: Callable[[str], None] = silent
 ) -> list[BenchResult]:
     """Time ``request`` on this machine: one BenchResult per (model, provider, batch, threads)."""
     from onnxdeploy.runtime import provider_chain
@@ -75,10 +76,7 @@ def time_here(
     macs = {p: _macs(p) for p in request.models}
     results = []
     for provider, b, t in track(request.configurations, label="timing", progress=progress):
-        if progress:
-            progress(
-                f"timing {len(request.models)} model(s) on {provider} at batch {b}, {t} thread(s)"
-            )
+        progress(f"timing {len(request.models)} model(s) on {provider} at batch {b}, {t} thread(s)")
         # by position, not by path: the same path may be timed twice (an A/A check)
         pools = [_Pool() for _ in request.models]
         for _ in range(request.timing.repeat):

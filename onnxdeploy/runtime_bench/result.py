@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from onnxdeploy.atomic import write_json
-from onnxdeploy.errors import UserError
+from onnxdeploy.errors import CheckFailed, UserError
+from onnxdeploy.files import read_json_object
+from onnxdeploy.runtime_bench.report import terminal_report
 from onnxdeploy.runtime_bench.stats import LatencyStats
 
 SCHEMA = "onnxdeploy.bench/2"
@@ -106,8 +108,6 @@ def save_results(
 def load_results(path: str | Path) -> tuple[list[BenchResult], dict]:
     """Read a results file; UserError naming the file on a missing file, bad JSON or another
     schema."""
-    from onnxdeploy.files import read_json_object
-
     data = read_json_object(path)
     if data.get("schema") not in READABLE:
         raise UserError(f"{path}: expected schema '{SCHEMA}', found {data.get('schema')!r}")
@@ -169,8 +169,6 @@ class BenchRun:
 
     def check(self) -> "BenchRun":
         """CheckFailed (exit 1) when cells could not be timed; the run itself otherwise."""
-        from onnxdeploy.errors import CheckFailed
-
         if self.missing:
             shown = ", ".join(self.missing[:4]) + ("..." if len(self.missing) > 4 else "")
             raise CheckFailed(
@@ -181,7 +179,5 @@ class BenchRun:
         return self
 
     def __str__(self) -> str:
-        from onnxdeploy.runtime_bench.report import terminal_report
-
         text = terminal_report(list(self.results))
         return text + (f"\nnot timed: {', '.join(self.missing)}" if self.missing else "")
