@@ -2,9 +2,9 @@
 model builder (fp32, int4) and onnxdeploy (fp32, int8, int4 chosen by its search), on a random-init
 Llama of about 56M parameters (hidden 512, 8 layers, 8 heads with 4 KV heads, intermediate 1408,
 vocabulary 32000). At 1 and 2 threads, prompts of 32 and 512 tokens, 64 new tokens, greedy; rounds
-interleaved across systems, a pause between systems (no one is timed while another's onnxruntime
-workers still spin), medians reported, and the resident memory each system added (its session and
-one generation).
+interleaved across systems (shuffled each round, seeded), a pause between systems (no one is timed
+while another's onnxruntime workers still spin), medians reported, and the resident memory each
+system added (its session and one generation).
 
 Per system: decode tokens/s (63 tokens after the first), time to first token (both wall clock
 around each system's own generation loop, ours and genai's alike), file size, and how
@@ -220,8 +220,12 @@ def _table(systems: dict, args, threads: int, prompt: list, chosen: str) -> str:
     samples = {name: [] for name in systems}
     tokens = {}
     names = list(systems)
-    for index in range(args.rounds):
-        for name in names[index % len(names) :] + names[: index % len(names)]:
+    order = np.random.default_rng(0)
+    for _ in range(args.rounds):
+        # a seeded shuffle per round: no system always runs right after the same other one (a
+        # rotation keeps every pair adjacent in the same order, and onnxruntime-genai's or torch's
+        # threads winding down then weigh on one system's first token every round)
+        for name in [names[i] for i in order.permutation(len(names))]:
             # onnxruntime's workers spin on after a run: timed right after another session, a
             # system's first token took 2x as long (31 vs 17 ms) whoever it was. Let them settle.
             time.sleep(SETTLE_S)
