@@ -7,9 +7,9 @@ to the prompt plus the new tokens, bound by IO binding as both the past and the 
 onnxruntime-genai's ``past_present_share_buffer``), so each step writes its new key/value in place.
 Other graphs feed each step's ``present.*`` OrtValues back as the next step's
 ``past_key_values.*`` (``run_with_ort_values``), a cache that grows by one token each step. Only the
-last position's logits come back to numpy. Prompts of different lengths are left-padded, with the attention mask and
-position ids ``transformers`` uses (cumsum of the mask - 1), so greedy tokens match its
-``generate``.
+last position's logits are computed (``logits_to_keep`` 1, where the graph takes it) and come back
+to numpy. Prompts of different lengths are left-padded, with the attention mask and position ids
+``transformers`` uses (cumsum of the mask - 1), so greedy tokens match its ``generate``.
 """
 
 from __future__ import annotations
