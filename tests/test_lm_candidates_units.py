@@ -39,7 +39,7 @@ def lm_graph(tmp_path_factory) -> str:
             weight("head", HIDDEN, VOCAB),
         ],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
     path = tmp_path_factory.mktemp("lm") / "lm.onnx"
     onnx.save(model, path)
     return str(path)
