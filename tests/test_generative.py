@@ -886,6 +886,10 @@ def test_graph_passes_verify_a_decoder_on_a_consistent_cache(cli, tmp_path, deco
         result = json.loads(out)
         assert result["comparison"]["passed"], result
         assert any("KV cache" in n for n in result["notes"]), result["notes"]
+        # the input with a default stays one (graph passes drop other initializer inputs)
+        written = onnx.load(f"{command}.onnx", load_external_data=False).graph
+        assert [i.name for i in written.input][-1] == "logits_to_keep"
+        assert "initializer" not in err  # onnx_ir's note on it is not streamed to the user
 
 
 def test_hugging_face_folder_mistakes_are_one_line_exit_2(cli, tmp_path, decoder_onnx):

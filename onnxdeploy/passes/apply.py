@@ -13,6 +13,7 @@ import onnx_ir as ir
 from onnxdeploy.atomic import refuse_overwrite
 from onnxdeploy.data.synthetic import SYMBOLIC_DIM
 from onnxdeploy.errors import CheckFailed, UserError
+from onnxdeploy.exporter.logits import NAME as LOGITS_TO_KEEP
 from onnxdeploy.generate.signature import example_shapes
 from onnxdeploy.inspect_model import count_macs, count_parameters
 from onnxdeploy.onnx_io import (
@@ -125,20 +126,29 @@ class PassesResult:
         return "\n".join(lines)
 
 
+DEFAULTED_INPUTS = (LOGITS_TO_KEEP,)
+
+
+def _without_initializer_inputs(ir_model: ir.Model) -> ir.Model:
+    """Initializers removed from the graph inputs (IR v3 style: exporters that listed every weight
+    as an input), except inputs with a default on purpose (a decoder's ``logits_to_keep``)."""
+    kept = [v for v in ir_model.graph.inputs if v.name in DEFAULTED_INPUTS]
+    ir.passes.common.RemoveInitializersFromInputsPass()(ir_model)
+    ir_model.graph.inputs.extend(v for v in kept if v not in ir_model.graph.inputs)
+    return ir_model
+
+
 def to_ir(model: onnx.ModelProto, path: str) -> ir.Model:
     """Shape-inferred IR model with initializers removed from the graph inputs (IR v3 style)."""
     if is_large(model):  # onnx_ir's pass infers shapes with the weights set aside: no 2 GiB message
         ir_model = ir.from_proto(model)
         ir.passes.common.ShapeInferencePass()(ir_model)
-        ir.passes.common.RemoveInitializersFromInputsPass()(ir_model)
-        return ir_model
+        return _without_initializer_inputs(ir_model)
     try:
         inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
     except Exception as exc:
         raise UserError(f"{path}: shape inference failed: {str(exc).splitlines()[0]}") from exc
-    ir_model = ir.from_proto(inferred)
-    ir.passes.common.RemoveInitializersFromInputsPass()(ir_model)
-    return ir_model
+    return _without_initializer_inputs(ir.from_proto(inferred))
 
 
 def to_proto(model: ir.Model, *, legacy_inputs: bool) -> onnx.ModelProto:
