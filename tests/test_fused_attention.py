@@ -68,22 +68,21 @@ class _Layer(torch.nn.Module):
         return fused._op()(query, key, value, past_key, past_value, bias, HEADS, KV_HEADS, 0.25)
 
 
-@pytest.fixture(scope="module")
-def gqa_onnx(tmp_path_factory):
-    path = tmp_path_factory.mktemp("gqa") / "gqa.onnx"
+def _export_layer(path, layer, example, extra: dict):
+    """``layer`` (query, key, value, past key/value, bias, *``extra``) exported with the custom
+    op's ONNX form, every sequence axis dynamic; ``extra``: input name -> its dynamic axes."""
     batch, steps, past, total = (torch.export.Dim(n) for n in ("batch", "steps", "past", "total"))
-    example = _inputs(2, 3, 4)
-    names = ["query", "key", "value", "past_key", "past_value", "bias"]
+    names = ["query", "key", "value", "past_key", "past_value", "bias", *extra]
+    axes = {"batch": batch, "steps": steps}
     shapes = (
-        {0: batch, 1: steps},
-        {0: batch, 1: steps},
-        {0: batch, 1: steps},
+        *({0: batch, 1: steps} for _ in range(3)),
         {0: batch, 2: past},
         {0: batch, 2: past},
         {0: batch, 2: steps, 3: total},
+        *({axis: axes[name] for axis, name in dims.items()} for dims in extra.values()),
     )
     program = torch.onnx.export(
-        _Layer(),
+        layer,
         example,
         input_names=names,
         output_names=["output", "present_key", "present_value"],
@@ -94,6 +93,12 @@ def gqa_onnx(tmp_path_factory):
     )
     program.save(str(path))
     return path
+
+
+@pytest.fixture(scope="module")
+def gqa_onnx(tmp_path_factory):
+    path = tmp_path_factory.mktemp("gqa") / "gqa.onnx"
+    return _export_layer(path, _Layer(), _inputs(2, 3, 4), {})
 
 
 @pytest.mark.parametrize("batch, steps, past", [(2, 6, 0), (2, 1, 9), (1, 5, 4)])
@@ -235,29 +240,11 @@ class _RotaryLayer(torch.nn.Module):
 @pytest.fixture(scope="module")
 def rotary_onnx(tmp_path_factory):
     path = tmp_path_factory.mktemp("gqa") / "rotary.onnx"
-    batch, steps, past, total = (torch.export.Dim(n) for n in ("batch", "steps", "past", "total"))
     args, (cos, sin) = _rotary_inputs(2, 3, 4, pad=1)
-    names = ["query", "key", "value", "past_key", "past_value", "bias", "cos", "sin"]
-    shapes = (
-        *({0: batch, 1: steps} for _ in range(3)),
-        {0: batch, 2: past},
-        {0: batch, 2: past},
-        {0: batch, 2: steps, 3: total},
-        {0: batch, 1: steps},
-        {0: batch, 1: steps},
+    per_token = {0: "batch", 1: "steps"}
+    return _export_layer(
+        path, _RotaryLayer(), (*args, cos, sin), {"cos": per_token, "sin": per_token}
     )
-    program = torch.onnx.export(
-        _RotaryLayer(),
-        (*args, cos, sin),
-        input_names=names,
-        output_names=["output", "present_key", "present_value"],
-        dynamic_shapes=shapes,
-        dynamo=True,
-        custom_translation_table=fused.translation_table(),
-        verbose=False,
-    )
-    program.save(str(path))
-    return path
 
 
 @pytest.mark.parametrize(

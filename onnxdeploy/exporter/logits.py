@@ -14,20 +14,20 @@ constant, which is why it is not passed to the model while tracing.
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-import numpy as np
+from onnxdeploy.generate.signature import LOGITS_TO_KEEP as NAME
 
-NAME = "logits_to_keep"
 # ops between the output projection and ``logits`` that act on each position alone (a bias, a
 # softcap, a cast): the slice may go before them
 _POSITIONWISE = {"Add", "Mul", "Div", "Tanh", "Cast", "Identity"}
 
 
 def _projection(graph: onnx.GraphProto, output: str) -> onnx.NodeProto | None:
-    """The MatMul/Gemm that projects onto the vocabulary for ``output``, through position-wise
-    ops only; None when the chain holds anything else."""
+    """The MatMul that projects onto the vocabulary for ``output``, through position-wise ops
+    only; None when the chain holds anything else (a Gemm's input is 2-D: no sequence to slice)."""
     producers = {o: n for n in graph.node for o in n.output}
     constants = {i.name for i in graph.initializer}
     node = producers.get(output)
@@ -36,7 +36,7 @@ def _projection(graph: onnx.GraphProto, output: str) -> onnx.NodeProto | None:
         if len(moving) != 1:
             return None
         node = producers[moving[0]]
-    return node if node is not None and node.op_type in ("MatMul", "Gemm") else None
+    return node if node is not None and node.op_type == "MatMul" else None
 
 
 def add_logits_to_keep(model: onnx.ModelProto, output: str = "logits") -> bool:
@@ -47,7 +47,7 @@ def add_logits_to_keep(model: onnx.ModelProto, output: str = "logits") -> bool:
     if any(i.name == NAME for i in graph.input):
         return True
     projection = _projection(graph, output)
-    if projection is None or projection.op_type != "MatMul":
+    if projection is None:
         return False
     hidden = projection.input[0]
     sliced = f"{hidden}_last_{NAME}"

@@ -22,7 +22,7 @@ import numpy as np
 
 from onnxdeploy.errors import UserError
 from onnxdeploy.generate.sampling import Sampling, choose
-from onnxdeploy.generate.signature import DecoderSignature, read_signature
+from onnxdeploy.generate.signature import LOGITS_TO_KEEP, DecoderSignature, read_signature
 from onnxdeploy.runtime.sessions import onnxruntime_failures
 from onnxdeploy.schemas import tagged
 
@@ -203,7 +203,7 @@ class Generator:
                     np.ascontiguousarray(current)
                 )
             if sig.logits_to_keep:  # the last position only: all a step chooses from
-                feeds["logits_to_keep"] = last
+                feeds[LOGITS_TO_KEEP] = last
             started = time.perf_counter()
             with onnxruntime_failures(self.path, f"onnxruntime cannot run step {step}"):
                 if self._shared:

@@ -14,6 +14,8 @@ from onnxdeploy.errors import UserError
 
 META_KEY = "onnxdeploy.generation"
 PAST = re.compile(r"^past_key_values\.(\d+)\.(key|value)$")
+# the input saying how many last positions get logits (``exporter.logits`` adds it)
+LOGITS_TO_KEEP = "logits_to_keep"
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ def read_signature(session, path: str) -> DecoderSignature:
         pad_token_id=int(info.get("pad_token_id") or 0),
         shared_buffer=shares_kv_buffer(graph),
         logits_to_keep=any(
-            i.name == "logits_to_keep" for i in session.get_overridable_initializers()
+            i.name == LOGITS_TO_KEEP for i in session.get_overridable_initializers()
         ),
     )
 

@@ -13,8 +13,7 @@ import onnx_ir as ir
 from onnxdeploy.atomic import refuse_overwrite
 from onnxdeploy.data.synthetic import SYMBOLIC_DIM
 from onnxdeploy.errors import CheckFailed, UserError
-from onnxdeploy.exporter.logits import NAME as LOGITS_TO_KEEP
-from onnxdeploy.generate.signature import example_shapes
+from onnxdeploy.generate.signature import LOGITS_TO_KEEP, example_shapes
 from onnxdeploy.inspect_model import count_macs, count_parameters
 from onnxdeploy.onnx_io import (
     check_model_file,
@@ -134,7 +133,7 @@ def _without_initializer_inputs(ir_model: ir.Model) -> ir.Model:
     as an input), except inputs with a default on purpose (a decoder's ``logits_to_keep``)."""
     kept = [v for v in ir_model.graph.inputs if v.name in DEFAULTED_INPUTS]
     ir.passes.common.RemoveInitializersFromInputsPass()(ir_model)
-    ir_model.graph.inputs.extend(v for v in kept if v not in ir_model.graph.inputs)
+    ir_model.graph.inputs.extend(kept)  # the pass removed every initializer input
     return ir_model
 
 

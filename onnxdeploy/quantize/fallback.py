@@ -3,7 +3,6 @@ so the accuracy loop can keep the worst ones in fp32."""
 
 from __future__ import annotations
 
-
 from onnxdeploy.atomic import scratch_dir
 from onnxdeploy.onnx_io import load_model
 
