@@ -222,8 +222,9 @@ def _lm(name, tps, ci, *, weights="int4", size=100, agreement=95.0, kl=0.01):
 
 def test_a_decoders_agreement_within_noise_is_decided_by_kl():
     """Timing and size tied: agreements within one standard error over the scored positions are
-    a tie that the lower KL breaks (as int8's scores within noise are broken by SNR); agreements
-    further apart than that decide by themselves, and without a count they compare exactly."""
+    a tie that the lower KL breaks (as int8's scores within noise are broken by SNR), KLs within
+    5% a tie that the smaller file breaks; agreements further apart than that decide by
+    themselves, and without a count agreement and KL compare exactly."""
     from onnxdeploy.quantize.generative import _choose
 
     close = _lm("close", 100.0, None, agreement=95.4, kl=0.006)
@@ -234,13 +235,19 @@ def test_a_decoders_agreement_within_noise_is_decided_by_kl():
     far = _lm("far", 100.0, None, agreement=93.0, kl=0.001)
     assert _choose([close, far], positions=2304).candidate.name == "close"
     assert _choose([close, better_kl]).candidate.name == "close"  # no count: exact agreement
+    # KLs within 5% tie as well: the smaller file decides (lm_head in int8 blocks vs in fp32)
+    head_fp32 = _lm("head-fp32", 100.0, None, agreement=96.9, kl=0.00218, size=900)
+    head_int8 = _lm("head-int8", 100.0, None, agreement=96.9, kl=0.00222, size=700)
+    assert _choose([head_fp32, head_int8], positions=6080).candidate.name == "head-int8"
+    assert _choose([head_fp32, head_int8]).candidate.name == "head-fp32"  # no count: exact KL
 
 
-def test_a_decoders_candidates_follow_the_same_rule():
+def test_a_decoders_candidates_follow_the_same_rule_quality_before_size():
     """issue 32, item 1: one decision rule for every kind of candidate. A decoder's candidates tie
-    when their decode speed-up CIs overlap (the smaller file wins, whichever timed faster), and the
-    CI decides against fp32: int4 (size) unless measurably slower, int8 (speed) only when
-    measurably faster."""
+    when their decode speed-up CIs overlap, whichever timed faster; among them the more accurate
+    wins however big (issue 30: at least genai's agreement), the smaller file only between equal
+    quality; a faster candidate outside the tie wins however inaccurate. The CI decides against
+    fp32: int4 (size) unless measurably slower, int8 (speed) only when measurably faster."""
     from onnxdeploy.quantize.decision import goal_met
     from onnxdeploy.quantize.generative import _choose
 
@@ -248,6 +255,13 @@ def test_a_decoders_candidates_follow_the_same_rule():
         big = _lm("big", fast, (1.0, 1.5), size=400)
         small = _lm("small", slow, (0.9, 1.3), size=100)
         assert _choose([big, small]).candidate.name == "small"
+        assert _choose([small, big]).candidate.name == "small"
+        accurate = _lm("accurate", fast, (1.0, 1.5), size=400, agreement=97.0)
+        assert _choose([small, accurate], positions=6000).candidate.name == "accurate"
+    faster = _lm("faster", 200.0, (1.9, 2.1), agreement=91.0)
+    assert _choose([faster, _lm("slow", 100.0, (0.9, 1.1), agreement=99.0)]).candidate.name == (
+        "faster"
+    )
     assert _lm("a", 99.0, None).goal == "size"
     assert _lm("b", 99.0, None, weights="int8-dynamic").goal == "speed"
     assert goal_met("size", (0.9, 1.1))  # int4, not measurably slower
@@ -262,7 +276,7 @@ def _timed(name, speed, ci=None, size=100, quality=0.0):
     return SimpleNamespace(name=name, speed=speed, ci=ci, size=size, quality=quality)
 
 
-def _pick(*attempts):
+def _pick(*attempts, quality_first=False):
     from onnxdeploy.quantize.decision import ordered_choice
 
     return ordered_choice(
@@ -271,6 +285,7 @@ def _pick(*attempts):
         ci=lambda a: a.ci,
         size=lambda a: a.size,
         quality=lambda _contenders: lambda a: (a.quality,),
+        quality_first=quality_first,
     ).name
 
 
@@ -293,6 +308,18 @@ def test_the_one_choice_rule_orders_timing_then_size_then_quality_then_the_list(
     assert _pick(_timed("second", 100), _timed("first", 100)) == "second"
     with pytest.raises(ValueError):
         _pick()
+
+
+def test_quality_first_orders_timing_then_quality_then_size_then_the_list():
+    big_good, small_poor = _timed("big", 100, size=400, quality=2), _timed("small", 100, size=100)
+    assert _pick(small_poor, big_good, quality_first=True) == "big"
+    assert _pick(small_poor, big_good) == "small"  # the default: size before quality
+    # timing still comes first: outside noise the faster wins
+    fast = _timed("fast", 150, (1.4, 1.6), size=900)
+    assert _pick(big_good, fast, quality_first=True) == "fast"
+    # equal quality: the smaller file, then the earlier in the list
+    assert _pick(_timed("a", 100, size=200), _timed("b", 100, size=100), quality_first=True) == "b"
+    assert _pick(_timed("a", 100), _timed("b", 100), quality_first=True) == "a"
 
 
 def test_the_quality_key_is_made_from_the_contenders_only():

@@ -23,6 +23,7 @@ from onnxdeploy.quantize.result import Attempt, Confirmation
 # CIs over one session's samples say
 NOISE = 1.05
 SMALLER = 1.05  # files within 5% of the smallest are as small
+SIMILAR = 1.05  # a divergence (KL) within 5% of the least is as low
 
 T = TypeVar("T")
 
@@ -34,17 +35,22 @@ def ordered_choice(
     ci: Callable[[T], tuple[float, float] | None],
     size: Callable[[T], int],
     quality: Callable[[Sequence[T]], Callable[[T], tuple]],
+    quality_first: bool = False,
 ) -> T:
     """The one rule that picks what to write, for every kind of candidate (static and dynamic
     int8, int4 weight-only, decoder int4/int8): the contenders are the ``passing`` attempts timing
     cannot tell from the fastest (``timing_ties`` on ``speed``, higher is faster, with each one's
     speed-up ``ci``) whose files are the smallest (within 5% of the smallest ``size``); among them
     the best by the key ``quality`` makes from the contenders (higher is better), and the earlier
-    candidate on a full tie. ValueError when nothing passed."""
+    candidate on a full tie. ``quality_first``: among the timing ties the best by ``quality``, the
+    smaller file deciding only between equals. ValueError when nothing passed."""
     if not passing:
         raise ValueError("no passing, timed attempt to choose from")
     best = max(passing, key=speed)
     tied = [a for a in passing if timing_ties(speed(best) / speed(a), ci(a), ci(best))]
+    if quality_first:
+        key = quality(tied)
+        return max(tied, key=lambda a: (key(a), -size(a), -passing.index(a)))
     smallest = min(size(a) for a in tied)
     contenders = [a for a in tied if size(a) <= smallest * SMALLER]
     key = quality(contenders)

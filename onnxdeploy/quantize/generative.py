@@ -7,7 +7,8 @@ Quality: teacher-forced next-token top-1 agreement, mean KL(fp32 || candidate) a
 tokens match fp32's before the first difference. Speed: decode tokens/s and time to first token at
 the target batch and threads, every model timed in the same rounds, interleaved. The candidate
 within ``min_agreement`` and ``max_kl`` to write is picked by ``quantize.decision``'s rule, the one
-int8 candidates follow (timing ties, then the smaller file, then agreement), re-timed against fp32
+int8 candidates follow, quality before size (timing ties, then agreement and KL, then the smaller
+file), re-timed against fp32
 on its own, and written when that confirmation's CI meets its goal (int8 measurably faster, int4
 not measurably slower), fp32 otherwise; exit 1 with every attempt when no candidate passes.
 """
@@ -22,7 +23,13 @@ from typing import Callable
 import numpy as np
 
 from onnxdeploy.errors import CheckFailed, UserError
-from onnxdeploy.quantize.decision import judge, ordered_choice, score_noise, timing_verdict
+from onnxdeploy.quantize.decision import (
+    SIMILAR,
+    judge,
+    ordered_choice,
+    score_noise,
+    timing_verdict,
+)
 from onnxdeploy.quantize.lm_candidates import DEFAULT_CANDIDATES, LmCandidate, apply_candidate
 from onnxdeploy.quantize.ort_logs import Collected, collected
 from onnxdeploy.quantize.result import Confirmation
@@ -44,7 +51,9 @@ class LmAttempt:
     passed: bool = False
     why: str = ""
     speedup_ci: tuple[float, float] | None = None  # bootstrap 95% CI of its decode speed / fp32's
-    perplexity: float | None = None  # teacher-forced, on the scoring sequences (fp32's: the result's)
+    perplexity: float | None = (
+        None  # teacher-forced, on the scoring sequences (fp32's: the result's)
+    )
 
     @property
     def goal(self) -> str:
@@ -81,25 +90,28 @@ class LmQuantizeResult:
         return self.chosen != "none"
 
     def to_json(self) -> dict:
-        return tagged("quantize-decoder", {
-            "output": self.output,
-            "chosen": self.chosen,
-            "reason": self.reason,
-            "passed": self.passed,
-            "metric": "agreement",
-            "fp32_decode_tokens_per_s": self.fp32_decode_tokens_per_s,
-            "fp32_prefill_ms": self.fp32_prefill_ms,
-            "fp32_bytes": self.fp32_bytes,
-            "fp32_perplexity": self.fp32_perplexity,
-            "min_agreement": self.min_agreement,
-            "max_kl": self.max_kl,
-            "target_batch": self.target_batch,
-            "sequences": self.sequences,
-            "scored_on": self.source,
-            "attempts": [a.to_json() for a in self.attempts],
-            "notes": list(self.notes),
-            "confirmation": self.confirmation.to_json() if self.confirmation else None,
-        })
+        return tagged(
+            "quantize-decoder",
+            {
+                "output": self.output,
+                "chosen": self.chosen,
+                "reason": self.reason,
+                "passed": self.passed,
+                "metric": "agreement",
+                "fp32_decode_tokens_per_s": self.fp32_decode_tokens_per_s,
+                "fp32_prefill_ms": self.fp32_prefill_ms,
+                "fp32_bytes": self.fp32_bytes,
+                "fp32_perplexity": self.fp32_perplexity,
+                "min_agreement": self.min_agreement,
+                "max_kl": self.max_kl,
+                "target_batch": self.target_batch,
+                "sequences": self.sequences,
+                "scored_on": self.source,
+                "attempts": [a.to_json() for a in self.attempts],
+                "notes": list(self.notes),
+                "confirmation": self.confirmation.to_json() if self.confirmation else None,
+            },
+        )
 
     def __str__(self) -> str:
         from onnxdeploy.tables import text_table
@@ -148,17 +160,29 @@ class LmQuantizeResult:
 
 
 def _choose(passing: list[LmAttempt], positions: int | None = None) -> LmAttempt:
-    """``quantize.decision.ordered_choice``, the rule int8 candidates follow: speed is decode
-    tokens/s, size the file, quality the agreement with fp32 and, as int8's score then SNR, the
-    KL where agreements are within one standard error of the contenders' best over ``positions``
-    scored tokens. Agreement flips on near-ties of fp32's own logits: on a byte-level Llama trained
-    on text (benchmarks/int4_quality.py), blocks of 64 agreed 91.9% at KL 0.0044 and blocks of 128
-    95.4% at KL 0.0061; KL and perplexity ordered them alike, agreement did not."""
+    """``quantize.decision.ordered_choice``, the rule int8 candidates follow, with quality before
+    size: speed is decode tokens/s; among the candidates timing cannot tell from the fastest, the
+    best quality wins (agreement with fp32 and, as int8's score then SNR, the KL where agreements
+    are within one standard error of the best over ``positions`` scored tokens), the smaller file
+    only between equals. An int4 decoder's candidates differ in size by a fifth at most around a
+    4-8x reduction, in quality by what a user reads: on a byte-level Llama trained on text
+    (benchmarks/int4_quality.py) the smallest (embeddings in int4) agreed 93.9% with fp32,
+    onnxruntime-genai's recipe 95.3%, lm_head in int8 96.9%, all as fast. Agreement flips on
+    near-ties of fp32's own logits: blocks of 64 agreed 91.9% at KL 0.0044 and blocks of 128
+    95.4% at KL 0.0061 (KL and perplexity ordered them alike, agreement did not)."""
 
     def quality(contenders: list[LmAttempt]):
         top = max(a.agreement for a in contenders)
         margin = score_noise(top, positions)
-        return lambda a: (a.agreement >= top - margin, a.agreement if not margin else 0.0, -a.kl)
+        agree = [a for a in contenders if a.agreement >= top - margin]
+        least = min(a.kl for a in agree)
+        # KLs within 5% tie too, as sizes do (lm_head in int8 blocks and in fp32: 0.0022 both)
+        return lambda a: (
+            a.agreement >= top - margin,
+            a.agreement if not margin else 0.0,
+            a.kl <= least * SIMILAR,
+            -a.kl if not margin else 0.0,
+        )
 
     return ordered_choice(
         passing,
@@ -166,6 +190,7 @@ def _choose(passing: list[LmAttempt], positions: int | None = None) -> LmAttempt
         ci=lambda a: a.speedup_ci,
         size=lambda a: a.bytes,
         quality=quality,
+        quality_first=True,
     )
 
 
@@ -349,14 +374,16 @@ def quantize_decoder(
             new_tokens=new_tokens,
         )
         attempts = [
-            replace(
-                a,
-                decode_tokens_per_s=speeds[a.candidate.name][0],
-                prefill_ms=speeds[a.candidate.name][1],
-                speedup_ci=speeds[a.candidate.name][2],
+            (
+                replace(
+                    a,
+                    decode_tokens_per_s=speeds[a.candidate.name][0],
+                    prefill_ms=speeds[a.candidate.name][1],
+                    speedup_ci=speeds[a.candidate.name][2],
+                )
+                if a.candidate.name in speeds
+                else a
             )
-            if a.candidate.name in speeds
-            else a
             for a in attempts
         ]
         fp32_tps, fp32_ttft, _ = speeds["fp32"]
@@ -413,14 +440,14 @@ def quantize_decoder(
             if chosen.goal == "speed":
                 why = f"it is not measurably faster ({why})"
             reason = (
-                f"kept fp32: {chosen.candidate.name}, the fastest passing candidate, {speed}; "
+                f"kept fp32: {chosen.candidate.name}, the chosen candidate, {speed}; "
                 f"{why} (force overrides)"
             )
             _write_fp32(model_path, output, f"{chosen.candidate.name}: {why}")
             return result("fp32", reason, confirmation)
         _write(paths[chosen.candidate.name], output, chosen, min_agreement, max_kl, source)
         reason = (
-            f"fastest within the floor (agreement {chosen.agreement:.1f}% >= {min_agreement:g}%, KL "
+            f"as fast as the fastest and the most accurate within the floor (agreement {chosen.agreement:.1f}% >= {min_agreement:g}%, KL "
             f"{chosen.kl:.4f} <= {max_kl:g}): {speed}, "
             f"{chosen.bytes / 2**20:.2f} MiB vs {file_bytes(model_path) / 2**20:.2f}"
             + (
