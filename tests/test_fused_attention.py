@@ -63,6 +63,25 @@ def test_the_ops_torch_implementation_is_grouped_query_attention(steps, past):
     assert got[1].shape == (2, KV_HEADS, past + steps, SIZE)
 
 
+@pytest.mark.parametrize("steps, past", [(6, 0), (1, 7), (3, 4)])
+def test_the_ops_causal_flag_adds_the_pattern_a_padding_only_bias_leaves_out(steps, past):
+    """``causal``: the op is given the padding alone (what onnxruntime's op, causal itself, is
+    given for a plain causal mask) and adds the causal pattern: the same outputs as the full bias.
+    """
+    args = _inputs(2, steps, past)
+    mask = torch.ones(2, past + steps, dtype=torch.long)
+    mask[0, :3] = 0
+    low = torch.finfo(torch.float32).min
+    padding = torch.where(mask.bool()[:, None, None, :], 0.0, low).expand(2, 1, steps, past + steps)
+    got = fused._op()(*args[:5], padding, HEADS, KV_HEADS, 0.3, causal=True)
+    want = fused._op()(*args, HEADS, KV_HEADS, 0.3)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    if steps > 1:  # the flag is what masks the future: without it the padding alone lets it in
+        unmasked = fused._op()(*args[:5], padding, HEADS, KV_HEADS, 0.3)[0]
+        assert not torch.allclose(unmasked, want[0], atol=1e-3)
+
+
 class _Layer(torch.nn.Module):
     def forward(self, query, key, value, past_key, past_value, bias):
         return fused._op()(query, key, value, past_key, past_value, bias, HEADS, KV_HEADS, 0.25)

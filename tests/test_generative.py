@@ -78,6 +78,9 @@ def test_decoder_exports_with_cache_and_generates_like_transformers(cli, tmp_pat
     assert not {"MultiHeadAttention", "Attention"} & set(ops)
     plain = Counter(n.op_type for n in graph.node if n.domain in ("", "ai.onnx"))
     assert "Softmax" not in plain  # every layer's attention is inside the fused op
+    if family != "mistral":  # a plain causal mask: the op is given its padding alone, once
+        assert not {"Range", "LessOrEqual", "And"} & set(plain), plain
+        assert plain["Where"] == 1, plain
     # rotary inside the op (from the model's own tables) where the model has one, and the
     # query/key/value projections packed into one MatMul (GPT-2's: its one c_attn, unsplit)
     for node in (n for n in graph.node if n.op_type == "GroupQueryAttention"):

@@ -14,7 +14,8 @@ What the fused op receives: the query and the new key/value after the model's ro
 (rotary stays in plain ops, so every rope variant the model has is kept), the past cache as it
 comes in, and the additive mask ``transformers`` builds (0 where attended, the dtype's minimum
 elsewhere: causal, padding, sliding window) as ``attention_bias``, with ``seqlens_k`` marking every
-position valid. Left-padded batches are therefore exact: onnxruntime's own assumption that valid
+position valid; where that mask is the plain causal one, its padding alone (the op adds the causal
+pattern itself). Left-padded batches are therefore exact: onnxruntime's own assumption that valid
 tokens come first never applies, the bias masks the padding. The op appends the new key/value to
 the past and returns the present cache, which becomes the graph's ``present.*`` output; the model's
 own cache concatenation is left without a consumer and removed. The context's length is read from
@@ -60,7 +61,8 @@ def _rotate(x, cos, sin):
 def _op():
     """The custom op (registered once per process): (query [B, S, H*D], key, value [B, S, KV*D],
     past key, past value [B, KV, P, D], bias [B, 1, S, P+S]) -> (output [B, S, H*D], present key,
-    present value [B, KV, P+S, D]). With ``cos``/``sin`` ([B, S, R], the model's own per token) the
+    present value [B, KV, P+S, D]). ``causal``: the bias masks the padding only and the op adds the
+    causal pattern, as onnxruntime's always does. With ``cos``/``sin`` ([B, S, R], the model's own per token) the
     query and new key are rotated first (rotary inside the op); ``cos_cache``/``sin_cache``
     ([max positions, R/2]) are what onnxruntime's op reads instead."""
     import torch
@@ -80,9 +82,14 @@ def _op():
         sin: Optional[torch.Tensor] = None,
         cos_cache: Optional[torch.Tensor] = None,
         sin_cache: Optional[torch.Tensor] = None,
+        causal: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         batch, steps, _ = query.shape
         size = query.shape[2] // num_heads
+        if causal:  # the bias holds the padding only: the causal pattern, as onnxruntime's op adds
+            total = past_key.shape[2] + steps
+            seen = torch.arange(total)[None, :] <= torch.arange(steps)[:, None] + (total - steps)
+            bias = torch.where(seen, bias, torch.finfo(bias.dtype).min)
         q = query.view(batch, steps, num_heads, size).transpose(1, 2)
         new_key = key.view(batch, steps, kv_num_heads, size).transpose(1, 2)
         if cos is not None:
@@ -172,6 +179,7 @@ def translation_table() -> dict:
         sin=None,
         cos_cache=None,
         sin_cache=None,
+        causal: bool = False,
     ):
         # the per-token cos/sin are for torch's run only: onnxruntime's op rotates from the caches
         # at each token's place in the buffer (positions shifted by a row's left padding, which a
@@ -212,6 +220,7 @@ def _attention(module, query, key, value, attention_mask, scaling=None, dropout=
     SDPA attention otherwise (no recording cache, logit softcapping, attention sinks, no additive
     mask). A query whose rotary was deferred to the op (``_deferred``) is rotated here when
     the op does not take it."""
+    import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     cache = _RECORDING.get()
@@ -242,17 +251,23 @@ def _attention(module, query, key, value, attention_mask, scaling=None, dropout=
         _, cos, sin = rotary
         rotation = dict(cos=cos, sin=sin, cos_cache=cache.rotary_caches[0])
         rotation["sin_cache"] = cache.rotary_caches[1]
+    bias, causal = attention_mask.to(query.dtype), False
+    if cache.causal is not None and attention_mask is cache.causal[0]:
+        # transformers' causal mask with the padding: onnxruntime's op masks causally itself (every
+        # position valid by seqlens_k), so it is given the padding alone (``_additive_mask``)
+        bias, causal = cache.causal[1].to(query.dtype), True
     out, present_key, present_value = _op()(
         query.transpose(1, 2).reshape(batch, steps, heads * size),
         new_key.transpose(1, 2).reshape(batch, steps, kv_heads * size),
         new_value.transpose(1, 2).reshape(batch, steps, kv_heads * size),
         past_key,
         past_value,
-        attention_mask.to(query.dtype),
+        bias,
         heads,
         kv_heads,
         scale,
         **rotation,
+        causal=causal,
     )
     cache.present[layer] = (present_key, present_value)
     return out.view(batch, steps, heads, size), None
@@ -317,7 +332,12 @@ def _additive_mask(batch_size, q_length, kv_length, q_offset=0, kv_offset=0, **k
     ``padding_mask_function`` does: the same values, a third of the ONNX ops it exports to, which a
     decode step runs every token. Masks built with vmap keep transformers' own construction."""
     import torch
-    from transformers.masking_utils import eager_mask, prepare_padding_mask, sdpa_mask
+    from transformers.masking_utils import (
+        causal_mask_function,
+        eager_mask,
+        prepare_padding_mask,
+        sdpa_mask,
+    )
 
     attention_mask = kwargs.pop("attention_mask", None)
     dtype = kwargs.pop("dtype", torch.float32)
@@ -327,10 +347,23 @@ def _additive_mask(batch_size, q_length, kv_length, q_offset=0, kv_offset=0, **k
     if padding is None or kwargs.get("use_vmap"):
         return eager_mask(**sizes, attention_mask=attention_mask, dtype=dtype, **kwargs)
     kwargs.pop("allow_is_causal_skip", None)
+    plain = kwargs.get("mask_function") is causal_mask_function
     pattern = sdpa_mask(**sizes, attention_mask=None, allow_is_causal_skip=False, **kwargs)
-    keys = padding[:, kv_offset : kv_offset + kv_length].bool()[:, None, None, :]
-    allowed = keys if pattern is None else pattern & keys
-    return torch.where(allowed, torch.zeros((), dtype=dtype), torch.finfo(dtype).min)
+    keys = padding[:, kv_offset : kv_offset + kv_length].bool()
+    allowed = keys[:, None, None, :] if pattern is None else pattern & keys[:, None, None, :]
+    mask = torch.where(allowed, torch.zeros((), dtype=dtype), torch.finfo(dtype).min)
+    cache = _RECORDING.get()
+    if cache is not None and plain:
+        # what the fused op is given instead (``_attention``): the padding alone, [B, 1, S, T] (the
+        # shape onnxruntime's op takes), a handful of ops a step where the causal pattern took a
+        # dozen; onnxruntime's op adds the causal pattern itself, and the recording cache's sizes
+        # (q_offset the tokens seen, kv_length seen + q_length, no kv_offset) put every query
+        # where it does. Built here, once for every layer.
+        padding_only = torch.where(
+            keys[:, None, None, :], torch.zeros((), dtype=dtype), torch.finfo(dtype).min
+        )
+        cache.causal = (mask, padding_only.expand(batch_size, 1, q_length, kv_length))
+    return mask
 
 
 @functools.lru_cache(maxsize=None)
@@ -353,6 +386,8 @@ def _registered() -> type:
             for i in range(len(past) // 2):
                 super().update(past[2 * i], past[2 * i + 1], i)
             self.past, self.new, self.present = {}, {}, {}
+            # (transformers' plain causal mask, its padding alone): _additive_mask
+            self.causal = None
             self.seen = seen
             self.rotary_caches = rotary_caches  # (cos, sin) tables: the op rotates inside
             self.rotary, self.pending = {}, None  # per layer: the rotation deferred to the op
