@@ -95,11 +95,12 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def scratch_dir(prefix: str) -> Iterator[Path]:
+def scratch_dir(prefix: str, parent: str | os.PathLike | None = None) -> Iterator[Path]:
     """A temporary folder for a command's intermediate files (``prefix`` names its owner in the
-    system temp folder), removed when the block ends, by an error, Ctrl-C or SIGTERM alike: the
-    one way we make and clean scratch space."""
-    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    system temp folder, or in ``parent``), removed when the block ends, by an error, Ctrl-C or
+    SIGTERM alike: the one way we make and clean scratch space (an object that owns one for its
+    lifetime enters it on an ``ExitStack`` it closes)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     try:
         yield folder
     finally:

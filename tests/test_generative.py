@@ -3,6 +3,7 @@ prefill/decode consistent with the full-sequence graph, and the generate command
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -143,7 +144,8 @@ def test_each_route_that_cannot_be_taken_says_why_and_the_next_is_verified(tmp_p
     meta = {p.key: p.value for p in onnx.load(tmp_path / "traced.onnx").metadata_props}
     assert meta["onnxdeploy.exporter"] == "torchscript"
     written = sorted(p.name for p in tmp_path.iterdir())
-    assert written == ["llama", "sdpa.onnx", "traced.onnx", "unfused.onnx"]
+    graphs = ("sdpa.onnx", "traced.onnx", "unfused.onnx")  # each with its weights beside it
+    assert written == ["llama", *sorted(n for g in graphs for n in (g, g + ".data"))]
 
 
 @pytest.mark.parametrize(
@@ -531,11 +533,35 @@ def test_generation_bench_read_by_the_gate(cli, tmp_path, decoder_onnx):
     assert code == 1 and "regression" in (out + err)
 
 
+def test_a_decoder_keeps_its_weights_beside_it_and_no_output_writes_over_an_inputs(
+    cli, tmp_path, toy_lm
+):
+    """Decoders are written as onnxruntime-genai and optimum write them, the graph in the .onnx and
+    the weights in ``<name>.data`` beside it (onnxruntime then reads the tensors from the file
+    instead of holding the parsed message too); optimize and quantize keep that layout, and an
+    output whose data file is one the input reads is refused before any work (exit 2, the input's
+    weights untouched)."""
+    assert Path(toy_lm + ".data").is_file()  # export
+    model = onnx.load(toy_lm)  # its weights stored as x.onnx.data: what an output x.onnx writes
+    onnx.save(model, tmp_path / "m.onnx", save_as_external_data=True, location="x.onnx.data")
+    weights = (tmp_path / "x.onnx.data").read_bytes()
+    for command in (["optimize"], ["quantize", "--weights", "int4"]):
+        code, _, err = cli(command[0], "m.onnx", "-o", "x.onnx", *command[1:])
+        assert code == 2 and "x.onnx.data: the output would overwrite an input" in err, err
+        assert len(err.strip().splitlines()) == 1, err
+    assert (tmp_path / "x.onnx.data").read_bytes() == weights and not (tmp_path / "x.onnx").exists()
+    code, _, err = cli("optimize", "m.onnx", "-o", "o.onnx")
+    assert code == 0, err
+    optimized = onnx.load(tmp_path / "o.onnx", load_external_data=False).graph.initializer
+    assert any(t.data_location == onnx.TensorProto.EXTERNAL for t in optimized)
+    assert (tmp_path / "o.onnx.data").is_file()
+
+
 def test_package_ships_a_decoder_with_genai_config(cli, tmp_path, toy_lm):
     code, out, err = cli("package", toy_lm, "-o", "pkg", "--json")
     assert code == 0, err
     manifest = json.loads((tmp_path / "pkg" / "manifest.json").read_text())
-    assert "genai_config.json" in manifest["files"]
+    assert {"genai_config.json", "model.onnx", "model.onnx.data"} <= set(manifest["files"])
     config = json.loads((tmp_path / "pkg" / "genai_config.json").read_text())
     decoder = config["model"]["decoder"]
     assert (
@@ -751,7 +777,8 @@ def test_no_output_replaces_a_file_the_model_folder_reads(cli, tmp_path):
     code, _, err = cli("export", "hf:gpt2", "-o", "gpt2/model.onnx")
     assert code == 0, err
     assert (folder / "model.onnx").is_file()
-    assert {k: v for k, v in _tree(folder).items() if k.name != "model.onnx"} == before["gpt2"]
+    ours = ("model.onnx", "model.onnx.data")  # the graph and its weights beside it
+    assert {k: v for k, v in _tree(folder).items() if k.name not in ours} == before["gpt2"]
 
 
 def test_a_decoder_quantized_slower_than_fp32_is_kept_fp32_unless_forced(

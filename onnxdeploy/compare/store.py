@@ -9,11 +9,12 @@ this needs; no library offers a budgeted spill store for arrays.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+import contextlib
 from pathlib import Path
 
 import numpy as np
+
+from onnxdeploy.atomic import scratch_dir
 
 
 class TensorStore:
@@ -27,7 +28,8 @@ class TensorStore:
         self._ram_bytes = 0
         self.peak_ram_bytes = 0
         self.spilled_bytes = 0
-        self._folder = Path(tempfile.mkdtemp(prefix="onnxdeploy-compare-", dir=folder))
+        self._scratch = contextlib.ExitStack()
+        self._folder = self._scratch.enter_context(scratch_dir("onnxdeploy-compare-", folder))
 
     def __contains__(self, name: str) -> bool:
         return name in self._ram or name in self._disk
@@ -63,7 +65,7 @@ class TensorStore:
         self._ram.clear()
         self._disk.clear()
         self._ram_bytes = 0
-        shutil.rmtree(self._folder, ignore_errors=True)
+        self._scratch.close()
 
     def __enter__(self) -> "TensorStore":
         return self

@@ -31,11 +31,12 @@ def torch_reference(
     put in ``store``)."""
     import torch
 
-    from onnxdeploy.models.outputs import flatten_outputs
     from onnxdeploy.exporter.source import load_source
+    from onnxdeploy.generate.signature import PAST
+    from onnxdeploy.models.outputs import flatten_outputs
 
     shapes = [tuple(v.shape) for v in feeds.values()]
-    if any(name.startswith("past_key_values.") for name in feeds):
+    if any(PAST.match(name) for name in feeds):
         raise UserError(
             f"{request.candidate}: a decoder with a KV cache; its parity with "
             f"{request.reference} is export's (greedy tokens step by step, which export checks); "

@@ -4,11 +4,11 @@ or MACs target is checked on the real artefact, not on the prediction."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 
+from onnxdeploy.atomic import scratch_dir
 from onnxdeploy.benchmarking import benchmark
 from onnxdeploy.runtime_bench import BenchRequest, TimingPlan
 
@@ -20,13 +20,14 @@ class Deployment:
 
     def __init__(self, source) -> None:
         self.source = source
-        self.work = Path(tempfile.mkdtemp(prefix="onnxdeploy-compress-"))
+        self._scratch = contextlib.ExitStack()
+        self.work = self._scratch.enter_context(scratch_dir("onnxdeploy-compress-"))
 
     def __enter__(self) -> "Deployment":
         return self
 
     def __exit__(self, *exc) -> None:
-        shutil.rmtree(self.work, ignore_errors=True)
+        self._scratch.close()
 
     def export(self, module, name: str, *, prune: bool) -> Path:
         """``module`` exported with a parity check; with ``prune`` its zero channels removed."""

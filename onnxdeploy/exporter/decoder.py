@@ -248,7 +248,7 @@ def export_decoder(
     from onnxdeploy.atomic import refuse_overwrite, scratch_dir
     from onnxdeploy.exporter.decoder_graph import export_graph
     from onnxdeploy.exporter.logits import add_logits_to_keep
-    from onnxdeploy.onnx_io import check_model_file, file_bytes, staged_model
+    from onnxdeploy.onnx_io import check_model_file, file_bytes, keep_failed, staged_model
 
     output = Path(output)
     failed = output.with_name(output.stem + ".parity-failed.onnx")
@@ -285,7 +285,7 @@ def export_decoder(
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     model.producer_name = "onnxdeploy"
-    with staged_model(model, output) as staged:
+    with staged_model(model, output, external=True) as staged:
         check_model_file(staged, output, full_check=False)
         progress(
             f"generation parity: {PARITY_STEPS} greedy steps from {len(PROMPT_LENGTHS)} prompts vs transformers"
@@ -306,7 +306,7 @@ def export_decoder(
             graph,
         )
         if not parity.tokens_equal:
-            staged.replace(failed)
+            keep_failed(staged, failed)
             raise CheckFailed(
                 f"{output}: {str(result).splitlines()[1]}; kept as {failed}", result=result
             )

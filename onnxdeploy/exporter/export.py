@@ -7,8 +7,6 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -19,7 +17,7 @@ import onnx
 
 import onnxdeploy
 from onnxdeploy.hashing import sha256_path
-from onnxdeploy.atomic import ensure_writable_dir, refuse_overwrite
+from onnxdeploy.atomic import ensure_writable_dir, refuse_overwrite, staging_dir
 from onnxdeploy.data.specs import default_input_names
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.exporter.inputs import ExportInput, float_inputs
@@ -444,8 +442,8 @@ def export(
         source = dataclasses.replace(
             source, module=flat_module(source.module, names[0] if source.by_name else None)
         )
-    raw_dir = Path(tempfile.mkdtemp(prefix=f".{output.name}.export.", dir=output.resolve().parent))
-    try:
+    # the exporter's raw output, beside the output (same filesystem), removed whatever happens
+    with staging_dir(output) as raw_dir:
         progress(f"exporting {source.reference} ({exporter} exporter)")
         used, fallback = _run_exporter(
             source, raw_dir / output.name, names, dynamic_batch, opset, exporter, announce
@@ -508,6 +506,4 @@ def export(
                     f"{failed.name}\n{result}",
                     result=result,
                 )
-    finally:
-        shutil.rmtree(raw_dir, ignore_errors=True)
     return result

@@ -21,6 +21,7 @@ from typing import Callable
 
 from onnxdeploy.atomic import atomic_dir, ensure_writable_dir, write_json
 from onnxdeploy.errors import CheckFailed, UserError
+from onnxdeploy.generate.signature import is_kv_decoder
 from onnxdeploy.hashing import sha256_file
 from onnxdeploy.onnx_io import file_bytes, is_large, load_model, save_model
 from onnxdeploy.output_diff import CompareResult, compare_outputs
@@ -48,15 +49,18 @@ class PackageResult:
         return bool(self.comparison)
 
     def to_json(self) -> dict:
-        return tagged("package", {
-            "folder": self.folder,
-            "target": self.target,
-            "files": self.files,
-            "operators": self.operators,
-            "passed": self.passed,
-            "comparison": self.comparison.to_json(),
-            "manifest": self.manifest,
-        })
+        return tagged(
+            "package",
+            {
+                "folder": self.folder,
+                "target": self.target,
+                "files": self.files,
+                "operators": self.operators,
+                "passed": self.passed,
+                "comparison": self.comparison.to_json(),
+                "manifest": self.manifest,
+            },
+        )
 
     def __str__(self) -> str:
         from onnxdeploy.tables import text_table
@@ -200,7 +204,8 @@ def package(
     ) as stage:  # built beside the destination, renamed into place when verified
         progress(f"copying {model_path} into the package")
         onnx_path = stage / f"{MODEL_NAME}.onnx"
-        save_model(model, onnx_path)
+        # a decoder as export writes it, its weights in model.onnx.data (onnx_io.staged_model)
+        save_model(model, onnx_path, external=is_kv_decoder(model))
         progress(
             f"converting to ORT format for {spec.name} ({spec.platform}, {spec.style} "
             "optimizations)"
@@ -232,7 +237,11 @@ def package(
             model_path=str(model_path),
             target=spec,
             files=files,
-            round_trip={**comparison.to_json(), "passed": bool(comparison), "inputs": note or "generated"},
+            round_trip={
+                **comparison.to_json(),
+                "passed": bool(comparison),
+                "inputs": note or "generated",
+            },
             operators=operators,
             sizes={
                 "onnx_with_external_data": file_bytes(onnx_path),

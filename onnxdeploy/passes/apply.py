@@ -13,14 +13,16 @@ import onnx_ir as ir
 from onnxdeploy.atomic import refuse_overwrite
 from onnxdeploy.data.synthetic import SYMBOLIC_DIM
 from onnxdeploy.errors import CheckFailed, UserError
-from onnxdeploy.generate.signature import LOGITS_TO_KEEP, example_shapes
+from onnxdeploy.generate.signature import LOGITS_TO_KEEP, example_shapes, is_kv_decoder
 from onnxdeploy.inspect_model import count_macs, count_parameters
 from onnxdeploy.onnx_io import (
     check_model_file,
+    data_files,
     file_bytes,
     is_large,
     load_model,
     metadata,
+    model_files,
     set_metadata,
     staged_model,
 )
@@ -229,7 +231,7 @@ def run_passes(
 
     started = time.perf_counter()
     input_path, output_path = str(input_path), str(output_path)
-    refuse_overwrite([output_path], [input_path])
+    refuse_overwrite([output_path, *data_files(output_path)], model_files(input_path))
     original = load_model(input_path)
     fixed = frozen_values(original, freeze, input_path) if freeze else {}
     if fixed:
@@ -257,7 +259,7 @@ def run_passes(
     del original
     # staged beside the output: checked and compared by path (any size), moved into place only if
     # both pass
-    with staged_model(result_proto, output_path) as staged:
+    with staged_model(result_proto, output_path, external=is_kv_decoder(result_proto)) as staged:
         check_model_file(staged, output_path, full_check=True)
         comparison = verify_equivalent(
             input_path,

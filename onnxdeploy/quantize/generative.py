@@ -227,6 +227,7 @@ def _save_recorded(path, output: str, record: dict) -> None:
     save_model(
         set_metadata(load_model(path, check=False), {"onnxdeploy.quantize": json.dumps(record)}),
         output,
+        external=True,  # a decoder, as export writes it (onnx_io.staged_model)
     )
 
 
@@ -295,10 +296,10 @@ def quantize_decoder(
     CheckFailed (carrying the result) when none keeps the floor."""
     from onnxdeploy.atomic import refuse_overwrite, scratch_dir
     from onnxdeploy.generate import Generator
-    from onnxdeploy.onnx_io import file_bytes
+    from onnxdeploy.onnx_io import data_files, file_bytes, model_files
     from onnxdeploy.quantize.lm_quality import confirmed, fp32_sequences, quality, timed
 
-    refuse_overwrite([output], [model_path])
+    refuse_overwrite([output, *data_files(output)], model_files(model_path))
     if not 0 <= min_agreement <= 100 or not max_kl >= 0:
         raise UserError(
             f"min_agreement {min_agreement} / max_kl {max_kl}: agreement in 0-100, KL >= 0"
