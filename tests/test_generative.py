@@ -232,6 +232,20 @@ def test_a_shared_cache_is_allocated_once_per_sequence_and_written_in_place(tmp_
     allocated.clear()
     generator.generate([[3, 4]], 4, stop_at_eos=False)  # a new sequence: new buffers, once
     assert [shape for shape, _ in allocated] == [(1, 2, 6, 16)] * (2 * layers)
+    # per decode step one OrtValue is made (the mask, one longer each step): the token, position
+    # and logits buffers are bound once per sequence and written in place
+    made = []
+    monkeypatch.setattr(
+        ort.OrtValue,
+        "ortvalue_from_numpy",
+        staticmethod(lambda array, *a, **k: made.append(array.shape) or from_numpy(array, *a, **k)),
+    )
+    counts = []
+    for steps in (8, 16):
+        made.clear()
+        generator.generate(prompts, steps, stop_at_eos=False)
+        counts.append(len(made))
+    assert counts[1] - counts[0] == 8, counts
 
 
 def test_a_graph_that_reads_its_past_refuses_a_shared_cache(tmp_path):
