@@ -35,6 +35,8 @@ import numpy as np
 # this folder's transformers.py must not shadow the package (python puts the script's folder first)
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
+from onnxdeploy.runtime_bench.stats import paired_ratio_ci  # noqa: E402 - after the path fix
+
 THREADS = 2
 GROWING = " growing cache"  # the same graph with a cache grown by concatenation, not shared
 SETTLE_S = 0.2  # between systems, untimed
@@ -252,12 +254,21 @@ def _table(systems: dict, args, threads: int, prompt: list, chosen: str) -> str:
             f"{_matched(tokens[name], reference)}/{len(reference)}"
         )
     genai32, genai4, ours4 = names[1], names[2], f"onnxdeploy int4 ({chosen})"
+
+    def paired(ours: str, theirs: str, index: int) -> str:
+        """The median of the per-round ratios and its bootstrap 95% CI over the rounds: each
+        round's two samples were taken close in time, so the machine's drift cancels."""
+        ratio, (low, high) = paired_ratio_ci(
+            [s[index] for s in samples[ours]], [s[index] for s in samples[theirs]]
+        )
+        return f"{ratio:.2f}x [{low:.2f}-{high:.2f}]"
+
     return (
-        f"{threads} thread(s), prompt {len(prompt)}: "
-        f"ours fp32 / genai fp32 {rows['onnxdeploy fp32'] / rows[genai32]:.2f}x, "
-        f"ours int4 / genai int4 {rows[ours4] / rows[genai4]:.2f}x (goals >= 1.0x); "
-        f"TTFT ours / genai fp32 {ttfts['onnxdeploy fp32'] / ttfts[genai32]:.2f}x, "
-        f"int4 {ttfts[ours4] / ttfts[genai4]:.2f}x (goals <= 1.0x); fused / --no-fuse fp32 "
+        f"{threads} thread(s), prompt {len(prompt)} (per-round ratios, median [95% CI]): "
+        f"decode ours / genai fp32 {paired('onnxdeploy fp32', genai32, 1)}, "
+        f"int4 {paired(ours4, genai4, 1)} (goals >= 1.0x); "
+        f"TTFT ours / genai fp32 {paired('onnxdeploy fp32', genai32, 0)}, "
+        f"int4 {paired(ours4, genai4, 0)} (goals <= 1.0x); medians' ratios: fused / --no-fuse fp32 "
         f"{rows['onnxdeploy fp32'] / rows['onnxdeploy fp32 --no-fuse']:.2f}x, int4 "
         f"{rows[ours4] / rows[ours4 + ' --no-fuse']:.2f}x; shared / growing KV cache fp32 "
         f"{rows['onnxdeploy fp32'] / rows['onnxdeploy fp32' + GROWING]:.2f}x, int4 "

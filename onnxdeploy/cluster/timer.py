@@ -9,24 +9,23 @@ folder."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
-import tempfile
 import weakref
 import time
 from pathlib import Path
+
+from onnxdeploy.atomic import scratch_dir
 
 
 def model_files(path: str) -> dict[str, bytes]:
     """The model file and the external data files it references (checked to lie inside its
     folder)."""
-    from onnxdeploy.onnx_io import check_external_data, external_files
+    from onnxdeploy import onnx_io
 
     path = Path(path)
-    check_external_data(path)
-    files = {path.name: path.read_bytes()}
-    for location in external_files(path):
-        files[location] = (path.parent / location).read_bytes()
-    return files
+    onnx_io.check_external_data(path)
+    return {str(f.relative_to(path.parent)): f.read_bytes() for f in onnx_io.model_files(path)}
 
 
 def write_files(folder: Path, files: dict[str, bytes]) -> str:
@@ -42,6 +41,7 @@ class NodeTimer:
 
     def __init__(self):
         self.folder: Path | None = None  # made by the first run's models, gone with the last
+        self._scratch = contextlib.ExitStack()  # what removes it (atomic.scratch_dir)
         self.paths: dict[str, str] = {}
 
     def describe(self) -> dict:
@@ -54,9 +54,10 @@ class NodeTimer:
     def _materialize(self, key: str, files: dict[str, bytes]) -> str:
         if key not in self.paths:
             if self.folder is None:
-                self.folder = Path(tempfile.mkdtemp(prefix="onnxdeploy-cluster-"))
+                self._scratch = contextlib.ExitStack()
+                self.folder = self._scratch.enter_context(scratch_dir("onnxdeploy-cluster-"))
                 # an actor ended with its worker process still removes its models
-                weakref.finalize(self, shutil.rmtree, self.folder, True)
+                weakref.finalize(self, self._scratch.close)
             self.paths[key] = write_files(self.folder / key, files)  # key = run/model
         return self.paths[key]
 
@@ -85,7 +86,7 @@ class NodeTimer:
             return
         shutil.rmtree(self.folder / run, ignore_errors=True)
         if not self.paths:
-            shutil.rmtree(self.folder, ignore_errors=True)
+            self._scratch.close()
             self.folder = None
 
     def default_threads(self) -> int:
