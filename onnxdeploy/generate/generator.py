@@ -257,20 +257,22 @@ class _SharedSteps:
         self._binding = binding = generator.session.io_binding()
         output = next(o for o in generator.session.get_outputs() if o.name == "logits")
         vocab = output.shape[-1] if isinstance(output.shape[-1], int) else sig.vocab_size
+        self._bound: list = [cache]  # what the binding points to, kept alive as long as it
         self._logits = None  # the bound logits array, where every step's has one shape
         if sig.logits_to_keep and vocab:
             dtype = np.float16 if output.type == "tensor(float16)" else np.float32
             self._logits = np.empty((batch, 1, vocab), dtype)
-            binding.bind_ortvalue_output("logits", ort.OrtValue.ortvalue_from_numpy(self._logits))
+            self._bound.append(ort.OrtValue.ortvalue_from_numpy(self._logits))
+            binding.bind_ortvalue_output("logits", self._bound[-1])  # first: outputs[0]
         else:
             binding.bind_output("logits")  # first: the step's outputs[0]
-        self._bound = [cache]  # what the binding points to, kept alive as long as it
         for past, present in zip(sig.past_names(), sig.present_names()):
             binding.bind_ortvalue_input(past, cache[past])
             binding.bind_ortvalue_output(present, cache[past])
         if sig.logits_to_keep:  # the last position only: all a step chooses from
             self._bind(LOGITS_TO_KEEP, np.ones(1, np.int64))
         self._in_place: dict[str, np.ndarray] = {}  # name -> its bound [batch, 1] array
+        self._step: list = []  # this step's own bound arrays and OrtValues (``__call__``)
 
     def _bind(self, name: str, array: np.ndarray) -> None:
         value = self._ort.OrtValue.ortvalue_from_numpy(array)
@@ -278,13 +280,17 @@ class _SharedSteps:
         self._bound.append((array, value))
 
     def __call__(self, feeds: dict) -> np.ndarray:
+        # this step's OrtValues, alive until the next step binds others: an OrtValue made from
+        # numpy shares its memory, which the binding does not keep (a copy made here, as the mask
+        # of a batch is, would be freed before the run reads it)
+        self._step = []
         for name, array in feeds.items():
             if name in self._in_place:
                 self._in_place[name][...] = array
             elif name == "attention_mask" or array.shape[1] != 1:  # the mask, or the prompt
-                self._binding.bind_ortvalue_input(
-                    name, self._ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array))
-                )
+                array = np.ascontiguousarray(array)
+                self._step.append((array, self._ort.OrtValue.ortvalue_from_numpy(array)))
+                self._binding.bind_ortvalue_input(name, self._step[-1][1])
             else:  # a [batch, 1] feed: bound once, written in place from now on
                 self._in_place[name] = np.array(array, np.int64, order="C")
                 self._bind(name, self._in_place[name])
