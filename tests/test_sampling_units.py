@@ -1,6 +1,6 @@
-"""Unit tests of ``generate.sampling``: greedy, temperature, top-k and top-p on logits given by
-hand, the sampled frequencies against the distribution they should follow, and the request's
-checks."""
+"""Unit tests of ``generate.sampling`` and ``generate.prompts``: greedy, temperature, top-k and
+top-p on logits given by hand, the sampled frequencies against the distribution they should
+follow, the request's checks, and made-up prompts that avoid end and padding tokens."""
 
 import numpy as np
 import pytest
@@ -82,3 +82,15 @@ def test_a_bad_request_is_a_user_error_naming_its_parameter(kwargs, param):
     with pytest.raises(UserError) as error:
         Sampling(**kwargs)
     assert error.value.params == (param,) and param in str(error.value)
+
+
+def test_made_up_prompts_avoid_end_and_padding_tokens_and_repeat_by_seed():
+    from onnxdeploy.generate.prompts import token_prompt
+
+    prompt = token_prompt(np.random.default_rng(3), 500, high=6, avoid={0, 2, 5}, low=0)
+    assert len(prompt) == 500 and set(prompt) == {1, 3, 4}  # every allowed id, no avoided one
+    again = token_prompt(np.random.default_rng(3), 500, high=6, avoid={0, 2, 5}, low=0)
+    assert again == prompt
+    assert set(token_prompt(np.random.default_rng(0), 50, high=10, low=7)) <= {7, 8, 9}
+    with pytest.raises(ValueError, match="no token in"):
+        token_prompt(np.random.default_rng(0), 3, high=3, avoid={0, 1, 2})
