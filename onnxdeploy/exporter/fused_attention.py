@@ -349,9 +349,12 @@ def _additive_mask(batch_size, q_length, kv_length, q_offset=0, kv_offset=0, **k
     kwargs.pop("allow_is_causal_skip", None)
     plain = kwargs.get("mask_function") is causal_mask_function
     pattern = sdpa_mask(**sizes, attention_mask=None, allow_is_causal_skip=False, **kwargs)
-    keys = padding[:, kv_offset : kv_offset + kv_length].bool()
-    allowed = keys[:, None, None, :] if pattern is None else pattern & keys[:, None, None, :]
-    mask = torch.where(allowed, torch.zeros((), dtype=dtype), torch.finfo(dtype).min)
+    keys = padding[:, kv_offset : kv_offset + kv_length].bool()[:, None, None, :]
+
+    def additive(allowed):  # 0 where attended, the dtype's minimum elsewhere (eager_mask's values)
+        return torch.where(allowed, torch.zeros((), dtype=dtype), torch.finfo(dtype).min)
+
+    mask = additive(keys if pattern is None else pattern & keys)
     cache = _RECORDING.get()
     if cache is not None and plain:
         # what the fused op is given instead (``_attention``): the padding alone, [B, 1, S, T] (the
@@ -359,10 +362,7 @@ def _additive_mask(batch_size, q_length, kv_length, q_offset=0, kv_offset=0, **k
         # dozen; onnxruntime's op adds the causal pattern itself, and the recording cache's sizes
         # (q_offset the tokens seen, kv_length seen + q_length, no kv_offset) put every query
         # where it does. Built here, once for every layer.
-        padding_only = torch.where(
-            keys[:, None, None, :], torch.zeros((), dtype=dtype), torch.finfo(dtype).min
-        )
-        cache.causal = (mask, padding_only.expand(batch_size, 1, q_length, kv_length))
+        cache.causal = (mask, additive(keys).expand(batch_size, 1, q_length, kv_length))
     return mask
 
 

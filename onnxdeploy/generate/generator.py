@@ -294,9 +294,9 @@ class _SharedSteps:
             else:  # a [batch, 1] feed: bound once, written in place from now on
                 self._in_place[name] = np.array(array, np.int64, order="C")
                 self._bind(name, self._in_place[name])
-        if self._logits is None:
-            self._binding.bind_output("logits")  # anew: the last step's logits have another length
-        self._session.run_with_iobinding(self._binding)
         if self._logits is not None:
+            self._session.run_with_iobinding(self._binding)
             return self._logits[:, -1, :]
+        self._binding.bind_output("logits")  # anew: the last step's logits have another length
+        self._session.run_with_iobinding(self._binding)
         return self._binding.get_outputs()[0].numpy()[:, -1, :]
