@@ -717,7 +717,7 @@ def test_bart_and_whisper_encoder_decoder_generation_parity(tmp_path, family):
             )
         )
     result = export_seq2seq(model.eval(), family, tmp_path / f"{family}.onnx")
-    assert result.tokens_equal and result.steps == 16
+    assert result.parity.tokens_equal and result.parity.steps == 16
     manifest = json.loads((tmp_path / f"{family}.json").read_text())
     assert manifest["main_input"] == ("input_features" if family == "whisper" else "input_ids")
 

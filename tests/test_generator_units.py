@@ -432,3 +432,51 @@ def test_a_manifest_that_disagrees_with_its_graphs_is_refused_naming_the_field(t
         Seq2SeqGenerator(seq2seq(tmp_path, encoder="dec.onnx", decoder="enc.onnx"))
     with pytest.raises(UserError, match="'decoder_start_token_id' is 11; token ids"):
         Seq2SeqGenerator(seq2seq(tmp_path, decoder_start_token_id=VOCAB))
+
+
+# -- the parity check's comparison (exporter.generation_parity) --------------------------------
+
+
+@pytest.mark.parametrize(
+    "expected, got, mismatch",
+    [
+        ([[1, 2, 3], [4, 5]], [[1, 2, 3], [4, 5]], None),
+        ([[1, 2, EOS, 7, 7]], [[1, 2, EOS]], None),  # theirs cut after the end token, as ours stop
+        ([[1, 2, 3], [4, 5]], [[1, 2, 3], [4, 6]], (1, 1)),
+        ([[1, 9, 3], [0, 5]], [[1, 2, 3], [4, 6]], (0, 1)),  # the first row that differs
+        ([[1, 2, 3]], [[1, 2]], (0, 2)),  # ours stopped early
+        ([[1, 2, EOS]], [[1, 2, EOS, 4]], (0, 3)),  # ours went on past the end
+    ],
+)
+def test_first_mismatch_compares_up_to_the_end_token(expected, got, mismatch):
+    from onnxdeploy.exporter.generation_parity import first_mismatch
+
+    assert first_mismatch(expected, got, {EOS}) == mismatch
+
+
+def test_a_parity_verdict_names_where_it_differs_and_its_json_has_both_families_fields():
+    from onnxdeploy.exporter.generation_parity import GenerationParity
+
+    equal = GenerationParity(16, 2, True, None, 1e-5)
+    differ = GenerationParity(16, 2, False, (1, 3))
+    assert equal.verdict() == "equal" and differ.verdict("input") == "DIFFER at input 1, step 3"
+    assert differ.to_json() == {
+        "steps": 16,
+        "prompts": 2,
+        "tokens_equal": False,
+        "first_mismatch": [1, 3],
+        "max_logits_abs": None,
+    }
+
+
+def test_both_generators_open_from_what_export_wrote_and_stream_their_tokens(tmp_path):
+    from onnxdeploy.generate import open_generator
+
+    text = open_generator(seq2seq(tmp_path), threads=1)
+    causal = open_generator(decoder(tmp_path), threads=1)
+    assert isinstance(text, Seq2SeqGenerator) and isinstance(causal, Generator)
+    for generator, prompt in ((text, [5, 5, 5]), (causal, [5, 2, 1])):
+        seen = []
+        generator.check_prompts([prompt], 6)
+        result = generator.generate([prompt], 6, on_token=lambda row, t: seen.append((row, t)))
+        assert seen == [(0, t) for t in result.tokens[0]] and result.tokens[0][-1] == EOS

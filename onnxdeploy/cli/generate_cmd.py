@@ -92,7 +92,7 @@ def generate_command(
     """Generate from MODEL (a decoder .onnx with a KV cache, its folder, or an encoder-decoder's
     .json from export), greedy by default."""
     from onnxdeploy.errors import UserError
-    from onnxdeploy.generate import Generator, Sampling
+    from onnxdeploy.generate import Sampling, open_generator
 
     if not prompts and not prompt_ids:
         raise UserError("give --prompt TEXT or --prompt-ids 1,2,3")
@@ -104,15 +104,9 @@ def generate_command(
     batch = (
         [tokenizer(p)["input_ids"] for p in prompts] if tokenizer else [_ids(p) for p in prompt_ids]
     )
-    if path.suffix == ".json":  # an encoder-decoder export: encoder + decoder graphs
-        from onnxdeploy.generate.seq2seq import Seq2SeqGenerator
-
-        generator = Seq2SeqGenerator(str(path), threads=threads)
-        stream = False  # printed when done
-    else:
-        generator = Generator(str(path), threads=threads)
-        generator.check_prompts(batch, max_new_tokens)
-        stream = len(batch) == 1 and not as_json and not is_quiet()
+    generator = open_generator(str(path), threads=threads)  # a decoder, or encoder + decoder
+    generator.check_prompts(batch, max_new_tokens)
+    stream = len(batch) == 1 and not as_json and not is_quiet()
 
     def show(_row: int, token: int) -> None:
         text = tokenizer.decode([token]) if tokenizer else f"{token} "

@@ -27,11 +27,11 @@ from onnxdeploy.schemas import tagged
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.onnx_io import data_files
 from onnxdeploy.exporter.decoder_graph import DecoderGraph
-from onnxdeploy.exporter.decoder_parity import (
+from onnxdeploy.exporter.generation_parity import (
     PARITY_STEPS,
     PROMPT_LENGTHS,
     GenerationParity,
-    generation_parity,
+    decoder_parity,
 )
 
 logger = logging.getLogger(__name__)
@@ -85,16 +85,11 @@ class DecoderExport:
 
     def __str__(self) -> str:
         p = self.parity
-        verdict = (
-            "equal"
-            if p.tokens_equal
-            else f"DIFFER at prompt {p.first_mismatch[0]}, step {p.first_mismatch[1]}"
-        )
         return (
             f"{self.family} decoder with KV cache -> {self.output} ({self.file_bytes / 2**20:.1f} MiB, "
             f"{self.layers} layers, {self.kv_heads} KV heads of {self.head_dim})\n"
             f"generation parity: greedy tokens over {p.steps} steps from {p.prompts} prompts (batched, "
-            f"left-padded) vs transformers generate: {verdict}; per-step logits max abs {p.max_logits_abs:.2e}"
+            f"left-padded) vs transformers generate: {p.verdict()}; per-step logits max abs {p.max_logits_abs:.2e}"
             + (f"\n{self.graph}" if self.graph else "")
         )
 
@@ -290,7 +285,7 @@ def export_decoder(
         progress(
             f"generation parity: {PARITY_STEPS} greedy steps from {len(PROMPT_LENGTHS)} prompts vs transformers"
         )
-        parity = generation_parity(module, str(staged))
+        parity = decoder_parity(module, str(staged))
         result = DecoderExport(
             str(output),
             reference,

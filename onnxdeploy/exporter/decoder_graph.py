@@ -16,7 +16,7 @@ onnxruntime's contrib ops.
 
 Nothing falls back silently: torch.export failing on a model, or a fused graph onnxruntime cannot
 load, leaves the next route (without GroupQueryAttention, then the unfused torch.export graph, then
-TorchScript) and the note says why. Either way the caller verifies the graph by generating (``decoder_parity``).
+TorchScript) and the note says why. Either way the caller verifies the graph by generating (``generation_parity``).
 """
 
 from __future__ import annotations

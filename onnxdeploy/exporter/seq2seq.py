@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from onnxdeploy.errors import CheckFailed, UserError
+from onnxdeploy.exporter.generation_parity import GenerationParity, seq2seq_parity
 from onnxdeploy.generate.manifest import SCHEMA
 from onnxdeploy.onnx_io import data_files
 from onnxdeploy.schemas import tagged
@@ -54,9 +55,7 @@ class Seq2SeqExport:
     manifest: str
     family: str
     layers: int
-    tokens_equal: bool
-    steps: int
-    first_mismatch: tuple[int, int] | None
+    parity: GenerationParity
     seconds: float
 
     def to_json(self) -> dict:
@@ -69,24 +68,16 @@ class Seq2SeqExport:
                 "manifest": self.manifest,
                 "family": self.family,
                 "layers": self.layers,
-                "parity": {
-                    "tokens_equal": self.tokens_equal,
-                    "steps": self.steps,
-                    "first_mismatch": list(self.first_mismatch) if self.first_mismatch else None,
-                },
+                "parity": self.parity.to_json(),
                 "seconds": round(self.seconds, 2),
             },
         )
 
     def __str__(self) -> str:
-        verdict = (
-            "equal"
-            if self.tokens_equal
-            else f"DIFFER at input {self.first_mismatch[0]}, step {self.first_mismatch[1]}"
-        )
         return (
             f"{self.family} encoder-decoder -> {self.encoder} + {self.decoder} ({self.manifest})\n"
-            f"generation parity: greedy tokens over {self.steps} steps vs transformers generate: {verdict}"
+            f"generation parity: greedy tokens over {self.parity.steps} steps from "
+            f"{self.parity.prompts} inputs vs transformers generate: {self.parity.verdict('input')}"
         )
 
 
@@ -294,22 +285,18 @@ def export_seq2seq(
         "max_positions": getattr(module.config, "max_target_positions", None),
     }
     write_json(manifest_path, manifest)
-    from onnxdeploy.exporter.seq2seq_parity import seq2seq_parity
-
     progress("generation parity vs transformers generate")
-    equal, steps, mismatch = seq2seq_parity(module, manifest_path)
+    parity = seq2seq_parity(module, manifest_path)
     result = Seq2SeqExport(
         str(encoder_path),
         str(decoder_path),
         str(manifest_path),
         module.config.model_type,
         layers,
-        equal,
-        steps,
-        mismatch,
+        parity,
         time.perf_counter() - started,
     )
-    if not equal:
+    if not parity.tokens_equal:
         raise CheckFailed(f"{manifest_path}: {str(result).splitlines()[1]}", result=result)
     return result
 

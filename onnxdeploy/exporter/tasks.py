@@ -5,6 +5,7 @@ model's hidden states."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -49,21 +50,41 @@ def _module(model: str, checkpoint: str | None):
     return load_source(model, checkpoint=checkpoint, input_shapes=[(1, 8)]).module
 
 
-# task -> (does the module fit, what it must be, the exporter that writes and verifies it, the
-# files it writes for an output path)
+@dataclass(frozen=True)
+class GenerativeTask:
+    """A generative export's family, the one description the export, its check and generation
+    read: which modules it takes (``fits``; ``needs`` says it in words), the exporter that writes
+    the graphs and verifies them by generating greedy tokens against ``transformers``
+    (``exporter.generation_parity``), every file it may write for an output path, and whether it
+    takes ``fuse``. What it writes opens with ``generate.open_generator``."""
+
+    name: str
+    fits: Callable[[object], bool]
+    needs: str
+    export: Callable
+    writes: Callable[[str | Path], list[Path]]
+    fuses: bool = False
+
+
 GENERATIVE = {
-    "text-generation-with-past": (
-        is_causal_lm,
-        "a transformers causal LM (a *ForCausalLM with a config)",
-        export_decoder,
-        decoder_outputs,
-    ),
-    "text2text-generation-with-past": (
-        is_seq2seq,
-        "a transformers encoder-decoder (T5, BART, Whisper...)",
-        export_seq2seq,
-        seq2seq_outputs,
-    ),
+    task.name: task
+    for task in (
+        GenerativeTask(
+            "text-generation-with-past",
+            is_causal_lm,
+            "a transformers causal LM (a *ForCausalLM with a config)",
+            export_decoder,
+            decoder_outputs,
+            fuses=True,
+        ),
+        GenerativeTask(
+            "text2text-generation-with-past",
+            is_seq2seq,
+            "a transformers encoder-decoder (T5, BART, Whisper...)",
+            export_seq2seq,
+            seq2seq_outputs,
+        ),
+    )
 }
 
 
@@ -82,17 +103,17 @@ def export_generative(
     ``file.py:factory`` returning the ``transformers`` model; verified by generating. ``fuse``
     (causal LMs): onnxruntime's fused ops where they match; False: plain ONNX ops."""
     check_opset(opset)
-    fits, needs, exporter, writes = GENERATIVE[task]
-    options = {"fuse": fuse} if task == "text-generation-with-past" else {}
-    if not fuse and not options:
+    family = GENERATIVE[task]
+    if not fuse and not family.fuses:
         raise UserError(
             f"fuse=False applies to text-generation-with-past, not {task}", param="fuse"
         )
-    refuse_overwrite(writes(output), files_read(model, checkpoint))
+    refuse_overwrite(family.writes(output), files_read(model, checkpoint))
     module = _module(model, checkpoint)
-    if not fits(module):
-        raise UserError(f"{model}: --task {task} needs {needs}; got {type(module).__name__}")
-    return exporter(module, model, output, opset=opset, progress=progress, **options)
+    if not family.fits(module):
+        raise UserError(f"{model}: --task {task} needs {family.needs}; got {type(module).__name__}")
+    options = {"fuse": fuse} if family.fuses else {}
+    return family.export(module, model, output, opset=opset, progress=progress, **options)
 
 
 def feature_extractor(model: str):

@@ -1,6 +1,7 @@
 """Token generation with decoder-with-past ONNX graphs in onnxruntime (torch-free)."""
 
-from onnxdeploy.generate.generator import GenerationResult, Generator
+from onnxdeploy.generate.generator import Generator, open_generator
+from onnxdeploy.generate.tokens import GenerationResult
 from onnxdeploy.generate.sampling import Sampling
 from onnxdeploy.generate.signature import META_KEY, DecoderSignature, read_signature
 
@@ -10,5 +11,6 @@ __all__ = [
     "GenerationResult",
     "Generator",
     "Sampling",
+    "open_generator",
     "read_signature",
 ]

@@ -14,7 +14,6 @@ to numpy. Prompts of different lengths are left-padded, with the attention mask 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -24,43 +23,7 @@ from onnxdeploy.errors import UserError
 from onnxdeploy.generate.sampling import Sampling, choose
 from onnxdeploy.generate.signature import LOGITS_TO_KEEP, DecoderSignature, read_signature
 from onnxdeploy.runtime.sessions import onnxruntime_failures
-from onnxdeploy.schemas import tagged
-
-
-@dataclass(frozen=True)
-class GenerationResult:
-    tokens: tuple[tuple[int, ...], ...]  # the new tokens of each prompt (up to its end token)
-    prompt_lengths: tuple[int, ...]
-    prefill_ms: float  # time to first token
-    step_ms: tuple[float, ...]  # each decode step after it
-    logits: tuple = ()  # with keep_logits: each step's last-position logits [batch, vocab]
-    kv_cache: str = "grown"  # "shared": one preallocated buffer per layer, past and present alike
-
-    @property
-    def decode_tokens_per_s(self) -> float:
-        total = sum(self.step_ms)
-        return len(self.step_ms) * len(self.tokens) / (total / 1000) if total else float("nan")
-
-    def to_json(self) -> dict:
-        return tagged(
-            "generate",
-            {
-                "tokens": [list(t) for t in self.tokens],
-                "prompt_lengths": list(self.prompt_lengths),
-                "time_to_first_token_ms": round(self.prefill_ms, 3),
-                "decode_tokens_per_s": round(self.decode_tokens_per_s, 2),
-                "step_ms": [round(s, 4) for s in self.step_ms],
-                "kv_cache": self.kv_cache,
-            },
-        )
-
-    def __str__(self) -> str:
-        lines = [" ".join(map(str, t)) for t in self.tokens]
-        lines.append(
-            f"time to first token {self.prefill_ms:.2f} ms; decode {self.decode_tokens_per_s:.1f} tokens/s "
-            f"({len(self.step_ms)} steps x {len(self.tokens)} sequence(s), {self.kv_cache} KV cache)"
-        )
-        return "\n".join(lines)
+from onnxdeploy.generate.tokens import GenerationResult, TokenLoop
 
 
 @dataclass
@@ -194,10 +157,7 @@ class Generator:
         rng = np.random.default_rng(sampling.seed)
         # shared: allocated once for the whole sequence (the last step's context is one shorter)
         step_run = self._stepper(batch, longest + max_new_tokens)
-        out_tokens: list[list[int]] = [[] for _ in prompts]
-        done = np.zeros(batch, bool)
-        step_ms: list[float] = []
-        prefill_ms = 0.0
+        loop = TokenLoop(batch, sig.eos_token_id, stop_at_eos=stop_at_eos, on_token=on_token)
         kept: list[np.ndarray] = []
         feeds = {"input_ids": ids}
         total = longest
@@ -205,39 +165,33 @@ class Generator:
             feeds["attention_mask"] = mask[:, :total]
             if sig.position_ids:
                 feeds["position_ids"] = positions
-            started = time.perf_counter()
+            loop.start()
             with onnxruntime_failures(self.path, f"onnxruntime cannot run step {step}"):
                 logits = step_run(feeds)
             if keep_logits:
                 kept.append(logits.copy())
-            token = choose(logits, sampling, rng)
-            elapsed = (time.perf_counter() - started) * 1000
-            if step == 0:
-                prefill_ms = elapsed
-            else:
-                step_ms.append(elapsed)
-            token = np.where(done, sig.pad_token_id, token)
-            for row in range(batch):
-                if not done[row]:
-                    out_tokens[row].append(int(token[row]))
-                    if on_token:
-                        on_token(row, int(token[row]))
-                    if stop_at_eos and int(token[row]) in sig.eos_token_id:
-                        done[row] = True
-            if done.all():
+            token = np.where(loop.done, sig.pad_token_id, choose(logits, sampling, rng))
+            if loop.add(token):
                 break
             feeds["input_ids"] = token.astype(np.int64)[:, None]
             positions = positions[:, -1:] + 1
             mask[:, total] = 1
             total += 1
-        return GenerationResult(
-            tuple(tuple(t) for t in out_tokens),
-            tuple(len(p) for p in prompts),
-            prefill_ms,
-            tuple(step_ms),
-            tuple(kept),
-            "shared" if self._shared else "grown",
+        return loop.result(
+            [len(p) for p in prompts], tuple(kept), "shared" if self._shared else "grown"
         )
+
+
+def open_generator(path: str, *, threads: int | None = None):
+    """The generator for what ``export`` wrote at ``path``: an encoder-decoder's manifest (.json,
+    its encoder and decoder graphs beside it) or a decoder graph with its KV cache. Both take
+    ``check_prompts(prompts, max_new_tokens)`` and ``generate(prompts, max_new_tokens, sampling=,
+    on_token=)``."""
+    if str(path).endswith(".json"):
+        from onnxdeploy.generate.seq2seq import Seq2SeqGenerator
+
+        return Seq2SeqGenerator(str(path), threads=threads)
+    return Generator(str(path), threads=threads)
 
 
 class _SharedSteps:

@@ -75,9 +75,7 @@ def check_graphs(info: dict, origin: str, encoder, decoder) -> None:
             f"{', '.join(sorted(takes)[:3])}{'...' if len(takes) > 3 else ''}, not an encoder's "
             f"{info['main_input']} (are 'encoder' and 'decoder' swapped?)"
         )
-    cache = {
-        i.name: i.shape for i in decoder.get_inputs() if i.name.startswith("past_key_values.")
-    }
+    cache = {i.name: i.shape for i in decoder.get_inputs() if i.name.startswith("past_key_values.")}
     layers = {int(name.split(".")[1]) for name in cache}
     if layers != set(range(info["layers"])):
         raise UserError(

@@ -7,12 +7,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from onnxdeploy.errors import UserError
-from onnxdeploy.generate.generator import GenerationResult
+from onnxdeploy.generate.tokens import GenerationResult, TokenLoop
 from onnxdeploy.generate.manifest import check_graphs, read_manifest
 from onnxdeploy.generate.sampling import Sampling, choose
 from onnxdeploy.runtime.sessions import onnxruntime_failures
@@ -41,6 +41,26 @@ class Seq2SeqGenerator:
         eos = self.info.get("eos_token_id")
         self.eos = set(eos if isinstance(eos, list) else ([] if eos is None else [eos]))
 
+    def check_prompts(self, inputs, max_new_tokens: int = 1) -> None:
+        """UserError for an empty input or ids past the vocabulary (text models; Whisper's
+        features are checked by the encoder), or a ``max_new_tokens`` below 1, before anything
+        runs."""
+        if max_new_tokens < 1:
+            raise UserError(
+                f"max_new_tokens {max_new_tokens}: must be at least 1", param="max_new_tokens"
+            )
+        if self.info["main_input"] != "input_ids":
+            return
+        if not len(inputs) or any(len(p) == 0 for p in inputs):
+            raise UserError("prompt: every input needs at least one token", param="prompt")
+        vocab = self.info["vocab_size"]
+        bad = [t for p in inputs for t in p if not 0 <= t < vocab]
+        if bad:
+            raise UserError(
+                f"prompt: token id(s) {bad[:5]} outside the vocabulary (0..{vocab - 1})",
+                param="prompt",
+            )
+
     def _encode(self, inputs) -> tuple[dict, int]:
         if self.info["main_input"] == "input_features":
             features = np.asarray(inputs, np.float32)
@@ -48,15 +68,6 @@ class Seq2SeqGenerator:
                 out = self.encoder.run(None, {"input_features": features})
             mask = np.ones((features.shape[0], out[0].shape[1]), np.int64)
         else:
-            if not inputs or any(len(p) == 0 for p in inputs):
-                raise UserError("prompt: every input needs at least one token", param="prompt")
-            vocab = self.info["vocab_size"]
-            bad = [t for p in inputs for t in p if not 0 <= t < vocab]
-            if bad:
-                raise UserError(
-                    f"prompt: token id(s) {bad[:5]} outside the vocabulary (0..{vocab - 1})",
-                    param="prompt",
-                )
             longest = max(len(p) for p in inputs)
             ids = np.full((len(inputs), longest), self.info.get("pad_token_id") or 0, np.int64)
             mask = np.zeros_like(ids)
@@ -83,13 +94,12 @@ class Seq2SeqGenerator:
         *,
         sampling: Sampling = Sampling(),
         stop_at_eos: bool = True,
+        on_token: Callable[[int, int], None] | None = None,
     ) -> GenerationResult:
+        """New tokens for each input; ``on_token(sequence, token)`` as each is chosen."""
         import onnxruntime as ort
 
-        if max_new_tokens < 1:
-            raise UserError(
-                f"max_new_tokens {max_new_tokens}: must be at least 1", param="max_new_tokens"
-            )
+        self.check_prompts(inputs, max_new_tokens)
         started = time.perf_counter()
         fixed, batch = self._encode(inputs)
         fixed = {
@@ -106,9 +116,8 @@ class Seq2SeqGenerator:
         }
         token = np.full((batch, 1), self.info["decoder_start_token_id"], np.int64)
         rng = np.random.default_rng(sampling.seed)
-        tokens: list[list[int]] = [[] for _ in range(batch)]
-        done = np.zeros(batch, bool)
-        step_ms, first_ms = [], 0.0
+        loop = TokenLoop(batch, self.eos, stop_at_eos=stop_at_eos, on_token=on_token)
+        loop.start(at=started)  # the encoder and the first decoder step: time to first token
         for step in range(max_new_tokens):
             feeds = {"input_ids": ort.OrtValue.ortvalue_from_numpy(token), **fixed, **own}
             with onnxruntime_failures(self.manifest, f"onnxruntime cannot run decoder step {step}"):
@@ -119,17 +128,7 @@ class Seq2SeqGenerator:
                 chosen = np.full(batch, self.info["forced_bos_token_id"])
             if step == max_new_tokens - 1 and self.info.get("forced_eos_token_id") is not None:
                 chosen = np.full(batch, self.info["forced_eos_token_id"])  # BART's last token
-            elapsed = (time.perf_counter() - started) * 1000
-            started = time.perf_counter()
-            if step == 0:
-                first_ms = elapsed  # the encoder and the first decoder step: time to first token
-            else:
-                step_ms.append(elapsed)
-            for row in range(batch):
-                if not done[row]:
-                    tokens[row].append(int(chosen[row]))
-                    done[row] = stop_at_eos and int(chosen[row]) in self.eos
-            if done.all():
+            if loop.add(chosen):
                 break
             own = {
                 name.replace("present.", "past_key_values.", 1): out[name]
@@ -141,4 +140,4 @@ class Seq2SeqGenerator:
             if self.info["main_input"] == "input_ids"
             else (0,) * batch
         )
-        return GenerationResult(tuple(tuple(t) for t in tokens), lengths, first_ms, tuple(step_ms))
+        return loop.result(lengths)
