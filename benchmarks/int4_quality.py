@@ -182,12 +182,12 @@ def main() -> None:
             print(f"{name:46} {agreement:11.2f} {kl:9.4f} {ppl:10.3f} {_size(path):8.2f}")
         print("\nonnxdeploy's int4 candidates (its own scoring, on the same sequences):")
         for attempt in ours.attempts:
-            if attempt.agreement is None:  # it could not be built or run here
-                print(f"  {attempt.candidate.name:28} {attempt.why}")
+            if attempt.decoder is None:  # it could not be built or run here
+                print(f"  {attempt.config.name:28} {attempt.error}")
                 continue
             print(
-                f"  {attempt.candidate.name:28} agreement {attempt.agreement:6.2f}%  "
-                f"KL {attempt.kl:.4f}  perplexity {attempt.perplexity:.3f}"
+                f"  {attempt.config.name:28} agreement {attempt.score:6.2f}%  "
+                f"KL {attempt.decoder.kl:.4f}  perplexity {attempt.decoder.perplexity:.3f}"
             )
         ours_row = rows[f"onnxdeploy int4 (chosen: {ours.chosen})"]
         genai_row = rows["onnxruntime-genai builder int4"]

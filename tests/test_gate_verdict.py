@@ -154,7 +154,14 @@ def test_gate_inputs_are_recognized_by_their_schema_and_old_ones_by_their_keys(t
                "attempts": [{"candidate": {"name": "int4"}, "agreement": 97.5, "bytes": 1000}]}
     tagged = _document(tmp_path, "d.json", {"schema": "onnxdeploy.quantize-decoder/1", **decoder})
     untagged = _document(tmp_path, "old.json", decoder)
-    for path in (tagged, untagged):
+    today = {
+        "schema": "onnxdeploy.quantize/1",
+        "chosen": "int4",
+        "decoder": {"min_agreement": 90.0},
+        "attempts": [{"config": {"name": "int4"}, "score": 97.5, "bytes": 1000}],
+    }
+    current = _document(tmp_path, "q.json", today)
+    for path in (tagged, untagged, current):  # written before one result type, and since
         found = load_gate_input(path)
         assert found.accuracy == {"decoder": 97.5} and found.size == {"decoder": 1000}
     pruned = {"schema": "onnxdeploy.passes/1", "file_bytes": {"before": 10, "after": 4}}

@@ -394,9 +394,11 @@ def test_int4_search_keeps_the_quality_floor_on_a_trained_model(cli, tmp_path, t
     )
     assert code == 0, err
     result = json.loads(out)
-    chosen = next(a for a in result["attempts"] if a["candidate"]["name"] == result["chosen"])
-    assert chosen["agreement"] >= 90 and chosen["kl"] <= 0.1 and chosen["decode_tokens_per_s"] > 0
-    by_name = {a["candidate"]["name"]: a for a in result["attempts"]}
+    chosen = next(a for a in result["attempts"] if a["config"]["name"] == result["chosen"])
+    assert chosen["score"] >= 90 and chosen["decoder"]["kl"] <= 0.1
+    assert chosen["decoder"]["decode_tokens_per_s"] > 0 and chosen["snr_db"] is None
+    assert result["schema"] == "onnxdeploy.quantize/1" and result["decoder"]["min_agreement"] == 90
+    by_name = {a["config"]["name"]: a for a in result["attempts"]}
     assert set(by_name) >= {
         "int4-b32-acc4",
         "int4-b128-acc4",
@@ -489,23 +491,24 @@ def test_int4_on_a_model_trained_on_text_reports_perplexity_beside_fp32(tmp_path
         force=True,  # written whatever this machine's timing of a tiny model says
         new_tokens=8,
     )
-    assert result.source == "the user's token sequences"
+    floor = result.decoder
+    assert floor.source == "the user's token sequences"
     # it learned the text: far below a uniform guess over 256 bytes
-    assert result.fp32_perplexity < 12, result.fp32_perplexity
+    assert floor.fp32_perplexity < 12, floor.fp32_perplexity
     for attempt in result.attempts:
-        assert attempt.perplexity is not None and attempt.agreement is not None
-        assert attempt.perplexity < result.fp32_perplexity * 1.1, str(result)
-    by_name = {a.candidate.name: a for a in result.attempts}
+        assert attempt.decoder.perplexity is not None and attempt.score is not None
+        assert attempt.decoder.perplexity < floor.fp32_perplexity * 1.1, str(result)
+    by_name = {a.config.name: a for a in result.attempts}
     # smaller blocks track fp32 at least as well as large ones on a trained model
-    assert by_name["int4-b32-acc4"].kl <= by_name["int4-b128-acc4"].kl * 1.5, str(result)
+    assert by_name["int4-b32-acc4"].decoder.kl <= by_name["int4-b128-acc4"].decoder.kl * 1.5
     assert result.passed and "perplexity" in str(result)
-    assert result.to_json()["fp32_perplexity"] == result.fp32_perplexity
+    assert result.to_json()["decoder"]["fp32_perplexity"] == floor.fp32_perplexity
     record = json.loads(
         {p.key: p.value for p in onnx.load(tmp_path / "q.onnx").metadata_props}[
             "onnxdeploy.quantize"
         ]
     )
-    assert record["perplexity"] == by_name[result.chosen].perplexity
+    assert record["perplexity"] == by_name[result.chosen].decoder.perplexity
 
 
 def test_generation_bench_read_by_the_gate(cli, tmp_path, decoder_onnx):
@@ -861,7 +864,7 @@ def test_the_library_routes_a_decoder_as_the_cli_does(tmp_path, toy_lm, monkeypa
     do not apply are refused by name, before any work."""
     import onnxdeploy
     from onnxdeploy.quantize import Acceptance, QuantizeConfig, lm_quality
-    from onnxdeploy.quantize.generative import LmQuantizeResult
+    from onnxdeploy.quantize.result import QuantizeResult
 
     monkeypatch.setattr(
         lm_quality,
@@ -871,8 +874,8 @@ def test_the_library_routes_a_decoder_as_the_cli_does(tmp_path, toy_lm, monkeypa
         },
     )
     result = onnxdeploy.quantize(toy_lm, tmp_path / "q.onnx", acceptance=Acceptance(max_kl=0.5))
-    assert isinstance(result, LmQuantizeResult) and result.chosen != "fp32"
-    assert result.max_kl == 0.5 and (tmp_path / "q.onnx").is_file()
+    assert isinstance(result, QuantizeResult) and result.chosen != "fp32"
+    assert result.decoder.max_kl == 0.5 and (tmp_path / "q.onnx").is_file()
     for bad, name in (
         (dict(config=QuantizeConfig(method="entropy")), "method"),
         (dict(acceptance=Acceptance(max_drop=3)), "max_drop"),

@@ -1,5 +1,7 @@
 """quantize's choice logic on made-up attempts: ties, CIs through 1.0, nothing passing, fallback order."""
 
+import math
+
 import pytest
 
 from onnxdeploy.quantize import Acceptance
@@ -205,18 +207,20 @@ def test_timing_verdicts_read_the_whole_ci(ci, verdict):
 
 
 def _lm(name, tps, ci, *, weights="int4", size=100, agreement=95.0, kl=0.01):
-    from onnxdeploy.quantize.generative import LmAttempt
+    """A decoder's attempt: the same Attempt as int8's, its agreement the score."""
     from onnxdeploy.quantize.lm_candidates import LmCandidate
+    from onnxdeploy.quantize.result import DecoderScores
 
-    return LmAttempt(
+    return Attempt(
         LmCandidate(name, weights, 32, 4),
         agreement,
-        kl,
-        10.0,
-        decode_tokens_per_s=tps,
+        100.0 - agreement,
+        math.nan,
+        math.nan,
+        True,
         bytes=size,
-        passed=True,
         speedup_ci=ci,
+        decoder=DecoderScores(kl, 10.0, 5.0, decode_tokens_per_s=tps),
     )
 
 
@@ -230,16 +234,16 @@ def test_a_decoders_agreement_within_noise_is_decided_by_kl():
     close = _lm("close", 100.0, None, agreement=95.4, kl=0.006)
     better_kl = _lm("better-kl", 100.0, None, agreement=95.1, kl=0.003)
     # 2,304 positions (24 sequences of 96): one standard error of 95.4% is 0.44 points
-    assert _choose([close, better_kl], positions=2304).candidate.name == "better-kl"
-    assert _choose([better_kl, close], positions=2304).candidate.name == "better-kl"
+    assert _choose([close, better_kl], positions=2304).config.name == "better-kl"
+    assert _choose([better_kl, close], positions=2304).config.name == "better-kl"
     far = _lm("far", 100.0, None, agreement=93.0, kl=0.001)
-    assert _choose([close, far], positions=2304).candidate.name == "close"
-    assert _choose([close, better_kl]).candidate.name == "close"  # no count: exact agreement
+    assert _choose([close, far], positions=2304).config.name == "close"
+    assert _choose([close, better_kl]).config.name == "close"  # no count: exact agreement
     # KLs within 5% tie as well: the smaller file decides (lm_head in int8 blocks vs in fp32)
     head_fp32 = _lm("head-fp32", 100.0, None, agreement=96.9, kl=0.00218, size=900)
     head_int8 = _lm("head-int8", 100.0, None, agreement=96.9, kl=0.00222, size=700)
-    assert _choose([head_fp32, head_int8], positions=6080).candidate.name == "head-int8"
-    assert _choose([head_fp32, head_int8]).candidate.name == "head-fp32"  # no count: exact KL
+    assert _choose([head_fp32, head_int8], positions=6080).config.name == "head-int8"
+    assert _choose([head_fp32, head_int8]).config.name == "head-fp32"  # no count: exact KL
 
 
 def test_a_decoders_candidates_follow_the_same_rule_quality_before_size():
@@ -254,16 +258,16 @@ def test_a_decoders_candidates_follow_the_same_rule_quality_before_size():
     for fast, slow in ((120.0, 100.0), (100.0, 120.0)):
         big = _lm("big", fast, (1.0, 1.5), size=400)
         small = _lm("small", slow, (0.9, 1.3), size=100)
-        assert _choose([big, small]).candidate.name == "small"
-        assert _choose([small, big]).candidate.name == "small"
+        assert _choose([big, small]).config.name == "small"
+        assert _choose([small, big]).config.name == "small"
         accurate = _lm("accurate", fast, (1.0, 1.5), size=400, agreement=97.0)
-        assert _choose([small, accurate], positions=6000).candidate.name == "accurate"
+        assert _choose([small, accurate], positions=6000).config.name == "accurate"
     faster = _lm("faster", 200.0, (1.9, 2.1), agreement=91.0)
-    assert _choose([faster, _lm("slow", 100.0, (0.9, 1.1), agreement=99.0)]).candidate.name == (
+    assert _choose([faster, _lm("slow", 100.0, (0.9, 1.1), agreement=99.0)]).config.name == (
         "faster"
     )
-    assert _lm("a", 99.0, None).goal == "size"
-    assert _lm("b", 99.0, None, weights="int8-dynamic").goal == "speed"
+    assert _lm("a", 99.0, None).config.goal == "size"
+    assert _lm("b", 99.0, None, weights="int8-dynamic").config.goal == "speed"
     assert goal_met("size", (0.9, 1.1))  # int4, not measurably slower
     assert not goal_met("size", (0.8, 0.95))  # int4, measurably slower
     assert not goal_met("speed", (0.95, 1.3))  # int8, not measurably faster

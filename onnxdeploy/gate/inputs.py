@@ -98,7 +98,7 @@ def _load_other(result: GateInput, data: dict, path: Path) -> None:
         if (path.parent / bench_name).is_file():
             results, _ = load_results(path.parent / bench_name)
             add_bench_results(result, results, names)
-    elif _is(data, "quantize-decoder", "attempts", "min_agreement"):  # quantize --json, a decoder
+    elif _is(data, "quantize-decoder", "attempts", "min_agreement"):  # a decoder's, before 2026-12
         chosen = next(
             (a for a in data["attempts"] if a["candidate"]["name"] == data["chosen"]), None
         )
@@ -107,9 +107,14 @@ def _load_other(result: GateInput, data: dict, path: Path) -> None:
             result.size["decoder"] = chosen["bytes"]
     elif _is(data, "quantize", "attempts", "chosen"):  # quantize --json
         chosen = next((a for a in data["attempts"] if a["config"]["name"] == data["chosen"]), None)
-        label = "int8" if chosen else "fp32"
-        result.accuracy[label] = chosen["score"] if chosen else data["fp32_score"]
-        result.size[label] = data["bytes_after"]
+        if data.get("decoder"):  # agreement with fp32 is its accuracy; the gate's drop is in points
+            if chosen is not None:
+                result.accuracy["decoder"] = chosen["score"]
+                result.size["decoder"] = chosen["bytes"]
+        else:
+            label = "int8" if chosen else "fp32"
+            result.accuracy[label] = chosen["score"] if chosen else data["fp32_score"]
+            result.size[label] = data["bytes_after"]
     elif _is(data, "passes", "layers", "file_bytes"):  # prune-channels / optimize --json
         result.size["pruned"] = data["file_bytes"]["after"]
     else:

@@ -11,12 +11,15 @@ int8 candidates follow, quality before size (timing ties, then agreement and KL,
 file), re-timed against fp32
 on its own, and written when that confirmation's CI meets its goal (int8 measurably faster, int4
 not measurably slower), fp32 otherwise; exit 1 with every attempt when no candidate passes.
+Attempts and the result are int8's own types (``quantize.result``): the agreement is the score,
+the rest of a decoder's numbers ride in ``DecoderScores`` and ``DecoderFloor``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -32,134 +35,15 @@ from onnxdeploy.quantize.decision import (
 )
 from onnxdeploy.quantize.lm_candidates import DEFAULT_CANDIDATES, LmCandidate, apply_candidate
 from onnxdeploy.quantize.ort_logs import Collected, collected
-from onnxdeploy.quantize.result import Confirmation
-from onnxdeploy.schemas import tagged
+from onnxdeploy.quantize.isa import decide, target_flags
+from onnxdeploy.quantize.result import Attempt, DecoderFloor, DecoderScores, QuantizeResult
+from onnxdeploy.runtime import default_threads
 from onnxdeploy.progress import silent
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class LmAttempt:
-    candidate: LmCandidate
-    agreement: float | None  # percent of positions whose argmax equals fp32's
-    kl: float | None  # mean KL(fp32 || candidate), nats
-    greedy_match: float | None  # mean greedy tokens equal to fp32's before the first difference
-    decode_tokens_per_s: float | None = None
-    prefill_ms: float | None = None
-    bytes: int | None = None
-    passed: bool = False
-    why: str = ""
-    speedup_ci: tuple[float, float] | None = None  # bootstrap 95% CI of its decode speed / fp32's
-    perplexity: float | None = (
-        None  # teacher-forced, on the scoring sequences (fp32's: the result's)
-    )
-
-    @property
-    def goal(self) -> str:
-        """What it must show to replace fp32, in ``quantize.decision``'s terms: int4 weights are
-        for size (not measurably slower), int8 for speed (measurably faster)."""
-        return "size" if self.candidate.weights == "int4" else "speed"
-
-    def to_json(self) -> dict:
-        data = asdict(self)
-        data["candidate"] = {**asdict(self.candidate), "description": self.candidate.describe()}
-        return data
-
-
-@dataclass(frozen=True)
-class LmQuantizeResult:
-    output: str
-    chosen: str  # a candidate's name, or "none"
-    reason: str
-    attempts: tuple[LmAttempt, ...]
-    fp32_decode_tokens_per_s: float
-    fp32_prefill_ms: float
-    fp32_bytes: int
-    min_agreement: float
-    max_kl: float
-    target_batch: int
-    sequences: int
-    source: str  # where the scoring sequences came from
-    notes: tuple[str, ...] = ()  # onnxruntime's messages while quantizing, each kind once
-    confirmation: Confirmation | None = None  # the chosen one re-timed against fp32 on its own
-    fp32_perplexity: float | None = None  # on the scoring sequences, beside each attempt's
-
-    @property
-    def passed(self) -> bool:
-        return self.chosen != "none"
-
-    def to_json(self) -> dict:
-        return tagged(
-            "quantize-decoder",
-            {
-                "output": self.output,
-                "chosen": self.chosen,
-                "reason": self.reason,
-                "passed": self.passed,
-                "metric": "agreement",
-                "fp32_decode_tokens_per_s": self.fp32_decode_tokens_per_s,
-                "fp32_prefill_ms": self.fp32_prefill_ms,
-                "fp32_bytes": self.fp32_bytes,
-                "fp32_perplexity": self.fp32_perplexity,
-                "min_agreement": self.min_agreement,
-                "max_kl": self.max_kl,
-                "target_batch": self.target_batch,
-                "sequences": self.sequences,
-                "scored_on": self.source,
-                "attempts": [a.to_json() for a in self.attempts],
-                "notes": list(self.notes),
-                "confirmation": self.confirmation.to_json() if self.confirmation else None,
-            },
-        )
-
-    def __str__(self) -> str:
-        from onnxdeploy.tables import text_table
-
-        def num(value, fmt):
-            return "-" if value is None else format(value, fmt)
-
-        rows = [
-            [
-                a.candidate.name,
-                num(a.agreement, ".2f"),
-                num(a.kl, ".4f"),
-                num(a.greedy_match, ".1f"),
-                num(a.perplexity, ".3f"),
-                num(a.decode_tokens_per_s, ".1f"),
-                num(a.prefill_ms, ".2f"),
-                num(a.bytes / 2**20 if a.bytes else None, ".2f"),
-                "yes" if a.passed else "no",
-                a.why,
-            ]
-            for a in self.attempts
-        ]
-        table = text_table(
-            [
-                "candidate",
-                "agree %",
-                "KL",
-                "greedy =",
-                "perplexity",
-                "decode tok/s",
-                "TTFT ms",
-                "MiB",
-                "passed",
-                "why",
-            ],
-            rows,
-        )
-        return (
-            f"fp32: decode {self.fp32_decode_tokens_per_s:.1f} tokens/s, time to first token "
-            f"{self.fp32_prefill_ms:.2f} ms, {self.fp32_bytes / 2**20:.2f} MiB"
-            + (f", perplexity {self.fp32_perplexity:.3f}" if self.fp32_perplexity else "")
-            + f"; scored on {self.sequences} "
-            f"sequences ({self.source})\n{table}\n{self.chosen}: {self.reason}"
-            + "".join(f"\nnote: {n}" for n in self.notes)
-        )
-
-
-def _choose(passing: list[LmAttempt], positions: int | None = None) -> LmAttempt:
+def _choose(passing: list[Attempt], positions: int | None = None) -> Attempt:
     """``quantize.decision.ordered_choice``, the rule int8 candidates follow, with quality before
     size: speed is decode tokens/s; among the candidates timing cannot tell from the fastest, the
     best quality wins (agreement with fp32 and, as int8's score then SNR, the KL where agreements
@@ -171,22 +55,22 @@ def _choose(passing: list[LmAttempt], positions: int | None = None) -> LmAttempt
     near-ties of fp32's own logits: blocks of 64 agreed 91.9% at KL 0.0044 and blocks of 128
     95.4% at KL 0.0061 (KL and perplexity ordered them alike, agreement did not)."""
 
-    def quality(contenders: list[LmAttempt]):
-        top = max(a.agreement for a in contenders)
+    def quality(contenders: list[Attempt]):
+        top = max(a.score for a in contenders)
         margin = score_noise(top, positions)
-        agree = [a for a in contenders if a.agreement >= top - margin]
-        least = min(a.kl for a in agree)
+        agree = [a for a in contenders if a.score >= top - margin]
+        least = min(a.decoder.kl for a in agree)
         # KLs within 5% tie too, as sizes do (lm_head in int8 blocks and in fp32: 0.0022 both)
         return lambda a: (
-            a.agreement >= top - margin,
-            a.agreement if not margin else 0.0,
-            a.kl <= least * SIMILAR,
-            -a.kl if not margin else 0.0,
+            a.score >= top - margin,
+            a.score if not margin else 0.0,
+            a.decoder.kl <= least * SIMILAR,
+            -a.decoder.kl if not margin else 0.0,
         )
 
     return ordered_choice(
         passing,
-        speed=lambda a: a.decode_tokens_per_s,
+        speed=lambda a: a.decoder.decode_tokens_per_s,
         ci=lambda a: a.speedup_ci,
         size=lambda a: a.bytes,
         quality=quality,
@@ -201,17 +85,17 @@ def _write_fp32(model_path: str, output: str, reason: str) -> None:
 
 
 def _write(
-    path: Path, output: str, chosen: LmAttempt, min_agreement: float, max_kl: float, source: str
+    path: Path, output: str, chosen: Attempt, min_agreement: float, max_kl: float, source: str
 ) -> None:
     """The chosen model, its quality numbers in its ``onnxdeploy.quantize`` metadata (not its
     tokens/s, which differ run to run: those are in the result)."""
     record = {
-        "configuration": chosen.candidate.name,
-        "description": chosen.candidate.describe(),
-        "agreement": round(chosen.agreement, 3),
-        "kl": round(chosen.kl, 6),
-        "greedy_match": chosen.greedy_match,
-        "perplexity": chosen.perplexity,
+        "configuration": chosen.config.name,
+        "description": chosen.config.describe(),
+        "agreement": round(chosen.score, 3),
+        "kl": round(chosen.decoder.kl, 6),
+        "greedy_match": chosen.decoder.greedy_match,
+        "perplexity": chosen.decoder.perplexity,
         "floor": {"min_agreement": min_agreement, "max_kl": max_kl},
         "scored_on": source,
     }
@@ -290,7 +174,7 @@ def quantize_decoder(
     new_tokens: int = 32,
     force: bool = False,
     progress: Callable[[str], None] = silent,
-) -> LmQuantizeResult:
+) -> QuantizeResult:
     """Try ``candidates`` on the decoder at ``model_path``; write the fastest that keeps the quality
     floor to ``output`` (the fp32 model when that one decodes measurably slower, unless ``force``);
     CheckFailed (carrying the result) when none keeps the floor."""
@@ -314,6 +198,7 @@ def quantize_decoder(
         source = "sequences fp32 generated from seeded prompts"
     logs = Collected()
     fp32_perplexity = None
+    nan = float("nan")
     with scratch_dir("onnxdeploy-lm-quant-") as folder:
         paths, attempts = {}, []
         for candidate in candidates:
@@ -325,11 +210,8 @@ def quantize_decoder(
                 with collected(logs):
                     apply_candidate(candidate, model_path, str(path))
             except Exception as exc:  # noqa: BLE001 - reported as this candidate's error
-                attempts.append(
-                    LmAttempt(
-                        candidate, None, None, None, why=f"{type(exc).__name__}: {str(exc)[:120]}"
-                    )
-                )
+                error = f"{type(exc).__name__}: {str(exc)[:120]}"
+                attempts.append(Attempt(candidate, nan, nan, nan, nan, False, error=error))
                 continue
             scored = quality(
                 reference,
@@ -337,32 +219,27 @@ def quantize_decoder(
                 sequences,
                 prompt_length,
             )
-            agreement, kl = scored.agreement, scored.kl
             fp32_perplexity = scored.reference_perplexity
-            passed = agreement >= min_agreement and kl <= max_kl
-            why = (
-                ""
-                if passed
-                else (
-                    f"agreement {agreement:.1f}% < {min_agreement:g}%"
-                    if agreement < min_agreement
-                    else f"KL {kl:.3f} > {max_kl:g}"
-                )
+            rejected = (
+                f"agreement {scored.agreement:.1f}% < {min_agreement:g}%"
+                if scored.agreement < min_agreement
+                else f"KL {scored.kl:.3f} > {max_kl:g}" if scored.kl > max_kl else None
             )
             paths[candidate.name] = path
             attempts.append(
-                LmAttempt(
+                Attempt(
                     candidate,
-                    agreement,
-                    kl,
-                    scored.greedy_match,
+                    scored.agreement,
+                    100.0 - scored.agreement,
+                    nan,  # scored on tokens: no output SNR or cosine
+                    nan,
+                    rejected is None,
+                    rejected=rejected,
                     bytes=file_bytes(path),
-                    passed=passed,
-                    why=why,
-                    perplexity=scored.perplexity,
+                    decoder=DecoderScores(scored.kl, scored.greedy_match, scored.perplexity),
                 )
             )
-        timed_names = [a.candidate.name for a in attempts if a.passed]
+        timed_names = [a.config.name for a in attempts if a.passed]
         progress(
             f"timing fp32 and {len(timed_names)} passing candidate(s): decode and prefill, interleaved"
         )
@@ -374,39 +251,43 @@ def quantize_decoder(
             prompt_length=prompt_length,
             new_tokens=new_tokens,
         )
-        attempts = [
-            (
-                replace(
-                    a,
-                    decode_tokens_per_s=speeds[a.candidate.name][0],
-                    prefill_ms=speeds[a.candidate.name][1],
-                    speedup_ci=speeds[a.candidate.name][2],
-                )
-                if a.candidate.name in speeds
-                else a
-            )
-            for a in attempts
-        ]
         fp32_tps, fp32_ttft, _ = speeds["fp32"]
-        passing = [a for a in attempts if a.passed]
 
-        def result(chosen: str, reason: str, confirmation=None) -> LmQuantizeResult:
-            return LmQuantizeResult(
+        def timed_attempt(a: Attempt) -> Attempt:
+            tps, ttft, ci = speeds[a.config.name]
+            return replace(
+                a,
+                speedup=tps / fp32_tps,
+                speedup_ci=ci,
+                decoder=replace(a.decoder, decode_tokens_per_s=tps, prefill_ms=ttft),
+            )
+
+        attempts = [timed_attempt(a) if a.config.name in speeds else a for a in attempts]
+        passing = [a for a in attempts if a.passed]
+        floor = DecoderFloor(
+            min_agreement, max_kl, len(sequences), source, fp32_tps, fp32_ttft, fp32_perplexity
+        )
+
+        def result(chosen: str, reason: str, confirmation=None) -> QuantizeResult:
+            return QuantizeResult(
                 output,
                 chosen,
                 reason,
-                tuple(attempts),
-                fp32_tps,
-                fp32_ttft,
-                file_bytes(model_path),
-                min_agreement,
-                max_kl,
-                target_batch,
-                len(sequences),
-                source,
-                tuple(logs.summary()),
-                confirmation,
-                fp32_perplexity,
+                metric="agreement",
+                fp32_score=100.0,
+                fp32_p50_ms=None,
+                attempts=tuple(attempts),
+                isa_reason=decide(target_flags(None)).reason,
+                target_batch=target_batch,
+                target_threads=target_threads or default_threads(),
+                bytes_before=file_bytes(model_path),
+                bytes_after=file_bytes(output) if Path(output).is_file() else 0,
+                calib_samples=len(sequences),
+                eval_samples=len(sequences),
+                calib_sha256=hashlib.sha256(np.ascontiguousarray(sequences).tobytes()).hexdigest(),
+                notes=tuple(logs.summary()),
+                confirmation=confirmation,
+                decoder=floor,
             )
 
         if not passing:
@@ -415,10 +296,11 @@ def quantize_decoder(
             )
             raise CheckFailed(f"{model_path}: {failed.reason}\n{failed}", result=failed)
         chosen = _choose(passing, positions=int(sequences.size))
-        progress(f"confirming {chosen.candidate.name} against fp32 in fresh sessions")
+        name = chosen.config.name
+        progress(f"confirming {name} against fp32 in fresh sessions")
         confirmation = confirmed(
             model_path,
-            str(paths[chosen.candidate.name]),
+            str(paths[name]),
             reference.signature,
             batch=target_batch,
             threads=target_threads,
@@ -431,26 +313,24 @@ def quantize_decoder(
             f"{confirmation.rounds} rounds, confirmed in fresh sessions) at batch {target_batch}"
         )
         # quantize.decision's one rule: int8 measurably faster, int4 not measurably slower
-        verdict = judge(chosen.goal, confirmation, force)
+        verdict = judge(chosen.config.goal, confirmation, force)
         if verdict.keeps_fp32:
             why = (
                 "timing was inconclusive"
                 if timing_verdict(confirmation.ci) == "inconclusive"
                 else "it decodes measurably slower than fp32"
             )
-            if chosen.goal == "speed":
+            if chosen.config.goal == "speed":
                 why = f"it is not measurably faster ({why})"
-            reason = (
-                f"kept fp32: {chosen.candidate.name}, the chosen candidate, {speed}; "
-                f"{why} (force overrides)"
-            )
-            _write_fp32(model_path, output, f"{chosen.candidate.name}: {why}")
+            reason = f"kept fp32: {name}, the chosen candidate, {speed}; {why} (force overrides)"
+            _write_fp32(model_path, output, f"{name}: {why}")
             return result("fp32", reason, confirmation)
-        _write(paths[chosen.candidate.name], output, chosen, min_agreement, max_kl, source)
+        _write(paths[name], output, chosen, min_agreement, max_kl, source)
         reason = (
-            f"as fast as the fastest and the most accurate within the floor (agreement {chosen.agreement:.1f}% >= {min_agreement:g}%, KL "
-            f"{chosen.kl:.4f} <= {max_kl:g}): {speed}, "
-            f"{chosen.bytes / 2**20:.2f} MiB vs {file_bytes(model_path) / 2**20:.2f}"
+            "as fast as the fastest and the most accurate within the floor (agreement "
+            f"{chosen.score:.1f}% >= {min_agreement:g}%, KL {chosen.decoder.kl:.4f} <= "
+            f"{max_kl:g}): {speed}, {chosen.bytes / 2**20:.2f} MiB vs "
+            f"{file_bytes(model_path) / 2**20:.2f}"
             + (
                 f"; {'SLOWER than' if high < 1 else 'not measurably faster than'} fp32, written "
                 "because force was given"
@@ -458,4 +338,4 @@ def quantize_decoder(
                 else ""
             )
         )
-        return result(chosen.candidate.name, reason, confirmation)
+        return result(name, reason, confirmation)

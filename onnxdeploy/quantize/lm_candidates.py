@@ -23,6 +23,12 @@ class LmCandidate:
     )
     symmetric: bool = False  # no zero points (onnxruntime-genai's builder's default)
 
+    @property
+    def goal(self) -> str:
+        """What it must show to replace fp32, in ``quantize.decision``'s terms: int4 weights are
+        for size (not measurably slower), int8 for speed (measurably faster)."""
+        return "size" if self.weights == "int4" else "speed"
+
     def describe(self) -> str:
         if self.weights == "int8-dynamic":
             return "int8 dynamic (MatMul weights, activations at run time)"

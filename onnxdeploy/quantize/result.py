@@ -1,5 +1,8 @@
-"""What ``quantize`` found: every attempt with its numbers, the choice and why. A failed search is
-a result too (``passed`` False), carried by the CheckFailed it raises."""
+"""What ``quantize`` found, for every family of candidate (static and dynamic int8, int4
+weight-only, a decoder's int4/int8): every attempt with its numbers, the choice and why. One
+``Attempt`` and one ``QuantizeResult`` type: a decoder's own numbers (KL, greedy match,
+perplexity, decode tokens/s) ride in ``DecoderScores`` and ``DecoderFloor`` beside the shared
+ones. A failed search is a result too (``passed`` False), carried by the CheckFailed it raises."""
 
 from __future__ import annotations
 
@@ -7,12 +10,35 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from onnxdeploy.quantize.configs import Candidate
+from onnxdeploy.quantize.lm_candidates import LmCandidate
+from onnxdeploy.quantize.scoring import finite_or_none
 from onnxdeploy.schemas import tagged
 
 
 @dataclass(frozen=True)
+class DecoderScores:
+    """A decoder candidate's numbers beside its agreement (the attempt's ``score``): mean
+    KL(fp32 || candidate) in nats, greedy tokens equal to fp32's before the first difference,
+    teacher-forced perplexity; once timed, decode tokens/s and time to first token at the target
+    batch."""
+
+    kl: float
+    greedy_match: float
+    perplexity: float
+    decode_tokens_per_s: float | None = None
+    prefill_ms: float | None = None
+
+
+@dataclass(frozen=True)
 class Attempt:
-    config: Candidate
+    """One candidate tried. ``score`` is what the quality floor judges (accuracy or agreement in
+    %, the worst output's SNR in dB, the user's metric; a decoder's next-token agreement with
+    fp32), ``drop`` what it lost against fp32's; ``snr_db`` and ``cosine`` the worst output's
+    (NaN for a decoder, scored on tokens); ``speedup`` (with ``speedup_ci``, a bootstrap 95% CI)
+    fp32's time over its own, timed side by side (a decoder's: decode tokens/s over fp32's).
+    ``error``: it could not be built or run; ``rejected``: why it failed the floor."""
+
+    config: Candidate | LmCandidate
     score: float
     drop: float
     snr_db: float
@@ -24,6 +50,30 @@ class Attempt:
     speedup_ci: tuple[float, float] | None = None  # bootstrap 95% CI of fp32 p50 / int8 p50
     calib_peak_mb: float | None = None  # peak memory calibrating and quantizing added (RSS)
     rejected: str | None = None  # why it failed the quality floor (None: it passed, or errored)
+    bytes: int | None = None  # the file's size (decoders: what the choice weighs)
+    decoder: DecoderScores | None = None
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["config"] = {**asdict(self.config), "description": self.config.describe()}
+        for key in ("score", "drop", "snr_db", "cosine"):  # NaN (an error, a decoder's SNR)
+            data[key] = finite_or_none(data[key])
+        return data
+
+
+@dataclass(frozen=True)
+class DecoderFloor:
+    """What a decoder's candidates were held to and scored on: ``min_agreement`` (%) and
+    ``max_kl`` (nats) on ``sequences`` token sequences from ``source``; fp32's own decode
+    tokens/s, time to first token and perplexity beside the attempts'."""
+
+    min_agreement: float
+    max_kl: float
+    sequences: int
+    source: str
+    fp32_decode_tokens_per_s: float
+    fp32_prefill_ms: float
+    fp32_perplexity: float | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +119,7 @@ class QuantizeResult:
     low_bit: dict = field(default_factory=dict)  # binary/ternary weight -> kind, int8 values, exact
     notes: tuple[str, ...] = field(default_factory=tuple)
     confirmation: Confirmation | None = None  # the written choice re-timed against the user's model
+    decoder: DecoderFloor | None = None  # a decoder's floor and fp32 numbers
 
     @property
     def passed(self) -> bool:
@@ -77,20 +128,13 @@ class QuantizeResult:
     def to_json(self) -> dict:
         data = asdict(self)
         data["passed"] = self.passed
-        data["fp32_score"] = self.fp32_score if math.isfinite(self.fp32_score) else None
-        data["attempts"] = [
-            {
-                **asdict(a),
-                "config": {**asdict(a.config), "description": a.config.describe()},
-                **(
-                    {"score": None, "drop": None, "snr_db": None, "cosine": None} if a.error else {}
-                ),
-            }
-            for a in self.attempts
-        ]
+        data["fp32_score"] = finite_or_none(self.fp32_score)
+        data["attempts"] = [a.to_json() for a in self.attempts]
         return tagged("quantize", data)
 
     def __str__(self) -> str:
+        if self.decoder is not None:
+            return _decoder_text(self)
         from onnxdeploy.tables import text_table
 
         lines = [
@@ -135,6 +179,57 @@ class QuantizeResult:
         )
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+def _decoder_text(result: QuantizeResult) -> str:
+    """A decoder's result: its candidates by agreement, KL, greedy match, perplexity and decode
+    speed, then the choice."""
+    from onnxdeploy.tables import text_table
+
+    floor = result.decoder
+
+    def num(value, fmt):
+        return "-" if value is None or not math.isfinite(value) else format(value, fmt)
+
+    rows = []
+    for a in result.attempts:
+        scores = a.decoder or DecoderScores(math.nan, math.nan, math.nan)
+        rows.append(
+            [
+                a.config.name,
+                num(a.score, ".2f"),
+                num(scores.kl, ".4f"),
+                num(scores.greedy_match, ".1f"),
+                num(scores.perplexity, ".3f"),
+                num(scores.decode_tokens_per_s, ".1f"),
+                num(scores.prefill_ms, ".2f"),
+                num(a.bytes / 2**20 if a.bytes else None, ".2f"),
+                "yes" if a.passed else "no",
+                a.error or a.rejected or "",
+            ]
+        )
+    table = text_table(
+        [
+            "candidate",
+            "agree %",
+            "KL",
+            "greedy =",
+            "perplexity",
+            "decode tok/s",
+            "TTFT ms",
+            "MiB",
+            "passed",
+            "why",
+        ],
+        rows,
+    )
+    return (
+        f"fp32: decode {floor.fp32_decode_tokens_per_s:.1f} tokens/s, time to first token "
+        f"{floor.fp32_prefill_ms:.2f} ms, {result.bytes_before / 2**20:.2f} MiB"
+        + (f", perplexity {floor.fp32_perplexity:.3f}" if floor.fp32_perplexity else "")
+        + f"; scored on {floor.sequences} sequences ({floor.source})\n{table}\n"
+        f"{result.chosen}: {result.reason}" + "".join(f"\nnote: {n}" for n in result.notes)
+    )
 
 
 def _score_text(value: float, metric: str) -> str:

@@ -135,9 +135,10 @@ def floor_db(kind: str, min_snr_db: float | None) -> float | None:
     return SNR_FLOOR_DB if kind == "snr" else None
 
 
-def finite_or_none(value: float) -> float | None:
-    """A number for JSON: fp32's own SNR is infinite."""
-    return value if math.isfinite(value) else None
+def finite_or_none(value: float | None) -> float | None:
+    """A number for JSON: NaN (not measured: an error row, a decoder's SNR) and infinities
+    (fp32's own SNR) become null."""
+    return value if value is not None and math.isfinite(value) else None
 
 
 __all__ = [

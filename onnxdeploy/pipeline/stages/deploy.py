@@ -16,20 +16,23 @@ def _decoder_quality(ctx: RunContext, reference: str) -> dict[str, dict]:
     """A decoder's models as its quantize scored them: next-token agreement with fp32 (and KL),
     judged by the floor that search held (``Acceptance.min_agreement``, ``max_kl``)."""
     result = ctx.results.get("quantize")
-    scored = {a.candidate.name: a for a in result.attempts} if result is not None else {}
+    scored = {a.config.name: a for a in result.attempts} if result is not None else {}
     found = {}
     for label in ctx.models:
         attempt = scored.get(label)
-        agreement = 100.0 if label == reference or attempt is None else attempt.agreement
+        agreement = 100.0 if label == reference or attempt is None else attempt.score
         found[label] = {
             "metric": "agreement",
             "quality": round(agreement, 3),
             "drop": round(100.0 - agreement, 3),
             "snr_db": None,
             "cosine": None,
-            "kl": None if attempt is None else attempt.kl,
-            "rejected": None if label == reference or attempt is None or attempt.passed
-            else attempt.why or "below the floor",
+            "kl": attempt.decoder.kl if attempt is not None and attempt.decoder else None,
+            "rejected": (
+                None
+                if label == reference or attempt is None or attempt.passed
+                else attempt.rejected or attempt.error or "below the floor"
+            ),
         }
     return found
 
@@ -57,7 +60,11 @@ def _quality(ctx: RunContext, reference: str, acceptance: Acceptance) -> dict[st
             "drop": round(lost, 3),
             "snr_db": finite_or_none(round(own.snr_db, 2)),
             "cosine": round(own.cosine, 6),
-            "rejected": None if label == reference else acceptance.rejection(lost, own.snr_db, snr_floor=floor),
+            "rejected": (
+                None
+                if label == reference
+                else acceptance.rejection(lost, own.snr_db, snr_floor=floor)
+            ),
         }
     return found
 
@@ -125,15 +132,23 @@ def select(
     for v in variants:
         v["chosen"] = v is chosen
         if v["model"] == reference:
-            v["why"] = "the reference" + (": nothing else held quality and was faster" if v is chosen else "")
+            v["why"] = "the reference" + (
+                ": nothing else held quality and was faster" if v is chosen else ""
+            )
         elif v["rejected"]:
             v["why"] = v["rejected"]
         elif "ci95" not in v:
             v["why"] = "not timed"
         elif v["ci95"][0] <= 1.0:
-            v["why"] = f"not measurably faster than {reference} (95% CI {v['ci95'][0]:.2f}-{v['ci95'][1]:.2f}x)"
+            v["why"] = (
+                f"not measurably faster than {reference} (95% CI {v['ci95'][0]:.2f}-{v['ci95'][1]:.2f}x)"
+            )
         else:
-            v["why"] = "the fastest that holds quality" if v is chosen else f"slower than {chosen['model']}"
+            v["why"] = (
+                "the fastest that holds quality"
+                if v is chosen
+                else f"slower than {chosen['model']}"
+            )
     quality = (
         f"worst output SNR {chosen['snr_db']:.1f} dB"
         if chosen["metric"] == "snr" and chosen["snr_db"] is not None
@@ -147,8 +162,16 @@ def select(
     if target_latency is not None:
         met = chosen.get("p50_ms", base.stats.p50_ms) <= target_latency * base.stats.p50_ms
     summary = SelectSummary(
-        chosen["model"], chosen["file"], reason, reference, batch, threads, variants,
-        target_latency, met, data_labelled=not ctx.decoder and ctx.data.val.labels is not None,
+        chosen["model"],
+        chosen["file"],
+        reason,
+        reference,
+        batch,
+        threads,
+        variants,
+        target_latency,
+        met,
+        data_labelled=not ctx.decoder and ctx.data.val.labels is not None,
     )
     ctx.chosen = chosen["model"]
     if met is False:  # the summary rides on the error, so the failed run's report shows it
@@ -165,7 +188,13 @@ def host_target() -> str:
     return "arm64" if platform.machine().lower() in ("arm64", "aarch64") else "x86"
 
 
-@stage("package", needs={"chosen"}, produces=set(), why="put a 'select' stage first", choices={"target": ("x86", "arm64", "mobile")})
+@stage(
+    "package",
+    needs={"chosen"},
+    produces=set(),
+    why="put a 'select' stage first",
+    choices={"target": ("x86", "arm64", "mobile")},
+)
 def package(ctx: RunContext, *, target: str | None = None) -> PackageSummary:
     """The selected model as an edge package in ``package/`` of the run (ORT format, operator
     config, manifest), its round trip verified; ``target`` defaults to this machine's."""
@@ -183,6 +212,10 @@ def package(ctx: RunContext, *, target: str | None = None) -> PackageSummary:
     )
     ctx.results["package"] = result
     return PackageSummary(
-        "package", ctx.chosen, result.target, sorted(result.files), result.operators,
+        "package",
+        ctx.chosen,
+        result.target,
+        sorted(result.files),
+        result.operators,
         result.comparison.max_abs,
     )

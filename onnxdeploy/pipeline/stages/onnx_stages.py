@@ -9,6 +9,7 @@ from onnxdeploy.pipeline.context import RunContext
 from onnxdeploy.pipeline.stages.registry import stage
 from onnxdeploy.pipeline.summaries import EvaluateSummary, PruneSummary, QuantizeSummary
 from onnxdeploy.quantize.request import METHODS, WEIGHTS, Acceptance, QuantizeConfig
+from onnxdeploy.quantize.scoring import finite_or_none
 from onnxdeploy.runtime_bench.plan import TimingPlan
 
 NEEDS_ONNX = "put an 'export' stage first"
@@ -208,17 +209,19 @@ def _quantize_decoder(
         target_batch,
         target_threads or 0,
         "decoder: int4 MatMulNBits and int8 dynamic candidates, scored by next-token agreement "
-        f"(>= {result.min_agreement:g}%) and KL (<= {result.max_kl:g}) on {result.source}",
+        f"(>= {result.decoder.min_agreement:g}%) and KL (<= {result.decoder.max_kl:g}) on "
+        f"{result.decoder.source}",
         [
             {
-                "config": a.candidate.name,
-                "settings": a.candidate.describe(),
+                "config": a.config.name,
+                "settings": a.config.describe(),
                 "passed": a.passed,
-                "error": None,
-                "rejected": None if a.passed else a.why or None,
-                "agreement": a.agreement,
-                "kl": a.kl,
-                "decode_tokens_per_s": a.decode_tokens_per_s,
+                "error": a.error,
+                "rejected": a.rejected,
+                "agreement": finite_or_none(a.score),
+                "kl": a.decoder.kl if a.decoder else None,
+                "decode_tokens_per_s": a.decoder.decode_tokens_per_s if a.decoder else None,
+                "speedup": a.speedup,
             }
             for a in result.attempts
         ],
