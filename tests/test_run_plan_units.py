@@ -12,6 +12,19 @@ from onnxdeploy.errors import UserError
 from onnxdeploy.pipeline.plan import RunRequest, _labelled, plan
 
 
+# a PyTorch model with labelled data: pruned by compress, its zero channels removed, evaluated
+PRUNED_AND_EVALUATED = [
+    "compress",
+    "export",
+    "prune-channels",
+    "quantize",
+    "evaluate",
+    "bench",
+    "select",
+    "package",
+]
+
+
 def _names(built) -> list[str]:
     return [name for name, _ in built.recipe.stages]
 
@@ -49,17 +62,7 @@ def _npz(path, *, labels: bool) -> str:
 
 def test_an_untrained_zoo_model_on_its_digits_is_trained_pruned_and_evaluated():
     built = plan(RunRequest("digits_cnn", target_batch=8, target_threads=2))
-    assert _names(built) == [
-        "train",
-        "compress",
-        "export",
-        "prune-channels",
-        "quantize",
-        "evaluate",
-        "bench",
-        "select",
-        "package",
-    ]
+    assert _names(built) == ["train", *PRUNED_AND_EVALUATED]
     options = _options(built)
     assert options["compress"] == {"target_batch": 8, "target_threads": 2}
     assert options["quantize"]["variants"] and options["quantize"]["target_batch"] == 8
@@ -101,16 +104,7 @@ def test_labelled_data_adds_the_evaluation_and_a_latency_target_goes_to_compress
             target_threads=1,
         )
     )
-    assert _names(built) == [
-        "compress",
-        "export",
-        "prune-channels",
-        "quantize",
-        "evaluate",
-        "bench",
-        "select",
-        "package",
-    ]
+    assert _names(built) == PRUNED_AND_EVALUATED
     options = _options(built)
     assert options["compress"]["target_latency"] == 0.5 == options["select"]["target_latency"]
     for stage in ("compress", "quantize", "select"):  # every judging stage uses the user's metric
