@@ -4,6 +4,7 @@ schema, NaN never written, a decoder's floor and numbers beside the shared ones)
 what the report and the gate read back from that JSON."""
 
 import json
+from dataclasses import replace
 import math
 
 import pytest
@@ -194,3 +195,11 @@ def test_the_gate_reads_both_families_from_the_one_schema(tmp_path):
     assert decoder.accuracy == {"decoder": 96.5} and decoder.size == {"decoder": 2**20}
     int8 = load_gate_input(tmp_path / "i.json")
     assert int8.accuracy == {"int8": 91.0} and int8.size == {"int8": 1024}
+
+
+def test_a_decoder_search_nothing_passed_says_fp32_was_not_timed():
+    failed = _decoder_result(chosen="none")
+    untimed = replace(failed.decoder, fp32_decode_tokens_per_s=None, fp32_prefill_ms=None)
+    text = str(replace(failed, decoder=untimed))
+    assert text.startswith("fp32: not timed (no candidate passed), 4.00 MiB")
+    assert replace(failed, decoder=untimed).to_json()["decoder"]["fp32_prefill_ms"] is None

@@ -31,7 +31,7 @@ from onnxdeploy.atomic import ensure_writable_dir, refuse_overwrite, scratch_dir
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.generate.signature import is_kv_decoder
 from onnxdeploy.onnx_io import file_bytes, load_model, save_model, set_metadata
-from onnxdeploy.quantize import search
+from onnxdeploy.quantize import engine, search
 from onnxdeploy.quantize.calib_budget import (
     CalibrationPlan,
     activation_bytes,
@@ -46,7 +46,7 @@ from onnxdeploy.quantize.graph_facts import QUANTIZED_OPS, all_nodes
 from onnxdeploy.quantize.isa import IsaDecision, decide, target_flags
 from onnxdeploy.quantize.opset import upgrade_for_qdq
 from onnxdeploy.quantize.request import Acceptance, QuantizeConfig
-from onnxdeploy.quantize.decision import judge, timing_verdict
+from onnxdeploy.quantize.decision import timing_verdict
 from onnxdeploy.quantize.result import Attempt, Confirmation, QuantizeResult
 from onnxdeploy.quantize.scoring import finite_or_none, floor_db, outputs, score_outputs
 from onnxdeploy.quantize.timing import confirm, time_passing
@@ -169,14 +169,10 @@ def _feed_calibration(feeds: FeedSequence, config: QuantizeConfig, has_eval: boo
     sized = stride_for(plan(per_feed, batch_size=1, budget_mb=budget), n_calib)
     chosen = feeds.feeds[:n_calib]
     reader = StreamingReader(lambda: iter(chosen), batch_count=n_calib, stride=sized.stride)
-    return Calibration(
-        reader, n_calib, feeds, total, datalayer.fingerprint(iter(chosen)), sized
-    )
+    return Calibration(reader, n_calib, feeds, total, datalayer.fingerprint(iter(chosen)), sized)
 
 
-def _scoring_split(
-    calib, eval_data, specs, calibration: Calibration, state=()
-) -> datalayer.Split:
+def _scoring_split(calib, eval_data, specs, calibration: Calibration, state=()) -> datalayer.Split:
     """What candidates are scored on: ``eval_data``, else what calibration left over (held-out
     feeds of a feed file, or the samples after the calibration ones)."""
     source, n_calib, total = calibration.source, calibration.samples, calibration.available
@@ -428,9 +424,7 @@ def _search(job: _Job) -> QuantizeResult:
         )
         search.score_candidates(state, job.tries, acceptance, job.progress, ray=job.ray)
         if not any(a.passed for a in state.attempts):
-            search.fall_back(
-                state, acceptance, job.progress, spent_s=time.monotonic() - started
-            )
+            search.fall_back(state, acceptance, job.progress, spent_s=time.monotonic() - started)
         common = dict(
             metric=state.fp32.kind,
             fp32_score=state.fp32.value,
@@ -447,35 +441,61 @@ def _search(job: _Job) -> QuantizeResult:
                 *(
                     []
                     if has_calibration_cache()
-                    else ["this onnxruntime has no calibration cache: each static candidate "
-                          "calibrated on its own (upgrade onnxruntime for one pass per method)"]
+                    else [
+                        "this onnxruntime has no calibration cache: each static candidate "
+                        "calibrated on its own (upgrade onnxruntime for one pass per method)"
+                    ]
                 ),
                 *state.notes(),
             ),
         )
         if not any(a.passed for a in state.attempts):
             _fail(state, job, common)
-        # the user's own file is the fp32 to beat, not quant_pre_process's rewrite of it
-        fp32_p50 = time_passing(
-            state,
+        family = _SearchFamily(state, job)
+        decision = engine.decide(family, state.attempts, force=acceptance.force_int8)
+        state.attempts[:] = decision.attempts
+        return _decide(state, job, decision, family.fp32_p50_ms, common)
+
+
+@dataclass
+class _SearchFamily:
+    """int8 (and int4 weight-only graphs) for ``quantize.engine``: the passing candidates timed at
+    the target batch and threads beside the user's own file (the fp32 to beat, not
+    quant_pre_process's rewrite of it), chosen by ``decision.fastest`` over their files' sizes,
+    the choice confirmed against that file as deployed."""
+
+    state: search.SearchState
+    job: _Job
+    fp32_p50_ms: float | None = None  # the side-by-side timing's
+
+    def time(self, passing: list[Attempt]) -> list[Attempt]:
+        job = self.job
+        self.fp32_p50_ms, timed = time_passing(
+            passing,
+            self.state.paths,
             job.model_path,
-            acceptance,
+            job.acceptance,
             job.timing,
             job.shapes,
             where=job.timed_on,
             progress=job.progress,
         )
-        chosen = search.fastest(state)
-        confirmation = confirm(
+        return timed
+
+    def choose(self, passing: list[Attempt]) -> Attempt:
+        return search.fastest(self.state, passing)
+
+    def confirm(self, chosen: Attempt) -> Confirmation:
+        job = self.job
+        return confirm(
             job.model_path,
-            state.paths[chosen.config.name],
-            acceptance,
+            self.state.paths[chosen.config.name],
+            job.acceptance,
             job.timing,
             job.shapes,
             where=job.timed_on,
             progress=job.progress,
         )
-        return _decide(state, job, chosen, confirmation, fp32_p50, common)
 
 
 def failed_path(output: str) -> str:
@@ -530,14 +550,13 @@ def _record(model: onnx.ModelProto, result_fields: dict) -> onnx.ModelProto:
 def _decide(
     state: search.SearchState,
     job: _Job,
-    chosen: Attempt,
-    confirmation: Confirmation,
+    decision: engine.Decision,
     fp32_p50: float,
     common: dict,
 ) -> QuantizeResult:
-    """Write the chosen model when its confirmed speed meets its goal (int8 measurably faster, int4
-    not measurably slower), else fp32 (unless forced)."""
-    verdict = judge(chosen.config.goal, confirmation, job.acceptance.force_int8)
+    """Write the chosen model when the engine's verdict says so (its confirmed speed meets its
+    goal: int8 measurably faster, int4 not measurably slower, or forced), else fp32."""
+    chosen, confirmation, verdict = decision.chosen, decision.confirmation, decision.verdict
     notes = list(common["notes"])  # more are said below; the result carries them all
     record = _base_record(state, job)
     common = {
@@ -633,13 +652,18 @@ def _speed_record(chosen: Attempt | None, confirmation: Confirmation) -> dict:
     run's timings, nor (fp32 kept: ``chosen`` None) which candidate lost (they differ run to run;
     the same decision must write the same file)."""
     if chosen is None:
-        return {"verdict": "fp32 kept", "rule": "a quantized model replaces fp32 only when it is "
-                "measurably faster (weight-only: unless measurably slower)"}
+        return {
+            "verdict": "fp32 kept",
+            "rule": "a quantized model replaces fp32 only when it is "
+            "measurably faster (weight-only: unless measurably slower)",
+        }
     return {
         "verdict": timing_verdict(confirmation.ci),
-        "rule": "written quantized when the whole 95% CI of the confirmed speed-up is above 1"
-        if chosen.config.goal == "speed"
-        else "written quantized unless the whole 95% CI of the confirmed speed-up is below 1",
+        "rule": (
+            "written quantized when the whole 95% CI of the confirmed speed-up is above 1"
+            if chosen.config.goal == "speed"
+            else "written quantized unless the whole 95% CI of the confirmed speed-up is below 1"
+        ),
     }
 
 

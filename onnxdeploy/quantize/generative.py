@@ -19,24 +19,25 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from onnxdeploy.errors import CheckFailed, UserError
-from onnxdeploy.quantize.decision import (
-    SIMILAR,
-    judge,
-    ordered_choice,
-    score_noise,
-    timing_verdict,
-)
+from onnxdeploy.quantize import engine
+from onnxdeploy.quantize.decision import SIMILAR, ordered_choice, score_noise, timing_verdict
 from onnxdeploy.quantize.lm_candidates import DEFAULT_CANDIDATES, LmCandidate, apply_candidate
 from onnxdeploy.quantize.ort_logs import Collected, collected
 from onnxdeploy.quantize.isa import decide, target_flags
-from onnxdeploy.quantize.result import Attempt, DecoderFloor, DecoderScores, QuantizeResult
+from onnxdeploy.quantize.result import (
+    Attempt,
+    Confirmation,
+    DecoderFloor,
+    DecoderScores,
+    QuantizeResult,
+)
 from onnxdeploy.runtime import default_threads
 from onnxdeploy.progress import silent
 
@@ -76,6 +77,58 @@ def _choose(passing: list[Attempt], positions: int | None = None) -> Attempt:
         quality=quality,
         quality_first=True,
     )
+
+
+@dataclass
+class _DecoderFamily:
+    """Decoders for ``quantize.engine``: the passing candidates' decode tokens/s and time to first
+    token measured beside fp32's in the same interleaved rounds (``lm_quality.timed``), the choice
+    by ``_choose`` (quality before size) among those timing cannot tell apart over ``positions``
+    scored tokens, confirmed against fp32 in fresh sessions (``lm_quality.confirmed``).
+    ``timing``: the batch, threads, prompt length and new tokens both use."""
+
+    model_path: str
+    paths: dict[str, str]
+    signature: object
+    timing: dict
+    positions: int
+    progress: Callable[[str], None] = silent
+    fp32_decode_tokens_per_s: float | None = None  # once timed
+    fp32_prefill_ms: float | None = None
+
+    def time(self, passing: list[Attempt]) -> list[Attempt]:
+        from onnxdeploy.quantize import lm_quality
+
+        self.progress(
+            f"timing fp32 and {len(passing)} passing candidate(s): decode and prefill, interleaved"
+        )
+        models = {
+            "fp32": self.model_path,
+            **{a.config.name: self.paths[a.config.name] for a in passing},
+        }
+        speeds = lm_quality.timed(models, self.signature, **self.timing)
+        self.fp32_decode_tokens_per_s, self.fp32_prefill_ms, _ = speeds["fp32"]
+        timed = []
+        for a in passing:
+            tps, ttft, ci = speeds[a.config.name]
+            scores = replace(a.decoder, decode_tokens_per_s=tps, prefill_ms=ttft)
+            timed.append(
+                replace(
+                    a, speedup=tps / self.fp32_decode_tokens_per_s, speedup_ci=ci, decoder=scores
+                )
+            )
+        return timed
+
+    def choose(self, passing: list[Attempt]) -> Attempt:
+        return _choose(passing, positions=self.positions)
+
+    def confirm(self, chosen: Attempt) -> Confirmation:
+        from onnxdeploy.quantize import lm_quality
+
+        self.progress(f"confirming {chosen.config.name} against fp32 in fresh sessions")
+        return lm_quality.confirmed(
+            self.model_path, self.paths[chosen.config.name], self.signature, **self.timing
+        )
 
 
 def _write_fp32(model_path: str, output: str, reason: str) -> None:
@@ -181,7 +234,7 @@ def quantize_decoder(
     from onnxdeploy.atomic import refuse_overwrite, scratch_dir
     from onnxdeploy.generate import Generator
     from onnxdeploy.onnx_io import data_files, file_bytes, model_files
-    from onnxdeploy.quantize.lm_quality import confirmed, fp32_sequences, quality, timed
+    from onnxdeploy.quantize.lm_quality import fp32_sequences, quality
 
     refuse_overwrite([output, *data_files(output)], model_files(model_path))
     if not 0 <= min_agreement <= 100 or not max_kl >= 0:
@@ -239,36 +292,30 @@ def quantize_decoder(
                     decoder=DecoderScores(scored.kl, scored.greedy_match, scored.perplexity),
                 )
             )
-        timed_names = [a.config.name for a in attempts if a.passed]
-        progress(
-            f"timing fp32 and {len(timed_names)} passing candidate(s): decode and prefill, interleaved"
-        )
-        speeds = timed(
-            {"fp32": model_path, **{n: str(paths[n]) for n in timed_names}},
+        family = _DecoderFamily(
+            model_path,
+            {name: str(path) for name, path in paths.items()},
             reference.signature,
-            batch=target_batch,
-            threads=target_threads,
-            prompt_length=prompt_length,
-            new_tokens=new_tokens,
-        )
-        fp32_tps, fp32_ttft, _ = speeds["fp32"]
-
-        def timed_attempt(a: Attempt) -> Attempt:
-            tps, ttft, ci = speeds[a.config.name]
-            return replace(
-                a,
-                speedup=tps / fp32_tps,
-                speedup_ci=ci,
-                decoder=replace(a.decoder, decode_tokens_per_s=tps, prefill_ms=ttft),
-            )
-
-        attempts = [timed_attempt(a) if a.config.name in speeds else a for a in attempts]
-        passing = [a for a in attempts if a.passed]
-        floor = DecoderFloor(
-            min_agreement, max_kl, len(sequences), source, fp32_tps, fp32_ttft, fp32_perplexity
+            dict(
+                batch=target_batch,
+                threads=target_threads,
+                prompt_length=prompt_length,
+                new_tokens=new_tokens,
+            ),
+            positions=int(sequences.size),
+            progress=progress,
         )
 
         def result(chosen: str, reason: str, confirmation=None) -> QuantizeResult:
+            floor = DecoderFloor(
+                min_agreement,
+                max_kl,
+                len(sequences),
+                source,
+                family.fp32_decode_tokens_per_s,
+                family.fp32_prefill_ms,
+                fp32_perplexity,
+            )
             return QuantizeResult(
                 output,
                 chosen,
@@ -290,31 +337,20 @@ def quantize_decoder(
                 decoder=floor,
             )
 
-        if not passing:
+        if not any(a.passed for a in attempts):
             failed = result(
                 "none", f"no candidate kept agreement >= {min_agreement:g}% and KL <= {max_kl:g}"
             )
             raise CheckFailed(f"{model_path}: {failed.reason}\n{failed}", result=failed)
-        chosen = _choose(passing, positions=int(sequences.size))
-        name = chosen.config.name
-        progress(f"confirming {name} against fp32 in fresh sessions")
-        confirmation = confirmed(
-            model_path,
-            str(paths[name]),
-            reference.signature,
-            batch=target_batch,
-            threads=target_threads,
-            prompt_length=prompt_length,
-            new_tokens=new_tokens,
-        )
+        decision = engine.decide(family, attempts, force=force)
+        attempts, chosen = list(decision.attempts), decision.chosen
+        confirmation, verdict, name = decision.confirmation, decision.verdict, chosen.config.name
         low, high = confirmation.ci
         speed = (
             f"decode {confirmation.speedup:.2f}x fp32 (95% CI {low:.2f}-{high:.2f} over "
             f"{confirmation.rounds} rounds, confirmed in fresh sessions) at batch {target_batch}"
         )
-        # quantize.decision's one rule: int8 measurably faster, int4 not measurably slower
-        verdict = judge(chosen.config.goal, confirmation, force)
-        if verdict.keeps_fp32:
+        if verdict.keeps_fp32:  # int8 not measurably faster, int4 measurably slower
             why = (
                 "timing was inconclusive"
                 if timing_verdict(confirmation.ci) == "inconclusive"

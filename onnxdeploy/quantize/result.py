@@ -71,8 +71,8 @@ class DecoderFloor:
     max_kl: float
     sequences: int
     source: str
-    fp32_decode_tokens_per_s: float
-    fp32_prefill_ms: float
+    fp32_decode_tokens_per_s: float | None  # None: nothing passed, so nothing was timed
+    fp32_prefill_ms: float | None
     fp32_perplexity: float | None = None
 
 
@@ -223,12 +223,16 @@ def _decoder_text(result: QuantizeResult) -> str:
         ],
         rows,
     )
-    return (
-        f"fp32: decode {floor.fp32_decode_tokens_per_s:.1f} tokens/s, time to first token "
-        f"{floor.fp32_prefill_ms:.2f} ms, {result.bytes_before / 2**20:.2f} MiB"
-        + (f", perplexity {floor.fp32_perplexity:.3f}" if floor.fp32_perplexity else "")
-        + f"; scored on {floor.sequences} sequences ({floor.source})\n{table}\n"
-        f"{result.chosen}: {result.reason}" + "".join(f"\nnote: {n}" for n in result.notes)
+    speed = (
+        f"decode {floor.fp32_decode_tokens_per_s:.1f} tokens/s, time to first token "
+        f"{floor.fp32_prefill_ms:.2f} ms"
+        if floor.fp32_decode_tokens_per_s is not None
+        else "not timed (no candidate passed)"
+    )
+    return f"fp32: {speed}, {result.bytes_before / 2**20:.2f} MiB" + (
+        f", perplexity {floor.fp32_perplexity:.3f}" if floor.fp32_perplexity else ""
+    ) + f"; scored on {floor.sequences} sequences ({floor.source})\n{table}\n" f"{result.chosen}: {result.reason}" + "".join(
+        f"\nnote: {n}" for n in result.notes
     )
 
 

@@ -283,13 +283,11 @@ def fall_back(
             break
 
 
-def fastest(state: SearchState) -> Attempt:
-    """The passing attempt to write (``decision.fastest`` over the files' sizes)."""
+def fastest(state: SearchState, timed: list[Attempt]) -> Attempt:
+    """The ``timed`` passing attempt to write (``decision.fastest`` over the files' sizes)."""
     from onnxdeploy.onnx_io import file_bytes
     from onnxdeploy.quantize.decision import fastest as choose
 
-    sizes = {
-        a.config.name: file_bytes(state.paths[a.config.name]) for a in state.attempts if a.passed
-    }
+    sizes = {a.config.name: file_bytes(state.paths[a.config.name]) for a in timed}
     samples = None if state.fp32.kind == "snr" else len(state.split)
-    return choose(state.attempts, sizes, samples=samples)
+    return choose(timed, sizes, samples=samples)

@@ -10,6 +10,7 @@ import numpy as np
 
 from onnxdeploy.quantize.decision import Confirmation
 from onnxdeploy.quantize.request import Acceptance
+from onnxdeploy.quantize.result import Attempt
 from onnxdeploy import benchmarking
 from onnxdeploy.runtime_bench import BenchRequest, bootstrap_ratio_ci
 from onnxdeploy.runtime_bench.stats import paired_ratio_ci
@@ -58,7 +59,8 @@ def target_request(
 
 
 def time_passing(
-    state,
+    passing: list[Attempt],
+    paths: dict[str, str],
     fp32_model: str,
     acceptance: Acceptance,
     timing: TimingPlan,
@@ -66,36 +68,32 @@ def time_passing(
     *,
     where: Where = HERE,
     progress: Callable[[str], None] = silent,
-) -> float:
-    """Time ``fp32_model`` (the user's file, as given) and every passing candidate side by side;
-    fill in
-    their speed-ups. The fp32 p50."""
-    passing = [a for a in state.attempts if a.passed]
+) -> tuple[float, list[Attempt]]:
+    """Time ``fp32_model`` (the user's file, as given) and the ``passing`` attempts (their files
+    at ``paths`` by name) side by side: fp32's p50 and the attempts with their p50s and speed-ups
+    (a bootstrap 95% CI each, against the same fp32 samples)."""
     progress(
         f"timing fp32 and {len(passing)} passing configuration(s) at batch "
-        f"{acceptance.target_batch}, "
-        f"{acceptance.target_threads} thread(s), side by side"
+        f"{acceptance.target_batch}, {acceptance.target_threads} thread(s), side by side"
     )
-    paths = [fp32_model] + [state.paths[a.config.name] for a in passing]
+    models = [fp32_model] + [paths[a.config.name] for a in passing]
     run = benchmarking.benchmark(
-        target_request(paths, acceptance, _capped(timing, SEARCH_CAP_SECONDS * len(paths)), shapes),
+        target_request(
+            models, acceptance, _capped(timing, SEARCH_CAP_SECONDS * len(models)), shapes
+        ),
         where=where,
         progress=progress,
     ).check()
     fp32, timed = run.results[0], run.results[1:]
-    by_name = {a.config.name: r for a, r in zip(passing, timed)}
-
-    def timed_attempt(a):
-        r = by_name[a.config.name]
-        return replace(
+    return fp32.stats.p50_ms, [
+        replace(
             a,
             p50_ms=r.stats.p50_ms,
             speedup=fp32.stats.p50_ms / r.stats.p50_ms,
             speedup_ci=bootstrap_ratio_ci(fp32.samples_ms, r.samples_ms),
         )
-
-    state.attempts[:] = [timed_attempt(a) if a.passed else a for a in state.attempts]
-    return fp32.stats.p50_ms
+        for a, r in zip(passing, timed)
+    ]
 
 
 def confirm(
