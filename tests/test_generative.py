@@ -113,6 +113,31 @@ def test_no_fuse_exports_plain_onnx_ops_and_is_refused_where_it_does_nothing(cli
     assert code == 2 and "--fuse/--no-fuse" in err and not (tmp_path / "r.onnx").exists()
 
 
+def test_the_library_export_settles_the_task_as_the_cli_does(tmp_path):
+    """issue 32, item 2: onnxdeploy.export on a Hugging Face causal LM writes the decoder with its
+    KV cache, as ``onnxdeploy export`` does (it wrote the plain graph without a cache); options of
+    the plain graph are refused by name for it, fuse=False elsewhere, before any work."""
+    import onnxdeploy
+    from onnxdeploy.exporter.decoder import DecoderExport
+
+    folder, _ = _save(tmp_path, "llama")
+    result = onnxdeploy.export(f"hf:{folder}", tmp_path / "d.onnx")
+    assert isinstance(result, DecoderExport) and result.parity.tokens_equal
+    plain = onnxdeploy.export(f"hf:{folder}", tmp_path / "p.onnx", task="text-generation")
+    assert not isinstance(plain, DecoderExport) and plain.parity
+    for bad, name in (
+        (dict(input_shapes=[(1, 8)]), "input_shapes"),
+        (dict(exporter="torchscript"), "exporter"),
+        (dict(atol=1e-2), "atol"),
+    ):
+        with pytest.raises(UserError, match=f"^{name} does not apply to task") as caught:
+            onnxdeploy.export(f"hf:{folder}", tmp_path / "x.onnx", **bad)
+        assert caught.value.params == (name,)
+    with pytest.raises(UserError, match="fuse=False applies to causal LMs") as caught:
+        onnxdeploy.export("resnet18", tmp_path / "r.onnx", fuse=False)
+    assert caught.value.params == ("fuse",) and not (tmp_path / "x.onnx").exists()
+
+
 def test_each_route_that_cannot_be_taken_says_why_and_the_next_is_verified(tmp_path, monkeypatch):
     """torch.export failing leaves TorchScript; a fused graph onnxruntime cannot load leaves the
     unfused torch.export graph; both say so, and parity runs on what was written."""

@@ -8,7 +8,6 @@ from onnxdeploy.cli.groups import model_input_options, option_group
 from onnxdeploy.cli.options import NON_NEGATIVE, POSITIVE, refuse_given
 from onnxdeploy.cli.output import announce, finish, progress
 from onnxdeploy.exporter import EXPORTERS, export
-from onnxdeploy.exporter.export import refuse_export_overwrite
 from onnxdeploy.exporter.decoder import TASKS
 
 
@@ -88,15 +87,9 @@ parity_options = option_group(
 def export_command(model, output, checkpoint, given_inputs, graph, parity, task, as_json):
     """Export MODEL (zoo name, path/file.py:factory or package.module:factory) to ONNX and verify
     it."""
-    from onnxdeploy.exporter.tasks import (
-        GENERATIVE,
-        export_generative,
-        feature_extractor,
-        resolve_task,
-    )
+    from onnxdeploy.exporter.tasks import GENERATIVE, resolve_task
 
-    task = resolve_task(model, task)
-    fuse = graph.pop("fuse")
+    task = resolve_task(model, task)  # which flags apply; export settles the task the same way
     if task != "text-generation-with-past":
         refuse_given(("fuse",), f"applies to causal LMs (text-generation-with-past), not {task}")
     if task in GENERATIVE:
@@ -106,30 +99,17 @@ def export_command(model, output, checkpoint, given_inputs, graph, parity, task,
             f"does not apply to --task {task}: its inputs, dynamic axes and exporter are the "
             "task's own, and its parity is greedy tokens step by step",
         )
-        finish(
-            lambda: export_generative(
-                model, output, task, checkpoint=checkpoint, opset=graph["opset"], fuse=fuse,
-                progress=progress,
-            ),
-            as_json,
-        )
-        return
-    module = None
     named, shapes = given_inputs
-    if task == "feature-extraction":
-        refuse_export_overwrite(model, output, checkpoint)  # before the weights load
-        module, hf_named = feature_extractor(model)
-        named = named or hf_named
     finish(
         lambda: export(
             model,
             output,
+            task=task,
             checkpoint=checkpoint,
             input_shapes=shapes,
             inputs=named,
             **graph,
             **parity,
-            module=module,
             announce=announce,
             progress=progress,
         ),

@@ -377,7 +377,92 @@ def refuse_export_overwrite(model: str, output: str | Path, checkpoint: str | No
     return failed
 
 
+# what a generative task does not take: its inputs, axes and exporter are its own
+_PLAIN_ONLY = {
+    "input_shapes": None,
+    "inputs": None,
+    "dynamic_batch": True,
+    "exporter": "auto",
+    "atol": 1e-4,
+    "rtol": 1e-4,
+    "module": None,
+}
+
+
 def export(
+    model: str,
+    output: str | os.PathLike,
+    *,
+    task: str = "auto",
+    fuse: bool = True,
+    checkpoint: str | None = None,
+    input_shapes: list[tuple[int, ...]] | None = None,
+    inputs: list[ExportInput] | None = None,
+    dynamic_batch: bool = True,
+    opset: int | None = None,
+    exporter: str = "auto",
+    atol: float = 1e-4,
+    rtol: float = 1e-4,
+    module=None,
+    announce=logger.warning,
+    progress=silent,
+):
+    """Export ``model`` to ``output`` as ``task`` (``exporter.tasks``; ``auto``: a Hugging Face
+    causal LM gets its KV cache, an encoder-decoder its encoder and decoder-with-past graphs, any
+    other model, or a prebuilt ``module``, its plain graph), exactly as ``onnxdeploy export``
+    does. A generative task returns its own result (``DecoderExport``, ``Seq2SeqExport``,
+    verified by generating) and refuses the plain graph's options by name; ``fuse`` (causal LMs):
+    onnxruntime's fused ops, False plain ONNX ops. Otherwise ``export_plain``."""
+    from onnxdeploy.exporter import tasks
+
+    task = "default" if module is not None and task == "auto" else tasks.resolve_task(model, task)
+    if task in tasks.GENERATIVE:
+        given = dict(
+            input_shapes=input_shapes,
+            inputs=inputs,
+            dynamic_batch=dynamic_batch,
+            exporter=exporter,
+            atol=atol,
+            rtol=rtol,
+            module=module,
+        )
+        for name, default in _PLAIN_ONLY.items():
+            if given[name] != default:
+                raise UserError(
+                    f"{name} does not apply to task {task}: its inputs, dynamic axes and exporter "
+                    "are the task's own, and its parity is greedy tokens step by step",
+                    param=name,
+                )
+        return tasks.export_generative(
+            model, output, task, checkpoint=checkpoint, opset=opset, fuse=fuse, progress=progress
+        )
+    if not fuse:
+        raise UserError(
+            f"fuse=False applies to causal LMs (text-generation-with-past), not {task}",
+            param="fuse",
+        )
+    if task == "feature-extraction":
+        refuse_export_overwrite(model, output, checkpoint)  # before the weights load
+        module, named = tasks.feature_extractor(model)
+        inputs = inputs or named
+    return export_plain(
+        model,
+        output,
+        checkpoint=checkpoint,
+        input_shapes=input_shapes,
+        inputs=inputs,
+        dynamic_batch=dynamic_batch,
+        opset=opset,
+        exporter=exporter,
+        atol=atol,
+        rtol=rtol,
+        module=module,
+        announce=announce,
+        progress=progress,
+    )
+
+
+def export_plain(
     model: str,
     output: str | os.PathLike,
     *,
@@ -393,7 +478,8 @@ def export(
     announce=logger.warning,
     progress=silent,
 ) -> ExportResult:
-    """Export ``model`` to ``output`` and verify it; CheckFailed (exit 1) when parity fails.
+    """Export ``model``'s plain graph to ``output`` and verify it by its outputs; CheckFailed
+    (exit 1) when parity fails.
 
     ``input_shapes`` are float32 inputs passed to forward in order; ``inputs`` (ExportInput: name,
     dtype, example shape, dynamic axes, optional example arrays) are passed by name. Whatever

@@ -26,7 +26,10 @@ from onnxdeploy.progress import silent
 
 
 def resolve_task(model: str, task: str) -> str:
-    """``task`` with ``auto`` settled from the model's config (no weights loaded)."""
+    """``task`` with ``auto`` settled from the model's config (no weights loaded); ``default``
+    (what ``auto`` settles to for any other model: its plain graph) is taken as it is."""
+    if task == "default":
+        return task
     if task not in TASKS:
         raise UserError(f"task '{task}': choose one of {', '.join(TASKS)}", param="task")
     if task != "auto":

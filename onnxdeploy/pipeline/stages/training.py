@@ -67,6 +67,7 @@ def export(
     result = export_model(
         ctx.model,
         path,
+        task="default",  # the run's kinds (decoders above) decide the graph, not auto
         checkpoint=None if ctx.module is not None else ctx.checkpoint,
         **ctx.model_inputs,
         module=ctx.module,
