@@ -64,7 +64,8 @@ class TokenLoop:
         on_token: Callable[[int, int], None] | None = None,
     ) -> None:
         self.tokens: list[list[int]] = [[] for _ in range(batch)]
-        self.done = np.zeros(batch, bool)
+        self.done = np.zeros(batch, bool)  # for the graphs' feeds: ended rows get padding
+        self._ended = [False] * batch
         self.first_ms = 0.0
         self.step_ms: list[float] = []
         self._eos = set(eos) if stop_at_eos else set()
@@ -87,14 +88,15 @@ class TokenLoop:
         else:
             self.first_ms = elapsed
         self._steps += 1
-        for row, token in enumerate(chosen.tolist()):
-            if self.done[row]:
+        for row, token in enumerate(chosen.tolist()):  # Python ints: a step costs microseconds
+            if self._ended[row]:
                 continue
-            self.tokens[row].append(int(token))
+            self.tokens[row].append(token)
             if self._on_token:
-                self._on_token(row, int(token))
-            self.done[row] = int(token) in self._eos
-        return bool(self.done.all())
+                self._on_token(row, token)
+            if token in self._eos:
+                self._ended[row] = self.done[row] = True
+        return all(self._ended)
 
     def result(
         self, prompt_lengths, logits: tuple = (), kv_cache: str = "grown"
