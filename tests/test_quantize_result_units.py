@@ -203,3 +203,9 @@ def test_a_decoder_search_nothing_passed_says_fp32_was_not_timed():
     text = str(replace(failed, decoder=untimed))
     assert text.startswith("fp32: not timed (no candidate passed), 4.00 MiB")
     assert replace(failed, decoder=untimed).to_json()["decoder"]["fp32_prefill_ms"] is None
+
+
+def test_a_search_that_calibrated_nothing_says_so():
+    dynamic = replace(_int8_result(), calib_samples=0, calib_sha256="")
+    assert "(nothing calibrated; scored on 256 samples)" in str(dynamic)
+    assert "(calibrated on 512 samples, scored on 256)" in str(_int8_result())

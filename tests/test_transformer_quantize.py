@@ -215,6 +215,9 @@ def test_target_threads_reach_the_timer_and_the_report(cli, bert, equal_timings)
     assert code == 0, err
     assert equal_timings[-1].threads == (3,) and equal_timings[-1].batches == (2,)
     assert json.loads(out)["target_threads"] == 3
+    # dynamic int8 reads no calibration statistics: none are claimed, and no plan for them noted
+    assert json.loads(out)["calib_samples"] == 0
+    assert not any("calibration in batches" in n for n in json.loads(out)["notes"])
     code, out, err = cli(
         "quantize",
         bert / "bert.onnx",

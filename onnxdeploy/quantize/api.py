@@ -394,6 +394,12 @@ class _Job:
         return self.where if self.where.targets else HERE
 
     @property
+    def calibrates(self) -> bool:
+        """Whether any candidate (a fallback is one's variant) reads calibration statistics:
+        dynamic int8 and int4 weight-only do not, so nothing was calibrated to report."""
+        return any(t.method not in ("dynamic", "weight-only") for t in self.tries)
+
+    @property
     def where_timed(self) -> str:
         return f"batch {self.acceptance.target_batch}, {self.acceptance.target_threads} thread(s)"
 
@@ -432,15 +438,15 @@ def _search(job: _Job) -> QuantizeResult:
             target_batch=acceptance.target_batch,
             target_threads=acceptance.target_threads,
             bytes_before=file_bytes(job.model_path),
-            calib_samples=job.calibration.samples,
+            calib_samples=job.calibration.samples if job.calibrates else 0,
             eval_samples=len(job.split),
-            calib_sha256=job.calibration.sha256,
+            calib_sha256=job.calibration.sha256 if job.calibrates else "",
             notes=(
-                job.calibration.plan.describe(),
+                *([job.calibration.plan.describe()] if job.calibrates else []),
                 *([upgraded] if upgraded else []),
                 *(
                     []
-                    if has_calibration_cache()
+                    if has_calibration_cache() or not job.calibrates
                     else [
                         "this onnxruntime has no calibration cache: each static candidate "
                         "calibrated on its own (upgrade onnxruntime for one pass per method)"

@@ -144,7 +144,11 @@ class QuantizeResult:
                 if self.metric != "snr"
                 else "scored by the worst output's SNR against fp32 (no class logits)"
             )
-            + f"  (calibrated on {self.calib_samples} samples, scored on {self.eval_samples})",
+            + (
+                f"  (calibrated on {self.calib_samples} samples, scored on {self.eval_samples})"
+                if self.calib_samples
+                else f"  (nothing calibrated; scored on {self.eval_samples} samples)"
+            ),
             text_table(
                 [
                     "config",

@@ -1,7 +1,9 @@
 """How good is a quantized model, judged as its outputs need.
 
 Class logits (an output named ``logits``, or a lone ``[N, classes]`` output) are scored by top-1
-accuracy on labelled data, or top-1 agreement with fp32 without labels. Anything else (detection
+accuracy on labelled data, or top-1 agreement with fp32 without labels; class scores per position
+(``[N, positions, classes]``: a token classifier's logits, a text recognizer's per-timestep
+character probabilities) by top-1 agreement over every position. Anything else (detection
 heads ``[N, 4 + C, anchors]``, embeddings, masks, sequences, states) has no class to agree on: an
 argmax over its anchors or positions says nothing of its quality, so it is scored by the SNR of
 every output against fp32, the worst output deciding, with a floor of ``SNR_FLOOR_DB`` unless the
@@ -48,13 +50,29 @@ def outputs(model_path: str, split: Split) -> dict[str, np.ndarray]:
 
 
 def class_logits(reference: dict[str, np.ndarray]) -> str | None:
-    """The output holding class logits: ``logits`` or a lone output, float ``[N, classes >= 2]``;
-    None when the model has none (a detector, an encoder, a segmenter)."""
+    """The output holding class scores: ``logits`` or a lone output, float, either
+    ``[N, classes >= 2]`` or ``[N, positions, classes >= 2]`` per position (a token classifier's
+    or a language model's ``logits``; a text recognizer's per-timestep character probabilities,
+    recognized as a distribution: every row of its last axis non-negative and summing to 1). None
+    when the model has none (a detector head, hidden states, an encoder, a segmenter)."""
     name = "logits" if "logits" in reference else next(iter(reference))
     if "logits" not in reference and len(reference) > 1:
         return None
     array = reference[name]
-    return name if array.ndim == 2 and array.shape[1] >= 2 and array.dtype.kind == "f" else None
+    if array.dtype.kind != "f" or array.ndim not in (2, 3) or array.shape[-1] < 2:
+        return None
+    if array.ndim == 2 or name == "logits":
+        return name
+    return name if _distributions(array) else None
+
+
+def _distributions(array: np.ndarray) -> bool:
+    """Whether every row of ``array``'s last axis is a probability distribution (a softmax)."""
+    return bool(
+        array.size
+        and np.all(array >= -1e-6)
+        and np.allclose(array.sum(axis=-1, dtype=np.float64), 1.0, atol=1e-3)
+    )
 
 
 def score(
@@ -115,7 +133,8 @@ def score_outputs(
     if metric is not None:
         return Score(metric_value(metric, out, split), snr, cos, "metric")
     logits = class_logits(reference)
-    if split.labels is not None and logits is not None:
+    # labels name one class per sample: per-position scores are judged by agreement with fp32
+    if split.labels is not None and logits is not None and reference[logits].ndim == 2:
         return Score(top1_accuracy(out[logits], split.labels), snr, cos, "accuracy")
     if logits is not None:
         return Score(top1_agreement(out[logits], reference[logits]), snr, cos, "agreement")
