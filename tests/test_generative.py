@@ -424,10 +424,10 @@ def test_int4_search_keeps_the_quality_floor_on_a_trained_model(cli, tmp_path, t
     assert chosen["decoder"]["decode_tokens_per_s"] > 0 and chosen["snr_db"] is None
     assert result["schema"] == "onnxdeploy.quantize/1" and result["decoder"]["min_agreement"] == 90
     by_name = {a["config"]["name"]: a for a in result["attempts"]}
+    assert "int8-dynamic" not in by_name  # --weights int4: the int4 candidates alone
     assert set(by_name) >= {
         "int4-b32-acc4",
         "int4-b128-acc4",
-        "int8-dynamic",
         "int4-b32-kquant",
         "int4-b32-acc4-head-int8",
         "int4-b32-acc4-emb-int4",

@@ -5,11 +5,16 @@ size), ``force`` overriding; the same for an int8 and a decoder candidate."""
 
 import math
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
+from onnxdeploy.quantize.ort_logs import Collected
+
 from onnxdeploy.quantize.configs import Candidate
-from onnxdeploy.quantize.engine import decide
+from onnxdeploy.quantize.engine import decide, score
 from onnxdeploy.quantize.lm_candidates import LmCandidate
 from onnxdeploy.quantize.result import Attempt, Confirmation
 
@@ -37,6 +42,41 @@ class FakeFamily:
     def confirm(self, chosen):
         self.calls.append(("confirm", chosen.config.name))
         return Confirmation(2.0, 2.0 / chosen.speedup, chosen.speedup, self.ci, 4)
+
+
+@dataclass
+class Scorer:
+    """Builds nothing: each candidate's result given by name (pass or not)."""
+
+    passes: dict
+    tried: list = field(default_factory=list)
+
+    def attempt(self, candidate):
+        self.tried.append(candidate.name)
+        return _attempt(candidate, passed=self.passes[candidate.name])
+
+
+def test_candidates_are_scored_in_order_and_rescues_only_while_nothing_passed():
+    tries = [
+        Candidate("fast"),
+        Candidate("other"),
+        Candidate("percentile", rescue=True),
+        Candidate("ends-fp32", rescue=True),
+    ]
+    scorer = Scorer({"fast": False, "other": True, "percentile": True, "ends-fp32": True})
+    attempts, skipped = score(scorer, tries)
+    assert scorer.tried == ["fast", "other"] and skipped == ["percentile", "ends-fp32"]
+    assert [a.config.name for a in attempts] == ["fast", "other"]
+    failing = Scorer({"fast": False, "other": False, "percentile": True, "ends-fp32": False})
+    attempts, skipped = score(failing, tries)
+    # nothing passed: the rescues are tried, until one passes
+    assert failing.tried == ["fast", "other", "percentile"] and skipped == ["ends-fp32"]
+    none = Scorer(dict.fromkeys(("fast", "other", "percentile", "ends-fp32"), False))
+    assert len(score(none, tries)[0]) == 4 and none.tried[-1] == "ends-fp32"
+    # a decoder's candidates have no rescues: every one is tried
+    decoder = Scorer({"a": True, "b": True})
+    score(decoder, [LmCandidate("a", "int4", 32, 4), LmCandidate("b", "int8-dynamic")])
+    assert decoder.tried == ["a", "b"]
 
 
 def test_only_passing_attempts_are_timed_and_the_choice_alone_confirmed():
@@ -97,7 +137,8 @@ def test_the_real_families_follow_the_protocol():
     from onnxdeploy.quantize.generative import _DecoderFamily
 
     for family in (_SearchFamily, _DecoderFamily):
-        assert all(callable(getattr(family, step, None)) for step in ("time", "choose", "confirm"))
+        steps = ("attempt", "time", "choose", "confirm")
+        assert all(callable(getattr(family, step, None)) for step in steps)
 
 
 def test_the_decoder_family_fills_in_speed_and_chooses_by_quality(monkeypatch):
@@ -130,10 +171,13 @@ def test_the_decoder_family_fills_in_speed_and_chooses_by_quality(monkeypatch):
     )
     family = _DecoderFamily(
         "fp32.onnx",
-        {"small": "s.onnx", "accurate": "a.onnx"},
-        None,
+        Path("unused"),
+        SimpleNamespace(signature=None),  # the fp32 generator: only its signature is read here
+        np.zeros((100, 1000), np.int64),  # 100,000 scored positions: agreements 95 vs 98 differ
+        (90.0, 0.1),
         {"batch": 1},
-        positions=100_000,
+        Collected(),
+        paths={"small": "s.onnx", "accurate": "a.onnx"},
     )
     decision = decide(family, [lm("small", 95.0, 100), lm("accurate", 98.0, 400)])
     assert decision.chosen.config.name == "accurate" and decision.verdict.write_quantized

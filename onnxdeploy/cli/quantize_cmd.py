@@ -235,7 +235,7 @@ def quantize_command(
             (*int8_only, "min_agreement", "max_kl", "force_int8", "target_batch", "target_threads"),
             "does not apply with --fp16 (a float16 conversion, checked layer-wise on --calib)",
         )
-    elif decoder:  # --weights int4 is what the decoder search does anyway (the README's line)
+    elif decoder:  # --weights int4: its int4 candidates alone (the README's line)
         refuse_given(
             tuple(n for n in int8_only if n != "weights"),
             f"does not apply to {model}, a decoder with a KV cache: its candidates are fixed and "

@@ -311,11 +311,13 @@ def _quantize_decoder(
     where: Where,
     progress: Callable[[str], None],
 ):
-    """``quantize`` for a decoder with a KV cache: settings that do not apply are refused by name
-    (int4 weights are what its search tries anyway), then ``quantize_decoder``."""
+    """``quantize`` for a decoder with a KV cache: settings that do not apply are refused by name,
+    then ``quantize_decoder`` over its candidates: int4 weight-only and int8 dynamic, or with
+    ``weights="int4"`` the int4 ones alone (it chose int8 dynamic where asked for int4)."""
     from dataclasses import fields
 
-    from onnxdeploy.quantize.generative import quantize_decoder, token_sequences
+    from onnxdeploy.quantize.generative import DEFAULT_CANDIDATES, quantize_decoder
+    from onnxdeploy.quantize.generative import token_sequences
 
     why = (
         f"does not apply to {model_path}, a decoder with a KV cache: its candidates are fixed and "
@@ -333,6 +335,9 @@ def _quantize_decoder(
         model_path,
         output,
         sequences=token_sequences(calib),
+        candidates=tuple(
+            c for c in DEFAULT_CANDIDATES if config.weights != "int4" or c.weights == "int4"
+        ),
         min_agreement=acceptance.min_agreement,
         max_kl=acceptance.max_kl,
         target_batch=acceptance.target_batch,
@@ -428,7 +433,14 @@ def _search(job: _Job) -> QuantizeResult:
             score_outputs(reference, job.split, reference, acceptance.metric),
             job.calibration.reader,
         )
-        search.score_candidates(state, job.tries, acceptance, job.progress, ray=job.ray)
+        family = _SearchFamily(state, job)
+        if job.ray is None:
+            _, skipped = engine.score(
+                family, job.tries, progress=job.progress, label="calibrating and scoring"
+            )
+            state.skipped.extend(skipped)
+        else:
+            search.score_on_cluster(state, job.tries, acceptance, job.progress, job.ray)
         if not any(a.passed for a in state.attempts):
             search.fall_back(state, acceptance, job.progress, spent_s=time.monotonic() - started)
         common = dict(
@@ -457,7 +469,6 @@ def _search(job: _Job) -> QuantizeResult:
         )
         if not any(a.passed for a in state.attempts):
             _fail(state, job, common)
-        family = _SearchFamily(state, job)
         decision = engine.decide(family, state.attempts, force=acceptance.force_int8)
         state.attempts[:] = decision.attempts
         return _decide(state, job, decision, family.fp32_p50_ms, common)
@@ -465,7 +476,9 @@ def _search(job: _Job) -> QuantizeResult:
 
 @dataclass
 class _SearchFamily:
-    """int8 (and int4 weight-only graphs) for ``quantize.engine``: the passing candidates timed at
+    """int8 (and int4 weight-only graphs) for ``quantize.engine``: each candidate calibrated
+    (sharing the search's calibration) and scored against fp32's outputs, recorded in the search
+    state (which the fallback ladder reads); the passing candidates timed at
     the target batch and threads beside the user's own file (the fp32 to beat, not
     quant_pre_process's rewrite of it), chosen by ``decision.fastest`` over their files' sizes,
     the choice confirmed against that file as deployed."""
@@ -473,6 +486,9 @@ class _SearchFamily:
     state: search.SearchState
     job: _Job
     fp32_p50_ms: float | None = None  # the side-by-side timing's
+
+    def attempt(self, candidate) -> Attempt:
+        return self.state.attempt(candidate, self.job.acceptance, self.job.progress)
 
     def time(self, passing: list[Attempt]) -> list[Attempt]:
         job = self.job

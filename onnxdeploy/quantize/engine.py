@@ -1,10 +1,13 @@
 """The one quantize engine, for every family of candidate (static and dynamic int8, int4
 weight-only, a decoder's int4/int8): candidates -> build -> score -> time -> decide.
 
-A family builds and scores its candidates into ``Attempt``s its own way (int8 calibrates once per
-method, tries rescues only while nothing passed and falls back node by node, on a cluster if
-given: ``quantize.search``; a decoder is scored on token sequences: ``quantize.generative``).
-From there the engine is the same for all: the passing attempts are timed beside fp32 (the
+A family builds and scores one candidate into an ``Attempt`` its own way (int8 calibrates,
+sharing one calibration per method, and scores outputs against fp32: ``quantize.search``; a
+decoder is scored on token sequences: ``quantize.generative``); the engine goes through the
+candidates in order (``score``), an accuracy alternative (``rescue``) only while nothing before
+it passed: none of them can be faster. (The int8 search may instead fan its candidates out to a
+cluster, and falls back node by node when nothing passed.) From there the engine is the same for
+all: the passing attempts are timed beside fp32 (the
 family's ``time``: latency at the target batch, or decode tokens/s), one is chosen by
 ``decision.ordered_choice`` (the family's ``choose`` supplies its speed, size and quality keys),
 that one is re-timed against fp32 on its own in fresh sessions (``confirm``), and
@@ -15,14 +18,18 @@ written, and the words for why, stay the family's."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
+from onnxdeploy.progress import silent, track
 from onnxdeploy.quantize.decision import Verdict, judge
 from onnxdeploy.quantize.result import Attempt, Confirmation
 
 
 class Family(Protocol):
-    """What differs between kinds of candidate once they are scored."""
+    """What differs between kinds of candidate."""
+
+    def attempt(self, candidate) -> Attempt:
+        """``candidate`` built and scored against fp32 (an error row when it cannot be)."""
 
     def time(self, passing: list[Attempt]) -> list[Attempt]:
         """The passing attempts with their speed beside fp32 (``speedup``, ``speedup_ci``)."""
@@ -45,6 +52,24 @@ class Decision:
     verdict: Verdict
 
 
+def score(
+    family: Family,
+    candidates: Sequence,
+    *,
+    progress: Callable[[str], None] = silent,
+    label: str = "quantizing and scoring",
+) -> tuple[list[Attempt], list[str]]:
+    """Every candidate built and scored in order, and the names of the accuracy alternatives
+    (``rescue``) left untried because a candidate before them passed."""
+    attempts, skipped = [], []
+    for candidate in track(candidates, label=label, progress=progress):
+        if getattr(candidate, "rescue", False) and any(a.passed for a in attempts):
+            skipped.append(candidate.name)
+            continue
+        attempts.append(family.attempt(candidate))
+    return attempts, skipped
+
+
 def decide(family: Family, attempts: Sequence[Attempt], *, force: bool = False) -> Decision:
     """Time, choose, confirm and judge (see the module's words); ValueError when no attempt
     passed (the family says why, with every attempt, before asking)."""
@@ -60,4 +85,4 @@ def decide(family: Family, attempts: Sequence[Attempt], *, force: bool = False) 
     return Decision(attempts, chosen, confirmation, judge(chosen.config.goal, confirmation, force))
 
 
-__all__ = ["Decision", "Family", "decide"]
+__all__ = ["Decision", "Family", "decide", "score"]

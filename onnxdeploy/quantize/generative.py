@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -81,20 +81,74 @@ def _choose(passing: list[Attempt], positions: int | None = None) -> Attempt:
 
 @dataclass
 class _DecoderFamily:
-    """Decoders for ``quantize.engine``: the passing candidates' decode tokens/s and time to first
-    token measured beside fp32's in the same interleaved rounds (``lm_quality.timed``), the choice
-    by ``_choose`` (quality before size) among those timing cannot tell apart over ``positions``
-    scored tokens, confirmed against fp32 in fresh sessions (``lm_quality.confirmed``).
-    ``timing``: the batch, threads, prompt length and new tokens both use."""
+    """Decoders for ``quantize.engine``: each candidate applied by onnxruntime's quantizers into
+    ``folder`` and scored against the ``reference`` generator on ``sequences`` (agreement, KL,
+    greedy match, perplexity) under ``floor`` (min agreement %, max KL); the passing candidates'
+    decode tokens/s and time to first token measured beside fp32's in the same interleaved rounds
+    (``lm_quality.timed``), the choice by ``_choose`` (quality before size) among those timing
+    cannot tell apart, confirmed against fp32 in fresh sessions (``lm_quality.confirmed``).
+    ``timing``: the batch, threads, prompt length and new tokens both use; ``logs``: onnxruntime's
+    messages while quantizing, collected."""
 
     model_path: str
-    paths: dict[str, str]
-    signature: object
+    folder: Path
+    reference: object  # generate.Generator of the fp32 decoder
+    sequences: np.ndarray
+    floor: tuple[float, float]
     timing: dict
-    positions: int
+    logs: Collected
     progress: Callable[[str], None] = silent
+    paths: dict[str, str] = field(default_factory=dict)  # of the candidates built
+    fp32_perplexity: float | None = None  # once a candidate was scored
     fp32_decode_tokens_per_s: float | None = None  # once timed
     fp32_prefill_ms: float | None = None
+
+    @property
+    def signature(self):
+        return self.reference.signature
+
+    def attempt(self, candidate: LmCandidate) -> Attempt:
+        from onnxdeploy.generate import Generator
+        from onnxdeploy.onnx_io import file_bytes
+        from onnxdeploy.quantize.lm_quality import quality
+
+        nan = float("nan")
+        self.progress(f"quantizing: {candidate.name} ({candidate.describe()})")
+        path = str(self.folder / f"{candidate.name}.onnx")
+        try:
+            # onnxruntime logs a line per tensor (36 "Gather only supports 4 bits") and its
+            # k-quant prints a progress bar on stdout, where --json goes: collected, said once
+            with collected(self.logs):
+                apply_candidate(candidate, self.model_path, path)
+        except Exception as exc:  # noqa: BLE001 - reported as this candidate's error
+            error = f"{type(exc).__name__}: {str(exc)[:120]}"
+            return Attempt(candidate, nan, nan, nan, nan, False, error=error)
+        threads = self.timing["threads"]
+        scored = quality(
+            self.reference,
+            Generator(path, threads=threads, spinning=False),
+            self.sequences,
+            self.timing["prompt_length"],
+        )
+        self.fp32_perplexity = scored.reference_perplexity
+        min_agreement, max_kl = self.floor
+        rejected = (
+            f"agreement {scored.agreement:.1f}% < {min_agreement:g}%"
+            if scored.agreement < min_agreement
+            else f"KL {scored.kl:.3f} > {max_kl:g}" if scored.kl > max_kl else None
+        )
+        self.paths[candidate.name] = path
+        return Attempt(
+            candidate,
+            scored.agreement,
+            100.0 - scored.agreement,
+            nan,  # scored on tokens: no output SNR or cosine
+            nan,
+            rejected is None,
+            rejected=rejected,
+            bytes=file_bytes(path),
+            decoder=DecoderScores(scored.kl, scored.greedy_match, scored.perplexity),
+        )
 
     def time(self, passing: list[Attempt]) -> list[Attempt]:
         from onnxdeploy.quantize import lm_quality
@@ -120,7 +174,7 @@ class _DecoderFamily:
         return timed
 
     def choose(self, passing: list[Attempt]) -> Attempt:
-        return _choose(passing, positions=self.positions)
+        return _choose(passing, positions=int(self.sequences.size))
 
     def confirm(self, chosen: Attempt) -> Confirmation:
         from onnxdeploy.quantize import lm_quality
@@ -234,7 +288,7 @@ def quantize_decoder(
     from onnxdeploy.atomic import refuse_overwrite, scratch_dir
     from onnxdeploy.generate import Generator
     from onnxdeploy.onnx_io import data_files, file_bytes, model_files
-    from onnxdeploy.quantize.lm_quality import fp32_sequences, quality
+    from onnxdeploy.quantize.lm_quality import fp32_sequences
 
     refuse_overwrite([output, *data_files(output)], model_files(model_path))
     if not 0 <= min_agreement <= 100 or not max_kl >= 0:
@@ -250,61 +304,24 @@ def quantize_decoder(
         sequences = fp32_sequences(reference, prompt_length=prompt_length, new_tokens=new_tokens)
         source = "sequences fp32 generated from seeded prompts"
     logs = Collected()
-    fp32_perplexity = None
-    nan = float("nan")
     with scratch_dir("onnxdeploy-lm-quant-") as folder:
-        paths, attempts = {}, []
-        for candidate in candidates:
-            progress(f"quantizing: {candidate.name} ({candidate.describe()})")
-            path = folder / f"{candidate.name}.onnx"
-            try:
-                # onnxruntime logs a line per tensor (36 "Gather only supports 4 bits") and its
-                # k-quant prints a progress bar on stdout, where --json goes: collected, said once
-                with collected(logs):
-                    apply_candidate(candidate, model_path, str(path))
-            except Exception as exc:  # noqa: BLE001 - reported as this candidate's error
-                error = f"{type(exc).__name__}: {str(exc)[:120]}"
-                attempts.append(Attempt(candidate, nan, nan, nan, nan, False, error=error))
-                continue
-            scored = quality(
-                reference,
-                Generator(str(path), threads=target_threads, spinning=False),
-                sequences,
-                prompt_length,
-            )
-            fp32_perplexity = scored.reference_perplexity
-            rejected = (
-                f"agreement {scored.agreement:.1f}% < {min_agreement:g}%"
-                if scored.agreement < min_agreement
-                else f"KL {scored.kl:.3f} > {max_kl:g}" if scored.kl > max_kl else None
-            )
-            paths[candidate.name] = path
-            attempts.append(
-                Attempt(
-                    candidate,
-                    scored.agreement,
-                    100.0 - scored.agreement,
-                    nan,  # scored on tokens: no output SNR or cosine
-                    nan,
-                    rejected is None,
-                    rejected=rejected,
-                    bytes=file_bytes(path),
-                    decoder=DecoderScores(scored.kl, scored.greedy_match, scored.perplexity),
-                )
-            )
         family = _DecoderFamily(
             model_path,
-            {name: str(path) for name, path in paths.items()},
-            reference.signature,
+            folder,
+            reference,
+            sequences,
+            (min_agreement, max_kl),
             dict(
                 batch=target_batch,
                 threads=target_threads,
                 prompt_length=prompt_length,
                 new_tokens=new_tokens,
             ),
-            positions=int(sequences.size),
+            logs,
             progress=progress,
         )
+        attempts, _ = engine.score(family, candidates, progress=progress)
+        paths, fp32_perplexity = family.paths, family.fp32_perplexity
 
         def result(chosen: str, reason: str, confirmation=None) -> QuantizeResult:
             floor = DecoderFloor(

@@ -183,19 +183,12 @@ def _remote_candidate(config: Candidate, bundle: dict) -> tuple:
         return attempt, (model_files(out) if attempt.error is None else None), logs
 
 
-def score_candidates(
-    state: SearchState, tries: list[Candidate], acceptance: Acceptance, progress, ray=None
+def score_on_cluster(
+    state: SearchState, tries: list[Candidate], acceptance: Acceptance, progress, ray
 ) -> None:
-    """Score every candidate: one after another, or as parallel tasks on a Ray cluster (``ray``)."""
-    from onnxdeploy.progress import track
-
-    if ray is None:
-        for config in track(tries, label="calibrating and scoring", progress=progress):
-            if config.rescue and any(a.passed for a in state.attempts):
-                state.skipped.append(config.name)
-                continue
-            state.attempt(config, acceptance, progress)
-        return
+    """Score every candidate as parallel tasks on a Ray cluster (``ray``): the first candidates
+    at once, then the accuracy alternatives only if none of them passed (here, without a cluster,
+    ``quantize.engine.score`` goes one by one)."""
     from onnxdeploy.cluster.fanout import fan_out
     from onnxdeploy.cluster.timer import model_files, write_files
 
