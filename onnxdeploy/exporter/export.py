@@ -416,18 +416,18 @@ def export(
     from onnxdeploy.exporter import tasks
 
     task = "default" if module is not None and task == "auto" else tasks.resolve_task(model, task)
+    plain = dict(
+        input_shapes=input_shapes,
+        inputs=inputs,
+        dynamic_batch=dynamic_batch,
+        exporter=exporter,
+        atol=atol,
+        rtol=rtol,
+        module=module,
+    )
     if task in tasks.GENERATIVE:
-        given = dict(
-            input_shapes=input_shapes,
-            inputs=inputs,
-            dynamic_batch=dynamic_batch,
-            exporter=exporter,
-            atol=atol,
-            rtol=rtol,
-            module=module,
-        )
         for name, default in _PLAIN_ONLY.items():
-            if given[name] != default:
+            if plain[name] != default:
                 raise UserError(
                     f"{name} does not apply to task {task}: its inputs, dynamic axes and exporter "
                     "are the task's own, and its parity is greedy tokens step by step",
@@ -443,22 +443,16 @@ def export(
         )
     if task == "feature-extraction":
         refuse_export_overwrite(model, output, checkpoint)  # before the weights load
-        module, named = tasks.feature_extractor(model)
-        inputs = inputs or named
+        plain["module"], named = tasks.feature_extractor(model)
+        plain["inputs"] = inputs or named
     return export_plain(
         model,
         output,
         checkpoint=checkpoint,
-        input_shapes=input_shapes,
-        inputs=inputs,
-        dynamic_batch=dynamic_batch,
         opset=opset,
-        exporter=exporter,
-        atol=atol,
-        rtol=rtol,
-        module=module,
         announce=announce,
         progress=progress,
+        **plain,
     )
 
 
