@@ -10,7 +10,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from onnxdeploy.errors import UserError
+from onnxdeploy.errors import CheckFailed, UserError
 
 pytestmark = pytest.mark.extra
 transformers = pytest.importorskip("transformers")
@@ -652,6 +652,43 @@ def _t5():
             initializer_factor=8.0,
         )
     )
+
+
+def test_an_encoder_decoder_is_written_only_once_it_generates_as_transformers(
+    tmp_path, monkeypatch
+):
+    """As a decoder's export: the graphs are written and verified in a folder beside the output
+    and moved to their names only when their tokens equal transformers'; otherwise nothing takes
+    those names and the graphs are kept as parity-failed copies whose JSON names them (it wrote
+    unverified graphs under the output's names and exited 1)."""
+    from onnxdeploy.exporter import seq2seq
+    from onnxdeploy.exporter.generation_parity import GenerationParity
+    from onnxdeploy.generate.seq2seq import Seq2SeqGenerator
+
+    torch.manual_seed(0)
+    module = _t5()
+    done = seq2seq.export_seq2seq(module, "t5", tmp_path / "ok.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "ok.decoder.onnx",
+        "ok.encoder.onnx",
+        "ok.json",
+    ]
+    assert done.manifest == str(tmp_path / "ok.json") and done.parity.tokens_equal
+    monkeypatch.setattr(
+        seq2seq, "seq2seq_parity", lambda *a, **k: GenerationParity(16, 2, False, (1, 3))
+    )
+    with pytest.raises(CheckFailed, match="DIFFER at input 1, step 3; nothing written") as caught:
+        seq2seq.export_seq2seq(module, "t5", tmp_path / "bad.onnx")
+    assert not caught.value.result.parity.tokens_equal
+    names = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("bad"))
+    assert names == [
+        "bad.parity-failed.decoder.onnx",
+        "bad.parity-failed.encoder.onnx",
+        "bad.parity-failed.json",
+    ]
+    kept = Seq2SeqGenerator(str(tmp_path / "bad.parity-failed.json"))  # its JSON names its graphs
+    assert kept.info["encoder"] == "bad.parity-failed.encoder.onnx"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
 
 
 def test_t5_exports_as_encoder_and_decoder_and_generates_like_transformers(cli, tmp_path):

@@ -480,3 +480,20 @@ def test_both_generators_open_from_what_export_wrote_and_stream_their_tokens(tmp
         generator.check_prompts([prompt], 6)
         result = generator.generate([prompt], 6, on_token=lambda row, t: seen.append((row, t)))
         assert seen == [(0, t) for t in result.tokens[0]] and result.tokens[0][-1] == EOS
+
+
+def test_cache_names_have_one_home_for_both_families():
+    from onnxdeploy.generate.signature import kv_names
+
+    assert kv_names("past", 2) == [
+        "past_key_values.0.key",
+        "past_key_values.0.value",
+        "past_key_values.1.key",
+        "past_key_values.1.value",
+    ]
+    assert kv_names("present", 1, "encoder") == ["present.0.encoder.key", "present.0.encoder.value"]
+    # the hand-made graphs above carry exactly these names, which the generators feed
+    names = {i.name for i in _seq2seq_decoder().graph.input}
+    assert names >= set(kv_names("past", LAYERS, "decoder") + kv_names("past", LAYERS, "encoder"))
+    outputs = [o.name for o in _encoder().graph.output]
+    assert outputs[1:] == kv_names("present", LAYERS, "encoder")

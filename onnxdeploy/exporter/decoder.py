@@ -27,6 +27,7 @@ from onnxdeploy.schemas import tagged
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.onnx_io import data_files
 from onnxdeploy.exporter.decoder_graph import DecoderGraph
+from onnxdeploy.generate.signature import kv_names
 from onnxdeploy.exporter.generation_parity import (
     PARITY_STEPS,
     PROMPT_LENGTHS,
@@ -161,8 +162,7 @@ def _with_past(module, fused_attention: bool = False):
 
 
 def _names(layers: int) -> tuple[list[str], list[str], dict]:
-    past = [f"past_key_values.{i}.{k}" for i in range(layers) for k in ("key", "value")]
-    present = [f"present.{i}.{k}" for i in range(layers) for k in ("key", "value")]
+    past, present = kv_names("past", layers), kv_names("present", layers)
     inputs = ["input_ids", "attention_mask", "position_ids", *past]
     outputs = ["logits", *present]
     axes = {

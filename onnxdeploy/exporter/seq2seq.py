@@ -13,14 +13,17 @@ Both go through ``transformers``' own ``EncoderDecoderCache``.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from onnxdeploy.atomic import refuse_overwrite, staging_dir, write_json
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.exporter.generation_parity import GenerationParity, seq2seq_parity
 from onnxdeploy.generate.manifest import SCHEMA
+from onnxdeploy.generate.signature import kv_names
 from onnxdeploy.onnx_io import data_files
 from onnxdeploy.schemas import tagged
 from onnxdeploy.progress import silent
@@ -159,10 +162,28 @@ def _paths(output: str | Path) -> tuple[Path, Path, Path]:
     )
 
 
+def _failed(output: str | Path) -> Path:
+    """What the parity-failed copies are named for: ``<stem>.parity-failed.onnx``, as a
+    decoder's."""
+    output = Path(output)
+    stem = output.name[: -len(".onnx")] if output.name.endswith(".onnx") else output.name
+    return output.with_name(f"{stem}.parity-failed.onnx")
+
+
 def seq2seq_outputs(output: str | Path) -> list[Path]:
-    """Every file ``export_seq2seq`` may write for ``output`` (external data included)."""
-    encoder, decoder, manifest = _paths(output)
-    return [encoder, decoder, manifest, *data_files(encoder, decoder)]
+    """Every file ``export_seq2seq`` may write for ``output``: the two graphs and their JSON,
+    their parity-failed copies, external data."""
+    written = [*_paths(output), *_paths(_failed(output))]
+    graphs = [p for p in written if p.suffix == ".onnx"]
+    return [*written, *data_files(*graphs)]
+
+
+def _publish(staged: tuple[Path, Path, Path], target: tuple[Path, Path, Path], manifest: dict):
+    """The staged graphs moved to ``target``'s names (same filesystem: atomic each), then the
+    JSON naming them written last, so a manifest never names a graph that is not there yet."""
+    for source, destination in zip(staged[:2], target[:2]):
+        os.replace(source, destination)
+    write_json(target[2], {**manifest, "encoder": target[0].name, "decoder": target[1].name})
 
 
 def export_seq2seq(
@@ -175,12 +196,20 @@ def export_seq2seq(
 ) -> Seq2SeqExport:
     """Write ``<stem>.encoder.onnx``, ``<stem>.decoder.onnx`` and ``<stem>.json`` beside ``output``
     and verify them by generating; CheckFailed when the tokens differ."""
+    refuse_overwrite(seq2seq_outputs(output), [])
+    with staging_dir(output) as stage:  # beside the output; removed whatever happens
+        return _export_staged(module, reference, Path(output), stage, opset, progress)
+
+
+def _export_staged(
+    module, reference: str, output: Path, stage: Path, opset: int | None, progress
+) -> Seq2SeqExport:
+    """``export_seq2seq`` with the graphs written and verified in ``stage``, moved to their names
+    only when they generate as ``transformers`` does (else kept as parity-failed copies)."""
     import torch
 
-    from onnxdeploy.atomic import refuse_overwrite, write_json
-
-    encoder_path, decoder_path, manifest_path = _paths(output)
-    refuse_overwrite(seq2seq_outputs(output), [])
+    final = _paths(output)
+    encoder_path, decoder_path, manifest_path = _paths(stage / output.name)
     started = time.perf_counter()
     module = module.eval()
     layers, heads, head_dim = _layout(module.config)
@@ -188,7 +217,7 @@ def export_seq2seq(
     encoder, decoder = _wrappers(module)
     features, mask = _example(module)
     batch, source = features.shape[0], None
-    cross_names = [f"present.{i}.encoder.{k}" for i in range(layers) for k in ("key", "value")]
+    cross_names = kv_names("present", layers, "encoder")
     enc_inputs = [main] + (["attention_mask"] if mask is not None else [])
     enc_axes = {
         main: {0: "batch"} | ({1: "encoder_sequence"} if main == "input_ids" else {}),
@@ -226,7 +255,7 @@ def export_seq2seq(
                 for side in ("decoder", "encoder")
                 for k in ("key", "value")
             ]
-            present = [f"present.{i}.decoder.{k}" for i in range(layers) for k in ("key", "value")]
+            present = kv_names("present", layers, "decoder")
             dec_axes = {
                 "input_ids": {0: "batch", 1: "sequence"},
                 "encoder_attention_mask": {0: "batch", 1: "encoder_sequence"},
@@ -259,10 +288,8 @@ def export_seq2seq(
                 opset_version=opset or 17,
                 dynamo=False,
             )
-    except Exception as exc:  # noqa: BLE001 - say which part failed
+    except Exception as exc:  # noqa: BLE001 - say which part failed (the stage goes with it)
         part = "decoder" if encoder_path.exists() else "encoder"
-        encoder_path.unlink(missing_ok=True)
-        decoder_path.unlink(missing_ok=True)
         raise UserError(
             f"{reference}: the {part} could not be exported ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
         ) from exc
@@ -288,16 +315,24 @@ def export_seq2seq(
     progress("generation parity vs transformers generate")
     parity = seq2seq_parity(module, manifest_path)
     result = Seq2SeqExport(
-        str(encoder_path),
-        str(decoder_path),
-        str(manifest_path),
+        str(final[0]),
+        str(final[1]),
+        str(final[2]),
         module.config.model_type,
         layers,
         parity,
         time.perf_counter() - started,
     )
+    staged = (encoder_path, decoder_path, manifest_path)
     if not parity.tokens_equal:
-        raise CheckFailed(f"{manifest_path}: {str(result).splitlines()[1]}", result=result)
+        failed = _paths(_failed(output))
+        _publish(staged, failed, manifest)
+        raise CheckFailed(
+            f"{final[2]}: {str(result).splitlines()[1]}; nothing written under its names, the "
+            f"graphs kept as {failed[2].name} (+ its encoder and decoder)",
+            result=result,
+        )
+    _publish(staged, final, manifest)
     return result
 
 

@@ -15,6 +15,7 @@ from onnxdeploy.errors import UserError
 from onnxdeploy.generate.tokens import GenerationResult, TokenLoop
 from onnxdeploy.generate.manifest import check_graphs, read_manifest
 from onnxdeploy.generate.sampling import Sampling, choose
+from onnxdeploy.generate.signature import kv_names
 from onnxdeploy.runtime.sessions import onnxruntime_failures
 
 
@@ -82,9 +83,11 @@ class Seq2SeqGenerator:
             "encoder_hidden_states": values["encoder_hidden_states"],
             "encoder_attention_mask": mask,
         }
-        for i in range(self.info["layers"]):
-            for kind in ("key", "value"):
-                feeds[f"past_key_values.{i}.encoder.{kind}"] = values[f"present.{i}.encoder.{kind}"]
+        layers = self.info["layers"]
+        for past, present in zip(
+            kv_names("past", layers, "encoder"), kv_names("present", layers, "encoder")
+        ):
+            feeds[past] = values[present]
         return feeds, out[0].shape[0]
 
     def generate(
@@ -110,9 +113,8 @@ class Seq2SeqGenerator:
         layers, heads, head_dim = self.info["layers"], self.info["heads"], self.info["head_dim"]
         empty = np.zeros((batch, heads, 0, head_dim), np.float32)
         own = {
-            f"past_key_values.{i}.decoder.{k}": ort.OrtValue.ortvalue_from_numpy(empty)
-            for i in range(layers)
-            for k in ("key", "value")
+            name: ort.OrtValue.ortvalue_from_numpy(empty)
+            for name in kv_names("past", layers, "decoder")
         }
         token = np.full((batch, 1), self.info["decoder_start_token_id"], np.int64)
         rng = np.random.default_rng(sampling.seed)

@@ -33,12 +33,21 @@ class DecoderSignature:
     logits_to_keep: bool = False  # takes how many last positions get logits (exporter.logits)
 
     def past_names(self) -> list[str]:
-        return [
-            f"past_key_values.{i}.{kind}" for i in range(self.layers) for kind in ("key", "value")
-        ]
+        return kv_names("past", self.layers)
 
     def present_names(self) -> list[str]:
-        return [f"present.{i}.{kind}" for i in range(self.layers) for kind in ("key", "value")]
+        return kv_names("present", self.layers)
+
+
+def kv_names(kind: str, layers: int, side: str | None = None) -> list[str]:
+    """A KV cache's names, optimum's, layer by layer, key before value: ``past_key_values.{i}.key``
+    (``kind`` "past", an input) or ``present.{i}.key`` ("present", an output); an encoder-decoder's
+    carry its ``side`` after the layer ("decoder": its own cache, "encoder": the cross-attention's).
+    The one home of these names: both exports write them, both generators and the parity check
+    read them."""
+    prefix = {"past": "past_key_values", "present": "present"}[kind]
+    middle = f".{side}" if side else ""
+    return [f"{prefix}.{i}{middle}.{k}" for i in range(layers) for k in ("key", "value")]
 
 
 _DTYPES = {
