@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import json
 import logging
 import os
@@ -377,16 +378,9 @@ def refuse_export_overwrite(model: str, output: str | Path, checkpoint: str | No
     return failed
 
 
-# what a generative task does not take: its inputs, axes and exporter are its own
-_PLAIN_ONLY = {
-    "input_shapes": None,
-    "inputs": None,
-    "dynamic_batch": True,
-    "exporter": "auto",
-    "atol": 1e-4,
-    "rtol": 1e-4,
-    "module": None,
-}
+# what a generative task does not take: its inputs, axes and exporter are its own (each refused
+# when it differs from export_plain's default)
+_PLAIN_ONLY = ("input_shapes", "inputs", "dynamic_batch", "exporter", "atol", "rtol", "module")
 
 
 def export(
@@ -426,8 +420,9 @@ def export(
         module=module,
     )
     if task in tasks.GENERATIVE:
-        for name, default in _PLAIN_ONLY.items():
-            if plain[name] != default:
+        defaults = inspect.signature(export_plain).parameters
+        for name in _PLAIN_ONLY:
+            if plain[name] != defaults[name].default:
                 raise UserError(
                     f"{name} does not apply to task {task}: its inputs, dynamic axes and exporter "
                     "are the task's own, and its parity is greedy tokens step by step",

@@ -151,10 +151,15 @@ def _example(module, batch: int = 2):
     return torch.randint(3, config.vocab_size, (batch, 6)), torch.ones(batch, 6, dtype=torch.long)
 
 
+def _stem(output: Path) -> str:
+    """The name the files are written under: ``output``'s, less its ``.onnx``."""
+    return output.name[: -len(".onnx")] if output.name.endswith(".onnx") else output.name
+
+
 def _paths(output: str | Path) -> tuple[Path, Path, Path]:
     """(encoder, decoder, JSON) written beside ``output``: ``<stem>.encoder.onnx``..."""
     output = Path(output)
-    stem = output.name[: -len(".onnx")] if output.name.endswith(".onnx") else output.name
+    stem = _stem(output)
     return (
         output.with_name(f"{stem}.encoder.onnx"),
         output.with_name(f"{stem}.decoder.onnx"),
@@ -166,8 +171,7 @@ def _failed(output: str | Path) -> Path:
     """What the parity-failed copies are named for: ``<stem>.parity-failed.onnx``, as a
     decoder's."""
     output = Path(output)
-    stem = output.name[: -len(".onnx")] if output.name.endswith(".onnx") else output.name
-    return output.with_name(f"{stem}.parity-failed.onnx")
+    return output.with_name(f"{_stem(output)}.parity-failed.onnx")
 
 
 def seq2seq_outputs(output: str | Path) -> list[Path]:

@@ -64,8 +64,7 @@ class TokenLoop:
         on_token: Callable[[int, int], None] | None = None,
     ) -> None:
         self.tokens: list[list[int]] = [[] for _ in range(batch)]
-        self.done = np.zeros(batch, bool)  # for the graphs' feeds: ended rows get padding
-        self._ended = [False] * batch
+        self.done = np.zeros(batch, bool)  # for the graphs' feeds too: ended rows get padding
         self.first_ms = 0.0
         self.step_ms: list[float] = []
         self._eos = set(eos) if stop_at_eos else set()
@@ -89,14 +88,14 @@ class TokenLoop:
             self.first_ms = elapsed
         self._steps += 1
         for row, token in enumerate(chosen.tolist()):  # Python ints: a step costs microseconds
-            if self._ended[row]:
+            if self.done[row]:
                 continue
             self.tokens[row].append(token)
             if self._on_token:
                 self._on_token(row, token)
             if token in self._eos:
-                self._ended[row] = self.done[row] = True
-        return all(self._ended)
+                self.done[row] = True
+        return bool(self.done.all())
 
     def result(
         self, prompt_lengths, logits: tuple = (), kv_cache: str = "grown"

@@ -316,8 +316,11 @@ def _quantize_decoder(
     ``weights="int4"`` the int4 ones alone (it chose int8 dynamic where asked for int4)."""
     from dataclasses import fields
 
-    from onnxdeploy.quantize.generative import DEFAULT_CANDIDATES, quantize_decoder
-    from onnxdeploy.quantize.generative import token_sequences
+    from onnxdeploy.quantize.generative import (
+        DEFAULT_CANDIDATES,
+        quantize_decoder,
+        token_sequences,
+    )
 
     why = (
         f"does not apply to {model_path}, a decoder with a KV cache: its candidates are fixed and "

@@ -25,12 +25,14 @@ from typing import Callable
 
 import numpy as np
 
+from onnxdeploy.atomic import refuse_overwrite, scratch_dir
 from onnxdeploy.errors import CheckFailed, UserError
-from onnxdeploy.quantize import engine
+from onnxdeploy.generate import Generator
+from onnxdeploy.onnx_io import data_files, file_bytes, model_files
+from onnxdeploy.quantize import engine, isa, lm_quality
 from onnxdeploy.quantize.decision import SIMILAR, ordered_choice, score_noise, timing_verdict
 from onnxdeploy.quantize.lm_candidates import DEFAULT_CANDIDATES, LmCandidate, apply_candidate
 from onnxdeploy.quantize.ort_logs import Collected, collected
-from onnxdeploy.quantize.isa import decide, target_flags
 from onnxdeploy.quantize.result import (
     Attempt,
     Confirmation,
@@ -108,10 +110,6 @@ class _DecoderFamily:
         return self.reference.signature
 
     def attempt(self, candidate: LmCandidate) -> Attempt:
-        from onnxdeploy.generate import Generator
-        from onnxdeploy.onnx_io import file_bytes
-        from onnxdeploy.quantize.lm_quality import quality
-
         nan = float("nan")
         self.progress(f"quantizing: {candidate.name} ({candidate.describe()})")
         path = str(self.folder / f"{candidate.name}.onnx")
@@ -124,7 +122,7 @@ class _DecoderFamily:
             error = f"{type(exc).__name__}: {str(exc)[:120]}"
             return Attempt(candidate, nan, nan, nan, nan, False, error=error)
         threads = self.timing["threads"]
-        scored = quality(
+        scored = lm_quality.quality(
             self.reference,
             Generator(path, threads=threads, spinning=False),
             self.sequences,
@@ -151,8 +149,6 @@ class _DecoderFamily:
         )
 
     def time(self, passing: list[Attempt]) -> list[Attempt]:
-        from onnxdeploy.quantize import lm_quality
-
         self.progress(
             f"timing fp32 and {len(passing)} passing candidate(s): decode and prefill, interleaved"
         )
@@ -177,8 +173,6 @@ class _DecoderFamily:
         return _choose(passing, positions=int(self.sequences.size))
 
     def confirm(self, chosen: Attempt) -> Confirmation:
-        from onnxdeploy.quantize import lm_quality
-
         self.progress(f"confirming {chosen.config.name} against fp32 in fresh sessions")
         return lm_quality.confirmed(
             self.model_path, self.paths[chosen.config.name], self.signature, **self.timing
@@ -285,11 +279,6 @@ def quantize_decoder(
     """Try ``candidates`` on the decoder at ``model_path``; write the fastest that keeps the quality
     floor to ``output`` (the fp32 model when that one decodes measurably slower, unless ``force``);
     CheckFailed (carrying the result) when none keeps the floor."""
-    from onnxdeploy.atomic import refuse_overwrite, scratch_dir
-    from onnxdeploy.generate import Generator
-    from onnxdeploy.onnx_io import data_files, file_bytes, model_files
-    from onnxdeploy.quantize.lm_quality import fp32_sequences
-
     refuse_overwrite([output, *data_files(output)], model_files(model_path))
     if not 0 <= min_agreement <= 100 or not max_kl >= 0:
         raise UserError(
@@ -301,7 +290,9 @@ def quantize_decoder(
         _check_sequences(sequences, reference.signature)
     if sequences is None:
         progress("no text given: scoring on sequences fp32 generates from seeded prompts")
-        sequences = fp32_sequences(reference, prompt_length=prompt_length, new_tokens=new_tokens)
+        sequences = lm_quality.fp32_sequences(
+            reference, prompt_length=prompt_length, new_tokens=new_tokens
+        )
         source = "sequences fp32 generated from seeded prompts"
     logs = Collected()
     with scratch_dir("onnxdeploy-lm-quant-") as folder:
@@ -321,7 +312,6 @@ def quantize_decoder(
             progress=progress,
         )
         attempts, _ = engine.score(family, candidates, progress=progress)
-        paths, fp32_perplexity = family.paths, family.fp32_perplexity
 
         def result(chosen: str, reason: str, confirmation=None) -> QuantizeResult:
             floor = DecoderFloor(
@@ -331,7 +321,7 @@ def quantize_decoder(
                 source,
                 family.fp32_decode_tokens_per_s,
                 family.fp32_prefill_ms,
-                fp32_perplexity,
+                family.fp32_perplexity,
             )
             return QuantizeResult(
                 output,
@@ -341,7 +331,7 @@ def quantize_decoder(
                 fp32_score=100.0,
                 fp32_p50_ms=None,
                 attempts=tuple(attempts),
-                isa_reason=decide(target_flags(None)).reason,
+                isa_reason=isa.decide(isa.target_flags(None)).reason,
                 target_batch=target_batch,
                 target_threads=target_threads or default_threads(),
                 bytes_before=file_bytes(model_path),
@@ -378,7 +368,7 @@ def quantize_decoder(
             reason = f"kept fp32: {name}, the chosen candidate, {speed}; {why} (force overrides)"
             _write_fp32(model_path, output, f"{name}: {why}")
             return result("fp32", reason, confirmation)
-        _write(paths[name], output, chosen, min_agreement, max_kl, source)
+        _write(family.paths[name], output, chosen, min_agreement, max_kl, source)
         reason = (
             "as fast as the fastest and the most accurate within the floor (agreement "
             f"{chosen.score:.1f}% >= {min_agreement:g}%, KL {chosen.decoder.kl:.4f} <= "
