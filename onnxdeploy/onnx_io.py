@@ -254,45 +254,48 @@ def staged_model(
     """
     path = Path(path)
     with staging_dir(path) as stage:
-        folder = stage.parent
-        staged, data_name = stage / path.name, path.name + ".data"
-        large = external or is_large(model)
-        onnx.save_model(
-            model,
-            str(staged),
-            save_as_external_data=large,
-            all_tensors_to_one_file=True,
-            location=data_name,
-            size_threshold=1024,
-        )
+        staged = stage / path.name
+        write_model(model, staged, external=external)
         yield staged
-        stale = not large and (folder / data_name).is_file() and _uses_external(path)
-        if large:
-            publish(stage / data_name, folder / data_name)
-        publish(staged, path)
-        if (
-            stale
-        ):  # the model this one replaced kept its weights in <name>.data; nothing reads it now
-            (folder / data_name).unlink(missing_ok=True)
+        move_model(staged, path)
 
 
-def keep_failed(staged: Path, failed: Path) -> None:
-    """Keep a staged model that failed a check as ``failed`` for debugging (its external data
-    renamed
-    and pointed to along with it), atomically, replacing an older failed copy."""
+def write_model(model: onnx.ModelProto, path: Path, *, external: bool = False) -> None:
+    """Save ``model`` to ``path`` (a staging folder's file, not yet published): its tensors in
+    ``<name>.data`` beside it when it is large or with ``external``."""
+    large = external or is_large(model)
+    onnx.save_model(
+        model,
+        str(path),
+        save_as_external_data=large,
+        all_tensors_to_one_file=True,
+        location=path.name + ".data",
+        size_threshold=1024,
+    )
+
+
+def move_model(staged: Path, target: Path) -> None:
+    """Move a staged model file to ``target`` (under the umask's modes), its external data
+    first, renamed ``<target>.data`` and pointed to when the name changes (a parity-failed copy);
+    a ``<target>.data`` that the model it replaces read, and this one does not, is removed."""
+    target = Path(target)
+    data_name = target.name + ".data"
     model = onnx.load(str(staged), load_external_data=False)
-    data_name = failed.name + ".data"
-    moved = False
-    for tensor in _external_tensors(model):
-        for entry in tensor.external_data:
-            if entry.key == "location":
-                if not moved:
-                    os.replace(staged.parent / entry.value, failed.parent / data_name)
-                    moved = True
-                entry.value = data_name
-    if moved:
+    locations = {
+        e.value for t in _external_tensors(model) for e in t.external_data if e.key == "location"
+    }
+    stale = not locations and (target.parent / data_name).is_file() and _uses_external(target)
+    for location in locations:  # write_model writes one data file
+        publish(staged.parent / location, target.parent / data_name)
+    if locations and locations != {data_name}:
+        for tensor in _external_tensors(model):
+            for entry in tensor.external_data:
+                if entry.key == "location":
+                    entry.value = data_name
         onnx.save_model(model, str(staged))
-    os.replace(staged, failed)
+    publish(staged, target)
+    if stale:  # the model this one replaced kept its weights in <name>.data; nothing reads it now
+        (target.parent / data_name).unlink(missing_ok=True)
 
 
 def _uses_external(path: Path) -> bool:

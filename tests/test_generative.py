@@ -173,6 +173,37 @@ def test_each_route_that_cannot_be_taken_says_why_and_the_next_is_verified(tmp_p
     assert written == ["llama", *sorted(n for g in graphs for n in (g, g + ".data"))]
 
 
+def test_a_decoder_whose_tokens_differ_is_kept_as_a_parity_failed_copy_that_runs(
+    tmp_path, monkeypatch
+):
+    """The decoder goes through the export every generative family shares: tokens that differ
+    leave nothing under the output's name and the graph, with its external data renamed, as
+    ``<stem>.parity-failed.onnx``, still a decoder our generator runs."""
+    from onnxdeploy.exporter import decoder
+    from onnxdeploy.exporter.generation_parity import GenerationParity
+    from onnxdeploy.generate import Generator
+
+    _, model = _save(tmp_path, "llama")
+    monkeypatch.setattr(
+        decoder, "decoder_parity", lambda *a, **k: GenerationParity(16, 2, False, (0, 2), 0.5)
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(CheckFailed, match="DIFFER at prompt 0, step 2.*nothing written") as caught:
+        decoder.export_decoder(model, "llama", out / "m.onnx", fuse=False)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "m.parity-failed.onnx",
+        "m.parity-failed.onnx.data",
+    ]
+    result = caught.value.result
+    assert (
+        result.output == str(out / "m.parity-failed.onnx") and result.graph.route == "torchscript"
+    )
+    assert result.file_bytes == sum(p.stat().st_size for p in out.iterdir())
+    tokens = Generator(str(out / "m.parity-failed.onnx")).generate([[3, 4, 5]], 3).tokens
+    assert len(tokens[0]) == 3
+
+
 @pytest.mark.parametrize(
     "family, fuse, cache",
     [

@@ -1,7 +1,8 @@
 """Unit tests (no torch) of how model files are written and what reading one reads:
 ``onnx_io.save_model``'s external-data layout (a decoder's weights in ``<name>.data``), the stale
 data file a self-contained rewrite removes, ``model_files`` and the refusal of an output whose data
-file an input reads, and ``atomic.scratch_dir``."""
+file an input reads, ``move_model`` (a staged model and its data to another name), and
+``atomic.scratch_dir``."""
 
 import os
 
@@ -12,7 +13,15 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onnxdeploy.atomic import current_umask, refuse_overwrite, scratch_dir
 from onnxdeploy.errors import UserError
-from onnxdeploy.onnx_io import data_files, external_files, file_bytes, model_files, save_model
+from onnxdeploy.onnx_io import (
+    data_files,
+    external_files,
+    file_bytes,
+    model_files,
+    move_model,
+    save_model,
+    write_model,
+)
 
 
 def _matmul(seed: int = 0) -> onnx.ModelProto:
@@ -96,3 +105,50 @@ def test_scratch_dir_is_made_where_asked_and_removed_on_error(tmp_path):
             (folder / "part.bin").write_bytes(b"x")
             raise RuntimeError("interrupted")
     assert not folder.exists() and os.listdir(tmp_path) == []
+
+
+def _outputs(path) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"x": np.ones((1, 64), np.float32)})[0]
+
+
+def test_a_staged_model_moves_to_another_name_with_its_data_renamed_and_pointed_to(tmp_path):
+    """A parity-failed copy: the staged ``m.onnx`` + ``m.onnx.data`` become
+    ``m.failed.onnx`` + ``m.failed.onnx.data``, the graph reading the renamed data."""
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    write_model(_matmul(), stage / "m.onnx", external=True)
+    expected = _outputs(stage / "m.onnx")
+    move_model(stage / "m.onnx", tmp_path / "m.failed.onnx")
+    assert os.listdir(stage) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "m.failed.onnx",
+        "m.failed.onnx.data",
+        "stage",
+    ]
+    assert external_files(tmp_path / "m.failed.onnx") == ["m.failed.onnx.data"]
+    np.testing.assert_array_equal(_outputs(tmp_path / "m.failed.onnx"), expected)
+    for path in (tmp_path / "m.failed.onnx", tmp_path / "m.failed.onnx.data"):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~current_umask()
+
+
+def test_a_self_contained_model_replacing_one_with_data_removes_the_old_data(tmp_path):
+    save_model(_matmul(), tmp_path / "m.onnx", external=True)
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    write_model(_matmul(1), stage / "m.onnx")  # small, not external: one file
+    move_model(stage / "m.onnx", tmp_path / "m.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "stage"]
+    np.testing.assert_allclose(
+        _outputs(tmp_path / "m.onnx"),
+        np.ones((1, 64), np.float32) @ _weights(1)[0] + _weights(1)[1],
+        rtol=1e-5,
+        atol=1e-4,
+    )
+
+
+def _weights(seed: int):
+    model = _matmul(seed)
+    return [numpy_helper.to_array(t) for t in model.graph.initializer]

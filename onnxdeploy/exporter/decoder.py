@@ -16,24 +16,18 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 
+from onnxdeploy.exporter.decoder_graph import DecoderGraph
+from onnxdeploy.exporter.generation_parity import GenerationParity, decoder_parity
+from onnxdeploy.exporter.generative_task import GenerativeTask, Graph, Written, past_example
+from onnxdeploy.generate.signature import META_KEY, kv_names
+from onnxdeploy.onnx_io import file_bytes
 from onnxdeploy.progress import silent
 from onnxdeploy.schemas import tagged
-from onnxdeploy.errors import CheckFailed, UserError
-from onnxdeploy.onnx_io import data_files
-from onnxdeploy.exporter.decoder_graph import DecoderGraph
-from onnxdeploy.generate.signature import kv_names
-from onnxdeploy.exporter.generation_parity import (
-    PARITY_STEPS,
-    PROMPT_LENGTHS,
-    GenerationParity,
-    decoder_parity,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -186,16 +180,16 @@ def _pad_id(pad, eos, vocab: int) -> int:
     return 0
 
 
-def _metadata(module, reference: str, route: str) -> dict[str, str]:
-    import onnxdeploy
-
+def _generation_info(module) -> dict:
+    """What a generator needs to know beyond the graph: the task, vocabulary, end and padding
+    tokens, the cache's layout."""
     config = module.config
     generation = getattr(module, "generation_config", None)
     eos = getattr(generation, "eos_token_id", None) if generation else None
     eos = config.eos_token_id if eos is None else eos
     pad = getattr(generation, "pad_token_id", None) if generation else None
     layers, kv_heads, head_dim = cache_layout(config)
-    info = {
+    return {
         "task": "text-generation-with-past",
         "family": config.model_type,
         "vocab_size": config.vocab_size,
@@ -210,20 +204,68 @@ def _metadata(module, reference: str, route: str) -> dict[str, str]:
         "hidden_size": config.hidden_size,
         "bos_token_id": getattr(config, "bos_token_id", None),
     }
-    return {
-        "onnxdeploy.version": onnxdeploy.__version__,
-        "onnxdeploy.source": reference,
-        "onnxdeploy.exporter": route,
-        "onnxdeploy.generation": json.dumps(info),
-    }
 
 
-def decoder_outputs(output: str | Path) -> list[Path]:
-    """Every file ``export_decoder`` may write for ``output``: the model, its parity-failed copy,
-    their external data."""
-    output = Path(output)
-    failed = output.with_name(output.stem + ".parity-failed.onnx")
-    return [output, failed, *data_files(output, failed)]
+class DecoderTask(GenerativeTask):
+    """A causal LM as one graph with its KV cache (``text-generation-with-past``): traced with
+    past length 4 and 3 new tokens (batch 2), onnxruntime's fused ops unless ``fuse=False``, its
+    weights in external data (as onnxruntime-genai and optimum write decoders), the generation
+    settings in its metadata, ``logits_to_keep`` added; its parity is ``decoder_parity``."""
+
+    name = "text-generation-with-past"
+    needs = "a transformers causal LM (a *ForCausalLM with a config)"
+    opset = DECODER_OPSET
+    fuses = True
+    external = True
+
+    def fits(self, module) -> bool:
+        return is_causal_lm(module)
+
+    def files(self, output: Path) -> dict[str, Path]:
+        return {"decoder": Path(output)}
+
+    def graphs(self, module):
+        import torch
+
+        layers, kv_heads, head_dim = cache_layout(module.config)
+        batch, seq, past_len = 2, 3, 4
+        example = (
+            torch.randint(0, module.config.vocab_size, (batch, seq)),
+            torch.ones(batch, past_len + seq, dtype=torch.long),
+            torch.arange(past_len, past_len + seq).expand(batch, seq).contiguous(),
+            *past_example(batch, kv_heads, past_len, head_dim, 2 * layers),
+        )
+        yield Graph("decoder", functools.partial(_with_past, module), example, *_names(layers))
+
+    def finish(self, model) -> None:
+        from onnxdeploy.exporter.logits import add_logits_to_keep
+
+        add_logits_to_keep(model)  # a prefill then projects its last position only, when asked
+
+    def metadata(self, module, reference: str) -> dict[str, str]:
+        return {META_KEY: json.dumps(_generation_info(module))}
+
+    def parity(self, module, staged: dict[str, Path]) -> GenerationParity:
+        return decoder_parity(module, str(staged["decoder"]))
+
+    def result(self, module, reference: str, written: Written) -> DecoderExport:
+        graph, made = written.graphs["decoder"]
+        path = written.files["decoder"]
+        return DecoderExport(
+            str(path),
+            reference,
+            module.config.model_type,
+            *cache_layout(module.config),
+            tuple(graph.inputs),
+            tuple(graph.outputs),
+            written.parity,
+            file_bytes(path),
+            written.seconds,
+            made,
+        )
+
+
+DECODER = DecoderTask()
 
 
 def export_decoder(
@@ -238,71 +280,4 @@ def export_decoder(
     """Export the causal LM ``module`` with its KV cache to ``output`` and verify it by generating;
     CheckFailed (the graph kept as ``<name>.parity-failed.onnx``) when tokens differ. ``fuse``:
     onnxruntime's fused contrib ops where they match (``decoder_graph``); False: plain ONNX ops."""
-    import torch
-
-    from onnxdeploy.atomic import refuse_overwrite, scratch_dir
-    from onnxdeploy.exporter.decoder_graph import export_graph
-    from onnxdeploy.exporter.logits import add_logits_to_keep
-    from onnxdeploy.onnx_io import check_model_file, file_bytes, keep_failed, staged_model
-
-    output = Path(output)
-    failed = output.with_name(output.stem + ".parity-failed.onnx")
-    refuse_overwrite(decoder_outputs(output), [])
-    started = time.perf_counter()
-    module = module.eval()
-    layers, kv_heads, head_dim = cache_layout(module.config)
-    inputs, outputs, axes = _names(layers)
-    batch, seq, past_len = 2, 3, 4
-    example = (
-        torch.randint(0, module.config.vocab_size, (batch, seq)),
-        torch.ones(batch, past_len + seq, dtype=torch.long),
-        torch.arange(past_len, past_len + seq).expand(batch, seq).contiguous(),
-        *[torch.randn(batch, kv_heads, past_len, head_dim) for _ in range(2 * layers)],
-    )
-    progress(f"exporting {reference} with its KV cache ({layers} layers, {kv_heads} KV heads)")
-    try:
-        with scratch_dir("onnxdeploy-decoder-") as scratch:
-            model, graph = export_graph(
-                functools.partial(_with_past, module),
-                example,
-                (inputs, outputs, axes),
-                opset=opset or DECODER_OPSET,
-                fuse=fuse,
-                scratch=scratch,
-                progress=progress,
-            )
-    except Exception as exc:  # noqa: BLE001 - the exporter's own failure, named
-        raise UserError(
-            f"{reference}: the decoder could not be exported with a KV cache ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
-        ) from exc
-    add_logits_to_keep(model)  # a prefill then projects its last position only, when asked
-    for key, value in _metadata(module, reference, graph.route).items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    model.producer_name = "onnxdeploy"
-    with staged_model(model, output, external=True) as staged:
-        check_model_file(staged, output, full_check=False)
-        progress(
-            f"generation parity: {PARITY_STEPS} greedy steps from {len(PROMPT_LENGTHS)} prompts vs transformers"
-        )
-        parity = decoder_parity(module, str(staged))
-        result = DecoderExport(
-            str(output),
-            reference,
-            module.config.model_type,
-            layers,
-            kv_heads,
-            head_dim,
-            tuple(inputs),
-            tuple(outputs),
-            parity,
-            file_bytes(staged),
-            time.perf_counter() - started,
-            graph,
-        )
-        if not parity.tokens_equal:
-            keep_failed(staged, failed)
-            raise CheckFailed(
-                f"{output}: {str(result).splitlines()[1]}; kept as {failed}", result=result
-            )
-    return result
+    return DECODER.export(module, reference, output, opset=opset, fuse=fuse, progress=progress)

@@ -30,8 +30,8 @@ from onnxdeploy.onnx_io import (
     data_files,
     default_opset,
     file_bytes,
-    keep_failed,
     load_model,
+    move_model,
     staged_model,
 )
 from onnxdeploy.output_diff import CompareResult
@@ -574,7 +574,7 @@ def export_plain(
                 tuple(source.inputs),
             )
             if not parity:
-                keep_failed(staged, failed)
+                move_model(staged, failed)
                 raise CheckFailed(
                     f"{output}: parity check failed (max abs {parity.max_abs:.3e}, max rel "
                     f"{parity.max_rel:.3e}); nothing written to {output.name}, model kept as "

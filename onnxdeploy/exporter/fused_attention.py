@@ -220,7 +220,6 @@ def _attention(module, query, key, value, attention_mask, scaling=None, dropout=
     SDPA attention otherwise (no recording cache, logit softcapping, attention sinks, no additive
     mask). A query whose rotary was deferred to the op (``_deferred``) is rotated here when
     the op does not take it."""
-    import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     cache = _RECORDING.get()

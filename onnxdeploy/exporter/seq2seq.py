@@ -13,20 +13,23 @@ Both go through ``transformers``' own ``EncoderDecoderCache``.
 from __future__ import annotations
 
 import logging
-import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from onnxdeploy.atomic import refuse_overwrite, staging_dir, write_json
-from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.exporter.generation_parity import GenerationParity, seq2seq_parity
+from onnxdeploy.exporter.generative_task import (
+    MANIFEST,
+    GenerativeTask,
+    Graph,
+    Written,
+    past_example,
+    stem,
+)
 from onnxdeploy.generate.manifest import SCHEMA
 from onnxdeploy.generate.signature import kv_names
-from onnxdeploy.onnx_io import data_files
-from onnxdeploy.schemas import tagged
 from onnxdeploy.progress import silent
+from onnxdeploy.schemas import tagged
 
 logger = logging.getLogger(__name__)
 
@@ -141,53 +144,125 @@ def _wrappers(module):
     return Encoder().eval(), Decoder().eval()
 
 
-def _example(module, batch: int = 2):
-    import torch
+class Seq2SeqTask(GenerativeTask):
+    """An encoder-decoder as two graphs and the JSON connecting them
+    (``text2text-generation-with-past``): the encoder traced at batch 2 (6 tokens, or Whisper's
+    2 x ``max_source_positions`` feature frames), the decoder at one new token after a past of 3
+    with the encoder's own outputs as its cross-attention cache; TorchScript's plain ops, opset 17;
+    its parity is ``seq2seq_parity``."""
 
-    config = module.config
-    if _main_input(module) == "input_features":
-        frames = 2 * config.max_source_positions
-        return torch.randn(batch, config.num_mel_bins, frames), None
-    return torch.randint(3, config.vocab_size, (batch, 6)), torch.ones(batch, 6, dtype=torch.long)
+    name = "text2text-generation-with-past"
+    needs = "a transformers encoder-decoder (T5, BART, Whisper...)"
+
+    def fits(self, module) -> bool:
+        return is_seq2seq(module)
+
+    def files(self, output: Path) -> dict[str, Path]:
+        output = Path(output)
+        return {
+            role: output.with_name(f"{stem(output)}.{suffix}")
+            for role, suffix in (("encoder", "encoder.onnx"), ("decoder", "decoder.onnx"))
+        } | {MANIFEST: output.with_name(f"{stem(output)}.json")}
+
+    def graphs(self, module):
+        import torch
+
+        config = module.config
+        layers, heads, head_dim = _layout(config)
+        main = _main_input(module)
+        encoder, decoder = _wrappers(module)
+        batch = 2
+        if main == "input_features":
+            frames = 2 * config.max_source_positions
+            features, mask = torch.randn(batch, config.num_mel_bins, frames), None
+        else:
+            features = torch.randint(3, config.vocab_size, (batch, 6))
+            mask = torch.ones(batch, 6, dtype=torch.long)
+        cross = kv_names("present", layers, "encoder")
+        axes = {
+            main: {0: "batch"} | ({1: "encoder_sequence"} if main == "input_ids" else {}),
+            "encoder_hidden_states": {0: "batch", 1: "encoder_sequence"},
+            **{n: {0: "batch", 2: "encoder_sequence"} for n in cross},
+        }
+        inputs = [main]
+        if mask is not None:
+            axes["attention_mask"] = {0: "batch", 1: "encoder_sequence"}
+            inputs.append("attention_mask")
+        example = (features, mask) if mask is not None else (features,)
+        yield Graph(
+            "encoder", lambda _: encoder, example, inputs, ["encoder_hidden_states", *cross], axes
+        )
+        with torch.no_grad():
+            hidden, *cross_cache = encoder(*example)
+        own = past_example(batch, heads, 3, head_dim, 2 * layers)  # self-attention: past of 3
+        past = [
+            t
+            for i in range(layers)
+            for t in (own[2 * i], own[2 * i + 1], cross_cache[2 * i], cross_cache[2 * i + 1])
+        ]
+        names = [
+            f"past_key_values.{i}.{side}.{k}"
+            for i in range(layers)
+            for side in ("decoder", "encoder")
+            for k in ("key", "value")
+        ]
+        present = kv_names("present", layers, "decoder")
+        axes = {
+            "input_ids": {0: "batch", 1: "sequence"},
+            "encoder_attention_mask": {0: "batch", 1: "encoder_sequence"},
+            "encoder_hidden_states": {0: "batch", 1: "encoder_sequence"},
+            "logits": {0: "batch", 1: "sequence"},
+            **{
+                n: {0: "batch", 2: "encoder_sequence" if ".encoder." in n else "past_sequence"}
+                for n in names
+            },
+            **{n: {0: "batch", 2: "total_sequence"} for n in present},
+        }
+        example = (
+            torch.randint(3, config.vocab_size, (batch, 1)),
+            torch.ones(batch, hidden.shape[1], dtype=torch.long),
+            hidden,
+            *past,
+        )
+        inputs = ["input_ids", "encoder_attention_mask", "encoder_hidden_states", *names]
+        yield Graph("decoder", lambda _: decoder, example, inputs, ["logits", *present], axes)
+
+    def manifest(self, module) -> dict:
+        config, generation = module.config, module.generation_config
+        layers, heads, head_dim = _layout(config)
+        return {
+            "schema": SCHEMA,
+            "family": config.model_type,
+            "main_input": _main_input(module),
+            "layers": layers,
+            "heads": heads,
+            "head_dim": head_dim,
+            "vocab_size": config.vocab_size,
+            "decoder_start_token_id": config.decoder_start_token_id,
+            "eos_token_id": generation.eos_token_id,
+            "pad_token_id": generation.pad_token_id or 0,
+            "forced_bos_token_id": getattr(generation, "forced_bos_token_id", None),
+            "forced_eos_token_id": getattr(generation, "forced_eos_token_id", None),
+            "max_positions": getattr(config, "max_target_positions", None),
+        }
+
+    def parity(self, module, staged: dict[str, Path]) -> GenerationParity:
+        return seq2seq_parity(module, staged[MANIFEST])
+
+    def result(self, module, reference: str, written: Written) -> Seq2SeqExport:
+        files = written.files
+        return Seq2SeqExport(
+            str(files["encoder"]),
+            str(files["decoder"]),
+            str(files[MANIFEST]),
+            module.config.model_type,
+            _layout(module.config)[0],
+            written.parity,
+            written.seconds,
+        )
 
 
-def _stem(output: Path) -> str:
-    """The name the files are written under: ``output``'s, less its ``.onnx``."""
-    return output.name[: -len(".onnx")] if output.name.endswith(".onnx") else output.name
-
-
-def _paths(output: str | Path) -> tuple[Path, Path, Path]:
-    """(encoder, decoder, JSON) written beside ``output``: ``<stem>.encoder.onnx``..."""
-    output = Path(output)
-    stem = _stem(output)
-    return (
-        output.with_name(f"{stem}.encoder.onnx"),
-        output.with_name(f"{stem}.decoder.onnx"),
-        output.with_name(f"{stem}.json"),
-    )
-
-
-def _failed(output: str | Path) -> Path:
-    """What the parity-failed copies are named for: ``<stem>.parity-failed.onnx``, as a
-    decoder's."""
-    output = Path(output)
-    return output.with_name(f"{_stem(output)}.parity-failed.onnx")
-
-
-def seq2seq_outputs(output: str | Path) -> list[Path]:
-    """Every file ``export_seq2seq`` may write for ``output``: the two graphs and their JSON,
-    their parity-failed copies, external data."""
-    written = [*_paths(output), *_paths(_failed(output))]
-    graphs = [p for p in written if p.suffix == ".onnx"]
-    return [*written, *data_files(*graphs)]
-
-
-def _publish(staged: tuple[Path, Path, Path], target: tuple[Path, Path, Path], manifest: dict):
-    """The staged graphs moved to ``target``'s names (same filesystem: atomic each), then the
-    JSON naming them written last, so a manifest never names a graph that is not there yet."""
-    for source, destination in zip(staged[:2], target[:2]):
-        os.replace(source, destination)
-    write_json(target[2], {**manifest, "encoder": target[0].name, "decoder": target[1].name})
+SEQ2SEQ = Seq2SeqTask()
 
 
 def export_seq2seq(
@@ -199,145 +274,9 @@ def export_seq2seq(
     progress: Callable[[str], None] = silent,
 ) -> Seq2SeqExport:
     """Write ``<stem>.encoder.onnx``, ``<stem>.decoder.onnx`` and ``<stem>.json`` beside ``output``
-    and verify them by generating; CheckFailed when the tokens differ."""
-    refuse_overwrite(seq2seq_outputs(output), [])
-    with staging_dir(output) as stage:  # beside the output; removed whatever happens
-        return _export_staged(module, reference, Path(output), stage, opset, progress)
+    and verify them by generating; CheckFailed when the tokens differ (nothing under those names,
+    the files kept as ``<stem>.parity-failed.*``)."""
+    return SEQ2SEQ.export(module, reference, output, opset=opset, progress=progress)
 
 
-def _export_staged(
-    module, reference: str, output: Path, stage: Path, opset: int | None, progress
-) -> Seq2SeqExport:
-    """``export_seq2seq`` with the graphs written and verified in ``stage``, moved to their names
-    only when they generate as ``transformers`` does (else kept as parity-failed copies)."""
-    import torch
-
-    final = _paths(output)
-    encoder_path, decoder_path, manifest_path = _paths(stage / output.name)
-    started = time.perf_counter()
-    module = module.eval()
-    layers, heads, head_dim = _layout(module.config)
-    main = _main_input(module)
-    encoder, decoder = _wrappers(module)
-    features, mask = _example(module)
-    batch, source = features.shape[0], None
-    cross_names = kv_names("present", layers, "encoder")
-    enc_inputs = [main] + (["attention_mask"] if mask is not None else [])
-    enc_axes = {
-        main: {0: "batch"} | ({1: "encoder_sequence"} if main == "input_ids" else {}),
-        "encoder_hidden_states": {0: "batch", 1: "encoder_sequence"},
-        **{n: {0: "batch", 2: "encoder_sequence"} for n in cross_names},
-    }
-    if mask is not None:
-        enc_axes["attention_mask"] = {0: "batch", 1: "encoder_sequence"}
-    progress(f"exporting the {module.config.model_type} encoder (with the cross-attention cache)")
-    try:
-        with torch.no_grad():
-            torch.onnx.export(
-                encoder,
-                (features, mask) if mask is not None else (features,),
-                str(encoder_path),
-                input_names=enc_inputs,
-                output_names=["encoder_hidden_states", *cross_names],
-                dynamic_axes=enc_axes,
-                opset_version=opset or 17,
-                dynamo=False,
-            )
-            hidden, *cross = encoder(features, mask)
-            source = hidden.shape[1]
-            past = []
-            for i in range(layers):
-                past += [
-                    torch.randn(batch, heads, 3, head_dim),
-                    torch.randn(batch, heads, 3, head_dim),
-                    cross[2 * i],
-                    cross[2 * i + 1],
-                ]
-            names = [
-                f"past_key_values.{i}.{side}.{k}"
-                for i in range(layers)
-                for side in ("decoder", "encoder")
-                for k in ("key", "value")
-            ]
-            present = kv_names("present", layers, "decoder")
-            dec_axes = {
-                "input_ids": {0: "batch", 1: "sequence"},
-                "encoder_attention_mask": {0: "batch", 1: "encoder_sequence"},
-                "encoder_hidden_states": {0: "batch", 1: "encoder_sequence"},
-                "logits": {0: "batch", 1: "sequence"},
-                **{
-                    n: {0: "batch", 2: "encoder_sequence" if ".encoder." in n else "past_sequence"}
-                    for n in names
-                },
-                **{n: {0: "batch", 2: "total_sequence"} for n in present},
-            }
-            progress(f"exporting the {module.config.model_type} decoder with its KV cache")
-            torch.onnx.export(
-                decoder,
-                (
-                    torch.randint(3, module.config.vocab_size, (batch, 1)),
-                    torch.ones(batch, source, dtype=torch.long),
-                    hidden,
-                    *past,
-                ),
-                str(decoder_path),
-                input_names=[
-                    "input_ids",
-                    "encoder_attention_mask",
-                    "encoder_hidden_states",
-                    *names,
-                ],
-                output_names=["logits", *present],
-                dynamic_axes=dec_axes,
-                opset_version=opset or 17,
-                dynamo=False,
-            )
-    except Exception as exc:  # noqa: BLE001 - say which part failed (the stage goes with it)
-        part = "decoder" if encoder_path.exists() else "encoder"
-        raise UserError(
-            f"{reference}: the {part} could not be exported ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
-        ) from exc
-    generation = module.generation_config
-    manifest = {
-        "schema": SCHEMA,
-        "family": module.config.model_type,
-        "encoder": encoder_path.name,
-        "decoder": decoder_path.name,
-        "main_input": main,
-        "layers": layers,
-        "heads": heads,
-        "head_dim": head_dim,
-        "vocab_size": module.config.vocab_size,
-        "decoder_start_token_id": module.config.decoder_start_token_id,
-        "eos_token_id": generation.eos_token_id,
-        "pad_token_id": generation.pad_token_id or 0,
-        "forced_bos_token_id": getattr(generation, "forced_bos_token_id", None),
-        "forced_eos_token_id": getattr(generation, "forced_eos_token_id", None),
-        "max_positions": getattr(module.config, "max_target_positions", None),
-    }
-    write_json(manifest_path, manifest)
-    progress("generation parity vs transformers generate")
-    parity = seq2seq_parity(module, manifest_path)
-    result = Seq2SeqExport(
-        str(final[0]),
-        str(final[1]),
-        str(final[2]),
-        module.config.model_type,
-        layers,
-        parity,
-        time.perf_counter() - started,
-    )
-    staged = (encoder_path, decoder_path, manifest_path)
-    if not parity.tokens_equal:
-        failed = _paths(_failed(output))
-        _publish(staged, failed, manifest)
-        raise CheckFailed(
-            f"{final[2]}: {str(result).splitlines()[1]}; nothing written under its names, the "
-            f"graphs kept as {failed[2].name} (+ its encoder and decoder)",
-            result=result,
-        )
-    _publish(staged, final, manifest)
-    return result
-
-
-__all__ = ["SCHEMA", "Seq2SeqExport", "export_seq2seq", "is_seq2seq"]
+__all__ = ["SCHEMA", "SEQ2SEQ", "Seq2SeqExport", "Seq2SeqTask", "export_seq2seq", "is_seq2seq"]

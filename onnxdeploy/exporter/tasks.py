@@ -5,22 +5,15 @@ model's hidden states."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from onnxdeploy.errors import UserError
 from onnxdeploy.atomic import refuse_overwrite
-from onnxdeploy.exporter.decoder import (
-    TASKS,
-    decoder_outputs,
-    export_decoder,
-    is_causal_lm,
-    is_causal_lm_class,
-)
+from onnxdeploy.exporter.decoder import DECODER, TASKS, is_causal_lm_class
 from onnxdeploy.exporter.export import check_opset
 from onnxdeploy.exporter.hf import is_hf
-from onnxdeploy.exporter.seq2seq import export_seq2seq, is_seq2seq, seq2seq_outputs
+from onnxdeploy.exporter.seq2seq import SEQ2SEQ
 from onnxdeploy.exporter.source import files_read
 from onnxdeploy.progress import silent
 
@@ -53,42 +46,8 @@ def _module(model: str, checkpoint: str | None):
     return load_source(model, checkpoint=checkpoint, input_shapes=[(1, 8)]).module
 
 
-@dataclass(frozen=True)
-class GenerativeTask:
-    """A generative export's family, the one description the export, its check and generation
-    read: which modules it takes (``fits``; ``needs`` says it in words), the exporter that writes
-    the graphs and verifies them by generating greedy tokens against ``transformers``
-    (``exporter.generation_parity``), every file it may write for an output path, and whether it
-    takes ``fuse``. What it writes opens with ``generate.open_generator``."""
-
-    name: str
-    fits: Callable[[object], bool]
-    needs: str
-    export: Callable
-    writes: Callable[[str | Path], list[Path]]
-    fuses: bool = False
-
-
-GENERATIVE = {
-    task.name: task
-    for task in (
-        GenerativeTask(
-            "text-generation-with-past",
-            is_causal_lm,
-            "a transformers causal LM (a *ForCausalLM with a config)",
-            export_decoder,
-            decoder_outputs,
-            fuses=True,
-        ),
-        GenerativeTask(
-            "text2text-generation-with-past",
-            is_seq2seq,
-            "a transformers encoder-decoder (T5, BART, Whisper...)",
-            export_seq2seq,
-            seq2seq_outputs,
-        ),
-    )
-}
+# the generative families, each a ``GenerativeTask`` (``exporter.generative_task``)
+GENERATIVE = {task.name: task for task in (DECODER, SEQ2SEQ)}
 
 
 def export_generative(
@@ -115,8 +74,7 @@ def export_generative(
     module = _module(model, checkpoint)
     if not family.fits(module):
         raise UserError(f"{model}: --task {task} needs {family.needs}; got {type(module).__name__}")
-    options = {"fuse": fuse} if family.fuses else {}
-    return family.export(module, model, output, opset=opset, progress=progress, **options)
+    return family.export(module, model, output, opset=opset, fuse=fuse, progress=progress)
 
 
 def feature_extractor(model: str):
