@@ -47,6 +47,27 @@ def test_per_image_outputs_export_with_a_static_batch_and_parity(tmp_path):
         "output_0.labels",
     ]
     assert any("one set of outputs per sample" in m for m in seen)
+    assert result.task == "detection" and "(detection) ->" in str(result)
+    seen.clear()  # an example of 2 images is found as one too (it was probed at its own batch)
+    result = export(
+        "detector",
+        tmp_path / "two.onnx",
+        module=TinyDetector(),
+        input_shapes=[(2, 3, 16, 16)],
+        announce=seen.append,
+    )
+    assert result.task == "detection" and result.parity_batches == (2,) and result.parity
+    assert not result.dynamic_batch and any("static batch of 2" in m for m in seen)
+    seen.clear()  # asked for a static batch: the same family, nothing to say
+    result = export(
+        "detector",
+        tmp_path / "static.onnx",
+        module=TinyDetector(),
+        input_shapes=[(1, 3, 16, 16)],
+        dynamic_batch=False,
+        announce=seen.append,
+    )
+    assert result.task == "detection" and result.parity_batches == (1,) and not seen
 
 
 def test_tied_detections_compare_as_a_set():

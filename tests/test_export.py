@@ -21,6 +21,7 @@ def test_every_zoo_model_exports_with_parity(name, tmp_path):
     assert result.parity, str(result.parity)
     assert result.parity.max_abs < 1e-4
     assert result.parity_batches == (1, 7)
+    assert result.task == ("vision" if len(ZOO[name].input_shape) == 3 else "custom")
     onnx.checker.check_model(str(out), full_check=True)
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert meta["onnxdeploy.source"] == name
@@ -39,7 +40,7 @@ def test_dynamic_batch_runs_at_1_7_and_32(tmp_path):
 def test_static_export_fixes_the_batch(tmp_path):
     out = tmp_path / "s.onnx"
     result = export("mlp", out, dynamic_batch=False, input_shapes=[(4, 64)])
-    assert result.parity_batches == (4,)
+    assert result.parity_batches == (4,) and result.task == "custom"
     dims = onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_value for d in dims] == [4, 64]
 

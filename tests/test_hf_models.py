@@ -1,5 +1,6 @@
 """Hugging Face models (tiny random-init configs saved with save_pretrained: nothing is downloaded)
-through export: raw ModelOutputs, hf: references, derived typed inputs, dynamic batch and sequence."""
+through export: raw ModelOutputs, hf: references, derived typed inputs, dynamic batch and sequence.
+"""
 
 import json
 
@@ -20,6 +21,7 @@ def test_hf_text_model_exports_with_dynamic_batch_and_sequence(cli, tiny_bert, t
     report = json.loads(out)
     names = [i["name"] for i in report["inputs"]]
     assert names == ["input_ids", "attention_mask", "token_type_ids"]
+    assert report["task"] == "encoder"
     assert report["parity"]["passed"] and [o["name"] for o in report["parity"]["outputs"]] == [
         "logits"
     ]
@@ -51,6 +53,7 @@ def test_hf_image_reference_derives_pixel_values(cli, tiny_vit):
     assert report["inputs"] == [
         {"name": "pixel_values", "dtype": "float32", "shape": [1, 3, 32, 32], "dynamic_axes": []}
     ]
+    assert report["task"] == "vision"
 
 
 def test_hf_reference_errors_are_exit_2(cli, tmp_path):

@@ -23,7 +23,8 @@ from onnxdeploy.data.specs import default_input_names
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.exporter.inputs import ExportInput, float_inputs
 from onnxdeploy.models.outputs import is_tensor, flat_module, flatten_outputs
-from onnxdeploy.exporter.parity import check_parity, parity_cases
+from onnxdeploy.exporter.parity import check_parity
+from onnxdeploy.exporter.plain_tasks import call, example_inputs, plain_task, token_bound
 from onnxdeploy.exporter.source import ModelSource, files_read, load_source
 from onnxdeploy.onnx_io import (
     check_model_file,
@@ -59,6 +60,7 @@ class ExportResult:
     seconds: float
     fallback_reason: str = ""
     inputs: tuple = ()  # ExportInput: name, dtype, example shape, dynamic axes
+    task: str = "custom"  # the plain graph's family (plain_tasks): vision, detection, encoder...
 
     def to_json(self) -> dict:
         return tagged(
@@ -76,16 +78,20 @@ class ExportResult:
                 "seconds": round(self.seconds, 3),
                 "fallback_reason": self.fallback_reason,
                 "inputs": [i.to_json() for i in self.inputs],
+                "task": self.task,
             },
         )
 
     def __str__(self) -> str:
-        head = (
-            f"exported {self.source} -> {self.output} ({self.file_bytes / 1024:.1f} KiB, opset "
-            f"{self.opset}, "
-            f"{self.exporter} exporter, {'dynamic' if self.dynamic_batch else 'static'} batch, "
-            f"{self.seconds:.1f} s)"
+        batch = "dynamic" if self.dynamic_batch else "static"
+        facts = (
+            f"{self.file_bytes / 1024:.1f} KiB",
+            f"opset {self.opset}",
+            f"{self.exporter} exporter",
+            f"{batch} batch",
+            f"{self.seconds:.1f} s",
         )
+        head = f"exported {self.source} ({self.task}) -> {self.output} ({', '.join(facts)})"
         batches = ", ".join(map(str, self.parity_batches))
         return f"{head}\nparity vs PyTorch at batch {batches}:\n{self.parity}"
 
@@ -115,53 +121,12 @@ def quiet_torch_exporter():
                 lg.setLevel(level)
 
 
-def _int_high(module) -> int:
-    """Token ids are drawn below the vocabulary size when the model says it (transformers configs
-    do)."""
-    vocab = getattr(getattr(module, "config", None), "vocab_size", None)
-    return int(min(vocab, 1000)) if isinstance(vocab, int) and vocab > 0 else 10
-
-
-def _example_inputs(source: ModelSource, dynamic: bool) -> tuple:
-    """Tensors to trace with. A size-1 batch or dynamic axis becomes 2 so torch.export keeps it
-    symbolic."""
-    import torch
-
-    from onnxdeploy.data.synthetic import random_array
-
-    rng = np.random.default_rng(0)
-    tensors = []
-    for spec in source.inputs:
-        grow = [
-            axis
-            for axis in ((0,) if dynamic else ()) + tuple(spec.dynamic)
-            if spec.shape[axis] == 1
-        ]
-        if spec.example is not None:
-            array = spec.example
-            for axis in grow:
-                array = np.concatenate([array, array], axis=axis)
-        else:
-            shape = tuple(2 if axis in grow else d for axis, d in enumerate(spec.shape))
-            array = random_array(
-                shape, spec.dtype, rng, int_high=_int_high(source.module), name=spec.name
-            )
-        tensors.append(torch.from_numpy(np.ascontiguousarray(array)))
-    return tuple(tensors)
-
-
-def _call(source: ModelSource, tensors: tuple):
-    """Run the user's forward on ``tensors``: by name when the inputs were named, else in order."""
-    names = [i.name for i in source.inputs]
-    return source.module(**dict(zip(names, tensors))) if source.by_name else source.module(*tensors)
-
-
 def _export_dynamo(
     source: ModelSource, path: Path, names, dynamic: bool, opset: int | None
 ) -> None:
     import torch
 
-    examples = _example_inputs(source, dynamic)
+    examples = example_inputs(source, dynamic)
     dims: dict = {}
 
     def dim(
@@ -208,7 +173,7 @@ def _export_torchscript(
     axes.update({n: {0: "batch"} for n in names[1]} if dynamic else {})
     torch.onnx.export(
         source.module,
-        _example_inputs(source, dynamic),
+        example_inputs(source, dynamic),
         str(path),
         dynamo=False,
         input_names=names[0],
@@ -227,7 +192,7 @@ def _output_names(source: ModelSource) -> tuple[list[str], bool]:
     shapes = " and ".join("x".join(map(str, s)) for s in source.input_shapes)
     try:
         with torch.no_grad():
-            out = _call(source, _example_inputs(source, False))
+            out = call(source, example_inputs(source, False))
     except SystemExit as exc:
         raise UserError(f"{source.reference}: forward() called sys.exit({exc.code!r})") from exc
     except (
@@ -248,20 +213,6 @@ def _output_names(source: ModelSource) -> tuple[list[str], bool]:
     return (
         ["logits"] if len(names) == 1 else names
     ), not flat  # one tensor, bare or in a 1-tuple: logits
-
-
-def _outputs_per_sample(source: ModelSource, names: list[str]) -> bool:
-    """Whether forward returns a different set of outputs at a larger batch (a list with one entry
-    per image, as torchvision's detectors do): such a graph cannot have a dynamic batch."""
-    import torch
-
-    try:
-        with torch.no_grad():
-            out = _call(source, _example_inputs(source, True))
-    except Exception:  # noqa: BLE001 - the exporter reports a model that fails at batch 2
-        return False
-    found = [name for name, _ in flatten_outputs(out)]
-    return (["logits"] if len(found) == 1 else found) != names
 
 
 def _run_exporter(source, path, names, dynamic, opset, exporter, announce) -> tuple[str, str]:
@@ -502,13 +453,10 @@ def export_plain(
             source.input_shapes, default_input_names(len(source.input_shapes))
         )
     output_names, structured = _output_names(source)
-    if dynamic_batch and _outputs_per_sample(source, output_names):
-        dynamic_batch = False
-        announce(
-            f"{source.reference}: forward() returns one set of outputs per sample (a detector's "
-            f"boxes, scores and labels per image): exported with a static batch of "
-            f"{source.input_shapes[0][0]}"
-        )
+    task = plain_task(source, output_names)  # vision, detection, encoder or custom
+    dynamic_batch, note = task.dynamic_batch(source, dynamic_batch)
+    if note:
+        announce(note)
     names = ([i.name for i in source.inputs], output_names)
     wrapped = structured or source.by_name
     if (
@@ -541,8 +489,8 @@ def export_plain(
                 raise CheckFailed(
                     f"{output}: exported model {str(exc).partition(': ')[2]}"
                 ) from exc
-            batches = [1, 7] if dynamic_batch else [source.input_shapes[0][0]]
-            cases = parity_cases(source.inputs, batches)
+            batches = task.parity_batches(source, dynamic_batch)
+            cases = task.parity_cases(source, dynamic_batch)
             progress(
                 f"parity vs PyTorch at batch {', '.join(map(str, batches))}"
                 + (
@@ -557,7 +505,7 @@ def export_plain(
                 cases,
                 atol=atol,
                 rtol=rtol,
-                int_high=_int_high(getattr(source.module, "inner", source.module)),
+                int_high=token_bound(getattr(source.module, "inner", source.module)),
             )
             result = ExportResult(
                 str(output),
@@ -572,6 +520,7 @@ def export_plain(
                 time.perf_counter() - started,
                 fallback,
                 tuple(source.inputs),
+                task.name,
             )
             if not parity:
                 move_model(staged, failed)
