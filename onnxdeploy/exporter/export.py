@@ -506,6 +506,7 @@ def export_plain(
                 atol=atol,
                 rtol=rtol,
                 int_high=token_bound(getattr(source.module, "inner", source.module)),
+                origin=str(output),
             )
             result = ExportResult(
                 str(output),

@@ -38,11 +38,13 @@ def check_parity(
     rtol: float,
     seed: int = 0,
     int_high: int = 10,
+    origin: str | None = None,
 ) -> CompareResult:
     """Run both on the same seeded inputs for each case (shapes by input name) and compare every
     output.
 
-    ``module`` takes the inputs in the model's input order and returns its outputs flattened.
+    ``module`` takes the inputs in the model's input order and returns its outputs flattened;
+    ``origin`` names the model in messages (the output a staged file is written for).
     """
     import torch
 
@@ -59,7 +61,7 @@ def check_parity(
         outs = out if isinstance(out, (tuple, list)) else [out]
         if len(outs) != len(output_names):
             raise CheckFailed(
-                f"{onnx_path}: at input shapes {shapes} the model returns {len(outs)} outputs, the "
+                f"{origin or onnx_path}: at input shapes {shapes} the model returns {len(outs)} outputs, the "
                 f"exported graph {len(output_names)}: its outputs depend on the input"
             )
         reference.append(
