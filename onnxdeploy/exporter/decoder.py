@@ -18,7 +18,6 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 
 from onnxdeploy.exporter.decoder_graph import DecoderGraph
@@ -26,7 +25,6 @@ from onnxdeploy.exporter.generation_parity import GenerationParity, decoder_pari
 from onnxdeploy.exporter.generative_task import GenerativeTask, Graph, Written, past_example
 from onnxdeploy.generate.signature import META_KEY, kv_names
 from onnxdeploy.onnx_io import file_bytes
-from onnxdeploy.progress import silent
 from onnxdeploy.schemas import tagged
 
 logger = logging.getLogger(__name__)
@@ -268,16 +266,6 @@ class DecoderTask(GenerativeTask):
 DECODER = DecoderTask()
 
 
-def export_decoder(
-    module,
-    reference: str,
-    output: str | Path,
-    *,
-    opset: int | None = None,
-    fuse: bool = True,
-    progress: Callable[[str], None] = silent,
-) -> DecoderExport:
-    """Export the causal LM ``module`` with its KV cache to ``output`` and verify it by generating;
-    CheckFailed (the graph kept as ``<name>.parity-failed.onnx``) when tokens differ. ``fuse``:
-    onnxruntime's fused contrib ops where they match (``decoder_graph``); False: plain ONNX ops."""
-    return DECODER.export(module, reference, output, opset=opset, fuse=fuse, progress=progress)
+# the causal LM ``module`` with its KV cache to ``output``, verified by generating; CheckFailed
+# (kept as ``<name>.parity-failed.onnx``) when the tokens differ; ``fuse=False``: plain ONNX ops
+export_decoder = DECODER.export

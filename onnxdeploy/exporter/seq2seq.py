@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from onnxdeploy.exporter.generation_parity import GenerationParity, seq2seq_parity
 from onnxdeploy.exporter.generative_task import (
@@ -28,7 +27,6 @@ from onnxdeploy.exporter.generative_task import (
 )
 from onnxdeploy.generate.manifest import SCHEMA
 from onnxdeploy.generate.signature import kv_names
-from onnxdeploy.progress import silent
 from onnxdeploy.schemas import tagged
 
 logger = logging.getLogger(__name__)
@@ -265,18 +263,9 @@ class Seq2SeqTask(GenerativeTask):
 SEQ2SEQ = Seq2SeqTask()
 
 
-def export_seq2seq(
-    module,
-    reference: str,
-    output: str | Path,
-    *,
-    opset: int | None = None,
-    progress: Callable[[str], None] = silent,
-) -> Seq2SeqExport:
-    """Write ``<stem>.encoder.onnx``, ``<stem>.decoder.onnx`` and ``<stem>.json`` beside ``output``
-    and verify them by generating; CheckFailed when the tokens differ (nothing under those names,
-    the files kept as ``<stem>.parity-failed.*``)."""
-    return SEQ2SEQ.export(module, reference, output, opset=opset, progress=progress)
+# ``<stem>.encoder.onnx``, ``<stem>.decoder.onnx`` and ``<stem>.json`` beside ``output``, verified
+# by generating; CheckFailed when the tokens differ (kept as ``<stem>.parity-failed.*``)
+export_seq2seq = SEQ2SEQ.export
 
 
 __all__ = ["SCHEMA", "SEQ2SEQ", "Seq2SeqExport", "Seq2SeqTask", "export_seq2seq", "is_seq2seq"]
