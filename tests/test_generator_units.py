@@ -410,9 +410,10 @@ def test_encoder_decoder_forced_first_and_last_tokens(tmp_path):
 @pytest.mark.parametrize(
     "inputs, steps, fragment",
     [
-        ([[1], []], 4, "every input needs at least one token"),
-        ([[1, VOCAB + 2]], 4, f"token id(s) [{VOCAB + 2}] outside the vocabulary"),
-        ([[1]], 0, "max_new_tokens 0: must be at least 1"),
+        ([[1], []], 4, "prompt 1: empty; give at least one token"),
+        ([], 4, "prompt: give at least one prompt"),
+        ([[1, VOCAB + 2]], 4, f"prompt 0: token id(s) [{VOCAB + 2}] outside the vocabulary"),
+        ([[1]], 0, "max_new_tokens 0: must be positive"),
     ],
 )
 def test_encoder_decoder_refuses_bad_inputs(tmp_path, inputs, steps, fragment):

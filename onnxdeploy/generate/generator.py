@@ -23,7 +23,7 @@ from onnxdeploy.errors import UserError
 from onnxdeploy.generate.sampling import Sampling, choose
 from onnxdeploy.generate.signature import LOGITS_TO_KEEP, DecoderSignature, read_signature
 from onnxdeploy.runtime.sessions import onnxruntime_failures
-from onnxdeploy.generate.tokens import GenerationResult, TokenLoop
+from onnxdeploy.generate.tokens import GenerationResult, TokenLoop, check_prompts
 
 
 @dataclass
@@ -64,32 +64,11 @@ class Generator:
 
     def check_prompts(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> None:
         """UserError for an empty prompt, ids past the vocabulary, or a context past the model's
-        maximum, before anything runs."""
+        maximum, before anything runs (``tokens.check_prompts``)."""
         sig = self.signature
-        if not prompts:
-            raise UserError("prompt: give at least one prompt", param="prompt")
-        for index, prompt in enumerate(prompts):
-            if len(prompt) == 0:
-                raise UserError(f"prompt {index}: empty; give at least one token", param="prompt")
-            bad = [
-                t for t in prompt if t < 0 or (sig.vocab_size is not None and t >= sig.vocab_size)
-            ]
-            if bad:
-                raise UserError(
-                    f"prompt {index}: token id(s) {[int(t) for t in bad[:5]]} outside the "
-                    f"vocabulary (0..{(sig.vocab_size or 0) - 1})",
-                    param="prompt",
-                )
-            if sig.max_positions is not None and len(prompt) + max_new_tokens > sig.max_positions:
-                raise UserError(
-                    f"prompt {index}: {len(prompt)} tokens + {max_new_tokens} new exceed the model's "
-                    f"maximum context of {sig.max_positions}",
-                    param="max_new_tokens",
-                )
-        if max_new_tokens <= 0:
-            raise UserError(
-                f"max_new_tokens {max_new_tokens}: must be positive", param="max_new_tokens"
-            )
+        check_prompts(
+            prompts, max_new_tokens, vocab_size=sig.vocab_size, max_positions=sig.max_positions
+        )
 
     def _cache(self, batch: int, length: int) -> dict:
         """The past of every layer, as OrtValues of ``length`` positions (0: a cache that grows)."""

@@ -11,8 +11,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from onnxdeploy.errors import UserError
-from onnxdeploy.generate.tokens import GenerationResult, TokenLoop
+from onnxdeploy.generate.tokens import (
+    GenerationResult,
+    TokenLoop,
+    check_new_tokens,
+    check_prompts,
+)
 from onnxdeploy.generate.manifest import check_graphs, read_manifest
 from onnxdeploy.generate.sampling import Sampling, choose
 from onnxdeploy.generate.signature import kv_names
@@ -45,22 +49,11 @@ class Seq2SeqGenerator:
     def check_prompts(self, inputs, max_new_tokens: int = 1) -> None:
         """UserError for an empty input or ids past the vocabulary (text models; Whisper's
         features are checked by the encoder), or a ``max_new_tokens`` below 1, before anything
-        runs."""
-        if max_new_tokens < 1:
-            raise UserError(
-                f"max_new_tokens {max_new_tokens}: must be at least 1", param="max_new_tokens"
-            )
+        runs (``tokens.check_prompts``)."""
         if self.info["main_input"] != "input_ids":
-            return
-        if not len(inputs) or any(len(p) == 0 for p in inputs):
-            raise UserError("prompt: every input needs at least one token", param="prompt")
-        vocab = self.info["vocab_size"]
-        bad = [t for p in inputs for t in p if not 0 <= t < vocab]
-        if bad:
-            raise UserError(
-                f"prompt: token id(s) {bad[:5]} outside the vocabulary (0..{vocab - 1})",
-                param="prompt",
-            )
+            check_new_tokens(max_new_tokens)
+        else:
+            check_prompts(inputs, max_new_tokens, vocab_size=self.info["vocab_size"])
 
     def _encode(self, inputs) -> tuple[dict, int]:
         if self.info["main_input"] == "input_features":

@@ -1,7 +1,8 @@
 """What every generator does with the tokens a step chose, whatever graphs chose them (a decoder
 with its cache, an encoder and a decoder): append each to its sequence while the sequence goes
 on, end a sequence at its end token, keep the first step's time as the time to first token and
-every later step's as a decode step, and make the ``GenerationResult``."""
+every later step's as a decode step, and make the ``GenerationResult``; and one check of the
+prompts both take, before anything runs (``check_prompts``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 
+from onnxdeploy.errors import UserError
 from onnxdeploy.schemas import tagged
 
 
@@ -107,4 +109,38 @@ class TokenLoop:
             tuple(self.step_ms),
             logits,
             kv_cache,
+        )
+
+
+def check_prompts(
+    prompts, max_new_tokens: int, *, vocab_size: int | None, max_positions: int | None = None
+) -> None:
+    """UserError for no prompt, an empty one, ids outside the vocabulary (when known), a prompt
+    and its new tokens past ``max_positions`` (a decoder's context), or ``max_new_tokens`` below
+    1: the one check of a decoder's prompts and an encoder-decoder's text inputs."""
+    if not len(prompts):
+        raise UserError("prompt: give at least one prompt", param="prompt")
+    for index, prompt in enumerate(prompts):
+        if len(prompt) == 0:
+            raise UserError(f"prompt {index}: empty; give at least one token", param="prompt")
+        bad = [t for t in prompt if t < 0 or (vocab_size is not None and t >= vocab_size)]
+        if bad:
+            raise UserError(
+                f"prompt {index}: token id(s) {[int(t) for t in bad[:5]]} outside the "
+                f"vocabulary (0..{(vocab_size or 0) - 1})",
+                param="prompt",
+            )
+        if max_positions is not None and len(prompt) + max_new_tokens > max_positions:
+            raise UserError(
+                f"prompt {index}: {len(prompt)} tokens + {max_new_tokens} new exceed the model's "
+                f"maximum context of {max_positions}",
+                param="max_new_tokens",
+            )
+    check_new_tokens(max_new_tokens)
+
+
+def check_new_tokens(max_new_tokens: int) -> None:
+    if max_new_tokens <= 0:
+        raise UserError(
+            f"max_new_tokens {max_new_tokens}: must be positive", param="max_new_tokens"
         )
