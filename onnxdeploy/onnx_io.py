@@ -275,24 +275,22 @@ def write_model(model: onnx.ModelProto, path: Path, *, external: bool = False) -
 
 
 def move_model(staged: Path, target: Path) -> None:
-    """Move a staged model file to ``target`` (under the umask's modes), its external data
-    first, renamed ``<target>.data`` and pointed to when the name changes (a parity-failed copy);
-    a ``<target>.data`` that the model it replaces read, and this one does not, is removed."""
+    """Move a model file staged by ``write_model`` to ``target`` (under the umask's modes), its
+    external data (``<staged>.data``) first, renamed ``<target>.data`` and pointed to when the
+    name changes (a parity-failed copy); a ``<target>.data`` that the model it replaces read, and
+    this one does not, is removed. A self-contained model is not parsed (hundreds of MB)."""
     target = Path(target)
-    data_name = target.name + ".data"
-    model = onnx.load(str(staged), load_external_data=False)
-    locations = {
-        e.value for t in _external_tensors(model) for e in t.external_data if e.key == "location"
-    }
-    stale = not locations and (target.parent / data_name).is_file() and _uses_external(target)
-    for location in locations:  # write_model writes one data file
-        publish(staged.parent / location, target.parent / data_name)
-    if locations and locations != {data_name}:
-        for tensor in _external_tensors(model):
-            for entry in tensor.external_data:
-                if entry.key == "location":
-                    entry.value = data_name
-        onnx.save_model(model, str(staged))
+    data, data_name = staged.with_name(staged.name + ".data"), target.name + ".data"
+    stale = not data.is_file() and (target.parent / data_name).is_file() and _uses_external(target)
+    if data.is_file():
+        publish(data, target.parent / data_name)
+        if data.name != data_name:
+            model = onnx.load(str(staged), load_external_data=False)  # the weights stay out
+            for tensor in _external_tensors(model):
+                for entry in tensor.external_data:
+                    if entry.key == "location":
+                        entry.value = data_name
+            onnx.save_model(model, str(staged))
     publish(staged, target)
     if stale:  # the model this one replaced kept its weights in <name>.data; nothing reads it now
         (target.parent / data_name).unlink(missing_ok=True)

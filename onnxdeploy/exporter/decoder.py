@@ -233,7 +233,9 @@ class DecoderTask(GenerativeTask):
             torch.arange(past_len, past_len + seq).expand(batch, seq).contiguous(),
             *past_example(batch, kv_heads, past_len, head_dim, 2 * layers),
         )
-        yield Graph("decoder", functools.partial(_with_past, module), example, *_names(layers))
+        note = f"with its KV cache ({layers} layers, {kv_heads} KV heads of {head_dim})"
+        wrap = functools.partial(_with_past, module)
+        yield Graph("decoder", wrap, example, *_names(layers), note=note)
 
     def finish(self, model) -> None:
         from onnxdeploy.exporter.logits import add_logits_to_keep

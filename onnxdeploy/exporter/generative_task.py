@@ -21,7 +21,7 @@ import onnxdeploy
 from onnxdeploy.atomic import refuse_overwrite, scratch_dir, staging_dir, write_json
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.exporter.decoder_graph import DecoderGraph, export_graph
-from onnxdeploy.exporter.generation_parity import GenerationParity
+from onnxdeploy.exporter.generation_parity import PARITY_STEPS, GenerationParity
 from onnxdeploy.onnx_io import check_model_file, data_files, move_model, set_metadata, write_model
 from onnxdeploy.progress import silent
 
@@ -33,7 +33,8 @@ class Graph:
     """One graph of a generative export. ``role`` names its file (``files``); ``wrap(fused)``
     builds the module to trace (``fused``: its attention as onnxruntime's GroupQueryAttention,
     asked only of families that fuse); ``example`` the inputs it is traced at; ``axes`` names the
-    dynamic axes of inputs and outputs (axes sharing a name share a size)."""
+    dynamic axes of inputs and outputs (axes sharing a name share a size); ``note`` what the
+    progress line adds ("with its KV cache (8 layers)")."""
 
     role: str
     wrap: Callable[[bool], object]
@@ -41,6 +42,7 @@ class Graph:
     inputs: list[str]
     outputs: list[str]
     axes: dict
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,7 @@ class GenerativeTask:
             manifest = self.manifest(module)
             if manifest is not None:
                 write_json(staged[MANIFEST], self._named(manifest, staged))
-            progress(f"generation parity vs transformers generate ({self.name})")
+            progress(f"generation parity: {PARITY_STEPS} greedy steps vs transformers generate")
             parity = self.parity(module, staged)
             target = self.files(output if parity.tokens_equal else failed_name(output))
             self._publish(staged, target, manifest)
@@ -165,7 +167,9 @@ class GenerativeTask:
         graphs = {}
         with scratch_dir("onnxdeploy-export-") as scratch:
             for graph in self.graphs(module):
-                progress(f"exporting the {module.config.model_type} {graph.role}")
+                progress(
+                    f"exporting the {module.config.model_type} {graph.role} {graph.note}".strip()
+                )
                 try:
                     model, made = export_graph(
                         graph.wrap,

@@ -187,9 +187,9 @@ class Seq2SeqTask(GenerativeTask):
             axes["attention_mask"] = {0: "batch", 1: "encoder_sequence"}
             inputs.append("attention_mask")
         example = (features, mask) if mask is not None else (features,)
-        yield Graph(
-            "encoder", lambda _: encoder, example, inputs, ["encoder_hidden_states", *cross], axes
-        )
+        outputs = ["encoder_hidden_states", *cross]
+        note = "with the cross-attention cache"
+        yield Graph("encoder", lambda _: encoder, example, inputs, outputs, axes, note=note)
         with torch.no_grad():
             hidden, *cross_cache = encoder(*example)
         own = past_example(batch, heads, 3, head_dim, 2 * layers)  # self-attention: past of 3
@@ -223,7 +223,9 @@ class Seq2SeqTask(GenerativeTask):
             *past,
         )
         inputs = ["input_ids", "encoder_attention_mask", "encoder_hidden_states", *names]
-        yield Graph("decoder", lambda _: decoder, example, inputs, ["logits", *present], axes)
+        note = f"with its KV cache ({layers} layers)"
+        outputs = ["logits", *present]
+        yield Graph("decoder", lambda _: decoder, example, inputs, outputs, axes, note=note)
 
     def manifest(self, module) -> dict:
         config, generation = module.config, module.generation_config
