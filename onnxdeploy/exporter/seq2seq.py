@@ -233,6 +233,8 @@ class Seq2SeqTask(GenerativeTask):
         return {
             "schema": SCHEMA,
             "family": config.model_type,
+            "encoder": None,  # the graphs' file names, filled in where they are written
+            "decoder": None,
             "main_input": _main_input(module),
             "layers": layers,
             "heads": heads,
