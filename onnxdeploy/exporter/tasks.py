@@ -1,7 +1,13 @@
 """``export --task``: what graph a model is exported as. ``auto`` gives a Hugging Face causal LM its
-KV cache (``text-generation-with-past``) and every other model the plain graph; ``text-generation``
+KV cache (``text-generation-with-past``), an encoder-decoder its two graphs
+(``text2text-generation-with-past``) and every other model the plain graph; ``text-generation``
 is the causal LM without a cache (logits of the whole sequence); ``feature-extraction`` the base
-model's hidden states."""
+model's hidden states.
+
+The families behind them: the generative ones are ``GenerativeTask`` objects
+(``generative_task``: ``DecoderTask``, ``Seq2SeqTask``, listed in ``GENERATIVE``), chosen by the
+task; the plain graph's are ``PlainTask`` objects (``plain_tasks``: detection, encoder, vision,
+custom), found from the model's inputs and outputs once it is loaded."""
 
 from __future__ import annotations
 
