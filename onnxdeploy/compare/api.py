@@ -88,9 +88,7 @@ def _run_onnx(path: str, feeds, provider: str = "cpu", threads: int = 1) -> dict
     return run_feeds(session, feeds, path)
 
 
-def compare(
-    request: CompareRequest, *, progress: Callable[[str], None] = silent
-) -> CompareReport:
+def compare(request: CompareRequest, *, progress: Callable[[str], None] = silent) -> CompareReport:
     """Compare ``request.candidate`` with ``request.reference``; CheckFailed (carrying the report)
     when an output is past the tolerance."""
     report = compare_report(request, progress=progress)

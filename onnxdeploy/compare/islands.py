@@ -164,16 +164,48 @@ def merge_casts(model: onnx.ModelProto) -> int:
 
 
 def fp16_with_blocked(
-    reference: onnx.ModelProto, node_names: list[str], *, keep_io_types: bool
+    reference: onnx.ModelProto, tensors: list[str], *, keep_io_types: bool
 ) -> onnx.ModelProto:
-    """The reference converted to fp16 by onnxruntime's converter, ``node_names`` kept in fp32
-    with the casts between them merged."""
+    """The reference converted to fp16 by onnxruntime's converter, the nodes computing
+    ``tensors`` kept in fp32 with the casts between them merged.
+
+    A tensor a ``Constant`` node holds (a weight, as paddle2onnx writes them: PP-OCRv4's
+    BatchNormalization variances reach 9.8e7, past fp16's 65504) is the weight itself going
+    wrong: the Constant becomes an fp32 initializer and every node reading it stays fp32 (the
+    converter keeps an initializer that only blocked nodes read in fp32; a blocked Constant it
+    renames without converting, which onnxruntime then refuses). The converter blocks nodes by
+    name: an unnamed one is named for it (``fp32_island/<n>``), never ``''``, which would block
+    every unnamed node."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     model = onnx.ModelProto()
     model.CopyFrom(reference)
+    graph = model.graph
+    producer = {out: node for node in graph.node for out in node.output}
+    blocked, weights = [], []
+    for tensor in tensors:
+        node = producer[tensor]
+        held = next((a.t for a in node.attribute if a.name == "value"), None)
+        if node.op_type == "Constant" and held is not None:
+            weight = onnx.TensorProto()
+            weight.CopyFrom(held)
+            weight.name = tensor
+            weights.append((node, weight))
+            blocked += [n for n in graph.node if tensor in n.input]
+        else:
+            blocked.append(node)
+    for node, weight in weights:
+        graph.node.remove(node)
+        graph.initializer.append(weight)
+    taken = {n.name for n in graph.node}
+    for node in blocked:
+        if not node.name:
+            node.name = next(
+                f"{PREFIX}{i}" for i in range(len(taken) + 1) if f"{PREFIX}{i}" not in taken
+            )
+            taken.add(node.name)
     half = convert_float_to_float16(
-        model, keep_io_types=keep_io_types, node_block_list=list(node_names)
+        model, keep_io_types=keep_io_types, node_block_list=sorted({n.name for n in blocked})
     )
     known = {i.name for i in half.graph.input} | {t.name for t in half.graph.initializer}
     ordered = topological(half.graph.node, known)

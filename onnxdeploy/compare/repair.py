@@ -108,10 +108,12 @@ def repair(
     max_nodes: int = 16,
     time_it: bool = True,
     strict: bool = False,
+    origin: str | None = None,
     progress: Callable[[str], None] = silent,
 ) -> RepairResult:
     """Put the fewest candidate nodes back to fp32 so the candidate holds against its reference;
-    CheckFailed (carrying the result) when ``max_nodes`` are not enough."""
+    CheckFailed (carrying the result) when ``max_nodes`` are not enough. ``origin`` names the
+    candidate in messages (the user's model, when the candidate is one of our temporary files)."""
     from onnxdeploy.onnx_io import load_model, save_model
 
     if not is_onnx(request.reference):
@@ -133,8 +135,7 @@ def repair(
 
     def build(tensors: list[str]):
         if kind == "fp16":
-            names = [ref.nodes[ref.producer[t]].name for t in tensors]
-            return fp16_with_blocked(reference_model, names, keep_io_types=keep_io)
+            return fp16_with_blocked(reference_model, tensors, keep_io_types=keep_io)
         return with_fp32_islands(candidate_model, cand, ref, reference_model, tensors)
 
     def evaluate(tensors: list[str]) -> CompareReport:
@@ -162,9 +163,9 @@ def repair(
         labels = tuple(_label(ref, t) for t in island)
         result = RepairResult(output, tuple(island), labels, before, report, evaluated)
         if not holds(report, strict=strict):
+            fp32 = f"{len(island)} node(s) back in fp32"
             raise CheckFailed(
-                f"{request.candidate}: {len(island)} node(s) back in fp32 did not make it hold "
-                f"({report.verdict()})",
+                f"{origin or request.candidate}: {fp32} did not make it hold ({report.verdict()})",
                 result=result,
             )
         # timed from our temp folder, published last: a failed or interrupted timing leaves no -o

@@ -25,7 +25,7 @@ DEFAULT_TOLERANCE = {
 
 def candidate_kind(model: onnx.ModelProto) -> str:
     """fp32, fp16, int8 (QDQ or QOperator) or int4 (MatMulNBits), from the graph's ops and
-    weights."""
+    weights (initializers and Constant nodes' tensors)."""
     ops = {n.op_type for n in model.graph.node}
     if ops & {"MatMulNBits", "GatherBlockQuantized"}:
         return "int4"
@@ -38,7 +38,14 @@ def candidate_kind(model: onnx.ModelProto) -> str:
         "ConvInteger",
     }:
         return "int8"
-    weights = [t.data_type for t in model.graph.initializer if len(t.dims) >= 1]
+    held = [  # weights in Constant nodes, as paddle2onnx writes them (PP-OCR), count as weights
+        a.t
+        for n in model.graph.node
+        if n.op_type == "Constant"
+        for a in n.attribute
+        if a.name == "value"
+    ]
+    weights = [t.data_type for t in [*model.graph.initializer, *held] if len(t.dims) >= 1]
     halves = sum(t == onnx.TensorProto.FLOAT16 for t in weights)
     if weights and halves * 2 >= len(weights):
         return "fp16"

@@ -42,7 +42,9 @@ class NodeDiff:
 
     @property
     def label(self) -> str:
-        return self.module or self.node
+        """The module path, else the node's name, else (an unnamed node, as paddle2onnx writes
+        Constants) the tensor it computes."""
+        return self.module or self.node or self.tensor
 
     def to_json(self) -> dict:
         return {

@@ -70,7 +70,14 @@ def convert_fp16(
             tolerance=DEFAULT_TOLERANCE["fp16"],
             layerwise=True,
         )
-        fixed = repair(request, output, strict=True, time_it=False, progress=progress)
+        fixed = repair(
+            request,
+            output,
+            strict=True,
+            time_it=False,
+            origin=f"{model_path} in fp16",
+            progress=progress,
+        )
     diverged = tuple(n.label for n in fixed.before.nodes if not n.diff.passed)
     return Fp16Result(
         output,
