@@ -228,3 +228,20 @@ def test_what_it_may_write_is_every_file_and_its_parity_failed_copy_and_data(tmp
     }
     assert failed_name(tmp_path / "out.onnx") == tmp_path / "out.parity-failed.onnx"
     assert stem("a/b.model") == "b.model" and stem("a/b.onnx") == "b"
+
+
+def test_a_reference_that_is_a_folder_is_hashed_into_every_graph(tmp_path, traced):
+    """The provenance every export writes (``exporter.provenance``): an ``hf:DIR`` source's
+    sha256, as the plain graph's metadata has it."""
+    from onnxdeploy.hashing import sha256_path
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    out = tmp_path / "out"
+    out.mkdir()
+    _Family().export(_Module(), f"hf:{tmp_path / 'model'}", out / "m.onnx")
+    for role in ("first", "second"):
+        model = onnx.load(str(out / f"m.{role}.onnx"), load_external_data=False)
+        meta = metadata(model)
+        assert meta["onnxdeploy.source_sha256"] == sha256_path(tmp_path / "model")
+        assert model.producer_version == onnxdeploy.__version__

@@ -16,14 +16,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-import onnxdeploy
-from onnxdeploy.hashing import sha256_path
 from onnxdeploy.atomic import ensure_writable_dir, refuse_overwrite, staging_dir
 from onnxdeploy.data.specs import default_input_names
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.exporter.inputs import ExportInput, float_inputs
 from onnxdeploy.models.outputs import is_tensor, flat_module, flatten_outputs
 from onnxdeploy.exporter.parity import check_parity
+from onnxdeploy.exporter.provenance import stamp
 from onnxdeploy.exporter.plain_tasks import call, example_inputs, plain_task, token_bound
 from onnxdeploy.exporter.source import ModelSource, files_read, load_source
 from onnxdeploy.onnx_io import (
@@ -266,45 +265,23 @@ def _strip_wrapper_prefix(model: onnx.ModelProto, prefix: str = "inner.") -> Non
         value.name = renames.get(value.name, value.name)
 
 
-def _source_hash(reference: str) -> str | None:
-    """sha256 of the model's source when it is a file or folder (``path.py:factory``, ``hf:DIR``);
-    None
-    for zoo names and importable modules (their code version is onnxdeploy's or the package's)."""
-    path = reference[3:] if reference.startswith("hf:") else reference.split(":")[0]
-    return sha256_path(path) if path and os.path.exists(path) else None
-
-
 def _embed_metadata(
     path: Path, source: ModelSource, exporter: str, dynamic: bool
 ) -> onnx.ModelProto:
-    """The exported model (external data read in) with our metadata and producer set."""
-    model = load_model(path, check=False)
-    meta = {
-        "onnxdeploy.version": onnxdeploy.__version__,
-        "onnxdeploy.source": source.reference,
-        "onnxdeploy.exporter": exporter,
-        "onnxdeploy.input_spec": json.dumps(
-            {
-                "shapes": [list(s) for s in source.input_shapes],
-                "dtype": np.dtype(source.inputs[0].dtype).name,
-                "dynamic_batch": dynamic,
-                "inputs": [i.to_json() for i in source.inputs],
-            }
-        ),
+    """The exported model (external data read in) with its provenance and input spec."""
+    spec = {
+        "shapes": [list(s) for s in source.input_shapes],
+        "dtype": np.dtype(source.inputs[0].dtype).name,
+        "dynamic_batch": dynamic,
+        "inputs": [i.to_json() for i in source.inputs],
     }
-    if source.checkpoint:
-        meta["onnxdeploy.checkpoint"] = os.path.basename(source.checkpoint)
-        meta["onnxdeploy.checkpoint_sha256"] = sha256_path(source.checkpoint) or ""
-    source_hash = _source_hash(source.reference)
-    if source_hash:
-        meta["onnxdeploy.source_sha256"] = source_hash
-    kept = [p for p in model.metadata_props if p.key not in meta]
-    del model.metadata_props[:]
-    model.metadata_props.extend(kept)
-    onnx.helper.set_model_props(model, {**{p.key: p.value for p in kept}, **meta})
-    model.producer_name = "onnxdeploy"
-    model.producer_version = onnxdeploy.__version__
-    return model
+    return stamp(
+        load_model(path, check=False),
+        source.reference,
+        exporter,
+        checkpoint=source.checkpoint,
+        extra={"onnxdeploy.input_spec": json.dumps(spec)},
+    )
 
 
 MIN_OPSET = 7  # the oldest opset onnxruntime runs

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-import onnxdeploy
 from onnxdeploy.atomic import refuse_overwrite, scratch_dir, staging_dir, write_json
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.exporter.decoder_graph import DecoderGraph, export_graph
 from onnxdeploy.exporter.generation_parity import PARITY_STEPS, GenerationParity
-from onnxdeploy.onnx_io import check_model_file, data_files, move_model, set_metadata, write_model
+from onnxdeploy.exporter.provenance import stamp
+from onnxdeploy.onnx_io import check_model_file, data_files, move_model, write_model
 from onnxdeploy.progress import silent
 
 MANIFEST = "manifest"  # the role of a family's JSON file, when it writes one
@@ -108,7 +108,8 @@ class GenerativeTask:
         raise NotImplementedError
 
     def metadata(self, module, reference: str) -> dict[str, str]:
-        """Metadata the family adds to every graph (ours, the source, the route are added)."""
+        """Metadata the family adds to every graph (``provenance.stamp`` adds where it came
+        from)."""
         return {}
 
     def manifest(self, module) -> dict | None:
@@ -187,13 +188,7 @@ class GenerativeTask:
                         f"({type(exc).__name__}: {first})"
                     ) from exc
                 self.finish(model)
-                tags = {
-                    "onnxdeploy.version": onnxdeploy.__version__,
-                    "onnxdeploy.source": reference,
-                    "onnxdeploy.exporter": made.route,
-                }
-                set_metadata(model, tags | self.metadata(module, reference))
-                model.producer_name = "onnxdeploy"
+                stamp(model, reference, made.route, extra=self.metadata(module, reference))
                 write_model(model, staged[graph.role], external=self.external)
                 del model
                 check_model_file(staged[graph.role], staged[graph.role].name, full_check=False)

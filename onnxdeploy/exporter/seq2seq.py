@@ -142,6 +142,77 @@ def _wrappers(module):
     return Encoder().eval(), Decoder().eval()
 
 
+def _encoder_graph(module, encoder) -> Graph:
+    """The encoder at batch 2: 6 token ids and their mask, or Whisper's 2 x
+    ``max_source_positions`` feature frames; its outputs the hidden states and every decoder
+    layer's cross-attention keys and values."""
+    import torch
+
+    config = module.config
+    layers = _layout(config)[0]
+    main, batch = _main_input(module), 2
+    cross = kv_names("present", layers, "encoder")
+    axes = {
+        main: {0: "batch"} | ({1: "encoder_sequence"} if main == "input_ids" else {}),
+        "encoder_hidden_states": {0: "batch", 1: "encoder_sequence"},
+        **{n: {0: "batch", 2: "encoder_sequence"} for n in cross},
+    }
+    if main == "input_features":
+        frames = 2 * config.max_source_positions
+        example, inputs = (torch.randn(batch, config.num_mel_bins, frames),), [main]
+    else:
+        ids = torch.randint(3, config.vocab_size, (batch, 6))
+        example, inputs = (ids, torch.ones_like(ids)), [main, "attention_mask"]
+        axes["attention_mask"] = {0: "batch", 1: "encoder_sequence"}
+    outputs = ["encoder_hidden_states", *cross]
+    note = "with the cross-attention cache"
+    return Graph("encoder", lambda _: encoder, example, inputs, outputs, axes, note=note)
+
+
+def _decoder_graph(module, decoder, hidden, cross: list) -> Graph:
+    """The decoder at one new token after a self-attention past of 3, reading the encoder's
+    ``hidden`` states and ``cross``-attention cache as the encoder computed them."""
+    import torch
+
+    config = module.config
+    layers, heads, head_dim = _layout(config)
+    batch = hidden.shape[0]
+    own = past_example(batch, heads, 3, head_dim, 2 * layers)
+    past = [
+        t
+        for i in range(layers)
+        for t in (own[2 * i], own[2 * i + 1], cross[2 * i], cross[2 * i + 1])
+    ]
+    names = [
+        f"past_key_values.{i}.{side}.{k}"
+        for i in range(layers)
+        for side in ("decoder", "encoder")
+        for k in ("key", "value")
+    ]
+    present = kv_names("present", layers, "decoder")
+    axes = {
+        "input_ids": {0: "batch", 1: "sequence"},
+        "encoder_attention_mask": {0: "batch", 1: "encoder_sequence"},
+        "encoder_hidden_states": {0: "batch", 1: "encoder_sequence"},
+        "logits": {0: "batch", 1: "sequence"},
+        **{
+            n: {0: "batch", 2: "encoder_sequence" if ".encoder." in n else "past_sequence"}
+            for n in names
+        },
+        **{n: {0: "batch", 2: "total_sequence"} for n in present},
+    }
+    example = (
+        torch.randint(3, config.vocab_size, (batch, 1)),
+        torch.ones(batch, hidden.shape[1], dtype=torch.long),
+        hidden,
+        *past,
+    )
+    inputs = ["input_ids", "encoder_attention_mask", "encoder_hidden_states", *names]
+    outputs = ["logits", *present]
+    note = f"with its KV cache ({layers} layers)"
+    return Graph("decoder", lambda _: decoder, example, inputs, outputs, axes, note=note)
+
+
 class Seq2SeqTask(GenerativeTask):
     """An encoder-decoder as two graphs and the JSON connecting them
     (``text2text-generation-with-past``): the encoder traced at batch 2 (6 tokens, or Whisper's
@@ -165,67 +236,12 @@ class Seq2SeqTask(GenerativeTask):
     def graphs(self, module):
         import torch
 
-        config = module.config
-        layers, heads, head_dim = _layout(config)
-        main = _main_input(module)
         encoder, decoder = _wrappers(module)
-        batch = 2
-        if main == "input_features":
-            frames = 2 * config.max_source_positions
-            features, mask = torch.randn(batch, config.num_mel_bins, frames), None
-        else:
-            features = torch.randint(3, config.vocab_size, (batch, 6))
-            mask = torch.ones(batch, 6, dtype=torch.long)
-        cross = kv_names("present", layers, "encoder")
-        axes = {
-            main: {0: "batch"} | ({1: "encoder_sequence"} if main == "input_ids" else {}),
-            "encoder_hidden_states": {0: "batch", 1: "encoder_sequence"},
-            **{n: {0: "batch", 2: "encoder_sequence"} for n in cross},
-        }
-        inputs = [main]
-        if mask is not None:
-            axes["attention_mask"] = {0: "batch", 1: "encoder_sequence"}
-            inputs.append("attention_mask")
-        example = (features, mask) if mask is not None else (features,)
-        outputs = ["encoder_hidden_states", *cross]
-        note = "with the cross-attention cache"
-        yield Graph("encoder", lambda _: encoder, example, inputs, outputs, axes, note=note)
+        first = _encoder_graph(module, encoder)
+        yield first
         with torch.no_grad():
-            hidden, *cross_cache = encoder(*example)
-        own = past_example(batch, heads, 3, head_dim, 2 * layers)  # self-attention: past of 3
-        past = [
-            t
-            for i in range(layers)
-            for t in (own[2 * i], own[2 * i + 1], cross_cache[2 * i], cross_cache[2 * i + 1])
-        ]
-        names = [
-            f"past_key_values.{i}.{side}.{k}"
-            for i in range(layers)
-            for side in ("decoder", "encoder")
-            for k in ("key", "value")
-        ]
-        present = kv_names("present", layers, "decoder")
-        axes = {
-            "input_ids": {0: "batch", 1: "sequence"},
-            "encoder_attention_mask": {0: "batch", 1: "encoder_sequence"},
-            "encoder_hidden_states": {0: "batch", 1: "encoder_sequence"},
-            "logits": {0: "batch", 1: "sequence"},
-            **{
-                n: {0: "batch", 2: "encoder_sequence" if ".encoder." in n else "past_sequence"}
-                for n in names
-            },
-            **{n: {0: "batch", 2: "total_sequence"} for n in present},
-        }
-        example = (
-            torch.randint(3, config.vocab_size, (batch, 1)),
-            torch.ones(batch, hidden.shape[1], dtype=torch.long),
-            hidden,
-            *past,
-        )
-        inputs = ["input_ids", "encoder_attention_mask", "encoder_hidden_states", *names]
-        note = f"with its KV cache ({layers} layers)"
-        outputs = ["logits", *present]
-        yield Graph("decoder", lambda _: decoder, example, inputs, outputs, axes, note=note)
+            hidden, *cross = encoder(*first.example)
+        yield _decoder_graph(module, decoder, hidden, cross)
 
     def manifest(self, module) -> dict:
         config, generation = module.config, module.generation_config
