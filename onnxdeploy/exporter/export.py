@@ -22,7 +22,7 @@ from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.exporter.inputs import ExportInput, float_inputs
 from onnxdeploy.models.outputs import is_tensor, flat_module, flatten_outputs
 from onnxdeploy.exporter.parity import check_parity
-from onnxdeploy.exporter.provenance import stamp
+from onnxdeploy.exporter.provenance import provenance, stamp
 from onnxdeploy.exporter.plain_tasks import call, example_inputs, plain_task, token_bound
 from onnxdeploy.exporter.source import ModelSource, files_read, load_source
 from onnxdeploy.onnx_io import (
@@ -275,13 +275,8 @@ def _embed_metadata(
         "dynamic_batch": dynamic,
         "inputs": [i.to_json() for i in source.inputs],
     }
-    return stamp(
-        load_model(path, check=False),
-        source.reference,
-        exporter,
-        checkpoint=source.checkpoint,
-        extra={"onnxdeploy.input_spec": json.dumps(spec)},
-    )
+    meta = provenance(source.reference, exporter, source.checkpoint)
+    return stamp(load_model(path, check=False), meta | {"onnxdeploy.input_spec": json.dumps(spec)})
 
 
 MIN_OPSET = 7  # the oldest opset onnxruntime runs

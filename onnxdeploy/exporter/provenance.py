@@ -22,21 +22,13 @@ def source_hash(reference: str) -> str | None:
     return sha256_path(path) if path and os.path.exists(path) else None
 
 
-def stamp(
-    model: onnx.ModelProto,
-    reference: str,
-    exporter: str,
-    *,
-    checkpoint: str | None = None,
-    extra: dict[str, str] | None = None,
-) -> onnx.ModelProto:
-    """``model`` (in place) with its provenance and ``extra`` in its metadata (other keys kept)
-    and onnxdeploy as its producer."""
+def provenance(reference: str, exporter: str, checkpoint: str | None = None) -> dict[str, str]:
+    """The metadata saying where a graph came from (computed once per export: hashing an
+    ``hf:DIR`` reads every weight file)."""
     meta = {
         "onnxdeploy.version": onnxdeploy.__version__,
         "onnxdeploy.source": reference,
         "onnxdeploy.exporter": exporter,
-        **(extra or {}),
     }
     if checkpoint:
         meta["onnxdeploy.checkpoint"] = os.path.basename(checkpoint)
@@ -44,6 +36,12 @@ def stamp(
     digest = source_hash(reference)
     if digest:
         meta["onnxdeploy.source_sha256"] = digest
+    return meta
+
+
+def stamp(model: onnx.ModelProto, meta: dict[str, str]) -> onnx.ModelProto:
+    """``model`` (in place) with ``meta`` (``provenance`` and the export's own keys) merged into
+    its metadata (other keys kept) and onnxdeploy as its producer."""
     set_metadata(model, meta)
     model.producer_name = "onnxdeploy"
     model.producer_version = onnxdeploy.__version__
