@@ -8,6 +8,7 @@ from pathlib import Path
 
 import onnx
 
+from onnxdeploy.atomic import scratch_dir
 from onnxdeploy.errors import UserError
 from onnxdeploy.onnx_io import load_model
 from onnxdeploy.quantize.graph_facts import (
@@ -222,9 +223,7 @@ def _rescues(
         and request.activation_type is None
         and request.weight_type == "int8"
     ):  # onnxruntime's docs: u8u8 when u8s8 loses accuracy on x86 without VNNI
-        found.append(
-            replace(rescue, name="u8u8", activation_type="uint8", weight_type="uint8")
-        )
+        found.append(replace(rescue, name="u8u8", activation_type="uint8", weight_type="uint8"))
     depthwise = depthwise_nodes(model)
     if depthwise:
         found.append(
@@ -296,6 +295,21 @@ def apply_config(
             Path(ranges_dir) / f"ranges-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
         )
     reader.rewind()
+    ranges = Path(cache["calibration_cache_path"]) if cache else None
+    if config.method == "percentile" and ranges is not None and not ranges.exists():
+        from onnxdeploy.quantize.percentile import percentile_ranges
+
+        with scratch_dir("onnxdeploy-calib-") as scratch:  # onnxruntime's augmented model
+            percentile_ranges(
+                model_path,
+                reader,
+                ranges,
+                op_types=op_types,
+                percentile=config.percentile,
+                stride=stride,
+                scratch=scratch,
+            )
+        reader.rewind()
     quantize_static(
         model_path,
         output_path,
