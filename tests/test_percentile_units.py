@@ -116,6 +116,10 @@ class _Reader(CalibrationDataReader):
 
 @pytest.mark.parametrize("stride", [1, 4])
 def test_the_cache_is_the_one_onnxruntime_writes_and_quantizes_the_same(tmp_path, stride):
+    from onnxdeploy.quantize.configs import has_calibration_cache
+
+    if not has_calibration_cache():  # older onnxruntime: no cache, so apply_config never calls it
+        pytest.skip("this onnxruntime's quantize_static keeps no calibration cache")
     onnx.save(_model(), tmp_path / "m.onnx")
     model = str(tmp_path / "m.onnx")
     extra = {"CalibPercentile": 99.9, "CalibStridedMinMax": stride}
