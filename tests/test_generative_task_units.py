@@ -245,3 +245,20 @@ def test_a_reference_that_is_a_folder_is_hashed_into_every_graph(tmp_path, trace
         meta = metadata(model)
         assert meta["onnxdeploy.source_sha256"] == sha256_path(tmp_path / "model")
         assert model.producer_version == onnxdeploy.__version__
+
+
+def test_a_decoder_and_an_encoder_decoder_name_their_failed_copies_as_they_always_did(tmp_path):
+    """The plain export's rule for the decoder (the name less its suffix), the encoder-decoder's
+    stem for its files and their copies alike: the same for ``.onnx`` outputs, apart otherwise."""
+    from onnxdeploy.exporter.decoder import DECODER
+    from onnxdeploy.exporter.seq2seq import SEQ2SEQ
+
+    assert failed_name(tmp_path / "m.model") == tmp_path / "m.parity-failed.onnx"
+    assert tmp_path / "m.parity-failed.onnx" in DECODER.writes(tmp_path / "m.model")
+    assert tmp_path / "m.parity-failed.onnx.data" in DECODER.writes(tmp_path / "m.model")
+    written = {p.name for p in SEQ2SEQ.writes(tmp_path / "t5.model")}
+    assert {"t5.model.encoder.onnx", "t5.model.parity-failed.encoder.onnx"} <= written
+    assert {p.name for p in SEQ2SEQ.writes(tmp_path / "t5.onnx")} >= {
+        "t5.parity-failed.json",
+        "t5.parity-failed.decoder.onnx.data",
+    }

@@ -22,6 +22,7 @@ from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.exporter.inputs import ExportInput, float_inputs
 from onnxdeploy.models.outputs import is_tensor, flat_module, flatten_outputs
 from onnxdeploy.exporter.parity import check_parity
+from onnxdeploy.exporter.generative_task import failed_name
 from onnxdeploy.exporter.provenance import provenance, stamp
 from onnxdeploy.exporter.plain_tasks import call, example_inputs, plain_task, token_bound
 from onnxdeploy.exporter.source import ModelSource, files_read, load_source
@@ -296,7 +297,7 @@ def refuse_export_overwrite(model: str, output: str | Path, checkpoint: str | No
     """Exit 2 when anything ``export`` may write (the model, its parity-failed copy, their external
     data) would replace a file the model reference reads; returns the parity-failed path."""
     output = Path(output)
-    failed = output.with_name(output.stem + ".parity-failed.onnx")
+    failed = failed_name(output)
     refuse_overwrite([output, failed, *data_files(output, failed)], files_read(model, checkpoint))
     return failed
 

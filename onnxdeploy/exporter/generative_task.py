@@ -63,9 +63,11 @@ def stem(output: str | Path) -> str:
 
 
 def failed_name(output: str | Path) -> Path:
-    """What the parity-failed copies are named for: ``<stem>.parity-failed.onnx``."""
+    """Where an export that fails its parity keeps its graph: ``output``'s name less its suffix,
+    then ``.parity-failed.onnx`` (``m.onnx`` -> ``m.parity-failed.onnx``); the one rule of the
+    plain export and the decoder's."""
     output = Path(output)
-    return output.with_name(f"{stem(output)}.parity-failed.onnx")
+    return output.with_name(output.stem + ".parity-failed.onnx")
 
 
 def past_example(batch: int, heads: int, length: int, head_dim: int, count: int) -> list:
@@ -119,10 +121,15 @@ class GenerativeTask:
     def finish(self, model) -> None:
         """A last change to each traced graph, in place."""
 
+    def failed(self, output: Path) -> Path:
+        """What the parity-failed copies are named for (``files`` of it): ``failed_name``."""
+        return failed_name(output)
+
     def writes(self, output: str | Path) -> list[Path]:
         """Every file ``export`` may write for ``output``: its files, their parity-failed copies,
         the graphs' external data."""
-        written = [*self.files(Path(output)).values(), *self.files(failed_name(output)).values()]
+        output = Path(output)
+        written = [*self.files(output).values(), *self.files(self.failed(output)).values()]
         return [*written, *data_files(*(p for p in written if p.suffix == ".onnx"))]
 
     def export(
@@ -149,7 +156,7 @@ class GenerativeTask:
                 write_json(staged[MANIFEST], self._named(manifest, staged))
             progress(f"generation parity: {PARITY_STEPS} greedy steps vs transformers generate")
             parity = self.parity(module, staged)
-            target = self.files(output if parity.tokens_equal else failed_name(output))
+            target = self.files(output if parity.tokens_equal else self.failed(output))
             self._publish(staged, target, manifest)
         written = Written(target, graphs, parity, time.perf_counter() - started)
         result = self.result(module, reference, written)

@@ -233,6 +233,10 @@ class Seq2SeqTask(GenerativeTask):
             for role, suffix in (("encoder", "encoder.onnx"), ("decoder", "decoder.onnx"))
         } | {MANIFEST: output.with_name(f"{stem(output)}.json")}
 
+    def failed(self, output: Path) -> Path:
+        """``<stem>.parity-failed.onnx``, the stem as its files' (only ``.onnx`` dropped)."""
+        return output.with_name(f"{stem(output)}.parity-failed.onnx")
+
     def graphs(self, module):
         import torch
 
