@@ -23,7 +23,7 @@ from onnxdeploy.exporter.inputs import ExportInput, float_inputs
 from onnxdeploy.models.outputs import is_tensor, flat_module, flatten_outputs
 from onnxdeploy.exporter.parity import check_parity
 from onnxdeploy.exporter.generative_task import failed_name
-from onnxdeploy.exporter.provenance import provenance, stamp
+from onnxdeploy.exporter.provenance import provenance, route, stamp
 from onnxdeploy.exporter.plain_tasks import call, example_inputs, plain_task, token_bound
 from onnxdeploy.exporter.source import ModelSource, files_read, load_source
 from onnxdeploy.onnx_io import (
@@ -276,7 +276,7 @@ def _embed_metadata(
         "dynamic_batch": dynamic,
         "inputs": [i.to_json() for i in source.inputs],
     }
-    meta = provenance(source.reference, exporter, source.checkpoint)
+    meta = provenance(source.reference, source.checkpoint) | route(exporter)
     return stamp(load_model(path, check=False), meta | {"onnxdeploy.input_spec": json.dumps(spec)})
 
 

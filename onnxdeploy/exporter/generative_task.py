@@ -21,7 +21,7 @@ from onnxdeploy.atomic import refuse_overwrite, scratch_dir, staging_dir, write_
 from onnxdeploy.errors import CheckFailed, UserError
 from onnxdeploy.exporter.decoder_graph import DecoderGraph, export_graph
 from onnxdeploy.exporter.generation_parity import PARITY_STEPS, GenerationParity
-from onnxdeploy.exporter.provenance import provenance, stamp
+from onnxdeploy.exporter.provenance import provenance, route, stamp
 from onnxdeploy.onnx_io import check_model_file, data_files, move_model, write_model
 from onnxdeploy.progress import silent
 
@@ -172,7 +172,7 @@ class GenerativeTask:
 
     def _write(self, module, reference, staged, opset, fuse, progress) -> dict:
         """Trace, finish, tag, save and check every graph into ``staged``'s paths."""
-        graphs, source = {}, provenance(reference, "")  # its hash once for every graph
+        graphs, source = {}, provenance(reference)  # its hash once for every graph
         with scratch_dir("onnxdeploy-export-") as scratch:
             for graph in self.graphs(module):
                 progress(
@@ -195,8 +195,7 @@ class GenerativeTask:
                         f"({type(exc).__name__}: {first})"
                     ) from exc
                 self.finish(model)
-                route = {"onnxdeploy.exporter": made.route}
-                stamp(model, source | route | self.metadata(module, reference))
+                stamp(model, source | route(made.route) | self.metadata(module, reference))
                 write_model(model, staged[graph.role], external=self.external)
                 del model
                 check_model_file(staged[graph.role], staged[graph.role].name, full_check=False)

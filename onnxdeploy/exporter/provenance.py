@@ -1,5 +1,5 @@
 """What every exported graph says about where it came from, one definition for the plain graph
-and the generative families: onnxdeploy's version, the model reference, the exporter route, the
+and the generative families: onnxdeploy's version, the model reference, the exporter's route, the
 sha256 of the reference's files (a ``file.py:factory`` or ``hf:DIR``) and of a checkpoint; the
 graph's producer is onnxdeploy."""
 
@@ -22,14 +22,10 @@ def source_hash(reference: str) -> str | None:
     return sha256_path(path) if path and os.path.exists(path) else None
 
 
-def provenance(reference: str, exporter: str, checkpoint: str | None = None) -> dict[str, str]:
-    """The metadata saying where a graph came from (computed once per export: hashing an
-    ``hf:DIR`` reads every weight file)."""
-    meta = {
-        "onnxdeploy.version": onnxdeploy.__version__,
-        "onnxdeploy.source": reference,
-        "onnxdeploy.exporter": exporter,
-    }
+def provenance(reference: str, checkpoint: str | None = None) -> dict[str, str]:
+    """The metadata saying where a graph came from, computed once per export (hashing an
+    ``hf:DIR`` reads every weight file); each graph adds the route it took (``route``)."""
+    meta = {"onnxdeploy.version": onnxdeploy.__version__, "onnxdeploy.source": reference}
     if checkpoint:
         meta["onnxdeploy.checkpoint"] = os.path.basename(checkpoint)
         meta["onnxdeploy.checkpoint_sha256"] = sha256_path(checkpoint) or ""
@@ -37,6 +33,11 @@ def provenance(reference: str, exporter: str, checkpoint: str | None = None) -> 
     if digest:
         meta["onnxdeploy.source_sha256"] = digest
     return meta
+
+
+def route(exporter: str) -> dict[str, str]:
+    """The exporter a graph came out of (torch.export with fusions, TorchScript...)."""
+    return {"onnxdeploy.exporter": exporter}
 
 
 def stamp(model: onnx.ModelProto, meta: dict[str, str]) -> onnx.ModelProto:
