@@ -36,7 +36,11 @@ def _names(flags, **request):
 def test_x86_with_vnni_tries_u8s8_first_and_never_reduces_range(flags):
     tries = candidates(decide(flags), _cnn(), QuantizeConfig())
     first = tries[0]
-    assert (first.name, first.activation_type, first.weight_type) == ("isa-default", "uint8", "int8")
+    assert (first.name, first.activation_type, first.weight_type) == (
+        "isa-default",
+        "uint8",
+        "int8",
+    )
     assert first.per_channel and not first.reduce_range and first.quant_format == "qdq"
     assert [c.name for c in tries] == [
         "isa-default",
@@ -120,9 +124,21 @@ def test_static_candidates_share_one_calibration_and_get_the_same_ranges(tmp_pat
     shared = tmp_path / "ranges"
     shared.mkdir()
     for name in ("isa-default", "per-tensor", "s8s8", "qoperator"):
-        apply_config(tries[name], str(tmp_path / "m.onnx"), str(tmp_path / f"{name}.onnx"), reader, ranges_dir=shared)
+        apply_config(
+            tries[name],
+            str(tmp_path / "m.onnx"),
+            str(tmp_path / f"{name}.onnx"),
+            reader,
+            ranges_dir=shared,
+        )
     assert len(calls) == 1  # four candidates, one pass over the data
-    apply_config(tries["percentile"], str(tmp_path / "m.onnx"), str(tmp_path / "p.onnx"), reader, ranges_dir=shared)
+    apply_config(
+        tries["percentile"],
+        str(tmp_path / "m.onnx"),
+        str(tmp_path / "p.onnx"),
+        reader,
+        ranges_dir=shared,
+    )
     assert len(calls) == 2  # another method: its own pass
     # ranges from the cache give the same model as a fresh calibration
     apply_config(tries["s8s8"], str(tmp_path / "m.onnx"), str(tmp_path / "fresh.onnx"), reader)
@@ -137,6 +153,38 @@ def test_static_candidates_share_one_calibration_and_get_the_same_ranges(tmp_pat
 
     assert scales(tmp_path / "s8s8.onnx") == scales(tmp_path / "fresh.onnx")
     assert scales(tmp_path / "s8s8.onnx") != scales(tmp_path / "isa-default.onnx")  # u8 vs s8
+
+
+def test_a_percentile_candidate_on_its_own_calibrates_without_the_sort_too(tmp_path, monkeypatch):
+    """Without the search's shared folder (a cluster worker's candidate), percentile ranges still
+    come from ``quantize.percentile``, into a scratch cache, and quantize as the shared cache's."""
+    from onnxdeploy.quantize import percentile
+    from onnxdeploy.quantize.configs import has_calibration_cache
+
+    if not has_calibration_cache():
+        pytest.skip("this onnxruntime has no calibration cache: quantize_static calibrates")
+    onnx.save(_cnn(), str(tmp_path / "m.onnx"))
+    rng = np.random.default_rng(0)
+    batches = [{"x": rng.standard_normal((2, 3, 8, 8)).astype(np.float32)} for _ in range(4)]
+    reader = StreamingReader(lambda: iter(batches), batch_count=4, stride=2)
+    config = {c.name: c for c in candidates(decide(VNNI), _cnn(), QuantizeConfig())}["percentile"]
+    used, real = [], percentile.percentile_ranges
+    monkeypatch.setattr(
+        percentile, "percentile_ranges", lambda *a, **k: used.append(a[2]) or real(*a, **k)
+    )
+    alone, shared = tmp_path / "alone.onnx", tmp_path / "shared.onnx"
+    apply_config(config, str(tmp_path / "m.onnx"), str(alone), reader)
+    (tmp_path / "ranges").mkdir()
+    apply_config(
+        config, str(tmp_path / "m.onnx"), str(shared), reader, ranges_dir=tmp_path / "ranges"
+    )
+    assert len(used) == 2 and used[0].name == "ranges.json" and used[1].parent.name == "ranges"
+    assert not used[0].exists()  # the scratch cache went with its folder
+    weights = [
+        [numpy_helper.to_array(t).tolist() for t in onnx.load(str(p)).graph.initializer]
+        for p in (alone, shared)
+    ]
+    assert weights[0] == weights[1]
 
 
 def _unresolved_symbolic_model(path):
@@ -203,7 +251,8 @@ def test_quantize_writes_nothing_outside_its_output_when_shape_inference_gives_u
 
 def test_an_opset_11_model_is_upgraded_on_a_copy_and_quantized(tmp_path):
     """Per-channel QDQ needs opset 13: onnxruntime writes it into an opset-11 graph anyway and then
-    refuses to load the result. The model is upgraded on a verified copy; the user's file is kept."""
+    refuses to load the result. The model is upgraded on a verified copy; the user's file is kept.
+    """
     g = GraphBuilder(shape=(1, 3, 8, 8))
     old = g.model(g.conv(g.op("Relu", g.conv("x", 3, 8)), 8, 4), opset=11)
     onnx.save(old, str(tmp_path / "m.onnx"))

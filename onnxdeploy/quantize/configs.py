@@ -242,7 +242,10 @@ def apply_config(
     """Quantize with onnxruntime (its calibrators, QDQ insertion and MatMulNBits packing, not
     ours). With ``ranges_dir``, the ranges one calibration computes are kept there (onnxruntime's
     calibration cache) and every later static candidate with the same method and ops reuses them:
-    one calibration pass per method, not one per candidate."""
+    one calibration pass per method, not one per candidate. Percentile ranges are computed by
+    ``quantize.percentile`` (onnxruntime's calibrator without numpy's sort) into that cache, or
+    into a scratch one for a candidate on its own (a cluster worker's), where onnxruntime keeps
+    a cache at all."""
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -288,45 +291,44 @@ def apply_config(
     if config.exclude_ops:
         present = {node.op_type for node in float_model.graph.node}
         op_types = sorted(set(op_types or present) - set(config.exclude_ops))
-    cache = {}
+    ranges = None  # onnxruntime's calibration cache: computed ranges, loaded instead of calibrating
     if ranges_dir is not None and has_calibration_cache():
         key = f"{config.method}-{config.percentile}-{'.'.join(op_types or ['all'])}"
-        cache["calibration_cache_path"] = str(
-            Path(ranges_dir) / f"ranges-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
-        )
+        ranges = Path(ranges_dir) / f"ranges-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
     reader.rewind()
-    ranges = Path(cache["calibration_cache_path"]) if cache else None
-    if config.method == "percentile" and ranges is not None and not ranges.exists():
-        from onnxdeploy.quantize.percentile import percentile_ranges
+    with scratch_dir("onnxdeploy-calib-") as scratch:
+        if config.method == "percentile" and has_calibration_cache():
+            ranges = ranges or scratch / "ranges.json"  # a candidate on its own: this one's
+            if not ranges.exists():
+                from onnxdeploy.quantize.percentile import percentile_ranges
 
-        with scratch_dir("onnxdeploy-calib-") as scratch:  # onnxruntime's augmented model
-            percentile_ranges(
-                model_path,
-                reader,
-                ranges,
-                op_types=op_types,
-                percentile=config.percentile,
-                stride=stride,
-                scratch=scratch,
-            )
-        reader.rewind()
-    quantize_static(
-        model_path,
-        output_path,
-        reader,
-        quant_format=(
-            QuantFormat.QOperator if config.quant_format == "qoperator" else QuantFormat.QDQ
-        ),
-        per_channel=config.per_channel,
-        reduce_range=config.reduce_range,
-        activation_type=types[config.activation_type],
-        weight_type=types[config.weight_type],
-        nodes_to_exclude=list(config.exclude_nodes) or None,
-        op_types_to_quantize=op_types,
-        calibrate_method=method,
-        extra_options=extra,
-        **cache,
-    )
+                percentile_ranges(
+                    model_path,
+                    reader,
+                    ranges,
+                    op_types=op_types,
+                    percentile=config.percentile,
+                    stride=stride,
+                    scratch=scratch,  # onnxruntime's augmented model
+                )
+                reader.rewind()
+        quantize_static(
+            model_path,
+            output_path,
+            reader,
+            quant_format=(
+                QuantFormat.QOperator if config.quant_format == "qoperator" else QuantFormat.QDQ
+            ),
+            per_channel=config.per_channel,
+            reduce_range=config.reduce_range,
+            activation_type=types[config.activation_type],
+            weight_type=types[config.weight_type],
+            nodes_to_exclude=list(config.exclude_nodes) or None,
+            op_types_to_quantize=op_types,
+            calibrate_method=method,
+            extra_options=extra,
+            **({"calibration_cache_path": str(ranges)} if ranges is not None else {}),
+        )
 
 
 def has_calibration_cache() -> bool:
