@@ -310,8 +310,7 @@ def apply_config(
                     percentile=config.percentile,
                     stride=stride,
                     scratch=scratch,  # onnxruntime's augmented model
-                )
-                reader.rewind()
+                )  # the reader stays read: quantize_static loads the cache, reading no batch
         quantize_static(
             model_path,
             output_path,

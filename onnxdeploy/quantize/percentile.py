@@ -18,26 +18,33 @@ from pathlib import Path
 import numpy as np
 from onnxruntime.quantization.calibrate import HistogramCollector
 
+CHUNK = 1 << 18  # values placed at a time: positions, indices and masks stay near 7 MB
+
 
 def even_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """``np.histogram(values, bins=edges)[0]`` for nearly even ``edges``, without its sort: each
     value's bin from the width, then moved where rounding put it on the wrong side of an edge (the
     edges compared as numpy compares them), so the counts are numpy's exactly. Values outside the
-    edges and NaN are not counted; the last bin holds its right edge."""
+    edges and NaN are not counted; the last bin holds its right edge. ``CHUNK`` values at a time,
+    so the float64 positions and the indices never take more memory than the sort they replace."""
     bins = len(edges) - 1
     first, last = edges[0], edges[-1]
-    inside = values[(values >= first) & (values <= last)]
     scale = bins / (float(last) - float(first)) if last > first else 0.0
-    index = np.floor((inside.astype(np.float64) - float(first)) * scale).astype(np.intp)
-    np.clip(index, 0, bins - 1, out=index)
-    while True:  # a step or two: the edges drift from even by a small part of a bin
-        below = inside < edges[index]
-        above = (inside >= edges[index + 1]) & (index < bins - 1)
-        if not (below.any() or above.any()):
-            break
-        index -= below
-        index += above
-    return np.bincount(index, minlength=bins)
+    counts = np.zeros(bins, np.int64)
+    for start in range(0, values.size, CHUNK):
+        part = values[start : start + CHUNK]
+        inside = part[(part >= first) & (part <= last)]
+        index = np.floor((inside.astype(np.float64) - float(first)) * scale).astype(np.intp)
+        np.clip(index, 0, bins - 1, out=index)
+        while True:  # a step or two: the edges drift from even by a small part of a bin
+            below = inside < edges[index]
+            above = (inside >= edges[index + 1]) & (index < bins - 1)
+            if not (below.any() or above.any()):
+                break
+            index -= below
+            index += above
+        counts += np.bincount(index, minlength=bins)
+    return counts
 
 
 class UniformHistogramCollector(HistogramCollector):
